@@ -1,0 +1,5 @@
+//! The `aloft` binary: a thin shell around `aloft_cli`.
+
+fn main() -> std::process::ExitCode {
+    aloft_cli::main()
+}

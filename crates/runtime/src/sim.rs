@@ -1,0 +1,502 @@
+//! A simulated backend: machines are in-memory "processes" with scripted behaviour.
+//!
+//! It implements the [`Runtime`] contract faithfully (one run at a time, waiters see the exit,
+//! signals, kill, reattach) so the agent's state machine, the API and the CLI can be tested without
+//! root or VMs, and so `aloft dev up --runtime sim` works before an image exists. Share one
+//! `SimRuntime` between two agent instances to model machines outliving an agent restart.
+//!
+//! A machine's `config.env` scripts its process:
+//! - `SIM_EXIT_AFTER_MS=N` and `SIM_EXIT_CODE=C`: the process exits by itself after N ms with C.
+//! - `SIM_OOM_AFTER_MS=N`: the process is OOM-killed after N ms (exit 137, `oom_killed`).
+//! - `SIM_IGNORE_SIGTERM=1`: the process ignores every signal but SIGKILL.
+//! - `SIM_FAIL_START=1`: starting fails (as when the entrypoint does not exist).
+//!
+//! Exec understands `echo`, `true`, `false`, `env`, `hostname`, `cat` (echoes stdin), `sleep N`
+//! and `exit N`; anything else exits 127, as a shell would for a missing command.
+
+use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
+use aloft_types::MachineId;
+use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
+use aloft_types::signal::Signal;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// The simulated backend. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct SimRuntime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    machines: Mutex<HashMap<MachineId, SimMachine>>,
+    /// When set, `start` pauses here until [`SimRuntime::release_starts`] (tests of crashes
+    /// in the middle of a start).
+    gate: Mutex<Option<Arc<Notify>>>,
+    /// Counts `start` calls that reached the gate.
+    gate_arrivals: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct SimMachine {
+    run: Option<Run>,
+    logs: Vec<LogLine>,
+    starts: u64,
+}
+
+struct Run {
+    instance_id: String,
+    pid: u32,
+    ignore_term: bool,
+    env: Vec<(String, String)>,
+    exit: watch::Sender<Option<ExitStatus>>,
+    started: std::time::Instant,
+}
+
+impl SimRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every following `start` pause before the process runs, until `release_starts`.
+    pub fn hold_starts(&self) {
+        *self.inner.gate.lock().unwrap() = Some(Arc::new(Notify::new()));
+    }
+
+    /// Lets paused and future starts proceed.
+    pub fn release_starts(&self) {
+        if let Some(n) = self.inner.gate.lock().unwrap().take() {
+            n.notify_waiters();
+        }
+    }
+
+    /// Waits until `n` starts have arrived at the gate set by `hold_starts`.
+    pub async fn starts_held(&self, n: u64) {
+        let mut rx = self.inner.gate_arrivals.subscribe();
+        let _ = rx.wait_for(|c| *c >= n).await;
+    }
+
+    /// How many runs of this machine are live right now (never more than one).
+    pub fn live_runs(&self, id: &MachineId) -> usize {
+        let m = self.inner.machines.lock().unwrap();
+        m.get(id)
+            .and_then(|s| s.run.as_ref())
+            .filter(|r| r.exit.borrow().is_none())
+            .map_or(0, |_| 1)
+    }
+
+    /// How many times this machine has been started.
+    pub fn starts(&self, id: &MachineId) -> u64 {
+        self.inner
+            .machines
+            .lock()
+            .unwrap()
+            .get(id)
+            .map_or(0, |s| s.starts)
+    }
+
+    /// Whether the runtime holds anything for this machine.
+    pub fn knows(&self, id: &MachineId) -> bool {
+        self.inner.machines.lock().unwrap().contains_key(id)
+    }
+
+    fn log(&self, id: &MachineId, message: impl Into<String>) {
+        if let Some(m) = self.inner.machines.lock().unwrap().get_mut(id) {
+            m.logs.push(LogLine {
+                timestamp: aloft_types::time::now_ms(),
+                stream: "stdout".into(),
+                message: message.into(),
+            });
+            if m.logs.len() > 1000 {
+                m.logs.remove(0);
+            }
+        }
+    }
+
+    /// Ends the current run with `status`, unless it already ended.
+    fn end_run(&self, id: &MachineId, status: ExitStatus) {
+        let ended = {
+            let m = self.inner.machines.lock().unwrap();
+            match m.get(id).and_then(|s| s.run.as_ref()) {
+                Some(run) if run.exit.borrow().is_none() => {
+                    run.exit.send_replace(Some(status));
+                    true
+                }
+                _ => false,
+            }
+        };
+        if ended {
+            self.log(id, format!("process exited with code {}", status.exit_code));
+        }
+    }
+
+    fn with_run<T>(&self, id: &MachineId, f: impl FnOnce(&Run) -> T) -> Result<T, RuntimeError> {
+        let m = self.inner.machines.lock().unwrap();
+        let sm = m
+            .get(id)
+            .ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+        match &sm.run {
+            Some(run) if run.exit.borrow().is_none() => Ok(f(run)),
+            _ => Err(RuntimeError::NotRunning(id.clone())),
+        }
+    }
+}
+
+fn env_ms(env: &[(String, String)], key: &str) -> Option<u64> {
+    env.iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn env_flag(env: &[(String, String)], key: &str) -> bool {
+    env.iter()
+        .any(|(k, v)| k == key && (v == "1" || v == "true"))
+}
+
+#[async_trait]
+impl Runtime for SimRuntime {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { suspend: false }
+    }
+
+    async fn create(&self, spec: &MachineSpec) -> Result<(), RuntimeError> {
+        self.inner
+            .machines
+            .lock()
+            .unwrap()
+            .entry(spec.id.clone())
+            .or_default();
+        Ok(())
+    }
+
+    async fn start(&self, spec: &MachineSpec) -> Result<Running, RuntimeError> {
+        let gate = self.inner.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            let notified = gate.notified();
+            self.inner.gate_arrivals.send_modify(|c| *c += 1);
+            notified.await;
+        }
+        let env: Vec<(String, String)> = spec
+            .config
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if env_flag(&env, "SIM_FAIL_START") {
+            return Err(RuntimeError::StartFailed {
+                id: spec.id.clone(),
+                reason: "the entrypoint does not exist in the image (SIM_FAIL_START)".into(),
+            });
+        }
+        let pid = {
+            let mut machines = self.inner.machines.lock().unwrap();
+            let sm = machines.entry(spec.id.clone()).or_default();
+            if let Some(run) = &sm.run
+                && run.exit.borrow().is_none()
+            {
+                return Err(RuntimeError::Other(format!(
+                    "machine {} is already running; this is a bug in the caller",
+                    spec.id
+                )));
+            }
+            sm.starts += 1;
+            let pid = 1000 + sm.starts as u32;
+            let (tx, _) = watch::channel(None);
+            sm.run = Some(Run {
+                instance_id: spec.instance_id.clone(),
+                pid,
+                ignore_term: env_flag(&env, "SIM_IGNORE_SIGTERM"),
+                env: env.clone(),
+                exit: tx,
+                started: std::time::Instant::now(),
+            });
+            pid
+        };
+        self.log(
+            &spec.id,
+            format!(
+                "starting {} (instance {})",
+                spec.config.image, spec.instance_id
+            ),
+        );
+        let exit_after = env_ms(&env, "SIM_EXIT_AFTER_MS").map(|ms| {
+            (
+                ms,
+                ExitStatus::code(env_ms(&env, "SIM_EXIT_CODE").unwrap_or(0) as i32),
+            )
+        });
+        let oom_after = env_ms(&env, "SIM_OOM_AFTER_MS").map(|ms| {
+            (
+                ms,
+                ExitStatus {
+                    exit_code: 137,
+                    signal: Some(9),
+                    oom_killed: true,
+                },
+            )
+        });
+        if let Some((ms, status)) = exit_after.or(oom_after) {
+            let this = self.clone();
+            let id = spec.id.clone();
+            let mut rx = {
+                let m = self.inner.machines.lock().unwrap();
+                m[&id].run.as_ref().map(|r| r.exit.subscribe())
+            };
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                // Only end the run this timer belongs to.
+                if let Some(rx) = rx.as_mut()
+                    && rx.borrow_and_update().is_none()
+                    && this.live_runs(&id) == 1
+                {
+                    let same = this.with_run(&id, |r| r.pid == pid).unwrap_or(false);
+                    if same {
+                        this.end_run(&id, status);
+                    }
+                }
+            });
+        }
+        Ok(Running {
+            instance_id: spec.instance_id.clone(),
+            pid: Some(pid),
+        })
+    }
+
+    async fn signal(&self, id: &MachineId, signal: Signal) -> Result<(), RuntimeError> {
+        let ignore = self.with_run(id, |r| r.ignore_term)?;
+        self.log(id, format!("received {signal}"));
+        if signal == Signal::KILL || !ignore {
+            self.end_run(id, ExitStatus::signaled(signal));
+        }
+        Ok(())
+    }
+
+    async fn kill(&self, id: &MachineId) -> Result<(), RuntimeError> {
+        match self.with_run(id, |_| ()) {
+            Ok(()) => {
+                self.end_run(id, ExitStatus::signaled(Signal::KILL));
+                Ok(())
+            }
+            Err(RuntimeError::NotRunning(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn wait(&self, id: &MachineId) -> Result<ExitStatus, RuntimeError> {
+        let mut rx = {
+            let m = self.inner.machines.lock().unwrap();
+            let sm = m
+                .get(id)
+                .ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
+            sm.run
+                .as_ref()
+                .ok_or_else(|| RuntimeError::NotRunning(id.clone()))?
+                .exit
+                .subscribe()
+        };
+        let status = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| RuntimeError::NotRunning(id.clone()))?;
+        Ok(status.unwrap_or_default())
+    }
+
+    async fn exec(
+        &self,
+        id: &MachineId,
+        argv: &[String],
+        stdin: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ExecResponse, RuntimeError> {
+        let env = self.with_run(id, |r| r.env.clone())?;
+        let ok = |stdout: String| ExecResponse {
+            exit_code: 0,
+            exit_signal: -1,
+            stdout,
+            stderr: String::new(),
+        };
+        let args = &argv[1.min(argv.len())..];
+        Ok(match argv.first().map(String::as_str) {
+            Some("echo") => ok(format!("{}\n", args.join(" "))),
+            Some("true") => ok(String::new()),
+            Some("false") => ExecResponse {
+                exit_code: 1,
+                ..ok(String::new())
+            },
+            Some("env") => ok(env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()),
+            Some("hostname") => ok(format!("{id}\n")),
+            Some("cat") => ok(stdin.unwrap_or_default().to_string()),
+            Some("exit") => ExecResponse {
+                exit_code: args.first().and_then(|a| a.parse().ok()).unwrap_or(0),
+                ..ok(String::new())
+            },
+            Some("sleep") => {
+                let secs: f64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(0.0);
+                let want = Duration::from_secs_f64(secs.max(0.0));
+                if want > timeout {
+                    tokio::time::sleep(timeout).await;
+                    ExecResponse {
+                        exit_code: 137,
+                        exit_signal: 9,
+                        stdout: String::new(),
+                        stderr: format!("exec timed out after {}s\n", timeout.as_secs()),
+                    }
+                } else {
+                    tokio::time::sleep(want).await;
+                    ok(String::new())
+                }
+            }
+            Some(other) => ExecResponse {
+                exit_code: 127,
+                exit_signal: -1,
+                stdout: String::new(),
+                stderr: format!(
+                    "{other}: command not found (the sim runtime knows echo, true, false, env, hostname, cat, sleep, exit)\n"
+                ),
+            },
+            None => ExecResponse {
+                exit_code: 127,
+                exit_signal: -1,
+                stdout: String::new(),
+                stderr: "no command given\n".into(),
+            },
+        })
+    }
+
+    async fn logs(&self, id: &MachineId) -> Result<Vec<LogLine>, RuntimeError> {
+        let m = self.inner.machines.lock().unwrap();
+        Ok(m.get(id).map(|s| s.logs.clone()).unwrap_or_default())
+    }
+
+    async fn stats(&self, id: &MachineId) -> Result<Stats, RuntimeError> {
+        self.with_run(id, |r| Stats {
+            cpu_ms: r.started.elapsed().as_millis() as u64 / 100,
+            memory_bytes: 8 << 20,
+        })
+    }
+
+    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessInfo>, RuntimeError> {
+        self.with_run(id, |r| {
+            vec![ProcessInfo {
+                pid: r.pid,
+                command: "sim-process".into(),
+                cpu_ms: r.started.elapsed().as_millis() as u64 / 100,
+                rss_bytes: 8 << 20,
+            }]
+        })
+    }
+
+    async fn destroy(&self, id: &MachineId) -> Result<(), RuntimeError> {
+        let mut m = self.inner.machines.lock().unwrap();
+        if let Some(sm) = m.get(id)
+            && let Some(run) = &sm.run
+            && run.exit.borrow().is_none()
+        {
+            return Err(RuntimeError::Other(format!(
+                "machine {id} is still running; stop it before destroying"
+            )));
+        }
+        m.remove(id);
+        Ok(())
+    }
+
+    async fn reattach(&self, id: &MachineId) -> Result<Option<Running>, RuntimeError> {
+        Ok(self
+            .with_run(id, |r| Running {
+                instance_id: r.instance_id.clone(),
+                pid: Some(r.pid),
+            })
+            .ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_types::MachineConfig;
+
+    fn spec(env: &[(&str, &str)]) -> MachineSpec {
+        let mut config = MachineConfig::for_image("sim");
+        for (k, v) in env {
+            config.env.insert(k.to_string(), v.to_string());
+        }
+        MachineSpec {
+            id: MachineId::random(),
+            app: "a".into(),
+            org: "o".into(),
+            region: "local".into(),
+            private_ip: "fdaa::2".into(),
+            instance_id: "i1".into(),
+            config,
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_with_term() {
+        let rt = SimRuntime::new();
+        let s = spec(&[]);
+        rt.create(&s).await.unwrap();
+        rt.start(&s).await.unwrap();
+        assert_eq!(rt.live_runs(&s.id), 1);
+        let st = rt
+            .stop(&s.id, Signal::TERM, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(st.signal, Some(15));
+        assert_eq!(rt.live_runs(&s.id), 0);
+        assert!(rt.reattach(&s.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn ignoring_term_gets_killed_after_timeout() {
+        let rt = SimRuntime::new();
+        let s = spec(&[("SIM_IGNORE_SIGTERM", "1")]);
+        rt.start(&s).await.unwrap();
+        let st = rt
+            .stop(&s.id, Signal::TERM, Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(st.signal, Some(9));
+    }
+
+    #[tokio::test]
+    async fn exits_by_itself() {
+        let rt = SimRuntime::new();
+        let s = spec(&[("SIM_EXIT_AFTER_MS", "10"), ("SIM_EXIT_CODE", "3")]);
+        rt.start(&s).await.unwrap();
+        assert_eq!(rt.wait(&s.id).await.unwrap().exit_code, 3);
+        let s = spec(&[("SIM_OOM_AFTER_MS", "10")]);
+        rt.start(&s).await.unwrap();
+        assert!(rt.wait(&s.id).await.unwrap().oom_killed);
+    }
+
+    #[tokio::test]
+    async fn exec_and_double_start() {
+        let rt = SimRuntime::new();
+        let s = spec(&[("A", "1")]);
+        rt.start(&s).await.unwrap();
+        assert!(rt.start(&s).await.is_err());
+        let r = rt
+            .exec(
+                &s.id,
+                &["echo".into(), "hi".into()],
+                None,
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.stdout, "hi\n");
+        let r = rt
+            .exec(&s.id, &["nope".into()], None, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code, 127);
+    }
+}

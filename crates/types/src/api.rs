@@ -1,0 +1,350 @@
+//! Request and response bodies of the Machines API (and of the internal agent API, which uses the
+//! same bodies).
+
+use crate::config::MachineConfig;
+use crate::signal::Signal;
+use crate::state::MachineState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+/// The header that carries a lease's nonce on writes.
+pub const LEASE_NONCE_HEADER: &str = "fly-machine-lease-nonce";
+
+/// `POST /v1/apps`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppRequest {
+    pub app_name: String,
+    /// Defaults to the token's org.
+    #[serde(default)]
+    pub org_slug: Option<String>,
+    /// The reference's `network` (custom 6PN network name); accepted and ignored.
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+/// An app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub organization: OrgRef,
+    pub status: String,
+    pub machine_count: u32,
+    pub network: String,
+    pub created_at: String,
+}
+
+/// An org as it appears inside other objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrgRef {
+    pub name: String,
+    pub slug: String,
+}
+
+/// `GET /v1/apps`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AppList {
+    pub total_apps: u32,
+    pub apps: Vec<App>,
+}
+
+/// `GET /v1/apps?org_slug=`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+pub struct ListAppsQuery {
+    pub org_slug: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/machines`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMachineRequest {
+    pub config: MachineConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Create the machine without starting it (state `created`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_launch: bool,
+    /// Take a lease of this many seconds on the new machine; its nonce comes back as `nonce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<u64>,
+    /// Accepted for compatibility; there is no service registration step to skip.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_service_registration: bool,
+}
+
+/// `POST /v1/apps/{app}/machines/{id}` (update): a full new config, making a new version.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMachineRequest {
+    pub config: MachineConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Must match the region the machine is in, if given (machines do not move).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Leave a stopped machine stopped after the update.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_launch: bool,
+    /// Refuse the update (412) unless this is the machine's current `instance_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_service_registration: bool,
+}
+
+/// `GET /v1/apps/{app}/machines` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct ListMachinesQuery {
+    /// Include destroyed machines.
+    #[serde(default)]
+    pub include_deleted: Option<bool>,
+    pub region: Option<String>,
+    /// A comma-separated list of states.
+    pub state: Option<String>,
+    /// `metadata.{key}=value` filters are read from the raw query string.
+    #[serde(skip)]
+    #[param(ignore)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// `POST .../stop` body (all optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<Signal>,
+    /// `"30s"` or a number of seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<crate::config::DurationStr>,
+}
+
+/// `POST .../restart` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct RestartQuery {
+    pub signal: Option<String>,
+    /// `"30s"` or a number of seconds.
+    pub timeout: Option<String>,
+    pub force_stop: Option<bool>,
+}
+
+/// `POST .../signal` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignalRequest {
+    pub signal: Signal,
+}
+
+/// `DELETE .../{id}` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct DestroyQuery {
+    /// Kill a started machine instead of refusing.
+    pub force: Option<bool>,
+}
+
+/// `GET .../wait` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct WaitQuery {
+    /// `started` (default), `stopped`, `suspended` or `destroyed`.
+    pub state: Option<String>,
+    /// Seconds, 1 to 60 (default 60).
+    pub timeout: Option<String>,
+    /// Wait for this version of the machine.
+    pub instance_id: Option<String>,
+    /// Accepted for compatibility with the reference's clients.
+    pub from_event_id: Option<String>,
+}
+
+/// The reply to a successful wait.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WaitResponse {
+    pub ok: bool,
+    pub state: MachineState,
+}
+
+/// `{"ok": true}`, with a note when the operation was not done exactly as asked.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OkResponse {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl OkResponse {
+    pub fn ok() -> Self {
+        Self {
+            ok: true,
+            note: None,
+        }
+    }
+}
+
+/// `POST .../start` reply.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StartResponse {
+    pub previous_state: MachineState,
+}
+
+/// `POST .../suspend` reply: `suspended` is false when the backend could not suspend and the
+/// machine was stopped instead (the note says so).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SuspendResponse {
+    pub ok: bool,
+    pub suspended: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `POST .../lease` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// Seconds the lease lasts (default 30).
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A lease on a machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Lease {
+    pub nonce: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub owner: String,
+    #[serde(default)]
+    pub description: String,
+    pub version: String,
+}
+
+/// The reply of the lease endpoints: `{"status": "success", "data": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    pub status: String,
+    pub data: Lease,
+}
+
+/// `POST .../metadata/{key}` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataValue {
+    pub value: String,
+}
+
+/// `POST .../exec` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The program and its arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// The reference's older form: one string, split on whitespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<String>,
+    /// Seconds (default 30, at most 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+impl ExecRequest {
+    /// The argv to run.
+    pub fn argv(&self) -> Vec<String> {
+        if !self.command.is_empty() {
+            self.command.clone()
+        } else {
+            self.cmd
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        }
+    }
+}
+
+/// `POST .../exec` reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecResponse {
+    pub exit_code: i32,
+    pub exit_signal: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// One version of a machine's config (`GET .../versions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MachineVersion {
+    pub version: String,
+    pub user_config: MachineConfig,
+    pub created_at: String,
+}
+
+/// A line of a machine's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub stream: String,
+    pub message: String,
+}
+
+/// A process in a machine (`GET .../ps`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub command: String,
+    pub cpu_ms: u64,
+    pub rss_bytes: u64,
+}
+
+/// A region (`GET /v1/platform/regions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Region {
+    pub code: String,
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Hosts serving this region.
+    pub hosts: u32,
+    /// Free capacity across them.
+    pub free_cpus: u32,
+    pub free_memory_mb: u64,
+}
+
+/// `GET /v1/platform/regions` reply.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegionList {
+    pub regions: Vec<Region>,
+}
+
+/// What a host agent tells the control plane about itself (internal API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostInfo {
+    pub id: String,
+    pub region: String,
+    /// Where the control plane reaches the agent's internal API (`http://host:port`).
+    pub address: String,
+    pub runtime: String,
+    pub cpus: u32,
+    pub memory_mb: u64,
+    pub allocated_cpus: u32,
+    pub allocated_memory_mb: u64,
+}
+
+/// The headers the control plane adds when it forwards a request to an agent.
+pub mod internal {
+    /// The org that owns the app (slug).
+    pub const ORG_HEADER: &str = "x-aloft-org";
+    /// The org's 6PN network id.
+    pub const NETWORK_HEADER: &str = "x-aloft-network-id";
+    /// Who the caller is, for lease ownership.
+    pub const ACTOR_HEADER: &str = "x-aloft-actor";
+}

@@ -1,0 +1,255 @@
+//! The API's error type, independent of HTTP: each variant maps to one status code at the edge
+//! (`ApiError::status`), and every message says what to do next.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The JSON body of every error response: `{"error": "..."}` as in the reference, plus the field
+/// and allowed values when a config is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong and what to do about it.
+    pub error: String,
+    /// The offending field, as a path (`config.guest.memory_mb`), for 422 responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The values the field accepts, when there is a short list of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
+}
+
+/// An error the API returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request could not be read (malformed JSON, bad query).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no token, or a token that is not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: no such object (or one the token's org may not see).
+    #[error("{0}")]
+    NotFound(String),
+    /// 408: a wait ran out of time.
+    #[error("{0}")]
+    Timeout(String),
+    /// 409: a lease is held by someone else, or the object already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: the machine is not in a state that allows the operation.
+    #[error("{0}")]
+    Precondition(String),
+    /// 413: the body is too large.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 422: the request was read but a value is not allowed.
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        field: String,
+        allowed: Vec<String>,
+    },
+    /// 503: a host or backend is not reachable or has no room.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or a failure of the host.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 422 naming the field and the allowed values.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            message: message.into(),
+            field: field.into(),
+            allowed: Vec::new(),
+        }
+    }
+
+    /// A 422 naming the field and listing what it accepts.
+    pub fn invalid_choice(
+        field: impl Into<String>,
+        got: impl std::fmt::Display,
+        allowed: &[&str],
+    ) -> Self {
+        let field = field.into();
+        Self::Invalid {
+            message: format!(
+                "{field}: `{got}` is not allowed; use one of: {}",
+                allowed.join(", ")
+            ),
+            field,
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The HTTP status code this error maps to.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::NotFound(_) => 404,
+            Self::Timeout(_) => 408,
+            Self::Conflict(_) => 409,
+            Self::Precondition(_) => 412,
+            Self::TooLarge(_) => 413,
+            Self::Invalid { .. } => 422,
+            Self::Unavailable(_) => 503,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// The JSON body for this error.
+    pub fn body(&self) -> ErrorBody {
+        match self {
+            Self::Invalid {
+                message,
+                field,
+                allowed,
+            } => ErrorBody {
+                error: message.clone(),
+                field: Some(field.clone()),
+                allowed: allowed.clone(),
+            },
+            other => ErrorBody {
+                error: other.to_string(),
+                field: None,
+                allowed: Vec::new(),
+            },
+        }
+    }
+
+    /// Rebuilds an error from a status code and body (what a client of the API receives).
+    pub fn from_response(status: u16, body: ErrorBody) -> Self {
+        let msg = body.error;
+        match status {
+            400 => Self::BadRequest(msg),
+            401 | 403 => Self::Unauthorized(msg),
+            404 => Self::NotFound(msg),
+            408 => Self::Timeout(msg),
+            409 => Self::Conflict(msg),
+            412 => Self::Precondition(msg),
+            413 => Self::TooLarge(msg),
+            422 => Self::Invalid {
+                message: msg,
+                field: body.field.unwrap_or_default(),
+                allowed: body.allowed,
+            },
+            503 => Self::Unavailable(msg),
+            _ => Self::Internal(msg),
+        }
+    }
+
+    /// Reads a JSON request body: syntax errors are 400, values of the wrong type or not allowed
+    /// are 422 naming the field path (`config.guest.cpu_kind`).
+    pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(v),
+            Err(err) => {
+                let path = err.path().to_string();
+                let e = err.into_inner();
+                use serde_json::error::Category;
+                match e.classify() {
+                    Category::Syntax | Category::Eof | Category::Io => Err(ApiError::BadRequest(
+                        format!("the request body is not valid JSON: {e}; send a JSON object"),
+                    )),
+                    Category::Data => {
+                        let field = if path == "." {
+                            "body".to_string()
+                        } else {
+                            path
+                        };
+                        let message = strip_position(&e.to_string());
+                        Err(ApiError::Invalid {
+                            allowed: allowed_from_serde(&message),
+                            message: format!("{field}: {message}"),
+                            field,
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// serde's "expected one of `a`, `b`" (or "expected `a` or `b`") list, as allowed values.
+fn allowed_from_serde(msg: &str) -> Vec<String> {
+    let Some(i) = msg.find("expected ") else {
+        return Vec::new();
+    };
+    let list = &msg[i + "expected ".len()..];
+    let list = list.strip_prefix("one of ").unwrap_or(list);
+    if !list.starts_with('`') {
+        return Vec::new();
+    }
+    list.split(", ")
+        .flat_map(|s| s.split(" or "))
+        .map(|s| s.trim_matches(|c| c == '`' || c == ' ').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        kind: Kind,
+        n: u32,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Shared,
+        Performance,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Outer {
+        items: Vec<Inner>,
+    }
+
+    #[test]
+    fn syntax_errors_are_400() {
+        let e = ApiError::parse_json::<Outer>(b"{nope").unwrap_err();
+        assert_eq!(e.status(), 400);
+    }
+
+    #[test]
+    fn data_errors_name_the_field_and_allowed_values() {
+        let e = ApiError::parse_json::<Outer>(
+            br#"{"items":[{"kind":"shared","n":1},{"kind":"big","n":1}]}"#,
+        )
+        .unwrap_err();
+        let b = e.body();
+        assert_eq!(e.status(), 422);
+        assert_eq!(b.field.as_deref(), Some("items[1].kind"), "{b:?}");
+        assert_eq!(b.allowed, vec!["shared", "performance"]);
+
+        let e =
+            ApiError::parse_json::<Outer>(br#"{"items":[{"kind":"shared","n":"x"}]}"#).unwrap_err();
+        assert_eq!(e.body().field.as_deref(), Some("items[0].n"));
+
+        let e = ApiError::parse_json::<Outer>(br#"{"items":[{"kind":"shared","n":1,"typo":2}]}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.body().field.as_deref(),
+            Some("items[0].typo"),
+            "{:?}",
+            e.body()
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! Identifiers: machine ids (14 hex characters, as in the reference) and instance ids (ULIDs, one
+//! per machine version).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use utoipa::ToSchema;
+
+/// A machine's id: 14 lowercase hex characters, e.g. `3d8d9016b24e89`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "3d8d9016b24e89")]
+pub struct MachineId(String);
+
+impl MachineId {
+    /// A new random machine id.
+    pub fn random() -> Self {
+        Self(random_hex(7))
+    }
+
+    /// Parses a machine id, refusing anything that is not 14 hex characters.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 14
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MachineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A machine version's id (a ULID). Every update of a machine's config makes a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "01JDK2Z6W5S0V5Q8X4C7B9N3M2")]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    /// A new instance id, ordered by creation time.
+    pub fn new() -> Self {
+        Self(ulid::Ulid::new().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for InstanceId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `n` random bytes from the operating system as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).expect("the operating system's random source failed");
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_ids_are_14_hex() {
+        let id = MachineId::random();
+        assert_eq!(id.as_str().len(), 14);
+        assert!(MachineId::parse(id.as_str()).is_some());
+        assert!(MachineId::parse("xyz").is_none());
+        assert!(MachineId::parse("3D8D9016B24E89").is_none());
+    }
+}

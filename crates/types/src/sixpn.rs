@@ -1,0 +1,38 @@
+//! 6PN addressing: `fdaa` (16 bits) | network id (32) | host id (32) | machine (32) | 16 free bits.
+//! Each org's network is a /48 (well, `fdaa:` plus its 32-bit network id), each machine a /112 on
+//! its host; the machine itself answers on `<prefix>::2` of its /112.
+
+use std::net::Ipv6Addr;
+
+/// The private address of machine number `machine` on host `host` in network `network`.
+pub fn machine_address(network: u32, host: u32, machine: u32) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfdaa,
+        (network >> 16) as u16,
+        network as u16,
+        (host >> 16) as u16,
+        host as u16,
+        (machine >> 16) as u16,
+        machine as u16,
+        2,
+    )
+}
+
+/// The network id an address belongs to, if it is a 6PN address.
+pub fn network_of(addr: Ipv6Addr) -> Option<u32> {
+    let s = addr.segments();
+    (s[0] == 0xfdaa).then(|| (u32::from(s[1]) << 16) | u32::from(s[2]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let a = machine_address(0x0001_0002, 7, 0x0003_0004);
+        assert_eq!(a.to_string(), "fdaa:1:2:0:7:3:4:2");
+        assert_eq!(network_of(a), Some(0x0001_0002));
+        assert_eq!(network_of("fd00::1".parse().unwrap()), None);
+    }
+}
