@@ -1,1 +1,56 @@
-//! placeholder
+//! The aloft host agent: the source of truth for the machines on one host.
+//!
+//! The agent keeps its machines in its own SQLite store (`<data_dir>/agent.db`), drives them
+//! through a [`Runtime`](aloft_runtime::Runtime) with the state machine in ARCHITECTURE.md, and
+//! serves the machine endpoints of the Machines API on the same paths and JSON as the public API
+//! (the control plane forwards requests to it unchanged), behind a cluster-internal bearer token.
+//!
+//! - `store`: the SQLite store; every transition is written before it is acted on, and the
+//!   state it reached after.
+//! - `ops`, `lease`: the API's operations and leases; each write runs as a task the agent owns,
+//!   under the machine's lock.
+//! - `runs`: starting and stopping runs, the supervisor per run, restart policies.
+//! - `reconcile`: at start-up, adopt what still runs and finish what a crash interrupted.
+//! - [`http`]: the axum router and its OpenAPI document ([`http::MachinesApiDoc`]).
+//! - [`spawn_heartbeat`]: registration with the control plane every 10 s.
+//!
+//! Restarting the agent never stops machines: [`Agent::open`] reattaches to them.
+
+mod agent;
+mod error;
+mod heartbeat;
+pub mod http;
+mod lease;
+mod ops;
+mod reconcile;
+mod runs;
+mod store;
+mod tasks;
+
+#[cfg(test)]
+mod proptests;
+
+pub use agent::Agent;
+pub use error::AgentError;
+pub use heartbeat::spawn_heartbeat;
+
+use std::path::PathBuf;
+
+/// How an agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Holds agent.db (SQLite).
+    pub data_dir: PathBuf,
+    /// This host's id, e.g. "local-1".
+    pub host_id: String,
+    /// The host part of 6PN addresses.
+    pub host_number: u32,
+    /// The region this host serves.
+    pub region: String,
+    /// CPU capacity advertised for placement.
+    pub cpus: u32,
+    /// Memory capacity (MB) advertised for placement.
+    pub memory_mb: u64,
+    /// The bearer token the control plane must send.
+    pub internal_token: String,
+}

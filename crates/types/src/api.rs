@@ -86,7 +86,7 @@ pub struct UpdateMachineRequest {
     /// Must match the region the machine is in, if given (machines do not move).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Leave a stopped machine stopped after the update.
+    /// Do not run the new version: a started machine ends `stopped` instead of being restarted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_launch: bool,
     /// Refuse the update (412) unless this is the machine's current `instance_id`.
@@ -100,6 +100,7 @@ pub struct UpdateMachineRequest {
 
 /// `GET /v1/apps/{app}/machines` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListMachinesQuery {
     /// Include destroyed machines.
     #[serde(default)]
@@ -126,6 +127,7 @@ pub struct StopRequest {
 
 /// `POST .../restart` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RestartQuery {
     pub signal: Option<String>,
     /// `"30s"` or a number of seconds.
@@ -142,6 +144,7 @@ pub struct SignalRequest {
 
 /// `DELETE .../{id}` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DestroyQuery {
     /// Kill a started machine instead of refusing.
     pub force: Option<bool>,
@@ -149,6 +152,7 @@ pub struct DestroyQuery {
 
 /// `GET .../wait` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// `started` (default), `stopped`, `suspended` or `destroyed`.
     pub state: Option<String>,

@@ -147,7 +147,7 @@ impl Guest {
             ));
         }
         let (lo, hi) = Self::memory_range(self.cpu_kind, self.cpus);
-        if self.memory_mb < lo || self.memory_mb > hi || self.memory_mb % 256 != 0 {
+        if self.memory_mb < lo || self.memory_mb > hi || !self.memory_mb.is_multiple_of(256) {
             return Err(ApiError::Invalid {
                 message: format!(
                     "config.guest.memory_mb: {} MB is not allowed for {} cpus of kind {}; use a multiple of 256 from {lo} to {hi}",
@@ -326,11 +326,12 @@ pub struct Port {
 }
 
 impl Port {
-    /// The public ports this entry covers.
+    /// The public ports this entry covers (none when it names neither `port` nor a range).
     pub fn range(&self) -> std::ops::RangeInclusive<u32> {
         match (self.port, self.start_port, self.end_port) {
             (Some(p), _, _) => p..=p,
             (None, Some(a), Some(b)) => a..=b,
+            #[allow(clippy::reversed_empty_ranges)]
             _ => 1..=0,
         }
     }

@@ -1,0 +1,361 @@
+//! Runs of a machine: starting and stopping them through the runtime, the supervisor task that
+//! waits for each run to end, and what happens when a process exits by itself (the restart
+//! policy and `auto_destroy`).
+//!
+//! Each helper expects its caller to hold the machine's lock and to have written the intent
+//! (`starting`, `stopping`, ...) first; each writes the state it reached.
+
+use crate::agent::{Agent, Locked, event, kind_name};
+use crate::store::Record;
+use crate::tasks::TaskKind;
+use aloft_runtime::{ExitStatus, MachineSpec, RuntimeError};
+use aloft_types::config::RestartPolicy;
+use aloft_types::machine::{EventRequest, EventSource, EventType, ExitEvent};
+use aloft_types::signal::Signal;
+use aloft_types::time::{now_ms, rfc3339};
+use aloft_types::{ApiError, MachineEvent, MachineId, MachineState};
+use std::time::Duration;
+
+/// The longest pause before the restart policy starts a machine again.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the runtime needs to run the record's current version.
+pub(crate) fn spec_of(rec: &Record) -> MachineSpec {
+    MachineSpec {
+        id: rec.id.clone(),
+        app: rec.app.clone(),
+        org: rec.org.clone(),
+        region: rec.region.clone(),
+        private_ip: rec.private_ip.clone(),
+        instance_id: rec.instance_id.to_string(),
+        config: rec.config.clone(),
+    }
+}
+
+/// The `exit` event for a run that ended (`None`: how it ended is not known).
+pub(crate) fn exit_events(
+    status: Option<ExitStatus>,
+    requested_stop: bool,
+    restarts: u32,
+    source: EventSource,
+    message: Option<String>,
+) -> Vec<MachineEvent> {
+    let exit = match status {
+        Some(st) => ExitEvent {
+            exit_code: st.exit_code,
+            oom_killed: st.oom_killed,
+            requested_stop,
+            signal: st.signal.unwrap_or(-1),
+            exited_at: rfc3339(now_ms()),
+            restarts,
+        },
+        None => ExitEvent {
+            exit_code: -1,
+            oom_killed: false,
+            requested_stop,
+            signal: -1,
+            exited_at: rfc3339(now_ms()),
+            restarts,
+        },
+    };
+    let mut e = event(EventType::Exit, MachineState::Stopped, source, None);
+    e.request = Some(EventRequest {
+        exit_event: Some(exit),
+        message,
+    });
+    vec![e]
+}
+
+fn policy_name(p: RestartPolicy) -> &'static str {
+    match p {
+        RestartPolicy::No => "no",
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+    }
+}
+
+/// The pause before the restart policy's restart number `attempt + 1`: none for the first, then
+/// growing, so a process that dies at once does not spin the host.
+fn restart_backoff(attempt: u32) -> Duration {
+    (Duration::from_millis(50) * attempt).min(MAX_RESTART_BACKOFF)
+}
+
+impl Agent {
+    /// Runs the machine's current version; ends `started` (supervised) or `failed`, recording
+    /// an event of `kind`. A failed start is also returned as an error.
+    pub(crate) async fn start_run(
+        &self,
+        m: &mut Locked,
+        kind: EventType,
+        source: EventSource,
+        message: Option<String>,
+    ) -> Result<(), ApiError> {
+        let runtime = self.runtime()?;
+        let spec = spec_of(&m.rec);
+        let mut started = match runtime.create(&spec).await {
+            Ok(()) => runtime.start(&spec).await,
+            Err(e) => Err(e),
+        };
+        let id = m.rec.id.clone();
+        if started.is_err() {
+            // A start that raced this one (a crashed agent's, finishing after the crash) may
+            // already run this very version: adopt it rather than fail the machine.
+            if let Ok(Some(running)) = runtime.reattach(&id).await
+                && running.instance_id == spec.instance_id
+            {
+                started = Ok(running);
+            }
+        }
+        match started {
+            Ok(_) => {
+                let run = m.slot.next_run();
+                self.save(
+                    m,
+                    MachineState::Started,
+                    vec![event(kind, MachineState::Started, source, message)],
+                )?;
+                self.supervise(id, run);
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!(
+                    "{e}; fix the machine's config (aloft machine update {id}) and start it again"
+                );
+                self.save(
+                    m,
+                    MachineState::Failed,
+                    vec![event(kind, MachineState::Failed, source, Some(why.clone()))],
+                )?;
+                Err(ApiError::Internal(format!(
+                    "machine {id} could not start and is now failed: {why}"
+                )))
+            }
+        }
+    }
+
+    /// Ends the current run on purpose (`signal`, then SIGKILL after `timeout`) and says how it
+    /// ended; `None` when nothing was running. On a runtime failure the machine is put in the
+    /// state that matches what runs, with an event of `kind`, and the error is returned.
+    pub(crate) async fn stop_run(
+        &self,
+        m: &mut Locked,
+        signal: Signal,
+        timeout: Duration,
+        kind: EventType,
+    ) -> Result<Option<ExitStatus>, ApiError> {
+        // The run's supervisor must not take this exit for a crash.
+        m.slot.next_run();
+        let runtime = self.runtime()?;
+        match runtime.stop(&m.rec.id, signal, timeout).await {
+            Ok(status) => Ok(Some(status)),
+            Err(RuntimeError::NotRunning(_) | RuntimeError::NotFound(_)) => Ok(None),
+            Err(e) => Err(self.recover(m, kind, e).await),
+        }
+    }
+
+    /// After the runtime failed in the middle of an operation: settles the machine in
+    /// `started` (still running, supervised again) or `stopped`, records the failure, and
+    /// returns the error for the caller.
+    pub(crate) async fn recover(
+        &self,
+        m: &mut Locked,
+        kind: EventType,
+        err: RuntimeError,
+    ) -> ApiError {
+        let id = m.rec.id.clone();
+        let running = matches!(self.inner.runtime.reattach(&id).await, Ok(Some(_)));
+        let state = if running {
+            MachineState::Started
+        } else {
+            MachineState::Stopped
+        };
+        let message = format!("{} failed: {err}", kind_name(kind));
+        if let Err(e) = self.save(
+            m,
+            state,
+            vec![event(kind, state, EventSource::Agent, Some(message))],
+        ) {
+            return e;
+        }
+        if running {
+            let run = m.slot.next_run();
+            self.supervise(id.clone(), run);
+        }
+        ApiError::Internal(format!(
+            "machine {id}: the runtime failed ({err}); the machine is {state} now, retry the operation"
+        ))
+    }
+
+    /// Releases what the runtime holds for the machine (nothing runs) and marks it destroyed.
+    pub(crate) async fn finish_destroy(
+        &self,
+        m: &mut Locked,
+        source: EventSource,
+        message: Option<String>,
+    ) -> Result<(), ApiError> {
+        let runtime = self.runtime()?;
+        match runtime.destroy(&m.rec.id).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+            Err(e) => {
+                let why = format!("destroy failed: {e}");
+                self.save(
+                    m,
+                    MachineState::Stopped,
+                    vec![event(
+                        EventType::Destroy,
+                        MachineState::Stopped,
+                        source,
+                        Some(why.clone()),
+                    )],
+                )?;
+                return Err(ApiError::Internal(format!(
+                    "machine {}: {why}; it is stopped, retry the destroy",
+                    m.rec.id
+                )));
+            }
+        }
+        m.rec.launch_pending = false;
+        self.save(
+            m,
+            MachineState::Destroyed,
+            vec![event(
+                EventType::Destroy,
+                MachineState::Destroyed,
+                source,
+                message,
+            )],
+        )?;
+        self.inner.store.delete_lease(&m.rec.id)?;
+        Ok(())
+    }
+
+    /// Watches run `run` of machine `id`: when it ends, an operation handles the exit.
+    pub(crate) fn supervise(&self, id: MachineId, run: u64) {
+        let agent = self.clone();
+        let spawned = self.inner.tasks.spawn(TaskKind::Watcher, async move {
+            let status = agent.inner.runtime.wait(&id).await;
+            let handler = agent.clone();
+            agent.spawn_op("handling an exit", async move {
+                handler.run_ended(id, run, status).await
+            });
+        });
+        if spawned.is_err() {
+            tracing::debug!("not supervising: the agent is stopping; the next start reattaches");
+        }
+    }
+
+    /// Run `run` of machine `id` ended with `status`. Unless someone ended it on purpose (the
+    /// run generation moved on), this is the process exiting by itself.
+    async fn run_ended(
+        &self,
+        id: MachineId,
+        run: u64,
+        status: Result<ExitStatus, RuntimeError>,
+    ) -> Result<(), ApiError> {
+        let Some(mut m) = self.lock_id(&id).await? else {
+            return Ok(());
+        };
+        if m.slot.current_run() != run || m.rec.state != MachineState::Started {
+            return Ok(());
+        }
+        let status = match status {
+            Ok(st) => Some(st),
+            Err(e) => {
+                if let Ok(Some(_)) = self.inner.runtime.reattach(&id).await {
+                    // It still runs; the runtime only failed to wait. Watch it again, gently.
+                    tracing::warn!(machine = %id, "cannot wait for the machine's process ({e}); retrying");
+                    drop(m);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.supervise(id, run);
+                    return Ok(());
+                }
+                None
+            }
+        };
+        self.process_exited(&mut m, status, None).await
+    }
+
+    /// The machine's process ended by itself (`status` `None`: how is not known). Records the
+    /// exit, then applies the restart policy and `auto_destroy`.
+    pub(crate) async fn process_exited(
+        &self,
+        m: &mut Locked,
+        status: Option<ExitStatus>,
+        message: Option<String>,
+    ) -> Result<(), ApiError> {
+        let failure = status.is_none_or(|s| s.is_failure());
+        let (policy, max_retries) = m.rec.config.restart_policy();
+        let restart = match policy {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => failure && m.rec.restarts < max_retries,
+            RestartPolicy::No => false,
+        };
+        let attempt = m.rec.restarts;
+        let exit = exit_events(status, false, attempt, EventSource::Agent, message);
+        if restart {
+            m.rec.restarts += 1;
+            // The exit and the decision to restart are written together, so a crash here still
+            // restarts the machine on the next start.
+            self.save(m, MachineState::Starting, exit)?;
+            tokio::time::sleep(restart_backoff(attempt)).await;
+            let of = match policy {
+                RestartPolicy::OnFailure => format!(" of {max_retries}"),
+                _ => String::new(),
+            };
+            let why = format!(
+                "restarted by the restart policy ({}, restart {}{of})",
+                policy_name(policy),
+                m.rec.restarts
+            );
+            return self
+                .start_run(m, EventType::Start, EventSource::Agent, Some(why))
+                .await;
+        }
+        if m.rec.config.auto_destroy {
+            self.save(m, MachineState::Destroying, exit)?;
+            return self
+                .finish_destroy(
+                    m,
+                    EventSource::Agent,
+                    Some("auto_destroy: the machine exited and was not restarted".into()),
+                )
+                .await;
+        }
+        self.save(m, MachineState::Stopped, exit)
+    }
+
+    /// Creates the background launch of a machine created without `skip_launch`.
+    pub(crate) fn spawn_launch(&self, id: MachineId) {
+        let agent = self.clone();
+        self.spawn_op(
+            "launching a machine",
+            async move { agent.launch(&id).await },
+        );
+    }
+
+    /// Launches a created machine, unless something else happened to it first.
+    pub(crate) async fn launch(&self, id: &MachineId) -> Result<(), ApiError> {
+        let Some(mut m) = self.lock_id(id).await? else {
+            return Ok(());
+        };
+        if m.rec.state != MachineState::Created || !m.rec.launch_pending {
+            return Ok(());
+        }
+        m.rec.launch_pending = false;
+        self.save(&mut m, MachineState::Starting, Vec::new())?;
+        self.start_run(&mut m, EventType::Start, EventSource::User, None)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(restart_backoff(0), Duration::ZERO);
+        assert_eq!(restart_backoff(2), Duration::from_millis(100));
+        assert_eq!(restart_backoff(500), MAX_RESTART_BACKOFF);
+    }
+}
