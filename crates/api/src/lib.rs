@@ -1,1 +1,153 @@
-//! placeholder
+//! The aloft control plane: the public Machines API in front of the host agents.
+//!
+//! It owns orgs, API tokens (stored as SHA-256 hashes), apps, the registry of hosts and a machine
+//! index (`machine id -> app, host`), in SQLite at `<data_dir>/control.db`. Machine *state* lives
+//! in the agents: for every machine request the control plane authenticates the org token, checks
+//! that the app belongs to the token's org (another org's app is a 404, exactly like a missing
+//! one), picks a host on create (by region, then the host with the most free memory), and
+//! forwards the request unchanged to the owning agent with the internal headers
+//! (`x-aloft-org`, `x-aloft-network-id`, `x-aloft-actor`). Listing machines fans out to every host
+//! holding machines of the app; hosts that do not answer are named in the `x-aloft-partial`
+//! response header.
+//!
+//! Layers: [`http`] (routes, extractors, thin handlers) -> `service` (authz, rules,
+//! placement, index upkeep) -> `store` (SQLite) and `forward` (one pooled HTTP client to agents).
+//! [`openapi_document`] describes the API; `openapi/machines-api.json` is its checked-in copy.
+//!
+//! Decisions:
+//! - **Listing when a host is down.** The index holds no machine state, so the machines of a host
+//!   that does not answer cannot be listed; the reply holds the machines of the hosts that did
+//!   and the header `x-aloft-partial: <host ids>` says which are missing (status stays 200).
+//! - **Index freshness.** The index learns that a machine is gone through the gateway (a
+//!   `DELETE`, or a read or list that shows it `destroyed`). A machine an agent destroys on its
+//!   own (`auto_destroy`) still counts in `machine_count` until then; a name clash with such a
+//!   machine is confirmed with its agent before answering 409.
+//! - **Capacity.** Placement uses what each host reported in its last heartbeat plus what was
+//!   placed on it since; a host that refuses for lack of room (503) or cannot be connected to
+//!   passes the create to the next host.
+//! - **Machine paths.** Every path under `/v1/apps/{app}/machines/{id}` is forwarded, so new
+//!   agent operations need no change here; paths with `.`/`..`/empty segments are refused (400)
+//!   so that no request can climb out of the machine it was authorized for.
+
+mod auth;
+mod error;
+mod forward;
+pub mod http;
+mod openapi;
+mod placement;
+mod service;
+mod store;
+
+pub use error::ControlPlaneError;
+pub use openapi::{ControlPlaneApiDoc, openapi_document};
+
+use aloft_types::api::HostInfo;
+use aloft_types::time::now_ms;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// How to run a control plane.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    /// Holds `control.db` (SQLite); created if missing.
+    pub data_dir: PathBuf,
+    /// Sent to agents on every forwarded request; accepted on `/internal/v1/*`.
+    pub internal_token: String,
+    /// The region used when a create names none.
+    pub default_region: String,
+}
+
+/// A running control plane. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct ControlPlane {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ControlPlaneConfig,
+    store: store::Store,
+    forwarder: forward::Forwarder,
+    /// One lock per app, taken while a machine name is checked and claimed.
+    name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ControlPlane {
+    /// Opens (or creates) the store in `config.data_dir`. A data dir that cannot be created or
+    /// written is an error naming it, before anything is written.
+    pub async fn open(config: ControlPlaneConfig) -> Result<ControlPlane, ControlPlaneError> {
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            check_writable(&dir)?;
+            store::Store::open(&dir.join("control.db"))
+        })
+        .await
+        .map_err(|source| ControlPlaneError::StoreTask { op: "open", source })??;
+        let forwarder = forward::Forwarder::new(config.internal_token.clone())?;
+        Ok(ControlPlane {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                forwarder,
+                name_locks: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The public Machines API, the OpenAPI document and the internal endpoints agents use.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.clone())
+    }
+
+    /// Creates the org if it does not exist (its 6PN network id is the next free one).
+    pub async fn ensure_org(&self, slug: &str) -> Result<(), ControlPlaneError> {
+        if !auth::is_dns_label(slug) {
+            return Err(ControlPlaneError::InvalidOrgSlug(slug.to_string()));
+        }
+        self.inner.store.ensure_org(slug, now_ms()).await.map(drop)
+    }
+
+    /// A new API token for the org (returned once; stored hashed).
+    pub async fn create_token(&self, org: &str, name: &str) -> Result<String, ControlPlaneError> {
+        if !auth::is_token_name(name) {
+            return Err(ControlPlaneError::InvalidTokenName(name.to_string()));
+        }
+        if self.inner.store.org(org).await?.is_none() {
+            return Err(ControlPlaneError::UnknownOrg(org.to_string()));
+        }
+        let token = auth::new_token();
+        self.inner
+            .store
+            .insert_token(auth::hash_token(&token), org, name, now_ms())
+            .await?;
+        Ok(token)
+    }
+
+    /// The org a token belongs to, if it is valid.
+    pub async fn org_of_token(&self, token: &str) -> Option<String> {
+        match self.inner.store.caller(auth::hash_token(token)).await {
+            Ok(caller) => caller.map(|c| c.org.slug),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check an API token");
+                None
+            }
+        }
+    }
+
+    /// Records a host (what `POST /internal/v1/hosts` does for agents).
+    pub async fn register_host(&self, info: HostInfo) -> Result<(), ControlPlaneError> {
+        self.inner.store.upsert_host(info, now_ms()).await
+    }
+}
+
+/// Creates `dir` and proves a file can be written in it.
+fn check_writable(dir: &std::path::Path) -> Result<(), ControlPlaneError> {
+    let err = |source| ControlPlaneError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let probe = dir.join(".write-check");
+    std::fs::write(&probe, b"ok").map_err(err)?;
+    std::fs::remove_file(&probe).map_err(err)
+}

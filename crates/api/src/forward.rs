@@ -1,0 +1,157 @@
+//! Forwarding requests to host agents: one pooled HTTP client, the internal headers, and the
+//! agent's reply kept byte for byte.
+
+use crate::error::ControlPlaneError;
+use crate::store::{Caller, HostRecord};
+use aloft_types::api::{LEASE_NONCE_HEADER, internal};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use bytes::Bytes;
+use std::time::Duration;
+
+/// How long a forwarded request may take: longer than the longest operation an agent allows
+/// (`exec` runs up to 300 s; `wait` up to 60 s).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(330);
+/// How long connecting to an agent may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request to pass to an agent.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    pub method: Method,
+    /// The path and query string, exactly as the caller sent them.
+    pub path_and_query: String,
+    pub body: Bytes,
+    pub content_type: Option<HeaderValue>,
+    pub lease_nonce: Option<HeaderValue>,
+}
+
+impl Outbound {
+    /// A request without a body.
+    pub fn bodiless(method: Method, path_and_query: String) -> Self {
+        Self {
+            method,
+            path_and_query,
+            body: Bytes::new(),
+            content_type: None,
+            lease_nonce: None,
+        }
+    }
+}
+
+/// An agent's answer.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentReply {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+impl AgentReply {
+    /// The body as JSON, when it is.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// Sends requests to agents with the cluster's internal token.
+#[derive(Clone)]
+pub(crate) struct Forwarder {
+    client: reqwest::Client,
+    internal_token: String,
+}
+
+impl Forwarder {
+    pub fn new(internal_token: String) -> Result<Self, ControlPlaneError> {
+        let client = reqwest::Client::builder()
+            .timeout(FORWARD_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(ControlPlaneError::HttpClient)?;
+        Ok(Self {
+            client,
+            internal_token,
+        })
+    }
+
+    /// Sends `req` to `host` on behalf of `caller`.
+    pub async fn send(
+        &self,
+        host: &HostRecord,
+        caller: &Caller,
+        req: &Outbound,
+    ) -> Result<AgentReply, ForwardError> {
+        let url = format!(
+            "{}{}",
+            host.info.address.trim_end_matches('/'),
+            req.path_and_query
+        );
+        let mut builder = self
+            .client
+            .request(req.method.clone(), &url)
+            .bearer_auth(&self.internal_token)
+            .header(internal::ORG_HEADER, &caller.org.slug)
+            .header(internal::NETWORK_HEADER, caller.org.network_id.to_string())
+            .header(internal::ACTOR_HEADER, &caller.token_name);
+        if let Some(ct) = &req.content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        if let Some(nonce) = &req.lease_nonce {
+            builder = builder.header(LEASE_NONCE_HEADER, nonce);
+        }
+        if !req.body.is_empty() {
+            builder = builder.body(req.body.clone());
+        }
+        let failed = |source: reqwest::Error| {
+            tracing::warn!(host = %host.info.id, %url, error = %source, "agent did not answer");
+            ForwardError {
+                host_id: host.info.id.clone(),
+                address: host.info.address.clone(),
+                connect: source.is_connect(),
+                reason: error_chain(&source),
+            }
+        };
+        let resp = builder.send().await.map_err(failed)?;
+        let status = resp.status();
+        let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+        let body = resp.bytes().await.map_err(failed)?;
+        Ok(AgentReply {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+/// An agent that could not be reached or did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "host `{host_id}` ({address}) did not answer: {reason}; check that its agent is running and \
+     reachable from the control plane"
+)]
+pub(crate) struct ForwardError {
+    host_id: String,
+    address: String,
+    /// The request never reached the agent.
+    connect: bool,
+    reason: String,
+}
+
+impl ForwardError {
+    /// The request never reached the agent (so sending it elsewhere cannot duplicate it).
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message omits the cause).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

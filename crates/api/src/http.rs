@@ -1,0 +1,471 @@
+//! The control plane's HTTP edge: routes, extractors that turn every rejection into the API's
+//! JSON error shape, and handlers that stay a few lines long (parse -> app layer -> reply).
+//!
+//! Machine endpoints other than create and list are forwarded whatever their sub-path, so every
+//! operation the agent serves (`/start`, `/wait`, `/lease`, `/exec`, ...) is reachable without
+//! listing it here; the agent is the one that knows them.
+
+use crate::ControlPlane;
+use crate::forward::{AgentReply, Outbound};
+use crate::openapi::openapi_document;
+use crate::service::Listing;
+use crate::store::Caller;
+use aloft_types::api::{
+    App, AppList, CreateAppRequest, CreateMachineRequest, HostInfo, LEASE_NONCE_HEADER,
+    ListMachinesQuery, OkResponse, RegionList,
+};
+use aloft_types::{ApiError, ErrorBody, Machine};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The largest request body accepted (413 above).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The header listing hosts whose machines are missing from a machine list because they did not
+/// answer (comma-separated host ids). Absent when every host answered.
+pub const PARTIAL_HEADER: &str = "x-aloft-partial";
+
+pub(crate) fn router(cp: ControlPlane) -> Router {
+    Router::new()
+        .route("/v1/apps", get(list_apps).post(create_app))
+        .route("/v1/apps/{app}", get(get_app).delete(delete_app))
+        .route(
+            "/v1/apps/{app}/machines",
+            get(list_machines).post(create_machine),
+        )
+        .route("/v1/apps/{app}/machines/{id}", any(machine))
+        .route(
+            "/v1/apps/{app}/machines/{id}/{*rest}",
+            any(machine_sub_path),
+        )
+        .route("/v1/platform/regions", get(list_regions))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/internal/v1/hosts", post(register_host))
+        .route("/internal/v1/orgs", post(create_org))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(cp)
+}
+
+/// An [`ApiError`] as a response: its status and [`ErrorBody`].
+#[derive(Debug)]
+pub(crate) struct HttpError(ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.0.body())).into_response()
+    }
+}
+
+impl IntoResponse for AgentReply {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, self.body).into_response();
+        match self.content_type {
+            Some(ct) => resp.headers_mut().insert(header::CONTENT_TYPE, ct),
+            None => resp.headers_mut().remove(header::CONTENT_TYPE),
+        };
+        resp
+    }
+}
+
+type Reply<T> = Result<T, HttpError>;
+
+fn authorization(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+impl FromRequestParts<ControlPlane> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, cp: &ControlPlane) -> Reply<Self> {
+        Ok(cp.authenticate(authorization(parts)).await?)
+    }
+}
+
+/// A caller holding the cluster's internal token.
+pub(crate) struct Internal;
+
+impl FromRequestParts<ControlPlane> for Internal {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, cp: &ControlPlane) -> Reply<Self> {
+        cp.authenticate_internal(authorization(parts))?;
+        Ok(Internal)
+    }
+}
+
+/// Path parameters; a path that cannot be read is a 400 in the API's error shape.
+pub(crate) struct ApiPath<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Reply<Self> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| ApiPath(t))
+            .map_err(|e| HttpError(ApiError::BadRequest(e.body_text())))
+    }
+}
+
+/// A query string; one that cannot be read is a 400 in the API's error shape.
+pub(crate) struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Reply<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| ApiQuery(t))
+            .map_err(|e| {
+                HttpError(ApiError::BadRequest(format!(
+                    "{}; check the query string",
+                    e.body_text()
+                )))
+            })
+    }
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`] (413 above).
+pub(crate) struct ApiBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Reply<Self> {
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBody)
+            .map_err(|e| {
+                HttpError(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(format!(
+                        "the request body is larger than {} KiB; send a smaller one",
+                        MAX_BODY_BYTES / 1024
+                    ))
+                } else {
+                    ApiError::BadRequest(format!("the request body could not be read: {e}"))
+                })
+            })
+    }
+}
+
+/// A request to pass on to an agent as it came: method, path and query, body, content type and
+/// lease nonce.
+impl<S: Send + Sync> FromRequest<S> for Outbound {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Reply<Self> {
+        let method = req.method().clone();
+        let path_and_query = req.uri().path_and_query().map_or_else(
+            || req.uri().path().to_string(),
+            |pq| pq.as_str().to_string(),
+        );
+        let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
+        let lease_nonce = req.headers().get(LEASE_NONCE_HEADER).cloned();
+        let ApiBody(body) = ApiBody::from_request(req, state).await?;
+        Ok(Outbound {
+            method,
+            path_and_query,
+            body,
+            content_type,
+            lease_nonce,
+        })
+    }
+}
+
+/// List the org's apps.
+#[utoipa::path(
+    get, path = "/v1/apps", tag = "Apps", operation_id = "Apps_list",
+    params(("org_slug" = Option<String>, Query, description = "The org; only the token's own org is visible (default).")),
+    responses(
+        (status = 200, description = "The org's apps", body = AppList),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "`org_slug` is not the token's org", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_apps(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<aloft_types::api::ListAppsQuery>,
+) -> Reply<axum::Json<AppList>> {
+    Ok(axum::Json(
+        cp.list_apps(&caller, q.org_slug.as_deref()).await?,
+    ))
+}
+
+/// Create an app. App names are global DNS labels.
+#[utoipa::path(
+    post, path = "/v1/apps", tag = "Apps", operation_id = "Apps_create",
+    request_body = CreateAppRequest,
+    responses(
+        (status = 201, description = "The new app", body = App),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "`org_slug` is not the token's org", body = ErrorBody),
+        (status = 409, description = "An app of that name exists", body = ErrorBody),
+        (status = 422, description = "`app_name` is not a DNS label", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_app(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiBody(body): ApiBody,
+) -> Reply<(StatusCode, axum::Json<App>)> {
+    let app = cp.create_app(&caller, &body).await?;
+    Ok((StatusCode::CREATED, axum::Json(app)))
+}
+
+/// Get an app.
+#[utoipa::path(
+    get, path = "/v1/apps/{app}", tag = "Apps", operation_id = "Apps_show",
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The app", body = App),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_app(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+) -> Reply<axum::Json<App>> {
+    Ok(axum::Json(cp.get_app(&caller, &app).await?))
+}
+
+/// Delete an app: destroys every machine of it (forcibly), then the app.
+#[utoipa::path(
+    delete, path = "/v1/apps/{app}", tag = "Apps", operation_id = "Apps_delete",
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 202, description = "The app and its machines are destroyed"),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+        (status = 503, description = "A machine's host did not answer; the app is kept", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_app(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+) -> Reply<StatusCode> {
+    cp.delete_app(&caller, &app).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// List the app's machines, from every host that holds some. When a host does not answer, the
+/// machines of the hosts that did are returned and the `x-aloft-partial` header names the others.
+#[utoipa::path(
+    get, path = "/v1/apps/{app}/machines", tag = "Machines", operation_id = "Machines_list",
+    params(
+        ("app" = String, Path, description = "The app's name"),
+        ("include_deleted" = Option<bool>, Query, description = "Include destroyed machines"),
+        ("region" = Option<String>, Query, description = "Only machines in this region"),
+        ("state" = Option<String>, Query, description = "Only machines in these states (comma-separated)"),
+        ("metadata.{key}" = Option<String>, Query, description = "Only machines whose `config.metadata.{key}` has this value"),
+    ),
+    responses(
+        (status = 200, description = "The machines, oldest first", body = [Machine],
+         headers(("x-aloft-partial" = String, description = "Comma-separated ids of hosts that did not answer; their machines are missing"))),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+        (status = 422, description = "A filter value is not allowed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_machines(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListMachinesQuery>,
+    uri: Uri,
+) -> Reply<Listing> {
+    let path_and_query = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string());
+    Ok(cp
+        .list_machines(&caller, &app, &query, path_and_query)
+        .await?)
+}
+
+/// The merged list, with the partial header when some hosts did not answer; or an agent's
+/// refusal of the query as it came.
+impl IntoResponse for Listing {
+    fn into_response(self) -> Response {
+        let (machines, unreachable_hosts) = match self {
+            Listing::Machines {
+                machines,
+                unreachable_hosts,
+            } => (machines, unreachable_hosts),
+            Listing::Refused(reply) => return reply.into_response(),
+        };
+        let mut resp = axum::Json(machines).into_response();
+        let partial = Some(unreachable_hosts.join(","))
+            .filter(|hosts| !hosts.is_empty())
+            .and_then(|hosts| HeaderValue::from_str(&hosts).ok());
+        if let Some(v) = partial {
+            resp.headers_mut().insert(PARTIAL_HEADER, v);
+        }
+        resp
+    }
+}
+
+/// Create a machine: the control plane picks a host with room in the region (the default region
+/// when none is named) and the host creates and, unless `skip_launch`, starts it.
+#[utoipa::path(
+    post, path = "/v1/apps/{app}/machines", tag = "Machines", operation_id = "Machines_create",
+    params(("app" = String, Path, description = "The app's name")),
+    request_body = CreateMachineRequest,
+    responses(
+        (status = 200, description = "The new machine (with `nonce` when `lease_ttl` was given)", body = Machine),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+        (status = 409, description = "A machine of the app already has that name", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB", body = ErrorBody),
+        (status = 422, description = "A config value is not allowed, or the region has no hosts (`allowed` lists the regions)", body = ErrorBody),
+        (status = 503, description = "No host in the region has room, or none answered", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_machine(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+    req: Outbound,
+) -> Reply<AgentReply> {
+    Ok(cp.create_machine(&caller, &app, req).await?)
+}
+
+/// `/v1/apps/{app}/machines/{id}` (get, update, destroy): forwarded to the machine's host.
+async fn machine(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+    req: Outbound,
+) -> Reply<AgentReply> {
+    Ok(cp.forward_machine(&caller, &app, &id, None, req).await?)
+}
+
+/// `/v1/apps/{app}/machines/{id}/...` (every operation on a machine): forwarded to its host.
+async fn machine_sub_path(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath((app, id, rest)): ApiPath<(String, String, String)>,
+    req: Outbound,
+) -> Reply<AgentReply> {
+    Ok(cp
+        .forward_machine(&caller, &app, &id, Some(&rest), req)
+        .await?)
+}
+
+/// The regions that have hosts, with their free capacity.
+#[utoipa::path(
+    get, path = "/v1/platform/regions", tag = "Platform", operation_id = "Platform_regions",
+    responses(
+        (status = 200, description = "Regions with at least one host", body = RegionList),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_regions(
+    State(cp): State<ControlPlane>,
+    _caller: Caller,
+) -> Reply<axum::Json<RegionList>> {
+    Ok(axum::Json(cp.regions().await?))
+}
+
+/// This document (no token needed).
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "Platform", operation_id = "Platform_openapi", security(()),
+    responses((status = 200, description = "The OpenAPI document of the Machines API", content_type = "application/json"))
+)]
+pub(crate) async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi_document())
+}
+
+/// `POST /internal/v1/hosts`: an agent registers or sends its heartbeat.
+async fn register_host(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    ApiBody(body): ApiBody,
+) -> Reply<axum::Json<OkResponse>> {
+    let info: HostInfo = ApiError::parse_json(&body)?;
+    cp.record_host(info).await?;
+    Ok(axum::Json(OkResponse::ok()))
+}
+
+/// `POST /internal/v1/orgs` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrgRequest {
+    slug: String,
+    /// The new token's name (default `default`); agents see it as the actor of requests.
+    #[serde(default)]
+    token_name: Option<String>,
+}
+
+/// `POST /internal/v1/orgs` reply: the org and a new token for it (shown once).
+#[derive(Debug, Serialize)]
+struct CreateOrgResponse {
+    slug: String,
+    token: String,
+}
+
+/// `POST /internal/v1/orgs`: creates the org if missing and a new token for it (operators, tests).
+async fn create_org(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    ApiBody(body): ApiBody,
+) -> Reply<(StatusCode, axum::Json<CreateOrgResponse>)> {
+    let req: CreateOrgRequest = ApiError::parse_json(&body)?;
+    cp.ensure_org(&req.slug).await.map_err(ApiError::from)?;
+    let name = req.token_name.as_deref().unwrap_or("default");
+    let token = cp
+        .create_token(&req.slug, name)
+        .await
+        .map_err(ApiError::from)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreateOrgResponse {
+            slug: req.slug,
+            token,
+        }),
+    ))
+}
+
+async fn no_route(method: Method, uri: Uri) -> HttpError {
+    HttpError(ApiError::NotFound(format!(
+        "no endpoint {method} {}; the API is described at /v1/openapi.json",
+        uri.path()
+    )))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let body = ErrorBody {
+        error: format!(
+            "{method} is not allowed on {}; the API is described at /v1/openapi.json",
+            uri.path()
+        ),
+        field: None,
+        allowed: Vec::new(),
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}

@@ -1,0 +1,61 @@
+//! The Machines API's OpenAPI document: the control plane's own endpoints (apps, machine create
+//! and list, regions) merged with the machine endpoints the agents serve on the same paths. Where
+//! both describe an operation (create, list), the control plane's description wins: it is the one
+//! users call. The document is checked in at `openapi/machines-api.json`; a test fails when it
+//! drifts from the code.
+
+use crate::http;
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The control plane's part of the document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "aloft Machines API",
+        description = "Create and drive machines (isolated runs of an OCI image) in the regions you \
+                       pick. Paths and JSON follow Fly.io's Machines API. Every endpoint but this \
+                       document needs `Authorization: Bearer <org token>`."
+    ),
+    paths(
+        http::list_apps,
+        http::create_app,
+        http::get_app,
+        http::delete_app,
+        http::list_machines,
+        http::create_machine,
+        http::list_regions,
+        http::openapi_json,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "Apps", description = "Apps group machines; names are global DNS labels."),
+        (name = "Platform", description = "Regions and this document."),
+    )
+)]
+pub struct ControlPlaneApiDoc;
+
+/// Adds the `bearer` security scheme (org API tokens).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "An org API token (`aloft_` + 40 hex characters); `aloft dev up` writes one to \
+             <data-dir>/token."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The Machines API's OpenAPI document (control plane paths + the agent's machine paths).
+pub fn openapi_document() -> OpenApiDoc {
+    let mut doc = ControlPlaneApiDoc::openapi();
+    doc.merge(aloft_agent::http::MachinesApiDoc::openapi());
+    doc
+}

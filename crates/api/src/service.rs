@@ -1,0 +1,583 @@
+//! The app layer between the HTTP handlers and the store/agents: authentication, the org rules
+//! (an app of another org is "not found"), placement, the machine index, and forwarding.
+
+use crate::ControlPlane;
+use crate::auth;
+use crate::forward::{AgentReply, ForwardError, Outbound};
+use crate::placement;
+use crate::store::{AppRecord, Caller, HostRecord, MachineRecord};
+use aloft_types::api::{
+    App, AppList, CreateMachineRequest, HostInfo, ListMachinesQuery, OrgRef, RegionList,
+};
+use aloft_types::time::{now_ms, rfc3339};
+use aloft_types::{ApiError, ErrorBody, MachineState};
+use axum::http::{Method, StatusCode};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError};
+use tokio::task::JoinSet;
+
+/// What a fan-out list found.
+#[derive(Debug)]
+pub(crate) enum Listing {
+    /// The machines of every host that answered, and the ids of the hosts that did not.
+    Machines {
+        machines: Vec<Value>,
+        unreachable_hosts: Vec<String>,
+    },
+    /// An agent refused the query (4xx): its answer is the answer.
+    Refused(AgentReply),
+}
+
+impl ControlPlane {
+    /// The caller behind an `Authorization` header value.
+    pub(crate) async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
+        let token = auth::bearer(header)?;
+        self.inner
+            .store
+            .caller(auth::hash_token(token))
+            .await?
+            .ok_or_else(auth::invalid_token)
+    }
+
+    /// Checks the cluster-internal token (agents and operators).
+    pub(crate) fn authenticate_internal(&self, header: Option<&str>) -> Result<(), ApiError> {
+        let token = auth::bearer(header)?;
+        if auth::constant_time_eq(token, &self.inner.config.internal_token) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized(
+                "this endpoint needs the cluster's internal token (the one agents are started with)"
+                    .into(),
+            ))
+        }
+    }
+
+    /// The caller's app, or 404 exactly as if it did not exist when it belongs to another org.
+    async fn app_of(&self, caller: &Caller, name: &str) -> Result<AppRecord, ApiError> {
+        match self.inner.store.app(name).await? {
+            Some(app) if app.org_slug == caller.org.slug => Ok(app),
+            _ => Err(ApiError::NotFound(format!(
+                "app `{name}` not found; list your apps with `aloft apps list` or GET /v1/apps"
+            ))),
+        }
+    }
+
+    /// `org_slug` as the caller named it: only its own org (another org is 404, as if missing).
+    fn own_org(&self, caller: &Caller, org_slug: Option<&str>) -> Result<(), ApiError> {
+        match org_slug {
+            Some(slug) if slug != caller.org.slug => Err(ApiError::NotFound(format!(
+                "org `{slug}` not found; your token belongs to the org `{}`",
+                caller.org.slug
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn app_json(&self, app: AppRecord) -> App {
+        App {
+            id: app.id,
+            organization: OrgRef {
+                name: app.org_slug.clone(),
+                slug: app.org_slug,
+            },
+            status: if app.machine_count > 0 {
+                "deployed"
+            } else {
+                "pending"
+            }
+            .into(),
+            machine_count: app.machine_count,
+            network: "default".into(),
+            created_at: rfc3339(app.created_at),
+            name: app.name,
+        }
+    }
+
+    pub(crate) async fn list_apps(
+        &self,
+        caller: &Caller,
+        org_slug: Option<&str>,
+    ) -> Result<AppList, ApiError> {
+        self.own_org(caller, org_slug)?;
+        let apps: Vec<App> = self
+            .inner
+            .store
+            .apps_of_org(&caller.org.slug)
+            .await?
+            .into_iter()
+            .map(|a| self.app_json(a))
+            .collect();
+        Ok(AppList {
+            total_apps: u32::try_from(apps.len()).unwrap_or(u32::MAX),
+            apps,
+        })
+    }
+
+    pub(crate) async fn create_app(&self, caller: &Caller, body: &[u8]) -> Result<App, ApiError> {
+        let req: aloft_types::api::CreateAppRequest = ApiError::parse_json(body)?;
+        if !auth::is_dns_label(&req.app_name) {
+            return Err(ApiError::invalid(
+                "app_name",
+                format!(
+                    "app_name `{}` is not allowed: use 1-63 lowercase letters, digits and hyphens, \
+                     not starting or ending with a hyphen (e.g. \"my-app\")",
+                    req.app_name
+                ),
+            ));
+        }
+        self.own_org(caller, req.org_slug.as_deref())?;
+        let app = AppRecord {
+            id: aloft_types::ids::random_hex(8),
+            name: req.app_name.clone(),
+            org_slug: caller.org.slug.clone(),
+            created_at: now_ms(),
+            machine_count: 0,
+        };
+        if !self.inner.store.insert_app(app.clone()).await? {
+            return Err(ApiError::Conflict(format!(
+                "an app named `{}` already exists (app names are global); pick another name",
+                req.app_name
+            )));
+        }
+        Ok(self.app_json(app))
+    }
+
+    pub(crate) async fn get_app(&self, caller: &Caller, name: &str) -> Result<App, ApiError> {
+        Ok(self.app_json(self.app_of(caller, name).await?))
+    }
+
+    /// Destroys every machine of the app (force) on its host, then the app. When a machine
+    /// cannot be destroyed the app is kept and the error says which machine and why.
+    pub(crate) async fn delete_app(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        let app = self.app_of(caller, name).await?;
+        let live: Vec<MachineRecord> = self
+            .inner
+            .store
+            .machines_of_app(&app.name)
+            .await?
+            .into_iter()
+            .filter(|m| !m.destroyed)
+            .collect();
+        let mut targets = Vec::with_capacity(live.len());
+        for m in live {
+            match self.inner.store.host(&m.host_id).await? {
+                Some(host) => targets.push((m, host)),
+                None => return Err(host_gone(&m)),
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for (m, host) in targets {
+            let req = Outbound::bodiless(
+                Method::DELETE,
+                format!("/v1/apps/{}/machines/{}?force=true", app.name, m.id),
+            );
+            let (fwd, caller) = (self.inner.forwarder.clone(), caller.clone());
+            tasks.spawn(async move { (m.id, fwd.send(&host, &caller, &req).await) });
+        }
+        let mut failures = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let (id, result) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
+            match result {
+                Ok(r) if r.status.is_success() || r.status == StatusCode::NOT_FOUND => {
+                    self.inner.store.mark_destroyed(&id).await?;
+                }
+                Ok(r) => failures.push((id, agent_error(&r))),
+                Err(e) => failures.push((id, ApiError::from(e))),
+            }
+        }
+        if let Some((_, first)) = failures.first() {
+            let reasons: Vec<String> = failures
+                .iter()
+                .map(|(id, e)| format!("machine {id}: {e}"))
+                .collect();
+            return Err(ApiError::from_response(
+                first.status(),
+                ErrorBody {
+                    error: format!(
+                        "app `{name}` was not deleted because some of its machines could not be \
+                         destroyed ({}); fix that and delete the app again",
+                        reasons.join("; ")
+                    ),
+                    ..first.body()
+                },
+            ));
+        }
+        self.inner.store.delete_app(&app.name).await?;
+        Ok(())
+    }
+
+    /// Places a new machine: validates the request, picks a host in the region with room (the
+    /// next one when a host refuses for lack of room or cannot be reached), forwards the request
+    /// unchanged, and indexes the machine the agent created.
+    pub(crate) async fn create_machine(
+        &self,
+        caller: &Caller,
+        app: &str,
+        req: Outbound,
+    ) -> Result<AgentReply, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        let body: CreateMachineRequest = ApiError::parse_json(&req.body)?;
+        body.config.validate()?;
+        let _name_guard = match &body.name {
+            Some(name) => {
+                let guard = self.lock_names(&app.name).await;
+                self.ensure_name_free(caller, &app.name, name, None).await?;
+                Some(guard)
+            }
+            None => None,
+        };
+        let region = body
+            .region
+            .clone()
+            .unwrap_or_else(|| self.inner.config.default_region.clone());
+        let hosts = self.inner.store.hosts().await?;
+        let guest = &body.config.guest;
+        let mut refusals = Vec::new();
+        for host in placement::candidates(&hosts, &region, guest)? {
+            match self.inner.forwarder.send(host, caller, &req).await {
+                Ok(reply) if reply.status.is_success() => {
+                    self.index_new_machine(&app, host, &reply).await?;
+                    let allocated = self.inner.store.add_allocation(
+                        &host.info.id,
+                        guest.cpus,
+                        u64::from(guest.memory_mb),
+                    );
+                    if let Err(e) = allocated.await {
+                        // Only an estimate until the next heartbeat: not worth failing the create.
+                        tracing::warn!(host = %host.info.id, error = %e, "cannot count the new machine against its host");
+                    }
+                    return Ok(reply);
+                }
+                Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    refusals.push(format!("{}: {}", host.info.id, agent_error(&reply)));
+                }
+                Ok(reply) => return Ok(reply),
+                // Only a request that never reached the agent is safe to send elsewhere.
+                Err(e) if e.is_connect() => refusals.push(e.to_string()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Unavailable(format!(
+            "no host in region `{region}` could take the machine: {}; retry later or pick another \
+             region",
+            refusals.join("; ")
+        )))
+    }
+
+    async fn index_new_machine(
+        &self,
+        app: &AppRecord,
+        host: &HostRecord,
+        reply: &AgentReply,
+    ) -> Result<(), ApiError> {
+        let json = reply.json().unwrap_or_default();
+        let (Some(id), Some(name)) = (json["id"].as_str(), json["name"].as_str()) else {
+            tracing::error!(host = %host.info.id, "agent answered a create without a machine id and name");
+            return Err(ApiError::Internal(format!(
+                "host `{}` created a machine but its answer has no machine id and name; the \
+                 machine may exist there without being reachable through the API: tell the \
+                 operator",
+                host.info.id
+            )));
+        };
+        self.inner
+            .store
+            .insert_machine(
+                MachineRecord {
+                    id: id.to_string(),
+                    app: app.name.clone(),
+                    host_id: host.info.id.clone(),
+                    name: name.to_string(),
+                    destroyed: false,
+                },
+                now_ms(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Serializes name checks within an app, so two creates cannot both take a free name.
+    async fn lock_names(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .inner
+                .name_locks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(locks.entry(app.to_string()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    /// 409 when another live machine of the app has this name. The index does not see machines
+    /// the agent destroyed by itself (`auto_destroy`), so a clash is confirmed with the owning
+    /// agent first.
+    async fn ensure_name_free(
+        &self,
+        caller: &Caller,
+        app: &str,
+        name: &str,
+        except: Option<&str>,
+    ) -> Result<(), ApiError> {
+        while let Some(other) = self.inner.store.live_machine_named(app, name).await? {
+            if Some(other.id.as_str()) == except {
+                return Ok(());
+            }
+            if self.still_exists(caller, &other).await {
+                return Err(ApiError::Conflict(format!(
+                    "app `{app}` already has a machine named `{name}` ({}); pick another name or \
+                     destroy that machine",
+                    other.id
+                )));
+            }
+            self.inner.store.mark_destroyed(&other.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the owning agent still has the machine (not destroyed). When in doubt (the agent
+    /// does not answer), it does.
+    async fn still_exists(&self, caller: &Caller, m: &MachineRecord) -> bool {
+        let Ok(Some(host)) = self.inner.store.host(&m.host_id).await else {
+            return true;
+        };
+        let req = Outbound::bodiless(Method::GET, format!("/v1/apps/{}/machines/{}", m.app, m.id));
+        match self.inner.forwarder.send(&host, caller, &req).await {
+            Ok(r) if r.status == StatusCode::NOT_FOUND => false,
+            Ok(r) if r.status.is_success() => !is_destroyed(&r),
+            _ => true,
+        }
+    }
+
+    /// Lists the app's machines: asks every host the index has machines of the app on (with the
+    /// caller's query string) and merges the answers in creation order. Hosts that do not answer are
+    /// reported in `unreachable_hosts`; an agent refusing the query (4xx) is the answer.
+    pub(crate) async fn list_machines(
+        &self,
+        caller: &Caller,
+        app: &str,
+        query: &ListMachinesQuery,
+        path_and_query: String,
+    ) -> Result<Listing, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        validate_state_filter(query)?;
+        let index = self.inner.store.machines_of_app(&app.name).await?;
+        // Position in the index (creation order, to the millisecond) is the merge order.
+        let known: HashMap<&str, (usize, &MachineRecord)> = index
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.as_str(), (i, m)))
+            .collect();
+        let host_ids: BTreeSet<&str> = index.iter().map(|m| m.host_id.as_str()).collect();
+        let mut unreachable_hosts = Vec::new();
+        let mut tasks = JoinSet::new();
+        for host_id in host_ids {
+            let Some(host) = self.inner.store.host(host_id).await? else {
+                unreachable_hosts.push(host_id.to_string());
+                continue;
+            };
+            let req = Outbound::bodiless(Method::GET, path_and_query.clone());
+            let (fwd, caller) = (self.inner.forwarder.clone(), caller.clone());
+            tasks.spawn(async move {
+                let result = fwd.send(&host, &caller, &req).await;
+                (host.info.id, result)
+            });
+        }
+        let mut machines = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let (host_id, result) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
+            match result {
+                Ok(r) if r.status.is_success() => {
+                    match serde_json::from_slice::<Vec<Value>>(&r.body) {
+                        Ok(list) => {
+                            machines.extend(list.into_iter().filter(|m| {
+                                m["id"].as_str().is_some_and(|id| known.contains_key(id))
+                            }))
+                        }
+                        Err(e) => {
+                            tracing::warn!(host = %host_id, error = %e, "agent listed machines in a form the control plane cannot read");
+                            unreachable_hosts.push(host_id);
+                        }
+                    }
+                }
+                Ok(r) if r.status.is_client_error() => return Ok(Listing::Refused(r)),
+                Ok(_) | Err(_) => unreachable_hosts.push(host_id),
+            }
+        }
+        let indexed = |m: &Value| m["id"].as_str().and_then(|id| known.get(id)).copied();
+        for m in machines.iter().filter(|m| m["state"] == "destroyed") {
+            if let Some((_, rec)) = indexed(m).filter(|(_, rec)| !rec.destroyed) {
+                self.inner.store.mark_destroyed(&rec.id).await?;
+            }
+        }
+        machines.sort_by_key(|m| indexed(m).map(|(position, _)| position));
+        unreachable_hosts.sort();
+        Ok(Listing::Machines {
+            machines,
+            unreachable_hosts,
+        })
+    }
+
+    /// Every other machine operation: finds the machine in the index (404 when unknown or of
+    /// another app), forwards the request to its host unchanged, and keeps the index in step
+    /// (destroy, rename on update, a destroyed machine seen on a read).
+    pub(crate) async fn forward_machine(
+        &self,
+        caller: &Caller,
+        app: &str,
+        machine_id: &str,
+        sub_path: Option<&str>,
+        req: Outbound,
+    ) -> Result<AgentReply, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        if let Some(rest) = sub_path {
+            check_sub_path(rest)?;
+        }
+        let machine = match self.inner.store.machine(machine_id).await? {
+            Some(m) if m.app == app.name => m,
+            _ => {
+                return Err(ApiError::NotFound(format!(
+                    "machine `{machine_id}` not found in app `{}`; list its machines with \
+                     `aloft machine list -a {}`",
+                    app.name, app.name
+                )));
+            }
+        };
+        let host = self
+            .inner
+            .store
+            .host(&machine.host_id)
+            .await?
+            .ok_or_else(|| host_gone(&machine))?;
+        let is_update = req.method == Method::POST && sub_path.is_none();
+        let new_name = if is_update {
+            serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v["name"].as_str().map(str::to_owned))
+                .filter(|n| !n.is_empty() && *n != machine.name)
+        } else {
+            None
+        };
+        let _name_guard = match &new_name {
+            Some(name) => {
+                let guard = self.lock_names(&app.name).await;
+                self.ensure_name_free(caller, &app.name, name, Some(&machine.id))
+                    .await?;
+                Some(guard)
+            }
+            None => None,
+        };
+        let reply = self.inner.forwarder.send(&host, caller, &req).await?;
+        if reply.status.is_success() && sub_path.is_none() {
+            let store = &self.inner.store;
+            if req.method == Method::DELETE || (req.method == Method::GET && is_destroyed(&reply)) {
+                store.mark_destroyed(&machine.id).await?;
+            } else if is_update {
+                let renamed = reply
+                    .json()
+                    .and_then(|v| v["name"].as_str().map(str::to_owned));
+                if let Some(name) = renamed {
+                    store.rename_machine(&machine.id, &name).await?;
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    pub(crate) async fn regions(&self) -> Result<RegionList, ApiError> {
+        let hosts = self.inner.store.hosts().await?;
+        Ok(RegionList {
+            regions: placement::regions(&hosts),
+        })
+    }
+
+    /// Records an agent's registration or heartbeat.
+    pub(crate) async fn record_host(&self, info: HostInfo) -> Result<(), ApiError> {
+        for (field, value) in [
+            ("id", &info.id),
+            ("region", &info.region),
+            ("address", &info.address),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    field,
+                    format!(
+                        "{field} is required: a host registers with its id, region and address"
+                    ),
+                ));
+            }
+        }
+        if !info.address.starts_with("http://") && !info.address.starts_with("https://") {
+            return Err(ApiError::invalid(
+                "address",
+                format!(
+                    "address `{}` must be a URL such as http://host-1.example:4281",
+                    info.address
+                ),
+            ));
+        }
+        self.inner.store.upsert_host(info, now_ms()).await?;
+        Ok(())
+    }
+}
+
+/// The error an agent answered with, rebuilt (its message when the body is an error body).
+pub(crate) fn agent_error(reply: &AgentReply) -> ApiError {
+    let body = serde_json::from_slice::<ErrorBody>(&reply.body).unwrap_or_else(|_| ErrorBody {
+        error: String::from_utf8_lossy(&reply.body).trim().to_string(),
+        field: None,
+        allowed: Vec::new(),
+    });
+    ApiError::from_response(reply.status.as_u16(), body)
+}
+
+fn is_destroyed(reply: &AgentReply) -> bool {
+    reply
+        .json()
+        .is_some_and(|v| v["state"] == MachineState::Destroyed.as_str())
+}
+
+fn host_gone(m: &MachineRecord) -> ApiError {
+    ApiError::Unavailable(format!(
+        "machine {} lives on host `{}`, which is no longer registered; start its agent again",
+        m.id, m.host_id
+    ))
+}
+
+/// The part of a machine path after its id must stay under that machine once the agent's URL is
+/// built: no empty, `.` or `..` segments and no backslashes (HTTP clients resolve those, which
+/// would let a request for one machine reach another app's).
+fn check_sub_path(decoded: &str) -> Result<(), ApiError> {
+    let bad = decoded.contains('\\')
+        || decoded
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if bad {
+        return Err(ApiError::BadRequest(format!(
+            "`{decoded}` is not a machine operation: paths may not hold empty, `.` or `..` \
+             segments or backslashes"
+        )));
+    }
+    Ok(())
+}
+
+/// `state=` must list known states (the same answer whether or not any host is asked).
+fn validate_state_filter(query: &ListMachinesQuery) -> Result<(), ApiError> {
+    let Some(states) = &query.state else {
+        return Ok(());
+    };
+    for s in states.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if MachineState::parse(s).is_none() {
+            let allowed: Vec<&str> = MachineState::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(ApiError::invalid_choice("state", s, &allowed));
+        }
+    }
+    Ok(())
+}
+
+impl From<ForwardError> for ApiError {
+    fn from(e: ForwardError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}

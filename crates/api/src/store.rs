@@ -1,0 +1,671 @@
+//! The control plane's store: orgs, API token hashes, apps, the registry of hosts and the machine
+//! index (`machine id -> app, host, name`), in SQLite at `<data_dir>/control.db` (WAL).
+//!
+//! The schema is plain SQL (TEXT, BIGINT, BOOLEAN, `ON CONFLICT`, no rowid or PRAGMA tricks in
+//! queries) so it can move to PostgreSQL; only the connection set-up is SQLite-specific. Machine
+//! *state* is not here: the agents own it. The index only says where each machine lives.
+
+use crate::error::ControlPlaneError;
+use aloft_types::api::HostInfo;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The schema version this code writes; a database with a higher one is refused.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orgs (
+    slug        TEXT PRIMARY KEY,
+    network_id  BIGINT NOT NULL UNIQUE,
+    created_at  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    org_slug    TEXT NOT NULL REFERENCES orgs (slug),
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS apps (
+    name        TEXT PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    org_slug    TEXT NOT NULL REFERENCES orgs (slug),
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS apps_by_org ON apps (org_slug);
+CREATE TABLE IF NOT EXISTS hosts (
+    id                   TEXT PRIMARY KEY,
+    region               TEXT NOT NULL,
+    address              TEXT NOT NULL,
+    runtime              TEXT NOT NULL,
+    cpus                 BIGINT NOT NULL,
+    memory_mb            BIGINT NOT NULL,
+    allocated_cpus       BIGINT NOT NULL,
+    allocated_memory_mb  BIGINT NOT NULL,
+    last_seen            BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS machines (
+    id          TEXT PRIMARY KEY,
+    app_name    TEXT NOT NULL REFERENCES apps (name),
+    host_id     TEXT NOT NULL REFERENCES hosts (id),
+    name        TEXT NOT NULL,
+    destroyed   BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS machines_by_app ON machines (app_name);
+";
+
+/// An org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OrgRecord {
+    pub slug: String,
+    /// The org's 6PN network id, assigned in creation order from 1.
+    pub network_id: u32,
+}
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    pub org: OrgRecord,
+    /// The token's name; sent to agents as the actor (lease owner).
+    pub token_name: String,
+}
+
+/// An app and how many live machines the index holds for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AppRecord {
+    pub id: String,
+    pub name: String,
+    pub org_slug: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub machine_count: u32,
+}
+
+/// A registered host, as of its last heartbeat (or the last placement on it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HostRecord {
+    pub info: HostInfo,
+    /// Milliseconds since the Unix epoch.
+    pub last_seen: i64,
+}
+
+impl HostRecord {
+    pub fn free_memory_mb(&self) -> u64 {
+        self.info
+            .memory_mb
+            .saturating_sub(self.info.allocated_memory_mb)
+    }
+
+    pub fn free_cpus(&self) -> u32 {
+        self.info.cpus.saturating_sub(self.info.allocated_cpus)
+    }
+}
+
+/// One entry of the machine index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MachineRecord {
+    pub id: String,
+    pub app: String,
+    pub host_id: String,
+    pub name: String,
+    pub destroyed: bool,
+}
+
+/// The store. Cheap to clone; every operation runs on a blocking thread.
+#[derive(Clone)]
+pub(crate) struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (or creates) `path` and brings its schema up to date. Blocking.
+    pub fn open(path: &Path) -> Result<Store, ControlPlaneError> {
+        let open_err = |source| ControlPlaneError::OpenStore {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        match found {
+            None => {
+                conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(open_err)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(ControlPlaneError::SchemaTooNew {
+                    path: PathBuf::from(path),
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on a blocking thread.
+    async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T, ControlPlaneError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|source| ControlPlaneError::StoreTask { op, source })?
+        .map_err(|source| ControlPlaneError::Store { op, source })
+    }
+
+    /// Creates the org if it does not exist (with the next network id) and returns it.
+    pub async fn ensure_org(&self, slug: &str, now: i64) -> Result<OrgRecord, ControlPlaneError> {
+        let slug = slug.to_string();
+        self.call("ensure org", move |c| {
+            let tx = c.transaction()?;
+            if let Some(org) = org_by_slug(&tx, &slug)? {
+                return Ok(org);
+            }
+            let next: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(network_id), 0) + 1 FROM orgs",
+                [],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO orgs (slug, network_id, created_at) VALUES (?1, ?2, ?3)",
+                params![slug, next, now],
+            )?;
+            tx.commit()?;
+            Ok(OrgRecord {
+                slug,
+                network_id: to_u32(next),
+            })
+        })
+        .await
+    }
+
+    pub async fn org(&self, slug: &str) -> Result<Option<OrgRecord>, ControlPlaneError> {
+        let slug = slug.to_string();
+        self.call("read org", move |c| org_by_slug(c, &slug)).await
+    }
+
+    /// Stores a token hash for an existing org.
+    pub async fn insert_token(
+        &self,
+        hash: String,
+        org: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<(), ControlPlaneError> {
+        let (org, name) = (org.to_string(), name.to_string());
+        self.call("store token", move |c| {
+            c.execute(
+                "INSERT INTO api_tokens (token_hash, org_slug, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, org, name, now],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// The caller a token hash belongs to.
+    pub async fn caller(&self, hash: String) -> Result<Option<Caller>, ControlPlaneError> {
+        self.call("read token", move |c| {
+            c.query_row(
+                "SELECT o.slug, o.network_id, t.name FROM api_tokens t
+                 JOIN orgs o ON o.slug = t.org_slug WHERE t.token_hash = ?1",
+                [hash],
+                |r| {
+                    Ok(Caller {
+                        org: OrgRecord {
+                            slug: r.get(0)?,
+                            network_id: to_u32(r.get(1)?),
+                        },
+                        token_name: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Inserts an app; `false` when the name is taken (app names are global).
+    pub async fn insert_app(&self, app: AppRecord) -> Result<bool, ControlPlaneError> {
+        self.call("create app", move |c| {
+            let n = c.execute(
+                "INSERT INTO apps (name, id, org_slug, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO NOTHING",
+                params![app.name, app.id, app.org_slug, app.created_at],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub async fn app(&self, name: &str) -> Result<Option<AppRecord>, ControlPlaneError> {
+        let name = name.to_string();
+        self.call("read app", move |c| {
+            c.query_row(&format!("{APP_SELECT} WHERE a.name = ?1"), [name], app_row)
+                .optional()
+        })
+        .await
+    }
+
+    pub async fn apps_of_org(&self, org: &str) -> Result<Vec<AppRecord>, ControlPlaneError> {
+        let org = org.to_string();
+        self.call("list apps", move |c| {
+            let mut stmt = c.prepare(&format!(
+                "{APP_SELECT} WHERE a.org_slug = ?1 ORDER BY a.name"
+            ))?;
+            let rows = stmt.query_map([org], app_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Deletes an app and its entries in the machine index.
+    pub async fn delete_app(&self, name: &str) -> Result<(), ControlPlaneError> {
+        let name = name.to_string();
+        self.call("delete app", move |c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM machines WHERE app_name = ?1", [&name])?;
+            tx.execute("DELETE FROM apps WHERE name = ?1", [&name])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Records a host's heartbeat (insert or replace everything it reported).
+    pub async fn upsert_host(&self, info: HostInfo, now: i64) -> Result<(), ControlPlaneError> {
+        self.call("register host", move |c| {
+            c.execute(
+                "INSERT INTO hosts (id, region, address, runtime, cpus, memory_mb, allocated_cpus,
+                                    allocated_memory_mb, last_seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET region = excluded.region, address = excluded.address,
+                     runtime = excluded.runtime, cpus = excluded.cpus, memory_mb = excluded.memory_mb,
+                     allocated_cpus = excluded.allocated_cpus,
+                     allocated_memory_mb = excluded.allocated_memory_mb, last_seen = excluded.last_seen",
+                params![
+                    info.id,
+                    info.region,
+                    info.address,
+                    info.runtime,
+                    info.cpus,
+                    to_i64(info.memory_mb),
+                    info.allocated_cpus,
+                    to_i64(info.allocated_memory_mb),
+                    now
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Every registered host, by id.
+    pub async fn hosts(&self) -> Result<Vec<HostRecord>, ControlPlaneError> {
+        self.call("list hosts", |c| {
+            let mut stmt = c.prepare(&format!("{HOST_SELECT} ORDER BY id"))?;
+            let rows = stmt.query_map([], host_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn host(&self, id: &str) -> Result<Option<HostRecord>, ControlPlaneError> {
+        let id = id.to_string();
+        self.call("read host", move |c| {
+            c.query_row(&format!("{HOST_SELECT} WHERE id = ?1"), [id], host_row)
+                .optional()
+        })
+        .await
+    }
+
+    /// Counts a just-placed machine against a host until its next heartbeat reports the truth,
+    /// so that creates in quick succession spread by what is really free.
+    pub async fn add_allocation(
+        &self,
+        host_id: &str,
+        cpus: u32,
+        memory_mb: u64,
+    ) -> Result<(), ControlPlaneError> {
+        let host_id = host_id.to_string();
+        self.call("record allocation", move |c| {
+            c.execute(
+                "UPDATE hosts SET allocated_cpus = allocated_cpus + ?2,
+                                  allocated_memory_mb = allocated_memory_mb + ?3
+                 WHERE id = ?1",
+                params![host_id, cpus, to_i64(memory_mb)],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    pub async fn insert_machine(
+        &self,
+        m: MachineRecord,
+        now: i64,
+    ) -> Result<(), ControlPlaneError> {
+        self.call("index machine", move |c| {
+            c.execute(
+                "INSERT INTO machines (id, app_name, host_id, name, destroyed, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![m.id, m.app, m.host_id, m.name, m.destroyed, now],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    pub async fn machine(&self, id: &str) -> Result<Option<MachineRecord>, ControlPlaneError> {
+        let id = id.to_string();
+        self.call("read machine index", move |c| {
+            c.query_row(
+                &format!("{MACHINE_SELECT} WHERE id = ?1"),
+                [id],
+                machine_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Every indexed machine of an app, destroyed ones included.
+    pub async fn machines_of_app(
+        &self,
+        app: &str,
+    ) -> Result<Vec<MachineRecord>, ControlPlaneError> {
+        let app = app.to_string();
+        self.call("list machine index", move |c| {
+            let mut stmt = c.prepare(&format!(
+                "{MACHINE_SELECT} WHERE app_name = ?1 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map([app], machine_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// A machine of the app that is not destroyed and has this name.
+    pub async fn live_machine_named(
+        &self,
+        app: &str,
+        name: &str,
+    ) -> Result<Option<MachineRecord>, ControlPlaneError> {
+        let (app, name) = (app.to_string(), name.to_string());
+        self.call("find machine by name", move |c| {
+            c.query_row(
+                &format!("{MACHINE_SELECT} WHERE app_name = ?1 AND name = ?2 AND NOT destroyed"),
+                [app, name],
+                machine_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    pub async fn mark_destroyed(&self, id: &str) -> Result<(), ControlPlaneError> {
+        let id = id.to_string();
+        self.call("mark machine destroyed", move |c| {
+            c.execute("UPDATE machines SET destroyed = TRUE WHERE id = ?1", [id])
+                .map(drop)
+        })
+        .await
+    }
+
+    pub async fn rename_machine(&self, id: &str, name: &str) -> Result<(), ControlPlaneError> {
+        let (id, name) = (id.to_string(), name.to_string());
+        self.call("rename machine", move |c| {
+            c.execute("UPDATE machines SET name = ?2 WHERE id = ?1", [id, name])
+                .map(drop)
+        })
+        .await
+    }
+}
+
+const APP_SELECT: &str = "SELECT a.id, a.name, a.org_slug, a.created_at,
+    (SELECT COUNT(*) FROM machines m WHERE m.app_name = a.name AND NOT m.destroyed)
+    FROM apps a";
+
+fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
+    Ok(AppRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        org_slug: r.get(2)?,
+        created_at: r.get(3)?,
+        machine_count: to_u32(r.get(4)?),
+    })
+}
+
+const HOST_SELECT: &str = "SELECT id, region, address, runtime, cpus, memory_mb, allocated_cpus,
+    allocated_memory_mb, last_seen FROM hosts";
+
+fn host_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HostRecord> {
+    Ok(HostRecord {
+        info: HostInfo {
+            id: r.get(0)?,
+            region: r.get(1)?,
+            address: r.get(2)?,
+            runtime: r.get(3)?,
+            cpus: r.get(4)?,
+            memory_mb: to_u64(r.get(5)?),
+            allocated_cpus: r.get(6)?,
+            allocated_memory_mb: to_u64(r.get(7)?),
+        },
+        last_seen: r.get(8)?,
+    })
+}
+
+const MACHINE_SELECT: &str = "SELECT id, app_name, host_id, name, destroyed FROM machines";
+
+fn machine_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MachineRecord> {
+    Ok(MachineRecord {
+        id: r.get(0)?,
+        app: r.get(1)?,
+        host_id: r.get(2)?,
+        name: r.get(3)?,
+        destroyed: r.get(4)?,
+    })
+}
+
+fn org_by_slug(c: &Connection, slug: &str) -> rusqlite::Result<Option<OrgRecord>> {
+    c.query_row(
+        "SELECT slug, network_id FROM orgs WHERE slug = ?1",
+        [slug],
+        |r| {
+            Ok(OrgRecord {
+                slug: r.get(0)?,
+                network_id: to_u32(r.get(1)?),
+            })
+        },
+    )
+    .optional()
+}
+
+/// Counters are stored as BIGINT; values outside the Rust type saturate.
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("control.db")).unwrap();
+        (dir, store)
+    }
+
+    fn host(id: &str, region: &str) -> HostInfo {
+        HostInfo {
+            id: id.into(),
+            region: region.into(),
+            address: format!("http://{id}:1"),
+            runtime: "sim".into(),
+            cpus: 4,
+            memory_mb: 4096,
+            allocated_cpus: 1,
+            allocated_memory_mb: 1024,
+        }
+    }
+
+    fn app(name: &str, org: &str) -> AppRecord {
+        AppRecord {
+            id: format!("id-{name}"),
+            name: name.into(),
+            org_slug: org.into(),
+            created_at: 1,
+            machine_count: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn orgs_get_sequential_network_ids_and_are_idempotent() {
+        let (_d, s) = open();
+        assert_eq!(s.ensure_org("personal", 1).await.unwrap().network_id, 1);
+        assert_eq!(s.ensure_org("acme", 1).await.unwrap().network_id, 2);
+        assert_eq!(s.ensure_org("personal", 2).await.unwrap().network_id, 1);
+        assert_eq!(s.org("acme").await.unwrap().unwrap().network_id, 2);
+        assert_eq!(s.org("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn tokens_resolve_to_their_org() {
+        let (_d, s) = open();
+        s.ensure_org("personal", 1).await.unwrap();
+        s.insert_token("h1".into(), "personal", "ci", 1)
+            .await
+            .unwrap();
+        let c = s.caller("h1".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (c.org.slug.as_str(), c.token_name.as_str()),
+            ("personal", "ci")
+        );
+        assert_eq!(s.caller("h2".into()).await.unwrap(), None);
+        assert!(
+            s.insert_token("h3".into(), "ghost", "x", 1).await.is_err(),
+            "a token needs an existing org"
+        );
+    }
+
+    #[tokio::test]
+    async fn apps_are_global_and_count_live_machines() {
+        let (_d, s) = open();
+        s.ensure_org("a", 1).await.unwrap();
+        s.ensure_org("b", 1).await.unwrap();
+        assert!(s.insert_app(app("hello", "a")).await.unwrap());
+        assert!(!s.insert_app(app("hello", "b")).await.unwrap());
+        s.upsert_host(host("h1", "local"), 5).await.unwrap();
+        for (id, name) in [("m1", "one"), ("m2", "two")] {
+            s.insert_machine(
+                MachineRecord {
+                    id: id.into(),
+                    app: "hello".into(),
+                    host_id: "h1".into(),
+                    name: name.into(),
+                    destroyed: false,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(s.app("hello").await.unwrap().unwrap().machine_count, 2);
+        s.mark_destroyed("m1").await.unwrap();
+        assert_eq!(s.app("hello").await.unwrap().unwrap().machine_count, 1);
+        assert_eq!(s.live_machine_named("hello", "one").await.unwrap(), None);
+        s.rename_machine("m2", "deux").await.unwrap();
+        assert_eq!(
+            s.live_machine_named("hello", "deux")
+                .await
+                .unwrap()
+                .map(|m| m.id),
+            Some("m2".to_string())
+        );
+        assert_eq!(s.machines_of_app("hello").await.unwrap().len(), 2);
+        assert_eq!(s.apps_of_org("a").await.unwrap().len(), 1);
+        assert!(s.apps_of_org("b").await.unwrap().is_empty());
+
+        s.delete_app("hello").await.unwrap();
+        assert_eq!(s.app("hello").await.unwrap(), None);
+        assert_eq!(s.machine("m2").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn hosts_upsert_and_track_allocations() {
+        let (_d, s) = open();
+        s.upsert_host(host("h1", "local"), 5).await.unwrap();
+        s.add_allocation("h1", 1, 256).await.unwrap();
+        let h = s.host("h1").await.unwrap().unwrap();
+        assert_eq!((h.free_cpus(), h.free_memory_mb()), (2, 4096 - 1280));
+        // The next heartbeat replaces the estimate with the truth.
+        let mut info = host("h1", "ord");
+        info.address = "http://elsewhere:2".into();
+        s.upsert_host(info.clone(), 9).await.unwrap();
+        let hosts = s.hosts().await.unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].info, info);
+        assert_eq!(hosts[0].last_seen, 9);
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.ensure_org("personal", 1).await.unwrap();
+            s.insert_app(app("hello", "personal")).await.unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert!(s.app("hello").await.unwrap().is_some());
+        assert_eq!(s.ensure_org("next", 1).await.unwrap().network_id, 2);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.db");
+        drop(Store::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        drop(c);
+        let err = Store::open(&path).err().unwrap();
+        assert!(
+            matches!(err, ControlPlaneError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+use crate::{create_machine, machine_body, machine_path};
+use aloft_testkit::Cluster;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_missing_or_bad_token_is_401_saying_how_to_get_one() {
+    let cluster = Cluster::start().await;
+    let api = cluster.client();
+    for path in [
+        "/v1/apps",
+        "/v1/apps/hello",
+        "/v1/apps/hello/machines",
+        "/v1/platform/regions",
+    ] {
+        let (status, body) = api.send(api.anonymous().get(path)).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains("Bearer") && msg.contains("token"), "{msg}");
+
+        let (status, body) = api.send(api.with_token("aloft_0123").get(path)).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("not valid"));
+    }
+    let (status, _) = api
+        .send(
+            api.anonymous()
+                .get("/v1/apps")
+                .header("authorization", "Basic Zm9vOmJhcg=="),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // The internal token is not an org token.
+    let (status, _) = api
+        .send(
+            api.with_token(cluster.internal_token.clone())
+                .get("/v1/apps"),
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn another_orgs_app_is_404_on_every_verb_like_a_missing_one() {
+    let cluster = Cluster::start().await;
+    let mine = cluster.client();
+    mine.create_app("secret").await;
+    let id = create_machine(&mine, "secret", machine_body("hello:latest")).await;
+    let theirs = mine.with_token(cluster.new_org("acme").await);
+
+    let mp = |suffix: &str| machine_path("secret", &id, suffix);
+    let requests = [
+        theirs.get("/v1/apps/secret"),
+        theirs.delete("/v1/apps/secret"),
+        theirs.get("/v1/apps/secret/machines"),
+        theirs
+            .post("/v1/apps/secret/machines")
+            .json(&machine_body("x")),
+        theirs.get(&mp("")),
+        theirs.post(&mp("")).json(&machine_body("x")),
+        theirs.delete(&mp("?force=true")),
+        theirs.post(&mp("/stop")),
+        theirs.post(&mp("/start")),
+        theirs.get(&mp("/wait?state=started&timeout=1")),
+        theirs.post(&mp("/lease")).json(&json!({"ttl": 30})),
+        theirs.get(&mp("/events")),
+        theirs
+            .post(&mp("/exec"))
+            .json(&json!({"command": ["true"]})),
+    ];
+    for rb in requests {
+        let (status, body) = theirs.send(rb).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(
+            body["error"],
+            "app `secret` not found; list your apps with `aloft apps list` or GET /v1/apps"
+        );
+    }
+    // Exactly what a missing app looks like.
+    let (status, body) = mine.send(mine.get("/v1/apps/nothing-here")).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body["error"],
+        "app `nothing-here` not found; list your apps with `aloft apps list` or GET /v1/apps"
+    );
+    // Nothing happened to the machine.
+    let m = crate::get_machine(&mine, "secret", &id).await;
+    assert_ne!(m["state"], "destroyed");
+}
+
+#[tokio::test]
+async fn an_org_token_cannot_see_or_use_another_org() {
+    let cluster = Cluster::start().await;
+    let mine = cluster.client();
+    mine.create_app("mine").await;
+    let theirs = mine.with_token(cluster.new_org("acme").await);
+    theirs.create_app("theirs").await;
+
+    let (status, body) = theirs.send(theirs.get("/v1/apps")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["total_apps"], 1);
+    assert_eq!(body["apps"][0]["name"], "theirs");
+    assert_eq!(body["apps"][0]["organization"]["slug"], "acme");
+
+    let (status, _) = theirs.send(theirs.get("/v1/apps?org_slug=personal")).await;
+    assert_eq!(status, 404);
+    let (status, _) = theirs
+        .send(
+            theirs
+                .post("/v1/apps")
+                .json(&json!({"app_name": "sneaky", "org_slug": "personal"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = mine.send(mine.get("/v1/apps?org_slug=personal")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["total_apps"], 1);
+}
