@@ -1,0 +1,1111 @@
+//! The `aloft` binary end to end: `aloft dev up` runs as a child process (sim runtime, ports from
+//! :0, a temp data dir) and the client commands run against it, exactly as a user would type them.
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_aloft");
+/// How long `dev up` may take to be ready, or to stop.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A finished `aloft` command.
+struct Out {
+    args: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// Asserts success and returns stdout.
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "`aloft {}` failed:\n{self}", self.args);
+        &self.stdout
+    }
+
+    /// Asserts failure and returns stderr.
+    fn fails(&self) -> &str {
+        assert!(
+            self.code.is_some_and(|c| c != 0),
+            "`aloft {}` should have failed:\n{self}",
+            self.args
+        );
+        assert!(
+            self.stderr.contains("Error:"),
+            "no error on stderr:\n{self}"
+        );
+        &self.stderr
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.ok())
+            .unwrap_or_else(|e| panic!("`aloft {}` printed no JSON ({e}):\n{self}", self.args))
+    }
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the binary with a clean aloft environment plus `env`.
+fn aloft_with(env: &[(&str, &str)], args: &[&str]) -> Out {
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "ALOFT_API_URL",
+        "ALOFT_API_TOKEN",
+        "ALOFT_DATA_DIR",
+        "ALOFT_APP",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run aloft");
+    Out {
+        args: args.join(" "),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `aloft dev up` as a child process; killed when dropped, whatever happened.
+struct DevUp {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    api_url: String,
+}
+
+impl DevUp {
+    /// Starts `dev up` on `data_dir` and waits until it has written `api-url`. `tag` names its
+    /// log files (in the parent of `data_dir`).
+    fn start(data_dir: &Path, tag: &str) -> DevUp {
+        let mut dev = Self::spawn(data_dir.parent().unwrap(), data_dir, tag, &[]);
+        let url_file = data_dir.join("api-url");
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Ok(url) = fs::read_to_string(&url_file)
+                && url.ends_with('\n')
+            {
+                dev.api_url = url.trim().to_string();
+                return dev;
+            }
+            if let Some(status) = dev.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "dev up exited with {status} before it was ready:\n{}",
+                    dev.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dev up did not write api-url within {STARTUP:?}:\n{}",
+                dev.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts `dev up --data-dir DATA_DIR` (and `--api-addr 127.0.0.1:0` unless `extra` names
+    /// one) without waiting; logs go to `<log_dir>/dev-up-<tag>.{out,err}`.
+    fn spawn(log_dir: &Path, data_dir: &Path, tag: &str, extra: &[&str]) -> DevUp {
+        fs::create_dir_all(log_dir).unwrap();
+        let stdout_path = log_dir.join(format!("dev-up-{tag}.out"));
+        let stderr_path = log_dir.join(format!("dev-up-{tag}.err"));
+        let mut cmd = Command::new(BIN);
+        for var in [
+            "ALOFT_API_URL",
+            "ALOFT_API_TOKEN",
+            "ALOFT_DATA_DIR",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.args(["dev", "up", "--data-dir"]).arg(data_dir);
+        if !extra.contains(&"--api-addr") {
+            cmd.args(["--api-addr", "127.0.0.1:0"]);
+        }
+        let child = cmd
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout_path).unwrap())
+            .stderr(fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn aloft dev up");
+        DevUp {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            stdout_path,
+            stderr_path,
+            api_url: String::new(),
+        }
+    }
+
+    fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- dev up stdout\n{}\n--- dev up stderr\n{}",
+            self.stdout(),
+            fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        )
+    }
+
+    /// Runs a client command against this cloud.
+    fn aloft(&self, args: &[&str]) -> Out {
+        let data_dir = self.data_dir.to_str().unwrap();
+        aloft_with(
+            &[
+                ("ALOFT_API_URL", &self.api_url),
+                ("ALOFT_DATA_DIR", data_dir),
+            ],
+            args,
+        )
+    }
+
+    /// Starts a client command without waiting for it.
+    fn aloft_background(&self, args: &[&str]) -> Child {
+        Command::new(BIN)
+            .env("ALOFT_API_URL", &self.api_url)
+            .env("ALOFT_DATA_DIR", &self.data_dir)
+            .env_remove("ALOFT_API_TOKEN")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn aloft")
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id();
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -{sig} {pid}")])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} {pid} failed");
+    }
+
+    /// Waits for the process to end (it must, within [`STARTUP`]).
+    fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("dev up did not exit within {STARTUP:?}:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn sigterm(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+
+    fn sigkill(&mut self) {
+        self.signal("KILL");
+        self.wait_exit();
+    }
+}
+
+impl Drop for DevUp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A temp dir holding the data dir (`<tmp>/data`) and the logs.
+fn temp_data_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix("aloft-cli-test-")
+        .tempdir()
+        .unwrap();
+    let data = tmp.path().join("data");
+    (tmp, data)
+}
+
+/// `machine run ... --json`, returning the new machine's id.
+fn run_machine(dev: &DevUp, args: &[&str]) -> String {
+    let mut all = vec!["machine", "run", "--json"];
+    all.extend_from_slice(args);
+    let m = dev.aloft(&all).json();
+    m["id"].as_str().expect("machine id").to_string()
+}
+
+fn machine_json(dev: &DevUp, app: &str, id: &str) -> Value {
+    dev.aloft(&["machine", "status", id, "-a", app, "--json"])
+        .json()
+}
+
+fn state_of(dev: &DevUp, app: &str, id: &str) -> String {
+    machine_json(dev, app, id)["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A raw HTTP/1.1 request to the API (for what the CLI cannot do, like taking a lease).
+fn http(api_url: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = api_url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn version_is_printed() {
+    let out = aloft_with(&[], &["--version"]);
+    assert!(
+        out.ok()
+            .starts_with(&format!("aloft {}", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+}
+
+#[test]
+fn apps_and_machines_from_create_to_destroy() {
+    let (_tmp, data) = temp_data_dir();
+    let dev = DevUp::start(&data, "main");
+    let stdout = dev.stdout();
+    assert!(stdout.contains("export ALOFT_API_TOKEN=$(cat "), "{stdout}");
+    assert!(
+        stdout.contains("proxy") && stdout.contains("registry"),
+        "{stdout}"
+    );
+
+    // Apps.
+    let out = dev.aloft(&["apps", "list"]);
+    assert!(out.ok().contains("No apps yet"), "{out}");
+    let out = dev.aloft(&["apps", "create", "hello"]);
+    assert!(
+        out.ok().contains("Created app `hello` in org personal"),
+        "{out}"
+    );
+    let out = dev.aloft(&["apps", "list"]);
+    let table = out.ok();
+    assert!(table.starts_with("NAME"), "{out}");
+    assert!(table.lines().any(|l| l.starts_with("hello ")), "{out}");
+    let apps = dev.aloft(&["apps", "list", "--json"]).json();
+    assert_eq!(apps[0]["name"], "hello");
+    assert_eq!(apps[0]["organization"]["slug"], "personal");
+
+    // A machine with every flag `machine run` has.
+    let web = run_machine(
+        &dev,
+        &[
+            "-a",
+            "hello",
+            "--region",
+            "local",
+            "--env",
+            "GREETING=hi there",
+            "-e",
+            "MODE=prod",
+            "-p",
+            "443:8080/tcp:http:tls",
+            "-p",
+            "80:8080/tcp:http",
+            "-p",
+            "5432/tcp",
+            "--autostop",
+            "suspend",
+            "--restart",
+            "on-fail",
+            "--memory",
+            "1gb",
+            "--cpus",
+            "2",
+            "--cpu-kind",
+            "shared",
+            "--name",
+            "web-1",
+            "--metadata",
+            "role=web",
+            "-m",
+            "tier=front",
+            "--entrypoint",
+            "/bin/sh -c",
+            "--cmd",
+            "'sleep 1000'",
+            "nginx:latest",
+        ],
+    );
+    let m = machine_json(&dev, "hello", &web);
+    let c = &m["config"];
+    assert_eq!(m["state"], "started", "{m:#}");
+    assert_eq!(m["name"], "web-1");
+    assert_eq!(m["region"], "local");
+    assert_eq!(c["image"], "nginx:latest");
+    assert_eq!(c["env"]["GREETING"], "hi there");
+    assert_eq!(c["env"]["MODE"], "prod");
+    assert_eq!(c["guest"]["memory_mb"], 1024);
+    assert_eq!(c["guest"]["cpus"], 2);
+    assert_eq!(c["guest"]["cpu_kind"], "shared");
+    assert_eq!(c["metadata"]["role"], "web");
+    assert_eq!(c["metadata"]["tier"], "front");
+    assert_eq!(
+        c["init"]["entrypoint"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
+    assert_eq!(c["init"]["cmd"], serde_json::json!(["sleep 1000"]));
+    assert_eq!(c["restart"]["policy"], "on-failure");
+    let services = c["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2, "{c:#}");
+    assert_eq!(services[0]["internal_port"], 8080);
+    assert_eq!(services[0]["protocol"], "tcp");
+    assert_eq!(services[0]["autostop"], "suspend");
+    assert_eq!(services[0]["ports"][0]["port"], 443);
+    assert_eq!(
+        services[0]["ports"][0]["handlers"],
+        serde_json::json!(["http", "tls"])
+    );
+    assert_eq!(services[0]["ports"][1]["port"], 80);
+    assert_eq!(
+        services[0]["ports"][1]["handlers"],
+        serde_json::json!(["http"])
+    );
+    assert_eq!(services[1]["internal_port"], 5432);
+    assert_eq!(services[1]["ports"][0]["port"], 5432);
+
+    // A plain one: the command after the image, the restart policy given the reference's way.
+    let out = dev.aloft(&[
+        "machine",
+        "run",
+        "-a",
+        "hello",
+        "--restart",
+        "no",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let text = out.ok();
+    assert!(out.stderr.contains("Waiting for machine"), "{out}");
+    assert!(text.contains("is started in region local"), "{out}");
+    let worker = dev
+        .aloft(&["machine", "list", "-a", "hello", "--json"])
+        .json();
+    let worker = worker
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] != web.as_str())
+        .expect("the second machine")
+        .clone();
+    let worker_id = worker["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        worker["config"]["init"]["cmd"],
+        serde_json::json!(["sleep", "1000"])
+    );
+    assert_eq!(worker["config"]["restart"]["policy"], "no");
+    assert_eq!(worker["config"]["guest"]["memory_mb"], 256);
+
+    // List.
+    let list = dev
+        .aloft(&["machine", "list", "-a", "hello", "--json"])
+        .json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|m| m["state"] == "started"), "{list:#?}");
+    let out = dev.aloft(&["machine", "list", "-a", "hello"]);
+    assert!(out.ok().starts_with("ID"), "{out}");
+    assert!(
+        out.stdout.contains(&web) && out.stdout.contains("web-1"),
+        "{out}"
+    );
+    let out = dev.aloft(&[
+        "machine", "list", "-a", "hello", "--state", "stopped", "--json",
+    ]);
+    assert_eq!(out.json(), serde_json::json!([]));
+
+    // Stop, start, restart.
+    let out = dev.aloft(&[
+        "machine",
+        "stop",
+        &web,
+        "-a",
+        "hello",
+        "--signal",
+        "SIGINT",
+        "--timeout",
+        "5s",
+    ]);
+    assert!(
+        out.ok().contains(&format!("Machine {web} stopped")),
+        "{out}"
+    );
+    assert_eq!(state_of(&dev, "hello", &web), "stopped");
+    let out = dev.aloft(&["machine", "stop", &web, "-a", "hello"]);
+    assert!(
+        out.ok().contains("is already stopped"),
+        "a no-op says so: {out}"
+    );
+    let out = dev.aloft(&["machine", "start", &web, "-a", "hello"]);
+    assert!(out.ok().contains("started (it was stopped)"), "{out}");
+    assert_eq!(state_of(&dev, "hello", &web), "started");
+    let out = dev.aloft(&["machine", "restart", &web, "-a", "hello"]);
+    assert!(out.ok().contains("restarted"), "{out}");
+    assert_eq!(state_of(&dev, "hello", &web), "started");
+
+    // Exec prints the output and exits with the command's status.
+    let out = dev.aloft(&[
+        "machine", "exec", &web, "-a", "hello", "--", "echo", "hello", "world",
+    ]);
+    assert_eq!(out.ok(), "hello world\n");
+    let out = dev.aloft(&["machine", "exec", &web, "-a", "hello", "--", "exit", "3"]);
+    assert_eq!(out.code, Some(3), "{out}");
+    let out = dev.aloft(&[
+        "machine", "exec", &web, "-a", "hello", "--json", "--", "echo", "x",
+    ]);
+    assert_eq!(out.json()["stdout"], "x\n");
+
+    // Wait.
+    let out = dev.aloft(&[
+        "machine",
+        "wait",
+        &web,
+        "-a",
+        "hello",
+        "--state",
+        "started",
+        "--timeout",
+        "10s",
+    ]);
+    assert!(out.ok().contains("is started"), "{out}");
+    let out = dev.aloft(&[
+        "machine",
+        "wait",
+        &web,
+        "-a",
+        "hello",
+        "--state",
+        "stopped",
+        "--timeout",
+        "2s",
+    ]);
+    assert!(out.fails().contains("did not reach `stopped`"), "{out}");
+
+    // Cordon.
+    let out = dev.aloft(&["machine", "cordon", &web, "-a", "hello"]);
+    assert!(out.ok().contains("cordoned"), "{out}");
+    assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], true);
+    dev.aloft(&["machine", "uncordon", &web, "-a", "hello"])
+        .ok();
+    assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], false);
+
+    // Leases.
+    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    assert!(out.ok().contains("no lease"), "{out}");
+    assert_eq!(
+        dev.aloft(&["machine", "leases", "view", &web, "-a", "hello", "--json"])
+            .json(),
+        Value::Null
+    );
+    let out = dev.aloft(&["machine", "leases", "clear", &web, "-a", "hello"]);
+    assert!(out.ok().contains("nothing to clear"), "{out}");
+    let token = fs::read_to_string(data.join("token")).unwrap();
+    let (status, body) = http(
+        &dev.api_url,
+        "POST",
+        &format!("/v1/apps/hello/machines/{web}/lease"),
+        token.trim(),
+        r#"{"ttl":120,"description":"deploy in progress"}"#,
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let nonce = serde_json::from_str::<Value>(&body).unwrap()["data"]["nonce"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    assert!(out.ok().starts_with("NONCE"), "{out}");
+    assert!(
+        out.stdout.contains(&nonce) && out.stdout.contains("deploy in progress"),
+        "{out}"
+    );
+    let lease = dev
+        .aloft(&["machine", "leases", "view", &web, "-a", "hello", "--json"])
+        .json();
+    assert_eq!(lease["nonce"], nonce.as_str());
+    let out = dev.aloft(&["machine", "stop", &web, "-a", "hello"]);
+    assert!(out.fails().contains("aloft machine leases clear"), "{out}");
+    let out = dev.aloft(&["machine", "leases", "clear", &web, "-a", "hello"]);
+    assert!(out.ok().contains("Cleared the lease"), "{out}");
+    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    assert!(out.ok().contains("no lease"), "{out}");
+
+    // Signal and suspend (the sim runtime cannot suspend: it stops instead and says so).
+    let out = dev.aloft(&["machine", "signal", &web, "-a", "hello", "-s", "SIGUSR1"]);
+    assert!(out.ok().contains("Sent SIGUSR1"), "{out}");
+    let out = dev.aloft(&["machine", "suspend", &worker_id, "-a", "hello"]);
+    assert!(out.ok().contains(&worker_id), "{out}");
+    let state = state_of(&dev, "hello", &worker_id);
+    assert!(state == "suspended" || state == "stopped", "{state}");
+
+    // Status.
+    let out = dev.aloft(&["machine", "status", &web, "-a", "hello"]);
+    let text = out.ok();
+    assert!(text.contains("web-1") && text.contains("Events"), "{out}");
+    assert!(text.contains("launch") || text.contains("start"), "{out}");
+    let out = dev.aloft(&["status", "-a", "hello"]);
+    let text = out.ok();
+    assert!(text.contains("hello") && text.contains("personal"), "{out}");
+    assert!(
+        text.contains(&web) && text.contains("nginx:latest"),
+        "{out}"
+    );
+    let status = dev.aloft(&["status", "-a", "hello", "--json"]).json();
+    assert_eq!(status["app"]["organization"]["slug"], "personal");
+    assert_eq!(status["machines"].as_array().unwrap().len(), 2);
+    let out = aloft_with(
+        &[
+            ("ALOFT_API_URL", &dev.api_url),
+            ("ALOFT_DATA_DIR", data.to_str().unwrap()),
+            ("ALOFT_APP", "hello"),
+        ],
+        &["status"],
+    );
+    assert!(out.ok().contains(&web), "ALOFT_APP is read: {out}");
+
+    // Regions.
+    let out = dev.aloft(&["platform", "regions"]);
+    assert!(out.ok().lines().any(|l| l.starts_with("local ")), "{out}");
+    let regions = dev.aloft(&["platform", "regions", "--json"]).json();
+    assert!(
+        regions
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "local"),
+        "{regions:#}"
+    );
+
+    // Destroy: a started machine only with --force.
+    let out = dev.aloft(&["machine", "destroy", &web, "-a", "hello"]);
+    let err = out.fails();
+    assert!(
+        err.contains("--force") && err.contains("aloft machine stop"),
+        "{out}"
+    );
+    assert_eq!(state_of(&dev, "hello", &web), "started");
+    let out = dev.aloft(&["machine", "destroy", &web, "-a", "hello", "--force"]);
+    assert!(out.ok().contains("destroyed"), "{out}");
+    let list = dev
+        .aloft(&["machine", "list", "-a", "hello", "--json"])
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    let all = dev
+        .aloft(&["machine", "list", "-a", "hello", "--all", "--json"])
+        .json();
+    let gone = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == web.as_str())
+        .expect("--all lists destroyed machines");
+    assert_eq!(gone["state"], "destroyed");
+
+    // Destroying an app asks first; without a terminal it needs --yes.
+    let out = dev.aloft(&["apps", "destroy", "hello"]);
+    assert!(out.fails().contains("--yes"), "{out}");
+    dev.aloft(&["machine", "destroy", &worker_id, "-a", "hello", "--force"])
+        .ok();
+    dev.aloft(&["apps", "destroy", "hello", "--yes"]).ok();
+    let apps = dev.aloft(&["apps", "list", "--json"]).json();
+    assert_eq!(apps, serde_json::json!([]));
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let (_tmp, data) = temp_data_dir();
+    let dev = DevUp::start(&data, "errors");
+    dev.aloft(&["apps", "create", "errs"]).ok();
+
+    let out = dev.aloft(&["machine", "list", "-a", "nope"]);
+    let err = out.fails();
+    assert!(err.contains("no app named `nope` in org personal"), "{out}");
+    assert!(err.contains("aloft apps create nope"), "{out}");
+    let out = dev.aloft(&["status", "-a", "nope"]);
+    assert!(out.fails().contains("aloft apps create nope"), "{out}");
+
+    let out = dev.aloft(&["machine", "run", "-a", "errs", "--memory", "300", "nginx"]);
+    assert!(out.fails().contains("guest.memory_mb"), "{out}");
+    let out = dev.aloft(&["machine", "run", "-a", "errs", "--memory", "lots", "nginx"]);
+    assert!(out.fails().contains("512mb"), "{out}");
+    let out = dev.aloft(&[
+        "machine",
+        "run",
+        "-a",
+        "errs",
+        "-p",
+        "80/tcp:gopher",
+        "nginx",
+    ]);
+    assert!(out.fails().contains("use http, tls"), "{out}");
+    let out = dev.aloft(&[
+        "machine",
+        "run",
+        "-a",
+        "errs",
+        "--restart",
+        "sometimes",
+        "nginx",
+    ]);
+    assert_eq!(out.code, Some(2), "clap rejects it: {out}");
+    assert!(out.stderr.contains("on-fail"), "{out}");
+
+    let out = dev.aloft(&["machine", "status", "00000000000000", "-a", "errs"]);
+    let err = out.fails();
+    assert!(
+        err.contains("no machine `00000000000000` in app `errs`"),
+        "{out}"
+    );
+    assert!(err.contains("aloft machine list -a errs"), "{out}");
+
+    let out = dev.aloft(&["machine", "list"]);
+    assert!(out.fails().contains("-a APP"), "{out}");
+
+    // A machine that cannot start: the events and a hint.
+    let out = dev.aloft(&[
+        "machine",
+        "run",
+        "-a",
+        "errs",
+        "-e",
+        "SIM_FAIL_START=1",
+        "nginx",
+    ]);
+    let err = out.fails();
+    assert!(err.contains("did not start"), "{out}");
+    assert!(
+        err.contains("TYPE") && err.contains("aloft machine status"),
+        "{out}"
+    );
+
+    // Exec on a stopped machine.
+    let id = run_machine(&dev, &["-a", "errs", "nginx"]);
+    dev.aloft(&["machine", "stop", &id, "-a", "errs"]).ok();
+    let out = dev.aloft(&["machine", "exec", &id, "-a", "errs", "--", "echo", "hi"]);
+    assert!(out.fails().contains("aloft machine start"), "{out}");
+
+    // A token the API does not know.
+    let out = aloft_with(
+        &[
+            ("ALOFT_API_URL", &dev.api_url),
+            ("ALOFT_API_TOKEN", "bogus"),
+        ],
+        &["apps", "list"],
+    );
+    assert!(out.fails().contains("ALOFT_API_TOKEN"), "{out}");
+}
+
+#[test]
+fn client_errors_without_a_cloud() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = aloft_with(
+        &[("ALOFT_API_URL", &url), ("ALOFT_API_TOKEN", "t")],
+        &["apps", "list"],
+    );
+    let err = out.fails();
+    assert!(
+        err.contains(&format!("cannot reach the aloft API at {url}")),
+        "{out}"
+    );
+    assert!(
+        err.contains("aloft dev up") && err.contains("ALOFT_API_URL"),
+        "{out}"
+    );
+
+    let (_tmp, data) = temp_data_dir();
+    let out = aloft_with(
+        &[
+            ("ALOFT_API_URL", &url),
+            ("ALOFT_DATA_DIR", data.to_str().unwrap()),
+        ],
+        &["apps", "list"],
+    );
+    let err = out.fails();
+    assert!(
+        err.contains("ALOFT_API_TOKEN") && err.contains("aloft dev up"),
+        "{out}"
+    );
+}
+
+#[test]
+fn dev_up_survives_a_clean_stop_and_start() {
+    let (_tmp, data) = temp_data_dir();
+    let mut dev = DevUp::start(&data, "first");
+    dev.aloft(&["apps", "create", "keep"]).ok();
+    let default_policy = run_machine(&dev, &["-a", "keep", "nginx"]);
+    let never = run_machine(&dev, &["-a", "keep", "--restart", "no", "nginx"]);
+    let created = run_machine(&dev, &["-a", "keep", "--skip-launch", "nginx"]);
+    assert_eq!(state_of(&dev, "keep", &created), "created");
+    let token = fs::read_to_string(data.join("token")).unwrap();
+    let internal = fs::read_to_string(data.join("internal-token")).unwrap();
+    for file in ["token", "internal-token"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(data.join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    let status = dev.sigterm();
+    assert!(
+        status.success(),
+        "dev up exited with {status}:\n{}",
+        dev.logs()
+    );
+    let stdout = dev.stdout();
+    assert!(
+        stdout.contains(
+            "on the next `aloft dev up` the agent finds them gone and applies their restart policy"
+        ),
+        "{}",
+        dev.logs()
+    );
+    assert!(
+        !data.join("api-url").exists(),
+        "api-url is removed on a clean stop"
+    );
+
+    let dev = DevUp::start(&data, "second");
+    assert_eq!(fs::read_to_string(data.join("token")).unwrap(), token);
+    assert_eq!(
+        fs::read_to_string(data.join("internal-token")).unwrap(),
+        internal
+    );
+    let apps = dev.aloft(&["apps", "list", "--json"]).json();
+    assert_eq!(apps[0]["name"], "keep");
+    let list = dev
+        .aloft(&["machine", "list", "-a", "keep", "--json"])
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list:#}");
+
+    // The default policy (on-failure) starts the machine whose process went away again; `no`
+    // leaves it stopped; a machine that never ran stays created.
+    let out = dev.aloft(&[
+        "machine",
+        "wait",
+        &default_policy,
+        "-a",
+        "keep",
+        "--state",
+        "started",
+        "--timeout",
+        "30s",
+    ]);
+    out.ok();
+    let out = dev.aloft(&[
+        "machine",
+        "wait",
+        &never,
+        "-a",
+        "keep",
+        "--state",
+        "stopped",
+        "--timeout",
+        "30s",
+    ]);
+    out.ok();
+    assert_eq!(state_of(&dev, "keep", &created), "created");
+    let out = dev.aloft(&[
+        "machine",
+        "exec",
+        &default_policy,
+        "-a",
+        "keep",
+        "--",
+        "echo",
+        "back",
+    ]);
+    assert_eq!(out.ok(), "back\n");
+}
+
+#[test]
+fn dev_up_survives_sigkill_in_the_middle_of_operations() {
+    let (_tmp, data) = temp_data_dir();
+    let mut dev = DevUp::start(&data, "before-kill");
+    dev.aloft(&["apps", "create", "crashy"]).ok();
+    // Machines whose process ignores SIGTERM stay `stopping`/`restarting` for the whole stop
+    // timeout, so those operations are surely in flight when the process is killed.
+    let stubborn = ["-e", "SIM_IGNORE_SIGTERM=1"];
+    let mut ids = Vec::new();
+    for (policy, env) in [
+        ("always", &stubborn[..]),
+        ("no", &stubborn[..]),
+        ("on-fail", &stubborn[..]),
+        ("always", &[][..]),
+        ("no", &[][..]),
+        ("on-fail", &[][..]),
+    ] {
+        let mut args = vec!["-a", "crashy", "--restart", policy];
+        args.extend_from_slice(env);
+        args.push("nginx");
+        ids.push(run_machine(&dev, &args));
+    }
+    ids.push(run_machine(
+        &dev,
+        &["-a", "crashy", "--skip-launch", "nginx"],
+    ));
+
+    let ops: [&[&str]; 7] = [
+        &["stop", "--timeout", "60s"],
+        &["restart", "--timeout", "60s"],
+        &["stop", "--timeout", "60s"],
+        &["destroy", "--force"],
+        &["restart"],
+        &["signal", "-s", "SIGKILL"],
+        &["start"],
+    ];
+    let mut clients = Vec::new();
+    for (id, op) in ids.iter().zip(ops) {
+        let mut args = vec!["machine", op[0], id.as_str(), "-a", "crashy"];
+        args.extend_from_slice(&op[1..]);
+        clients.push(dev.aloft_background(&args));
+    }
+    // Kill once the slow operations are visibly under way.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = dev
+            .aloft(&["machine", "list", "-a", "crashy", "--json"])
+            .json();
+        let busy = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| matches!(m["state"].as_str(), Some("stopping" | "restarting")))
+            .count();
+        if busy >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operations never got under way: {list:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dev.sigkill();
+    for mut c in clients {
+        let _ = c.wait();
+    }
+    assert!(
+        data.join("api-url").exists(),
+        "a killed dev up leaves api-url behind"
+    );
+    let _ = fs::remove_file(data.join("api-url"));
+
+    let dev = DevUp::start(&data, "after-kill");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = dev
+            .aloft(&["machine", "list", "-a", "crashy", "--all", "--json"])
+            .json();
+        let machines = list.as_array().unwrap();
+        let found: Vec<&str> = machines.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        for id in &ids {
+            assert!(
+                found.contains(&id.as_str()),
+                "machine {id} was lost: {list:#}"
+            );
+        }
+        let transient: Vec<String> = machines
+            .iter()
+            .filter(|m| {
+                !matches!(
+                    m["state"].as_str().unwrap(),
+                    "created" | "started" | "stopped" | "suspended" | "failed" | "destroyed"
+                )
+            })
+            .map(|m| format!("{} {}", m["id"], m["state"]))
+            .collect();
+        if transient.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "machines still transient 30s after the restart: {transient:?}\n{}",
+            dev.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every machine still takes the operations users need next.
+    for id in &ids {
+        let state = state_of(&dev, "crashy", id);
+        if state == "stopped" || state == "created" {
+            dev.aloft(&["machine", "start", id, "-a", "crashy"]).ok();
+        }
+        if state != "destroyed" {
+            dev.aloft(&["machine", "destroy", id, "-a", "crashy", "--force"])
+                .ok();
+        }
+    }
+}
+
+#[test]
+fn dev_up_stops_at_once_on_a_second_signal() {
+    let (_tmp, data) = temp_data_dir();
+    let mut dev = DevUp::start(&data, "impatient");
+    dev.aloft(&["apps", "create", "slow"]).ok();
+    let id = run_machine(&dev, &["-a", "slow", "-e", "SIM_IGNORE_SIGTERM=1", "nginx"]);
+    let mut stop =
+        dev.aloft_background(&["machine", "stop", &id, "-a", "slow", "--timeout", "60s"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_of(&dev, "slow", &id) != "stopping" {
+        assert!(Instant::now() < deadline, "the stop never got under way");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dev.signal("TERM");
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    dev.signal("INT");
+    let status = dev.wait_exit();
+    assert_eq!(status.code(), Some(130), "{}", dev.logs());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert!(dev.logs().contains("stopped at once"), "{}", dev.logs());
+    let _ = stop.wait();
+
+    let dev = DevUp::start(&data, "after-impatient");
+    let out = dev.aloft(&[
+        "machine",
+        "wait",
+        &id,
+        "-a",
+        "slow",
+        "--state",
+        "stopped",
+        "--timeout",
+        "30s",
+    ]);
+    out.ok();
+}
+
+#[test]
+fn dev_up_refuses_a_data_dir_another_dev_up_uses() {
+    let (tmp, data) = temp_data_dir();
+    let first = DevUp::start(&data, "owner");
+    let pid = first.child.as_ref().unwrap().id();
+    let mut second = DevUp::spawn(tmp.path(), &data, "intruder", &[]);
+    assert!(!second.wait_exit().success());
+    let logs = second.logs();
+    assert!(
+        logs.contains(&format!(
+            "another `aloft dev up` (pid {pid}) is using the data directory"
+        )),
+        "{logs}"
+    );
+    first.aloft(&["apps", "list"]).ok();
+}
+
+#[test]
+fn dev_up_replaces_a_token_it_does_not_accept() {
+    let (_tmp, data) = temp_data_dir();
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("token"), "left-over-from-another-cloud\n").unwrap();
+    let dev = DevUp::start(&data, "stale-token");
+    let token = fs::read_to_string(data.join("token")).unwrap();
+    assert!(!token.contains("left-over"), "{token}");
+    dev.aloft(&["apps", "list"]).ok();
+}
+
+#[test]
+fn dev_up_refuses_a_data_dir_it_cannot_create() {
+    let (tmp, _) = temp_data_dir();
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "not a directory").unwrap();
+    let data = file.join("data");
+    let mut dev = DevUp::spawn(tmp.path(), &data, "bad-dir", &[]);
+    let status = dev.wait_exit();
+    assert!(!status.success());
+    let logs = dev.logs();
+    assert!(
+        logs.contains(&format!(
+            "cannot create the data directory {}",
+            data.display()
+        )),
+        "{logs}"
+    );
+    assert!(logs.contains("--data-dir"), "{logs}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "not a directory");
+}
+
+#[test]
+fn dev_up_refuses_a_port_in_use() {
+    let (tmp, data) = temp_data_dir();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let mut dev = DevUp::spawn(tmp.path(), &data, "busy", &["--api-addr", &addr]);
+    let status = dev.wait_exit();
+    assert!(!status.success());
+    let logs = dev.logs();
+    assert!(
+        logs.contains(&format!(
+            "{addr} is in use: is another `aloft dev up` running? stop it or pass --api-addr"
+        )),
+        "{logs}"
+    );
+    assert!(!data.exists(), "nothing is written when the port is taken");
+}
+
+#[test]
+fn dev_up_runs_only_the_sim_runtime_for_now() {
+    let (tmp, data) = temp_data_dir();
+    for runtime in ["gvisor", "microvm", "auto"] {
+        let mut dev = DevUp::spawn(tmp.path(), &data, runtime, &["--runtime", runtime]);
+        let status = dev.wait_exit();
+        assert!(!status.success());
+        let logs = dev.logs();
+        assert!(
+            logs.contains("real-runtime work") && logs.contains("--runtime sim"),
+            "{logs}"
+        );
+    }
+    assert!(!data.exists());
+}

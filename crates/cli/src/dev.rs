@@ -1,0 +1,564 @@
+//! `aloft dev up`: a complete single-host cloud in the foreground.
+//!
+//! One process runs the control plane (its data in `<data-dir>/control`) and one host agent (its
+//! data in `<data-dir>/agent`), talking over loopback HTTP exactly as they would across hosts. The
+//! data dir also holds `token` (an API token for org `personal`), `internal-token` (what the
+//! control plane and the agent use between them) and `api-url` (where the API really listens,
+//! written last, once everything is ready, and removed on a clean stop).
+
+use crate::Ctx;
+use crate::config::{DEFAULT_API_URL, TOKEN_FILE};
+use crate::output::print_json;
+use aloft_agent::{Agent, AgentConfig, spawn_heartbeat};
+use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_runtime::Runtime;
+use aloft_runtime::sim::SimRuntime;
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use std::fs;
+use std::future::IntoFuture;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// The org `dev up` creates and writes a token for.
+const ORG: &str = "personal";
+/// The file holding the token the control plane and the agent share.
+const INTERNAL_TOKEN_FILE: &str = "internal-token";
+/// The file holding the URL the API listens on.
+const API_URL_FILE: &str = "api-url";
+/// The file holding the pid of the `dev up` that uses the data dir.
+const PID_FILE: &str = "dev-up.pid";
+/// How long in-flight requests get to finish after a stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `dev up` prints when it stops.
+const STOPPED: &str = "aloft dev up stopped. Machines were left as they are: with the sim runtime their simulated processes end with this process, and on the next `aloft dev up` the agent finds them gone and applies their restart policy.";
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Run a complete single-host cloud in the foreground (control plane + one host agent) until
+    /// Ctrl-C or SIGTERM.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The region of this host.
+    #[arg(long, default_value = "local")]
+    region: String,
+    /// The isolation backend that runs machines.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Sim)]
+    runtime: RuntimeKind,
+    /// Where the Machines API listens; `127.0.0.1:0` picks a free port (written to
+    /// <data-dir>/api-url).
+    #[arg(long, default_value = "127.0.0.1:4280")]
+    api_addr: SocketAddr,
+    /// CPUs the agent offers for machines [default: this host's CPU count].
+    #[arg(long, value_name = "N")]
+    host_cpus: Option<u32>,
+    /// Memory (MB) the agent offers for machines [default: this host's memory].
+    #[arg(long, value_name = "MB")]
+    host_memory_mb: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RuntimeKind {
+    /// Simulated machines (no image is run).
+    Sim,
+    /// gVisor sandboxes (not available yet).
+    Gvisor,
+    /// QEMU microVMs (not available yet).
+    Microvm,
+    /// The best backend this host supports (not available yet).
+    Auto,
+}
+
+pub async fn run(cmd: DevCommand, ctx: &Ctx) -> Result<ExitCode> {
+    match cmd {
+        DevCommand::Up(args) => up(ctx, args).await,
+    }
+}
+
+async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
+    let runtime = runtime_for(args.runtime)?;
+    // Installed first, so that a signal during start-up still ends in a clean stop.
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+
+    let api_listener = bind(args.api_addr).await?;
+    let api_url = url_for(api_listener.local_addr()?);
+    let data = DataDir::prepare(&ctx.env.data_dir(ctx.data_dir.as_deref())?)?;
+    let internal_token = data.internal_token()?;
+    let (host_cpus, host_memory_mb) = host_capacity()?;
+    let cpus = args.host_cpus.unwrap_or(host_cpus);
+    let memory_mb = args.host_memory_mb.unwrap_or(host_memory_mb);
+
+    let control_plane = ControlPlane::open(ControlPlaneConfig {
+        data_dir: data.root.join("control"),
+        internal_token: internal_token.clone(),
+        default_region: args.region.clone(),
+    })
+    .await
+    .context("starting the control plane")?;
+    let host_id = format!("{}-1", args.region);
+    let agent = Agent::open(
+        AgentConfig {
+            data_dir: data.root.join("agent"),
+            host_id: host_id.clone(),
+            host_number: 1,
+            region: args.region.clone(),
+            cpus,
+            memory_mb,
+            internal_token,
+        },
+        runtime,
+    )
+    .await
+    .context("starting the host agent")?;
+    let agent_listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    let agent_url = url_for(agent_listener.local_addr()?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        // An error means the sender is gone, which also means stop.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let api_server = tokio::spawn(
+        axum::serve(api_listener, control_plane.router())
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let agent_server = tokio::spawn(
+        axum::serve(agent_listener, agent.router())
+            .with_graceful_shutdown(stopped(stop_rx))
+            .into_future(),
+    );
+    tracing::info!(%api_url, %agent_url, host = %host_id, cpus, memory_mb, "control plane and host agent listening");
+
+    control_plane
+        .register_host(agent.host_info(&agent_url))
+        .await
+        .context("registering the host agent with the control plane")?;
+    let heartbeat = spawn_heartbeat(agent.clone(), api_url.clone(), agent_url.clone());
+    control_plane
+        .ensure_org(ORG)
+        .await
+        .with_context(|| format!("creating the org `{ORG}`"))?;
+    let token_file = data.api_token(&control_plane).await?;
+    data.write_api_url(&api_url)?;
+
+    print_usage(ctx, &args, &data.root, &token_file, &api_url)?;
+
+    let which = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+    };
+    tracing::info!(
+        "{which} received: stopping. Requests in flight get {}s, operations in progress the agent's grace period; send the signal again to stop at once",
+        DRAIN_TIMEOUT.as_secs()
+    );
+    heartbeat.abort();
+    let _ = stop_tx.send(true);
+    let graceful = async {
+        tokio::join!(
+            drain("API", api_server),
+            drain("agent", agent_server),
+            agent.shutdown()
+        )
+    };
+    tokio::select! {
+        _ = graceful => {}
+        _ = sigterm.recv() => return Ok(stop_at_once(&data)),
+        _ = sigint.recv() => return Ok(stop_at_once(&data)),
+    }
+    data.release();
+    if ctx.json {
+        eprintln!("{STOPPED}");
+    } else {
+        println!("{STOPPED}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for a server to finish its requests, for at most [`DRAIN_TIMEOUT`].
+async fn drain(name: &str, server: tokio::task::JoinHandle<std::io::Result<()>>) {
+    let abort = server.abort_handle();
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("the {name} server ended with an error: {e}"),
+        Ok(Err(e)) => tracing::warn!("the {name} server task failed: {e}"),
+        Err(_) => {
+            tracing::warn!(
+                "the {name} server still had requests after {DRAIN_TIMEOUT:?}; dropping them"
+            );
+            abort.abort();
+        }
+    }
+}
+
+/// A second signal while stopping: end now, as a crash would (everything written so far is
+/// kept, and the next start finishes interrupted operations).
+fn stop_at_once(data: &DataDir) -> ExitCode {
+    data.release();
+    eprintln!(
+        "aloft dev up stopped at once: operations that were in progress are finished by the next `aloft dev up`."
+    );
+    ExitCode::from(130)
+}
+
+/// The backend for `--runtime`; only the simulated one exists so far.
+fn runtime_for(kind: RuntimeKind) -> Result<Arc<dyn Runtime>> {
+    let name = match kind {
+        RuntimeKind::Sim => return Ok(Arc::new(SimRuntime::new())),
+        RuntimeKind::Gvisor => "gvisor",
+        RuntimeKind::Microvm => "microvm",
+        RuntimeKind::Auto => "auto",
+    };
+    bail!(
+        "--runtime {name} is not available yet: the gVisor and microVM backends arrive with the real-runtime work. What works today: --runtime sim (simulated machines: the Machines API, states, restart policies, exec and leases all work, but no image is run)"
+    )
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow!(
+                "{addr} is in use: is another `aloft dev up` running? stop it or pass --api-addr"
+            )
+        } else {
+            anyhow!("cannot listen on {addr}: {e}; pass another --api-addr (e.g. 127.0.0.1:0)")
+        }
+    })
+}
+
+/// The URL clients use for a listening address (loopback when it listens on every address).
+fn url_for(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// This host's CPU count and memory (MB), advertised for placement.
+fn host_capacity() -> Result<(u32, u64)> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1);
+    let meminfo = fs::read_to_string("/proc/meminfo")
+        .context("cannot read /proc/meminfo to size this host; `aloft dev up` needs Linux")?;
+    let kb = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .ok_or_else(|| anyhow!("/proc/meminfo has no MemTotal line; cannot size this host"))?;
+    Ok((cpus, kb / 1024))
+}
+
+fn print_usage(
+    ctx: &Ctx,
+    args: &UpArgs,
+    root: &Path,
+    token_file: &Path,
+    api_url: &str,
+) -> Result<()> {
+    if ctx.json {
+        return print_json(&serde_json::json!({
+            "api_url": api_url,
+            "data_dir": root,
+            "token_file": token_file,
+            "org": ORG,
+            "region": args.region,
+            "runtime": "sim",
+        }));
+    }
+    let mut out = String::new();
+    out.push_str(&format!(
+        "aloft is running: a control plane and one host agent (region {}, sim runtime).\n",
+        args.region
+    ));
+    out.push_str(&format!("  Machines API  {api_url}\n"));
+    out.push_str(&format!("  data          {}\n", root.display()));
+    out.push_str(&format!(
+        "  API token     {} (org {ORG})\n\n",
+        token_file.display()
+    ));
+    out.push_str("Use it from another shell:\n");
+    if api_url != DEFAULT_API_URL {
+        out.push_str(&format!("  export ALOFT_API_URL={api_url}\n"));
+    }
+    out.push_str(&format!(
+        "  export ALOFT_API_TOKEN=$(cat {})\n",
+        shell_quote(&token_file.display().to_string())
+    ));
+    out.push_str("  aloft apps create hello\n");
+    out.push_str("  aloft machine run nginx:latest -a hello -p 80:8080/tcp:http\n");
+    out.push_str("  aloft machine list -a hello\n");
+    out.push_str("  aloft machine exec MACHINE_ID -a hello -- echo hi\n\n");
+    out.push_str("Not built yet: the proxy (:8080/:8443) and the registry (:5000); nothing listens on those ports.\n");
+    out.push_str("Stop with Ctrl-C or SIGTERM; machines are left as they are.\n");
+    print!("{out}");
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The dev data directory and the files `dev up` keeps in it.
+struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Creates the directory (0700) and checks that it can be written, before anything is.
+    fn prepare(root: &Path) -> Result<Self> {
+        let fix = "pass --data-dir with a directory you can write (or set ALOFT_DATA_DIR)";
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|e| {
+                anyhow!(
+                    "cannot create the data directory {}: {e}; {fix}",
+                    root.display()
+                )
+            })?;
+        let probe = root.join(format!(".write-test-{}", std::process::id()));
+        fs::write(&probe, b"")
+            .and_then(|()| fs::remove_file(&probe))
+            .map_err(|e| {
+                anyhow!(
+                    "cannot write in the data directory {}: {e}; fix its permissions or {fix}",
+                    root.display()
+                )
+            })?;
+        let data = Self {
+            root: root.to_path_buf(),
+        };
+        data.claim()?;
+        // A file left by a run that was killed: it is written again once this run is ready.
+        data.remove_api_url();
+        Ok(data)
+    }
+
+    /// Makes this process the data dir's only user: two agents on one store would both drive
+    /// the same machines. A pid file left by a process that is gone is taken over.
+    fn claim(&self) -> Result<()> {
+        let path = self.root.join(PID_FILE);
+        for _ in 0..2 {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    return f
+                        .write_all(format!("{}\n", std::process::id()).as_bytes())
+                        .with_context(|| format!("cannot write {}", path.display()));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
+                    if let Some(pid) = holder.filter(|pid| is_aloft(*pid)) {
+                        bail!(
+                            "another `aloft dev up` (pid {pid}) is using the data directory {}; stop it first, or pass another --data-dir",
+                            self.root.display()
+                        );
+                    }
+                    let _ = fs::remove_file(&path);
+                }
+                Err(e) => bail!("cannot write {}: {e}", path.display()),
+            }
+        }
+        bail!(
+            "another `aloft dev up` is starting on the data directory {}; stop it first, or pass another --data-dir",
+            self.root.display()
+        )
+    }
+
+    /// Gives the data dir up (clean stop).
+    fn release(&self) {
+        self.remove_api_url();
+        let _ = fs::remove_file(self.root.join(PID_FILE));
+    }
+
+    /// The internal token: generated once, then reused.
+    fn internal_token(&self) -> Result<String> {
+        let path = self.root.join(INTERNAL_TOKEN_FILE);
+        match fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => {
+                restrict(&path)?;
+                return Ok(t.trim().to_string());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!(
+                "cannot read {}: {e}; fix its permissions, or delete it to make a new one",
+                path.display()
+            ),
+        }
+        let token = aloft_types::ids::random_hex(32);
+        write_atomic(&path, &token, 0o600)?;
+        Ok(token)
+    }
+
+    /// The API token file for org `personal`: its token is kept while the control plane accepts
+    /// it; otherwise a new token is made and written. Returns the file's path.
+    async fn api_token(&self, control_plane: &ControlPlane) -> Result<PathBuf> {
+        let path = self.root.join(TOKEN_FILE);
+        if let Ok(existing) = fs::read_to_string(&path) {
+            let existing = existing.trim();
+            if !existing.is_empty()
+                && control_plane.org_of_token(existing).await.as_deref() == Some(ORG)
+            {
+                restrict(&path)?;
+                return Ok(path);
+            }
+            tracing::warn!(
+                "the token in {} is not valid for org `{ORG}` here; writing a new one",
+                path.display()
+            );
+        }
+        let token = control_plane
+            .create_token(ORG, "aloft dev up")
+            .await
+            .with_context(|| format!("creating an API token for org `{ORG}`"))?;
+        write_atomic(&path, &token, 0o600)?;
+        Ok(path)
+    }
+
+    fn write_api_url(&self, url: &str) -> Result<()> {
+        write_atomic(&self.root.join(API_URL_FILE), url, 0o644)
+    }
+
+    fn remove_api_url(&self) {
+        let path = self.root.join(API_URL_FILE);
+        if let Err(e) = fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", path.display());
+        }
+    }
+}
+
+/// Whether `pid` is a running `aloft` process.
+fn is_aloft(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|b| *b == 0)
+            .next()
+            .and_then(|argv0| Path::new(std::str::from_utf8(argv0).ok()?).file_name())
+            .is_some_and(|name| name == "aloft")
+    })
+}
+
+/// Writes a file whole or not at all (a temporary file, then a rename), with `mode`.
+fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    write_then_rename(&tmp, path, contents, mode).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        anyhow!(
+            "cannot write {}: {e}; check the data directory's permissions and free space",
+            path.display()
+        )
+    })
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
+    let _ = fs::remove_file(tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    fs::rename(tmp, path)
+}
+
+/// Makes a secret file readable by its owner only.
+fn restrict(path: &Path) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private (mode 0600)", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_for_listeners() {
+        assert_eq!(
+            url_for("127.0.0.1:4280".parse().unwrap()),
+            "http://127.0.0.1:4280"
+        );
+        assert_eq!(url_for("0.0.0.0:1".parse().unwrap()), "http://127.0.0.1:1");
+        assert_eq!(url_for("[::]:2".parse().unwrap()), "http://[::1]:2");
+    }
+
+    #[test]
+    fn private_files_are_0600_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::prepare(&dir.path().join("a/b")).unwrap();
+        let t1 = data.internal_token().unwrap();
+        let t2 = data.internal_token().unwrap();
+        assert_eq!(t1, t2);
+        assert_eq!(t1.len(), 64);
+        let mode = fs::metadata(data.root.join(INTERNAL_TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_data_dir_under_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, "x").unwrap();
+        let err = DataDir::prepare(&file.join("data"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("cannot create the data directory"), "{err}");
+        assert!(err.contains("--data-dir"), "{err}");
+    }
+
+    #[test]
+    fn only_sim_runs() {
+        assert!(runtime_for(RuntimeKind::Sim).is_ok());
+        for kind in [RuntimeKind::Gvisor, RuntimeKind::Microvm, RuntimeKind::Auto] {
+            let err = runtime_for(kind).err().unwrap().to_string();
+            assert!(err.contains("--runtime sim"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `aloft status -a APP`: the app, its org, and its machines.
+
+use crate::Ctx;
+use crate::client::ClientError;
+use crate::machine::{AppArg, app_missing, machines_table, warn_partial};
+use crate::output::{print_fields, print_json};
+use aloft_types::ApiError;
+use aloft_types::api::ListMachinesQuery;
+use anyhow::Result;
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    app: AppArg,
+}
+
+pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
+    let client = ctx.client()?;
+    let name = ctx.app(args.app.app)?;
+    let app = match client.get_app(&name).await {
+        Ok(app) => app,
+        Err(ClientError::Api(ApiError::NotFound(_))) => {
+            return Err(app_missing(&client, &name).await);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let list = client
+        .list_machines(&name, &ListMachinesQuery::default())
+        .await?;
+    warn_partial(&list);
+    let machines = list.machines;
+    if ctx.json {
+        print_json(&serde_json::json!({ "app": app, "machines": machines }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("App");
+    print_fields(&[
+        ("name", app.name.clone()),
+        ("org", app.organization.slug.clone()),
+        ("status", app.status.clone()),
+        ("network", app.network.clone()),
+        ("created", app.created_at.clone()),
+    ]);
+    println!();
+    println!("Machines");
+    machines_table(&machines).print(&format!(
+        "No machines yet; run one with `aloft machine run IMAGE -a {name}`."
+    ));
+    Ok(ExitCode::SUCCESS)
+}

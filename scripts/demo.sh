@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The main job: set up, build, start an embedded single-host cloud (`aloft dev up`), deploy the example
+# app as two machines, show them, and keep serving until Ctrl-C.
+#   scripts/demo.sh [--profile release|dev] [--data-dir DIR] [--once]
+# --once stops the cloud after the demo instead of staying in the foreground (used by the tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=release
+data_dir="${ALOFT_DATA_DIR:-$HOME/.local/share/aloft/dev}"
+once=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    --data-dir) data_dir="$2"; shift 2 ;;
+    --once) once=1; shift ;;
+    *) echo "demo.sh: unknown argument $1 (use --profile, --data-dir, --once)" >&2; exit 2 ;;
+  esac
+done
+
+scripts/setup.sh --profile "$profile"
+if [ "$profile" = release ]; then aloft="$PWD/target/release/aloft"; else aloft="$PWD/target/debug/aloft"; fi
+
+export ALOFT_DATA_DIR="$data_dir"
+mkdir -p "$data_dir"
+rm -f "$data_dir/api-url"
+echo "==> starting aloft dev up (data in $data_dir)"
+"$aloft" dev up --data-dir "$data_dir" &
+dev_pid=$!
+stop() { kill -TERM "$dev_pid" 2>/dev/null || true; wait "$dev_pid" 2>/dev/null || true; }
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+
+for _ in $(seq 1 100); do
+  [ -s "$data_dir/api-url" ] && break
+  kill -0 "$dev_pid" 2>/dev/null || { echo "demo.sh: aloft dev up exited; see the messages above" >&2; exit 1; }
+  sleep 0.1
+done
+[ -s "$data_dir/api-url" ] || { echo "demo.sh: aloft dev up did not start within 10 s" >&2; stop; exit 1; }
+export ALOFT_API_URL
+ALOFT_API_URL="$(cat "$data_dir/api-url")"
+
+echo "==> deploying the example app 'hello' as two machines"
+"$aloft" apps list --json | grep -q '"name": *"hello"' || "$aloft" apps create hello
+count=$("$aloft" machine list -a hello --json | grep -c '"id"' || true)
+for i in $(seq $((count + 1)) 2); do
+  "$aloft" machine run hello:latest -a hello --region local --name "hello-$i" -p 80:8080/tcp:http --env GREETING=hi
+done
+"$aloft" status -a hello
+
+if [ "$once" = 1 ]; then
+  stop
+  exit 0
+fi
+echo
+echo "aloft is running. In another terminal:"
+echo "  export ALOFT_API_URL=$ALOFT_API_URL ALOFT_DATA_DIR=$data_dir"
+echo "  $aloft machine list -a hello"
+echo "Press Ctrl-C to stop."
+wait "$dev_pid"

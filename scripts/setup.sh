@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what aloft needs on a fresh Debian machine (as root) and builds it.
+#   scripts/setup.sh [--profile dev|release]
+# Idempotent: packages already present are not reinstalled, and `apt-get update` runs only when
+# something is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=dev
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="$2"; shift 2 ;;
+    *) echo "setup.sh: unknown argument $1 (use --profile dev|release)" >&2; exit 2 ;;
+  esac
+done
+
+# Debian packages aloft uses. Build: a C compiler for the bundled SQLite. Tests: curl.
+packages=(gcc pkg-config curl ca-certificates procps)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: missing packages: ${missing[*]}; run as root or install them with apt-get" >&2
+    exit 1
+  fi
+  echo "==> installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup.sh: cargo is not installed; install Rust (https://rustup.rs) and run again" >&2
+  exit 1
+fi
+
+echo "==> building aloft ($profile profile)"
+if [ "$profile" = release ]; then
+  cargo build --release --locked -p aloft
+else
+  cargo build --locked -p aloft
+fi
