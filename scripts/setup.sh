@@ -14,8 +14,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# Debian packages aloft uses. Build: a C compiler for the bundled SQLite. Tests: curl.
-packages=(gcc pkg-config curl ca-certificates procps)
+# Debian packages aloft uses. Build: a C compiler for the bundled SQLite. Images: skopeo (a real
+# registry client, used by the tests and to push images), e2fsprogs (mkfs.ext4 for microVM root
+# filesystems), busybox-static (the base of the test images). Tests: curl.
+packages=(gcc pkg-config curl ca-certificates procps skopeo e2fsprogs busybox-static)
 
 missing=()
 for p in "${packages[@]}"; do
