@@ -14,3 +14,8 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
 cargo test --locked --workspace
+
+echo "==> the README's main command, once (scripts/demo.sh --once)"
+demo_dir="$(mktemp -d)"
+scripts/demo.sh --profile dev --once --data-dir "$demo_dir"
+rm -rf "$demo_dir"
