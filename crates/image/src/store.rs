@@ -1,0 +1,951 @@
+//! [`ImageStore`]: the per-host cache of layers, root filesystems and ext4 images, and the pull
+//! pipeline that fills it.
+//!
+//! On disk, under [`ImageConfig::data_dir`] (mode 0700):
+//!
+//! ```text
+//! layers/sha256/<hex>/        an unpacked layer (whiteout files kept as they are)
+//! layers/sha256/<hex>.json    what unpacking found (sizes, compression, implicit directories)
+//! layers/tmp-*/               a layer being unpacked (renamed into place when complete)
+//! images/<hex>/rootfs/        an assembled root filesystem, <hex> = the manifest digest
+//! images/<hex>/image.json     the image record (references, run defaults, layers)
+//! images/<hex>/rootfs.ext4    its ext4 image, once asked for
+//! images/tmp-*/               an image being assembled
+//! blobs/tmp-*                 a layer being downloaded (deleted once unpacked)
+//! ```
+//!
+//! Everything becomes visible by a rename of a complete temporary, so a crash, a refused layer
+//! or a full disk never leaves a partial entry; leftovers of a crash are removed by
+//! [`ImageStore::open`]. A layer's `.json` is written before its directory is renamed into place,
+//! so a layer directory always has its record.
+
+use crate::assemble::{self, LayerDir};
+use crate::config::ImageConfig;
+use crate::defaults::ImageDefaults;
+use crate::digest;
+use crate::error::ImageError;
+use crate::ext4;
+use crate::fsmeta;
+use crate::manifest::{ConfigFile, Descriptor};
+use crate::reference::Reference;
+use crate::registry::{Credentials, Resolved, Session};
+use crate::unpack::{self, Compression, UnpackOptions};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::future::Future;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OnceCell, RwLock, Semaphore, watch};
+
+/// An image pulled and assembled on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The reference it was pulled by.
+    pub reference: Reference,
+    /// The digest of its (linux/amd64) manifest: the image's identity on this host.
+    pub manifest_digest: String,
+    /// Entrypoint, Cmd, Env, WorkingDir, User and ExposedPorts of its config.
+    pub config: ImageDefaults,
+    /// Layer digests, bottom first.
+    pub layers: Vec<String>,
+    /// The assembled root filesystem: a read-only base (see the crate doc, "The pipeline").
+    pub rootfs: PathBuf,
+}
+
+impl Image {
+    /// The machine object's `image_ref`.
+    pub fn image_ref(&self) -> aloft_types::machine::ImageRef {
+        aloft_types::machine::ImageRef {
+            registry: self.reference.registry.clone(),
+            repository: self.reference.repository.clone(),
+            tag: self.reference.tag.clone().unwrap_or_default(),
+            digest: self.manifest_digest.clone(),
+        }
+    }
+}
+
+/// An image in the store, as `aloft image list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageInfo {
+    pub manifest_digest: String,
+    /// Every reference it was pulled by on this host.
+    pub references: Vec<String>,
+    pub layers: Vec<String>,
+    /// Uncompressed size of its layers.
+    pub unpacked_bytes: u64,
+    /// When it was assembled (RFC 3339).
+    pub created_at: String,
+    pub rootfs: PathBuf,
+    /// Its ext4 image, if one was built.
+    pub ext4: Option<PathBuf>,
+}
+
+/// What [`ImageStore::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    /// Manifest digests of the removed images (root filesystems and ext4 images).
+    pub images_removed: Vec<String>,
+    pub ext4_removed: usize,
+    pub layers_removed: usize,
+    /// Bytes freed: the removed layers' unpacked sizes plus the removed ext4 images' sizes (the
+    /// root filesystems are hard links into the layers and free little by themselves).
+    pub bytes_freed: u64,
+}
+
+/// Where a pull is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPhase {
+    /// Talking to the registry: authentication, manifest.
+    #[default]
+    Resolving,
+    /// Downloading and unpacking layers.
+    Fetching,
+    /// Assembling the root filesystem.
+    Assembling,
+    /// Finished.
+    Done,
+}
+
+/// Progress of a pull, as the CLI shows it. Concurrent pulls of the same image on a host share
+/// one download and all see its progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PullProgress {
+    pub phase: PullPhase,
+    /// Distinct layers of the image.
+    pub layers_total: usize,
+    /// Layers ready (cached before the pull, or fetched and unpacked).
+    pub layers_done: usize,
+    /// Layers that were already in the cache.
+    pub layers_cached: usize,
+    /// Compressed bytes of the layers that had to be fetched.
+    pub bytes_total: u64,
+    /// Bytes received so far (a broken transfer that is retried counts twice).
+    pub bytes_fetched: u64,
+}
+
+/// What unpacking a layer recorded (`layers/sha256/<hex>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LayerInfo {
+    digest: String,
+    compressed_size: u64,
+    compression: Compression,
+    entries: u64,
+    unpacked_bytes: u64,
+    implicit_dirs: Vec<String>,
+}
+
+/// An image record (`images/<hex>/image.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredImage {
+    manifest_digest: String,
+    references: Vec<String>,
+    config: ImageDefaults,
+    layers: Vec<String>,
+    unpacked_bytes: u64,
+    created_at: String,
+}
+
+/// The per-host image store. Cheap to clone (an `Arc` inside); use one per data directory.
+#[derive(Clone)]
+pub struct ImageStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ImageConfig,
+    http: reqwest::Client,
+    root: bool,
+    layers_dir: PathBuf,
+    images_dir: PathBuf,
+    blobs_dir: PathBuf,
+    layer_flights: Flights<Flight<LayerInfo>>,
+    image_flights: Flights<ImageFlight>,
+    ext4_flights: Flights<Flight<PathBuf>>,
+    /// Pulls and ext4 builds hold it shared, prune exclusively: prune never removes what a
+    /// pull is using.
+    gc: RwLock<()>,
+    /// Serializes rewrites of image records.
+    records: Mutex<()>,
+}
+
+/// One piece of work (a layer, an image, an ext4 image) done once for everyone who asks for
+/// it at the same time. A failure is handed to everyone waiting rather than retried by each in
+/// turn (which, with a registry down, would multiply the retries by the number of waiters).
+struct Flight<T> {
+    cell: OnceCell<T>,
+    failed: Mutex<Option<ImageError>>,
+}
+
+impl<T> Default for Flight<T> {
+    fn default() -> Self {
+        Flight {
+            cell: OnceCell::new(),
+            failed: Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> Flight<T> {
+    async fn run<F: Future<Output = Result<T, ImageError>>>(
+        &self,
+        work: impl FnOnce() -> F,
+    ) -> Result<T, ImageError> {
+        let value = self
+            .cell
+            .get_or_try_init(|| async {
+                let earlier = self
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(e) = earlier {
+                    return Err(e);
+                }
+                let result = work().await;
+                if let Err(e) = &result {
+                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                }
+                result
+            })
+            .await?;
+        Ok(value.clone())
+    }
+}
+
+/// One pull of one image on this host, shared by every concurrent pull of it, with its
+/// progress.
+struct ImageFlight {
+    work: Flight<StoredImage>,
+    progress: watch::Sender<PullProgress>,
+}
+
+impl Default for ImageFlight {
+    fn default() -> Self {
+        ImageFlight {
+            work: Flight::default(),
+            progress: watch::Sender::new(PullProgress::default()),
+        }
+    }
+}
+
+/// Per-key single flight: everyone asking for the same key at the same time gets the same
+/// value (a `OnceCell` inside), and the entry goes away when the last of them is done. The
+/// std mutex is only held to look up the map, never across an await.
+struct Flights<V> {
+    map: Mutex<HashMap<String, Arc<V>>>,
+}
+
+impl<V: Default> Flights<V> {
+    fn new() -> Self {
+        Flights {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn join<'a>(&'a self, key: &str) -> FlightGuard<'a, V> {
+        let value = self
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        FlightGuard {
+            flights: self,
+            key: key.to_string(),
+            value,
+        }
+    }
+}
+
+struct FlightGuard<'a, V> {
+    flights: &'a Flights<V>,
+    key: String,
+    value: Arc<V>,
+}
+
+impl<V> Drop for FlightGuard<'_, V> {
+    fn drop(&mut self) {
+        // Whoever leaves first removes the entry: those still holding the value keep waiting on
+        // it, and newcomers start afresh (and find the finished work on disk). An entry never
+        // outlives its users, so a value can never be served stale after a prune.
+        let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map
+            .get(&self.key)
+            .is_some_and(|v| Arc::ptr_eq(v, &self.value))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), ImageError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| ImageError::io("create directory", path, e))
+}
+
+fn interrupted(e: tokio::task::JoinError) -> ImageError {
+    if e.is_panic() {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    ImageError::Interrupted {
+        detail: e.to_string(),
+    }
+}
+
+/// Writes JSON to `path` atomically (temporary file + rename).
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ImageError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix("tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| ImageError::io("create a temporary file in", dir, e))?;
+    let body = serde_json::to_vec_pretty(value)
+        .map_err(|e| ImageError::io("encode", path, io::Error::other(e)))?;
+    tmp.write_all(&body)
+        .map_err(|e| ImageError::io("write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| ImageError::io("write", path, e.error))?;
+    Ok(())
+}
+
+/// Reads a JSON record; a missing file is `None`.
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ImageError> {
+    match fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring an unreadable record: {e}");
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ImageError::io("read", path, e)),
+    }
+}
+
+fn hex(digest: &str) -> Result<&str, ImageError> {
+    digest::hex_of(digest).map_err(|reason| ImageError::InvalidReference {
+        reference: digest.to_string(),
+        reason,
+    })
+}
+
+impl ImageStore {
+    /// Opens (or creates) the store in `config.data_dir` and removes what a crash left behind.
+    pub fn open(config: ImageConfig) -> Result<ImageStore, ImageError> {
+        config.validate()?;
+        let data = &config.data_dir;
+        create_private_dir(data)?;
+        fs::set_permissions(data, fs::Permissions::from_mode(0o700))
+            .map_err(|e| ImageError::io("set permissions of", data, e))?;
+        let layers_dir = data.join("layers");
+        let images_dir = data.join("images");
+        let blobs_dir = data.join("blobs");
+        for d in [&layers_dir.join("sha256"), &images_dir, &blobs_dir] {
+            create_private_dir(d)?;
+        }
+        // leftovers of a crash: temporaries are never complete
+        let image_dirs: Vec<PathBuf> = fs::read_dir(&images_dir)
+            .map_err(|e| ImageError::io("read directory", &images_dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_dir()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("tmp-"))
+            })
+            .collect();
+        let records = layers_dir.join("sha256");
+        for dir in [&layers_dir, &records, &images_dir, &blobs_dir]
+            .into_iter()
+            .chain(image_dirs.iter())
+        {
+            for entry in fs::read_dir(dir).map_err(|e| ImageError::io("read directory", dir, e))? {
+                let entry = entry.map_err(|e| ImageError::io("read directory", dir, e))?;
+                if entry.file_name().to_string_lossy().starts_with("tmp-") {
+                    let p = entry.path();
+                    fsmeta::remove_any(&p).map_err(|e| ImageError::io("remove", &p, e))?;
+                }
+            }
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("aloft-image/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ImageError::InvalidConfig {
+                field: "http client",
+                reason: e.to_string(),
+            })?;
+        Ok(ImageStore {
+            inner: Arc::new(Inner {
+                root: fsmeta::running_as_root(),
+                layers_dir,
+                images_dir,
+                blobs_dir,
+                http,
+                layer_flights: Flights::new(),
+                image_flights: Flights::new(),
+                ext4_flights: Flights::new(),
+                gc: RwLock::new(()),
+                records: Mutex::new(()),
+                config,
+            }),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &ImageConfig {
+        &self.inner.config
+    }
+
+    /// Pulls `reference` and assembles its root filesystem, fetching only the layers this host
+    /// does not have. Concurrent pulls of the same image (or of images sharing layers) fetch
+    /// each blob once. A digest reference already on the host needs no registry at all.
+    /// `progress` is called as the pull advances (from this task; keep it quick).
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        creds: &Credentials,
+        progress: impl Fn(PullProgress) + Send + Sync,
+    ) -> Result<Image, ImageError> {
+        let _gc = self.inner.gc.read().await;
+        progress(PullProgress::default());
+        if let Some(d) = &reference.digest
+            && let Some(stored) = self.inner.load_image(d)?
+        {
+            return self.inner.finish(stored, reference, None, &progress);
+        }
+        let c = &self.inner.config;
+        let session = Session::new(
+            self.inner.http.clone(),
+            reference,
+            creds,
+            c.retries,
+            c.retry_backoff,
+        );
+        session.login().await?;
+        let resolved = session.resolve(reference).await?;
+        if let Some(stored) = self.inner.load_image(&resolved.digest)? {
+            return self.inner.finish(stored, reference, None, &progress);
+        }
+        let flight = self.inner.image_flights.join(&resolved.digest);
+        let mut rx = flight.value.progress.subscribe();
+        let build = flight.value.work.run(|| {
+            Inner::build_image(
+                self.inner.clone(),
+                session,
+                resolved,
+                reference.to_string(),
+                flight.value.clone(),
+            )
+        });
+        let stored = {
+            tokio::pin!(build);
+            loop {
+                tokio::select! {
+                    r = &mut build => break r?,
+                    Ok(()) = rx.changed() => progress(rx.borrow_and_update().clone()),
+                }
+            }
+        };
+        // the watch coalesces updates: hand over the latest state before the final one
+        if rx.has_changed().unwrap_or(false) {
+            progress(rx.borrow_and_update().clone());
+        }
+        let last = rx.borrow().clone();
+        drop(flight);
+        self.inner.finish(stored, reference, Some(last), &progress)
+    }
+
+    /// The ext4 image of a pulled image for the microVM backend, built once per image and
+    /// cached (`images/<hex>/rootfs.ext4`). Needs `mkfs.ext4` (Debian package `e2fsprogs`).
+    pub async fn ext4(&self, image: &Image) -> Result<PathBuf, ImageError> {
+        let _gc = self.inner.gc.read().await;
+        let h = hex(&image.manifest_digest)?;
+        if self.inner.load_image(&image.manifest_digest)?.is_none() {
+            return Err(ImageError::ImageNotFound {
+                digest: image.manifest_digest.clone(),
+            });
+        }
+        let dir = self.inner.images_dir.join(h);
+        let out = dir.join("rootfs.ext4");
+        if out.is_file() {
+            return Ok(out);
+        }
+        let flight = self.inner.ext4_flights.join(h);
+        flight
+            .value
+            .run(|| async {
+                if !out.is_file() {
+                    ext4::build(&dir.join("rootfs"), &out).await?;
+                }
+                Ok(out.clone())
+            })
+            .await
+    }
+
+    /// The images on this host, oldest first.
+    pub async fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.list())
+            .await
+            .map_err(interrupted)?
+    }
+
+    /// Removes every image whose manifest digest is not in `keep` (root filesystem and ext4
+    /// image), then every layer no remaining image uses, then leftovers. Waits for pulls in
+    /// progress to finish, and blocks new ones while it runs.
+    pub async fn prune(&self, keep: &[String]) -> Result<PruneReport, ImageError> {
+        let keep: HashSet<String> = keep
+            .iter()
+            .map(|d| hex(d).map(str::to_string))
+            .collect::<Result<_, _>>()?;
+        let _gc = self.inner.gc.write().await;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.prune(&keep))
+            .await
+            .map_err(interrupted)?
+    }
+}
+
+impl Inner {
+    fn layer_path(&self, hex: &str) -> PathBuf {
+        self.layers_dir.join("sha256").join(hex)
+    }
+
+    fn layer_record(&self, hex: &str) -> PathBuf {
+        self.layers_dir.join("sha256").join(format!("{hex}.json"))
+    }
+
+    fn load_layer(&self, digest: &str) -> Result<Option<LayerInfo>, ImageError> {
+        let h = hex(digest)?;
+        if !self.layer_path(h).is_dir() {
+            return Ok(None);
+        }
+        read_json(&self.layer_record(h))
+    }
+
+    fn load_image(&self, digest: &str) -> Result<Option<StoredImage>, ImageError> {
+        let h = hex(digest)?;
+        let dir = self.images_dir.join(h);
+        match read_json::<StoredImage>(&dir.join("image.json"))? {
+            Some(s) => Ok(Some(s)),
+            None if dir.exists() => {
+                // a record that cannot be read: rebuild the image
+                fsmeta::remove_any(&dir).map_err(|e| ImageError::io("remove", &dir, e))?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records the reference and reports the end of a pull.
+    fn finish(
+        &self,
+        mut stored: StoredImage,
+        reference: &Reference,
+        last: Option<PullProgress>,
+        progress: &(impl Fn(PullProgress) + Send + Sync),
+    ) -> Result<Image, ImageError> {
+        let name = reference.to_string();
+        if !stored.references.contains(&name) {
+            let _lock = self.records.lock().unwrap_or_else(|p| p.into_inner());
+            let h = hex(&stored.manifest_digest)?;
+            let path = self.images_dir.join(h).join("image.json");
+            if let Some(current) = read_json::<StoredImage>(&path)? {
+                stored = current;
+            }
+            if !stored.references.contains(&name) {
+                stored.references.push(name);
+                write_json(&path, &stored)?;
+            }
+        }
+        let distinct: HashSet<&String> = stored.layers.iter().collect();
+        let mut done = last.unwrap_or(PullProgress {
+            layers_total: distinct.len(),
+            layers_done: distinct.len(),
+            layers_cached: distinct.len(),
+            ..PullProgress::default()
+        });
+        done.phase = PullPhase::Done;
+        done.layers_done = done.layers_total;
+        progress(done);
+        let h = hex(&stored.manifest_digest)?;
+        Ok(Image {
+            reference: reference.clone(),
+            manifest_digest: stored.manifest_digest.clone(),
+            rootfs: self.images_dir.join(h).join("rootfs"),
+            config: stored.config,
+            layers: stored.layers,
+        })
+    }
+
+    /// Fetches the config and the missing layers, then assembles the root filesystem. Runs once
+    /// per image digest at a time (the image flight).
+    async fn build_image(
+        inner: Arc<Inner>,
+        session: Session,
+        resolved: Resolved,
+        name: String,
+        flight: Arc<ImageFlight>,
+    ) -> Result<StoredImage, ImageError> {
+        if let Some(stored) = inner.load_image(&resolved.digest)? {
+            return Ok(stored);
+        }
+        let manifest = &resolved.manifest;
+        let limits = &inner.config.limits;
+
+        let config_bytes = session.blob_bytes(&manifest.config).await?;
+        let config: ConfigFile =
+            serde_json::from_slice(&config_bytes).map_err(|e| ImageError::InvalidManifest {
+                reference: name.clone(),
+                detail: format!("the image config is not valid JSON: {e}"),
+            })?;
+        let wrong = |v: &str, want: &str| !v.is_empty() && v != want;
+        if wrong(&config.os, "linux") || wrong(&config.architecture, "amd64") {
+            return Err(ImageError::NoPlatform {
+                reference: name,
+                available: format!("{}/{}", config.os, config.architecture),
+            });
+        }
+
+        let compressed: u64 = manifest.layers.iter().map(|l| l.size).sum();
+        if compressed > limits.max_image_bytes {
+            return Err(ImageError::LimitExceeded {
+                what: format!("image {name}"),
+                limit: "the image size limit",
+                detail: format!(
+                    "its layers are {compressed} bytes compressed, more than {}",
+                    limits.max_image_bytes
+                ),
+                field: "max_image_bytes",
+            });
+        }
+        let mut seen = HashSet::new();
+        let distinct: Vec<&Descriptor> = manifest
+            .layers
+            .iter()
+            .filter(|d| seen.insert(d.digest.clone()))
+            .collect();
+        let mut infos: HashMap<String, LayerInfo> = HashMap::new();
+        let mut missing = Vec::new();
+        for d in &distinct {
+            match inner.load_layer(&d.digest)? {
+                Some(info) => {
+                    infos.insert(d.digest.clone(), info);
+                }
+                None => missing.push((*d).clone()),
+            }
+        }
+        flight.progress.send_modify(|p| {
+            p.phase = PullPhase::Fetching;
+            p.layers_total = distinct.len();
+            p.layers_cached = infos.len();
+            p.layers_done = infos.len();
+            p.bytes_total = missing.iter().map(|d| d.size).sum();
+        });
+
+        // After a failure, layers not started yet are skipped, and those in progress are let
+        // finish (they stay cached for the next attempt), so nothing of this pull is still
+        // running, unaccounted for, when it returns.
+        let permits = Arc::new(Semaphore::new(inner.config.download_concurrency));
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut tasks = tokio::task::JoinSet::new();
+        for desc in missing {
+            let (inner, session, flight, permits, failed) = (
+                inner.clone(),
+                session.clone(),
+                flight.clone(),
+                permits.clone(),
+                failed.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                if failed.load(Ordering::SeqCst) {
+                    return None;
+                }
+                let info = Inner::ensure_layer(&inner, &session, &desc, &flight.progress).await;
+                match &info {
+                    Ok(_) => flight.progress.send_modify(|p| p.layers_done += 1),
+                    Err(_) => failed.store(true, Ordering::SeqCst),
+                }
+                Some(info)
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined.map_err(interrupted)? {
+                Some(Ok(info)) => {
+                    infos.insert(info.digest.clone(), info);
+                }
+                Some(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                None => {}
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+
+        let unpacked: u64 = infos.values().map(|i| i.unpacked_bytes).sum();
+        if unpacked > limits.max_image_bytes {
+            return Err(ImageError::LimitExceeded {
+                what: format!("image {name}"),
+                limit: "the image size limit",
+                detail: format!(
+                    "its layers unpack to {unpacked} bytes, more than {}",
+                    limits.max_image_bytes
+                ),
+                field: "max_image_bytes",
+            });
+        }
+        flight
+            .progress
+            .send_modify(|p| p.phase = PullPhase::Assembling);
+        let stored = StoredImage {
+            manifest_digest: resolved.digest.clone(),
+            references: vec![name],
+            config: ImageDefaults::from_config(config.config.as_ref()),
+            layers: manifest.layers.iter().map(|d| d.digest.clone()).collect(),
+            unpacked_bytes: unpacked,
+            created_at: aloft_types::time::rfc3339(aloft_types::time::now_ms()),
+        };
+        tokio::task::spawn_blocking(move || inner.assemble_image(stored, &infos))
+            .await
+            .map_err(interrupted)?
+    }
+
+    /// Downloads and unpacks one layer, once per host even when many pulls want it.
+    async fn ensure_layer(
+        inner: &Arc<Inner>,
+        session: &Session,
+        desc: &Descriptor,
+        progress: &watch::Sender<PullProgress>,
+    ) -> Result<LayerInfo, ImageError> {
+        let flight = inner.layer_flights.join(&desc.digest);
+        flight
+            .value
+            .run(|| async {
+                if let Some(info) = inner.load_layer(&desc.digest)? {
+                    return Ok(info);
+                }
+                let blob = tempfile::Builder::new()
+                    .prefix("tmp-")
+                    .tempfile_in(&inner.blobs_dir)
+                    .map_err(|e| ImageError::io("create a temporary file in", &inner.blobs_dir, e))?
+                    .into_temp_path();
+                let on_bytes = |n: u64| progress.send_modify(|p| p.bytes_fetched += n);
+                session.blob_to_file(desc, &blob, &on_bytes).await?;
+                let (inner, desc) = (inner.clone(), desc.clone());
+                // `blob` moves into the task and is deleted when it ends, whatever happens
+                tokio::task::spawn_blocking(move || inner.unpack_layer(&desc, &blob))
+                    .await
+                    .map_err(interrupted)?
+            })
+            .await
+    }
+
+    /// Unpacks a downloaded, verified blob into `layers/tmp-*`, then renames it into place.
+    fn unpack_layer(&self, desc: &Descriptor, blob: &Path) -> Result<LayerInfo, ImageError> {
+        let h = hex(&desc.digest)?;
+        let file = fs::File::open(blob).map_err(|e| ImageError::io("open", blob, e))?;
+        let input = io::BufReader::with_capacity(256 << 10, file);
+        // removed on drop: an error at any point leaves no partial layer behind
+        let tmp = tempfile::Builder::new()
+            .prefix("tmp-")
+            .tempdir_in(&self.layers_dir)
+            .map_err(|e| ImageError::io("create a temporary directory in", &self.layers_dir, e))?;
+        let stats = unpack::unpack(
+            input,
+            tmp.path(),
+            &UnpackOptions {
+                layer: &desc.digest,
+                limits: &self.config.limits,
+                compressed_size: desc.size,
+                root: self.root,
+            },
+        )?;
+        let info = LayerInfo {
+            digest: desc.digest.clone(),
+            compressed_size: desc.size,
+            compression: stats.compression,
+            entries: stats.entries,
+            unpacked_bytes: stats.bytes,
+            implicit_dirs: stats.implicit_dirs,
+        };
+        write_json(&self.layer_record(h), &info)?;
+        let target = self.layer_path(h);
+        let tmp = tmp.keep();
+        match fs::rename(&tmp, &target) {
+            Ok(()) => {
+                tracing::info!(layer = %desc.digest, bytes = info.unpacked_bytes, "layer unpacked");
+                Ok(info)
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                if target.is_dir() {
+                    // another process unpacked it meanwhile
+                    Ok(info)
+                } else {
+                    Err(ImageError::io("move into place", &target, e))
+                }
+            }
+        }
+    }
+
+    /// Assembles `images/tmp-*/rootfs` from the cached layers, then renames it into place.
+    fn assemble_image(
+        &self,
+        stored: StoredImage,
+        infos: &HashMap<String, LayerInfo>,
+    ) -> Result<StoredImage, ImageError> {
+        let h = hex(&stored.manifest_digest)?.to_string();
+        let layers = stored
+            .layers
+            .iter()
+            .map(|d| {
+                Ok(LayerDir {
+                    path: self.layer_path(hex(d)?),
+                    implicit_dirs: infos
+                        .get(d)
+                        .map(|i| i.implicit_dirs.iter().cloned().collect())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, ImageError>>()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("tmp-")
+            .tempdir_in(&self.images_dir)
+            .map_err(|e| ImageError::io("create a temporary directory in", &self.images_dir, e))?;
+        assemble::assemble(&layers, &tmp.path().join("rootfs"), self.root)?;
+        write_json(&tmp.path().join("image.json"), &stored)?;
+        let target = self.images_dir.join(&h);
+        let tmp = tmp.keep();
+        match fs::rename(&tmp, &target) {
+            Ok(()) => Ok(stored),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                match self.load_image(&stored.manifest_digest)? {
+                    Some(existing) => Ok(existing),
+                    None => Err(ImageError::io("move into place", &target, e)),
+                }
+            }
+        }
+    }
+
+    fn images(&self) -> Result<Vec<(String, StoredImage)>, ImageError> {
+        let mut out = Vec::new();
+        let dir = &self.images_dir;
+        for entry in fs::read_dir(dir).map_err(|e| ImageError::io("read directory", dir, e))? {
+            let entry = entry.map_err(|e| ImageError::io("read directory", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("tmp-") {
+                continue;
+            }
+            if let Some(stored) = read_json::<StoredImage>(&entry.path().join("image.json"))? {
+                out.push((name, stored));
+            }
+        }
+        Ok(out)
+    }
+
+    fn list(&self) -> Result<Vec<ImageInfo>, ImageError> {
+        let mut out: Vec<ImageInfo> = self
+            .images()?
+            .into_iter()
+            .map(|(h, s)| {
+                let dir = self.images_dir.join(&h);
+                let ext4 = dir.join("rootfs.ext4");
+                ImageInfo {
+                    manifest_digest: s.manifest_digest,
+                    references: s.references,
+                    layers: s.layers,
+                    unpacked_bytes: s.unpacked_bytes,
+                    created_at: s.created_at,
+                    rootfs: dir.join("rootfs"),
+                    ext4: ext4.is_file().then_some(ext4),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.created_at.as_str(), a.manifest_digest.as_str())
+                .cmp(&(b.created_at.as_str(), b.manifest_digest.as_str()))
+        });
+        Ok(out)
+    }
+
+    fn prune(&self, keep: &HashSet<String>) -> Result<PruneReport, ImageError> {
+        let mut report = PruneReport::default();
+        let remove = |p: &Path| fsmeta::remove_any(p).map_err(|e| ImageError::io("remove", p, e));
+        // images
+        let mut used: HashSet<String> = HashSet::new();
+        let dir = &self.images_dir;
+        for entry in fs::read_dir(dir).map_err(|e| ImageError::io("read directory", dir, e))? {
+            let entry = entry.map_err(|e| ImageError::io("read directory", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let stored = read_json::<StoredImage>(&path.join("image.json"))?;
+            match stored {
+                Some(s) if keep.contains(&name) => used.extend(s.layers),
+                other => {
+                    let ext4 = path.join("rootfs.ext4");
+                    if let Ok(m) = fs::metadata(&ext4) {
+                        report.ext4_removed += 1;
+                        report.bytes_freed += m.len();
+                    }
+                    remove(&path)?;
+                    if let Some(s) = other {
+                        report.images_removed.push(s.manifest_digest);
+                    }
+                }
+            }
+        }
+        // layers no kept image uses, their records, leftovers
+        let sha = self.layers_dir.join("sha256");
+        for entry in fs::read_dir(&sha).map_err(|e| ImageError::io("read directory", &sha, e))? {
+            let entry = entry.map_err(|e| ImageError::io("read directory", &sha, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let h = name.strip_suffix(".json").unwrap_or(&name);
+            if used.contains(&format!("sha256:{h}")) {
+                continue;
+            }
+            let path = entry.path();
+            if name.ends_with(".json") {
+                // removed with its layer below, or an orphan record
+                if !sha.join(h).exists() {
+                    remove(&path)?;
+                }
+                continue;
+            }
+            if let Some(info) = read_json::<LayerInfo>(&sha.join(format!("{h}.json")))? {
+                report.bytes_freed += info.unpacked_bytes;
+            }
+            remove(&path)?;
+            remove(&sha.join(format!("{h}.json")))?;
+            report.layers_removed += 1;
+        }
+        for dir in [&self.layers_dir, &self.blobs_dir] {
+            for entry in fs::read_dir(dir).map_err(|e| ImageError::io("read directory", dir, e))? {
+                let entry = entry.map_err(|e| ImageError::io("read directory", dir, e))?;
+                if entry.file_name().to_string_lossy().starts_with("tmp-") {
+                    remove(&entry.path())?;
+                }
+            }
+        }
+        report.images_removed.sort();
+        Ok(report)
+    }
+}
