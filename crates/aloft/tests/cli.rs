@@ -139,6 +139,9 @@ impl DevUp {
         if !extra.contains(&"--api-addr") {
             cmd.args(["--api-addr", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--registry-addr") {
+            cmd.args(["--registry-addr", "127.0.0.1:0"]);
+        }
         let child = cmd
             .args(extra)
             .stdin(Stdio::null())

@@ -12,7 +12,7 @@ use crate::service::Listing;
 use crate::store::Caller;
 use aloft_types::api::{
     App, AppList, CreateAppRequest, CreateMachineRequest, HostInfo, LEASE_NONCE_HEADER,
-    ListMachinesQuery, OkResponse, RegionList,
+    ListMachinesQuery, OkResponse, RegionList, VerifyTokenRequest, VerifyTokenResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use axum::Router;
@@ -49,6 +49,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/internal/v1/hosts", post(register_host))
         .route("/internal/v1/orgs", post(create_org))
+        .route("/internal/v1/tokens/verify", post(verify_token))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -449,6 +450,23 @@ async fn create_org(
             token,
         }),
     ))
+}
+
+/// `POST /internal/v1/tokens/verify`: the org of an API token (404 when unknown or revoked), for
+/// cluster services that authenticate org tokens themselves (a registry on another host).
+async fn verify_token(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    ApiBody(body): ApiBody,
+) -> Reply<axum::Json<VerifyTokenResponse>> {
+    let req: VerifyTokenRequest = ApiError::parse_json(&body)?;
+    match cp.org_of_token(&req.token).await {
+        Some(org) => Ok(axum::Json(VerifyTokenResponse { org })),
+        None => Err(ApiError::NotFound(
+            "unknown or revoked token; create a new one for the org".into(),
+        )
+        .into()),
+    }
 }
 
 async fn no_route(method: Method, uri: Uri) -> HttpError {

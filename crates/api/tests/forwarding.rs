@@ -431,6 +431,33 @@ async fn internal_endpoints_need_the_internal_token() {
     assert_eq!(apps["total_apps"], 0, "acme sees none of personal's apps");
 }
 
+async fn verify(url: &str, bearer: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/internal/v1/tokens/verify"))
+        .bearer_auth(bearer)
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_can_be_verified_by_cluster_services() {
+    let (_d, _cp, url, token) = control_plane().await;
+    let resp = verify(&url, INTERNAL_TOKEN, &token).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"org": "personal"})
+    );
+    assert_eq!(
+        verify(&url, INTERNAL_TOKEN, "aloft_nope").await.status(),
+        404
+    );
+    // An org token cannot ask: only cluster services hold the internal token.
+    assert_eq!(verify(&url, &token, &token).await.status(), 401);
+}
+
 /// Sends a request line exactly as written (HTTP clients would resolve `..` before sending) and
 /// returns the status code.
 async fn raw_get_status(base: &str, path: &str, token: &str) -> u16 {

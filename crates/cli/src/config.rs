@@ -72,14 +72,18 @@ impl Env {
         })
     }
 
-    /// The API URL and token for client commands.
-    pub fn client(&self, data_dir_flag: Option<&Path>) -> Result<ClientConfig> {
-        let api_url = self
-            .api_url
+    /// The Machines API's URL: `$ALOFT_API_URL`, else the default.
+    pub fn api_url(&self) -> String {
+        self.api_url
             .clone()
             .unwrap_or_else(|| DEFAULT_API_URL.to_string())
             .trim_end_matches('/')
-            .to_string();
+            .to_string()
+    }
+
+    /// The API URL and token for client commands.
+    pub fn client(&self, data_dir_flag: Option<&Path>) -> Result<ClientConfig> {
+        let api_url = self.api_url();
         if !api_url.starts_with("http://") && !api_url.starts_with("https://") {
             bail!("ALOFT_API_URL `{api_url}` is not an http:// URL; set it like {DEFAULT_API_URL}");
         }

@@ -9,8 +9,10 @@
 use crate::Ctx;
 use crate::config::{DEFAULT_API_URL, TOKEN_FILE};
 use crate::output::print_json;
+use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
 use aloft_agent::{Agent, AgentConfig, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::Runtime;
 use aloft_runtime::sim::SimRuntime;
 use anyhow::{Context, Result, anyhow, bail};
@@ -61,6 +63,10 @@ pub struct UpArgs {
     /// <data-dir>/api-url).
     #[arg(long, default_value = "127.0.0.1:4280")]
     api_addr: SocketAddr,
+    /// Where the OCI registry listens; `127.0.0.1:0` picks a free port (written to
+    /// <data-dir>/registry-url).
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    registry_addr: SocketAddr,
     /// CPUs the agent offers for machines [default: this host's CPU count].
     #[arg(long, value_name = "N")]
     host_cpus: Option<u32>,
@@ -93,8 +99,10 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
 
-    let api_listener = bind(args.api_addr).await?;
+    let api_listener = bind(args.api_addr, "--api-addr").await?;
     let api_url = url_for(api_listener.local_addr()?);
+    let registry_listener = bind(args.registry_addr, "--registry-addr").await?;
+    let registry_url = url_for(registry_listener.local_addr()?);
     let data = DataDir::prepare(&ctx.env.data_dir(ctx.data_dir.as_deref())?)?;
     let internal_token = data.internal_token()?;
     let (host_cpus, host_memory_mb) = host_capacity()?;
@@ -117,13 +125,20 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             region: args.region.clone(),
             cpus,
             memory_mb,
-            internal_token,
+            internal_token: internal_token.clone(),
         },
         runtime,
     )
     .await
     .context("starting the host agent")?;
-    let agent_listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    let registry = Registry::open(
+        RegistryConfig::new(data.root.join("registry")),
+        Arc::new(ControlPlaneTokens(control_plane.clone())),
+    )
+    .await
+    .context("starting the registry")?;
+    let janitor = registry.spawn_janitor();
+    let agent_listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), "--api-addr").await?;
     let agent_url = url_for(agent_listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -136,12 +151,20 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
+    let registry_server = tokio::spawn(
+        axum::serve(
+            registry_listener,
+            registry::router(registry, internal_token.clone()),
+        )
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future(),
+    );
     let agent_server = tokio::spawn(
         axum::serve(agent_listener, agent.router())
             .with_graceful_shutdown(stopped(stop_rx))
             .into_future(),
     );
-    tracing::info!(%api_url, %agent_url, host = %host_id, cpus, memory_mb, "control plane and host agent listening");
+    tracing::info!(%api_url, %registry_url, %agent_url, host = %host_id, cpus, memory_mb, "control plane and host agent listening");
 
     control_plane
         .register_host(agent.host_info(&agent_url))
@@ -153,9 +176,10 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("creating the org `{ORG}`"))?;
     let token_file = data.api_token(&control_plane).await?;
+    write_atomic(&data.root.join(REGISTRY_URL_FILE), &registry_url, 0o644)?;
     data.write_api_url(&api_url)?;
 
-    print_usage(ctx, &args, &data.root, &token_file, &api_url)?;
+    print_usage(ctx, &args, &data.root, &token_file, &api_url, &registry_url)?;
 
     let which = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
@@ -166,10 +190,12 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         DRAIN_TIMEOUT.as_secs()
     );
     heartbeat.abort();
+    janitor.abort();
     let _ = stop_tx.send(true);
     let graceful = async {
         tokio::join!(
             drain("API", api_server),
+            drain("registry", registry_server),
             drain("agent", agent_server),
             agent.shutdown()
         )
@@ -227,14 +253,13 @@ fn runtime_for(kind: RuntimeKind) -> Result<Arc<dyn Runtime>> {
     )
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+/// Listens on `addr`; errors name `flag`, the option that sets it.
+async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow!(
-                "{addr} is in use: is another `aloft dev up` running? stop it or pass --api-addr"
-            )
+            anyhow!("{addr} is in use: is another `aloft dev up` running? stop it or pass {flag}")
         } else {
-            anyhow!("cannot listen on {addr}: {e}; pass another --api-addr (e.g. 127.0.0.1:0)")
+            anyhow!("cannot listen on {addr}: {e}; pass another {flag} (e.g. 127.0.0.1:0)")
         }
     })
 }
@@ -276,10 +301,12 @@ fn print_usage(
     root: &Path,
     token_file: &Path,
     api_url: &str,
+    registry_url: &str,
 ) -> Result<()> {
     if ctx.json {
         return print_json(&serde_json::json!({
             "api_url": api_url,
+            "registry_url": registry_url,
             "data_dir": root,
             "token_file": token_file,
             "org": ORG,
@@ -293,6 +320,9 @@ fn print_usage(
         args.region
     ));
     out.push_str(&format!("  Machines API  {api_url}\n"));
+    out.push_str(&format!(
+        "  registry      {registry_url} (org token as password)\n"
+    ));
     out.push_str(&format!("  data          {}\n", root.display()));
     out.push_str(&format!(
         "  API token     {} (org {ORG})\n\n",
@@ -310,7 +340,11 @@ fn print_usage(
     out.push_str("  aloft machine run nginx:latest -a hello -p 80:8080/tcp:http\n");
     out.push_str("  aloft machine list -a hello\n");
     out.push_str("  aloft machine exec MACHINE_ID -a hello -- echo hi\n\n");
-    out.push_str("Not built yet: the proxy (:8080/:8443) and the registry (:5000); nothing listens on those ports.\n");
+    let registry_host = registry_url.trim_start_matches("http://");
+    out.push_str(&format!(
+        "Push an image (an OCI layout or any registry) with skopeo:\n  skopeo copy --dest-tls-verify=false --dest-creds x:$ALOFT_API_TOKEN oci:DIR:latest docker://{registry_host}/{ORG}/hello:latest\n\n"
+    ));
+    out.push_str("Not built yet: the proxy (:8080/:8443); nothing listens on those ports.\n");
     out.push_str("Stop with Ctrl-C or SIGTERM; machines are left as they are.\n");
     print!("{out}");
     std::io::stdout().flush()?;

@@ -17,6 +17,7 @@ mod dev;
 mod machine;
 mod output;
 mod platform;
+mod registry;
 mod status;
 
 use anyhow::Result;
@@ -64,6 +65,12 @@ enum Command {
     /// Run aloft on this computer.
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Run one server role on its own.
+    #[command(subcommand)]
+    Server(registry::ServerCommand),
+    /// Operate the OCI registry.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 /// What every command gets: the environment, the global flags, and a way to build a client.
@@ -91,7 +98,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = config::Env::read();
     let default_level = match cli.command {
-        Command::Dev(_) => "info",
+        Command::Dev(_) | Command::Server(_) => "info",
         _ => "warn",
     };
     init_logging(&env.log_filter(default_level), default_level);
@@ -129,6 +136,8 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Dev(cmd) => dev::run(cmd, &ctx).await,
+        Command::Server(cmd) => registry::serve(cmd, &ctx).await,
+        Command::Registry(cmd) => registry::run(cmd, &ctx).await,
     }
 }
 

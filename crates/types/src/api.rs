@@ -343,6 +343,20 @@ pub struct HostInfo {
     pub allocated_memory_mb: u64,
 }
 
+/// `POST /internal/v1/tokens/verify` body: which org does this API token belong to? Other
+/// cluster services (a registry on another host) use it to authenticate org tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyTokenRequest {
+    pub token: String,
+}
+
+/// `POST /internal/v1/tokens/verify` reply (404 when the token is unknown or revoked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyTokenResponse {
+    pub org: String,
+}
+
 /// The headers the control plane adds when it forwards a request to an agent.
 pub mod internal {
     /// The org that owns the app (slug).
