@@ -8,7 +8,7 @@ use crate::tasks::{TaskKind, Tasks};
 use aloft_runtime::Runtime;
 use aloft_types::api::HostInfo;
 use aloft_types::config::CpuKind;
-use aloft_types::machine::{EventRequest, EventSource, EventType, HostStatus, ImageRef};
+use aloft_types::machine::{EventRequest, EventSource, EventType, HostStatus, ImagePull};
 use aloft_types::time::{now_ms, rfc3339};
 use aloft_types::{ApiError, InstanceId, Machine, MachineEvent, MachineId, MachineState};
 use std::collections::HashMap;
@@ -37,6 +37,9 @@ pub(crate) struct Inner {
     pub tasks: Tasks,
     /// Serializes capacity checks with the writes that allocate (create, update).
     pub room: tokio::sync::Mutex<()>,
+    /// Held shared from the start of a pull until the machine record names the image, and
+    /// exclusively by prune: prune never removes an image a machine is about to use.
+    pub image_gc: tokio::sync::RwLock<()>,
     slots: Mutex<HashMap<MachineId, Arc<Slot>>>,
     /// The address the heartbeat advertises, once one runs.
     advertise: Mutex<Option<String>>,
@@ -52,6 +55,8 @@ pub(crate) struct Slot {
     run: AtomicU64,
     /// The machine's state and version, for `wait`.
     state: watch::Sender<(MachineState, InstanceId)>,
+    /// The pull of the machine's image in progress, if one is (in memory only).
+    pull: Mutex<Option<ImagePull>>,
 }
 
 impl Slot {
@@ -66,6 +71,11 @@ impl Slot {
 
     pub fn subscribe(&self) -> watch::Receiver<(MachineState, InstanceId)> {
         self.state.subscribe()
+    }
+
+    /// Shows (or, with `None`, stops showing) the progress of a pull of the machine's image.
+    pub fn set_pull(&self, pull: Option<ImagePull>) {
+        *lock(&self.pull) = pull;
     }
 }
 
@@ -89,6 +99,7 @@ impl Agent {
                 store,
                 tasks: Tasks::new(),
                 room: tokio::sync::Mutex::new(()),
+                image_gc: tokio::sync::RwLock::new(()),
                 slots: Mutex::new(HashMap::new()),
                 advertise: Mutex::new(None),
             }),
@@ -171,6 +182,7 @@ impl Agent {
                     lock: Arc::default(),
                     run: AtomicU64::new(0),
                     state: watch::Sender::new((rec.state, rec.instance_id.clone())),
+                    pull: Mutex::new(None),
                 })
             })
             .clone()
@@ -317,7 +329,10 @@ impl Agent {
             instance_id: rec.instance_id.clone(),
             private_ip: rec.private_ip.clone(),
             config: rec.config.clone(),
-            image_ref: ImageRef::parse(&rec.config.image),
+            image_ref: rec
+                .image_ref
+                .clone()
+                .unwrap_or_else(|| self.unpulled_image_ref(rec)),
             created_at: rfc3339(rec.created_at),
             updated_at: rfc3339(rec.updated_at),
             events: self.inner.store.events(&rec.id, Some(EVENTS_IN_MACHINE))?,
@@ -327,6 +342,9 @@ impl Agent {
             cordoned: rec.cordoned,
             host_id: self.inner.config.host_id.clone(),
             nonce,
+            image_pull: lock(&self.inner.slots)
+                .get(&rec.id)
+                .and_then(|slot| lock(&slot.pull).clone()),
         })
     }
 

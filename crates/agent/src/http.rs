@@ -1,6 +1,7 @@
 //! The agent's internal HTTP API: the machine endpoints of the Machines API on the public paths
-//! and JSON (the control plane forwards requests unchanged), plus `GET /internal/v1/host`. Every
-//! request needs `Authorization: Bearer <internal token>`.
+//! and JSON (the control plane forwards requests unchanged), plus `GET /internal/v1/host`,
+//! `GET /internal/v1/images` and `POST /internal/v1/images/prune`. Every request needs
+//! `Authorization: Bearer <internal token>`.
 //!
 //! Handlers stay thin: read the request, call one [`Agent`] method, write the answer. Every error
 //! (including axum's own rejections of a bad path, query or body) is an
@@ -8,12 +9,12 @@
 
 use crate::agent::Agent;
 use crate::ops::Caller;
-use aloft_types::api::internal::{ACTOR_HEADER, NETWORK_HEADER, ORG_HEADER};
+use aloft_types::api::internal::{ACTOR_HEADER, NETWORK_HEADER, ORG_HEADER, REGISTRY_TOKEN_HEADER};
 use aloft_types::api::{
-    CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, HostInfo, LEASE_NONCE_HEADER,
-    LeaseRequest, LeaseResponse, ListMachinesQuery, LogLine, MachineVersion, MetadataValue,
-    OkResponse, ProcessInfo, RestartQuery, SignalRequest, StartResponse, StopRequest,
-    SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
+    CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, HostImage, HostInfo,
+    LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, ListMachinesQuery, LogLine, MachineVersion,
+    MetadataValue, OkResponse, ProcessInfo, PruneImagesResponse, RestartQuery, SignalRequest,
+    StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine, MachineEvent};
 use axum::body::Bytes;
@@ -129,6 +130,8 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route(&format!("{machine}/exec"), post(machines_exec))
         .route(&format!("{machine}/logs"), get(machines_logs))
         .route("/internal/v1/host", get(host_show))
+        .route("/internal/v1/images", get(images_list))
+        .route("/internal/v1/images/prune", post(images_prune))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -247,6 +250,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             actor: header(ACTOR_HEADER),
             org: header(ORG_HEADER),
             network_id: header(NETWORK_HEADER),
+            registry: header(REGISTRY_TOKEN_HEADER).map(|t| crate::images::credentials(&t)),
         })
     }
 }
@@ -314,7 +318,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn not_found(uri: Uri) -> HttpError {
     HttpError(ApiError::NotFound(format!(
-        "no endpoint at {}; the agent serves /v1/apps/{{app}}/machines/... and /internal/v1/host",
+        "no endpoint at {}; the agent serves /v1/apps/{{app}}/machines/..., /internal/v1/host and /internal/v1/images",
         uri.path()
     )))
 }
@@ -394,7 +398,7 @@ async fn machines_list(
     params(AppPath),
     request_body = CreateMachineRequest,
     responses(
-        (status = 200, description = "The new machine (state `created`; it launches in the background)", body = Machine),
+        (status = 200, description = "The new machine (state `created`; it launches in the background: pulls its image, showing `image_pull`, then starts, or ends `failed` with an event saying why)", body = Machine),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No or wrong token", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
@@ -447,9 +451,9 @@ async fn machines_show(
         (status = 409, description = "Someone else holds the lease", body = ErrorBody),
         (status = 412, description = "current_version does not match, or the machine is destroyed", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 422, description = "An invalid value; `field` names it", body = ErrorBody),
+        (status = 422, description = "An invalid value, or an image that cannot be pulled (the machine is left as it was); `field` names it", body = ErrorBody),
         (status = 500, description = "The new version could not start (the machine is `failed`)", body = ErrorBody),
-        (status = 503, description = "The host has no room for the new guest size", body = ErrorBody),
+        (status = 503, description = "The host has no room for the new guest size, or the registry does not answer (the machine is left as it was)", body = ErrorBody),
     )
 )]
 async fn machines_update(
@@ -965,4 +969,15 @@ async fn host_show(State(agent): State<Agent>, headers: HeaderMap) -> Json<HostI
         })
         .unwrap_or_default();
     Json(agent.host_info(&address))
+}
+
+/// `GET /internal/v1/images`: the images on this host and the machines using each (internal:
+/// operators reach it through the control plane, `GET /internal/v1/hosts/{host}/images`).
+async fn images_list(State(agent): State<Agent>) -> ApiResult<Vec<HostImage>> {
+    Ok(Json(agent.list_images().await?))
+}
+
+/// `POST /internal/v1/images/prune`: removes the images no machine (not destroyed) uses.
+async fn images_prune(State(agent): State<Agent>) -> ApiResult<PruneImagesResponse> {
+    Ok(Json(agent.prune_images().await?))
 }

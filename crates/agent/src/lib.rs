@@ -10,6 +10,10 @@
 //! - `ops`, `lease`: the API's operations and leases; each write runs as a task the agent owns,
 //!   under the machine's lock.
 //! - `runs`: starting and stopping runs, the supervisor per run, restart policies.
+//! - `images`: machines' images — `config.image` resolved, pulled with the caller's registry
+//!   token (in memory, for that request only) while the machine shows the pull's progress,
+//!   pinned per version by manifest digest, the process and the platform's environment; the
+//!   host's image list and prune.
 //! - `reconcile`: at start-up, adopt what still runs and finish what a crash interrupted.
 //! - [`http`]: the axum router and its OpenAPI document ([`http::MachinesApiDoc`]).
 //! - [`spawn_heartbeat`]: registration with the control plane every 10 s.
@@ -20,6 +24,7 @@ mod agent;
 mod error;
 mod heartbeat;
 pub mod http;
+mod images;
 mod lease;
 mod ops;
 mod reconcile;
@@ -53,4 +58,10 @@ pub struct AgentConfig {
     pub memory_mb: u64,
     /// The bearer token the control plane must send.
     pub internal_token: String,
+    /// Where machines' images come from. `None`: no pulls — a machine's spec carries no image
+    /// (only the sim runtime runs such machines; tests of other parts, `dev up --no-pull`).
+    pub images: Option<aloft_image::ImageStore>,
+    /// The registry a `name:tag` image is on (`host:port`, e.g. `127.0.0.1:5000`): `name:tag`
+    /// means `<registry>/<org>/name:tag`. Only used with `images`.
+    pub registry: String,
 }

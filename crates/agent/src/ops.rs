@@ -8,6 +8,7 @@ use crate::agent::{Agent, Locked, event};
 use crate::lease::validate_ttl;
 use crate::runs::exit_events;
 use crate::store::Record;
+use aloft_image::Credentials;
 use aloft_runtime::RuntimeError;
 use aloft_types::api::{
     CreateMachineRequest, ExecRequest, ExecResponse, ListMachinesQuery, LogLine, MachineVersion,
@@ -43,6 +44,9 @@ pub(crate) struct Caller {
     pub org: Option<String>,
     /// `x-aloft-network-id`, unparsed (only create needs it).
     pub network_id: Option<String>,
+    /// `x-aloft-registry-token`: the caller's org token as registry credentials, for the pulls
+    /// this request triggers (in memory only).
+    pub registry: Option<Credentials>,
 }
 
 impl Caller {
@@ -224,8 +228,9 @@ impl Agent {
         self.machine_json(&self.find(app, id)?, None)
     }
 
-    /// `POST /v1/apps/{app}/machines`: writes the machine (`created`, launch pending), answers,
-    /// and launches it in the background unless `skip_launch`.
+    /// `POST /v1/apps/{app}/machines`: checks `config.image` (422 when it is not a reference),
+    /// writes the machine (`created`, launch pending), answers, and launches it in the background
+    /// unless `skip_launch` (pulling its image with the caller's registry token).
     pub(crate) async fn create_machine(
         &self,
         app: &str,
@@ -234,6 +239,8 @@ impl Agent {
     ) -> Result<Machine, ApiError> {
         req.config.validate()?;
         self.check_region(req.region.as_deref())?;
+        let org = caller.org.clone().unwrap_or_else(|| DEFAULT_ORG.into());
+        self.check_image(&req.config, &org)?;
         let name = match req.name {
             Some(name) => validate_name(name)?,
             None => generated_name(),
@@ -243,8 +250,8 @@ impl Agent {
             .map(|t| validate_ttl("lease_ttl", t))
             .transpose()?;
         let network_id = caller.network_id()?;
-        let org = caller.org.clone().unwrap_or_else(|| DEFAULT_ORG.into());
         let owner = caller.owner();
+        let creds = caller.registry.clone();
         let app = app.to_string();
         let agent = self.clone();
         self.run_op(async move {
@@ -276,6 +283,7 @@ impl Agent {
                     restarts: 0,
                     created_at: now,
                     updated_at: now,
+                    image_ref: None,
                 },
                 &[event(
                     EventType::Launch,
@@ -292,16 +300,17 @@ impl Agent {
                 None => None,
             };
             if m.rec.launch_pending {
-                agent.spawn_launch(m.rec.id.clone());
+                agent.spawn_launch(m.rec.id.clone(), creds);
             }
             agent.machine_json(&m.rec, nonce)
         })
         .await
     }
 
-    /// `POST /v1/apps/{app}/machines/{id}`: a new version with the full new config. A started
-    /// machine is restarted on it (or stopped, with `skip_launch`); any other keeps its state
-    /// (a suspended one is stopped: its saved memory belongs to the old version).
+    /// `POST /v1/apps/{app}/machines/{id}`: a new version with the full new config. Its image is
+    /// pulled first, with the caller's registry token: a pull that fails changes nothing. A
+    /// started machine is restarted on it (or stopped, with `skip_launch`); any other keeps its
+    /// state (a suspended one is stopped: its saved memory belongs to the old version).
     pub(crate) async fn update_machine(
         &self,
         app: &str,
@@ -318,6 +327,7 @@ impl Agent {
             .transpose()?;
         let owner = caller.owner();
         let nonce = caller.nonce.clone();
+        let creds = caller.registry.clone();
         self.with_machine(app, id, caller, move |agent, mut m| async move {
             if m.rec.state == MachineState::Destroyed {
                 return Err(destroyed(&m.rec));
@@ -333,6 +343,13 @@ impl Agent {
                     m.rec.id, m.rec.instance_id
                 )));
             }
+            // The new image first: a pull that fails leaves the machine as it is. Prune waits
+            // until the new version naming it is written.
+            let image_gc = agent.inner.image_gc.read().await;
+            let image_ref = agent
+                .pull_for_update(&m, &req.config, creds.as_ref())
+                .await
+                .map_err(|e| e.into_api_error(&m.rec))?;
             let was = m.rec.state;
             let (old_signal, old_timeout) = m.rec.config.stop_signal_and_timeout();
             let target = match was {
@@ -345,12 +362,14 @@ impl Agent {
                 agent.check_room(&req.config.guest, Some(&m.rec.id))?;
                 m.rec.config = req.config;
                 m.rec.instance_id = InstanceId::new();
+                m.rec.image_ref = image_ref;
                 if let Some(name) = name {
                     m.rec.name = name;
                 }
                 m.rec.target_state = Some(target);
                 agent.save_version(&mut m, MachineState::Updating, Vec::new())?;
             }
+            drop(image_gc);
             if was == MachineState::Started {
                 let exit = agent
                     .stop_run(&mut m, old_signal, old_timeout, EventType::Update)
@@ -364,7 +383,7 @@ impl Agent {
             if target == MachineState::Started {
                 m.rec.restarts = 0;
                 agent
-                    .start_run(&mut m, EventType::Update, EventSource::User, None)
+                    .start_run(&mut m, EventType::Update, EventSource::User, None, creds.as_ref())
                     .await?;
             } else {
                 agent.save(
@@ -431,6 +450,7 @@ impl Agent {
         id: &str,
         caller: &Caller,
     ) -> Result<StartResponse, ApiError> {
+        let creds = caller.registry.clone();
         self.with_machine(app, id, caller, |agent, mut m| async move {
             let previous_state = m.rec.state;
             match previous_state {
@@ -444,7 +464,13 @@ impl Agent {
                     m.rec.launch_pending = false;
                     agent.save(&mut m, MachineState::Starting, Vec::new())?;
                     agent
-                        .start_run(&mut m, EventType::Start, EventSource::User, None)
+                        .start_run(
+                            &mut m,
+                            EventType::Start,
+                            EventSource::User,
+                            None,
+                            creds.as_ref(),
+                        )
                         .await?;
                 }
                 _ => return Err(busy(&m.rec)),
@@ -537,6 +563,7 @@ impl Agent {
             })
             .transpose()?;
         let force = query.force_stop.unwrap_or(false);
+        let creds = caller.registry.clone();
         self.with_machine(app, id, caller, move |agent, mut m| async move {
             if m.rec.state != MachineState::Started {
                 return Err(match m.rec.state {
@@ -566,7 +593,13 @@ impl Agent {
             }
             m.rec.restarts = 0;
             agent
-                .start_run(&mut m, EventType::Restart, EventSource::User, None)
+                .start_run(
+                    &mut m,
+                    EventType::Restart,
+                    EventSource::User,
+                    None,
+                    creds.as_ref(),
+                )
                 .await?;
             Ok(OkResponse::ok())
         })

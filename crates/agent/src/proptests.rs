@@ -116,6 +116,8 @@ fn config(dir: &std::path::Path) -> AgentConfig {
         cpus: 64,
         memory_mb: 65536,
         internal_token: TOKEN.into(),
+        images: None,
+        registry: String::new(),
     }
 }
 

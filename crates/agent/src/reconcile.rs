@@ -197,6 +197,7 @@ impl Agent {
             kind,
             EventSource::Agent,
             Some("finished an operation interrupted by an agent restart".into()),
+            None,
         )
         .await
     }
@@ -240,6 +241,8 @@ mod tests {
             cpus: 8,
             memory_mb: 8192,
             internal_token: "t".into(),
+            images: None,
+            registry: String::new(),
         }
     }
 

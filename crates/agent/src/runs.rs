@@ -8,7 +8,8 @@
 use crate::agent::{Agent, Locked, event, kind_name};
 use crate::store::Record;
 use crate::tasks::TaskKind;
-use aloft_runtime::{ExitStatus, MachineSpec, RuntimeError};
+use aloft_image::Credentials;
+use aloft_runtime::{ExitStatus, MachineSpec, PreparedImage, RuntimeError};
 use aloft_types::config::RestartPolicy;
 use aloft_types::machine::{EventRequest, EventSource, EventType, ExitEvent};
 use aloft_types::signal::Signal;
@@ -20,7 +21,7 @@ use std::time::Duration;
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the runtime needs to run the record's current version.
-pub(crate) fn spec_of(rec: &Record) -> MachineSpec {
+pub(crate) fn spec_of(rec: &Record, image: Option<PreparedImage>) -> MachineSpec {
     MachineSpec {
         id: rec.id.clone(),
         app: rec.app.clone(),
@@ -29,6 +30,7 @@ pub(crate) fn spec_of(rec: &Record) -> MachineSpec {
         private_ip: rec.private_ip.clone(),
         instance_id: rec.instance_id.to_string(),
         config: rec.config.clone(),
+        image,
     }
 }
 
@@ -81,17 +83,35 @@ fn restart_backoff(attempt: u32) -> Duration {
 }
 
 impl Agent {
-    /// Runs the machine's current version; ends `started` (supervised) or `failed`, recording
-    /// an event of `kind`. A failed start is also returned as an error.
+    /// Runs the machine's current version: makes its image ready (pulling it with `creds`, the
+    /// registry credentials of the request that starts it, if any), then starts it. Ends
+    /// `started` (supervised) or `failed`, recording an event of `kind`. A failed start is also
+    /// returned as an error.
     pub(crate) async fn start_run(
         &self,
         m: &mut Locked,
         kind: EventType,
         source: EventSource,
         message: Option<String>,
+        creds: Option<&Credentials>,
     ) -> Result<(), ApiError> {
         let runtime = self.runtime()?;
-        let spec = spec_of(&m.rec);
+        let image = match self.prepare_image(m, creds).await {
+            Ok(image) => image,
+            Err(failure) => {
+                let id = m.rec.id.clone();
+                let why = failure.message(&m.rec);
+                self.save(
+                    m,
+                    MachineState::Failed,
+                    vec![event(kind, MachineState::Failed, source, Some(why.clone()))],
+                )?;
+                return Err(ApiError::Internal(format!(
+                    "machine {id} could not start and is now failed: {why}"
+                )));
+            }
+        };
+        let spec = spec_of(&m.rec, image);
         let mut started = match runtime.create(&spec).await {
             Ok(()) => runtime.start(&spec).await,
             Err(e) => Err(e),
@@ -308,7 +328,7 @@ impl Agent {
                 m.rec.restarts
             );
             return self
-                .start_run(m, EventType::Start, EventSource::Agent, Some(why))
+                .start_run(m, EventType::Start, EventSource::Agent, Some(why), None)
                 .await;
         }
         if m.rec.config.auto_destroy {
@@ -324,17 +344,23 @@ impl Agent {
         self.save(m, MachineState::Stopped, exit)
     }
 
-    /// Creates the background launch of a machine created without `skip_launch`.
-    pub(crate) fn spawn_launch(&self, id: MachineId) {
+    /// Creates the background launch of a machine created without `skip_launch`, with the
+    /// registry credentials of the create request (held in memory by the task only).
+    pub(crate) fn spawn_launch(&self, id: MachineId, creds: Option<Credentials>) {
         let agent = self.clone();
-        self.spawn_op(
-            "launching a machine",
-            async move { agent.launch(&id).await },
-        );
+        self.spawn_op("launching a machine", async move {
+            agent.launch(&id, creds.as_ref()).await
+        });
     }
 
-    /// Launches a created machine, unless something else happened to it first.
-    pub(crate) async fn launch(&self, id: &MachineId) -> Result<(), ApiError> {
+    /// Launches a created machine, unless something else happened to it first: pulls its image
+    /// (state `starting`; a crash meanwhile is finished by reconcile, from the host's cache)
+    /// and starts it.
+    pub(crate) async fn launch(
+        &self,
+        id: &MachineId,
+        creds: Option<&Credentials>,
+    ) -> Result<(), ApiError> {
         let Some(mut m) = self.lock_id(id).await? else {
             return Ok(());
         };
@@ -343,7 +369,7 @@ impl Agent {
         }
         m.rec.launch_pending = false;
         self.save(&mut m, MachineState::Starting, Vec::new())?;
-        self.start_run(&mut m, EventType::Start, EventSource::User, None)
+        self.start_run(&mut m, EventType::Start, EventSource::User, None, creds)
             .await
     }
 }

@@ -8,14 +8,15 @@
 
 use crate::error::AgentError;
 use aloft_types::api::{Lease, MachineVersion};
-use aloft_types::machine::{EventRequest, EventSource, EventType};
+use aloft_types::machine::{EventRequest, EventSource, EventType, ImageRef};
 use aloft_types::{InstanceId, MachineConfig, MachineEvent, MachineId, MachineState};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// The schema version this agent writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this agent writes (`PRAGMA user_version`). Version 2 added
+/// `machines.image_ref`.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS machines (
     launch_pending INTEGER NOT NULL,
     restarts       INTEGER NOT NULL,
     created_at     INTEGER NOT NULL,
-    updated_at     INTEGER NOT NULL
+    updated_at     INTEGER NOT NULL,
+    image_ref      TEXT
 );
 CREATE TABLE IF NOT EXISTS versions (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -93,6 +95,10 @@ pub(crate) struct Record {
     pub launch_pending: bool,
     /// Restarts done by the restart policy since a user last started the machine.
     pub restarts: u32,
+    /// The image the current version runs, once pulled: its digest pins the version to that
+    /// image (later starts use it, from the host's cache when it is there). `None` before the
+    /// first pull of the version, and when the agent pulls no images.
+    pub image_ref: Option<ImageRef>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
     pub updated_at: i64,
@@ -148,6 +154,10 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        if found == 1 {
+            conn.execute_batch("ALTER TABLE machines ADD COLUMN image_ref TEXT;")
+                .map_err(open_err)?;
+        }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(open_err)?;
         Ok(Store {
@@ -198,8 +208,9 @@ impl Store {
             tx.execute(
                 "INSERT INTO machines (id, app, org, network_id, name, region, state, target_state,
                      instance_id, private_ip, config, cordoned, launch_pending, restarts,
-                     created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     created_at, updated_at, image_ref)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17)",
                 params![
                     rec.id.as_str(),
                     rec.app,
@@ -217,6 +228,7 @@ impl Store {
                     rec.restarts,
                     rec.created_at,
                     rec.updated_at,
+                    rec.image_ref.as_ref().map(to_json).transpose()?,
                 ],
             )
             .map_err(q("inserted a machine"))?;
@@ -239,7 +251,8 @@ impl Store {
             let tx = conn.transaction().map_err(q("began a transaction"))?;
             tx.execute(
                 "UPDATE machines SET name = ?2, state = ?3, target_state = ?4, instance_id = ?5,
-                     config = ?6, cordoned = ?7, launch_pending = ?8, restarts = ?9, updated_at = ?10
+                     config = ?6, cordoned = ?7, launch_pending = ?8, restarts = ?9,
+                     updated_at = ?10, image_ref = ?11
                  WHERE id = ?1",
                 params![
                     rec.id.as_str(),
@@ -252,6 +265,7 @@ impl Store {
                     rec.launch_pending,
                     rec.restarts,
                     rec.updated_at,
+                    rec.image_ref.as_ref().map(to_json).transpose()?,
                 ],
             )
             .map_err(q("saved a machine"))?;
@@ -426,7 +440,8 @@ impl Store {
 }
 
 const RECORD_COLUMNS: &str = "id, app, org, network_id, name, region, state, target_state, \
-     instance_id, private_ip, config, cordoned, launch_pending, restarts, created_at, updated_at";
+     instance_id, private_ip, config, cordoned, launch_pending, restarts, created_at, updated_at, \
+     image_ref";
 
 /// A machines row as SQLite returns it, before its values are checked.
 struct RawRecord {
@@ -446,6 +461,7 @@ struct RawRecord {
     restarts: u32,
     created_at: i64,
     updated_at: i64,
+    image_ref: Option<String>,
 }
 
 impl RawRecord {
@@ -467,6 +483,7 @@ impl RawRecord {
             restarts: r.get(13)?,
             created_at: r.get(14)?,
             updated_at: r.get(15)?,
+            image_ref: r.get(16)?,
         })
     }
 
@@ -497,6 +514,10 @@ impl RawRecord {
             restarts: self.restarts,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            image_ref: self
+                .image_ref
+                .map(|r| from_json("image ref", &r))
+                .transpose()?,
         })
     }
 }
@@ -604,6 +625,7 @@ mod tests {
             restarts: 0,
             created_at: 1,
             updated_at: 1,
+            image_ref: None,
         }
     }
 
@@ -638,6 +660,12 @@ mod tests {
         a2.target_state = Some(MachineState::Started);
         a2.instance_id = InstanceId::new();
         a2.config.env.insert("A".into(), "1".into());
+        a2.image_ref = Some(ImageRef {
+            registry: "127.0.0.1:5000".into(),
+            repository: "personal/hello".into(),
+            tag: "v1".into(),
+            digest: "sha256:0123".into(),
+        });
         store
             .save(&a2, &[event(EventType::Update, "updating")], true)
             .unwrap();
@@ -672,5 +700,42 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let c = store.create_machine(record, &[]).unwrap();
         assert!(c.private_ip.ends_with(":3:2"), "{}", c.private_ip);
+    }
+
+    #[test]
+    fn a_version_1_store_gains_image_ref() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = record(1);
+        {
+            let conn = Connection::open(dir.path().join("agent.db")).unwrap();
+            conn.execute_batch(&SCHEMA.replace(",\n    image_ref      TEXT", ""))
+                .unwrap();
+            conn.execute_batch("PRAGMA user_version = 1;").unwrap();
+            conn.execute(
+                "INSERT INTO machines (id, app, org, network_id, name, region, state,
+                     instance_id, private_ip, config, cordoned, launch_pending, restarts,
+                     created_at, updated_at)
+                 VALUES (?1, 'hello', 'personal', 1, 'm', 'local', 'stopped', ?2, 'fdaa::2',
+                     ?3, 0, 0, 0, 1, 1)",
+                params![
+                    rec.id.as_str(),
+                    rec.instance_id.as_str(),
+                    to_json(&rec.config).unwrap()
+                ],
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let mut old = store.get(&rec.id).unwrap().unwrap();
+        assert_eq!(
+            (old.state, old.image_ref.clone()),
+            (MachineState::Stopped, None)
+        );
+        old.image_ref = Some(ImageRef {
+            digest: "sha256:ab".into(),
+            ..ImageRef::default()
+        });
+        store.save(&old, &[], false).unwrap();
+        assert_eq!(store.get(&rec.id).unwrap(), Some(old));
     }
 }

@@ -1,5 +1,7 @@
 //! The `aloft` binary end to end: `aloft dev up` runs as a child process (sim runtime, ports from
 //! :0, a temp data dir) and the client commands run against it, exactly as a user would type them.
+//! Machines here name images no registry holds, so `dev up` runs with `--no-pull`; machines
+//! from real images are tested in `images.rs`.
 
 mod common;
 
@@ -21,7 +23,7 @@ fn version_is_printed() {
 #[test]
 fn apps_and_machines_from_create_to_destroy() {
     let (_tmp, data) = temp_data_dir();
-    let dev = DevUp::start(&data, "main");
+    let dev = DevUp::start_no_pull(&data, "main");
     let stdout = dev.stdout();
     assert!(stdout.contains("export ALOFT_API_TOKEN=$(cat "), "{stdout}");
     assert!(
@@ -373,7 +375,7 @@ fn apps_and_machines_from_create_to_destroy() {
 #[test]
 fn errors_say_what_to_do() {
     let (_tmp, data) = temp_data_dir();
-    let dev = DevUp::start(&data, "errors");
+    let dev = DevUp::start_no_pull(&data, "errors");
     dev.aloft(&["apps", "create", "errs"]).ok();
 
     let out = dev.aloft(&["machine", "list", "-a", "nope"]);
@@ -490,7 +492,7 @@ fn client_errors_without_a_cloud() {
 #[test]
 fn dev_up_survives_a_clean_stop_and_start() {
     let (_tmp, data) = temp_data_dir();
-    let mut dev = DevUp::start(&data, "first");
+    let mut dev = DevUp::start_no_pull(&data, "first");
     dev.aloft(&["apps", "create", "keep"]).ok();
     let default_policy = run_machine(&dev, &["-a", "keep", "nginx"]);
     let never = run_machine(&dev, &["-a", "keep", "--restart", "no", "nginx"]);
@@ -523,7 +525,7 @@ fn dev_up_survives_a_clean_stop_and_start() {
         "api-url is removed on a clean stop"
     );
 
-    let dev = DevUp::start(&data, "second");
+    let dev = DevUp::start_no_pull(&data, "second");
     assert_eq!(fs::read_to_string(data.join("token")).unwrap(), token);
     assert_eq!(
         fs::read_to_string(data.join("internal-token")).unwrap(),
@@ -579,7 +581,7 @@ fn dev_up_survives_a_clean_stop_and_start() {
 #[test]
 fn dev_up_survives_sigkill_in_the_middle_of_operations() {
     let (_tmp, data) = temp_data_dir();
-    let mut dev = DevUp::start(&data, "before-kill");
+    let mut dev = DevUp::start_no_pull(&data, "before-kill");
     dev.aloft(&["apps", "create", "crashy"]).ok();
     // Machines whose process ignores SIGTERM stay `stopping`/`restarting` for the whole stop
     // timeout, so those operations are surely in flight when the process is killed.
@@ -649,7 +651,7 @@ fn dev_up_survives_sigkill_in_the_middle_of_operations() {
     );
     let _ = fs::remove_file(data.join("api-url"));
 
-    let dev = DevUp::start(&data, "after-kill");
+    let dev = DevUp::start_no_pull(&data, "after-kill");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = dev
@@ -699,7 +701,7 @@ fn dev_up_survives_sigkill_in_the_middle_of_operations() {
 #[test]
 fn dev_up_stops_at_once_on_a_second_signal() {
     let (_tmp, data) = temp_data_dir();
-    let mut dev = DevUp::start(&data, "impatient");
+    let mut dev = DevUp::start_no_pull(&data, "impatient");
     dev.aloft(&["apps", "create", "slow"]).ok();
     let id = run_machine(&dev, &["-a", "slow", "-e", "SIM_IGNORE_SIGTERM=1", "nginx"]);
     let mut stop =
@@ -723,7 +725,7 @@ fn dev_up_stops_at_once_on_a_second_signal() {
     assert!(dev.logs().contains("stopped at once"), "{}", dev.logs());
     let _ = stop.wait();
 
-    let dev = DevUp::start(&data, "after-impatient");
+    let dev = DevUp::start_no_pull(&data, "after-impatient");
     let out = dev.aloft(&[
         "machine",
         "wait",
@@ -741,7 +743,7 @@ fn dev_up_stops_at_once_on_a_second_signal() {
 #[test]
 fn dev_up_refuses_a_data_dir_another_dev_up_uses() {
     let (tmp, data) = temp_data_dir();
-    let first = DevUp::start(&data, "owner");
+    let first = DevUp::start_no_pull(&data, "owner");
     let pid = first.child.as_ref().unwrap().id();
     let mut second = DevUp::spawn(tmp.path(), &data, "intruder", &[]);
     assert!(!second.wait_exit().success());
@@ -760,7 +762,7 @@ fn dev_up_replaces_a_token_it_does_not_accept() {
     let (_tmp, data) = temp_data_dir();
     fs::create_dir_all(&data).unwrap();
     fs::write(data.join("token"), "left-over-from-another-cloud\n").unwrap();
-    let dev = DevUp::start(&data, "stale-token");
+    let dev = DevUp::start_no_pull(&data, "stale-token");
     let token = fs::read_to_string(data.join("token")).unwrap();
     assert!(!token.contains("left-over"), "{token}");
     dev.aloft(&["apps", "list"]).ok();

@@ -18,6 +18,28 @@ pub(crate) fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// An org API token as its caller presented it. The control plane forwards it to agents for the
+/// registry pulls a request triggers; it is never stored or logged (`Debug` shows no secret).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ApiToken(String);
+
+impl ApiToken {
+    pub fn new(token: &str) -> Self {
+        Self(token.to_string())
+    }
+
+    /// The token itself, to send on.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
 /// The token in an `Authorization: Bearer <token>` header value.
 pub(crate) fn bearer(header: Option<&str>) -> Result<&str, ApiError> {
     let Some(value) = header else {

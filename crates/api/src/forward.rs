@@ -74,11 +74,32 @@ impl Forwarder {
         })
     }
 
-    /// Sends `req` to `host` on behalf of `caller`.
+    /// Sends `req` to `host` on behalf of `caller`: the internal headers say who asks, and the
+    /// caller's own token goes along (`x-aloft-registry-token`) for the registry pulls the
+    /// request triggers. Headers the caller sent other than the content type and the lease
+    /// nonce are never forwarded, so a caller cannot set any of these.
     pub async fn send(
         &self,
         host: &HostRecord,
         caller: &Caller,
+        req: &Outbound,
+    ) -> Result<AgentReply, ForwardError> {
+        self.dispatch(host, Some(caller), req).await
+    }
+
+    /// Sends `req` to `host` as the cluster itself (operator endpoints: no caller, no org).
+    pub async fn send_internal(
+        &self,
+        host: &HostRecord,
+        req: &Outbound,
+    ) -> Result<AgentReply, ForwardError> {
+        self.dispatch(host, None, req).await
+    }
+
+    async fn dispatch(
+        &self,
+        host: &HostRecord,
+        caller: Option<&Caller>,
         req: &Outbound,
     ) -> Result<AgentReply, ForwardError> {
         let url = format!(
@@ -89,10 +110,14 @@ impl Forwarder {
         let mut builder = self
             .client
             .request(req.method.clone(), &url)
-            .bearer_auth(&self.internal_token)
-            .header(internal::ORG_HEADER, &caller.org.slug)
-            .header(internal::NETWORK_HEADER, caller.org.network_id.to_string())
-            .header(internal::ACTOR_HEADER, &caller.token_name);
+            .bearer_auth(&self.internal_token);
+        if let Some(caller) = caller {
+            builder = builder
+                .header(internal::ORG_HEADER, &caller.org.slug)
+                .header(internal::NETWORK_HEADER, caller.org.network_id.to_string())
+                .header(internal::ACTOR_HEADER, &caller.token_name)
+                .header(internal::REGISTRY_TOKEN_HEADER, caller.token.expose());
+        }
         if let Some(ct) = &req.content_type {
             builder = builder.header(header::CONTENT_TYPE, ct);
         }

@@ -47,7 +47,12 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         )
         .route("/v1/platform/regions", get(list_regions))
         .route("/v1/openapi.json", get(openapi_json))
-        .route("/internal/v1/hosts", post(register_host))
+        .route("/internal/v1/hosts", get(list_hosts).post(register_host))
+        .route("/internal/v1/hosts/{host}/images", get(host_images))
+        .route(
+            "/internal/v1/hosts/{host}/images/prune",
+            post(host_images_prune),
+        )
         .route("/internal/v1/orgs", post(create_org))
         .route("/internal/v1/tokens/verify", post(verify_token))
         .fallback(no_route)
@@ -411,6 +416,38 @@ async fn register_host(
     let info: HostInfo = ApiError::parse_json(&body)?;
     cp.record_host(info).await?;
     Ok(axum::Json(OkResponse::ok()))
+}
+
+/// `GET /internal/v1/hosts`: every registered host (operators).
+async fn list_hosts(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+) -> Reply<axum::Json<Vec<HostInfo>>> {
+    Ok(axum::Json(cp.hosts().await?))
+}
+
+/// `GET /internal/v1/hosts/{host}/images`: the images on a host and the machines using them
+/// (its agent's `GET /internal/v1/images`).
+async fn host_images(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    ApiPath(host): ApiPath<String>,
+) -> Reply<AgentReply> {
+    Ok(cp
+        .ask_host(&host, Method::GET, "/internal/v1/images")
+        .await?)
+}
+
+/// `POST /internal/v1/hosts/{host}/images/prune`: removes the images no machine on the host
+/// uses (its agent's `POST /internal/v1/images/prune`).
+async fn host_images_prune(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    ApiPath(host): ApiPath<String>,
+) -> Reply<AgentReply> {
+    Ok(cp
+        .ask_host(&host, Method::POST, "/internal/v1/images/prune")
+        .await?)
 }
 
 /// `POST /internal/v1/orgs` body.

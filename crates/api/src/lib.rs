@@ -6,9 +6,11 @@
 //! that the app belongs to the token's org (another org's app is a 404, exactly like a missing
 //! one), picks a host on create (by region, then the host with the most free memory), and
 //! forwards the request unchanged to the owning agent with the internal headers
-//! (`x-aloft-org`, `x-aloft-network-id`, `x-aloft-actor`). Listing machines fans out to every host
-//! holding machines of the app; hosts that do not answer are named in the `x-aloft-partial`
-//! response header.
+//! (`x-aloft-org`, `x-aloft-network-id`, `x-aloft-actor`, and `x-aloft-registry-token`: the
+//! caller's own token, which the agent uses in memory for the registry pulls the request
+//! triggers). Listing machines fans out to every host holding machines of the app; hosts that do
+//! not answer are named in the `x-aloft-partial` response header. Operators reach each host's
+//! images through `GET /internal/v1/hosts/{host}/images` and `POST .../images/prune`.
 //!
 //! Layers: [`http`] (routes, extractors, thin handlers) -> `service` (authz, rules,
 //! placement, index upkeep) -> `store` (SQLite) and `forward` (one pooled HTTP client to agents).
@@ -125,7 +127,11 @@ impl ControlPlane {
 
     /// The org a token belongs to, if it is valid.
     pub async fn org_of_token(&self, token: &str) -> Option<String> {
-        match self.inner.store.caller(auth::hash_token(token)).await {
+        let found = self
+            .inner
+            .store
+            .caller(auth::hash_token(token), auth::ApiToken::new(token));
+        match found.await {
             Ok(caller) => caller.map(|c| c.org.slug),
             Err(e) => {
                 tracing::error!(error = %e, "cannot check an API token");

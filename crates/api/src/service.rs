@@ -35,7 +35,7 @@ impl ControlPlane {
         let token = auth::bearer(header)?;
         self.inner
             .store
-            .caller(auth::hash_token(token))
+            .caller(auth::hash_token(token), auth::ApiToken::new(token))
             .await?
             .ok_or_else(auth::invalid_token)
     }
@@ -490,6 +490,40 @@ impl ControlPlane {
         Ok(RegionList {
             regions: placement::regions(&hosts),
         })
+    }
+
+    /// The registered hosts (operators: `aloft image list` asks each of them).
+    pub(crate) async fn hosts(&self) -> Result<Vec<HostInfo>, ApiError> {
+        Ok(self
+            .inner
+            .store
+            .hosts()
+            .await?
+            .into_iter()
+            .map(|h| h.info)
+            .collect())
+    }
+
+    /// An operator request about one host (its images), answered by its agent as is.
+    pub(crate) async fn ask_host(
+        &self,
+        host_id: &str,
+        method: Method,
+        agent_path: &str,
+    ) -> Result<AgentReply, ApiError> {
+        let Some(host) = self.inner.store.host(host_id).await? else {
+            let known: Vec<String> = self.hosts().await?.into_iter().map(|h| h.id).collect();
+            return Err(ApiError::NotFound(format!(
+                "no host `{host_id}` is registered; the hosts are: {}",
+                if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let req = Outbound::bodiless(method, agent_path.to_string());
+        Ok(self.inner.forwarder.send_internal(&host, &req).await?)
     }
 
     /// Records an agent's registration or heartbeat.

@@ -5,6 +5,7 @@
 //! queries) so it can move to PostgreSQL; only the connection set-up is SQLite-specific. Machine
 //! *state* is not here: the agents own it. The index only says where each machine lives.
 
+use crate::auth::ApiToken;
 use crate::error::ControlPlaneError;
 use aloft_types::api::HostInfo;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -72,6 +73,8 @@ pub(crate) struct Caller {
     pub org: OrgRecord,
     /// The token's name; sent to agents as the actor (lease owner).
     pub token_name: String,
+    /// The token itself; sent to agents for the registry pulls of the request.
+    pub token: ApiToken,
 }
 
 /// An app and how many live machines the index holds for it.
@@ -228,7 +231,12 @@ impl Store {
     }
 
     /// The caller a token hash belongs to.
-    pub async fn caller(&self, hash: String) -> Result<Option<Caller>, ControlPlaneError> {
+    /// The caller `token` (whose hash is `hash`) speaks for, if it is a valid token.
+    pub async fn caller(
+        &self,
+        hash: String,
+        token: ApiToken,
+    ) -> Result<Option<Caller>, ControlPlaneError> {
         self.call("read token", move |c| {
             c.query_row(
                 "SELECT o.slug, o.network_id, t.name FROM api_tokens t
@@ -241,6 +249,7 @@ impl Store {
                             network_id: to_u32(r.get(1)?),
                         },
                         token_name: r.get(2)?,
+                        token: token.clone(),
                     })
                 },
             )
@@ -567,12 +576,19 @@ mod tests {
         s.insert_token("h1".into(), "personal", "ci", 1)
             .await
             .unwrap();
-        let c = s.caller("h1".into()).await.unwrap().unwrap();
+        let c = s
+            .caller("h1".into(), ApiToken::new("t1"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (c.org.slug.as_str(), c.token_name.as_str()),
             ("personal", "ci")
         );
-        assert_eq!(s.caller("h2".into()).await.unwrap(), None);
+        assert_eq!(
+            s.caller("h2".into(), ApiToken::new("t2")).await.unwrap(),
+            None
+        );
         assert!(
             s.insert_token("h3".into(), "ghost", "x", 1).await.is_err(),
             "a token needs an existing org"

@@ -1,5 +1,6 @@
-//! The gateway's forwarding, against scripted fake agents (no real agent): the internal headers,
-//! byte-for-byte replies, placement retries, unreachable hosts and partial listings.
+//! The gateway's forwarding, against scripted fake agents (no real agent): the internal headers
+//! (the caller's token for registry pulls included), byte-for-byte replies, placement retries,
+//! unreachable hosts, partial listings, and the operators' host image endpoints.
 
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_types::api::HostInfo;
@@ -118,6 +119,8 @@ async fn fake_agent(full: bool, machine_id: &'static str) -> (Fake, String) {
         .route("/v1/apps/{app}/machines", get(fake_list).post(fake_create))
         .route("/v1/apps/{app}/machines/{id}", any(fake_echo))
         .route("/v1/apps/{app}/machines/{id}/{*rest}", any(fake_echo))
+        .route("/internal/v1/images", any(fake_echo))
+        .route("/internal/v1/images/prune", any(fake_echo))
         .with_state(fake.clone());
     let url = serve(router).await;
     (fake, url)
@@ -197,6 +200,11 @@ async fn requests_reach_the_agent_with_internal_headers_and_come_back_unchanged(
     assert_eq!(h("x-aloft-org"), Some("personal"));
     assert_eq!(h("x-aloft-network-id"), Some("1"));
     assert_eq!(h("x-aloft-actor"), Some("ci-bot"));
+    assert_eq!(
+        h("x-aloft-registry-token"),
+        Some(token.as_str()),
+        "the caller's own token goes along for registry pulls"
+    );
 
     // Any sub-path, method, query, body and the lease nonce pass through; the reply comes back
     // with its status, content type and bytes.
@@ -207,6 +215,7 @@ async fn requests_reach_the_agent_with_internal_headers_and_come_back_unchanged(
         .bearer_auth(&token)
         .header("fly-machine-lease-nonce", "nonce-123")
         .header("x-aloft-org", "spoofed")
+        .header("x-aloft-registry-token", "someone-elses-token")
         .body("raw \u{0} bytes")
         .send()
         .await
@@ -231,6 +240,16 @@ async fn requests_reach_the_agent_with_internal_headers_and_come_back_unchanged(
         h("x-aloft-org"),
         Some("personal"),
         "caller headers must not override the gateway's"
+    );
+    let registry_tokens: Vec<_> = sent
+        .headers
+        .get_all("x-aloft-registry-token")
+        .iter()
+        .collect();
+    assert_eq!(
+        registry_tokens,
+        [token.as_str()],
+        "a client-supplied registry token is dropped"
     );
 
     // A machine id the index does not know is 404 without asking any agent.
@@ -429,6 +448,81 @@ async fn internal_endpoints_need_the_internal_token() {
         .unwrap();
     let apps: Value = resp.json().await.unwrap();
     assert_eq!(apps["total_apps"], 0, "acme sees none of personal's apps");
+}
+
+#[tokio::test]
+async fn host_images_are_asked_of_the_host_with_the_internal_token() {
+    let (_d, cp, url, token) = control_plane().await;
+    let (agent, agent_url) = fake_agent(false, "1a2b3c4d5e6f70").await;
+    cp.register_host(host("local-1", "local", &agent_url, 4096))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let paths = [
+        (Method::GET, "/internal/v1/hosts"),
+        (Method::GET, "/internal/v1/hosts/local-1/images"),
+        (Method::POST, "/internal/v1/hosts/local-1/images/prune"),
+    ];
+    for (method, path) in &paths {
+        for bearer in [Some(token.as_str()), Some("nope"), None] {
+            let mut rb = http.request(method.clone(), format!("{url}{path}"));
+            if let Some(b) = bearer {
+                rb = rb.bearer_auth(b);
+            }
+            assert_eq!(rb.send().await.unwrap().status(), 401, "{method} {path}");
+        }
+    }
+    assert!(agent.seen().is_empty(), "nothing reached the agent");
+
+    let resp = http
+        .get(format!("{url}/internal/v1/hosts"))
+        .bearer_auth(INTERNAL_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let hosts: Value = resp.json().await.unwrap();
+    assert_eq!(hosts[0]["id"], "local-1", "{hosts}");
+
+    for (method, path, agent_path) in [
+        (
+            Method::GET,
+            "/internal/v1/hosts/local-1/images",
+            "/internal/v1/images",
+        ),
+        (
+            Method::POST,
+            "/internal/v1/hosts/local-1/images/prune",
+            "/internal/v1/images/prune",
+        ),
+    ] {
+        let resp = http
+            .request(method.clone(), format!("{url}{path}"))
+            .bearer_auth(INTERNAL_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 418, "the agent's answer as is");
+        let seen = agent.seen();
+        let sent = seen.last().unwrap();
+        assert_eq!((&sent.method, sent.uri.as_str()), (&method, agent_path));
+        let h = |name: &str| sent.headers.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(h("authorization"), Some("Bearer internal-secret"));
+        assert_eq!(h("x-aloft-org"), None, "no caller, no org");
+        assert_eq!(h("x-aloft-registry-token"), None);
+    }
+
+    let resp = http
+        .get(format!("{url}/internal/v1/hosts/nope-9/images"))
+        .bearer_auth(INTERNAL_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("local-1"),
+        "{body}"
+    );
 }
 
 async fn verify(url: &str, bearer: &str, token: &str) -> reqwest::Response {

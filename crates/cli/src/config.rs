@@ -1,7 +1,9 @@
 //! The one place that reads the environment.
 //!
 //! Client commands need the API's URL (`ALOFT_API_URL`, default [`DEFAULT_API_URL`]) and a token
-//! (`ALOFT_API_TOKEN`, else the token file `aloft dev up` writes to `<dev data dir>/token`). The dev
+//! (`ALOFT_API_TOKEN`, else the token file `aloft dev up` writes to `<dev data dir>/token`);
+//! operator commands (`aloft image list|prune`) need the cluster's internal token instead
+//! (`<dev data dir>/internal-token`). The dev
 //! data dir is `--data-dir`, else `$ALOFT_DATA_DIR`, else `$HOME/.local/share/aloft/dev`. The app
 //! is `-a/--app`, else `$ALOFT_APP`. The log filter is `$RUST_LOG`, else a per-command default.
 
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_API_URL: &str = "http://127.0.0.1:4280";
 /// The name of the token file inside the dev data dir.
 pub const TOKEN_FILE: &str = "token";
+/// The name of the file inside the dev data dir holding the cluster's internal token.
+pub const INTERNAL_TOKEN_FILE: &str = "internal-token";
 
 /// A snapshot of the environment variables aloft reads. Empty values count as unset.
 #[derive(Debug, Clone, Default)]
@@ -102,6 +106,24 @@ impl Env {
             token,
             token_source,
         })
+    }
+
+    /// The cluster's internal token, for operator commands: `<dev data dir>/internal-token`.
+    pub fn internal_token(&self, data_dir_flag: Option<&Path>) -> Result<String> {
+        let path = self.data_dir(data_dir_flag)?.join(INTERNAL_TOKEN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            Ok(_) => bail!(
+                "{} is empty: it should hold the cluster's internal token; restart `aloft dev up` to write it",
+                path.display()
+            ),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot read the cluster's internal token from {}: this is an operator command, run it where `aloft dev up` keeps its data (pass --data-dir or set ALOFT_DATA_DIR)",
+                    path.display()
+                )
+            }),
+        }
     }
 
     /// The log filter: `$RUST_LOG`, else `default`.

@@ -1,17 +1,21 @@
 //! `aloft dev up`: a complete single-host cloud in the foreground.
 //!
-//! One process runs the control plane (its data in `<data-dir>/control`) and one host agent (its
-//! data in `<data-dir>/agent`), talking over loopback HTTP exactly as they would across hosts. The
-//! data dir also holds `token` (an API token for org `personal`), `internal-token` (what the
-//! control plane and the agent use between them) and `api-url` (where the API really listens,
-//! written last, once everything is ready, and removed on a clean stop).
+//! One process runs the control plane (its data in `<data-dir>/control`), one host agent (its
+//! data in `<data-dir>/agent`, its image store in `<data-dir>/images`) and the OCI registry (in
+//! `<data-dir>/registry`), talking over loopback HTTP exactly as they would across hosts. The
+//! agent pulls machines' images from this registry (a `name:tag` image is
+//! `<registry>/<org>/name:tag`) with the org token of the request that starts them. The data
+//! dir also holds `token` (an API token for org `personal`), `internal-token` (what the control
+//! plane and the agent use between them), `registry-url` and `api-url` (where the API really
+//! listens, written last, once everything is ready, and removed on a clean stop).
 
 use crate::Ctx;
-use crate::config::{DEFAULT_API_URL, TOKEN_FILE};
+use crate::config::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE};
 use crate::output::print_json;
 use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
 use aloft_agent::{Agent, AgentConfig, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_image::{ImageConfig, ImageStore};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::Runtime;
 use aloft_runtime::sim::SimRuntime;
@@ -32,8 +36,6 @@ use tokio::sync::watch;
 
 /// The org `dev up` creates and writes a token for.
 const ORG: &str = "personal";
-/// The file holding the token the control plane and the agent share.
-const INTERNAL_TOKEN_FILE: &str = "internal-token";
 /// The file holding the URL the API listens on.
 const API_URL_FILE: &str = "api-url";
 /// The file holding the pid of the `dev up` that uses the data dir.
@@ -73,6 +75,10 @@ pub struct UpArgs {
     /// Memory (MB) the agent offers for machines [default: this host's memory].
     #[arg(long, value_name = "MB")]
     host_memory_mb: Option<u64>,
+    /// Run machines without pulling their image (only for the sim runtime: machines get no
+    /// root filesystem, and any `config.image` is accepted).
+    #[arg(long)]
+    no_pull: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,6 +114,17 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let (host_cpus, host_memory_mb) = host_capacity()?;
     let cpus = args.host_cpus.unwrap_or(host_cpus);
     let memory_mb = args.host_memory_mb.unwrap_or(host_memory_mb);
+    // `name:tag` images are on this registry; the agent pulls them with the caller's token.
+    let registry_host = registry_url.trim_start_matches("http://").to_string();
+    let images = if args.no_pull {
+        None
+    } else {
+        let config = ImageConfig {
+            default_registry: registry_host.clone(),
+            ..ImageConfig::new(data.root.join("images"))
+        };
+        Some(ImageStore::open(config).context("opening the image store")?)
+    };
 
     let control_plane = ControlPlane::open(ControlPlaneConfig {
         data_dir: data.root.join("control"),
@@ -126,6 +143,8 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             cpus,
             memory_mb,
             internal_token: internal_token.clone(),
+            images,
+            registry: registry_host,
         },
         runtime,
     )
@@ -312,6 +331,7 @@ fn print_usage(
             "org": ORG,
             "region": args.region,
             "runtime": "sim",
+            "pull": !args.no_pull,
         }));
     }
     let mut out = String::new();
@@ -336,14 +356,26 @@ fn print_usage(
         "  export ALOFT_API_TOKEN=$(cat {})\n",
         shell_quote(&token_file.display().to_string())
     ));
-    out.push_str("  aloft apps create hello\n");
-    out.push_str("  aloft machine run nginx:latest -a hello -p 80:8080/tcp:http\n");
-    out.push_str("  aloft machine list -a hello\n");
-    out.push_str("  aloft machine exec MACHINE_ID -a hello -- echo hi\n\n");
     let registry_host = registry_url.trim_start_matches("http://");
-    out.push_str(&format!(
-        "Push an image (an OCI layout or any registry) with skopeo:\n  skopeo copy --dest-tls-verify=false --dest-creds x:$ALOFT_API_TOKEN oci:DIR:latest docker://{registry_host}/{ORG}/hello:latest\n\n"
-    ));
+    if args.no_pull {
+        out.push_str("  aloft apps create hello\n");
+        out.push_str("  aloft machine run nginx:latest -a hello -p 80:8080/tcp:http\n");
+        out.push_str("  aloft machine list -a hello\n");
+        out.push_str("  aloft machine exec MACHINE_ID -a hello -- echo hi\n\n");
+        out.push_str("--no-pull: machines run without pulling their image (no root filesystem).\n");
+    } else {
+        out.push_str("  aloft image build --busybox -o oci:/tmp/hello-image:v1\n");
+        out.push_str(&format!(
+            "  skopeo copy --dest-tls-verify=false --dest-creds x:$ALOFT_API_TOKEN oci:/tmp/hello-image:v1 docker://{registry_host}/{ORG}/hello:v1\n"
+        ));
+        out.push_str("  aloft apps create hello\n");
+        out.push_str("  aloft machine run hello:v1 -a hello\n");
+        out.push_str("  aloft machine exec MACHINE_ID -a hello -- ls /bin\n");
+        out.push_str("  aloft machine list -a hello\n\n");
+        out.push_str(&format!(
+            "Machines pull their image from this registry (`hello:v1` is {registry_host}/{ORG}/hello:v1) and get its root filesystem and defaults; the sim runtime runs no process, `aloft machine exec` (ls, cat, env, argv) shows what the machine got.\n"
+        ));
+    }
     out.push_str("Not built yet: the proxy (:8080/:8443); nothing listens on those ports.\n");
     out.push_str("Stop with Ctrl-C or SIGTERM; machines are left as they are.\n");
     print!("{out}");

@@ -1,19 +1,21 @@
 //! The aloft command line: the verbs users type (`aloft apps ...`, `aloft machine ...`,
-//! `aloft status`, `aloft platform regions`) and the server roles (`aloft dev up`).
+//! `aloft image ...`, `aloft status`, `aloft platform regions`) and the server roles
+//! (`aloft dev up`, `aloft server registry`).
 //!
 //! Client commands talk to the Machines API over HTTP through [`client::Client`]; they print
 //! tables by default and JSON with `--json`, and every error goes to stderr as a sentence that says
 //! what to do next, with a non-zero exit. `aloft dev up` runs a control plane and one host agent
 //! in this process, exactly as they would run on separate hosts (loopback HTTP between them).
 //!
-//! Layout: one module per command group (`apps`, `machine`, `status`, `platform`, `dev`),
-//! `client` (the typed HTTP client), `output` (tables and JSON) and `config` (the only module
-//! that reads the environment).
+//! Layout: one module per command group (`apps`, `machine`, `image`, `status`, `platform`,
+//! `dev`, `registry`), `client` (the typed HTTP client), `output` (tables and JSON) and `config`
+//! (the only module that reads the environment).
 
 mod apps;
 mod client;
 mod config;
 mod dev;
+mod image;
 mod machine;
 mod output;
 mod platform;
@@ -57,6 +59,9 @@ enum Command {
     /// Run and manage machines.
     #[command(subcommand, visible_alias = "machines")]
     Machine(machine::MachineCommand),
+    /// Build images; list and prune the images on hosts.
+    #[command(subcommand, visible_alias = "images")]
+    Image(image::ImageCommand),
     /// Show an app and its machines.
     Status(status::StatusArgs),
     /// Facts about the platform.
@@ -133,6 +138,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
     match command {
         Command::Apps(cmd) => apps::run(cmd, &ctx).await,
         Command::Machine(cmd) => machine::run(cmd, &ctx).await,
+        Command::Image(cmd) => image::run(cmd, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Dev(cmd) => dev::run(cmd, &ctx).await,

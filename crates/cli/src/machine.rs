@@ -1,9 +1,9 @@
 //! `aloft machine ...`: run, list, status, start/stop/restart/suspend/destroy, signal, exec, wait,
-//! cordon/uncordon and leases.
+//! cordon/uncordon and leases. `run` shows the pull of the machine's image while it launches.
 
 use crate::Ctx;
 use crate::client::{Client, ClientError, MachineList};
-use crate::output::{Table, json_name, or_dash, print_fields, print_json};
+use crate::output::{Table, json_name, megabytes, or_dash, print_fields, print_json};
 use aloft_types::api::{
     ExecRequest, ListMachinesQuery, RestartQuery, SignalRequest, StopRequest, WaitQuery,
 };
@@ -11,6 +11,7 @@ use aloft_types::config::{
     Autostop, CpuKind, DurationStr, Guest, Handler, InitConfig, Port, Protocol, Restart,
     RestartPolicy, Service,
 };
+use aloft_types::machine::{ImagePull, ImagePullPhase, ImageRef};
 use aloft_types::signal::Signal;
 use aloft_types::time::{parse_duration, rfc3339};
 use aloft_types::{ApiError, Machine, MachineConfig, MachineEvent, MachineState};
@@ -18,7 +19,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ const START_WAIT: Duration = Duration::from_secs(120);
 /// Seconds each `wait` call asks for (the API accepts up to 60); between calls the machine is
 /// checked, so a machine that cannot reach the state is noticed early.
 const WAIT_CHUNK: u64 = 10;
+/// How often `machine run` looks at a launching machine to show the pull of its image.
+const PULL_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Subcommand)]
 pub enum MachineCommand {
@@ -475,10 +478,20 @@ async fn run_machine(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         machine
     } else {
         eprintln!("Waiting for machine {id} to start...");
-        match scope
-            .await_state(&id, MachineState::Started, START_WAIT)
-            .await
-        {
+        let launched = follow_pull(&scope, &id).await?;
+        let waited = match launched.state {
+            MachineState::Started => Ok(launched),
+            // A launch that failed (its image could not be pulled, say) will not start.
+            MachineState::Failed | MachineState::Destroyed => {
+                Err(WaitFailure::NotReached(Box::new(launched)))
+            }
+            _ => {
+                scope
+                    .await_state(&id, MachineState::Started, START_WAIT)
+                    .await
+            }
+        };
+        match waited {
             Ok(m) => m,
             Err(WaitFailure::Error(e)) => return Err(e),
             Err(WaitFailure::NotReached(m)) => {
@@ -515,6 +528,115 @@ async fn run_machine(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
     print_fields(&summary(&machine));
     println!("{next}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// While the machine launches (`created`, `starting`), looks at it every [`PULL_POLL`] and shows
+/// the pull of its image on stderr. Returns the machine once it has left those states, or when
+/// nothing has changed for [`START_WAIT`].
+async fn follow_pull(scope: &Scope, id: &str) -> Result<Machine> {
+    let mut line = PullLine::new(std::io::stderr().is_terminal());
+    let mut last: Option<ImagePull> = None;
+    let mut changed = Instant::now();
+    loop {
+        let m = match scope.client.get_machine(&scope.app, id).await {
+            Ok(m) => m,
+            Err(e) => return Err(scope.explain(e, Some(id)).await),
+        };
+        if m.image_pull != last {
+            changed = Instant::now();
+            last = m.image_pull.clone();
+        }
+        if let Some(pull) = &m.image_pull {
+            line.show(&m.image_ref, pull);
+        }
+        let launching = matches!(m.state, MachineState::Created | MachineState::Starting);
+        if !launching || changed.elapsed() >= START_WAIT {
+            line.finish(&m);
+            return Ok(m);
+        }
+        tokio::time::sleep(PULL_POLL).await;
+    }
+}
+
+/// The pull progress line: redrawn in place on a terminal; elsewhere one line per phase or layer
+/// change, so logs stay short.
+struct PullLine {
+    tty: bool,
+    /// What the last line was about (`None`: nothing shown yet).
+    last: Option<(ImagePullPhase, u32)>,
+}
+
+impl PullLine {
+    fn new(tty: bool) -> Self {
+        Self { tty, last: None }
+    }
+
+    fn show(&mut self, image: &ImageRef, p: &ImagePull) {
+        let text = pull_text(image, p);
+        if self.tty {
+            eprint!("\r\x1b[2K{text}");
+            let _ = std::io::stderr().flush();
+        } else if self.last != Some((p.phase, p.layers_done)) {
+            eprintln!("{text}");
+        }
+        self.last = Some((p.phase, p.layers_done));
+    }
+
+    /// Ends what was shown: with the image the machine got, when the pull was seen to start but
+    /// not to end (it may end between two looks).
+    fn finish(&mut self, m: &Machine) {
+        let Some((phase, _)) = self.last.take() else {
+            return;
+        };
+        let pulled = !m.image_ref.digest.is_empty() && m.state != MachineState::Failed;
+        if phase != ImagePullPhase::Done && pulled {
+            let text = format!(
+                "Pulled {} ({})",
+                image_name(&m.image_ref),
+                m.image_ref.digest
+            );
+            if self.tty {
+                eprintln!("\r\x1b[2K{text}");
+            } else {
+                eprintln!("{text}");
+            }
+        } else if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+/// `registry/repository:tag`.
+fn image_name(image: &ImageRef) -> String {
+    let mut name = image.repository.clone();
+    if !image.registry.is_empty() {
+        name = format!("{}/{name}", image.registry);
+    }
+    if !image.tag.is_empty() {
+        name = format!("{name}:{}", image.tag);
+    }
+    name
+}
+
+/// `Pulling 127.0.0.1:5000/personal/hello:latest: 2/3 layers, 12.1/40.3 MB`.
+fn pull_text(image: &ImageRef, p: &ImagePull) -> String {
+    let name = image_name(image);
+    let layers = format!("{}/{} layers", p.layers_done, p.layers_total);
+    match p.phase {
+        ImagePullPhase::Resolving => format!("Pulling {name}: resolving"),
+        ImagePullPhase::Fetching => format!(
+            "Pulling {name}: {layers}, {}/{} MB",
+            megabytes(p.bytes_fetched),
+            megabytes(p.bytes_total)
+        ),
+        ImagePullPhase::Assembling => {
+            format!("Pulling {name}: {layers}, assembling the root filesystem")
+        }
+        ImagePullPhase::Done => format!(
+            "Pulled {name}: {} layers ({} already on the host)",
+            p.layers_total, p.layers_cached
+        ),
+    }
 }
 
 /// The machine config `machine run` sends.
@@ -672,7 +794,7 @@ fn parse_port(spec: &str) -> Result<(u32, u32, Protocol, Vec<Handler>)> {
 }
 
 /// Splits a command line into words, honouring single and double quotes and backslashes.
-fn split_words(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_words(s: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -745,6 +867,7 @@ fn summary(m: &Machine) -> Vec<(&'static str, String)> {
         ("state", m.state.to_string()),
         ("region", m.region.clone()),
         ("image", m.config.image.clone()),
+        ("image digest", or_dash(&m.image_ref.digest)),
         (
             "size",
             format!(
@@ -1325,6 +1448,36 @@ mod tests {
         assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
         assert_eq!(split_words("''").unwrap(), vec![""]);
         assert!(split_words("'open").is_err());
+    }
+
+    #[test]
+    fn pull_lines() {
+        let image = ImageRef {
+            registry: "127.0.0.1:5000".into(),
+            repository: "personal/hello".into(),
+            tag: "latest".into(),
+            digest: String::new(),
+        };
+        let p = ImagePull {
+            phase: ImagePullPhase::Fetching,
+            layers_total: 3,
+            layers_done: 2,
+            layers_cached: 1,
+            bytes_total: 40_300_000,
+            bytes_fetched: 12_100_000,
+        };
+        assert_eq!(
+            pull_text(&image, &p),
+            "Pulling 127.0.0.1:5000/personal/hello:latest: 2/3 layers, 12.1/40.3 MB"
+        );
+        let done = ImagePull {
+            phase: ImagePullPhase::Done,
+            ..p
+        };
+        assert_eq!(
+            pull_text(&image, &done),
+            "Pulled 127.0.0.1:5000/personal/hello:latest: 3 layers (1 already on the host)"
+        );
     }
 
     #[test]

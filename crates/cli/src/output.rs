@@ -92,9 +92,21 @@ pub fn or_dash(s: &str) -> String {
     }
 }
 
+/// Megabytes (10^6 bytes) with one decimal, as pull progress and image sizes show them: `12.1`.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(megabytes(0), "0.0");
+        assert_eq!(megabytes(12_149_999), "12.1");
+        assert_eq!(megabytes(40_300_000), "40.3");
+    }
 
     #[test]
     fn columns_align() {

@@ -204,14 +204,21 @@ pub async fn serve(cmd: ServerCommand, ctx: &Ctx) -> Result<ExitCode> {
             )
         })?;
     let url = format!("http://{}", listener.local_addr()?);
-    println!("aloft registry listening on {url}");
+    let mut banner = format!("aloft registry listening on {url}\n");
     match &args.upstream {
-        Some(up) => println!("  a pull-through, write-through cache of {up}"),
-        None => println!("  storage {}", args.storage.display()),
+        Some(up) => banner.push_str(&format!("  a pull-through, write-through cache of {up}\n")),
+        None => banner.push_str(&format!("  storage {}\n", args.storage.display())),
     }
-    println!("  org tokens checked by the control plane at {control_plane}");
+    banner.push_str(&format!(
+        "  org tokens checked by the control plane at {control_plane}\n"
+    ));
+    // One write, and a closed stdout is not an error: whoever started the server may read
+    // the first line only and go away (`println!` would panic on the broken pipe).
     use std::io::Write;
-    std::io::stdout().flush()?;
+    let mut stdout = std::io::stdout();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
     let server = axum::serve(listener, router(registry, internal_token))
         .with_graceful_shutdown(stop_signal())
         .into_future();

@@ -108,11 +108,15 @@ pub(crate) fn mkfifo(path: &Path) -> io::Result<()> {
 /// Removes whatever is at `path` (a directory with its content; a symlink itself, never its
 /// target). Nothing there is fine.
 pub(crate) fn remove_any(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
+    let removed = match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => fs::remove_dir_all(path),
         Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    };
+    match removed {
+        // gone already (whoever created it removed it meanwhile): that is what was asked
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 

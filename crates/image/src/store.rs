@@ -157,6 +157,15 @@ pub struct ImageStore {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for ImageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageStore")
+            .field("data_dir", &self.inner.config.data_dir)
+            .field("default_registry", &self.inner.config.default_registry)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     config: ImageConfig,
     http: reqwest::Client,

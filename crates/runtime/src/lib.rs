@@ -5,6 +5,11 @@
 //! answers truthfully about what is running. Backends must let machines outlive the agent process:
 //! [`Runtime::reattach`] finds a machine that is still running after the agent restarts.
 //!
+//! The agent prepares the machine's image before it asks a backend to start it (pulled once per
+//! host by `aloft-image`) and hands it over as a [`PreparedImage`] in the [`MachineSpec`]: the
+//! root filesystem and the process to run (argv, environment, working directory, user), already
+//! merged from the image config, the machine config and the platform's variables.
+//!
 //! Backends here: [`sim::SimRuntime`], a simulated twin used by tests and by `aloft dev up --runtime
 //! sim` until the real backends (gVisor, QEMU microVM) land.
 
@@ -14,7 +19,11 @@ use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
 use aloft_types::signal::Signal;
 use aloft_types::{MachineConfig, MachineId};
 use async_trait::async_trait;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// The process a machine runs (argv, env, working directory, user): what the guest init execs.
+pub use aloft_image::ProcessSpec;
 
 /// Everything a backend needs to run one version of a machine.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +37,27 @@ pub struct MachineSpec {
     /// The version being run.
     pub instance_id: String,
     pub config: MachineConfig,
+    /// The machine's image, ready on this host. `None` when the agent pulls no images (tests
+    /// of other parts, `aloft dev up --no-pull`): only the sim backend runs such a machine.
+    pub image: Option<PreparedImage>,
+}
+
+/// An image pulled and assembled on this host, and the process to run from it.
+///
+/// `rootfs` is a **read-only base shared by every machine of the image**: its files are hard
+/// links into the host's layer cache, so writing one would change it for every machine and
+/// every later pull. A backend must never write into it: gVisor mounts it as the lower layer
+/// of a per-machine writable overlay; the microVM backend boots the ext4 image built from it
+/// (`aloft_image::ImageStore::ext4`) with a per-machine copy-on-write disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedImage {
+    /// The digest of the image's manifest (its identity on the host).
+    pub manifest_digest: String,
+    /// The assembled root filesystem (read-only, shared; see above).
+    pub rootfs: PathBuf,
+    /// What to run: the image's Entrypoint/Cmd/Env/WorkingDir/User merged with the machine
+    /// config's `init` and `env`, plus the platform's variables (`FLY_APP_NAME`, ...).
+    pub process: ProcessSpec,
 }
 
 /// How a run of a machine ended.

@@ -11,18 +11,34 @@
 //! - `SIM_IGNORE_SIGTERM=1`: the process ignores every signal but SIGKILL.
 //! - `SIM_FAIL_START=1`: starting fails (as when the entrypoint does not exist).
 //!
-//! Exec understands `echo`, `true`, `false`, `env`, `hostname`, `cat` (echoes stdin), `sleep N`
-//! and `exit N`; anything else exits 127, as a shell would for a missing command.
+//! With a [`PreparedImage`](crate::PreparedImage) in the spec, the run uses it honestly (no
+//! process is executed, but everything the image decides is visible): the script variables above
+//! are read from the process environment (image env, machine env, platform variables), and exec
+//! reads the image's root filesystem.
+//!
+//! Exec understands `echo`, `true`, `false`, `env` (the process environment; without an image,
+//! the machine config's `env`), `hostname`, `cat` (echoes stdin; with an image, `cat PATH...`
+//! prints files of the root filesystem), `ls [PATH...]` and `argv` (the main process's argv, one
+//! per line) on machines with an image, `sleep N` and `exit N`; anything else exits 127, as a
+//! shell would for a missing command. Paths are resolved inside the root filesystem as the
+//! machine would see them (relative to the working directory; symlinks followed inside it, never
+//! out of it), and it is only read.
 
-use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
+use crate::{
+    Capabilities, ExitStatus, MachineSpec, PreparedImage, Running, Runtime, RuntimeError, Stats,
+};
 use aloft_types::MachineId;
 use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
 use aloft_types::signal::Signal;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+
+/// The commands exec knows, for the "command not found" message.
+const KNOWN: &str = "echo, true, false, env, hostname, cat, ls, argv, sleep, exit";
 
 /// The simulated backend. Cheap to clone; clones share state.
 #[derive(Clone, Default)]
@@ -52,6 +68,7 @@ struct Run {
     pid: u32,
     ignore_term: bool,
     env: Vec<(String, String)>,
+    image: Option<PreparedImage>,
     exit: watch::Sender<Option<ExitStatus>>,
     started: std::time::Instant,
 }
@@ -183,12 +200,10 @@ impl Runtime for SimRuntime {
             self.inner.gate_arrivals.send_modify(|c| *c += 1);
             notified.await;
         }
-        let env: Vec<(String, String)> = spec
-            .config
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let env: Vec<(String, String)> = match &spec.image {
+            Some(image) => image.process.env.clone().into_iter().collect(),
+            None => spec.config.env.clone().into_iter().collect(),
+        };
         if env_flag(&env, "SIM_FAIL_START") {
             return Err(RuntimeError::StartFailed {
                 id: spec.id.clone(),
@@ -214,17 +229,24 @@ impl Runtime for SimRuntime {
                 pid,
                 ignore_term: env_flag(&env, "SIM_IGNORE_SIGTERM"),
                 env: env.clone(),
+                image: spec.image.clone(),
                 exit: tx,
                 started: std::time::Instant::now(),
             });
             pid
         };
+        let what = match &spec.image {
+            Some(image) => format!(
+                "{} ({}): {}",
+                spec.config.image,
+                image.manifest_digest,
+                image.process.argv.join(" ")
+            ),
+            None => spec.config.image.clone(),
+        };
         self.log(
             &spec.id,
-            format!(
-                "starting {} (instance {})",
-                spec.config.image, spec.instance_id
-            ),
+            format!("starting {what} (instance {})", spec.instance_id),
         );
         let exit_after = env_ms(&env, "SIM_EXIT_AFTER_MS").map(|ms| {
             (
@@ -315,14 +337,17 @@ impl Runtime for SimRuntime {
         stdin: Option<&str>,
         timeout: Duration,
     ) -> Result<ExecResponse, RuntimeError> {
-        let env = self.with_run(id, |r| r.env.clone())?;
-        let ok = |stdout: String| ExecResponse {
-            exit_code: 0,
-            exit_signal: -1,
-            stdout,
-            stderr: String::new(),
-        };
+        let (env, image) = self.with_run(id, |r| (r.env.clone(), r.image.clone()))?;
         let args = &argv[1.min(argv.len())..];
+        if let Some(image) = image
+            && let Some(command @ ("cat" | "ls" | "argv")) = argv.first().map(String::as_str)
+            && (command != "cat" || !args.is_empty())
+        {
+            let (command, args) = (command.to_string(), args.to_vec());
+            return tokio::task::spawn_blocking(move || in_image(&image, &command, &args))
+                .await
+                .map_err(|e| RuntimeError::Other(format!("exec in machine {id} failed: {e}")));
+        }
         Ok(match argv.first().map(String::as_str) {
             Some("echo") => ok(format!("{}\n", args.join(" "))),
             Some("true") => ok(String::new()),
@@ -353,14 +378,14 @@ impl Runtime for SimRuntime {
                     ok(String::new())
                 }
             }
-            Some(other) => ExecResponse {
-                exit_code: 127,
-                exit_signal: -1,
-                stdout: String::new(),
-                stderr: format!(
-                    "{other}: command not found (the sim runtime knows echo, true, false, env, hostname, cat, sleep, exit)\n"
-                ),
-            },
+            Some("argv") => failed(
+                1,
+                "argv: this machine runs without an image (the agent pulls none), so it has no process argv\n".into(),
+            ),
+            Some(other) => failed(
+                127,
+                format!("{other}: command not found (the sim runtime knows {KNOWN})\n"),
+            ),
             None => ExecResponse {
                 exit_code: 127,
                 exit_signal: -1,
@@ -417,6 +442,143 @@ impl Runtime for SimRuntime {
     }
 }
 
+fn ok(stdout: String) -> ExecResponse {
+    ExecResponse {
+        exit_code: 0,
+        exit_signal: -1,
+        stdout,
+        stderr: String::new(),
+    }
+}
+
+fn failed(exit_code: i32, stderr: String) -> ExecResponse {
+    ExecResponse {
+        exit_code,
+        exit_signal: -1,
+        stdout: String::new(),
+        stderr,
+    }
+}
+
+/// `cat PATH...`, `ls [PATH...]` and `argv` in a machine with an image: they read its root
+/// filesystem (never write it) and its process.
+fn in_image(image: &PreparedImage, command: &str, args: &[String]) -> ExecResponse {
+    let process = &image.process;
+    let resolve = |path: &str| resolve_in(&image.rootfs, &process.working_dir, path);
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    match command {
+        "argv" => return ok(process.argv.iter().map(|a| format!("{a}\n")).collect()),
+        "cat" => {
+            for path in args {
+                let read = resolve(path).and_then(|p| match std::fs::metadata(&p) {
+                    Ok(m) if m.is_file() => std::fs::read(&p).map_err(|e| e.to_string()),
+                    Ok(m) if m.is_dir() => Err("Is a directory".into()),
+                    Ok(_) => Err("not a regular file (the sim reads regular files only)".into()),
+                    Err(e) => Err(io_reason(&e)),
+                });
+                match read {
+                    Ok(bytes) => stdout.push_str(&String::from_utf8_lossy(&bytes)),
+                    Err(why) => stderr.push_str(&format!("cat: {path}: {why}\n")),
+                }
+            }
+        }
+        _ => {
+            let paths: Vec<&str> = if args.is_empty() {
+                vec!["."]
+            } else {
+                args.iter().map(String::as_str).collect()
+            };
+            for path in &paths {
+                let listed = resolve(path).and_then(|p| match std::fs::metadata(&p) {
+                    Ok(m) if m.is_dir() => {
+                        let mut names = std::fs::read_dir(&p)
+                            .and_then(|entries| {
+                                entries
+                                    .map(|e| {
+                                        e.map(|e| e.file_name().to_string_lossy().into_owned())
+                                    })
+                                    .collect::<Result<Vec<_>, _>>()
+                            })
+                            .map_err(|e| io_reason(&e))?;
+                        names.sort();
+                        Ok(names)
+                    }
+                    Ok(_) => Ok(vec![path.to_string()]),
+                    Err(e) => Err(io_reason(&e)),
+                });
+                match listed {
+                    Ok(names) => {
+                        if paths.len() > 1 {
+                            stdout.push_str(&format!("{path}:\n"));
+                        }
+                        stdout.extend(names.into_iter().map(|n| format!("{n}\n")));
+                    }
+                    Err(why) => stderr.push_str(&format!("ls: {path}: {why}\n")),
+                }
+            }
+        }
+    }
+    ExecResponse {
+        exit_code: i32::from(!stderr.is_empty()),
+        exit_signal: -1,
+        stdout,
+        stderr,
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "No such file or directory".into(),
+        std::io::ErrorKind::NotADirectory => "Not a directory".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Where `path` (absolute, or relative to `cwd`) is inside `root`, as the machine would see it:
+/// symlinks are followed inside `root` (an absolute target starts again at `root`, `..` stops at
+/// it), so the result is always under `root`. Missing components are kept (opening the result
+/// then fails as it would in the machine).
+fn resolve_in(root: &Path, cwd: &str, path: &str) -> Result<PathBuf, String> {
+    let full = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{cwd}/{path}")
+    };
+    let mut todo: VecDeque<String> = full.split('/').map(str::to_string).collect();
+    let mut at = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                at.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = at.join(&part);
+        match std::fs::symlink_metadata(root.join(&next)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err("Too many levels of symbolic links".into());
+                }
+                let target = std::fs::read_link(root.join(&next)).map_err(|e| io_reason(&e))?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    at = PathBuf::new();
+                }
+                for part in target.split('/').rev() {
+                    todo.push_front(part.to_string());
+                }
+            }
+            _ => at = next,
+        }
+    }
+    Ok(root.join(at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,7 +597,105 @@ mod tests {
             private_ip: "fdaa::2".into(),
             instance_id: "i1".into(),
             config,
+            image: None,
         }
+    }
+
+    async fn exec(rt: &SimRuntime, id: &MachineId, argv: &[&str]) -> ExecResponse {
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+        rt.exec(id, &argv, None, Duration::from_secs(1))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_image_is_used_honestly() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("app/data")).unwrap();
+        std::fs::write(root.join("etc/greeting"), "hello\n").unwrap();
+        std::fs::write(root.join("app/data/x"), "x").unwrap();
+        std::fs::write(dir.path().join("secret"), "host file").unwrap();
+        let link =
+            |target: &str, at: &str| std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+        link("/etc/greeting", "app/abs");
+        link("../etc/greeting", "app/rel");
+        link("../../../secret", "app/escape");
+        link("/../secret", "app/escape2");
+        link("loop", "app/loop");
+        let mut s = spec(&[("SIM_EXIT_AFTER_MS", "60000")]);
+        s.image = Some(PreparedImage {
+            manifest_digest: "sha256:00".into(),
+            rootfs: root.clone(),
+            process: crate::ProcessSpec {
+                argv: vec!["/bin/serve".into(), "--port=8080".into()],
+                env: [("A", "1"), ("FLY_APP_NAME", "a")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                working_dir: "/app".into(),
+                user: "root".into(),
+            },
+        });
+        let rt = SimRuntime::new();
+        rt.start(&s).await.unwrap();
+        assert_eq!(
+            exec(&rt, &s.id, &["argv"]).await.stdout,
+            "/bin/serve\n--port=8080\n"
+        );
+        // the process env, not the config's (which the image path already merged in)
+        assert_eq!(
+            exec(&rt, &s.id, &["env"]).await.stdout,
+            "A=1\nFLY_APP_NAME=a\n"
+        );
+        assert_eq!(
+            exec(&rt, &s.id, &["cat", "/etc/greeting"]).await.stdout,
+            "hello\n"
+        );
+        for path in ["abs", "rel", "/app/rel", "data/../abs"] {
+            let r = exec(&rt, &s.id, &["cat", path]).await;
+            assert_eq!(
+                (r.exit_code, r.stdout.as_str()),
+                (0, "hello\n"),
+                "{path}: {r:?}"
+            );
+        }
+        // symlinks never lead out of the root filesystem
+        for path in ["escape", "escape2", "../../secret"] {
+            let r = exec(&rt, &s.id, &["cat", path]).await;
+            assert_eq!(r.exit_code, 1, "{path}: {r:?}");
+            assert!(r.stderr.contains("No such file"), "{path}: {r:?}");
+        }
+        let r = exec(&rt, &s.id, &["cat", "loop"]).await;
+        assert!(r.stderr.contains("symbolic links"), "{r:?}");
+        let r = exec(&rt, &s.id, &["ls"]).await;
+        assert_eq!(r.stdout, "abs\ndata\nescape\nescape2\nloop\nrel\n");
+        assert_eq!(exec(&rt, &s.id, &["ls", "/app/data"]).await.stdout, "x\n");
+        let r = exec(&rt, &s.id, &["ls", "/nope"]).await;
+        assert_eq!(
+            (r.exit_code, r.stderr.as_str()),
+            (1, "ls: /nope: No such file or directory\n")
+        );
+        let r = exec(&rt, &s.id, &["cat", "/app"]).await;
+        assert!(r.stderr.contains("Is a directory"), "{r:?}");
+        // cat without a path still echoes stdin
+        let argv = vec!["cat".to_string()];
+        let r = rt
+            .exec(&s.id, &argv, Some("in"), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(r.stdout, "in");
+    }
+
+    #[tokio::test]
+    async fn without_an_image_there_is_no_argv_or_ls() {
+        let rt = SimRuntime::new();
+        let s = spec(&[("A", "1")]);
+        rt.start(&s).await.unwrap();
+        assert_eq!(exec(&rt, &s.id, &["env"]).await.stdout, "A=1\n");
+        assert_eq!(exec(&rt, &s.id, &["argv"]).await.exit_code, 1);
+        assert_eq!(exec(&rt, &s.id, &["ls"]).await.exit_code, 127);
     }
 
     #[tokio::test]

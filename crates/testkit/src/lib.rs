@@ -227,6 +227,10 @@ impl Cluster {
                 cpus: host.cpus,
                 memory_mb: host.memory_mb,
                 internal_token: internal_token.clone(),
+                // No pulls: machines here name images no registry holds (the agent's own
+                // tests cover images, against a real registry).
+                images: None,
+                registry: String::new(),
             };
             agents.push(start_agent(config, &runtime, &api_url, loopback()).await);
         }

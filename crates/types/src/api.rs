@@ -357,7 +357,44 @@ pub struct VerifyTokenResponse {
     pub org: String,
 }
 
-/// The headers the control plane adds when it forwards a request to an agent.
+/// An image on a host (`GET /internal/v1/images` on an agent, `GET
+/// /internal/v1/hosts/{host}/images` on the control plane).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostImage {
+    /// The digest of its (linux/amd64) manifest: the image's identity on the host.
+    pub manifest_digest: String,
+    /// Every reference it was pulled by on the host.
+    pub references: Vec<String>,
+    /// Layer digests, bottom first.
+    pub layers: Vec<String>,
+    /// Uncompressed size of its layers.
+    pub unpacked_bytes: u64,
+    /// When it was assembled on the host (RFC 3339).
+    pub created_at: String,
+    /// Its root filesystem on the host.
+    pub rootfs: String,
+    /// Its ext4 image on the host, if one was built (microVM backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext4: Option<String>,
+    /// The machines (not destroyed) whose current version runs it.
+    pub machines: Vec<String>,
+}
+
+/// What pruning a host's images removed (`POST /internal/v1/images/prune`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PruneImagesResponse {
+    /// Manifest digests of the removed images.
+    pub images_removed: Vec<String>,
+    /// Manifest digests of the images kept because a machine uses them.
+    pub images_kept: Vec<String>,
+    pub ext4_removed: usize,
+    pub layers_removed: usize,
+    /// Bytes freed (removed layers and ext4 images).
+    pub bytes_freed: u64,
+}
+
+/// The headers the control plane adds when it forwards a request to an agent. A client cannot
+/// set them: the control plane forwards only the headers it builds itself.
 pub mod internal {
     /// The org that owns the app (slug).
     pub const ORG_HEADER: &str = "x-aloft-org";
@@ -365,4 +402,8 @@ pub mod internal {
     pub const NETWORK_HEADER: &str = "x-aloft-network-id";
     /// Who the caller is, for lease ownership.
     pub const ACTOR_HEADER: &str = "x-aloft-actor";
+    /// The caller's own org API token, for the registry pulls that request triggers (create,
+    /// start, restart, update). The agent keeps it in memory for that request only and never
+    /// stores it.
+    pub const REGISTRY_TOKEN_HEADER: &str = "x-aloft-registry-token";
 }

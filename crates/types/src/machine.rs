@@ -42,6 +42,40 @@ pub struct Machine {
     /// Set when the machine was created with `lease_ttl`: the nonce of the lease it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Present while the host pulls the machine's image (before it starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull: Option<ImagePull>,
+}
+
+/// Where the pull of a machine's image is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagePullPhase {
+    /// Talking to the registry: authentication, manifest.
+    #[default]
+    Resolving,
+    /// Downloading and unpacking layers.
+    Fetching,
+    /// Assembling the root filesystem.
+    Assembling,
+    /// Finished.
+    Done,
+}
+
+/// Progress of the pull of a machine's image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImagePull {
+    pub phase: ImagePullPhase,
+    /// Distinct layers of the image (0 until the manifest is read).
+    pub layers_total: u32,
+    /// Layers ready (already on the host, or fetched and unpacked).
+    pub layers_done: u32,
+    /// Layers that were already on the host.
+    pub layers_cached: u32,
+    /// Compressed bytes of the layers that have to be fetched.
+    pub bytes_total: u64,
+    /// Bytes received so far.
+    pub bytes_fetched: u64,
 }
 
 /// Whether the machine's host answers.

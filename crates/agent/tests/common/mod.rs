@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use aloft_agent::{Agent, AgentConfig};
+use aloft_image::{ImageConfig, ImageStore};
 use aloft_runtime::sim::SimRuntime;
 use aloft_types::MachineId;
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -20,6 +21,9 @@ pub struct TestAgent {
     pub client: reqwest::Client,
     pub cpus: u32,
     pub memory_mb: u64,
+    /// The image store's config, when the agent pulls images (opened again on every reopen,
+    /// as a new agent process would).
+    pub images: Option<ImageConfig>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -32,7 +36,24 @@ pub fn config(dir: &std::path::Path, cpus: u32, memory_mb: u64) -> AgentConfig {
         cpus,
         memory_mb,
         internal_token: TOKEN.into(),
+        images: None,
+        registry: String::new(),
     }
+}
+
+/// `config` with an image store (its default registry is the agent's too).
+fn config_with_images(
+    dir: &std::path::Path,
+    cpus: u32,
+    memory_mb: u64,
+    images: Option<&ImageConfig>,
+) -> AgentConfig {
+    let mut c = config(dir, cpus, memory_mb);
+    if let Some(images) = images {
+        c.images = Some(ImageStore::open(images.clone()).unwrap());
+        c.registry = images.default_registry.clone();
+    }
+    c
 }
 
 async fn serve(agent: &Agent) -> (String, tokio::task::JoinHandle<()>) {
@@ -51,11 +72,28 @@ impl TestAgent {
     }
 
     pub async fn with_capacity(cpus: u32, memory_mb: u64) -> TestAgent {
+        Self::open(cpus, memory_mb, None).await
+    }
+
+    /// An agent that pulls images into a store made from `images` (its `data_dir` is ignored:
+    /// the store lives in the agent's temp dir, under `images`).
+    pub async fn with_images(images: ImageConfig) -> TestAgent {
+        Self::open(64, 65536, Some(images)).await
+    }
+
+    async fn open(cpus: u32, memory_mb: u64, images: Option<ImageConfig>) -> TestAgent {
         let dir = tempfile::tempdir().unwrap();
+        let images = images.map(|c| ImageConfig {
+            data_dir: dir.path().join("images"),
+            ..c
+        });
         let rt = SimRuntime::new();
-        let agent = Agent::open(config(dir.path(), cpus, memory_mb), Arc::new(rt.clone()))
-            .await
-            .unwrap();
+        let agent = Agent::open(
+            config_with_images(dir.path(), cpus, memory_mb, images.as_ref()),
+            Arc::new(rt.clone()),
+        )
+        .await
+        .unwrap();
         let (url, server) = serve(&agent).await;
         TestAgent {
             agent,
@@ -70,6 +108,7 @@ impl TestAgent {
                 .unwrap(),
             cpus,
             memory_mb,
+            images,
             server,
         }
     }
@@ -91,7 +130,12 @@ impl TestAgent {
     pub async fn reopen(&mut self) {
         self.server.abort();
         self.agent = Agent::open(
-            config(self.dir.path(), self.cpus, self.memory_mb),
+            config_with_images(
+                self.dir.path(),
+                self.cpus,
+                self.memory_mb,
+                self.images.as_ref(),
+            ),
             Arc::new(self.rt.clone()),
         )
         .await

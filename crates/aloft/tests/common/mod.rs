@@ -98,7 +98,18 @@ impl DevUp {
     /// Starts `dev up` on `data_dir` and waits until it has written `api-url`. `tag` names its
     /// log files (in the parent of `data_dir`).
     pub fn start(data_dir: &Path, tag: &str) -> DevUp {
-        let mut dev = Self::spawn(data_dir.parent().unwrap(), data_dir, tag, &[]);
+        Self::start_with(data_dir, tag, &[])
+    }
+
+    /// [`DevUp::start`] with `--no-pull`: machines run without pulling their image, so any
+    /// `config.image` works (tests of everything but images).
+    pub fn start_no_pull(data_dir: &Path, tag: &str) -> DevUp {
+        Self::start_with(data_dir, tag, &["--no-pull"])
+    }
+
+    /// [`DevUp::start`] with `extra` arguments.
+    pub fn start_with(data_dir: &Path, tag: &str, extra: &[&str]) -> DevUp {
+        let mut dev = Self::spawn(data_dir.parent().unwrap(), data_dir, tag, extra);
         let url_file = data_dir.join("api-url");
         let deadline = Instant::now() + STARTUP;
         loop {
