@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: set up, build, start an embedded single-host cloud (`aloft dev up`), deploy the example
-# app as two machines, show them, and keep serving until Ctrl-C.
+# The main job: set up, build, start an embedded single-host cloud (`aloft dev up`), build the example
+# app's image (examples/hello, no Docker), push it to the cloud's registry with skopeo, run it as two
+# machines, show them, and keep serving until Ctrl-C.
 #   scripts/demo.sh [--profile release|dev] [--data-dir DIR] [--once]
 # --once stops the cloud after the demo instead of staying in the foreground (used by the tests).
 set -euo pipefail
@@ -40,13 +41,28 @@ done
 export ALOFT_API_URL
 ALOFT_API_URL="$(cat "$data_dir/api-url")"
 
+registry="$(cat "$data_dir/registry-url")"
+registry="${registry#http://}"
+token="$(cat "$data_dir/token")"
+
+echo "==> building the example app's image and pushing it to $registry"
+image_dir="$(mktemp -d)"
+scripts/build-hello.sh "$aloft" "$image_dir/hello"
+skopeo copy --quiet --dest-tls-verify=false --dest-creds "x:$token" \
+  "oci:$image_dir/hello:latest" "docker://$registry/personal/hello:latest"
+rm -rf "$image_dir"
+
 echo "==> deploying the example app 'hello' as two machines"
 "$aloft" apps list --json | grep -q '"name": *"hello"' || "$aloft" apps create hello
-count=$("$aloft" machine list -a hello --json | grep -c '"id"' || true)
+count=$("$aloft" machine list -a hello --json | grep -c '"name": *"hello-' || true)
 for i in $(seq $((count + 1)) 2); do
   "$aloft" machine run hello:latest -a hello --region local --name "hello-$i" -p 80:8080/tcp:http --env GREETING=hi
 done
 "$aloft" status -a hello
+first=$("$aloft" machine list -a hello --json | grep -o '"id": *"[0-9a-f]*"' | head -1 | grep -o '[0-9a-f]\{14\}')
+echo "==> the machine's root filesystem and process come from the image:"
+"$aloft" machine exec "$first" -a hello -- ls /
+"$aloft" machine exec "$first" -a hello -- argv
 
 if [ "$once" = 1 ]; then
   stop
