@@ -13,9 +13,14 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "==> cargo test"
-cargo test --locked --workspace
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --locked --workspace 2>&1 | tee "$log"
 
 echo "==> the README's main command, once (scripts/demo.sh --once)"
 demo_dir="$(mktemp -d)"
 scripts/demo.sh --profile dev --once --data-dir "$demo_dir"
 rm -rf "$demo_dir"
+
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' "$log"
