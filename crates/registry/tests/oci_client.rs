@@ -49,11 +49,19 @@ async fn oci_client_pushes_and_pulls_with_identical_digests() {
         .pull(&reference, &auth, vec![LAYER])
         .await
         .expect("oci-client pull");
-    assert_eq!(pulled.layers.len(), 2);
-    for (sent, got) in layers.iter().zip(&pulled.layers) {
-        assert_eq!(sent.sha256_digest(), got.sha256_digest());
-        assert_eq!(sent.data, got.data);
-    }
+    // oci-client fetches layers concurrently and returns them in completion order: compare as sets.
+    let mut sent: Vec<_> = layers
+        .iter()
+        .map(|l| (l.sha256_digest(), &l.data))
+        .collect();
+    let mut got: Vec<_> = pulled
+        .layers
+        .iter()
+        .map(|l| (l.sha256_digest(), &l.data))
+        .collect();
+    sent.sort();
+    got.sort();
+    assert_eq!(sent, got);
     assert_eq!(pulled.config.data, config.data);
     let digest = client()
         .fetch_manifest_digest(&reference, &auth)
