@@ -265,6 +265,7 @@ impl Agent {
             manifest_digest: image.manifest_digest,
             rootfs: image.rootfs,
             process,
+            disk: None,
         }))
     }
 

@@ -10,10 +10,18 @@
 //! root filesystem and the process to run (argv, environment, working directory, user), already
 //! merged from the image config, the machine config and the platform's variables.
 //!
-//! Backends here: [`sim::SimRuntime`], a simulated twin used by tests and by `aloft dev up --runtime
-//! sim` until the real backends (gVisor, QEMU microVM) land.
+//! Backends here: [`gvisor`] (runsc sandboxes), [`microvm`] (QEMU microVMs), and
+//! [`sim::SimRuntime`], a simulated twin used by tests of other parts. Both real backends run
+//! `aloft-init` as the machine's PID 1 and supervise their runtime process through a detached
+//! shim ([`supervise`]) so machines outlive the agent; [`net`] gives every machine its addresses
+//! on the host's bridge.
 
+pub mod cgroup;
+pub mod gvisor;
+pub mod microvm;
+pub mod net;
 pub mod sim;
+pub mod supervise;
 
 use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
 use aloft_types::signal::Signal;
@@ -58,6 +66,9 @@ pub struct PreparedImage {
     /// What to run: the image's Entrypoint/Cmd/Env/WorkingDir/User merged with the machine
     /// config's `init` and `env`, plus the platform's variables (`FLY_APP_NAME`, ...).
     pub process: ProcessSpec,
+    /// The image's root filesystem as an ext4 disk image (read-only, shared), when the backend
+    /// boots block devices ([`Capabilities::disk_image`]) and the agent built one.
+    pub disk: Option<PathBuf>,
 }
 
 /// How a run of a machine ended.
@@ -114,6 +125,8 @@ pub struct Stats {
 pub struct Capabilities {
     /// Can save a machine's memory and resume it later.
     pub suspend: bool,
+    /// Boots the root filesystem from an ext4 disk image ([`PreparedImage::disk`]).
+    pub disk_image: bool,
 }
 
 /// Failures of a backend. Each message says what to do.

@@ -180,7 +180,10 @@ impl Runtime for SimRuntime {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { suspend: false }
+        Capabilities {
+            suspend: false,
+            disk_image: false,
+        }
     }
 
     async fn create(&self, spec: &MachineSpec) -> Result<(), RuntimeError> {
@@ -628,6 +631,7 @@ mod tests {
         s.image = Some(PreparedImage {
             manifest_digest: "sha256:00".into(),
             rootfs: root.clone(),
+            disk: None,
             process: crate::ProcessSpec {
                 argv: vec!["/bin/serve".into(), "--port=8080".into()],
                 env: [("A", "1"), ("FLY_APP_NAME", "a")]

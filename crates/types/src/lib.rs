@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod init;
 pub mod machine;
 pub mod signal;
 pub mod sixpn;
