@@ -147,7 +147,7 @@ fn image_ref_string(r: &ImageRef) -> String {
 
 /// The variables the platform sets in every machine, as the reference platform does
 /// (`FLY_APP_NAME`, `FLY_MACHINE_ID`, `FLY_REGION`, `FLY_PRIVATE_IP`, `FLY_MACHINE_VERSION`,
-/// `FLY_IMAGE_REF`), and the same with an `ALOFT_` prefix. They go on top of the image's and
+/// `FLY_IMAGE_REF`, `PRIMARY_REGION`), and the same with an `ALOFT_` prefix. They go on top of the image's and
 /// the machine's `env` (the platform has the last word on who the machine is), into the process
 /// every backend gets ([`PreparedImage::process`]).
 pub(crate) fn platform_env(rec: &Record) -> BTreeMap<String, String> {
@@ -158,16 +158,27 @@ pub(crate) fn platform_env(rec: &Record) -> BTreeMap<String, String> {
         ("PRIVATE_IP", rec.private_ip.clone()),
         ("MACHINE_VERSION", rec.instance_id.to_string()),
     ];
+    // PRIMARY_REGION is the app's to set (fly.toml's `primary_region` puts it in `env`); without
+    // one, the machine's own region is the primary.
+    let primary = rec
+        .config
+        .env
+        .get("PRIMARY_REGION")
+        .cloned()
+        .unwrap_or_else(|| rec.region.clone());
     if let Some(r) = &rec.image_ref {
         vars.push(("IMAGE_REF", image_ref_string(r)));
     }
-    ["FLY_", "ALOFT_"]
+    let mut env: BTreeMap<String, String> = ["FLY_", "ALOFT_"]
         .into_iter()
         .flat_map(|prefix| {
             vars.iter()
                 .map(move |(name, value)| (format!("{prefix}{name}"), value.clone()))
         })
-        .collect()
+        .collect();
+    env.insert("PRIMARY_REGION".into(), primary.clone());
+    env.insert("ALOFT_PRIMARY_REGION".into(), primary);
+    env
 }
 
 fn store_error(e: ImageError) -> ApiError {
@@ -261,11 +272,24 @@ impl Agent {
             .process(&m.rec.config)
             .map_err(ImageFailure::Process)?;
         process.env.extend(platform_env(&m.rec));
+        let disk = if self.inner.runtime.capabilities().disk_image {
+            Some(
+                store
+                    .ext4(&image)
+                    .await
+                    .map_err(|error| ImageFailure::Pull {
+                        reference: image_ref_string(m.rec.image_ref.as_ref().expect("set above")),
+                        error,
+                    })?,
+            )
+        } else {
+            None
+        };
         Ok(Some(PreparedImage {
             manifest_digest: image.manifest_digest,
             rootfs: image.rootfs,
             process,
-            disk: None,
+            disk,
         }))
     }
 

@@ -118,6 +118,21 @@ fn apps_and_machines_from_create_to_destroy() {
         serde_json::json!(["http", "tls"])
     );
     assert_eq!(services[0]["ports"][1]["port"], 80);
+
+    // Its log lines, from every machine of the app or one, as text or JSON.
+    let out = dev.aloft(&["logs", "-a", "hello", "--no-tail"]);
+    let text = out.ok();
+    assert!(
+        text.lines().any(|l| l.contains(&format!("local[{web}]"))),
+        "{out}"
+    );
+    let out = dev.aloft(&["logs", "-a", "hello", "-m", &web, "--no-tail", "--json"]);
+    let first: serde_json::Value = serde_json::from_str(out.ok().lines().next().unwrap()).unwrap();
+    assert_eq!(first["machine"], web.as_str());
+    assert_eq!(first["region"], "local");
+    assert_eq!(first["stream"], "stdout");
+    let out = dev.aloft(&["logs", "-a", "hello", "-m", "nope", "--no-tail"]);
+    assert!(out.fails().contains("aloft machine list -a hello"), "{out}");
     assert_eq!(
         services[0]["ports"][1]["handlers"],
         serde_json::json!(["http"])
@@ -805,20 +820,4 @@ fn dev_up_refuses_a_port_in_use() {
         "{logs}"
     );
     assert!(!data.exists(), "nothing is written when the port is taken");
-}
-
-#[test]
-fn dev_up_runs_only_the_sim_runtime_for_now() {
-    let (tmp, data) = temp_data_dir();
-    for runtime in ["gvisor", "microvm", "auto"] {
-        let mut dev = DevUp::spawn(tmp.path(), &data, runtime, &["--runtime", runtime]);
-        let status = dev.wait_exit();
-        assert!(!status.success());
-        let logs = dev.logs();
-        assert!(
-            logs.contains("real-runtime work") && logs.contains("--runtime sim"),
-            "{logs}"
-        );
-    }
-    assert!(!data.exists());
 }

@@ -5,8 +5,8 @@ use crate::config::ClientConfig;
 use aloft_api::http::PARTIAL_HEADER;
 use aloft_types::api::{
     App, AppList, CreateAppRequest, CreateMachineRequest, ExecRequest, ExecResponse,
-    LEASE_NONCE_HEADER, LeaseResponse, ListMachinesQuery, RegionList, RestartQuery, SignalRequest,
-    StartResponse, StopRequest, SuspendResponse, WaitQuery, WaitResponse,
+    LEASE_NONCE_HEADER, LeaseResponse, ListMachinesQuery, LogLine, RegionList, RestartQuery,
+    SignalRequest, StartResponse, StopRequest, SuspendResponse, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
@@ -347,6 +347,11 @@ impl Client {
                 .timeout(timeout),
         )
         .await
+    }
+
+    /// The machine's recent log lines, oldest first.
+    pub async fn logs(&self, app: &str, id: &str) -> Result<Vec<LogLine>, ClientError> {
+        self.send(self.machine(Method::GET, app, id, "logs")).await
     }
 
     pub async fn lease(&self, app: &str, id: &str) -> Result<LeaseResponse, ClientError> {

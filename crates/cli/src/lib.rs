@@ -16,6 +16,7 @@ mod client;
 mod config;
 mod dev;
 mod image;
+mod logs;
 mod machine;
 mod output;
 mod platform;
@@ -64,6 +65,8 @@ enum Command {
     Image(image::ImageCommand),
     /// Show an app and its machines.
     Status(status::StatusArgs),
+    /// Show (and follow) the log lines of an app's machines.
+    Logs(logs::LogsArgs),
     /// Facts about the platform.
     #[command(subcommand)]
     Platform(platform::PlatformCommand),
@@ -140,6 +143,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Machine(cmd) => machine::run(cmd, &ctx).await,
         Command::Image(cmd) => image::run(cmd, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
+        Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Dev(cmd) => dev::run(cmd, &ctx).await,
         Command::Server(cmd) => registry::serve(cmd, &ctx).await,

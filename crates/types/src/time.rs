@@ -16,6 +16,12 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// An RFC 3339 timestamp with milliseconds (log lines).
+pub fn rfc3339_millis(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 /// Parses a duration the way the reference accepts one: `"15s"`, `"1m30s"`, `"500ms"`, or a bare
 /// number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

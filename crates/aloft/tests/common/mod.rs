@@ -159,6 +159,10 @@ impl DevUp {
         if !extra.contains(&"--registry-addr") {
             cmd.args(["--registry-addr", "127.0.0.1:0"]);
         }
+        // Tests of everything but the real backends run simulated machines.
+        if !extra.contains(&"--runtime") {
+            cmd.args(["--runtime", "sim"]);
+        }
         let child = cmd
             .args(extra)
             .stdin(Stdio::null())
