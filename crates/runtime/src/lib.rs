@@ -17,11 +17,15 @@
 //! on the host's bridge.
 
 pub mod cgroup;
+mod guest;
 pub mod gvisor;
+mod host;
 pub mod microvm;
 pub mod net;
 pub mod sim;
 pub mod supervise;
+
+pub use host::{Backend, DEFAULT_KERNEL_DIR, HostOptions, find_init_binary, open};
 
 use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
 use aloft_types::signal::Signal;

@@ -1,1 +1,393 @@
-//! (being written)
+//! A host's machine network: one Linux bridge per host, every machine attached to it by a veth
+//! pair into its own network namespace (gVisor) or by a TAP device (microVM).
+//!
+//! Each machine gets its 6PN address (`private_ip`, a /112 on the machine side) and an IPv4
+//! address from the host's subnet for outbound traffic, which is NATed. The host reaches every
+//! machine (a /128 route per machine to the bridge; the bridge holds `fdaa::ffff:ffff:<gw>`).
+//! An nftables `bridge` table on the host keeps machines apart: no IPv4 between machines, and
+//! IPv6 only between machines of the same org (the same 6PN /48).
+//!
+//! Commands are `ip` (iproute2) and `nft` (nftables); what is missing is named in the error.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The bridge and IPv4 subnet of a host's machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkOptions {
+    /// The bridge's name (at most 15 bytes).
+    pub bridge: String,
+    /// The subnet machines' IPv4 addresses come from; the bridge has the first address.
+    pub subnet_v4: (Ipv4Addr, u8),
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        Self {
+            bridge: "aloft0".into(),
+            subnet_v4: (Ipv4Addr::new(172, 19, 0, 0), 16),
+        }
+    }
+}
+
+/// What a machine got from [`HostNetwork`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineNet {
+    /// The network namespace (gVisor machines); `None` for a TAP.
+    pub netns: Option<PathBuf>,
+    /// The host side: the veth's host end or the TAP.
+    pub host_if: String,
+    pub ipv4: Ipv4Addr,
+    pub prefix_v4: u8,
+    pub gateway_v4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    /// The machine side's MAC address (for a microVM's NIC).
+    pub mac: String,
+}
+
+impl MachineNet {
+    pub fn ipv4_cidr(&self) -> String {
+        format!("{}/{}", self.ipv4, self.prefix_v4)
+    }
+
+    pub fn ipv6_cidr(&self) -> String {
+        format!("{}/112", self.ipv6)
+    }
+}
+
+/// Network errors say which command failed and how to get it.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("`{cmd}` failed: {stderr}")]
+    Command { cmd: String, stderr: String },
+    #[error("`{0}` is not installed: apt-get install {1}")]
+    Missing(&'static str, &'static str),
+    #[error("the subnet {0} has no free address left for another machine")]
+    Full(String),
+    #[error("{0}: {1}")]
+    Io(String, #[source] io::Error),
+}
+
+/// One host's bridge and its machines' addresses (persisted in `<state>/net.json`).
+pub struct HostNetwork {
+    opts: NetworkOptions,
+    file: PathBuf,
+    leases: Mutex<BTreeMap<String, MachineNet>>,
+}
+
+fn run(program: &'static str, args: &[&str]) -> Result<String, NetError> {
+    let out = Command::new(program).args(args).output().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            match program {
+                "nft" => NetError::Missing("nft", "nftables"),
+                "nsenter" => NetError::Missing("nsenter", "util-linux"),
+                _ => NetError::Missing("ip", "iproute2"),
+            }
+        } else {
+            NetError::Io(format!("running {program}"), e)
+        }
+    })?;
+    if !out.status.success() {
+        return Err(NetError::Command {
+            cmd: format!("{program} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Result<String, NetError> {
+    run("ip", args)
+}
+
+/// `ip` inside a network namespace (nsenter, not `ip netns exec`, which remounts /sys).
+fn ip_in(netns: &Path, args: &[&str]) -> Result<String, NetError> {
+    let ns = format!("--net={}", netns.display());
+    let mut all = vec![ns.as_str(), "ip"];
+    all.extend_from_slice(args);
+    run("nsenter", &all)
+}
+
+/// A short stable tag for interface names (15 bytes at most): 8 hex digits of the id's hash.
+fn tag(id: &str) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let h = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{h:08x}")
+}
+
+/// The org network (/48) a 6PN address is in.
+fn org_prefix(addr: Ipv6Addr) -> String {
+    let s = addr.segments();
+    format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+}
+
+impl HostNetwork {
+    /// Sets up the bridge, forwarding and the nftables tables (idempotent), and loads the
+    /// addresses machines hold.
+    pub fn new(state_dir: &Path, opts: NetworkOptions) -> Result<Self, NetError> {
+        fs::create_dir_all(state_dir)
+            .map_err(|e| NetError::Io(format!("creating {}", state_dir.display()), e))?;
+        let file = state_dir.join("net.json");
+        let leases: BTreeMap<String, MachineNet> = fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let net = Self {
+            opts,
+            file,
+            leases: Mutex::new(leases),
+        };
+        net.ensure_bridge()?;
+        net.ensure_rules()?;
+        Ok(net)
+    }
+
+    pub fn options(&self) -> &NetworkOptions {
+        &self.opts
+    }
+
+    fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.opts.subnet_v4.0) + 1)
+    }
+
+    /// The bridge's own 6PN-range address, which machines reach on-link.
+    pub fn bridge_ipv6(&self) -> Ipv6Addr {
+        let g = u32::from(self.gateway());
+        Ipv6Addr::new(0xfdaa, 0, 0, 0, 0xffff, 0xffff, (g >> 16) as u16, g as u16)
+    }
+
+    fn ensure_bridge(&self) -> Result<(), NetError> {
+        let br = self.opts.bridge.as_str();
+        if ip(&["link", "show", "dev", br]).is_err() {
+            ip(&["link", "add", br, "type", "bridge"])?;
+        }
+        let gw = format!("{}/{}", self.gateway(), self.opts.subnet_v4.1);
+        ip(&["addr", "replace", &gw, "dev", br])?;
+        let v6 = format!("{}/128", self.bridge_ipv6());
+        ip(&["-6", "addr", "replace", &v6, "dev", br, "nodad"])?;
+        ip(&["link", "set", br, "up"])?;
+        for (key, value) in [
+            ("/proc/sys/net/ipv4/ip_forward", "1"),
+            ("/proc/sys/net/ipv6/conf/all/forwarding", "1"),
+        ] {
+            fs::write(key, value).map_err(|e| NetError::Io(format!("writing {key}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// The nftables tables of this bridge, rebuilt from the machines it has.
+    fn ensure_rules(&self) -> Result<(), NetError> {
+        let br = &self.opts.bridge;
+        let (net, len) = self.opts.subnet_v4;
+        let mut script = format!(
+            "table ip aloft_nat_{br}\n\
+             delete table ip aloft_nat_{br}\n\
+             table ip aloft_nat_{br} {{\n\
+               chain postrouting {{\n\
+                 type nat hook postrouting priority srcnat; policy accept;\n\
+                 ip saddr {net}/{len} oifname != \"{br}\" masquerade\n\
+               }}\n\
+             }}\n\
+             table bridge aloft_{br}\n\
+             delete table bridge aloft_{br}\n\
+             table bridge aloft_{br} {{\n\
+               chain forward {{\n\
+                 type filter hook forward priority filter; policy accept;\n\
+                 ether type ip drop\n"
+        );
+        let orgs: std::collections::BTreeSet<String> = self
+            .leases
+            .lock()
+            .expect("lock")
+            .values()
+            .map(|m| org_prefix(m.ipv6))
+            .collect();
+        for p in orgs {
+            script.push_str(&format!(
+                "                 ip6 saddr {p} ip6 daddr != {p} drop\n"
+            ));
+        }
+        script.push_str("               }\n             }\n");
+        nft(&script)
+    }
+
+    fn save(&self, leases: &BTreeMap<String, MachineNet>) -> Result<(), NetError> {
+        let tmp = self.file.with_extension("tmp");
+        fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(leases).expect("serializable"),
+        )
+        .and_then(|()| fs::rename(&tmp, &self.file))
+        .map_err(|e| NetError::Io(format!("writing {}", self.file.display()), e))
+    }
+
+    /// The machine's addresses: the ones it holds, or new ones.
+    fn lease(&self, id: &str, ipv6: Ipv6Addr, netns: bool) -> Result<MachineNet, NetError> {
+        let mut leases = self.leases.lock().expect("lock");
+        if let Some(m) = leases.get(id)
+            && m.ipv6 == ipv6
+            && m.netns.is_some() == netns
+        {
+            return Ok(m.clone());
+        }
+        let (base, len) = self.opts.subnet_v4;
+        let size = 1u32 << (32 - u32::from(len));
+        let taken: std::collections::HashSet<Ipv4Addr> = leases.values().map(|m| m.ipv4).collect();
+        let ipv4 = (2..size - 1)
+            .map(|i| Ipv4Addr::from(u32::from(base) + i))
+            .find(|a| !taken.contains(a))
+            .ok_or_else(|| NetError::Full(format!("{base}/{len}")))?;
+        let t = tag(id);
+        let o = ipv4.octets();
+        let m = MachineNet {
+            netns: netns.then(|| PathBuf::from(format!("/var/run/netns/aloft-{id}"))),
+            host_if: if netns {
+                format!("alv{t}")
+            } else {
+                format!("alt{t}")
+            },
+            ipv4,
+            prefix_v4: len,
+            gateway_v4: self.gateway(),
+            ipv6,
+            mac: format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]),
+        };
+        leases.insert(id.to_string(), m.clone());
+        self.save(&leases)?;
+        Ok(m)
+    }
+
+    /// A network namespace for the machine, wired to the bridge by a veth pair (`eth0` inside),
+    /// with its addresses and routes. Idempotent: an existing namespace is kept.
+    pub fn attach_netns(&self, id: &str, ipv6: Ipv6Addr) -> Result<MachineNet, NetError> {
+        let m = self.lease(id, ipv6, true)?;
+        let ns_path = m.netns.clone().expect("netns lease");
+        let ns_name = format!("aloft-{id}");
+        if !ns_path.exists() {
+            ip(&["netns", "add", &ns_name])?;
+        }
+        let ready = ip_in(&ns_path, &["-o", "addr", "show", "dev", "eth0"])
+            .is_ok_and(|out| out.contains(&m.ipv4.to_string()));
+        if !ready {
+            let peer = format!("alp{}", tag(id));
+            let _ = ip(&["link", "del", &m.host_if]);
+            ip(&[
+                "link", "add", &m.host_if, "type", "veth", "peer", "name", &peer,
+            ])?;
+            ip(&["link", "set", &peer, "netns", &ns_name])?;
+            ip_in(&ns_path, &["link", "set", &peer, "name", "eth0"])?;
+            ip_in(&ns_path, &["addr", "add", &m.ipv4_cidr(), "dev", "eth0"])?;
+            ip_in(
+                &ns_path,
+                &["-6", "addr", "add", &m.ipv6_cidr(), "dev", "eth0", "nodad"],
+            )?;
+            ip_in(&ns_path, &["link", "set", "eth0", "up"])?;
+            ip_in(&ns_path, &["link", "set", "lo", "up"])?;
+            let gw = m.gateway_v4.to_string();
+            ip_in(&ns_path, &["route", "add", "default", "via", &gw])?;
+            ip_in(
+                &ns_path,
+                &["-6", "route", "add", "fdaa::/16", "dev", "eth0"],
+            )?;
+        }
+        ip(&["link", "set", &m.host_if, "master", &self.opts.bridge, "up"])?;
+        self.route_and_rules(&m)?;
+        Ok(m)
+    }
+
+    /// A TAP device on the bridge for a microVM (the guest configures its own addresses from
+    /// the returned lease).
+    pub fn attach_tap(&self, id: &str, ipv6: Ipv6Addr) -> Result<MachineNet, NetError> {
+        let m = self.lease(id, ipv6, false)?;
+        if ip(&["link", "show", "dev", &m.host_if]).is_err() {
+            ip(&["tuntap", "add", "dev", &m.host_if, "mode", "tap"])?;
+        }
+        ip(&["link", "set", &m.host_if, "master", &self.opts.bridge, "up"])?;
+        self.route_and_rules(&m)?;
+        Ok(m)
+    }
+
+    fn route_and_rules(&self, m: &MachineNet) -> Result<(), NetError> {
+        let dst = format!("{}/128", m.ipv6);
+        ip(&["-6", "route", "replace", &dst, "dev", &self.opts.bridge])?;
+        self.ensure_rules()
+    }
+
+    /// Removes the machine's namespace, interfaces and route, and frees its addresses.
+    pub fn release(&self, id: &str) -> Result<(), NetError> {
+        let Some(m) = self.leases.lock().expect("lock").get(id).cloned() else {
+            return Ok(());
+        };
+        let _ = ip(&["-6", "route", "del", &format!("{}/128", m.ipv6)]);
+        let _ = ip(&["link", "del", &m.host_if]);
+        if m.netns.as_ref().is_some_and(|p| p.exists()) {
+            ip(&["netns", "del", &format!("aloft-{id}")])?;
+        }
+        let mut leases = self.leases.lock().expect("lock");
+        leases.remove(id);
+        self.save(&leases)?;
+        drop(leases);
+        self.ensure_rules()
+    }
+
+    /// The addresses a machine holds, if any.
+    pub fn get(&self, id: &str) -> Option<MachineNet> {
+        self.leases.lock().expect("lock").get(id).cloned()
+    }
+}
+
+fn nft(script: &str) -> Result<(), NetError> {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                NetError::Missing("nft", "nftables")
+            } else {
+                NetError::Io("running nft".into(), e)
+            }
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(|e| NetError::Io("writing to nft".into(), e))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NetError::Io("running nft".into(), e))?;
+    if !out.status.success() {
+        return Err(NetError::Command {
+            cmd: format!("nft -f - <<EOF\n{script}EOF"),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_and_prefixes_are_per_org() {
+        let t = tag("0123456789abcd");
+        assert_eq!(t.len(), 8);
+        assert_eq!(t, tag("0123456789abcd"));
+        assert_ne!(t, tag("0123456789abce"));
+        assert!(format!("alv{t}").len() <= 15);
+        let a = aloft_types::sixpn::machine_address(7, 1, 3);
+        assert_eq!(org_prefix(a), "fdaa:0:7::/48");
+    }
+}

@@ -1,0 +1,201 @@
+//! The machine's process as the config describes it: environment, user, working directory and
+//! the program found on `PATH`. Shared by the main process and `aloft-init exec`, so an exec'd
+//! command gets exactly the main process's environment.
+
+use aloft_types::init::InitProcess;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A user resolved against the image's `/etc/passwd` and `/etc/group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+}
+
+/// Resolves `user`, `uid`, `user:group` or `uid:gid` under `root` (`/` in a machine).
+pub fn resolve_user(spec: &str, root: &Path) -> Result<User, String> {
+    let root_user = User {
+        uid: 0,
+        gid: 0,
+        home: "/root".into(),
+    };
+    if spec.is_empty() {
+        return Ok(root_user);
+    }
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let entry = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && (f[0] == user || f[2] == user)).then(|| {
+            (
+                f[2].parse::<u32>().ok(),
+                f[3].parse::<u32>().ok(),
+                f[5].to_string(),
+            )
+        })
+    });
+    let mut resolved = match (entry, user.parse::<u32>()) {
+        (Some((Some(uid), Some(gid), home)), _) => User { uid, gid, home },
+        (_, Ok(uid)) => User {
+            uid,
+            gid: uid,
+            home: "/".into(),
+        },
+        _ => {
+            return Err(format!(
+                "user `{user}` is not in the image's /etc/passwd; use a numeric uid or add the user to the image"
+            ));
+        }
+    };
+    if let Some(group) = group {
+        resolved.gid = match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                let groups = fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+                groups
+                    .lines()
+                    .find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() >= 3 && f[0] == group).then(|| f[2].parse::<u32>().ok())?
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "group `{group}` is not in the image's /etc/group; use a numeric gid"
+                        )
+                    })?
+            }
+        };
+    }
+    Ok(resolved)
+}
+
+/// The process's environment: the config's, plus `HOME` and `PATH` when it has none.
+pub fn environment(process: &InitProcess, user: &User) -> BTreeMap<String, String> {
+    let mut env = process.env.clone();
+    env.entry("HOME".into())
+        .or_insert_with(|| user.home.clone());
+    env.entry("PATH".into())
+        .or_insert_with(|| DEFAULT_PATH.into());
+    env
+}
+
+/// `program` as the kernel will run it: a path with a `/` as it is, else the first executable
+/// of that name on `path` (under `root`).
+pub fn find_program(program: &str, path: &str, root: &Path) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        fs::metadata(root.join(p.strip_prefix("/").unwrap_or(p)))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+}
+
+/// Why a program cannot run, and the exit code that says so (127 not found, 126 not runnable).
+#[derive(Debug)]
+pub struct Unrunnable {
+    pub code: i32,
+    pub message: String,
+}
+
+/// A [`Command`] for `argv` as `process` says (environment, user, working directory).
+pub fn command(process: &InitProcess, argv: &[String], root: &Path) -> Result<Command, Unrunnable> {
+    let user =
+        resolve_user(&process.user, root).map_err(|message| Unrunnable { code: 126, message })?;
+    let env = environment(process, &user);
+    let Some(first) = argv.first() else {
+        return Err(Unrunnable {
+            code: 127,
+            message: "there is no command to run: the image has no Entrypoint or Cmd and the machine config no init.exec/cmd".into(),
+        });
+    };
+    let program = find_program(first, &env["PATH"], root).ok_or_else(|| Unrunnable {
+        code: 127,
+        message: format!(
+            "`{first}` was not found in the image (PATH={}); check the image's Entrypoint/Cmd or the machine's init.exec",
+            env["PATH"]
+        ),
+    })?;
+    let mut cmd = Command::new(program);
+    cmd.arg0(first)
+        .args(&argv[1..])
+        .env_clear()
+        .envs(&env)
+        .current_dir(if process.working_dir.is_empty() {
+            "/"
+        } else {
+            &process.working_dir
+        });
+    if user.uid != 0 || user.gid != 0 {
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_resolve_from_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let r = |s| resolve_user(s, dir.path());
+        assert_eq!(r("").unwrap().uid, 0);
+        assert_eq!(
+            r("app").unwrap(),
+            User {
+                uid: 1000,
+                gid: 1001,
+                home: "/home/app".into()
+            }
+        );
+        assert_eq!(r("app:staff").unwrap().gid, 50);
+        assert_eq!(r("1000:7").unwrap().gid, 7);
+        assert_eq!(r("4242").unwrap().uid, 4242);
+        assert!(r("nobody-here").unwrap_err().contains("/etc/passwd"));
+        assert!(r("app:nogroup").unwrap_err().contains("/etc/group"));
+    }
+
+    #[test]
+    fn programs_are_found_on_path() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("bin")).unwrap();
+        let p = dir.path().join("bin/tool");
+        fs::write(&p, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.path().join("bin/data"), "x").unwrap();
+        assert_eq!(
+            find_program("tool", "/usr/bin:/bin", dir.path()),
+            Some(PathBuf::from("/bin/tool"))
+        );
+        assert_eq!(find_program("data", "/bin", dir.path()), None);
+        assert_eq!(
+            find_program("/bin/tool", "", dir.path()),
+            Some(PathBuf::from("/bin/tool"))
+        );
+        assert_eq!(find_program("nope", "/bin", dir.path()), None);
+    }
+}
