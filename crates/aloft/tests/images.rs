@@ -14,37 +14,6 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn skopeo_missing() -> bool {
-    let found = Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("\n*** SKIPPED: skopeo not installed (apt-get install skopeo) ***\n");
-    }
-    !found
-}
-
-/// Pushes `oci:LAYOUT:TAG` to the dev registry as `personal/NAME:TAG` with the org's token.
-fn push(dev: &DevUp, layout: &Path, tag: &str, name: &str) {
-    let token = fs::read_to_string(dev.data_dir.join("token")).unwrap();
-    let host = dev.registry_url.trim_start_matches("http://");
-    let out = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
-        .arg(format!("x:{}", token.trim()))
-        .arg(format!("oci:{}:{tag}", layout.display()))
-        .arg(format!("docker://{host}/personal/{name}:{tag}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The manifest digest an OCI layout's index names for `tag`.
 fn layout_digest(layout: &Path, tag: &str) -> String {
     let index: Value =

@@ -17,8 +17,9 @@ use aloft_agent::{Agent, AgentConfig, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_registry::{Registry, RegistryConfig};
-use aloft_runtime::Runtime;
+use aloft_runtime::net::NetworkOptions;
 use aloft_runtime::sim::SimRuntime;
+use aloft_runtime::{Backend, HostOptions, Runtime};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use std::fs;
@@ -44,7 +45,7 @@ const PID_FILE: &str = "dev-up.pid";
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `dev up` prints when it stops.
-const STOPPED: &str = "aloft dev up stopped. Machines were left as they are: with the sim runtime their simulated processes end with this process, and on the next `aloft dev up` the agent finds them gone and applies their restart policy.";
+const STOPPED: &str = "aloft dev up stopped. Machines were left running (gVisor and microVM machines outlive it; simulated ones end with it); the next `aloft dev up` reattaches those still running and applies the restart policy to the others.";
 
 #[derive(Debug, Subcommand)]
 pub enum DevCommand {
@@ -59,7 +60,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "local")]
     region: String,
     /// The isolation backend that runs machines.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Sim)]
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Auto)]
     runtime: RuntimeKind,
     /// Where the Machines API listens; `127.0.0.1:0` picks a free port (written to
     /// <data-dir>/api-url).
@@ -75,6 +76,13 @@ pub struct UpArgs {
     /// Memory (MB) the agent offers for machines [default: this host's memory].
     #[arg(long, value_name = "MB")]
     host_memory_mb: Option<u64>,
+    /// The host bridge machines are attached to (gvisor, microvm).
+    #[arg(long, default_value = "aloft0", value_name = "NAME")]
+    bridge: String,
+    /// The IPv4 subnet machines get addresses from (the bridge takes the first one); their 6PN
+    /// IPv6 addresses do not depend on it.
+    #[arg(long, default_value = "172.19.0.0/16", value_name = "CIDR", value_parser = parse_subnet)]
+    machine_subnet: (Ipv4Addr, u8),
     /// Run machines without pulling their image (only for the sim runtime: machines get no
     /// root filesystem, and any `config.image` is accepted).
     #[arg(long)]
@@ -85,11 +93,11 @@ pub struct UpArgs {
 enum RuntimeKind {
     /// Simulated machines (no image is run).
     Sim,
-    /// gVisor sandboxes (not available yet).
+    /// gVisor sandboxes (runsc).
     Gvisor,
-    /// QEMU microVMs (not available yet).
+    /// QEMU microVMs (KVM where usable, else TCG emulation: slow).
     Microvm,
-    /// The best backend this host supports (not available yet).
+    /// microVMs where KVM works, else gVisor.
     Auto,
 }
 
@@ -100,7 +108,13 @@ pub async fn run(cmd: DevCommand, ctx: &Ctx) -> Result<ExitCode> {
 }
 
 async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
-    let runtime = runtime_for(args.runtime)?;
+    let data_root = ctx.env.data_dir(ctx.data_dir.as_deref())?;
+    let network = NetworkOptions {
+        bridge: args.bridge.clone(),
+        subnet_v4: args.machine_subnet,
+    };
+    let runtime = runtime_for(args.runtime, &data_root.join("runtime"), network)?;
+    let runtime_name = runtime.name();
     // Installed first, so that a signal during start-up still ends in a clean stop.
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
@@ -198,7 +212,15 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     write_atomic(&data.root.join(REGISTRY_URL_FILE), &registry_url, 0o644)?;
     data.write_api_url(&api_url)?;
 
-    print_usage(ctx, &args, &data.root, &token_file, &api_url, &registry_url)?;
+    print_usage(
+        ctx,
+        &args,
+        runtime_name,
+        &data.root,
+        &token_file,
+        &api_url,
+        &registry_url,
+    )?;
 
     let which = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
@@ -259,17 +281,40 @@ fn stop_at_once(data: &DataDir) -> ExitCode {
     ExitCode::from(130)
 }
 
-/// The backend for `--runtime`; only the simulated one exists so far.
-fn runtime_for(kind: RuntimeKind) -> Result<Arc<dyn Runtime>> {
-    let name = match kind {
+/// The backend for `--runtime`, keeping its state under `state_dir`.
+fn runtime_for(
+    kind: RuntimeKind,
+    state_dir: &Path,
+    network: NetworkOptions,
+) -> Result<Arc<dyn Runtime>> {
+    let kind = match kind {
         RuntimeKind::Sim => return Ok(Arc::new(SimRuntime::new())),
-        RuntimeKind::Gvisor => "gvisor",
-        RuntimeKind::Microvm => "microvm",
-        RuntimeKind::Auto => "auto",
+        RuntimeKind::Gvisor => Backend::Gvisor,
+        RuntimeKind::Microvm => Backend::Microvm,
+        RuntimeKind::Auto => Backend::Auto,
     };
-    bail!(
-        "--runtime {name} is not available yet: the gVisor and microVM backends arrive with the real-runtime work. What works today: --runtime sim (simulated machines: the Machines API, states, restart policies, exec and leases all work, but no image is run)"
-    )
+    let options = HostOptions {
+        network,
+        ..HostOptions::from_env(state_dir.to_path_buf())
+            .context("finding what machines need on this host")?
+    };
+    aloft_runtime::open(kind, options).context("starting the machine runtime")
+}
+
+/// `a.b.c.d/n` with a prefix a bridge and at least a few machines fit in.
+fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, len) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not a CIDR subnet like 172.19.0.0/16"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("`{ip}` is not an IPv4 address (e.g. 172.19.0.0/16)"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| (8..=28).contains(l))
+        .ok_or_else(|| format!("the prefix length `{len}` must be between 8 and 28"))?;
+    Ok((ip, len))
 }
 
 /// Listens on `addr`; errors name `flag`, the option that sets it.
@@ -317,6 +362,7 @@ fn host_capacity() -> Result<(u32, u64)> {
 fn print_usage(
     ctx: &Ctx,
     args: &UpArgs,
+    runtime: &str,
     root: &Path,
     token_file: &Path,
     api_url: &str,
@@ -330,13 +376,13 @@ fn print_usage(
             "token_file": token_file,
             "org": ORG,
             "region": args.region,
-            "runtime": "sim",
+            "runtime": runtime,
             "pull": !args.no_pull,
         }));
     }
     let mut out = String::new();
     out.push_str(&format!(
-        "aloft is running: a control plane and one host agent (region {}, sim runtime).\n",
+        "aloft is running: a control plane and one host agent (region {}, {runtime} runtime).\n",
         args.region
     ));
     out.push_str(&format!("  Machines API  {api_url}\n"));
@@ -373,11 +419,13 @@ fn print_usage(
         out.push_str("  aloft machine exec MACHINE_ID -a hello -- ls /bin\n");
         out.push_str("  aloft machine list -a hello\n\n");
         out.push_str(&format!(
-            "Machines pull their image from this registry (`hello:v1` is {registry_host}/{ORG}/hello:v1) and get its root filesystem and defaults; the sim runtime runs no process, `aloft machine exec` (ls, cat, env, argv) shows what the machine got.\n"
+            "Machines pull their image from this registry (`hello:v1` is {registry_host}/{ORG}/hello:v1) and run it with its defaults.\n"
         ));
     }
     out.push_str("Not built yet: the proxy (:8080/:8443); nothing listens on those ports.\n");
-    out.push_str("Stop with Ctrl-C or SIGTERM; machines are left as they are.\n");
+    out.push_str(
+        "Stop with Ctrl-C or SIGTERM; machines keep running and the next `aloft dev up` reattaches them.\n",
+    );
     print!("{out}");
     std::io::stdout().flush()?;
     Ok(())
@@ -620,11 +668,17 @@ mod tests {
     }
 
     #[test]
-    fn only_sim_runs() {
-        assert!(runtime_for(RuntimeKind::Sim).is_ok());
-        for kind in [RuntimeKind::Gvisor, RuntimeKind::Microvm, RuntimeKind::Auto] {
-            let err = runtime_for(kind).err().unwrap().to_string();
-            assert!(err.contains("--runtime sim"), "{err}");
-        }
+    fn machine_subnets_are_checked() {
+        assert_eq!(
+            parse_subnet("172.19.0.0/16").unwrap(),
+            (Ipv4Addr::new(172, 19, 0, 0), 16)
+        );
+        assert!(parse_subnet("172.19.0.0").unwrap_err().contains("CIDR"));
+        assert!(parse_subnet("nope/16").unwrap_err().contains("IPv4"));
+        assert!(
+            parse_subnet("10.0.0.0/30")
+                .unwrap_err()
+                .contains("between 8 and 28")
+        );
     }
 }

@@ -109,6 +109,8 @@ impl DevUp {
 
     /// [`DevUp::start`] with `extra` arguments.
     pub fn start_with(data_dir: &Path, tag: &str, extra: &[&str]) -> DevUp {
+        // A killed `dev up` leaves its api-url behind; wait for the new one's.
+        let _ = fs::remove_file(data_dir.join("api-url"));
         let mut dev = Self::spawn(data_dir.parent().unwrap(), data_dir, tag, extra);
         let url_file = data_dir.join("api-url");
         let deadline = Instant::now() + STARTUP;
@@ -320,4 +322,35 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+pub fn skopeo_missing() -> bool {
+    let found = Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("\n*** SKIPPED: skopeo not installed (apt-get install skopeo) ***\n");
+    }
+    !found
+}
+
+/// Pushes `oci:LAYOUT:TAG` to the dev registry as `personal/NAME:TAG` with the org's token.
+pub fn push(dev: &DevUp, layout: &Path, tag: &str, name: &str) {
+    let token = fs::read_to_string(dev.data_dir.join("token")).unwrap();
+    let host = dev.registry_url.trim_start_matches("http://");
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("x:{}", token.trim()))
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{host}/personal/{name}:{tag}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

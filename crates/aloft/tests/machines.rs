@@ -1,0 +1,257 @@
+//! Real machines end to end: `aloft dev up --runtime gvisor` runs an image pushed to its registry
+//! as gVisor sandboxes with aloft-init as PID 1. Each machine serves HTTP on its private address,
+//! gets the platform's environment, logs through `aloft logs`, keeps running when `dev up` is
+//! SIGKILLed and is reattached by the next one, resets its root filesystem on start, reports a
+//! failing process's exit code, and leaves nothing behind when destroyed.
+//!
+//! Needs root, runsc and skopeo (installed by `scripts/setup.sh`); without them it prints
+//! SKIPPED and returns.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// This test's own bridge and subnet, so it can run beside other tests and a running `dev up`.
+const NET: [&str; 6] = [
+    "--runtime",
+    "gvisor",
+    "--bridge",
+    "alte2e0",
+    "--machine-subnet",
+    "172.29.7.0/24",
+];
+
+fn prerequisites_missing() -> bool {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: real machines need root ***\n");
+        return true;
+    }
+    if Command::new("runsc").arg("--version").output().is_err() {
+        eprintln!("\n*** SKIPPED: runsc not installed (apt-get install runsc) ***\n");
+        return true;
+    }
+    skopeo_missing()
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// GET / from a machine's address; `None` while nothing answers.
+fn get(ip: &str) -> Option<String> {
+    let addr = SocketAddr::new(ip.parse().ok()?, 8080);
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: machine\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.starts_with("HTTP/1").then_some(body)
+}
+
+fn get_eventually(ip: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(body) = get(ip) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "nothing answers on [{ip}]:8080");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn private_ip(dev: &DevUp, id: &str) -> String {
+    machine_json(dev, "web", id)["private_ip"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn exec(dev: &DevUp, id: &str, script: &str) -> String {
+    dev.aloft(&["machine", "exec", id, "-a", "web", "--", "sh", "-c", script])
+        .ok()
+        .to_string()
+}
+
+/// Processes whose command line mentions `needle` (other than this test).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && !cmdline.contains("machines-") {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+fn build_and_push(dev: &DevUp, tmp: &Path) {
+    let app = tmp.join("app");
+    fs::create_dir_all(app.join("srv")).unwrap();
+    fs::write(app.join("srv/index.html"), "served by busybox httpd\n").unwrap();
+    let layout = tmp.join("layout");
+    let out = aloft_with(
+        &[],
+        &[
+            "image",
+            "build",
+            "--busybox",
+            "--rootfs",
+            app.to_str().unwrap(),
+            "--entrypoint",
+            "/bin/sh -c",
+            "--cmd",
+            "'echo booted $FLY_MACHINE_ID; exec httpd -f -v -p 8080 -h /srv'",
+            "--expose",
+            "8080",
+            "-o",
+            &format!("oci:{}:v1", layout.display()),
+        ],
+    );
+    out.ok();
+    push(dev, &layout, "v1", "web");
+}
+
+#[test]
+fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
+    if prerequisites_missing() {
+        return;
+    }
+    let (tmp, data) = temp_data_dir();
+    let mut dev = DevUp::start_with(&data, "gvisor", &NET);
+    build_and_push(&dev, tmp.path());
+    dev.aloft(&["apps", "create", "web"]).ok();
+    let ids: Vec<String> = (1..=2)
+        .map(|i| {
+            run_machine(
+                &dev,
+                &["web:v1", "-a", "web", "--name", &format!("web-{i}")],
+            )
+        })
+        .collect();
+
+    // Each machine answers on its private address with the image's content, and has the
+    // platform's variables.
+    for id in &ids {
+        let ip = private_ip(&dev, id);
+        assert!(ip.starts_with("fdaa:"), "{ip}");
+        let body = get_eventually(&ip);
+        assert!(body.contains("served by busybox httpd"), "{body}");
+        let env = exec(&dev, id, "echo $FLY_MACHINE_ID $FLY_REGION $FLY_APP_NAME");
+        assert_eq!(env.trim(), format!("{id} local web"));
+    }
+    let logs = dev
+        .aloft(&["logs", "-a", "web", "-m", &ids[0], "--no-tail"])
+        .ok()
+        .to_string();
+    assert!(logs.contains(&format!("booted {}", ids[0])), "{logs}");
+
+    // A file written in the machine is gone after a stop and start: the root filesystem resets.
+    exec(&dev, &ids[0], "echo scratch > /srv/scratch.txt");
+    assert_eq!(
+        exec(&dev, &ids[0], "cat /srv/scratch.txt").trim(),
+        "scratch"
+    );
+    dev.aloft(&["machine", "stop", &ids[0], "-a", "web"]).ok();
+    assert_eq!(state_of(&dev, "web", &ids[0]), "stopped");
+    dev.aloft(&["machine", "start", &ids[0], "-a", "web"]).ok();
+    get_eventually(&private_ip(&dev, &ids[0]));
+    let after = exec(&dev, &ids[0], "ls /srv");
+    assert!(!after.contains("scratch.txt"), "{after}");
+
+    // SIGKILL the whole cloud: the machines keep serving, and the next `dev up` reattaches them.
+    let ips: Vec<String> = ids.iter().map(|id| private_ip(&dev, id)).collect();
+    dev.sigkill();
+    for ip in &ips {
+        assert!(get(ip).is_some(), "[{ip}] stopped answering with dev up");
+    }
+    let dev = DevUp::start_with(&data, "gvisor-again", &NET);
+    for id in &ids {
+        assert_eq!(state_of(&dev, "web", id), "started");
+        let env = exec(&dev, id, "echo $FLY_MACHINE_ID");
+        assert_eq!(env.trim(), id.as_str());
+    }
+
+    // A process that fails: the exit code is in the events and the machine stops (restart
+    // policy `no`).
+    let out = dev.aloft(&[
+        "machine",
+        "run",
+        "web:v1",
+        "-a",
+        "web",
+        "--name",
+        "failing",
+        "--restart",
+        "no",
+        "--entrypoint",
+        "/bin/sh -c",
+        "--cmd",
+        "'exit 3'",
+    ]);
+    // Whether `run` sees the start or already the exit is a race; when it sees the exit it fails
+    // and names the exit code.
+    if out.code != Some(0) {
+        assert!(out.stderr.contains("exit code 3"), "{out}");
+    }
+    let list = dev
+        .aloft(&["machine", "list", "-a", "web", "--json"])
+        .json();
+    let failing = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "failing")
+        .and_then(|m| m["id"].as_str())
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state_of(&dev, "web", &failing) != "stopped" {
+        assert!(
+            Instant::now() < deadline,
+            "the failing machine never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = machine_json(&dev, "web", &failing);
+    let exit = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap_or_else(|| panic!("no exit event: {m:#}"));
+    assert_eq!(exit["request"]["exit_event"]["exit_code"], 3, "{exit:#}");
+
+    // Destroy: no process, network namespace or file of the machines is left.
+    let runtime_dir = data.join("runtime/machines");
+    for id in ids.iter().chain([&failing]) {
+        dev.aloft(&["machine", "destroy", id, "-a", "web", "--force"])
+            .ok();
+        assert!(
+            processes_mentioning(id).is_empty(),
+            "{:?}",
+            processes_mentioning(id)
+        );
+        assert!(!Path::new(&format!("/var/run/netns/aloft-{id}")).exists());
+        assert!(!runtime_dir.join(id).exists());
+    }
+}
