@@ -124,20 +124,36 @@ impl MachineCgroup {
         Ok(())
     }
 
-    /// How many processes the kernel OOM-killed in the machine's cgroup.
-    pub fn oom_kills(&self) -> u64 {
-        let (file, key) = match self.version {
-            Version::V1 => (self.dir("memory").join("memory.oom_control"), "oom_kill "),
-            Version::V2 => (self.dir("").join("memory.events"), "oom_kill "),
+    /// A counter that grows when the machine runs out of memory. v2: OOM kills in the subtree
+    /// (`memory.events`, hierarchical). v1 counts OOM kills only in the sandbox's own cgroup,
+    /// which runsc removes with the sandbox, so this is 1 when the machine's peak usage (reset
+    /// by [`MachineCgroup::create`]) reached its limit, else 0: a SIGKILL after that is the OOM
+    /// killer's.
+    pub fn oom_counter(&self) -> u64 {
+        let read = |f: &str| -> Option<u64> {
+            fs::read_to_string(self.dir("memory").join(f))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
         };
-        fs::read_to_string(file)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .and_then(|n| n.trim().parse().ok())
-            })
-            .unwrap_or(0)
+        match self.version {
+            Version::V1 => match (
+                read("memory.max_usage_in_bytes"),
+                read("memory.limit_in_bytes"),
+            ) {
+                (Some(peak), Some(limit)) => u64::from(peak + (1 << 20) >= limit),
+                _ => 0,
+            },
+            Version::V2 => fs::read_to_string(self.dir("").join("memory.events"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("oom_kill "))
+                        .and_then(|n| n.trim().parse().ok())
+                })
+                .unwrap_or(0),
+        }
     }
 
     /// Memory in use now (bytes) and CPU time used so far (ms).

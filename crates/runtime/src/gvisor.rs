@@ -84,6 +84,7 @@ impl GvisorRuntime {
             .runsc
             .clone()
             .or_else(|| which("runsc"))
+            .filter(|p| p.is_file())
             .ok_or_else(|| {
                 RuntimeError::Other(
                     "runsc (gVisor) is not installed: apt-get install runsc (or pass --runtime microvm)".into(),
@@ -118,6 +119,11 @@ impl GvisorRuntime {
             platform,
             net,
         })
+    }
+
+    /// The host network the machines are on.
+    pub fn network(&self) -> &HostNetwork {
+        &self.net
     }
 
     fn dir(&self, id: &MachineId) -> PathBuf {
@@ -314,7 +320,7 @@ impl GvisorRuntime {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        let oom = MachineCgroup::new(id.as_str()).oom_kills() > oom_before;
+        let oom = MachineCgroup::new(id.as_str()).oom_counter() > oom_before;
         match report {
             Some(r) => ExitStatus {
                 exit_code: r.exit_code,
@@ -386,7 +392,7 @@ impl Runtime for GvisorRuntime {
                 performance: guest.cpu_kind == CpuKind::Performance,
             })
             .map_err(io_err("setting the machine's limits (cgroup)", id))?;
-        let _ = fs::write(dir.join("oom-before"), cgroup.oom_kills().to_string());
+        let _ = fs::write(dir.join("oom-before"), cgroup.oom_counter().to_string());
         let bundle = self.write_bundle(spec, &dir, &rootfs, &cgroup)?;
         let _ = fs::write(dir.join("instance"), &spec.instance_id);
         let cmd: Vec<OsString> = vec![

@@ -201,7 +201,8 @@ impl HostNetwork {
              table bridge aloft_{br} {{\n\
                chain forward {{\n\
                  type filter hook forward priority filter; policy accept;\n\
-                 ether type ip drop\n"
+                 ether type ip drop\n\
+                 ip6 daddr ff00::/8 accept\n"
         );
         let orgs: std::collections::BTreeSet<String> = self
             .leases
@@ -336,6 +337,17 @@ impl HostNetwork {
         self.save(&leases)?;
         drop(leases);
         self.ensure_rules()
+    }
+
+    /// Removes the bridge and its nftables tables (a host leaving service, and tests). Machines
+    /// must have been released first.
+    pub fn remove(&self) -> Result<(), NetError> {
+        let br = &self.opts.bridge;
+        nft(&format!(
+            "table ip aloft_nat_{br}\ndelete table ip aloft_nat_{br}\ntable bridge aloft_{br}\ndelete table bridge aloft_{br}\n"
+        ))?;
+        ip(&["link", "del", br])?;
+        Ok(())
     }
 
     /// The addresses a machine holds, if any.

@@ -154,4 +154,136 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(spec.id.as_str()), "{mounts}");
     assert!(get(&spec.private_ip).is_none());
+    rt.network().remove().unwrap();
+}
+
+async fn wait_exit(
+    rt: &GvisorRuntime,
+    spec: &aloft_runtime::MachineSpec,
+) -> aloft_runtime::ExitStatus {
+    tokio::time::timeout(Duration::from_secs(60), rt.wait(&spec.id))
+        .await
+        .expect("the machine ended")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_are_reported_with_their_cause() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let rt = runtime(&tmp.path().join("state"));
+
+    // An entrypoint that does not exist: the run ends at once with 127 and a log line naming it.
+    let mut missing = spec(&rootfs, "unused", 256);
+    missing.image.as_mut().unwrap().process.argv = vec!["/app/server".into()];
+    rt.start(&missing).await.unwrap();
+    let status = wait_exit(&rt, &missing).await;
+    assert_eq!(status.exit_code, 127, "{status:?}");
+    let logs = rt.logs(&missing.id).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("/app/server") && l.stream == "stderr"),
+        "{logs:?}"
+    );
+
+    // Exit code 3 is reported as such.
+    let three = spec(&rootfs, "exit 3", 256);
+    rt.start(&three).await.unwrap();
+    let status = wait_exit(&rt, &three).await;
+    assert_eq!(
+        (status.exit_code, status.signal, status.oom_killed),
+        (3, None, false)
+    );
+
+    // A process that ignores SIGTERM is killed after the stop timeout.
+    let stubborn = spec(&rootfs, "trap '' TERM; while true; do sleep 1; done", 256);
+    rt.start(&stubborn).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let status = rt
+        .stop(&stubborn.id, Signal::TERM, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(status.signal, Some(9), "{status:?}");
+    assert!(t0.elapsed() >= Duration::from_secs(1));
+
+    // A memory hog is OOM-killed by its 64 MB limit, and reported as such.
+    let hog = spec(
+        &rootfs,
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+        64,
+    );
+    rt.start(&hog).await.unwrap();
+    let status = wait_exit(&rt, &hog).await;
+    assert!(status.oom_killed, "{status:?}");
+
+    for s in [&missing, &three, &stubborn, &hog] {
+        rt.destroy(&s.id).await.unwrap();
+    }
+    rt.network().remove().unwrap();
+
+    // Without runsc, the error names the package.
+    let err = GvisorRuntime::new(GvisorOptions {
+        state_dir: tmp.path().join("other"),
+        init_binary: find_init_binary().unwrap(),
+        network: network(),
+        runsc: Some("/nonexistent/runsc".into()),
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("apt-get install runsc"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn machines_of_different_orgs_cannot_reach_each_other() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let rt = runtime(&tmp.path().join("state"));
+    let serve = "exec httpd -f -p 8080 -h /srv";
+    let with_org = |org: u32, n: u32| {
+        let mut s = spec(&rootfs, serve, 256);
+        s.private_ip = aloft_types::sixpn::machine_address(org, 1, n).to_string();
+        s
+    };
+    let base = 50_000 + std::process::id() % 10_000;
+    let a1 = with_org(base, 1);
+    let a2 = with_org(base, 2);
+    let b1 = with_org(base + 1, 1);
+    for s in [&a1, &a2, &b1] {
+        rt.start(s).await.unwrap();
+        get_eventually(&s.private_ip, Duration::from_secs(20));
+    }
+    let fetch = |from: &aloft_runtime::MachineSpec, to: &aloft_runtime::MachineSpec| {
+        let script = format!(
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {} 8080",
+            to.private_ip
+        );
+        let rt = &rt;
+        let id = from.id.clone();
+        async move {
+            rt.exec(
+                &id,
+                &["sh".into(), "-c".into(), script],
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let same_org = fetch(&a1, &a2).await;
+    assert!(
+        same_org.stdout.contains("hello from busybox"),
+        "{same_org:?}"
+    );
+    let other_org = fetch(&a1, &b1).await;
+    assert!(!other_org.stdout.contains("hello"), "{other_org:?}");
+    let back = fetch(&b1, &a2).await;
+    assert!(!back.stdout.contains("hello"), "{back:?}");
+    for s in [&a1, &a2, &b1] {
+        rt.destroy(&s.id).await.unwrap();
+    }
+    rt.network().remove().unwrap();
 }

@@ -72,7 +72,7 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
     for applet in [
         "sh", "httpd", "ls", "cat", "env", "sleep", "echo", "head", "tail", "yes", "id", "touch",
-        "true", "false",
+        "true", "false", "nc",
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
