@@ -2,20 +2,23 @@
 # The main job: set up, build, start an embedded single-host cloud (`aloft dev up`), build the example
 # app's image (examples/hello, no Docker), push it to the cloud's registry with skopeo, run it as two
 # machines, show them, and keep serving until Ctrl-C.
-#   scripts/demo.sh [--profile release|dev] [--data-dir DIR] [--once]
-# --once stops the cloud after the demo instead of staying in the foreground (used by the tests).
+#   scripts/demo.sh [--profile release|dev] [--data-dir DIR] [--runtime auto|gvisor|microvm] [--once]
+# --once destroys the demo's machines and stops the cloud after the demo instead of staying in the
+# foreground (used by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
 data_dir="${ALOFT_DATA_DIR:-$HOME/.local/share/aloft/dev}"
 once=0
+runtime=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
     --data-dir) data_dir="$2"; shift 2 ;;
+    --runtime) runtime="$2"; shift 2 ;;
     --once) once=1; shift ;;
-    *) echo "demo.sh: unknown argument $1 (use --profile, --data-dir, --once)" >&2; exit 2 ;;
+    *) echo "demo.sh: unknown argument $1 (use --profile, --data-dir, --runtime, --once)" >&2; exit 2 ;;
   esac
 done
 
@@ -26,7 +29,7 @@ export ALOFT_DATA_DIR="$data_dir"
 mkdir -p "$data_dir"
 rm -f "$data_dir/api-url"
 echo "==> starting aloft dev up (data in $data_dir)"
-"$aloft" dev up --data-dir "$data_dir" &
+"$aloft" dev up --data-dir "$data_dir" --runtime "$runtime" &
 dev_pid=$!
 stop() { kill -TERM "$dev_pid" 2>/dev/null || true; wait "$dev_pid" 2>/dev/null || true; }
 trap 'stop; exit 130' INT
@@ -59,12 +62,26 @@ for i in $(seq $((count + 1)) 2); do
   "$aloft" machine run hello:latest -a hello --region local --name "hello-$i" -p 80:8080/tcp:http --env GREETING=hi
 done
 "$aloft" status -a hello
-first=$("$aloft" machine list -a hello --json | grep -o '"id": *"[0-9a-f]*"' | head -1 | grep -o '[0-9a-f]\{14\}')
-echo "==> the machine's root filesystem and process come from the image:"
-"$aloft" machine exec "$first" -a hello -- ls /
-"$aloft" machine exec "$first" -a hello -- argv
+ids=$("$aloft" machine list -a hello --json | grep -o '"id": *"[0-9a-f]*"' | grep -o '[0-9a-f]\{14\}')
+# Until the proxy serves hello.localhost, the host reaches each machine on its private (6PN) address.
+for id in $ids; do
+  ip=$("$aloft" machine status "$id" -a hello --json | grep -o '"private_ip": *"[0-9a-f:]*"' | grep -o 'fdaa[0-9a-f:]*')
+  echo "==> machine $id answers on http://[$ip]:8080/"
+  ok=0
+  for _ in $(seq 1 100); do
+    if curl -fsS -g --max-time 5 "http://[$ip]:8080/"; then ok=1; break; fi
+    sleep 0.3
+  done
+  [ "$ok" = 1 ] || { echo "demo.sh: machine $id did not answer on [$ip]:8080; its logs:" >&2; "$aloft" logs -a hello -m "$id" --no-tail >&2; stop; exit 1; }
+done
+first=$(echo "$ids" | head -1)
+echo "==> a command in a machine, with the machine's environment:"
+"$aloft" machine exec "$first" -a hello -- sh -c 'echo "$FLY_MACHINE_ID in $FLY_REGION: $(ls /)"'
+echo "==> its logs:"
+"$aloft" logs -a hello -m "$first" --no-tail | tail -5
 
 if [ "$once" = 1 ]; then
+  for id in $ids; do "$aloft" machine destroy "$id" -a hello --force; done
   stop
   exit 0
 fi

@@ -16,8 +16,12 @@ done
 
 # Debian packages aloft uses. Build: a C compiler for the bundled SQLite. Images: skopeo (a real
 # registry client, used by the tests and to push images), e2fsprogs (mkfs.ext4 for microVM root
-# filesystems), busybox-static (the base of the test images). Tests: curl.
-packages=(gcc pkg-config curl ca-certificates procps skopeo e2fsprogs busybox-static)
+# filesystems), busybox-static (the base of the test images). Machines: runsc (gVisor),
+# qemu-system-x86 + qemu-utils (microVMs and their copy-on-write disks), iproute2 + nftables (the
+# host's bridge, network namespaces and isolation rules), kmod + xz-utils (the guest kernel's
+# modules). Tests: curl.
+packages=(gcc pkg-config curl ca-certificates procps skopeo e2fsprogs busybox-static
+  runsc qemu-system-x86 qemu-utils iproute2 nftables kmod xz-utils)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -45,3 +49,10 @@ if [ "$profile" = release ]; then
 else
   cargo build --locked -p aloft
 fi
+
+# aloft-init is the PID 1 of every machine: a static binary (always optimized, it is small) in
+# target/static, where `aloft` finds it (or set ALOFT_INIT).
+scripts/build-init.sh
+
+# The microVM backend boots Debian's kernel; fetched once and cached.
+scripts/guest-kernel.sh

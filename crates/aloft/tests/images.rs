@@ -12,7 +12,6 @@ use common::*;
 use serde_json::{Value, json};
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 /// The manifest digest an OCI layout's index names for `tag`.
 fn layout_digest(layout: &Path, tag: &str) -> String {

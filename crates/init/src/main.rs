@@ -13,6 +13,9 @@
 //! - `ps`: the machine's processes as JSON (`Vec<ProcessInfo>`).
 //! - `shim --dir DIR [--netns PATH] -- CMD...`: see [`shim`].
 //!
+//! As PID 1 of a microVM (its initramfs holds `/aloft/config.json`) it boots the machine first:
+//! see [`vm`].
+//!
 //! It is linked statically (`scripts/build-init.sh`) because it runs inside images that may have
 //! no C library at all.
 
@@ -21,6 +24,7 @@ mod ps;
 mod run;
 mod setup;
 mod shim;
+mod vm;
 
 use aloft_types::init::{CONTAINER_CONFIG_PATH, CONTAINER_EXIT_PATH};
 use std::os::unix::process::CommandExt;
@@ -28,6 +32,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if vm::is_vm() {
+        return ExitCode::from(vm::main().clamp(0, 255) as u8);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         None | Some("init") => init(args.get(1..).unwrap_or_default()),

@@ -5,10 +5,13 @@ use crate::process::{self, Unrunnable};
 use crate::setup;
 use aloft_types::init::{ExitReport, InitConfig};
 use rustix::process::{Pid, Signal, WaitOptions};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where init finds its config and reports, and how much of the system it sets up.
 pub struct Options {
@@ -112,12 +115,51 @@ fn failed(code: i32, message: String) -> ExitReport {
     }
 }
 
-/// Reaps every child until `main` exits; returns its status.
+/// How other children ended (exec'd commands): init reaps every child, so whoever started one
+/// finds its status here ([`wait_child`]).
+static REAPED: Mutex<BTreeMap<i32, (i32, i32)>> = Mutex::new(BTreeMap::new());
+static REAPED_CHANGED: Condvar = Condvar::new();
+
+/// (exit code, signal) of a reaped status.
+fn code_and_signal(s: rustix::process::WaitStatus) -> (i32, i32) {
+    match (s.exit_status(), s.terminating_signal()) {
+        (Some(code), _) => (code, 0),
+        (None, Some(sig)) => (128 + sig, sig),
+        _ => (-1, 0),
+    }
+}
+
+/// Waits until init has reaped child `pid`; (exit code, signal), or `None` after `timeout`.
+pub fn wait_child(pid: i32, timeout: Duration) -> Option<(i32, i32)> {
+    let deadline = Instant::now() + timeout;
+    let mut reaped = REAPED.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(st) = reaped.remove(&pid) {
+            return Some(st);
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        reaped = REAPED_CHANGED
+            .wait_timeout(reaped, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// Reaps every child until `main` exits; returns its status. Other children's statuses go to
+/// [`REAPED`] (bounded: orphans nobody waits for are forgotten).
 fn reap_until(main: i32) -> Option<rustix::process::WaitStatus> {
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == main => return Some(status),
-            Ok(_) => continue,
+            Ok(Some((pid, status))) => {
+                let mut reaped = REAPED.lock().unwrap_or_else(|e| e.into_inner());
+                if reaped.len() > 1024 {
+                    reaped.pop_first();
+                }
+                reaped.insert(pid.as_raw_nonzero().get(), code_and_signal(status));
+                REAPED_CHANGED.notify_all();
+            }
+            Ok(None) => continue,
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return None,
         }
@@ -159,4 +201,10 @@ pub fn write_report(path: &Path, report: &ExitReport) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, serde_json::to_vec(report).expect("serializable"))?;
     fs::rename(&tmp, path)
+}
+
+/// The main process's pid while it runs (for the VM's control service).
+pub fn main_pid() -> Option<u32> {
+    let p = MAIN_PID.load(Ordering::SeqCst);
+    (p > 0).then_some(p as u32)
 }

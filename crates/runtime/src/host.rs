@@ -2,10 +2,12 @@
 //! and `auto` = microVMs where KVM works, else gVisor.
 
 use crate::gvisor::{GvisorOptions, GvisorRuntime};
+use crate::microvm::{Accel, MicrovmOptions, MicrovmRuntime, kvm_usable};
 use crate::net::NetworkOptions;
 use crate::{Runtime, RuntimeError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where `scripts/guest-kernel.sh` caches Debian's kernel.
 pub const DEFAULT_KERNEL_DIR: &str = "/var/cache/aloft/kernel";
@@ -115,8 +117,21 @@ fn has_interpreter(elf: &[u8]) -> bool {
     })
 }
 
+/// How long a microVM may take to boot: generous, since TCG emulation is slow.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Opens the backend `kind` on this host.
 pub fn open(kind: Backend, options: HostOptions) -> Result<Arc<dyn Runtime>, RuntimeError> {
+    let microvm = |accel| {
+        MicrovmRuntime::new(MicrovmOptions {
+            state_dir: options.state_dir.clone(),
+            init_binary: options.init_binary.clone(),
+            kernel_dir: options.kernel_dir.clone(),
+            network: options.network.clone(),
+            accel,
+            boot_timeout: BOOT_TIMEOUT,
+        })
+    };
     let gvisor = || {
         GvisorRuntime::new(GvisorOptions {
             state_dir: options.state_dir.clone(),
@@ -126,12 +141,17 @@ pub fn open(kind: Backend, options: HostOptions) -> Result<Arc<dyn Runtime>, Run
         })
     };
     Ok(match kind {
-        Backend::Gvisor | Backend::Auto => Arc::new(gvisor()?),
-        Backend::Microvm => {
-            return Err(RuntimeError::Other(
-                "the microVM backend is not built yet; use --runtime gvisor".into(),
-            ));
-        }
+        Backend::Gvisor => Arc::new(gvisor()?),
+        Backend::Microvm => Arc::new(microvm(Accel::Auto)?),
+        Backend::Auto => match kvm_usable(&options.state_dir, &options.kernel_dir) {
+            Ok(true) => Arc::new(microvm(Accel::Kvm)?),
+            Ok(false) | Err(_) => {
+                tracing::info!(
+                    "no usable KVM for microVMs on this host: machines run in gVisor (--runtime microvm forces TCG emulation)"
+                );
+                Arc::new(gvisor()?)
+            }
+        },
     })
 }
 

@@ -1,1 +1,986 @@
-//! (being written)
+//! The microVM backend: every machine is a QEMU `-M microvm` guest booting Debian's kernel, with
+//! aloft-init as PID 1 from an initramfs.
+//!
+//! - Kernel: `<kernel_dir>/<version>/vmlinuz` and its modules, fetched by
+//!   `scripts/guest-kernel.sh`.
+//! - Initramfs: aloft-init as `/init`, busybox (for `ip`), and the modules init loads (virtio
+//!   MMIO, block, net, console, ext4 and their dependencies from `modules.dep`), built once per
+//!   kernel and init binary and cached; per start, a small second archive with the machine's
+//!   [`aloft_types::init::InitConfig`] is appended (concatenated cpio archives are one initramfs).
+//! - Disk: the image's ext4 ([`crate::PreparedImage::disk`]) is the read-only base of a
+//!   per-machine qcow2 overlay, recreated on every start.
+//! - Network: a TAP on the host bridge ([`crate::net`]); the guest configures `eth0` itself.
+//! - Control: a virtio-serial port (`aloft.control`, this host kernel has no vhost-vsock) carries
+//!   exec/signal/ps requests to init; a second port (`aloft.exit`) is a host file where init
+//!   writes its exit report; QMP stops the VM. The serial console is the machine's log.
+//! - Acceleration: KVM when a stock kernel boots under it (probed once per host with a timeout,
+//!   because KVM-PVM hosts hang such kernels), else TCG emulation (slow: functional use only).
+
+use crate::guest::init_config;
+use crate::net::{HostNetwork, NetworkOptions};
+use crate::supervise;
+use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
+use aloft_types::MachineId;
+use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
+use aloft_types::init::{
+    CONTROL_PORT, ControlOp, ControlRequest, ControlResult, EXIT_PORT, ExitReport, GuestMessage,
+    NetworkConfig, Route, VM_CONFIG_PATH, VmBoot,
+};
+use aloft_types::signal::Signal;
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::Mutex;
+
+/// Modules init loads, by name; their dependencies come first.
+const MODULES: [&str; 6] = [
+    "crc32c_generic",
+    "virtio_mmio",
+    "virtio_blk",
+    "virtio_net",
+    "virtio_console",
+    "ext4",
+];
+const LOG_LINES: usize = 1000;
+
+/// How QEMU executes the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM if the probe says a stock kernel boots under it, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone)]
+pub struct MicrovmOptions {
+    pub state_dir: PathBuf,
+    pub init_binary: PathBuf,
+    /// Where `scripts/guest-kernel.sh` put the kernel (`current` names the version).
+    pub kernel_dir: PathBuf,
+    pub network: NetworkOptions,
+    pub accel: Accel,
+    /// How long a guest may take until its init answers.
+    pub boot_timeout: Duration,
+}
+
+/// A connection to one guest's control port.
+struct Control {
+    stream: Option<BufReader<UnixStream>>,
+}
+
+pub struct MicrovmRuntime {
+    opts: MicrovmOptions,
+    qemu: PathBuf,
+    qemu_img: PathBuf,
+    kernel: PathBuf,
+    initramfs: Vec<u8>,
+    /// The modules in the initramfs, in load order.
+    modules: Vec<String>,
+    accel: Accel,
+    net: HostNetwork,
+    controls: std::sync::Mutex<HashMap<MachineId, Arc<Mutex<Control>>>>,
+    next_id: AtomicU64,
+}
+
+fn other(msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::Other(msg.into())
+}
+
+fn io_err<'a>(op: &'static str, id: &'a MachineId) -> impl FnOnce(io::Error) -> RuntimeError + 'a {
+    move |source| RuntimeError::Io {
+        op,
+        id: id.clone(),
+        source,
+    }
+}
+
+/// The kernel version `scripts/guest-kernel.sh` cached, and its directory.
+fn kernel(kernel_dir: &Path) -> Result<(String, PathBuf), RuntimeError> {
+    let missing = || {
+        other(format!(
+            "no guest kernel in {}: run scripts/guest-kernel.sh (scripts/setup.sh does)",
+            kernel_dir.display()
+        ))
+    };
+    let version = fs::read_to_string(kernel_dir.join("current")).map_err(|_| missing())?;
+    let version = version.trim().to_string();
+    let dir = kernel_dir.join(&version);
+    if !dir.join("vmlinuz").is_file() {
+        return Err(missing());
+    }
+    Ok((version, dir))
+}
+
+/// The module files for `names` and everything they need, dependencies first.
+fn module_files(modules_dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, RuntimeError> {
+    let dep = fs::read_to_string(modules_dir.join("modules.dep"))
+        .map_err(|e| other(format!("reading modules.dep: {e}")))?;
+    let mut deps: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    let name_of = |path: &str| -> String {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        file.split(".ko").next().unwrap_or(file).replace('-', "_")
+    };
+    for line in dep.lines() {
+        let Some((path, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let d = rest.split_whitespace().map(name_of).collect();
+        deps.insert(name_of(path), (path.to_string(), d));
+    }
+    fn visit(
+        name: &str,
+        deps: &HashMap<String, (String, Vec<String>)>,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if !seen.insert(name.to_string()) {
+            return;
+        }
+        // Not in modules.dep: built into the kernel.
+        let Some((path, d)) = deps.get(name) else {
+            return;
+        };
+        for dep in d.iter().rev() {
+            visit(dep, deps, seen, out);
+        }
+        out.push(path.clone());
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for n in names {
+        visit(n, &deps, &mut seen, &mut out);
+    }
+    Ok(out.into_iter().map(|p| modules_dir.join(p)).collect())
+}
+
+/// A `newc` cpio archive, the format of Linux initramfs.
+#[derive(Default)]
+struct Cpio {
+    buf: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
+        self.ino += 1;
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            self.ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() + 1,
+            0
+        );
+        self.buf.extend_from_slice(header.as_bytes());
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.push(0);
+        self.pad();
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.buf.len().is_multiple_of(4) {
+            self.buf.push(0);
+        }
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040755, &[], (0, 0));
+    }
+
+    fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.entry(name, 0o100000 | mode, data, (0, 0));
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, &[], (0, 0));
+        // Concatenated archives start on a 512-byte boundary, as the kernel's own do.
+        while !self.buf.len().is_multiple_of(512) {
+            self.buf.push(0);
+        }
+        self.buf
+    }
+}
+
+/// The shared part of every guest's initramfs, cached per kernel version and init binary.
+fn base_initramfs(
+    state_dir: &Path,
+    version: &str,
+    kernel_dir: &Path,
+    init_binary: &Path,
+) -> Result<(Vec<u8>, Vec<String>), RuntimeError> {
+    let modules_dir = kernel_dir.join("root/lib/modules").join(version);
+    let files = module_files(&modules_dir, &MODULES)?;
+    let guest_paths: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            format!(
+                "/lib/modules/{}.ko",
+                name.split(".ko").next().unwrap_or(&name)
+            )
+        })
+        .collect();
+    let meta = fs::metadata(init_binary)
+        .map_err(|e| other(format!("aloft-init at {}: {e}", init_binary.display())))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let cache = state_dir.join(format!("initramfs-{version}-{}-{mtime}.cpio", meta.len()));
+    if let Ok(bytes) = fs::read(&cache) {
+        return Ok((bytes, guest_paths));
+    }
+    let mut cpio = Cpio::default();
+    for d in [
+        "dev",
+        "proc",
+        "sys",
+        "newroot",
+        "aloft",
+        "bin",
+        "lib",
+        "lib/modules",
+    ] {
+        cpio.dir(d);
+    }
+    // The kernel opens /dev/console for init's stdio before anything is mounted.
+    cpio.entry("dev/console", 0o020600, &[], (5, 1));
+    let init = fs::read(init_binary).map_err(|e| other(format!("reading aloft-init: {e}")))?;
+    cpio.file("init", 0o755, &init);
+    let busybox = fs::read("/bin/busybox").map_err(|e| {
+        other(format!(
+            "reading /bin/busybox (apt-get install busybox-static): {e}"
+        ))
+    })?;
+    cpio.file("bin/busybox", 0o755, &busybox);
+    for (file, guest) in files.iter().zip(&guest_paths) {
+        let data = if file.extension().is_some_and(|e| e == "xz") {
+            let out = std::process::Command::new("xz")
+                .arg("-dc")
+                .arg(file)
+                .output()
+                .map_err(|e| other(format!("xz (apt-get install xz-utils): {e}")))?;
+            out.stdout
+        } else {
+            fs::read(file).map_err(|e| other(format!("reading {}: {e}", file.display())))?
+        };
+        cpio.file(guest.trim_start_matches('/'), 0o644, &data);
+    }
+    let bytes = cpio.finish();
+    let tmp = cache.with_extension("tmp");
+    fs::write(&tmp, &bytes)
+        .and_then(|()| fs::rename(&tmp, &cache))
+        .map_err(|e| other(format!("caching the initramfs: {e}")))?;
+    Ok((bytes, guest_paths))
+}
+
+/// Whether a stock kernel boots under KVM here: boot it with no root disk and `panic=-1`, so a
+/// working guest panics and QEMU exits within seconds; a hang (KVM-PVM) or an error means no.
+/// The verdict is cached in `<state>/kvm-probe`.
+pub fn kvm_usable(state_dir: &Path, kernel_dir: &Path) -> Result<bool, RuntimeError> {
+    if !Path::new("/dev/kvm").exists() {
+        return Ok(false);
+    }
+    let (version, dir) = kernel(kernel_dir)?;
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(str::to_string))
+        .unwrap_or_default();
+    let key = format!("{version} {}", cpu.trim_start_matches([' ', '\t', ':']));
+    let cache = state_dir.join("kvm-probe");
+    if let Ok(s) = fs::read_to_string(&cache)
+        && let Some((verdict, k)) = s.split_once('\n')
+        && k.trim() == key
+    {
+        return Ok(verdict == "kvm");
+    }
+    let qemu = crate::gvisor::which("qemu-system-x86_64").ok_or_else(|| {
+        other("qemu-system-x86_64 is not installed: apt-get install qemu-system-x86")
+    })?;
+    let mut child = std::process::Command::new(qemu)
+        .args([
+            "-M",
+            "microvm,x-option-roms=off,isa-serial=on,rtc=off",
+            "-accel",
+            "kvm",
+            "-cpu",
+            "max",
+        ])
+        .args([
+            "-m",
+            "128",
+            "-nodefaults",
+            "-no-user-config",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .arg("-kernel")
+        .arg(dir.join("vmlinuz"))
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 reboot=t",
+            "-serial",
+            "stdio",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| other(format!("running qemu for the KVM probe: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let usable = loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut out = String::new();
+            if let Some(mut s) = child.stdout.take() {
+                let _ = io::Read::read_to_string(&mut s, &mut out);
+            }
+            break out.contains("Kernel panic") || out.contains("Linux version");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !usable {
+        tracing::warn!(
+            "a stock kernel does not boot under KVM on this host (no hardware virtualization, or KVM-PVM): microVMs run under TCG emulation, which is slow"
+        );
+    }
+    let verdict = if usable { "kvm" } else { "tcg" };
+    let _ = fs::create_dir_all(state_dir);
+    let _ = fs::write(&cache, format!("{verdict}\n{key}"));
+    Ok(usable)
+}
+
+impl MicrovmRuntime {
+    pub fn new(opts: MicrovmOptions) -> Result<Self, RuntimeError> {
+        let qemu = crate::gvisor::which("qemu-system-x86_64").ok_or_else(|| {
+            other("qemu-system-x86_64 is not installed: apt-get install qemu-system-x86")
+        })?;
+        let qemu_img = crate::gvisor::which("qemu-img")
+            .ok_or_else(|| other("qemu-img is not installed: apt-get install qemu-utils"))?;
+        let (version, kdir) = kernel(&opts.kernel_dir)?;
+        fs::create_dir_all(opts.state_dir.join("machines"))
+            .map_err(|e| other(format!("creating the state dir: {e}")))?;
+        let (initramfs, modules) =
+            base_initramfs(&opts.state_dir, &version, &kdir, &opts.init_binary)?;
+        let accel = match opts.accel {
+            Accel::Auto if kvm_usable(&opts.state_dir, &opts.kernel_dir)? => Accel::Kvm,
+            Accel::Auto => Accel::Tcg,
+            a => a,
+        };
+        let net = HostNetwork::new(&opts.state_dir, opts.network.clone())
+            .map_err(|e| other(format!("setting up the host network: {e}")))?;
+        tracing::info!(kernel = %version, ?accel, "microVM backend ready");
+        Ok(Self {
+            kernel: kdir.join("vmlinuz"),
+            opts,
+            qemu,
+            qemu_img,
+            initramfs,
+            modules,
+            accel,
+            net,
+            controls: Default::default(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The acceleration guests run with.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// The host network the machines are on.
+    pub fn network(&self) -> &HostNetwork {
+        &self.net
+    }
+
+    fn dir(&self, id: &MachineId) -> PathBuf {
+        self.opts.state_dir.join("machines").join(id.as_str())
+    }
+
+    /// The image's ext4: the agent's, or one built here from the root filesystem.
+    async fn disk(&self, spec: &MachineSpec) -> Result<PathBuf, RuntimeError> {
+        let image = spec.image.as_ref().expect("checked by init_config");
+        if let Some(d) = &image.disk {
+            return Ok(d.clone());
+        }
+        let name = image.manifest_digest.replace(':', "-");
+        let path = self
+            .opts
+            .state_dir
+            .join("disks")
+            .join(format!("{name}.ext4"));
+        if path.is_file() {
+            return Ok(path);
+        }
+        fs::create_dir_all(path.parent().expect("has a parent"))
+            .map_err(io_err("creating the disk cache", &spec.id))?;
+        let out = tokio::process::Command::new("du")
+            .args(["-sb"])
+            .arg(&image.rootfs)
+            .output()
+            .await
+            .map_err(io_err("sizing the root filesystem", &spec.id))?;
+        let bytes: u64 = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let size_mb = ((bytes * 3 / 2) >> 20) + 64;
+        let tmp = path.with_extension("tmp");
+        let out = tokio::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])
+            .arg(&image.rootfs)
+            .arg(&tmp)
+            .arg(format!("{size_mb}M"))
+            .output()
+            .await
+            .map_err(|e| other(format!("mkfs.ext4 (apt-get install e2fsprogs): {e}")))?;
+        if !out.status.success() {
+            return Err(other(format!(
+                "mkfs.ext4 failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        fs::rename(&tmp, &path).map_err(io_err("caching the disk", &spec.id))?;
+        Ok(path)
+    }
+
+    fn control(&self, id: &MachineId) -> Arc<Mutex<Control>> {
+        self.controls
+            .lock()
+            .expect("lock")
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Control { stream: None })))
+            .clone()
+    }
+
+    /// Sends one request to the guest's init and waits for its reply (one at a time per
+    /// machine: the connection is shared).
+    async fn request(
+        &self,
+        id: &MachineId,
+        op: ControlOp,
+        timeout: Duration,
+    ) -> Result<ControlResult, RuntimeError> {
+        let dir = self.dir(id);
+        if !supervise::is_running(&dir) {
+            return Err(RuntimeError::NotRunning(id.clone()));
+        }
+        let control = self.control(id);
+        let mut c = control.lock().await;
+        let req_id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let result = tokio::time::timeout(timeout, async {
+            if c.stream.is_none() {
+                let s = UnixStream::connect(dir.join("control.sock")).await?;
+                c.stream = Some(BufReader::new(s));
+            }
+            let stream = c.stream.as_mut().expect("connected");
+            let mut line =
+                serde_json::to_vec(&ControlRequest { id: req_id, op }).expect("serializable");
+            line.push(b'\n');
+            stream.get_mut().write_all(&line).await?;
+            let mut buf = String::new();
+            loop {
+                buf.clear();
+                if stream.read_line(&mut buf).await? == 0 {
+                    return Err(io::Error::other("the guest closed its control port"));
+                }
+                if let Ok(GuestMessage::Reply(r)) = serde_json::from_str(buf.trim())
+                    && r.id == req_id
+                {
+                    return Ok(r.result);
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                c.stream = None;
+                if supervise::is_running(&dir) {
+                    Err(io_err("talking to the guest's init", id)(e))
+                } else {
+                    Err(RuntimeError::NotRunning(id.clone()))
+                }
+            }
+            Err(_) => {
+                c.stream = None;
+                Err(other(format!(
+                    "machine {id}'s init did not answer within {}s",
+                    timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// QMP `quit`: QEMU exits at once.
+    async fn qmp_quit(&self, id: &MachineId) -> io::Result<()> {
+        let s = UnixStream::connect(self.dir(id).join("qmp.sock")).await?;
+        let mut s = BufReader::new(s);
+        let mut greeting = String::new();
+        s.read_line(&mut greeting).await?;
+        s.get_mut()
+            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n")
+            .await?;
+        let mut reply = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_line(&mut reply)).await;
+        Ok(())
+    }
+
+    fn exit_status(&self, id: &MachineId, process: supervise::ProcessExit) -> ExitStatus {
+        let report: Option<ExitReport> = fs::read_to_string(self.dir(id).join("exit.json"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .rev()
+                    .find_map(|l| serde_json::from_str(l.trim()).ok())
+            });
+        match report {
+            Some(r) => ExitStatus {
+                exit_code: r.exit_code,
+                signal: r.signal,
+                oom_killed: r.oom_killed,
+            },
+            // QEMU killed (machine kill) or the guest died without a report.
+            None => ExitStatus {
+                exit_code: if process.signal.is_some() {
+                    process.exit_code
+                } else {
+                    137
+                },
+                signal: Some(process.signal.unwrap_or(9)),
+                oom_killed: false,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for MicrovmRuntime {
+    fn name(&self) -> &'static str {
+        "microvm"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            suspend: false,
+            disk_image: true,
+        }
+    }
+
+    async fn create(&self, spec: &MachineSpec) -> Result<(), RuntimeError> {
+        fs::create_dir_all(self.dir(&spec.id)).map_err(io_err("creating the machine", &spec.id))
+    }
+
+    async fn start(&self, spec: &MachineSpec) -> Result<Running, RuntimeError> {
+        let id = &spec.id;
+        let dir = self.dir(id);
+        if supervise::is_running(&dir) {
+            return Err(other(format!("machine {id} is already running")));
+        }
+        fs::create_dir_all(&dir).map_err(io_err("creating the machine", id))?;
+        let ipv6 = spec
+            .private_ip
+            .parse()
+            .map_err(|_| RuntimeError::StartFailed {
+                id: id.clone(),
+                reason: format!("private_ip `{}` is not an IPv6 address", spec.private_ip),
+            })?;
+        let tap =
+            self.net
+                .attach_tap(id.as_str(), ipv6)
+                .map_err(|e| RuntimeError::StartFailed {
+                    id: id.clone(),
+                    reason: format!("network: {e}"),
+                })?;
+        let network = NetworkConfig {
+            interface: "eth0".into(),
+            addresses: vec![tap.ipv4_cidr(), tap.ipv6_cidr()],
+            gateway_v4: Some(tap.gateway_v4.to_string()),
+            routes_v6: vec![Route {
+                destination: "fdaa::/16".into(),
+                gateway: None,
+            }],
+            mtu: None,
+        };
+        let vm = VmBoot {
+            modules: self.modules.clone(),
+            root_device: "/dev/vda".into(),
+        };
+        let cfg = init_config(spec, Some(network), Some(vm))?;
+        let disk = self.disk(spec).await?;
+        // A fresh copy-on-write layer over the image's disk: every start begins from the image.
+        let overlay = dir.join("overlay.qcow2");
+        let _ = fs::remove_file(&overlay);
+        let out = tokio::process::Command::new(&self.qemu_img)
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&disk)
+            .arg(&overlay)
+            .output()
+            .await
+            .map_err(io_err("running qemu-img", id))?;
+        if !out.status.success() {
+            return Err(RuntimeError::StartFailed {
+                id: id.clone(),
+                reason: format!(
+                    "qemu-img create failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        let mut initrd = self.initramfs.clone();
+        let mut extra = Cpio::default();
+        extra.dir("aloft");
+        extra.file(
+            VM_CONFIG_PATH.trim_start_matches('/'),
+            0o600,
+            &serde_json::to_vec(&cfg).expect("serializable"),
+        );
+        initrd.extend(extra.finish());
+        fs::write(dir.join("initrd"), &initrd).map_err(io_err("writing the initrd", id))?;
+        for f in ["exit.json", "control.sock", "qmp.sock"] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        let _ = fs::write(dir.join("instance"), &spec.instance_id);
+        let guest = &spec.config.guest;
+        let accel = if self.accel == Accel::Kvm {
+            "kvm"
+        } else {
+            "tcg"
+        };
+        let mut append = String::from("console=ttyS0 panic=-1 reboot=t quiet loglevel=3");
+        for a in &guest.kernel_args {
+            append.push(' ');
+            append.push_str(a);
+        }
+        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let cmd: Vec<OsString> = [
+            self.qemu.to_string_lossy().into_owned(),
+            "-M".into(),
+            "microvm,x-option-roms=off,isa-serial=on,rtc=off".into(),
+            "-accel".into(),
+            accel.into(),
+            "-cpu".into(),
+            "max".into(),
+            "-m".into(),
+            guest.memory_mb.to_string(),
+            "-smp".into(),
+            guest.cpus.to_string(),
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-nographic".into(),
+            "-no-reboot".into(),
+            "-kernel".into(),
+            self.kernel.to_string_lossy().into_owned(),
+            "-initrd".into(),
+            d("initrd"),
+            "-append".into(),
+            append,
+            "-serial".into(),
+            "stdio".into(),
+            "-drive".into(),
+            format!("id=root,file={},format=qcow2,if=none", d("overlay.qcow2")),
+            "-device".into(),
+            "virtio-blk-device,drive=root".into(),
+            "-netdev".into(),
+            format!("tap,id=n0,ifname={},script=no,downscript=no", tap.host_if),
+            "-device".into(),
+            format!("virtio-net-device,netdev=n0,mac={}", tap.mac),
+            "-device".into(),
+            "virtio-serial-device".into(),
+            "-chardev".into(),
+            format!(
+                "socket,id=ctl,path={},server=on,wait=off",
+                d("control.sock")
+            ),
+            "-device".into(),
+            format!("virtserialport,chardev=ctl,name={CONTROL_PORT}"),
+            "-chardev".into(),
+            format!("file,id=ex,path={}", d("exit.json")),
+            "-device".into(),
+            format!("virtserialport,chardev=ex,name={EXIT_PORT}"),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", d("qmp.sock")),
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let pid = supervise::spawn(&self.opts.init_binary, &dir, None, &cmd)
+            .await
+            .map_err(|e| RuntimeError::StartFailed {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
+        // Started when init answers on the control port (it serves once the process runs).
+        let deadline = Instant::now() + self.opts.boot_timeout;
+        loop {
+            if !supervise::is_running(&dir) {
+                // The guest ended before init answered: a boot failure (init's report says
+                // why), or a process that ran and ended at once (`wait` says how).
+                let report = fs::read_to_string(dir.join("exit.json")).unwrap_or_default();
+                let report: Option<ExitReport> = report
+                    .lines()
+                    .find_map(|l| serde_json::from_str(l.trim()).ok());
+                match report {
+                    Some(ExitReport { error: None, .. }) => break,
+                    Some(ExitReport { error: Some(e), .. }) => {
+                        return Err(RuntimeError::StartFailed {
+                            id: id.clone(),
+                            reason: e,
+                        });
+                    }
+                    None => {
+                        return Err(RuntimeError::StartFailed {
+                            id: id.clone(),
+                            reason: "the guest stopped before it booted (see `aloft logs` for its console)".into(),
+                        });
+                    }
+                }
+            }
+            match self
+                .request(id, ControlOp::Sysinfo, Duration::from_secs(2))
+                .await
+            {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => {
+                    let _ = self.kill(id).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), supervise::wait(&dir)).await;
+                    return Err(RuntimeError::StartFailed {
+                        id: id.clone(),
+                        reason: format!(
+                            "the guest did not boot within {}s (see `aloft logs` for its console)",
+                            self.opts.boot_timeout.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Running {
+            instance_id: spec.instance_id.clone(),
+            pid: Some(pid),
+        })
+    }
+
+    async fn signal(&self, id: &MachineId, signal: Signal) -> Result<(), RuntimeError> {
+        match self
+            .request(
+                id,
+                ControlOp::Signal {
+                    signal: signal.number(),
+                },
+                Duration::from_secs(10),
+            )
+            .await?
+        {
+            ControlResult::Error(e) => Err(other(format!("signal to machine {id}: {e}"))),
+            _ => Ok(()),
+        }
+    }
+
+    async fn kill(&self, id: &MachineId) -> Result<(), RuntimeError> {
+        let dir = self.dir(id);
+        if !supervise::is_running(&dir) {
+            return Ok(());
+        }
+        // QMP `quit` ends QEMU cleanly; SIGKILL when it does not answer or does not go.
+        let quit = self.qmp_quit(id).await.is_ok()
+            && tokio::time::timeout(Duration::from_secs(3), supervise::wait(&dir))
+                .await
+                .is_ok();
+        if !quit
+            && let Some(pid) =
+                supervise::child_pid(&dir).and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        Ok(())
+    }
+
+    async fn wait(&self, id: &MachineId) -> Result<ExitStatus, RuntimeError> {
+        let dir = self.dir(id);
+        if !dir.join("shim.pid").exists() && supervise::exit(&dir).is_none() {
+            return Err(RuntimeError::NotRunning(id.clone()));
+        }
+        let process = supervise::wait(&dir).await;
+        self.controls.lock().expect("lock").remove(id);
+        Ok(self.exit_status(id, process))
+    }
+
+    async fn exec(
+        &self,
+        id: &MachineId,
+        argv: &[String],
+        stdin: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ExecResponse, RuntimeError> {
+        let op = ControlOp::Exec {
+            argv: argv.to_vec(),
+            stdin: stdin.map(str::to_string),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        match self
+            .request(id, op, timeout + Duration::from_secs(5))
+            .await?
+        {
+            ControlResult::Exec(r) => Ok(r),
+            ControlResult::Error(e) => Err(other(e)),
+            other_reply => Err(other(format!(
+                "unexpected reply from init: {other_reply:?}"
+            ))),
+        }
+    }
+
+    async fn logs(&self, id: &MachineId) -> Result<Vec<LogLine>, RuntimeError> {
+        let dir = self.dir(id);
+        if !dir.exists() {
+            return Err(RuntimeError::NotFound(id.clone()));
+        }
+        Ok(supervise::read_logs(&dir, LOG_LINES))
+    }
+
+    async fn stats(&self, id: &MachineId) -> Result<Stats, RuntimeError> {
+        let dir = self.dir(id);
+        let pid = supervise::child_pid(&dir)
+            .filter(|_| supervise::is_running(&dir))
+            .ok_or_else(|| RuntimeError::NotRunning(id.clone()))?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ticks: u64 = stat
+            .rsplit_once(')')
+            .map(|(_, r)| {
+                let f: Vec<&str> = r.split_whitespace().collect();
+                f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                    + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            })
+            .unwrap_or(0);
+        Ok(Stats {
+            cpu_ms: ticks * 10,
+            memory_bytes: rss_kb * 1024,
+        })
+    }
+
+    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessInfo>, RuntimeError> {
+        match self
+            .request(id, ControlOp::Ps, Duration::from_secs(10))
+            .await?
+        {
+            ControlResult::Ps(p) => Ok(p),
+            r => Err(other(format!("unexpected reply from init: {r:?}"))),
+        }
+    }
+
+    async fn destroy(&self, id: &MachineId) -> Result<(), RuntimeError> {
+        let dir = self.dir(id);
+        if supervise::is_running(&dir) {
+            self.kill(id).await?;
+            let _ = tokio::time::timeout(Duration::from_secs(10), supervise::wait(&dir)).await;
+        }
+        self.controls.lock().expect("lock").remove(id);
+        self.net
+            .release(id.as_str())
+            .map_err(|e| other(format!("releasing machine {id}'s network: {e}")))?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_err("removing the machine's files", id)(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn reattach(&self, id: &MachineId) -> Result<Option<Running>, RuntimeError> {
+        let dir = self.dir(id);
+        if !supervise::is_running(&dir) {
+            return Ok(None);
+        }
+        let instance_id = fs::read_to_string(dir.join("instance")).unwrap_or_default();
+        Ok(Some(Running {
+            instance_id: instance_id.trim().to_string(),
+            pid: supervise::child_pid(&dir),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpio_entries_are_aligned_and_terminated() {
+        let mut c = Cpio::default();
+        c.dir("aloft");
+        c.file("aloft/config.json", 0o600, b"{}");
+        let bytes = c.finish();
+        assert_eq!(bytes.len() % 512, 0);
+        assert!(bytes.starts_with(b"070701"));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("aloft/config.json\0"));
+        assert!(text.contains("TRAILER!!!"));
+    }
+
+    #[test]
+    fn modules_come_after_their_dependencies() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("modules.dep"),
+            "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
+             kernel/lib/crc16.ko:\nkernel/fs/mbcache.ko:\nkernel/fs/jbd2/jbd2.ko:\n\
+             kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n\
+             kernel/drivers/virtio/virtio_ring.ko:\nkernel/drivers/virtio/virtio.ko:\n",
+        )
+        .unwrap();
+        let files = module_files(dir.path(), &["virtio_mmio", "ext4", "builtin_one"]).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "virtio.ko",
+                "virtio_ring.ko",
+                "virtio_mmio.ko",
+                "jbd2.ko",
+                "mbcache.ko",
+                "crc16.ko",
+                "ext4.ko"
+            ]
+        );
+    }
+}

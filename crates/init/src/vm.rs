@@ -1,0 +1,388 @@
+//! aloft-init as the PID 1 of a microVM: it starts in the initramfs, loads the virtio modules,
+//! mounts the machine's disk and moves into it, configures the network, runs the machine like
+//! the container init does, serves the host's control requests on a virtio-serial port, and
+//! powers the VM off when the process ends (after writing its exit report to the exit port).
+
+use crate::process;
+use crate::run::{self, Options};
+use aloft_types::api::ExecResponse;
+use aloft_types::init::{
+    CONTROL_PORT, ControlEvent, ControlOp, ControlReply, ControlRequest, ControlResult, EXIT_PORT,
+    ExitReport, GuestMessage, InitConfig, Sysinfo, VM_CONFIG_PATH,
+};
+use rustix::mount::{MountFlags, mount, mount_move};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Whether this process is the init of a microVM (PID 1 with the VM config in its initramfs).
+pub fn is_vm() -> bool {
+    std::process::id() == 1 && Path::new(VM_CONFIG_PATH).exists()
+}
+
+pub fn main() -> i32 {
+    let cfg = match run::load_config(Path::new(VM_CONFIG_PATH)) {
+        Ok(c) => c,
+        Err(e) => return fatal(&e),
+    };
+    if let Err(e) = boot(&cfg) {
+        return fatal(&e);
+    }
+    let opts = Options {
+        config: "/.aloft/config.json".into(),
+        exit_file: "/.aloft/exit.json".into(),
+        system_setup: true,
+    };
+    let control = Control::open();
+    let report = {
+        let control = control.clone();
+        let cfg2 = cfg.clone();
+        run::run(&cfg, &opts, &move |pid| {
+            if let Some(c) = &control {
+                c.serve(cfg2.clone());
+                c.send(&GuestMessage::Event(ControlEvent::Started { pid }));
+            }
+        })
+    };
+    if let Some(c) = &control {
+        c.send(&GuestMessage::Event(ControlEvent::Exited(report.clone())));
+    }
+    finish(&report)
+}
+
+fn fatal(message: &str) -> i32 {
+    eprintln!("aloft-init: {message}");
+    finish(&ExitReport {
+        exit_code: 1,
+        error: Some(message.to_string()),
+        ..Default::default()
+    })
+}
+
+/// Writes the report to the exit port, syncs and powers off.
+fn finish(report: &ExitReport) -> i32 {
+    if let Some(port) = find_port(EXIT_PORT)
+        && let Ok(mut f) = OpenOptions::new().write(true).open(port)
+    {
+        let mut line = serde_json::to_vec(report).expect("serializable");
+        line.push(b'\n');
+        let _ = f.write_all(&line);
+        let _ = f.flush();
+    }
+    rustix::fs::sync();
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
+    report.exit_code
+}
+
+fn mount_fs(source: &str, target: &str, fstype: &str, flags: MountFlags) -> Result<(), String> {
+    let _ = fs::create_dir_all(target);
+    mount(source, target, fstype, flags, None::<&std::ffi::CStr>)
+        .map_err(|e| format!("mounting {fstype} on {target}: {e}"))
+}
+
+/// From the initramfs into the machine's disk, with the network up.
+fn boot(cfg: &InitConfig) -> Result<(), String> {
+    let vm = cfg.vm.as_ref().ok_or("the VM config has no `vm` section")?;
+    mount_fs("devtmpfs", "/dev", "devtmpfs", MountFlags::NOSUID)?;
+    mount_fs("proc", "/proc", "proc", MountFlags::empty())?;
+    mount_fs("sysfs", "/sys", "sysfs", MountFlags::empty())?;
+    let params = CString::default();
+    for m in &vm.modules {
+        let image = fs::read(m).map_err(|e| format!("reading module {m}: {e}"))?;
+        match rustix::system::init_module(&image, &params) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(format!("loading module {m}: {e}")),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new(&vm.root_device).exists() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the root disk {} did not appear within 10 s",
+                vm.root_device
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    mount(
+        vm.root_device.as_str(),
+        "/newroot",
+        "ext4",
+        MountFlags::empty(),
+        None::<&std::ffi::CStr>,
+    )
+    .or_else(|_| {
+        let _ = fs::create_dir_all("/newroot");
+        mount(
+            vm.root_device.as_str(),
+            "/newroot",
+            "ext4",
+            MountFlags::empty(),
+            None::<&std::ffi::CStr>,
+        )
+    })
+    .map_err(|e| format!("mounting the root disk {}: {e}", vm.root_device))?;
+    if let Some(net) = &cfg.network {
+        configure_network(net)?;
+    }
+    fs::create_dir_all("/newroot/.aloft").map_err(|e| format!("creating /.aloft: {e}"))?;
+    fs::copy(VM_CONFIG_PATH, "/newroot/.aloft/config.json")
+        .map_err(|e| format!("copying the config: {e}"))?;
+    for dir in ["/dev", "/proc", "/sys"] {
+        let target = format!("/newroot{dir}");
+        let _ = fs::create_dir_all(&target);
+        mount_move(dir, target.as_str()).map_err(|e| format!("moving {dir}: {e}"))?;
+    }
+    std::env::set_current_dir("/newroot").map_err(|e| format!("entering the root disk: {e}"))?;
+    mount_move(".", "/").map_err(|e| format!("moving the root disk to /: {e}"))?;
+    rustix::process::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// Interfaces and routes, with the busybox `ip` of the initramfs (a netlink client of our own
+/// is still to come).
+fn configure_network(net: &aloft_types::init::NetworkConfig) -> Result<(), String> {
+    let ip = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new("/bin/busybox")
+            .arg("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("running ip: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    let dev = net.interface.as_str();
+    ip(&["link", "set", "lo", "up"])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !Path::new("/sys/class/net").join(dev).exists() {
+        if Instant::now() > deadline {
+            return Err(format!("the network interface {dev} did not appear"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Some(mtu) = net.mtu {
+        ip(&["link", "set", dev, "mtu", &mtu.to_string()])?;
+    }
+    ip(&["link", "set", dev, "up"])?;
+    // The address is the machine's alone: skip duplicate address detection, which would hold
+    // it back for a second or more.
+    for conf in ["all", "default", dev] {
+        let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/accept_dad"), "0");
+    }
+    for a in &net.addresses {
+        if a.contains(':') {
+            ip(&["-6", "addr", "add", a, "dev", dev])?;
+        } else {
+            ip(&["addr", "add", a, "dev", dev])?;
+        }
+    }
+    if let Some(gw) = &net.gateway_v4 {
+        ip(&["route", "add", "default", "via", gw])?;
+    }
+    for r in &net.routes_v6 {
+        match &r.gateway {
+            Some(gw) => ip(&["-6", "route", "add", &r.destination, "via", gw, "dev", dev])?,
+            None => ip(&["-6", "route", "add", &r.destination, "dev", dev])?,
+        }
+    }
+    Ok(())
+}
+
+/// The device of the virtio-serial port called `name` (no udev here: found through sysfs).
+fn find_port(name: &str) -> Option<PathBuf> {
+    for e in fs::read_dir("/sys/class/virtio-ports").ok()?.flatten() {
+        let n = fs::read_to_string(e.path().join("name")).unwrap_or_default();
+        if n.trim() == name {
+            return Some(Path::new("/dev").join(e.file_name()));
+        }
+    }
+    None
+}
+
+/// The control port: requests in, replies and events out. A virtio port can be open only
+/// once, so reads and writes share one descriptor.
+#[derive(Clone)]
+struct Control {
+    reader: Arc<File>,
+    writer: Arc<Mutex<File>>,
+}
+
+impl Control {
+    fn open() -> Option<Control> {
+        let path = find_port(CONTROL_PORT)?;
+        let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        Some(Control {
+            reader: Arc::new(file.try_clone().ok()?),
+            writer: Arc::new(Mutex::new(file)),
+        })
+    }
+
+    fn send(&self, msg: &GuestMessage) {
+        let mut line = serde_json::to_vec(msg).expect("serializable");
+        line.push(b'\n');
+        if let Ok(mut w) = self.writer.lock() {
+            let _ = w.write_all(&line);
+        }
+    }
+
+    /// Serves requests in a thread (each request in its own thread).
+    fn serve(&self, cfg: InitConfig) {
+        let me = self.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(&*me.reader);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    // The host is not connected: wait for it.
+                    Ok(0) | Err(_) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    Ok(_) => {}
+                }
+                let Ok(req) = serde_json::from_str::<ControlRequest>(line.trim()) else {
+                    continue;
+                };
+                let me = me.clone();
+                let cfg = cfg.clone();
+                std::thread::spawn(move || {
+                    let result = handle(&cfg, req.op);
+                    me.send(&GuestMessage::Reply(ControlReply { id: req.id, result }));
+                });
+            }
+        });
+    }
+}
+
+fn handle(cfg: &InitConfig, op: ControlOp) -> ControlResult {
+    match op {
+        ControlOp::Exec {
+            argv,
+            stdin,
+            timeout_ms,
+        } => match exec(
+            cfg,
+            &argv,
+            stdin.as_deref(),
+            Duration::from_millis(timeout_ms),
+        ) {
+            Ok(r) => ControlResult::Exec(r),
+            Err(e) => ControlResult::Error(e),
+        },
+        ControlOp::Signal { signal } => {
+            let (Some(pid), Some(sig)) = (
+                run::main_pid().and_then(|p| rustix::process::Pid::from_raw(p as i32)),
+                rustix::process::Signal::from_named_raw(signal),
+            ) else {
+                return ControlResult::Error(format!("cannot send signal {signal}"));
+            };
+            match rustix::process::kill_process(pid, sig) {
+                Ok(()) => ControlResult::Ok(true),
+                Err(e) => ControlResult::Error(e.to_string()),
+            }
+        }
+        ControlOp::Ps => ControlResult::Ps(crate::ps::list()),
+        ControlOp::Sysinfo => ControlResult::Sysinfo(sysinfo()),
+    }
+}
+
+fn exec(
+    cfg: &InitConfig,
+    argv: &[String],
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<ExecResponse, String> {
+    let mut cmd = match process::command(&cfg.process, argv, Path::new("/")) {
+        Ok(c) => c,
+        Err(u) => {
+            return Ok(ExecResponse {
+                exit_code: u.code,
+                exit_signal: 0,
+                stdout: String::new(),
+                stderr: format!("{}\n", u.message),
+            });
+        }
+    };
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run `{}`: {e}", argv.join(" ")))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let input = input.to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
+    let read_all = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = read_all(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = read_all(child.stderr.take().map(|p| Box::new(p) as _));
+    // Init's reaper collects the child; its status comes back through `wait_child`.
+    let Some((exit_code, exit_signal)) = run::wait_child(child.id() as i32, timeout) else {
+        let _ = child.kill();
+        return Err(format!(
+            "`{}` did not finish within {}s (killed)",
+            argv.join(" "),
+            timeout.as_secs()
+        ));
+    };
+    Ok(ExecResponse {
+        exit_code,
+        exit_signal,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+fn sysinfo() -> Sysinfo {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let first = |s: String| -> f64 {
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let meminfo = read("/proc/meminfo");
+    let kb = |key: &str| -> u64 {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    Sysinfo {
+        uptime_secs: first(read("/proc/uptime")),
+        load_1m: first(read("/proc/loadavg")),
+        memory_total_bytes: kb("MemTotal:"),
+        memory_available_bytes: kb("MemAvailable:"),
+        processes: crate::ps::list().len() as u32,
+    }
+}

@@ -1,0 +1,196 @@
+//! The microVM backend with real QEMU guests (TCG emulation on hosts without usable KVM, so this
+//! tier is kept to one boot-heavy test and a cheap one). Needs root, qemu-system-x86, qemu-utils,
+//! e2fsprogs, busybox-static, the guest kernel (`scripts/guest-kernel.sh`) and a built aloft-init
+//! (`scripts/setup.sh` does all of it); otherwise the tests print SKIPPED.
+
+mod common;
+
+use aloft_runtime::microvm::{Accel, MicrovmOptions, MicrovmRuntime};
+use aloft_runtime::{DEFAULT_KERNEL_DIR, Runtime, find_init_binary};
+use aloft_types::signal::Signal;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+];
+
+fn kernel_dir() -> PathBuf {
+    std::env::var_os("ALOFT_KERNEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KERNEL_DIR))
+}
+
+fn options(state: &Path, boot_timeout: Duration) -> MicrovmOptions {
+    MicrovmOptions {
+        state_dir: state.to_path_buf(),
+        init_binary: find_init_binary().unwrap(),
+        kernel_dir: kernel_dir(),
+        network: network(),
+        accel: Accel::Auto,
+        boot_timeout,
+    }
+}
+
+/// One emulated guest at a time: two TCG guests on a 2-core host slow each other past timeouts.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+macro_rules! skip_without_kernel {
+    () => {
+        if !kernel_dir().join("current").exists() {
+            eprintln!("\n*** SKIPPED: no guest kernel (scripts/guest-kernel.sh) ***\n");
+            return;
+        }
+    };
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
+    skip_unless!(TOOLS);
+    skip_without_kernel!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let rt =
+        MicrovmRuntime::new(options(&tmp.path().join("state"), Duration::from_secs(120))).unwrap();
+    eprintln!("accel: {:?}", rt.accel());
+    let spec = spec(
+        &rootfs,
+        "echo booted $FLY_MACHINE_ID; trap 'echo bye; exit 0' TERM; httpd -f -p 8080 -h /srv & wait",
+        256,
+    );
+    rt.create(&spec).await.unwrap();
+    let t0 = Instant::now();
+    if let Err(e) = rt.start(&spec).await {
+        let logs = rt.logs(&spec.id).await.unwrap_or_default();
+        let console: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+        panic!("{e}\nconsole:\n{}", console.join("\n"));
+    }
+    eprintln!("booted in {:?}", t0.elapsed());
+
+    let body = get_eventually(&spec.private_ip, Duration::from_secs(30));
+    assert!(body.contains("hello from busybox"), "{body}");
+    let out = rt
+        .exec(
+            &spec.id,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "echo $GREETING $FLY_MACHINE_ID; cat; exit 4".into(),
+            ],
+            Some("from stdin"),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 4, "{out:?}");
+    assert_eq!(out.stdout, format!("hi {}\nfrom stdin", spec.id));
+    let ps = rt.ps(&spec.id).await.unwrap();
+    assert!(ps.iter().any(|p| p.command.contains("httpd")), "{ps:?}");
+    assert!(rt.stats(&spec.id).await.unwrap().memory_bytes > 0);
+
+    // The agent goes away: a new runtime object finds the guest running and talks to it.
+    drop(rt);
+    let rt =
+        MicrovmRuntime::new(options(&tmp.path().join("state"), Duration::from_secs(120))).unwrap();
+    assert!(rt.reattach(&spec.id).await.unwrap().is_some());
+    let out = rt
+        .exec(
+            &spec.id,
+            &["echo".into(), "again".into()],
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "again\n");
+
+    // SIGTERM goes to the process through init; its exit comes back through the exit port.
+    let status = rt
+        .stop(&spec.id, Signal::TERM, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!((status.exit_code, status.signal), (0, None), "{status:?}");
+    let logs = rt.logs(&spec.id).await.unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains(&format!("booted {}", spec.id))),
+        "{logs:?}"
+    );
+    assert!(logs.iter().any(|l| l.message.contains("bye")), "{logs:?}");
+
+    // A process that exits with 3.
+    let mut three = spec.clone();
+    three.image.as_mut().unwrap().process.argv =
+        vec!["/bin/sh".into(), "-c".into(), "exit 3".into()];
+    rt.start(&three).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), rt.wait(&three.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.exit_code, 3, "{status:?}");
+
+    rt.destroy(&spec.id).await.unwrap();
+    assert!(
+        !tmp.path()
+            .join("state/machines")
+            .join(spec.id.as_str())
+            .exists()
+    );
+    rt.network().remove().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_never_boots_fails_its_start_and_releases_everything() {
+    skip_unless!(TOOLS);
+    skip_without_kernel!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+
+    // A kernel that is not one: QEMU stops at once, and start says so.
+    let fake = tmp.path().join("kernel");
+    std::fs::create_dir_all(fake.join("v1/root/lib/modules/v1")).unwrap();
+    std::fs::write(fake.join("current"), "v1").unwrap();
+    std::fs::write(fake.join("v1/vmlinuz"), vec![0u8; 4096]).unwrap();
+    std::fs::write(fake.join("v1/root/lib/modules/v1/modules.dep"), "").unwrap();
+    let mut opts = options(&tmp.path().join("fake-state"), Duration::from_secs(5));
+    opts.kernel_dir = fake;
+    opts.accel = Accel::Tcg;
+    let rt = MicrovmRuntime::new(opts).unwrap();
+    let bogus = spec(&rootfs, "sleep 1000", 128);
+    let err = rt.start(&bogus).await.unwrap_err().to_string();
+    assert!(err.contains("stopped before it booted"), "{err}");
+    rt.destroy(&bogus.id).await.unwrap();
+    rt.network().remove().unwrap();
+
+    // A guest whose init never answers (the kernel runs `sleep` instead of aloft-init): start
+    // gives up after the boot timeout and stops QEMU; destroy releases everything.
+    let rt =
+        MicrovmRuntime::new(options(&tmp.path().join("state"), Duration::from_secs(15))).unwrap();
+    let mut spec = spec(&rootfs, "sleep 1000", 128);
+    spec.config.guest.kernel_args = ["rdinit=/bin/busybox", "--", "sleep", "1000"]
+        .map(String::from)
+        .to_vec();
+    let t0 = Instant::now();
+    let err = rt.start(&spec).await.unwrap_err().to_string();
+    assert!(err.contains("did not boot within 15s"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(60));
+    assert!(
+        rt.reattach(&spec.id).await.unwrap().is_none(),
+        "QEMU was stopped"
+    );
+    rt.destroy(&spec.id).await.unwrap();
+    rt.network().remove().unwrap();
+    assert!(
+        !tmp.path()
+            .join("state/machines")
+            .join(spec.id.as_str())
+            .exists()
+    );
+}
