@@ -230,7 +230,9 @@ pub trait Runtime: Send + Sync + 'static {
         match tokio::time::timeout(timeout, self.wait(id)).await {
             Ok(r) => r,
             Err(_) => {
-                tracing::info!(machine = %id, ?timeout, "machine ignored {signal}; killing it");
+                if signal != Signal::KILL {
+                    tracing::info!(machine = %id, ?timeout, "machine ignored {signal}; killing it");
+                }
                 self.kill(id).await?;
                 self.wait(id).await
             }
