@@ -530,7 +530,7 @@ fn dev_up_survives_a_clean_stop_and_start() {
     let stdout = dev.stdout();
     assert!(
         stdout.contains(
-            "on the next `aloft dev up` the agent finds them gone and applies their restart policy"
+            "the next `aloft dev up` reattaches those still running and applies the restart policy to the others"
         ),
         "{}",
         dev.logs()

@@ -7,8 +7,8 @@ use crate::process;
 use crate::run::{self, Options};
 use aloft_types::api::ExecResponse;
 use aloft_types::init::{
-    CONTROL_PORT, ControlEvent, ControlOp, ControlReply, ControlRequest, ControlResult, EXIT_PORT,
-    ExitReport, GuestMessage, InitConfig, Sysinfo, VM_CONFIG_PATH,
+    CONTROL_PORT, ControlOp, ControlReply, ControlRequest, ControlResult, EXIT_PORT, ExitReport,
+    GuestMessage, InitConfig, Sysinfo, VM_CONFIG_PATH,
 };
 use rustix::mount::{MountFlags, mount, mount_move};
 use std::ffi::CString;
@@ -37,20 +37,18 @@ pub fn main() -> i32 {
         exit_file: "/.aloft/exit.json".into(),
         system_setup: true,
     };
+    // Requests are served once the process runs: the host counts the machine as started when
+    // init answers. No unsolicited events are sent: a write to a virtio port blocks while the
+    // host is not connected, and the exit report has its own port.
     let control = Control::open();
     let report = {
-        let control = control.clone();
         let cfg2 = cfg.clone();
-        run::run(&cfg, &opts, &move |pid| {
+        run::run(&cfg, &opts, &move |_pid| {
             if let Some(c) = &control {
                 c.serve(cfg2.clone());
-                c.send(&GuestMessage::Event(ControlEvent::Started { pid }));
             }
         })
     };
-    if let Some(c) = &control {
-        c.send(&GuestMessage::Event(ControlEvent::Exited(report.clone())));
-    }
     finish(&report)
 }
 

@@ -8,7 +8,9 @@
 //!
 //! In a microVM the agent talks to init over the virtio-serial port [`CONTROL_PORT`]:
 //! newline-delimited JSON, one [`ControlRequest`] per line from the host, one [`ControlReply`]
-//! per request (matched by `id`, in any order) plus unsolicited [`ControlEvent`]s from the guest.
+//! per request (matched by `id`, in any order). Init serves requests once the machine's process
+//! runs. ([`ControlEvent`]s are reserved: a guest's write to a virtio port blocks while the host
+//! is not connected, so init sends none yet.)
 //! In gVisor the same operations go through `runsc exec` of `aloft-init exec|ps` instead.
 
 use serde::{Deserialize, Serialize};
