@@ -300,6 +300,17 @@ impl GvisorRuntime {
 
     /// After the sandbox ended: remove it and unmount its root filesystem (idempotent).
     async fn teardown_run(&self, id: &MachineId) {
+        // runsc keeps `<id>_sandbox:<id>.state` in its root while it knows the container;
+        // without one there is nothing to delete (and no Go process to spawn on the start path).
+        let known = fs::read_dir(self.runsc_root()).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(id.as_str()))
+        });
+        if !known {
+            Self::unmount(&self.dir(id));
+            return;
+        }
         let _ = self
             .runsc_cmd(id)
             .args(["delete", "--force", id.as_str()])

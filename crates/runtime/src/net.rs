@@ -79,6 +79,8 @@ pub struct HostNetwork {
     opts: NetworkOptions,
     file: PathBuf,
     leases: Mutex<BTreeMap<String, MachineNet>>,
+    /// The org prefixes the nftables rules were last written for.
+    applied: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 fn run(program: &'static str, args: &[&str]) -> Result<String, NetError> {
@@ -114,6 +116,49 @@ fn ip_in(netns: &Path, args: &[&str]) -> Result<String, NetError> {
     run("nsenter", &all)
 }
 
+/// Several `ip` commands in one process (`ip -batch -`), inside `netns` if given.
+fn ip_batch(netns: Option<&Path>, lines: &[String]) -> Result<(), NetError> {
+    use std::io::Write;
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg("ip");
+            c
+        }
+        None => Command::new("ip"),
+    };
+    let mut child = cmd
+        .args(["-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                NetError::Missing("ip", "iproute2")
+            } else {
+                NetError::Io("running ip".into(), e)
+            }
+        })?;
+    let script = lines.join("\n") + "\n";
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(|e| NetError::Io("writing to ip".into(), e))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NetError::Io("running ip".into(), e))?;
+    if !out.status.success() {
+        return Err(NetError::Command {
+            cmd: format!("ip -batch - <<EOF\n{script}EOF"),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// A short stable tag for interface names (15 bytes at most): 8 hex digits of the id's hash.
 fn tag(id: &str) -> String {
     // FNV-1a: stable across builds, unlike std's hasher.
@@ -144,6 +189,7 @@ impl HostNetwork {
             opts,
             file,
             leases: Mutex::new(leases),
+            applied: Mutex::new(None),
         };
         net.ensure_bridge()?;
         net.ensure_rules()?;
@@ -183,8 +229,26 @@ impl HostNetwork {
         Ok(())
     }
 
-    /// The nftables tables of this bridge, rebuilt from the machines it has.
+    /// The nftables tables of this bridge, rebuilt from the machines it has when the set of orgs
+    /// on the host changed (or on the first call).
     fn ensure_rules(&self) -> Result<(), NetError> {
+        let orgs: std::collections::BTreeSet<String> = self
+            .leases
+            .lock()
+            .expect("lock")
+            .values()
+            .map(|m| org_prefix(m.ipv6))
+            .collect();
+        let mut applied = self.applied.lock().expect("lock");
+        if applied.as_ref() == Some(&orgs) {
+            return Ok(());
+        }
+        self.write_rules(&orgs)?;
+        *applied = Some(orgs);
+        Ok(())
+    }
+
+    fn write_rules(&self, orgs: &std::collections::BTreeSet<String>) -> Result<(), NetError> {
         let br = &self.opts.bridge;
         let (net, len) = self.opts.subnet_v4;
         let mut script = format!(
@@ -204,13 +268,6 @@ impl HostNetwork {
                  ether type ip drop\n\
                  ip6 daddr ff00::/8 accept\n"
         );
-        let orgs: std::collections::BTreeSet<String> = self
-            .leases
-            .lock()
-            .expect("lock")
-            .values()
-            .map(|m| org_prefix(m.ipv6))
-            .collect();
         for p in orgs {
             script.push_str(&format!(
                 "                 ip6 saddr {p} ip6 daddr != {p} drop\n"
@@ -277,30 +334,43 @@ impl HostNetwork {
         }
         let ready = ip_in(&ns_path, &["-o", "addr", "show", "dev", "eth0"])
             .is_ok_and(|out| out.contains(&m.ipv4.to_string()));
-        if !ready {
+        let br = &self.opts.bridge;
+        let route = format!("route replace {}/128 dev {br}", m.ipv6);
+        if ready {
+            ip_batch(
+                None,
+                &[format!("link set {} master {br} up", m.host_if), route],
+            )?;
+        } else {
             let peer = format!("alp{}", tag(id));
             let _ = ip(&["link", "del", &m.host_if]);
-            ip(&[
-                "link", "add", &m.host_if, "type", "veth", "peer", "name", &peer,
-            ])?;
-            ip(&["link", "set", &peer, "netns", &ns_name])?;
-            ip_in(&ns_path, &["link", "set", &peer, "name", "eth0"])?;
-            ip_in(&ns_path, &["addr", "add", &m.ipv4_cidr(), "dev", "eth0"])?;
-            ip_in(
-                &ns_path,
-                &["-6", "addr", "add", &m.ipv6_cidr(), "dev", "eth0", "nodad"],
+            // Two `ip -batch` runs (host side, then inside the namespace) instead of a process
+            // per command: this is on every machine's start path.
+            ip_batch(
+                None,
+                &[
+                    format!(
+                        "link add {} type veth peer name {peer} netns {ns_name}",
+                        m.host_if
+                    ),
+                    format!("link set {} master {br} up", m.host_if),
+                    route,
+                ],
             )?;
-            ip_in(&ns_path, &["link", "set", "eth0", "up"])?;
-            ip_in(&ns_path, &["link", "set", "lo", "up"])?;
-            let gw = m.gateway_v4.to_string();
-            ip_in(&ns_path, &["route", "add", "default", "via", &gw])?;
-            ip_in(
-                &ns_path,
-                &["-6", "route", "add", "fdaa::/16", "dev", "eth0"],
+            ip_batch(
+                Some(&ns_path),
+                &[
+                    format!("link set {peer} name eth0"),
+                    format!("addr add {} dev eth0", m.ipv4_cidr()),
+                    format!("addr add {} dev eth0 nodad", m.ipv6_cidr()),
+                    "link set eth0 up".into(),
+                    "link set lo up".into(),
+                    format!("route add default via {}", m.gateway_v4),
+                    "route add fdaa::/16 dev eth0".into(),
+                ],
             )?;
         }
-        ip(&["link", "set", &m.host_if, "master", &self.opts.bridge, "up"])?;
-        self.route_and_rules(&m)?;
+        self.ensure_rules()?;
         Ok(m)
     }
 
