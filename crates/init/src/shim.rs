@@ -5,7 +5,8 @@
 //! It detaches first (a copy of itself in its own process group, the caller's process returns
 //! once the copy has written `DIR/shim.pid`), so machines outlive the agent that started them.
 //! The copy enters the network namespace PATH if one is given, runs CMD with stdin on /dev/null,
-//! records its pid in `DIR/child.pid`, appends every line CMD writes to stdout or stderr to
+//! records its pid in `DIR/child.pid` (as a child subreaper, it also adopts what CMD leaves
+//! running when it daemonizes, and waits for all of it), appends every line CMD writes to stdout or stderr to
 //! `DIR/log.jsonl` as a timestamped [`LogLine`] (rotated to `log.jsonl.1` past
 //! [`LOG_ROTATE_BYTES`]), and when CMD exits writes `DIR/status.json` ([`ShimStatus`]) atomically
 //! and exits itself.
@@ -160,6 +161,8 @@ fn supervise(args: &Args) -> io::Result<()> {
         )
         .map_err(|e| io::Error::other(format!("cannot enter {}: {e}", ns.display())))?;
     }
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| io::Error::other(format!("cannot become a subreaper: {e}")))?;
     let mut child = Command::new(&args.cmd[0])
         .args(&args.cmd[1..])
         .stdin(Stdio::null())
@@ -195,11 +198,37 @@ fn supervise(args: &Args) -> io::Result<()> {
     let writer = std::thread::spawn(move || write_log(&log, rx));
 
     let status = child.wait()?;
+    let mut st = exit_of(status);
+    // A runtime that daemonizes (`runsc run --detach`) leaves its processes to us, the
+    // subreaper: the machine runs until the last of them has exited, and that one's status is
+    // the machine's.
+    if st.exit_code == 0 {
+        while let Ok(Some((_, s))) = rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            st = match (s.exit_status(), s.terminating_signal()) {
+                (Some(code), _) => ShimStatus {
+                    exit_code: code,
+                    signal: None,
+                },
+                (None, Some(sig)) => ShimStatus {
+                    exit_code: 128 + sig,
+                    signal: Some(sig),
+                },
+                _ => st,
+            };
+        }
+    }
     for r in readers {
         let _ = r.join();
     }
     let _ = writer.join();
-    let st = match (status.code(), status.signal()) {
+    write_atomic(
+        &args.dir.join("status.json"),
+        &serde_json::to_vec(&st).expect("serializable"),
+    )
+}
+
+fn exit_of(status: std::process::ExitStatus) -> ShimStatus {
+    match (status.code(), status.signal()) {
         (Some(code), _) => ShimStatus {
             exit_code: code,
             signal: None,
@@ -212,11 +241,7 @@ fn supervise(args: &Args) -> io::Result<()> {
             exit_code: -1,
             signal: None,
         },
-    };
-    write_atomic(
-        &args.dir.join("status.json"),
-        &serde_json::to_vec(&st).expect("serializable"),
-    )
+    }
 }
 
 fn read_lines(stream: &'static str, pipe: Box<dyn Read + Send>, tx: &mpsc::Sender<LogLine>) {
