@@ -271,7 +271,7 @@ def bench_microvm(layout, work):
         wait_accept(ip, timeout=300)
         aloft_t.append(time.monotonic() - t0)
         qemu = [p for p in pids_mentioning(mid)
-                if open(f"/proc/{p}/cmdline", "rb").read().startswith(b"qemu")]
+                if b"qemu-system" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0]]
         rss.append(rss_kb(pids_mentioning(mid)))
         cmdline = open(f"/proc/{qemu[0]}/cmdline", "rb").read().split(b"\0")[:-1]
         cmdline = [c.decode() for c in cmdline]
