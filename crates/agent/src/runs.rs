@@ -292,7 +292,10 @@ impl Agent {
                 None
             }
         };
-        self.process_exited(&mut m, status, None).await
+        // Why the process could not start, when the guest's init said (e.g. a missing
+        // entrypoint): the exit event carries it.
+        let message = self.inner.runtime.exit_message(&id).await;
+        self.process_exited(&mut m, status, message).await
     }
 
     /// The machine's process ended by itself (`status` `None`: how is not known). Records the

@@ -241,9 +241,50 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         .unwrap_or_else(|| panic!("no exit event: {m:#}"));
     assert_eq!(exit["request"]["exit_event"]["exit_code"], 3, "{exit:#}");
 
+    // An entrypoint that is not in the image: the exit event says so (127, and init's sentence).
+    let _ = dev.aloft(&[
+        "machine",
+        "run",
+        "web:v1",
+        "-a",
+        "web",
+        "--name",
+        "missing",
+        "--restart",
+        "no",
+        "--entrypoint",
+        "/app/server",
+    ]);
+    let list = dev
+        .aloft(&["machine", "list", "-a", "web", "--json"])
+        .json();
+    let missing = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "missing")
+        .and_then(|m| m["id"].as_str())
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state_of(&dev, "web", &missing) != "stopped" {
+        assert!(Instant::now() < deadline, "the machine never stopped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = machine_json(&dev, "web", &missing);
+    let exit = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "exit")
+        .unwrap_or_else(|| panic!("no exit event: {m:#}"));
+    assert_eq!(exit["request"]["exit_event"]["exit_code"], 127, "{exit:#}");
+    let message = exit["request"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`/app/server` was not found"), "{exit:#}");
+
     // Destroy: no process, network namespace or file of the machines is left.
     let runtime_dir = data.join("runtime/machines");
-    for id in ids.iter().chain([&failing]) {
+    for id in ids.iter().chain([&failing, &missing]) {
         dev.aloft(&["machine", "destroy", id, "-a", "web", "--force"])
             .ok();
         assert!(

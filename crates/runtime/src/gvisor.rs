@@ -590,6 +590,14 @@ impl Runtime for GvisorRuntime {
         }
     }
 
+    async fn exit_message(&self, id: &MachineId) -> Option<String> {
+        let text = fs::read_to_string(self.dir(id).join("upper/.aloft/exit.json")).ok()?;
+        text.lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<ExitReport>(l.trim()).ok())?
+            .error
+    }
+
     async fn reattach(&self, id: &MachineId) -> Result<Option<Running>, RuntimeError> {
         let dir = self.dir(id);
         if !supervise::is_running(&dir) {

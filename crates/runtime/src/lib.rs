@@ -207,6 +207,13 @@ pub trait Runtime: Send + Sync + 'static {
         )))
     }
 
+    /// After a run ended: why its process could not start, when the guest said (init's
+    /// report), for the machine's exit event.
+    async fn exit_message(&self, id: &MachineId) -> Option<String> {
+        let _ = id;
+        None
+    }
+
     /// Releases everything the machine holds (it must not be running).
     async fn destroy(&self, id: &MachineId) -> Result<(), RuntimeError>;
 
