@@ -200,11 +200,12 @@ fn supervise(args: &Args) -> io::Result<()> {
     let status = child.wait()?;
     let mut st = exit_of(status);
     // A runtime that daemonizes (`runsc run --detach`) leaves its processes to us, the
-    // subreaper: the machine runs until the last of them has exited, and that one's status is
-    // the machine's.
+    // subreaper: the machine runs until the last of them has exited. Its status is the first
+    // abnormal one (a signal or a non-zero code: the sandbox killed by the OOM killer, say),
+    // else 0.
     if st.exit_code == 0 {
         while let Ok(Some((_, s))) = rustix::process::wait(rustix::process::WaitOptions::empty()) {
-            st = match (s.exit_status(), s.terminating_signal()) {
+            let this = match (s.exit_status(), s.terminating_signal()) {
                 (Some(code), _) => ShimStatus {
                     exit_code: code,
                     signal: None,
@@ -213,8 +214,11 @@ fn supervise(args: &Args) -> io::Result<()> {
                     exit_code: 128 + sig,
                     signal: Some(sig),
                 },
-                _ => st,
+                _ => continue,
             };
+            if st.exit_code == 0 {
+                st = this;
+            }
         }
     }
     for r in readers {
