@@ -5,8 +5,9 @@
 //! - none (or `init`): PID 1. In a gVisor sandbox it reads `/.aloft/config.json`
 //!   ([`aloft_types::init::InitConfig`]), sets the machine up (hostname, `/etc/hosts`, files),
 //!   runs the process with its environment and user, forwards signals, reaps orphans, and writes
-//!   an [`aloft_types::init::ExitReport`] to `/.aloft/exit.json` before it exits with the
-//!   process's code. Tests run it as a normal process:
+//!   an [`aloft_types::init::ExitReport`] to `/.aloft/exit.json`; then it stops what the process
+//!   left running (SIGTERM, a short grace, SIGKILL) and exits with the process's code. Tests
+//!   run it as a normal process:
 //!   `aloft-init init --config FILE --exit-file FILE --no-system-setup`.
 //! - `exec [--config FILE] -- ARGV...`: runs ARGV with the main process's environment, user and
 //!   working directory (what `aloft machine exec` runs through `runsc exec`).
@@ -19,6 +20,7 @@
 //! It is linked statically (`scripts/build-init.sh`) because it runs inside images that may have
 //! no C library at all.
 
+mod netlink;
 mod process;
 mod ps;
 mod run;
@@ -96,6 +98,8 @@ fn init(args: &[String]) -> i32 {
             opts.exit_file.display()
         );
     }
+    // What the process left running ends with it.
+    run::stop_remaining(run::STOP_GRACE);
     report.exit_code
 }
 

@@ -3,6 +3,7 @@
 //! command gets exactly the main process's environment.
 
 use aloft_types::init::InitProcess;
+use rustix::process::{Gid, Uid};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +19,8 @@ pub struct User {
     pub uid: u32,
     pub gid: u32,
     pub home: String,
+    /// Supplementary groups: the image's `/etc/group` entries that list the user by name.
+    pub groups: Vec<u32>,
 }
 
 /// Resolves `user`, `uid`, `user:group` or `uid:gid` under `root` (`/` in a machine).
@@ -26,6 +29,7 @@ pub fn resolve_user(spec: &str, root: &Path) -> Result<User, String> {
         uid: 0,
         gid: 0,
         home: "/root".into(),
+        groups: Vec::new(),
     };
     if spec.is_empty() {
         return Ok(root_user);
@@ -39,18 +43,31 @@ pub fn resolve_user(spec: &str, root: &Path) -> Result<User, String> {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 6 && (f[0] == user || f[2] == user)).then(|| {
             (
+                f[0].to_string(),
                 f[2].parse::<u32>().ok(),
                 f[3].parse::<u32>().ok(),
                 f[5].to_string(),
             )
         })
     });
-    let mut resolved = match (entry, user.parse::<u32>()) {
-        (Some((Some(uid), Some(gid), home)), _) => User { uid, gid, home },
-        (_, Ok(uid)) => User {
+    let group_file = fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+    // -1 means "unchanged" to the kernel's set*id calls: never a user or group.
+    let valid = |id: u32| (id != u32::MAX).then_some(id);
+    let mut resolved = match (entry, user.parse::<u32>().ok().and_then(valid)) {
+        (Some((name, Some(uid), Some(gid), home)), _) if valid(uid).and(valid(gid)).is_some() => {
+            User {
+                uid,
+                gid,
+                home,
+                groups: member_of(&group_file, &name),
+            }
+        }
+        // As Docker and runc do: a uid the image does not know runs with gid 0.
+        (_, Some(uid)) => User {
             uid,
-            gid: uid,
+            gid: 0,
             home: "/".into(),
+            groups: Vec::new(),
         },
         _ => {
             return Err(format!(
@@ -59,25 +76,36 @@ pub fn resolve_user(spec: &str, root: &Path) -> Result<User, String> {
         }
     };
     if let Some(group) = group {
-        resolved.gid = match group.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => {
-                let groups = fs::read_to_string(root.join("etc/group")).unwrap_or_default();
-                groups
-                    .lines()
-                    .find_map(|l| {
-                        let f: Vec<&str> = l.split(':').collect();
-                        (f.len() >= 3 && f[0] == group).then(|| f[2].parse::<u32>().ok())?
-                    })
-                    .ok_or_else(|| {
-                        format!(
-                            "group `{group}` is not in the image's /etc/group; use a numeric gid"
-                        )
-                    })?
-            }
+        resolved.gid = match group.parse::<u32>().ok().and_then(valid) {
+            Some(gid) => gid,
+            None => group_file
+                .lines()
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() >= 3 && f[0] == group).then(|| f[2].parse::<u32>().ok())?
+                })
+                .ok_or_else(|| {
+                    format!("group `{group}` is not in the image's /etc/group; use a numeric gid")
+                })?,
         };
     }
     Ok(resolved)
+}
+
+/// The gids of the groups in `group_file` (`/etc/group`) that list `user` as a member.
+fn member_of(group_file: &str, user: &str) -> Vec<u32> {
+    let mut gids: Vec<u32> = group_file
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 4 && f[3].split(',').any(|m| m.trim() == user))
+                .then(|| f[2].parse().ok())?
+        })
+        .filter(|gid| *gid != u32::MAX)
+        .collect();
+    gids.sort_unstable();
+    gids.dedup();
+    gids
 }
 
 /// The process's environment: the config's, plus `HOME` and `PATH` when it has none.
@@ -143,9 +171,30 @@ pub fn command(process: &InitProcess, argv: &[String], root: &Path) -> Result<Co
             &process.working_dir
         });
     if user.uid != 0 || user.gid != 0 {
-        cmd.uid(user.uid).gid(user.gid);
+        switch_user(&mut cmd, &user);
     }
     Ok(cmd)
+}
+
+/// Makes `cmd` run as `user`, with its supplementary groups (which `Command::uid` would drop:
+/// setting them is unstable in std).
+fn switch_user(cmd: &mut Command, user: &User) {
+    let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    let (uid, gid) = (Uid::from_raw(user.uid), Gid::from_raw(user.gid));
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // work is allowed: it allocates nothing (the groups were collected before the fork) and makes
+    // three raw system calls. The child has a single thread, so the per-thread calls (no libc
+    // setxid broadcast) change the whole process, in the order the kernel needs: groups and gid
+    // while still root, the uid last.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::thread::set_thread_groups(&groups)?;
+            rustix::thread::set_thread_gid(gid)?;
+            rustix::thread::set_thread_uid(uid)?;
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]
@@ -161,7 +210,11 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n",
         )
         .unwrap();
-        fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:app\naudio:x:60:root,app\nnobody:x:70:\n",
+        )
+        .unwrap();
         let r = |s| resolve_user(s, dir.path());
         assert_eq!(r("").unwrap().uid, 0);
         assert_eq!(
@@ -169,12 +222,22 @@ mod tests {
             User {
                 uid: 1000,
                 gid: 1001,
-                home: "/home/app".into()
+                home: "/home/app".into(),
+                groups: vec![50, 60],
             }
         );
         assert_eq!(r("app:staff").unwrap().gid, 50);
         assert_eq!(r("1000:7").unwrap().gid, 7);
-        assert_eq!(r("4242").unwrap().uid, 4242);
+        assert_eq!(
+            r("4242").unwrap(),
+            User {
+                uid: 4242,
+                gid: 0,
+                home: "/".into(),
+                groups: vec![],
+            }
+        );
+        assert!(r("4294967295").is_err());
         assert!(r("nobody-here").unwrap_err().contains("/etc/passwd"));
         assert!(r("app:nogroup").unwrap_err().contains("/etc/group"));
     }

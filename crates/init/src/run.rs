@@ -21,6 +21,9 @@ pub struct Options {
     pub system_setup: bool,
 }
 
+/// How long processes left behind by the main process get between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// The pid of the main process, for the signal forwarder (0 until it runs).
 static MAIN_PID: AtomicI32 = AtomicI32::new(0);
 
@@ -146,23 +149,113 @@ pub fn wait_child(pid: i32, timeout: Duration) -> Option<(i32, i32)> {
 }
 
 /// Reaps every child until `main` exits; returns its status. Other children's statuses go to
-/// [`REAPED`] (bounded: orphans nobody waits for are forgotten).
+/// [`REAPED`].
 fn reap_until(main: i32) -> Option<rustix::process::WaitStatus> {
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == main => return Some(status),
-            Ok(Some((pid, status))) => {
-                let mut reaped = REAPED.lock().unwrap_or_else(|e| e.into_inner());
-                if reaped.len() > 1024 {
-                    reaped.pop_first();
-                }
-                reaped.insert(pid.as_raw_nonzero().get(), code_and_signal(status));
-                REAPED_CHANGED.notify_all();
-            }
+            Ok(Some((pid, status))) => record(pid.as_raw_nonzero().get(), status),
             Ok(None) => continue,
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return None,
         }
+    }
+}
+
+/// Records a reaped child for [`wait_child`] (bounded: orphans nobody waits for are forgotten).
+fn record(pid: i32, status: rustix::process::WaitStatus) {
+    let mut reaped = REAPED.lock().unwrap_or_else(|e| e.into_inner());
+    if reaped.len() > 1024 {
+        reaped.pop_first();
+    }
+    reaped.insert(pid, code_and_signal(status));
+    REAPED_CHANGED.notify_all();
+}
+
+/// Reaps every child that has exited, without waiting.
+fn reap_exited() {
+    while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
+        record(pid.as_raw_nonzero().get(), status);
+    }
+}
+
+/// The live (not zombie) processes below `ancestor`, from `/proc`. As PID 1 that is every
+/// process of the machine but kernel threads; as a subreaper, what the main process left.
+fn descendants(ancestor: u32) -> Vec<u32> {
+    let mut parent = BTreeMap::new();
+    let mut live = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let Some(ppid) = f.next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        parent.insert(pid, ppid);
+        if state != "Z" && state != "X" {
+            live.push(pid);
+        }
+    }
+    live.retain(|&pid| {
+        let mut p = pid;
+        // Bounded walk: a pid reused mid-scan cannot make it loop.
+        for _ in 0..64 {
+            match parent.get(&p) {
+                Some(&pp) if pp == ancestor => return true,
+                Some(&pp) if pp > 1 && pp != p => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    });
+    live
+}
+
+/// After the main process: SIGTERM to every process still running below init, up to `grace`
+/// for them to exit, then SIGKILL; reaps them all. Returns how many were left.
+pub fn stop_remaining(grace: Duration) -> usize {
+    let me = std::process::id();
+    reap_exited();
+    let left = descendants(me);
+    let count = left.len();
+    let signal_all = |pids: &[u32], sig: Signal| {
+        for &p in pids {
+            if let Some(pid) = Pid::from_raw(p as i32) {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        }
+    };
+    signal_all(&left, Signal::TERM);
+    let mut deadline = Instant::now() + grace;
+    let mut killed = false;
+    loop {
+        reap_exited();
+        let left = descendants(me);
+        if left.is_empty() {
+            return count;
+        }
+        if Instant::now() > deadline {
+            if killed {
+                eprintln!(
+                    "aloft-init: {} processes did not end after SIGKILL",
+                    left.len()
+                );
+                return count;
+            }
+            signal_all(&left, Signal::KILL);
+            killed = true;
+            deadline = Instant::now() + Duration::from_secs(2);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -71,6 +71,7 @@ fn finish(report: &ExitReport) -> i32 {
         let _ = f.write_all(&line);
         let _ = f.flush();
     }
+    run::stop_remaining(run::STOP_GRACE);
     rustix::fs::sync();
     let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
     report.exit_code
@@ -125,7 +126,7 @@ fn boot(cfg: &InitConfig) -> Result<(), String> {
     })
     .map_err(|e| format!("mounting the root disk {}: {e}", vm.root_device))?;
     if let Some(net) = &cfg.network {
-        configure_network(net)?;
+        crate::netlink::configure(net)?;
     }
     fs::create_dir_all("/newroot/.aloft").map_err(|e| format!("creating /.aloft: {e}"))?;
     fs::copy(VM_CONFIG_PATH, "/newroot/.aloft/config.json")
@@ -139,62 +140,6 @@ fn boot(cfg: &InitConfig) -> Result<(), String> {
     mount_move(".", "/").map_err(|e| format!("moving the root disk to /: {e}"))?;
     rustix::process::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
-    Ok(())
-}
-
-/// Interfaces and routes, with the busybox `ip` of the initramfs (a netlink client of our own
-/// is still to come).
-fn configure_network(net: &aloft_types::init::NetworkConfig) -> Result<(), String> {
-    let ip = |args: &[&str]| -> Result<(), String> {
-        let out = std::process::Command::new("/bin/busybox")
-            .arg("ip")
-            .args(args)
-            .output()
-            .map_err(|e| format!("running ip: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    let dev = net.interface.as_str();
-    ip(&["link", "set", "lo", "up"])?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new("/sys/class/net").join(dev).exists() {
-        if Instant::now() > deadline {
-            return Err(format!("the network interface {dev} did not appear"));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if let Some(mtu) = net.mtu {
-        ip(&["link", "set", dev, "mtu", &mtu.to_string()])?;
-    }
-    ip(&["link", "set", dev, "up"])?;
-    // The address is the machine's alone: skip duplicate address detection, which would hold
-    // it back for a second or more.
-    for conf in ["all", "default", dev] {
-        let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/accept_dad"), "0");
-    }
-    for a in &net.addresses {
-        if a.contains(':') {
-            ip(&["-6", "addr", "add", a, "dev", dev])?;
-        } else {
-            ip(&["addr", "add", a, "dev", dev])?;
-        }
-    }
-    if let Some(gw) = &net.gateway_v4 {
-        ip(&["route", "add", "default", "via", gw])?;
-    }
-    for r in &net.routes_v6 {
-        match &r.gateway {
-            Some(gw) => ip(&["-6", "route", "add", &r.destination, "via", gw, "dev", dev])?,
-            None => ip(&["-6", "route", "add", &r.destination, "dev", dev])?,
-        }
-    }
     Ok(())
 }
 

@@ -178,3 +178,104 @@ fn the_shim_detaches_logs_every_line_and_records_the_exit() {
     );
     assert!(lines.iter().all(|l| l["timestamp"].as_i64().unwrap() > 0));
 }
+
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with(['Z', 'X']))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[test]
+fn what_the_process_leaves_running_is_stopped_when_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two processes outlive the main one: one ends on SIGTERM, one ignores it.
+    let cfg = config(
+        dir.path(),
+        "sleep 30 & echo $! > polite.pid; \
+         sh -c 'trap \"\" TERM; echo $$ > stubborn.pid; while true; do sleep 0.05; done' & \
+         while [ ! -s stubborn.pid ]; do sleep 0.01; done; \
+         exit 4",
+    );
+    let started = Instant::now();
+    let out = init(dir.path(), &cfg).output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(report(dir.path()).exit_code, 4);
+    // The one ignoring SIGTERM had its grace period, then SIGKILL.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    for f in ["polite.pid", "stubborn.pid"] {
+        let pid: u32 = fs::read_to_string(dir.path().join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!alive(pid), "{f} ({pid}) still runs");
+    }
+}
+
+#[test]
+fn the_process_runs_as_the_configured_user_without_roots_groups() {
+    let euid = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")
+                .map(|r| r.split_whitespace().nth(1).map(str::to_string))
+        })
+        .flatten();
+    let has_nobody = fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("nobody:x:65534:65534:"));
+    if euid.as_deref() != Some("0") || !has_nobody {
+        eprintln!("\n*** SKIPPED: needs root and a `nobody` (65534) user ***\n");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "echo $(id -u) $(id -g) $(id -G) $HOME");
+    cfg.files.clear();
+    cfg.process.working_dir = "/".into();
+    cfg.process.user = "nobody".into();
+    let out = init(dir.path(), &cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let home = fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(5).map(str::to_string))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("65534 65534 65534 {home}")
+    );
+
+    cfg.process.user = "1234:4321".into();
+    cfg.process.argv = vec!["sh".into(), "-c".into(), "echo $(id -u) $(id -g)".into()];
+    let out = init(dir.path(), &cfg).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1234 4321");
+}
+
+#[test]
+fn an_unknown_user_is_reported_with_code_126() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "true");
+    cfg.process.user = "no-such-user-here".into();
+    let out = init(dir.path(), &cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    let r = report(dir.path());
+    assert!(r.error.unwrap().contains("no-such-user-here"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-user-here"));
+}
+
+#[test]
+fn ps_lists_processes_as_json() {
+    let out = Command::new(BIN).arg("ps").output().unwrap();
+    assert!(out.status.success());
+    let list: Vec<aloft_types::api::ProcessInfo> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list.iter().any(|p| p.command.contains("aloft-init")));
+}

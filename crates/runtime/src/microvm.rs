@@ -3,7 +3,7 @@
 //!
 //! - Kernel: `<kernel_dir>/<version>/vmlinuz` and its modules, fetched by
 //!   `scripts/guest-kernel.sh`.
-//! - Initramfs: aloft-init as `/init`, busybox (for `ip`), and the modules init loads (virtio
+//! - Initramfs: aloft-init as `/init`, busybox (a rescue shell), and the modules init loads (virtio
 //!   MMIO, block, net, console, ext4 and their dependencies from `modules.dep`), built once per
 //!   kernel and init binary and cached; per start, a small second archive with the machine's
 //!   [`aloft_types::init::InitConfig`] is appended (concatenated cpio archives are one initramfs).

@@ -5,22 +5,70 @@
 mod common;
 
 use aloft_runtime::gvisor::{GvisorOptions, GvisorRuntime};
+use aloft_runtime::net::NetworkOptions;
 use aloft_runtime::{Runtime, find_init_binary};
 use aloft_types::signal::Signal;
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const TOOLS: &[(&str, &str)] = &[("runsc", "runsc"), ("ip", "iproute2"), ("nft", "nftables")];
 
-fn runtime(state: &Path) -> GvisorRuntime {
-    GvisorRuntime::new(GvisorOptions {
+fn options(state: &Path, network: NetworkOptions) -> GvisorOptions {
+    GvisorOptions {
         state_dir: state.to_path_buf(),
         init_binary: find_init_binary().unwrap(),
-        network: network(),
+        network,
         runsc: None,
-    })
-    .unwrap()
+    }
+}
+
+/// A runtime on a bridge of the test's own, and a guard that tears everything down if the test
+/// fails half-way (the passing path cleans up itself, and checks that it did).
+fn runtime(state: &Path) -> (GvisorRuntime, Cleanup) {
+    let opts = options(state, network());
+    let guard = Cleanup(opts.clone());
+    (GvisorRuntime::new(opts).unwrap(), guard)
+}
+
+/// On a panic: destroys the machines left in the state dir and removes the test's bridge, so a
+/// failed test leaves no sandboxes, namespaces, mounts or bridges behind.
+struct Cleanup(GvisorOptions);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let opts = self.0.clone();
+        // A runtime of its own on another thread: the test's runtime is unwinding.
+        let _ = std::thread::spawn(move || {
+            let Ok(tokio) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let machines: Vec<PathBuf> = std::fs::read_dir(opts.state_dir.join("machines"))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            let Ok(rt) = GvisorRuntime::new(opts) else {
+                return;
+            };
+            tokio.block_on(async {
+                for dir in machines {
+                    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
+                        continue;
+                    };
+                    if let Some(id) = aloft_types::MachineId::parse(name) {
+                        let _ = rt.destroy(&id).await;
+                    }
+                }
+            });
+            let _ = rt.network().remove();
+        })
+        .join();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -28,7 +76,7 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     skip_unless!(TOOLS);
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
-    let rt = runtime(&tmp.path().join("state"));
+    let (rt, _cleanup) = runtime(&tmp.path().join("state"));
     let spec = spec(
         &rootfs,
         "echo started $FLY_MACHINE_ID; echo to-stderr >&2; exec httpd -f -p 8080 -h /srv",
@@ -132,9 +180,11 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
         .stdout;
     assert!(!ls.contains("scratch"), "{ls}");
 
-    // The agent goes away; a new runtime object finds the machine running and can wait on it.
+    // The agent goes away; a new runtime object (same state dir and bridge) finds the machine
+    // running and can wait on it.
+    let opts = options(&tmp.path().join("state"), rt.network().options().clone());
     drop(rt);
-    let rt = runtime(&tmp.path().join("state"));
+    let rt = GvisorRuntime::new(opts).unwrap();
     let found = rt.reattach(&spec.id).await.unwrap().expect("still running");
     assert_eq!(found.instance_id, "v1");
     assert!(get(&spec.private_ip).is_some());
@@ -154,7 +204,9 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(spec.id.as_str()), "{mounts}");
     assert!(get(&spec.private_ip).is_none());
+    let bridge = rt.network().options().bridge.clone();
     rt.network().remove().unwrap();
+    assert!(!Path::new("/sys/class/net").join(&bridge).exists());
 }
 
 async fn wait_exit(
@@ -172,7 +224,7 @@ async fn failures_are_reported_with_their_cause() {
     skip_unless!(TOOLS);
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
-    let rt = runtime(&tmp.path().join("state"));
+    let (rt, _cleanup) = runtime(&tmp.path().join("state"));
 
     // An entrypoint that does not exist: the run ends at once with 127 and a log line naming it.
     let mut missing = spec(&rootfs, "unused", 256);
@@ -240,7 +292,7 @@ async fn machines_of_different_orgs_cannot_reach_each_other() {
     skip_unless!(TOOLS);
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
-    let rt = runtime(&tmp.path().join("state"));
+    let (rt, _cleanup) = runtime(&tmp.path().join("state"));
     let serve = "exec httpd -f -p 8080 -h /srv";
     let with_org = |org: u32, n: u32| {
         let mut s = spec(&rootfs, serve, 256);

@@ -210,3 +210,65 @@ async fn a_command_that_cannot_run_fails_the_spawn_with_its_reason() {
     assert!(err.contains("/no/such/qemu"), "{err}");
     assert!(!supervise::is_running(&dir));
 }
+
+#[tokio::test]
+async fn the_process_runs_in_the_given_network_namespace() {
+    let Some(init) = shim_binary() else { return };
+    let root = fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        eprintln!("\n*** SKIPPED: network namespaces need root ***\n");
+        return;
+    }
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let ns = Netns(format!("aloft-sup-{}", std::process::id()));
+    let added = std::process::Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status();
+    if !added.is_ok_and(|s| s.success()) {
+        eprintln!("\n*** SKIPPED: `ip netns add` failed (apt-get install iproute2) ***\n");
+        return;
+    }
+    let path = PathBuf::from(format!("/var/run/netns/{}", ns.0));
+    let inode = {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&path).unwrap().ino()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m1");
+    supervise::spawn(
+        &init,
+        &dir,
+        Some(&path),
+        &["/bin/readlink", "/proc/self/ns/net"].map(OsString::from),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wait(&dir).await.exit_code, 0);
+    let logs = supervise::read_logs(&dir, 10);
+    assert_eq!(
+        logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        [format!("net:[{inode}]")]
+    );
+
+    // A namespace that does not exist fails the spawn, naming it.
+    let err = supervise::spawn(
+        &init,
+        &tmp.path().join("m2"),
+        Some(Path::new("/var/run/netns/aloft-no-such-ns")),
+        &["/bin/true"].map(OsString::from),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("aloft-no-such-ns"), "{err}");
+}
