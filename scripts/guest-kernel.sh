@@ -4,7 +4,9 @@
 #   <cache>/<version>/root/lib/modules/<version>/...   (with modules.dep from depmod)
 #   <cache>/current                                    (the version to use)
 #   scripts/guest-kernel.sh [--cache DIR]     # default /var/cache/aloft/kernel ($ALOFT_KERNEL_DIR)
-# Idempotent: returns at once when the kernel is cached. Installs kmod (depmod) when missing.
+# Idempotent: returns at once when the kernel is cached. Installs what microVMs need when missing:
+# qemu-system-x86 and qemu-utils (to run guests), kmod (depmod, here), e2fsprogs (mkfs.ext4 for
+# images' disks) and busybox-static (the initramfs's rescue shell).
 set -euo pipefail
 cache="${ALOFT_KERNEL_DIR:-/var/cache/aloft/kernel}"
 while [ $# -gt 0 ]; do
@@ -13,12 +15,21 @@ while [ $# -gt 0 ]; do
     *) echo "guest-kernel.sh: unknown argument $1 (use --cache DIR)" >&2; exit 2 ;;
   esac
 done
+export PATH="$PATH:/usr/sbin:/sbin"
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for pair in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils depmod:kmod mkfs.ext4:e2fsprogs \
+            busybox:busybox-static; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
+  apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+fi
 if [ -s "$cache/current" ] && [ -f "$cache/$(cat "$cache/current")/vmlinuz" ]; then
   exit 0
 fi
-export PATH="$PATH:/usr/sbin:/sbin"
-export DEBIAN_FRONTEND=noninteractive
-command -v depmod >/dev/null || apt-get install -y -qq kmod >/dev/null
 pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 if [ -z "$pkg" ]; then
   apt-get update -qq
@@ -28,7 +39,7 @@ fi
 echo "==> fetching the guest kernel ($pkg)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt-get download -qq "$pkg")
+(cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "$pkg")
 dpkg-deb -x "$work"/*.deb "$work/root"
 version=$(ls "$work/root/lib/modules")
 mkdir -p "$cache/$version.tmp"

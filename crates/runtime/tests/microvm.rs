@@ -5,7 +5,7 @@
 
 mod common;
 
-use aloft_runtime::microvm::{Accel, MicrovmOptions, MicrovmRuntime};
+use aloft_runtime::microvm::{Accel, MicrovmOptions, MicrovmRuntime, kvm_usable, tcg_tsc_khz};
 use aloft_runtime::{DEFAULT_KERNEL_DIR, Runtime, find_init_binary};
 use aloft_types::signal::Signal;
 use common::*;
@@ -61,7 +61,7 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     eprintln!("accel: {:?}", rt.accel());
     let spec = spec(
         &rootfs,
-        "echo booted $FLY_MACHINE_ID; trap 'echo bye; exit 0' TERM; httpd -f -p 8080 -h /srv & wait",
+        "touch /ran; echo booted $FLY_MACHINE_ID; trap 'echo bye; exit 0' TERM; httpd -f -p 8080 -h /srv & wait",
         256,
     );
     rt.create(&spec).await.unwrap();
@@ -73,7 +73,11 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     }
     eprintln!("booted in {:?}", t0.elapsed());
 
+    // Served on its 6PN address and on its IPv4 address on the bridge.
     let body = get_eventually(&spec.private_ip, Duration::from_secs(30));
+    assert!(body.contains("hello from busybox"), "{body}");
+    let ipv4 = rt.network().get(spec.id.as_str()).unwrap().ipv4.to_string();
+    let body = get_eventually(&ipv4, Duration::from_secs(30));
     assert!(body.contains("hello from busybox"), "{body}");
     let out = rt
         .exec(
@@ -129,6 +133,34 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     );
     assert!(logs.iter().any(|l| l.message.contains("bye")), "{logs:?}");
 
+    // The same machine again, from a fresh disk (no /ran), with a process that exits with 3.
+    let mut three = spec.clone();
+    three.image.as_mut().unwrap().process.argv = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "test -e /ran || exit 3".into(),
+    ];
+    let t0 = Instant::now();
+    rt.start(&three).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), rt.wait(&three.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status.exit_code, status.signal), (3, None), "{status:?}");
+    eprintln!("second run (boot + exit) in {:?}", t0.elapsed());
+
+    // An entrypoint that does not exist: a run that ends at once with 127, and init's reason.
+    let mut missing = spec.clone();
+    missing.image.as_mut().unwrap().process.argv = vec!["/no/such/program".into()];
+    rt.start(&missing).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), rt.wait(&missing.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.exit_code, 127, "{status:?}");
+    let why = rt.exit_message(&missing.id).await.unwrap_or_default();
+    assert!(why.contains("/no/such/program"), "{why}");
+
     rt.destroy(&spec.id).await.unwrap();
     assert!(
         !tmp.path()
@@ -163,10 +195,41 @@ async fn a_guest_that_never_boots_fails_its_start_and_releases_everything() {
     rt.destroy(&bogus.id).await.unwrap();
     rt.network().remove().unwrap();
 
+    // The host probes ran once for this state dir and are cached: KVM (a hang on KVM-PVM
+    // hosts, so TCG here) and, under TCG, the TSC frequency guests are given.
+    let state = tmp.path().join("state");
+    let rt = MicrovmRuntime::new(options(&state, Duration::from_secs(15))).unwrap();
+    let kernels = kernel_dir();
+    if std::path::Path::new("/dev/kvm").exists() {
+        assert!(state.join("kvm-probe").is_file());
+        let t0 = Instant::now();
+        let kvm = kvm_usable(&state, &kernels).unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "the verdict is cached"
+        );
+        assert_eq!(kvm, rt.accel() == Accel::Kvm);
+    }
+    if rt.accel() == Accel::Tcg {
+        // Guests are told the TSC frequency (their own calibration fails now and then under
+        // TCG, and they hang): the host's, give or take 0.1%.
+        let khz = tcg_tsc_khz(&state, &kernels).unwrap().unwrap();
+        assert!(state.join("tsc-probe").is_file());
+        let host_mhz: f64 = std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu MHz"))
+            .and_then(|v| v.trim_start_matches([' ', '\t', ':']).trim().parse().ok())
+            .unwrap();
+        let host_khz = (host_mhz * 1000.0) as u64;
+        assert!(
+            khz.abs_diff(host_khz) * 1000 < host_khz,
+            "{khz} vs {host_khz} kHz"
+        );
+    }
+
     // A guest whose init never answers (the kernel runs `sleep` instead of aloft-init): start
-    // gives up after the boot timeout and stops QEMU; destroy releases everything.
-    let rt =
-        MicrovmRuntime::new(options(&tmp.path().join("state"), Duration::from_secs(15))).unwrap();
+    // gives up after the boot timeout, stops QEMU and releases the network.
     let mut spec = spec(&rootfs, "sleep 1000", 128);
     spec.config.guest.kernel_args = ["rdinit=/bin/busybox", "--", "sleep", "1000"]
         .map(String::from)
@@ -179,6 +242,7 @@ async fn a_guest_that_never_boots_fails_its_start_and_releases_everything() {
         rt.reattach(&spec.id).await.unwrap().is_none(),
         "QEMU was stopped"
     );
+    assert!(rt.network().get(spec.id.as_str()).is_none(), "TAP released");
     rt.destroy(&spec.id).await.unwrap();
     rt.network().remove().unwrap();
     assert!(

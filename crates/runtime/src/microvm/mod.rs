@@ -15,6 +15,8 @@
 //!   writes its exit report; QMP stops the VM. The serial console is the machine's log.
 //! - Acceleration: KVM when a stock kernel boots under it (probed once per host with a timeout,
 //!   because KVM-PVM hosts hang such kernels), else TCG emulation (slow: functional use only).
+//!   Under TCG every guest is told its TSC frequency, measured once per host ([`probe`]),
+//!   because the kernel's own calibration fails now and then there and the guest then hangs.
 
 use crate::guest::init_config;
 use crate::net::{HostNetwork, NetworkOptions};
@@ -28,12 +30,11 @@ use aloft_types::init::{
 };
 use aloft_types::signal::Signal;
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,15 +42,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
-/// Modules init loads, by name; their dependencies come first.
-const MODULES: [&str; 6] = [
-    "crc32c_generic",
-    "virtio_mmio",
-    "virtio_blk",
-    "virtio_net",
-    "virtio_console",
-    "ext4",
-];
+mod initramfs;
+mod probe;
+
+use initramfs::Cpio;
+pub use probe::{kvm_usable, tcg_tsc_khz};
+
 const LOG_LINES: usize = 1000;
 
 /// How QEMU executes the guest.
@@ -61,9 +59,13 @@ pub enum Accel {
     Tcg,
 }
 
+/// Where the backend finds its parts and keeps its state.
 #[derive(Debug, Clone)]
 pub struct MicrovmOptions {
+    /// Machines' files (`machines/<id>/`), the cached initramfs, disks built from root
+    /// filesystems, the host probes' verdicts, the network's leases.
     pub state_dir: PathBuf,
+    /// The static aloft-init (`scripts/build-init.sh`): the guests' `/init` and the shim.
     pub init_binary: PathBuf,
     /// Where `scripts/guest-kernel.sh` put the kernel (`current` names the version).
     pub kernel_dir: PathBuf,
@@ -78,6 +80,7 @@ struct Control {
     stream: Option<BufReader<UnixStream>>,
 }
 
+/// The microVM [`Runtime`]: see the module doc.
 pub struct MicrovmRuntime {
     opts: MicrovmOptions,
     qemu: PathBuf,
@@ -87,6 +90,8 @@ pub struct MicrovmRuntime {
     /// The modules in the initramfs, in load order.
     modules: Vec<String>,
     accel: Accel,
+    /// Under TCG: the TSC frequency guests are told (see [`tcg_tsc_khz`]).
+    tsc_khz: Option<u64>,
     net: HostNetwork,
     controls: std::sync::Mutex<HashMap<MachineId, Arc<Mutex<Control>>>>,
     next_id: AtomicU64,
@@ -121,262 +126,10 @@ fn kernel(kernel_dir: &Path) -> Result<(String, PathBuf), RuntimeError> {
     Ok((version, dir))
 }
 
-/// The module files for `names` and everything they need, dependencies first.
-fn module_files(modules_dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>, RuntimeError> {
-    let dep = fs::read_to_string(modules_dir.join("modules.dep"))
-        .map_err(|e| other(format!("reading modules.dep: {e}")))?;
-    let mut deps: HashMap<String, (String, Vec<String>)> = HashMap::new();
-    let name_of = |path: &str| -> String {
-        let file = path.rsplit('/').next().unwrap_or(path);
-        file.split(".ko").next().unwrap_or(file).replace('-', "_")
-    };
-    for line in dep.lines() {
-        let Some((path, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let d = rest.split_whitespace().map(name_of).collect();
-        deps.insert(name_of(path), (path.to_string(), d));
-    }
-    fn visit(
-        name: &str,
-        deps: &HashMap<String, (String, Vec<String>)>,
-        seen: &mut BTreeSet<String>,
-        out: &mut Vec<String>,
-    ) {
-        if !seen.insert(name.to_string()) {
-            return;
-        }
-        // Not in modules.dep: built into the kernel.
-        let Some((path, d)) = deps.get(name) else {
-            return;
-        };
-        for dep in d.iter().rev() {
-            visit(dep, deps, seen, out);
-        }
-        out.push(path.clone());
-    }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for n in names {
-        visit(n, &deps, &mut seen, &mut out);
-    }
-    Ok(out.into_iter().map(|p| modules_dir.join(p)).collect())
-}
-
-/// A `newc` cpio archive, the format of Linux initramfs.
-#[derive(Default)]
-struct Cpio {
-    buf: Vec<u8>,
-    ino: u32,
-}
-
-impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
-        self.ino += 1;
-        let header = format!(
-            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            self.ino,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name.len() + 1,
-            0
-        );
-        self.buf.extend_from_slice(header.as_bytes());
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.push(0);
-        self.pad();
-        self.buf.extend_from_slice(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
-    }
-
-    fn dir(&mut self, name: &str) {
-        self.entry(name, 0o040755, &[], (0, 0));
-    }
-
-    fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
-        self.entry(name, 0o100000 | mode, data, (0, 0));
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, &[], (0, 0));
-        // Concatenated archives start on a 512-byte boundary, as the kernel's own do.
-        while !self.buf.len().is_multiple_of(512) {
-            self.buf.push(0);
-        }
-        self.buf
-    }
-}
-
-/// The shared part of every guest's initramfs, cached per kernel version and init binary.
-fn base_initramfs(
-    state_dir: &Path,
-    version: &str,
-    kernel_dir: &Path,
-    init_binary: &Path,
-) -> Result<(Vec<u8>, Vec<String>), RuntimeError> {
-    let modules_dir = kernel_dir.join("root/lib/modules").join(version);
-    let files = module_files(&modules_dir, &MODULES)?;
-    let guest_paths: Vec<String> = files
-        .iter()
-        .map(|f| {
-            let name = f.file_name().unwrap_or_default().to_string_lossy();
-            format!(
-                "/lib/modules/{}.ko",
-                name.split(".ko").next().unwrap_or(&name)
-            )
-        })
-        .collect();
-    let meta = fs::metadata(init_binary)
-        .map_err(|e| other(format!("aloft-init at {}: {e}", init_binary.display())))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    let cache = state_dir.join(format!("initramfs-{version}-{}-{mtime}.cpio", meta.len()));
-    if let Ok(bytes) = fs::read(&cache) {
-        return Ok((bytes, guest_paths));
-    }
-    let mut cpio = Cpio::default();
-    for d in [
-        "dev",
-        "proc",
-        "sys",
-        "newroot",
-        "aloft",
-        "bin",
-        "lib",
-        "lib/modules",
-    ] {
-        cpio.dir(d);
-    }
-    // The kernel opens /dev/console for init's stdio before anything is mounted.
-    cpio.entry("dev/console", 0o020600, &[], (5, 1));
-    let init = fs::read(init_binary).map_err(|e| other(format!("reading aloft-init: {e}")))?;
-    cpio.file("init", 0o755, &init);
-    let busybox = fs::read("/bin/busybox").map_err(|e| {
-        other(format!(
-            "reading /bin/busybox (apt-get install busybox-static): {e}"
-        ))
-    })?;
-    cpio.file("bin/busybox", 0o755, &busybox);
-    for (file, guest) in files.iter().zip(&guest_paths) {
-        let data = if file.extension().is_some_and(|e| e == "xz") {
-            let out = std::process::Command::new("xz")
-                .arg("-dc")
-                .arg(file)
-                .output()
-                .map_err(|e| other(format!("xz (apt-get install xz-utils): {e}")))?;
-            out.stdout
-        } else {
-            fs::read(file).map_err(|e| other(format!("reading {}: {e}", file.display())))?
-        };
-        cpio.file(guest.trim_start_matches('/'), 0o644, &data);
-    }
-    let bytes = cpio.finish();
-    let tmp = cache.with_extension("tmp");
-    fs::write(&tmp, &bytes)
-        .and_then(|()| fs::rename(&tmp, &cache))
-        .map_err(|e| other(format!("caching the initramfs: {e}")))?;
-    Ok((bytes, guest_paths))
-}
-
-/// Whether a stock kernel boots under KVM here: boot it with no root disk and `panic=-1`, so a
-/// working guest panics and QEMU exits within seconds; a hang (KVM-PVM) or an error means no.
-/// The verdict is cached in `<state>/kvm-probe`.
-pub fn kvm_usable(state_dir: &Path, kernel_dir: &Path) -> Result<bool, RuntimeError> {
-    if !Path::new("/dev/kvm").exists() {
-        return Ok(false);
-    }
-    let (version, dir) = kernel(kernel_dir)?;
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").map(str::to_string))
-        .unwrap_or_default();
-    let key = format!("{version} {}", cpu.trim_start_matches([' ', '\t', ':']));
-    let cache = state_dir.join("kvm-probe");
-    if let Ok(s) = fs::read_to_string(&cache)
-        && let Some((verdict, k)) = s.split_once('\n')
-        && k.trim() == key
-    {
-        return Ok(verdict == "kvm");
-    }
-    let qemu = crate::gvisor::which("qemu-system-x86_64").ok_or_else(|| {
-        other("qemu-system-x86_64 is not installed: apt-get install qemu-system-x86")
-    })?;
-    let mut child = std::process::Command::new(qemu)
-        .args([
-            "-M",
-            "microvm,x-option-roms=off,isa-serial=on,rtc=off",
-            "-accel",
-            "kvm",
-            "-cpu",
-            "max",
-        ])
-        .args([
-            "-m",
-            "128",
-            "-nodefaults",
-            "-no-user-config",
-            "-nographic",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(dir.join("vmlinuz"))
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 reboot=t",
-            "-serial",
-            "stdio",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| other(format!("running qemu for the KVM probe: {e}")))?;
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let usable = loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            let mut out = String::new();
-            if let Some(mut s) = child.stdout.take() {
-                let _ = io::Read::read_to_string(&mut s, &mut out);
-            }
-            break out.contains("Kernel panic") || out.contains("Linux version");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if !usable {
-        tracing::warn!(
-            "a stock kernel does not boot under KVM on this host (no hardware virtualization, or KVM-PVM): microVMs run under TCG emulation, which is slow"
-        );
-    }
-    let verdict = if usable { "kvm" } else { "tcg" };
-    let _ = fs::create_dir_all(state_dir);
-    let _ = fs::write(&cache, format!("{verdict}\n{key}"));
-    Ok(usable)
-}
-
 impl MicrovmRuntime {
+    /// Checks the host's parts (QEMU, qemu-img, the kernel, aloft-init), builds or loads the
+    /// initramfs, settles the acceleration (probing the host on first use) and sets up the
+    /// bridge. Errors say what to install or run.
     pub fn new(opts: MicrovmOptions) -> Result<Self, RuntimeError> {
         let qemu = crate::gvisor::which("qemu-system-x86_64").ok_or_else(|| {
             other("qemu-system-x86_64 is not installed: apt-get install qemu-system-x86")
@@ -387,15 +140,16 @@ impl MicrovmRuntime {
         fs::create_dir_all(opts.state_dir.join("machines"))
             .map_err(|e| other(format!("creating the state dir: {e}")))?;
         let (initramfs, modules) =
-            base_initramfs(&opts.state_dir, &version, &kdir, &opts.init_binary)?;
-        let accel = match opts.accel {
-            Accel::Auto if kvm_usable(&opts.state_dir, &opts.kernel_dir)? => Accel::Kvm,
-            Accel::Auto => Accel::Tcg,
-            a => a,
+            initramfs::base(&opts.state_dir, &version, &kdir, &opts.init_binary)?;
+        let (accel, tsc_khz) = match opts.accel {
+            Accel::Kvm => (Accel::Kvm, None),
+            Accel::Tcg => (Accel::Tcg, tcg_tsc_khz(&opts.state_dir, &opts.kernel_dir)?),
+            Accel::Auto if kvm_usable(&opts.state_dir, &opts.kernel_dir)? => (Accel::Kvm, None),
+            Accel::Auto => (Accel::Tcg, tcg_tsc_khz(&opts.state_dir, &opts.kernel_dir)?),
         };
         let net = HostNetwork::new(&opts.state_dir, opts.network.clone())
             .map_err(|e| other(format!("setting up the host network: {e}")))?;
-        tracing::info!(kernel = %version, ?accel, "microVM backend ready");
+        tracing::info!(kernel = %version, ?accel, ?tsc_khz, "microVM backend ready");
         Ok(Self {
             kernel: kdir.join("vmlinuz"),
             opts,
@@ -404,9 +158,16 @@ impl MicrovmRuntime {
             initramfs,
             modules,
             accel,
+            tsc_khz,
             net,
             controls: Default::default(),
-            next_id: AtomicU64::new(1),
+            // Request ids differ from an earlier agent's, whose late replies a guest may still
+            // send on a new connection.
+            next_id: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
+            ),
         })
     }
 
@@ -540,6 +301,202 @@ impl MicrovmRuntime {
         }
     }
 
+    /// Everything of a start but the clean-up after a failure.
+    async fn boot(&self, spec: &MachineSpec) -> Result<Running, RuntimeError> {
+        let id = &spec.id;
+        let dir = self.dir(id);
+        fs::create_dir_all(&dir).map_err(io_err("creating the machine", id))?;
+        let ipv6 = spec
+            .private_ip
+            .parse()
+            .map_err(|_| RuntimeError::StartFailed {
+                id: id.clone(),
+                reason: format!("private_ip `{}` is not an IPv6 address", spec.private_ip),
+            })?;
+        let tap =
+            self.net
+                .attach_tap(id.as_str(), ipv6)
+                .map_err(|e| RuntimeError::StartFailed {
+                    id: id.clone(),
+                    reason: format!("network: {e}"),
+                })?;
+        let network = NetworkConfig {
+            interface: "eth0".into(),
+            addresses: vec![tap.ipv4_cidr(), tap.ipv6_cidr()],
+            gateway_v4: Some(tap.gateway_v4.to_string()),
+            routes_v6: vec![Route {
+                destination: "fdaa::/16".into(),
+                gateway: None,
+            }],
+            mtu: None,
+        };
+        let vm = VmBoot {
+            modules: self.modules.clone(),
+            root_device: "/dev/vda".into(),
+        };
+        let cfg = init_config(spec, Some(network), Some(vm))?;
+        let disk = self.disk(spec).await?;
+        // A fresh copy-on-write layer over the image's disk: every start begins from the image.
+        let overlay = dir.join("overlay.qcow2");
+        let _ = fs::remove_file(&overlay);
+        let out = tokio::process::Command::new(&self.qemu_img)
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&disk)
+            .arg(&overlay)
+            .output()
+            .await
+            .map_err(io_err("running qemu-img", id))?;
+        if !out.status.success() {
+            return Err(RuntimeError::StartFailed {
+                id: id.clone(),
+                reason: format!(
+                    "qemu-img create failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        let mut initrd = self.initramfs.clone();
+        initrd.extend(Cpio::config(
+            VM_CONFIG_PATH,
+            &serde_json::to_vec(&cfg).expect("serializable"),
+        ));
+        fs::write(dir.join("initrd"), &initrd).map_err(io_err("writing the initrd", id))?;
+        for f in ["exit.json", "control.sock", "qmp.sock"] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+        let _ = fs::write(dir.join("instance"), &spec.instance_id);
+        let guest = &spec.config.guest;
+        let accel = if self.accel == Accel::Kvm {
+            "kvm"
+        } else {
+            "tcg"
+        };
+        let mut append = String::from("console=ttyS0 panic=-1 reboot=t quiet loglevel=3");
+        if let (Accel::Tcg, Some(khz)) = (self.accel, self.tsc_khz) {
+            // Under TCG the kernel's own TSC calibration fails now and then and the guest
+            // hangs (see `probe`); the guest's TSC is the host's, steadier than any emulated
+            // timer it could be checked against.
+            append.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
+        }
+        for a in &guest.kernel_args {
+            append.push(' ');
+            append.push_str(a);
+        }
+        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let cmd: Vec<OsString> = [
+            self.qemu.to_string_lossy().into_owned(),
+            "-M".into(),
+            probe::MACHINE.into(),
+            "-accel".into(),
+            accel.into(),
+            "-cpu".into(),
+            "max".into(),
+            "-m".into(),
+            guest.memory_mb.to_string(),
+            "-smp".into(),
+            guest.cpus.to_string(),
+            "-nodefaults".into(),
+            "-no-user-config".into(),
+            "-nographic".into(),
+            "-no-reboot".into(),
+            "-kernel".into(),
+            self.kernel.to_string_lossy().into_owned(),
+            "-initrd".into(),
+            d("initrd"),
+            "-append".into(),
+            append,
+            "-serial".into(),
+            "stdio".into(),
+            "-drive".into(),
+            format!("id=root,file={},format=qcow2,if=none", d("overlay.qcow2")),
+            "-device".into(),
+            "virtio-blk-device,drive=root".into(),
+            "-netdev".into(),
+            format!("tap,id=n0,ifname={},script=no,downscript=no", tap.host_if),
+            "-device".into(),
+            format!("virtio-net-device,netdev=n0,mac={}", tap.mac),
+            "-device".into(),
+            "virtio-serial-device".into(),
+            "-chardev".into(),
+            format!(
+                "socket,id=ctl,path={},server=on,wait=off",
+                d("control.sock")
+            ),
+            "-device".into(),
+            format!("virtserialport,chardev=ctl,name={CONTROL_PORT}"),
+            "-chardev".into(),
+            format!("file,id=ex,path={}", d("exit.json")),
+            "-device".into(),
+            format!("virtserialport,chardev=ex,name={EXIT_PORT}"),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", d("qmp.sock")),
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        let pid = supervise::spawn(&self.opts.init_binary, &dir, None, &cmd)
+            .await
+            .map_err(|e| RuntimeError::StartFailed {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
+        // Started when init answers on the control port (it serves once the process runs).
+        let deadline = Instant::now() + self.opts.boot_timeout;
+        loop {
+            if !supervise::is_running(&dir) {
+                // The guest ended before init answered: a boot failure (init's report says
+                // why, or there is none), or a process that ended at once or could not start
+                // at all (127: not found, 126: not runnable). Those are runs that ended, as in
+                // a container: `wait` says how and `exit_message` why.
+                let report = fs::read_to_string(dir.join("exit.json")).unwrap_or_default();
+                let report: Option<ExitReport> = report
+                    .lines()
+                    .find_map(|l| serde_json::from_str(l.trim()).ok());
+                match report {
+                    Some(ExitReport { error: None, .. }) => break,
+                    Some(ExitReport {
+                        exit_code: 126 | 127,
+                        ..
+                    }) => break,
+                    Some(ExitReport { error: Some(e), .. }) => {
+                        return Err(RuntimeError::StartFailed {
+                            id: id.clone(),
+                            reason: e,
+                        });
+                    }
+                    None => {
+                        return Err(RuntimeError::StartFailed {
+                            id: id.clone(),
+                            reason: "the guest stopped before it booted (see `aloft logs` for its console)".into(),
+                        });
+                    }
+                }
+            }
+            match self
+                .request(id, ControlOp::Sysinfo, Duration::from_secs(2))
+                .await
+            {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => {
+                    return Err(RuntimeError::StartFailed {
+                        id: id.clone(),
+                        reason: format!(
+                            "the guest did not boot within {}s (see `aloft logs` for its console)",
+                            self.opts.boot_timeout.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Running {
+            instance_id: spec.instance_id.clone(),
+            pid: Some(pid),
+        })
+    }
+
     /// QMP `quit`: QEMU exits at once.
     async fn qmp_quit(&self, id: &MachineId) -> io::Result<()> {
         let s = UnixStream::connect(self.dir(id).join("qmp.sock")).await?;
@@ -605,191 +562,20 @@ impl Runtime for MicrovmRuntime {
         if supervise::is_running(&dir) {
             return Err(other(format!("machine {id} is already running")));
         }
-        fs::create_dir_all(&dir).map_err(io_err("creating the machine", id))?;
-        let ipv6 = spec
-            .private_ip
-            .parse()
-            .map_err(|_| RuntimeError::StartFailed {
-                id: id.clone(),
-                reason: format!("private_ip `{}` is not an IPv6 address", spec.private_ip),
-            })?;
-        let tap =
-            self.net
-                .attach_tap(id.as_str(), ipv6)
-                .map_err(|e| RuntimeError::StartFailed {
-                    id: id.clone(),
-                    reason: format!("network: {e}"),
-                })?;
-        let network = NetworkConfig {
-            interface: "eth0".into(),
-            addresses: vec![tap.ipv4_cidr(), tap.ipv6_cidr()],
-            gateway_v4: Some(tap.gateway_v4.to_string()),
-            routes_v6: vec![Route {
-                destination: "fdaa::/16".into(),
-                gateway: None,
-            }],
-            mtu: None,
-        };
-        let vm = VmBoot {
-            modules: self.modules.clone(),
-            root_device: "/dev/vda".into(),
-        };
-        let cfg = init_config(spec, Some(network), Some(vm))?;
-        let disk = self.disk(spec).await?;
-        // A fresh copy-on-write layer over the image's disk: every start begins from the image.
-        let overlay = dir.join("overlay.qcow2");
-        let _ = fs::remove_file(&overlay);
-        let out = tokio::process::Command::new(&self.qemu_img)
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&disk)
-            .arg(&overlay)
-            .output()
-            .await
-            .map_err(io_err("running qemu-img", id))?;
-        if !out.status.success() {
-            return Err(RuntimeError::StartFailed {
-                id: id.clone(),
-                reason: format!(
-                    "qemu-img create failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-        let mut initrd = self.initramfs.clone();
-        let mut extra = Cpio::default();
-        extra.dir("aloft");
-        extra.file(
-            VM_CONFIG_PATH.trim_start_matches('/'),
-            0o600,
-            &serde_json::to_vec(&cfg).expect("serializable"),
-        );
-        initrd.extend(extra.finish());
-        fs::write(dir.join("initrd"), &initrd).map_err(io_err("writing the initrd", id))?;
-        for f in ["exit.json", "control.sock", "qmp.sock"] {
-            let _ = fs::remove_file(dir.join(f));
-        }
-        let _ = fs::write(dir.join("instance"), &spec.instance_id);
-        let guest = &spec.config.guest;
-        let accel = if self.accel == Accel::Kvm {
-            "kvm"
-        } else {
-            "tcg"
-        };
-        let mut append = String::from("console=ttyS0 panic=-1 reboot=t quiet loglevel=3");
-        for a in &guest.kernel_args {
-            append.push(' ');
-            append.push_str(a);
-        }
-        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let cmd: Vec<OsString> = [
-            self.qemu.to_string_lossy().into_owned(),
-            "-M".into(),
-            "microvm,x-option-roms=off,isa-serial=on,rtc=off".into(),
-            "-accel".into(),
-            accel.into(),
-            "-cpu".into(),
-            "max".into(),
-            "-m".into(),
-            guest.memory_mb.to_string(),
-            "-smp".into(),
-            guest.cpus.to_string(),
-            "-nodefaults".into(),
-            "-no-user-config".into(),
-            "-nographic".into(),
-            "-no-reboot".into(),
-            "-kernel".into(),
-            self.kernel.to_string_lossy().into_owned(),
-            "-initrd".into(),
-            d("initrd"),
-            "-append".into(),
-            append,
-            "-serial".into(),
-            "stdio".into(),
-            "-drive".into(),
-            format!("id=root,file={},format=qcow2,if=none", d("overlay.qcow2")),
-            "-device".into(),
-            "virtio-blk-device,drive=root".into(),
-            "-netdev".into(),
-            format!("tap,id=n0,ifname={},script=no,downscript=no", tap.host_if),
-            "-device".into(),
-            format!("virtio-net-device,netdev=n0,mac={}", tap.mac),
-            "-device".into(),
-            "virtio-serial-device".into(),
-            "-chardev".into(),
-            format!(
-                "socket,id=ctl,path={},server=on,wait=off",
-                d("control.sock")
-            ),
-            "-device".into(),
-            format!("virtserialport,chardev=ctl,name={CONTROL_PORT}"),
-            "-chardev".into(),
-            format!("file,id=ex,path={}", d("exit.json")),
-            "-device".into(),
-            format!("virtserialport,chardev=ex,name={EXIT_PORT}"),
-            "-qmp".into(),
-            format!("unix:{},server=on,wait=off", d("qmp.sock")),
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-        let pid = supervise::spawn(&self.opts.init_binary, &dir, None, &cmd)
-            .await
-            .map_err(|e| RuntimeError::StartFailed {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
-        // Started when init answers on the control port (it serves once the process runs).
-        let deadline = Instant::now() + self.opts.boot_timeout;
-        loop {
-            if !supervise::is_running(&dir) {
-                // The guest ended before init answered: a boot failure (init's report says
-                // why), or a process that ran and ended at once (`wait` says how).
-                let report = fs::read_to_string(dir.join("exit.json")).unwrap_or_default();
-                let report: Option<ExitReport> = report
-                    .lines()
-                    .find_map(|l| serde_json::from_str(l.trim()).ok());
-                match report {
-                    Some(ExitReport { error: None, .. }) => break,
-                    Some(ExitReport { error: Some(e), .. }) => {
-                        return Err(RuntimeError::StartFailed {
-                            id: id.clone(),
-                            reason: e,
-                        });
-                    }
-                    None => {
-                        return Err(RuntimeError::StartFailed {
-                            id: id.clone(),
-                            reason: "the guest stopped before it booted (see `aloft logs` for its console)".into(),
-                        });
-                    }
-                }
+        let result = self.boot(spec).await;
+        if result.is_err() {
+            // A failed start holds nothing: QEMU is stopped, the TAP and the addresses are
+            // released (the files stay, for `aloft logs`, until destroy).
+            if supervise::is_running(&dir) {
+                let _ = self.kill(id).await;
+                let _ = tokio::time::timeout(Duration::from_secs(10), supervise::wait(&dir)).await;
             }
-            match self
-                .request(id, ControlOp::Sysinfo, Duration::from_secs(2))
-                .await
-            {
-                Ok(_) => break,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(_) => {
-                    let _ = self.kill(id).await;
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(10), supervise::wait(&dir)).await;
-                    return Err(RuntimeError::StartFailed {
-                        id: id.clone(),
-                        reason: format!(
-                            "the guest did not boot within {}s (see `aloft logs` for its console)",
-                            self.opts.boot_timeout.as_secs()
-                        ),
-                    });
-                }
+            self.controls.lock().expect("lock").remove(id);
+            if let Err(e) = self.net.release(id.as_str()) {
+                tracing::warn!(machine = %id, "releasing the network of a failed start: {e}");
             }
         }
-        Ok(Running {
-            instance_id: spec.instance_id.clone(),
-            pid: Some(pid),
-        })
+        result
     }
 
     async fn signal(&self, id: &MachineId, signal: Signal) -> Result<(), RuntimeError> {
@@ -942,53 +728,5 @@ impl Runtime for MicrovmRuntime {
             instance_id: instance_id.trim().to_string(),
             pid: supervise::child_pid(&dir),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cpio_entries_are_aligned_and_terminated() {
-        let mut c = Cpio::default();
-        c.dir("aloft");
-        c.file("aloft/config.json", 0o600, b"{}");
-        let bytes = c.finish();
-        assert_eq!(bytes.len() % 512, 0);
-        assert!(bytes.starts_with(b"070701"));
-        let text = String::from_utf8_lossy(&bytes);
-        assert!(text.contains("aloft/config.json\0"));
-        assert!(text.contains("TRAILER!!!"));
-    }
-
-    #[test]
-    fn modules_come_after_their_dependencies() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("modules.dep"),
-            "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
-             kernel/lib/crc16.ko:\nkernel/fs/mbcache.ko:\nkernel/fs/jbd2/jbd2.ko:\n\
-             kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n\
-             kernel/drivers/virtio/virtio_ring.ko:\nkernel/drivers/virtio/virtio.ko:\n",
-        )
-        .unwrap();
-        let files = module_files(dir.path(), &["virtio_mmio", "ext4", "builtin_one"]).unwrap();
-        let names: Vec<String> = files
-            .iter()
-            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "virtio.ko",
-                "virtio_ring.ko",
-                "virtio_mmio.ko",
-                "jbd2.ko",
-                "mbcache.ko",
-                "crc16.ko",
-                "ext4.ko"
-            ]
-        );
     }
 }
