@@ -12,9 +12,10 @@ use crate::ops::Caller;
 use aloft_types::api::internal::{ACTOR_HEADER, NETWORK_HEADER, ORG_HEADER, REGISTRY_TOKEN_HEADER};
 use aloft_types::api::{
     CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, HostImage, HostInfo,
-    LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, ListMachinesQuery, LogLine, MachineVersion,
-    MetadataValue, OkResponse, ProcessInfo, PruneImagesResponse, RestartQuery, SignalRequest,
-    StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
+    LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, ListMachinesQuery, LogLine, LogsQuery,
+    MachineVersion, MetadataValue, OkResponse, ProcessInfo, PruneImagesResponse, RestartQuery,
+    SignalRequest, StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest, WaitQuery,
+    WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine, MachineEvent};
 use axum::body::Bytes;
@@ -942,9 +943,9 @@ async fn machines_exec(
     tag = TAG,
     operation_id = "Machines_logs",
     summary = "The machine's recent log lines, oldest first",
-    params(MachinePath),
+    params(MachinePath, LogsQuery),
     responses(
-        (status = 200, description = "The log lines", body = Vec<LogLine>),
+        (status = 200, description = "The log lines (the last 1000 at most)", body = Vec<LogLine>),
         (status = 401, description = "No or wrong token", body = ErrorBody),
         (status = 404, description = "No such machine in the app", body = ErrorBody),
     )
@@ -952,8 +953,9 @@ async fn machines_exec(
 async fn machines_logs(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
+    QueryParams(q): QueryParams<LogsQuery>,
 ) -> ApiResult<Vec<LogLine>> {
-    Ok(Json(agent.logs(&p.app, &p.id).await?))
+    Ok(Json(agent.logs(&p.app, &p.id, q.since).await?))
 }
 
 /// `GET /internal/v1/host`: internal only, so not part of [`MachinesApiDoc`] (the public API the

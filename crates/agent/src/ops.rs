@@ -897,11 +897,21 @@ impl Agent {
             .map_err(|e| runtime_read_error(&rec, e))
     }
 
-    /// `GET .../logs`.
-    pub(crate) async fn logs(&self, app: &str, id: &str) -> Result<Vec<LogLine>, ApiError> {
+    /// `GET .../logs`: the runtime's recent lines, from `since` (ms) if given.
+    pub(crate) async fn logs(
+        &self,
+        app: &str,
+        id: &str,
+        since: Option<i64>,
+    ) -> Result<Vec<LogLine>, ApiError> {
         let rec = self.find(app, id)?;
         match self.inner.runtime.logs(&rec.id).await {
-            Ok(lines) => Ok(lines),
+            Ok(mut lines) => {
+                if let Some(since) = since {
+                    lines.retain(|l| l.timestamp >= since);
+                }
+                Ok(lines)
+            }
             Err(RuntimeError::NotFound(_)) => Ok(Vec::new()),
             Err(e) => Err(runtime_read_error(&rec, e)),
         }

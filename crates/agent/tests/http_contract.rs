@@ -953,6 +953,22 @@ async fn exec_ps_logs_and_events() {
         logs[0]["message"].as_str().unwrap().contains("starting"),
         "{logs}"
     );
+    let last = logs.as_array().unwrap().last().unwrap()["timestamp"]
+        .as_i64()
+        .unwrap();
+    let (status, newer) = t
+        .get(&format!("{}/logs?since={}", t.machine(&id), last + 1))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(newer, json!([]), "nothing after the last line");
+    let (_, from_last) = t
+        .get(&format!("{}/logs?since={last}", t.machine(&id)))
+        .await;
+    assert!(!from_last.as_array().unwrap().is_empty(), "{from_last}");
+    let (status, _) = t
+        .get(&format!("{}/logs?since=yesterday", t.machine(&id)))
+        .await;
+    assert_eq!(status, 400);
 
     t.post(
         &format!("{}/stop", t.machine(&id)),

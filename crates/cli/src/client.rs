@@ -5,8 +5,9 @@ use crate::config::ClientConfig;
 use aloft_api::http::PARTIAL_HEADER;
 use aloft_types::api::{
     App, AppList, CreateAppRequest, CreateMachineRequest, ExecRequest, ExecResponse,
-    LEASE_NONCE_HEADER, LeaseResponse, ListMachinesQuery, LogLine, RegionList, RestartQuery,
-    SignalRequest, StartResponse, StopRequest, SuspendResponse, WaitQuery, WaitResponse,
+    LEASE_NONCE_HEADER, LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, RegionList,
+    RestartQuery, SignalRequest, StartResponse, StopRequest, SuspendResponse, WaitQuery,
+    WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
@@ -349,9 +350,18 @@ impl Client {
         .await
     }
 
-    /// The machine's recent log lines, oldest first.
-    pub async fn logs(&self, app: &str, id: &str) -> Result<Vec<LogLine>, ClientError> {
-        self.send(self.machine(Method::GET, app, id, "logs")).await
+    /// The machine's recent log lines, oldest first; from `since` (ms since the epoch) if given.
+    pub async fn logs(
+        &self,
+        app: &str,
+        id: &str,
+        since: Option<i64>,
+    ) -> Result<Vec<LogLine>, ClientError> {
+        self.send(
+            self.machine(Method::GET, app, id, "logs")
+                .query(&LogsQuery { since }),
+        )
+        .await
     }
 
     pub async fn lease(&self, app: &str, id: &str) -> Result<LeaseResponse, ClientError> {

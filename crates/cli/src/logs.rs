@@ -70,10 +70,11 @@ pub async fn run(ctx: &Ctx, args: LogsArgs) -> Result<ExitCode> {
         let mut batch: BTreeMap<(i64, usize), (&Machine, LogLine)> = BTreeMap::new();
         for m in &machines {
             // A machine that disappears between the listing and this call has no more logs.
-            let Ok(lines) = client.logs(&app, m.id.as_str()).await else {
+            let (last, at_last) = seen.get(m.id.as_str()).copied().unwrap_or((i64::MIN, 0));
+            let since = (last != i64::MIN).then_some(last);
+            let Ok(lines) = client.logs(&app, m.id.as_str(), since).await else {
                 continue;
             };
-            let (last, at_last) = seen.get(m.id.as_str()).copied().unwrap_or((i64::MIN, 0));
             let mut same = 0;
             let mut newest = (last, at_last);
             for line in lines {

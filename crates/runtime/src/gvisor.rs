@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 /// Log lines kept in answers to `logs`.
+/// Log lines kept in memory per machine.
 const LOG_LINES: usize = 1000;
 /// How long a sandbox may take to report that it runs.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +57,7 @@ pub struct GvisorRuntime {
     runsc: PathBuf,
     platform: &'static str,
     net: HostNetwork,
+    logs: supervise::LogRings,
 }
 
 fn io_err<'a>(op: &'static str, id: &'a MachineId) -> impl FnOnce(io::Error) -> RuntimeError + 'a {
@@ -115,6 +117,7 @@ impl GvisorRuntime {
         tracing::info!(runsc = %runsc.display(), platform, "gVisor backend ready");
         Ok(Self {
             opts,
+            logs: supervise::LogRings::new(LOG_LINES),
             runsc,
             platform,
             net,
@@ -542,7 +545,7 @@ impl Runtime for GvisorRuntime {
         if !dir.exists() {
             return Err(RuntimeError::NotFound(id.clone()));
         }
-        Ok(supervise::read_logs(&dir, LOG_LINES))
+        Ok(self.logs.read(&dir))
     }
 
     async fn stats(&self, id: &MachineId) -> Result<Stats, RuntimeError> {
@@ -582,6 +585,7 @@ impl Runtime for GvisorRuntime {
             .release(id.as_str())
             .map_err(|e| RuntimeError::Other(format!("releasing machine {id}'s network: {e}")))?;
         MachineCgroup::new(id.as_str()).remove();
+        self.logs.forget(&dir);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(io_err("removing the machine's files", id)(e))

@@ -5,9 +5,11 @@
 
 use aloft_types::api::LogLine;
 use serde::Deserialize;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -117,19 +119,159 @@ pub async fn wait(dir: &Path) -> ProcessExit {
     }
 }
 
-/// The last `max` log lines of the machine in `dir`, oldest first.
-pub fn read_logs(dir: &Path, max: usize) -> Vec<LogLine> {
-    let mut lines = Vec::new();
-    for f in ["log.jsonl.1", "log.jsonl"] {
-        let Ok(file) = fs::File::open(dir.join(f)) else {
-            continue;
-        };
-        for line in BufReader::new(file).lines().map_while(Result::ok) {
-            if let Ok(l) = serde_json::from_str::<LogLine>(&line) {
-                lines.push(l);
-            }
+/// Machines' recent log lines kept in memory: per machine a ring of the last `cap` lines, fed
+/// by reading only what the shim appended to `log.jsonl` since the last call (the file survives
+/// the agent; the ring is rebuilt from it after a restart).
+pub struct LogRings {
+    cap: usize,
+    rings: std::sync::Mutex<HashMap<PathBuf, Ring>>,
+}
+
+#[derive(Default)]
+struct Ring {
+    lines: VecDeque<LogLine>,
+    /// The inode of the `log.jsonl` read so far and the offset after its last whole line.
+    read: Option<(u64, u64)>,
+}
+
+impl LogRings {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            rings: Default::default(),
         }
     }
-    let skip = lines.len().saturating_sub(max);
-    lines.split_off(skip)
+
+    /// The last lines of the machine in `dir`, oldest first.
+    pub fn read(&self, dir: &Path) -> Vec<LogLine> {
+        let mut rings = self.rings.lock().expect("lock");
+        let ring = rings.entry(dir.to_path_buf()).or_default();
+        ring.refresh(dir, self.cap);
+        ring.lines.iter().cloned().collect()
+    }
+
+    /// Drops the ring of a destroyed machine.
+    pub fn forget(&self, dir: &Path) {
+        self.rings.lock().expect("lock").remove(dir);
+    }
+}
+
+impl Ring {
+    fn refresh(&mut self, dir: &Path, cap: usize) {
+        let current = dir.join("log.jsonl");
+        let Ok(meta) = fs::metadata(&current) else {
+            return;
+        };
+        let ino = meta.ino();
+        match self.read {
+            Some((seen, _)) if seen == ino => {}
+            Some((seen, offset)) => {
+                // Rotated: the rest of the file read so far is now `log.jsonl.1`.
+                let old = dir.join("log.jsonl.1");
+                if fs::metadata(&old).is_ok_and(|m| m.ino() == seen) {
+                    self.append(&old, offset, cap);
+                }
+                self.read = Some((ino, 0));
+            }
+            None => {
+                // First read: the previous generation, then the current file.
+                self.append(&dir.join("log.jsonl.1"), 0, cap);
+                self.read = Some((ino, 0));
+            }
+        }
+        let (_, offset) = self.read.expect("set above");
+        if meta.len() < offset {
+            // Truncated (a new machine in the same directory): start over.
+            self.lines.clear();
+            self.read = Some((ino, 0));
+        }
+        let (_, offset) = self.read.expect("set above");
+        let end = self.append(&current, offset, cap);
+        self.read = Some((ino, end));
+    }
+
+    /// Appends the whole lines of `path` from `offset`; returns the offset after the last one.
+    fn append(&mut self, path: &Path, offset: u64, cap: usize) -> u64 {
+        let Ok(mut file) = fs::File::open(path) else {
+            return offset;
+        };
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(offset)).is_err() || file.read_to_end(&mut bytes).is_err() {
+            return offset;
+        }
+        // A line the shim is still writing is read next time.
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for line in bytes[..whole].split(|b| *b == b'\n') {
+            if let Ok(l) = serde_json::from_slice::<LogLine>(line) {
+                if self.lines.len() == cap {
+                    self.lines.pop_front();
+                }
+                self.lines.push_back(l);
+            }
+        }
+        offset + whole as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(path: &Path, messages: &[&str], partial: &str) {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            let line = LogLine {
+                timestamp: i as i64,
+                stream: "stdout".into(),
+                message: m.to_string(),
+            };
+            writeln!(f, "{}", serde_json::to_string(&line).unwrap()).unwrap();
+        }
+        write!(f, "{partial}").unwrap();
+    }
+
+    fn messages(rings: &LogRings, dir: &Path) -> Vec<String> {
+        rings.read(dir).into_iter().map(|l| l.message).collect()
+    }
+
+    #[test]
+    fn the_ring_follows_the_file_across_partial_lines_and_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let log = dir.join("log.jsonl");
+        let rings = LogRings::new(3);
+        assert!(rings.read(dir).is_empty(), "no file yet");
+
+        append(&log, &["a", "b"], r#"{"timestamp":9,"stream":"std"#);
+        assert_eq!(
+            messages(&rings, dir),
+            ["a", "b"],
+            "a half-written line waits"
+        );
+        append(&log, &[], "out\",\"message\":\"c\"}\n");
+        append(&log, &["d"], "");
+        assert_eq!(messages(&rings, dir), ["b", "c", "d"], "the last 3 lines");
+
+        // The shim rotates: lines written to the old file before the rename are not lost.
+        append(&log, &["e"], "");
+        fs::rename(&log, dir.join("log.jsonl.1")).unwrap();
+        append(&log, &["f"], "");
+        assert_eq!(messages(&rings, dir), ["d", "e", "f"]);
+
+        // A fresh reader (an agent restart) starts from both generations.
+        let fresh = LogRings::new(10);
+        assert_eq!(messages(&fresh, dir), ["a", "b", "c", "d", "e", "f"]);
+
+        // The machine is destroyed and a new one writes to the same place.
+        rings.forget(dir);
+        fs::remove_file(dir.join("log.jsonl.1")).unwrap();
+        fs::write(&log, "").unwrap();
+        append(&log, &["g"], "");
+        assert_eq!(messages(&rings, dir), ["g"]);
+    }
 }

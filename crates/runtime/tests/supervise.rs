@@ -74,7 +74,7 @@ async fn logs_have_both_streams_and_the_status_has_the_exit_code() {
     assert!(!supervise::is_running(&dir));
     assert_eq!(supervise::exit(&dir), Some(exit));
 
-    let logs = supervise::read_logs(&dir, 100);
+    let logs = supervise::LogRings::new(100).read(&dir);
     let find = |msg: &str| logs.iter().find(|l| l.message == msg);
     let hi = find("hi").expect("stdout line logged");
     assert_eq!(hi.stream, "stdout");
@@ -87,7 +87,7 @@ async fn logs_have_both_streams_and_the_status_has_the_exit_code() {
     supervise::clear(&dir).unwrap();
     assert_eq!(supervise::exit(&dir), None);
     assert_eq!(supervise::child_pid(&dir), None);
-    assert_eq!(supervise::read_logs(&dir, 100).len(), logs.len());
+    assert_eq!(supervise::LogRings::new(100).read(&dir).len(), logs.len());
 }
 
 #[tokio::test]
@@ -104,7 +104,8 @@ async fn read_logs_returns_the_last_lines_oldest_first() {
     .await
     .unwrap();
     assert_eq!(wait(&dir).await.exit_code, 0);
-    let tail: Vec<String> = supervise::read_logs(&dir, 3)
+    let tail: Vec<String> = supervise::LogRings::new(3)
+        .read(&dir)
         .into_iter()
         .map(|l| l.message)
         .collect();
@@ -254,7 +255,7 @@ async fn the_process_runs_in_the_given_network_namespace() {
     .await
     .unwrap();
     assert_eq!(wait(&dir).await.exit_code, 0);
-    let logs = supervise::read_logs(&dir, 10);
+    let logs = supervise::LogRings::new(10).read(&dir);
     assert_eq!(
         logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
         [format!("net:[{inode}]")]

@@ -300,6 +300,15 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// `GET /v1/apps/{app}/machines/{id}/logs` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only lines at or after this time (milliseconds since the Unix epoch): what a client
+    /// following the log asks for after its first call.
+    pub since: Option<i64>,
+}
+
 /// A process in a machine (`GET .../ps`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProcessInfo {

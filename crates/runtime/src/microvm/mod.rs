@@ -48,6 +48,7 @@ mod probe;
 use initramfs::Cpio;
 pub use probe::{kvm_usable, tcg_tsc_khz};
 
+/// Log lines kept in memory per machine.
 const LOG_LINES: usize = 1000;
 
 /// How QEMU executes the guest.
@@ -93,6 +94,7 @@ pub struct MicrovmRuntime {
     /// Under TCG: the TSC frequency guests are told (see [`tcg_tsc_khz`]).
     tsc_khz: Option<u64>,
     net: HostNetwork,
+    logs: supervise::LogRings,
     controls: std::sync::Mutex<HashMap<MachineId, Arc<Mutex<Control>>>>,
     next_id: AtomicU64,
 }
@@ -152,6 +154,7 @@ impl MicrovmRuntime {
         tracing::info!(kernel = %version, ?accel, ?tsc_khz, "microVM backend ready");
         Ok(Self {
             kernel: kdir.join("vmlinuz"),
+            logs: supervise::LogRings::new(LOG_LINES),
             opts,
             qemu,
             qemu_img,
@@ -652,7 +655,7 @@ impl Runtime for MicrovmRuntime {
         if !dir.exists() {
             return Err(RuntimeError::NotFound(id.clone()));
         }
-        Ok(supervise::read_logs(&dir, LOG_LINES))
+        Ok(self.logs.read(&dir))
     }
 
     async fn stats(&self, id: &MachineId) -> Result<Stats, RuntimeError> {
@@ -702,6 +705,7 @@ impl Runtime for MicrovmRuntime {
         self.net
             .release(id.as_str())
             .map_err(|e| other(format!("releasing machine {id}'s network: {e}")))?;
+        self.logs.forget(&dir);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(io_err("removing the machine's files", id)(e))
