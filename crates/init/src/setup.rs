@@ -17,15 +17,24 @@ pub fn system(cfg: &InitConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot set the hostname: {e}"))?;
     write_hosts(cfg, Path::new("/etc/hosts")).map_err(|e| format!("writing /etc/hosts: {e}"))?;
     if !cfg.nameservers.is_empty() {
-        let text: String = cfg
-            .nameservers
-            .iter()
-            .map(|n| format!("nameserver {n}\n"))
-            .collect();
-        fs::write("/etc/resolv.conf", text)
+        // The image's file may be a symlink (to systemd-resolved's): replace it, not its target.
+        let _ = fs::remove_file("/etc/resolv.conf");
+        fs::write("/etc/resolv.conf", resolv_conf(cfg))
             .map_err(|e| format!("writing /etc/resolv.conf: {e}"))?;
     }
     Ok(())
+}
+
+/// `/etc/resolv.conf` for `cfg`'s name servers and search domains.
+pub fn resolv_conf(cfg: &InitConfig) -> String {
+    let mut text = String::new();
+    if !cfg.dns_searches.is_empty() {
+        text.push_str(&format!("search {}\n", cfg.dns_searches.join(" ")));
+    }
+    for n in &cfg.nameservers {
+        text.push_str(&format!("nameserver {n}\n"));
+    }
+    text
 }
 
 /// Mounts each standard filesystem whose mount point is not a mount yet. Failures are printed,
@@ -166,9 +175,21 @@ mod tests {
                 names: vec!["m1".into(), "fly-local-6pn".into()],
             }],
             nameservers: vec![],
+            dns_searches: vec![],
             network: None,
             vm: None,
         }
+    }
+
+    #[test]
+    fn resolv_conf_has_the_searches_then_the_name_servers() {
+        let mut c = cfg();
+        c.nameservers = vec!["10.0.0.2".into(), "2001:db8::53".into()];
+        c.dns_searches = vec!["corp.example".into()];
+        assert_eq!(
+            resolv_conf(&c),
+            "search corp.example\nnameserver 10.0.0.2\nnameserver 2001:db8::53\n"
+        );
     }
 
     #[test]

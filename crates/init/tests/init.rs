@@ -31,6 +31,7 @@ fn config(dir: &Path, script: &str) -> InitConfig {
         }],
         hosts: vec![],
         nameservers: vec![],
+        dns_searches: vec![],
         network: None,
         vm: None,
     }

@@ -28,6 +28,12 @@ pub fn init_config(
             })
         })
         .collect();
+    // The machine's own name servers, else the host's (internal DNS is not built yet).
+    let dns = spec.config.dns.as_ref();
+    let nameservers = match dns.map(|d| d.nameservers.clone()).unwrap_or_default() {
+        own if !own.is_empty() => own,
+        _ => host_nameservers(),
+    };
     Ok(InitConfig {
         machine_id: id.clone(),
         app: spec.app.clone(),
@@ -48,8 +54,45 @@ pub fn init_config(
                 "fly-local-6pn".into(),
             ],
         }],
-        nameservers: Vec::new(),
+        nameservers,
+        dns_searches: dns.map(|d| d.searches.clone()).unwrap_or_default(),
         network,
         vm,
     })
+}
+
+/// The host's upstream name servers, as machines can reach them: systemd-resolved's upstream
+/// list if it runs, else `/etc/resolv.conf`, without loopback addresses (a machine's loopback
+/// is its own). Empty when none is left: the image's `/etc/resolv.conf` stays.
+fn host_nameservers() -> Vec<String> {
+    ["/run/systemd/resolve/resolv.conf", "/etc/resolv.conf"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|text| nameservers_of(&text))
+        .unwrap_or_default()
+}
+
+fn nameservers_of(resolv_conf: &str) -> Vec<String> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .map(str::trim)
+        .filter(|a| {
+            a.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_loopback_resolvers_are_left_out() {
+        let conf = "# generated\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 10.0.0.2\nsearch example.com\nnameserver 2001:db8::53\nnameserver bogus\n";
+        assert_eq!(nameservers_of(conf), ["10.0.0.2", "2001:db8::53"]);
+        assert!(nameservers_of("nameserver 127.0.0.53\n").is_empty());
+    }
 }

@@ -77,11 +77,16 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
     let (rt, _cleanup) = runtime(&tmp.path().join("state"));
-    let spec = spec(
+    let mut spec = spec(
         &rootfs,
         "echo started $FLY_MACHINE_ID; echo to-stderr >&2; exec httpd -f -p 8080 -h /srv",
         256,
     );
+    spec.config.dns = Some(aloft_types::config::DnsConfig {
+        nameservers: vec!["192.0.2.53".into()],
+        searches: vec!["corp.example".into()],
+        ..Default::default()
+    });
     rt.create(&spec).await.unwrap();
     let t0 = Instant::now();
     let running = rt.start(&spec).await.unwrap();
@@ -133,6 +138,17 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
         hosts.contains("fly-local-6pn") && hosts.contains(&spec.private_ip),
         "{hosts}"
     );
+    let resolv = rt
+        .exec(
+            &spec.id,
+            &["cat".into(), "/etc/resolv.conf".into()],
+            None,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap()
+        .stdout;
+    assert_eq!(resolv, "search corp.example\nnameserver 192.0.2.53\n");
     let ps = rt.ps(&spec.id).await.unwrap();
     assert!(ps.iter().any(|p| p.command.contains("httpd")), "{ps:?}");
     let stats = rt.stats(&spec.id).await.unwrap();

@@ -47,6 +47,9 @@ pub struct InitConfig {
     /// Name servers for `/etc/resolv.conf`; empty leaves the image's file alone.
     #[serde(default)]
     pub nameservers: Vec<String>,
+    /// Search domains for `/etc/resolv.conf` (written only with `nameservers`).
+    #[serde(default)]
+    pub dns_searches: Vec<String>,
     /// Interfaces to configure by netlink. `None` when the host configured the network already
     /// (gVisor runs inside a network namespace the agent set up).
     #[serde(default)]
