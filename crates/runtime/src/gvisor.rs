@@ -15,7 +15,7 @@
 //! Limits: a cgroup per machine ([`crate::cgroup`]) with the memory limit and CPU quota; OOM
 //! kills are read from its counter after the sandbox is gone.
 
-use crate::cgroup::{Limits, MachineCgroup};
+use crate::cgroup::{CpuAllocator, Limits, MachineCgroup};
 use crate::guest::init_config;
 use crate::net::{HostNetwork, NetworkOptions};
 use crate::supervise;
@@ -58,6 +58,7 @@ pub struct GvisorRuntime {
     platform: &'static str,
     net: HostNetwork,
     logs: supervise::LogRings,
+    cpus: CpuAllocator,
 }
 
 fn io_err<'a>(op: &'static str, id: &'a MachineId) -> impl FnOnce(io::Error) -> RuntimeError + 'a {
@@ -116,6 +117,7 @@ impl GvisorRuntime {
             .map_err(|e| RuntimeError::Other(format!("creating the state dir: {e}")))?;
         tracing::info!(runsc = %runsc.display(), platform, "gVisor backend ready");
         Ok(Self {
+            cpus: CpuAllocator::new(&opts.state_dir),
             opts,
             logs: supervise::LogRings::new(LOG_LINES),
             runsc,
@@ -303,6 +305,7 @@ impl GvisorRuntime {
 
     /// After the sandbox ended: remove it and unmount its root filesystem (idempotent).
     async fn teardown_run(&self, id: &MachineId) {
+        self.cpus.release(id.as_str());
         // runsc keeps `<id>_sandbox:<id>.state` in its root while it knows the container;
         // without one there is nothing to delete (and no Go process to spawn on the start path).
         let known = fs::read_dir(self.runsc_root()).is_ok_and(|entries| {
@@ -399,11 +402,13 @@ impl Runtime for GvisorRuntime {
                 })?;
         let cgroup = MachineCgroup::new(id.as_str());
         let guest = &spec.config.guest;
+        let performance = guest.cpu_kind == CpuKind::Performance;
         cgroup
-            .create(Limits {
+            .create(&Limits {
                 memory_bytes: u64::from(guest.memory_mb) << 20,
                 cpus: guest.cpus,
-                performance: guest.cpu_kind == CpuKind::Performance,
+                performance,
+                cpuset: self.cpus.assign(id.as_str(), guest.cpus, performance),
             })
             .map_err(io_err("setting the machine's limits (cgroup)", id))?;
         let _ = fs::write(dir.join("oom-before"), cgroup.oom_counter().to_string());

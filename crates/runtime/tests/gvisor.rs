@@ -4,6 +4,7 @@
 
 mod common;
 
+use aloft_runtime::cgroup::{MachineCgroup, Version};
 use aloft_runtime::gvisor::{GvisorOptions, GvisorRuntime};
 use aloft_runtime::net::NetworkOptions;
 use aloft_runtime::{Runtime, find_init_binary};
@@ -219,6 +220,10 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     );
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(spec.id.as_str()), "{mounts}");
+    assert!(
+        MachineCgroup::new(spec.id.as_str()).is_removed(),
+        "no cgroup left in any hierarchy"
+    );
     assert!(get(&spec.private_ip).is_none());
     let bridge = rt.network().options().bridge.clone();
     rt.network().remove().unwrap();
@@ -352,6 +357,75 @@ async fn machines_of_different_orgs_cannot_reach_each_other() {
     assert!(!back.stdout.contains("hello"), "{back:?}");
     for s in [&a1, &a2, &b1] {
         rt.destroy(&s.id).await.unwrap();
+    }
+    rt.network().remove().unwrap();
+}
+
+/// The CPUs the sandbox's processes may run on (`Cpus_allowed_list` of one of them).
+fn allowed_cpus(id: &aloft_types::MachineId) -> String {
+    let procs = match Version::detect() {
+        Version::V1 => format!("/sys/fs/cgroup/cpuset/aloft/{id}/sandbox/cgroup.procs"),
+        Version::V2 => format!("/sys/fs/cgroup/aloft/{id}/sandbox/cgroup.procs"),
+    };
+    let pid = std::fs::read_to_string(&procs).unwrap();
+    let pid = pid.lines().next().expect("the sandbox has processes");
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn performance_machines_get_cores_of_their_own() {
+    skip_unless!(TOOLS);
+    let host = aloft_runtime::cgroup::parse_cpu_list(
+        &std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap(),
+    );
+    if host.len() < 2 {
+        eprintln!("SKIPPED: one CPU, no core to dedicate");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let (rt, _cleanup) = runtime(&tmp.path().join("state"));
+    let all = aloft_runtime::cgroup::cpu_list(&host);
+    let shared = spec(&rootfs, "exec sleep 1000", 128);
+    rt.start(&shared).await.unwrap();
+    assert_eq!(allowed_cpus(&shared.id), all);
+
+    // One core of its own (the host's first stays with the host); the shared machine leaves it.
+    let mut fast = spec(&rootfs, "exec sleep 1000", 128);
+    fast.config.guest.cpu_kind = aloft_types::config::CpuKind::Performance;
+    fast.config.guest.cpus = 1;
+    rt.start(&fast).await.unwrap();
+    let own = allowed_cpus(&fast.id);
+    assert_eq!(own, host[1].to_string());
+    let rest: Vec<u32> = host.iter().copied().filter(|c| *c != host[1]).collect();
+    assert_eq!(
+        allowed_cpus(&shared.id),
+        aloft_runtime::cgroup::cpu_list(&rest)
+    );
+
+    // No core left for a second one with as many CPUs as the host: it shares.
+    let mut greedy = spec(&rootfs, "exec sleep 1000", 128);
+    greedy.config.guest.cpu_kind = aloft_types::config::CpuKind::Performance;
+    greedy.config.guest.cpus = host.len() as u32;
+    rt.start(&greedy).await.unwrap();
+    assert_eq!(
+        allowed_cpus(&greedy.id),
+        aloft_runtime::cgroup::cpu_list(&rest)
+    );
+
+    // Its core comes back when it stops.
+    rt.kill(&fast.id).await.unwrap();
+    rt.wait(&fast.id).await.unwrap();
+    assert_eq!(allowed_cpus(&shared.id), all);
+    for s in [&shared, &fast, &greedy] {
+        rt.destroy(&s.id).await.unwrap();
+        assert!(MachineCgroup::new(s.id.as_str()).is_removed());
     }
     rt.network().remove().unwrap();
 }
