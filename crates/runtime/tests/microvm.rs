@@ -161,6 +161,23 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     let why = rt.exit_message(&missing.id).await.unwrap_or_default();
     assert!(why.contains("/no/such/program"), "{why}");
 
+    // A memory hog: the guest kernel's OOM killer ends it, and init says so.
+    let mut hog = spec.clone();
+    hog.image.as_mut().unwrap().process.argv = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done".into(),
+    ];
+    rt.start(&hog).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(120), rt.wait(&hog.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.oom_killed && status.signal == Some(9),
+        "{status:?}"
+    );
+
     rt.destroy(&spec.id).await.unwrap();
     assert!(
         !tmp.path()
