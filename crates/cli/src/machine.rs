@@ -554,7 +554,29 @@ async fn follow_pull(scope: &Scope, id: &str) -> Result<Machine> {
             line.finish(&m);
             return Ok(m);
         }
-        tokio::time::sleep(PULL_POLL).await;
+        let pulling = m
+            .image_pull
+            .as_ref()
+            .is_some_and(|p| p.phase != ImagePullPhase::Done);
+        if pulling {
+            tokio::time::sleep(PULL_POLL).await;
+        } else {
+            // Nothing to show until it runs: a long poll answers the moment it does (a sleep
+            // here would add up to a whole poll to every `machine run`).
+            let query = WaitQuery {
+                state: Some(MachineState::Started.as_str().to_string()),
+                timeout: Some("1".into()),
+                ..WaitQuery::default()
+            };
+            let asked = Instant::now();
+            let answer = scope
+                .client
+                .wait(&scope.app, id, &query, Duration::from_secs(1))
+                .await;
+            if answer.is_err() && asked.elapsed() < PULL_POLL {
+                tokio::time::sleep(PULL_POLL - asked.elapsed()).await;
+            }
+        }
     }
 }
 

@@ -383,9 +383,11 @@ impl Runtime for GvisorRuntime {
                 "machine {id} is already running"
             )));
         }
+        let t0 = Instant::now();
         fs::create_dir_all(&dir).map_err(io_err("creating the machine", id))?;
         self.teardown_run(id).await;
         let rootfs = self.prepare_rootfs(spec, &dir)?;
+        let t_rootfs = t0.elapsed();
         let ipv6 = spec
             .private_ip
             .parse()
@@ -400,6 +402,7 @@ impl Runtime for GvisorRuntime {
                     id: id.clone(),
                     reason: format!("network: {e}"),
                 })?;
+        let t_network = t0.elapsed();
         let cgroup = MachineCgroup::new(id.as_str());
         let guest = &spec.config.guest;
         let performance = guest.cpu_kind == CpuKind::Performance;
@@ -428,12 +431,14 @@ impl Runtime for GvisorRuntime {
             bundle.into(),
             id.as_str().into(),
         ];
+        let t_bundle = t0.elapsed();
         let pid = supervise::spawn(&self.opts.init_binary, &dir, net.netns.as_deref(), &cmd)
             .await
             .map_err(|e| RuntimeError::StartFailed {
                 id: id.clone(),
                 reason: e.to_string(),
             })?;
+        let t_runsc = t0.elapsed();
         // Running once init has started the machine's process (it writes `/.aloft/started`);
         // a sandbox or process that fails to start ends `runsc run`, and `wait` says how.
         let started = dir.join("upper/.aloft/started");
@@ -448,6 +453,15 @@ impl Runtime for GvisorRuntime {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        tracing::debug!(
+            machine = %id,
+            rootfs_ms = t_rootfs.as_millis(),
+            network_ms = (t_network - t_rootfs).as_millis(),
+            cgroup_bundle_ms = (t_bundle - t_network).as_millis(),
+            runsc_run_ms = (t_runsc - t_bundle).as_millis(),
+            process_ms = (t0.elapsed() - t_runsc).as_millis(),
+            "machine started"
+        );
         Ok(Running {
             instance_id: spec.instance_id.clone(),
             pid: Some(pid),

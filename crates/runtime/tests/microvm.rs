@@ -173,10 +173,7 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        status.oom_killed && status.signal == Some(9),
-        "{status:?}"
-    );
+    assert!(status.oom_killed && status.signal == Some(9), "{status:?}");
 
     rt.destroy(&spec.id).await.unwrap();
     assert!(
