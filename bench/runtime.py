@@ -183,12 +183,22 @@ class BareRunsc:
         return ns, f"10.250.{i}.2"
 
     def start(self, i):
-        """Starts sandbox i (its netns made beforehand); returns the Popen of `runsc run`."""
+        """Starts sandbox i (its netns made beforehand); returns the Popen of `runsc run`.
+        Each sandbox gets its bundle through a link of its own (`bundle-<i>`), so that both of
+        its processes (sandbox and gofer) name it on their command lines."""
         ns = f"albench{i}"
+        link = f"{self.bundle}-{i}"
+        if not os.path.islink(link):
+            os.symlink(self.bundle, link)
         return subprocess.Popen(
             ["nsenter", f"--net=/var/run/netns/{ns}", "runsc", "--root", self.root,
-             "--platform=ptrace", "--network=host", "run", "--detach", "--bundle", self.bundle,
+             "--platform=ptrace", "--network=host", "run", "--detach", "--bundle", link,
              f"bench{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @staticmethod
+    def pids(i):
+        """Sandbox i's processes: the sandbox and its gofer."""
+        return pids_mentioning(f"bundle-{i}\0")
 
     def cleanup(self, i):
         subprocess.run(["runsc", "--root", self.root, "delete", "--force", f"bench{i}"],
@@ -248,10 +258,10 @@ def bench_gvisor(layout, work):
     print(f"\n== gVisor: idle memory per machine, {MACHINES} up at once")
     time.sleep(2)
     aloft_kb = [rss_kb(pids_mentioning(m["id"])) for m in machines]
-    bare_kb = [rss_kb(pids_mentioning(f"bench{100 + i}")) for i in range(MACHINES)]
+    bare_kb = [rss_kb(BareRunsc.pids(100 + i)) for i in range(MACHINES)]
     a, b = median(aloft_kb), median(bare_kb)
     print(f"aloft/gvisor  median {a / 1024:7.1f} MiB per machine (shim + runsc processes)")
-    print(f"bare runsc    median {b / 1024:7.1f} MiB per sandbox")
+    print(f"bare runsc    median {b / 1024:7.1f} MiB per sandbox (sandbox + gofer)")
     print(f"ratio aloft/bare: {a / b:.2f}x")
     for m in machines:
         dev.destroy(m["id"])

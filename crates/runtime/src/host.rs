@@ -130,6 +130,7 @@ pub fn open(kind: Backend, options: HostOptions) -> Result<Arc<dyn Runtime>, Run
             network: options.network.clone(),
             accel,
             boot_timeout: BOOT_TIMEOUT,
+            qemu: None,
         })
     };
     let gvisor = || {

@@ -34,7 +34,26 @@ fn options(state: &Path, boot_timeout: Duration) -> MicrovmOptions {
         network: network(),
         accel: Accel::Auto,
         boot_timeout,
+        qemu: None,
     }
+}
+
+#[test]
+fn a_missing_qemu_is_named_with_its_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = MicrovmRuntime::new(MicrovmOptions {
+        state_dir: tmp.path().join("state"),
+        init_binary: tmp.path().join("aloft-init"),
+        kernel_dir: tmp.path().join("kernel"),
+        network: network(),
+        accel: Accel::Auto,
+        boot_timeout: Duration::from_secs(1),
+        qemu: Some(tmp.path().join("qemu-system-x86_64")),
+    })
+    .err()
+    .expect("no QEMU, no backend")
+    .to_string();
+    assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
 }
 
 /// One emulated guest at a time: two TCG guests on a 2-core host slow each other past timeouts.

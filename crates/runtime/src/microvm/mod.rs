@@ -74,6 +74,8 @@ pub struct MicrovmOptions {
     pub accel: Accel,
     /// How long a guest may take until its init answers.
     pub boot_timeout: Duration,
+    /// `qemu-system-x86_64`; found on `PATH` when `None`.
+    pub qemu: Option<PathBuf>,
 }
 
 /// A connection to one guest's control port.
@@ -133,9 +135,14 @@ impl MicrovmRuntime {
     /// initramfs, settles the acceleration (probing the host on first use) and sets up the
     /// bridge. Errors say what to install or run.
     pub fn new(opts: MicrovmOptions) -> Result<Self, RuntimeError> {
-        let qemu = crate::gvisor::which("qemu-system-x86_64").ok_or_else(|| {
-            other("qemu-system-x86_64 is not installed: apt-get install qemu-system-x86")
-        })?;
+        let qemu = opts
+            .qemu
+            .clone()
+            .or_else(|| crate::gvisor::which("qemu-system-x86_64"))
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                other("qemu-system-x86_64 is not installed: apt-get install qemu-system-x86 (or pass --runtime gvisor)")
+            })?;
         let qemu_img = crate::gvisor::which("qemu-img")
             .ok_or_else(|| other("qemu-img is not installed: apt-get install qemu-utils"))?;
         let (version, kdir) = kernel(&opts.kernel_dir)?;
