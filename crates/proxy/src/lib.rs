@@ -1,0 +1,22 @@
+//! aloft's proxy: the process on every host that takes users' requests for apps and sends each
+//! to the closest machine with capacity.
+//!
+//! It plays two roles, shaped for the multi-region split: the *edge* accepts the client, finds
+//! the app from `Host`, ranks the app's machines ([`balance`]) from the [`catalog::Catalog`],
+//! adds the forwarding headers and replays requests a machine bounces with `fly-replay`
+//! ([`replay`]); the *worker* side holds the true load of each local machine ([`load`]) and
+//! refuses a machine at its hard limit, so the edge tries the next one. On one host both roles
+//! run in one process.
+//!
+//! Request bodies up to 1 MB are buffered ([`body`]) so a request can be retried on another
+//! machine when a connection fails or a machine is full, and replayed.
+
+pub mod balance;
+pub mod body;
+pub mod catalog;
+pub mod clients;
+pub mod load;
+pub mod replay;
+mod server;
+
+pub use server::{Listener, Protection, Proxy, ProxyConfig};

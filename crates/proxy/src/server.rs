@@ -1,0 +1,811 @@
+//! The HTTP listeners and the life of one request: app from `Host`, machine from the ranking,
+//! forwarding headers, retries, `fly-replay`, and the errors users see (with the reference's
+//! codes: PC01 refused connection, PR01 no machine to take it, PR04 every machine at its hard
+//! limit, PA01 body too large to replay, PA03 invalid `fly-replay`).
+
+use crate::balance::{Distance, rank};
+use crate::body::{self, Guarded, ProxyBody, RequestBody};
+use crate::catalog::{Catalog, Target};
+use crate::clients::{ClientLimits, Clients};
+use crate::load::{Load, Slot};
+use crate::replay::{self, Fallback, Replay};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A request is replayed at most this many times (then it is a loop).
+const MAX_REPLAYS: u32 = 5;
+
+/// Headers that describe one hop, never passed on (RFC 9110 7.6.1).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
+const FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-port");
+const FLY_REGION: HeaderName = HeaderName::from_static("fly-region");
+const FLY_REQUEST_ID: HeaderName = HeaderName::from_static("fly-request-id");
+const FLY_REPLAY: HeaderName = HeaderName::from_static("fly-replay");
+const FLY_REPLAY_SRC: HeaderName = HeaderName::from_static("fly-replay-src");
+const FLY_PREFER_REGION: HeaderName = HeaderName::from_static("fly-prefer-region");
+const FLY_FORCE_INSTANCE: HeaderName = HeaderName::from_static("fly-force-instance-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
+const VIA: &str = "1.1 aloft";
+
+/// Limits that protect the proxy from slow, large or too many requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Protection {
+    /// A client must send a request's headers within this (slowloris).
+    pub header_read_timeout: Duration,
+    /// The most bytes of headers one request may have (HTTP/1 read buffer, HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// The most header fields one request may have.
+    pub max_headers: usize,
+    pub clients: ClientLimits,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+            max_headers: 100,
+            clients: ClientLimits {
+                max_connections: 512,
+                requests_per_second: 1000,
+            },
+        }
+    }
+}
+
+/// How a proxy behaves.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The region it runs in: `Fly-Region`, request ids, and which machines are closest.
+    pub region: String,
+    /// Apps are served as `<app>.localhost` and, with a domain, `<app>.<domain>`.
+    pub app_domain: Option<String>,
+    pub protection: Protection,
+    /// How long a request waits for a slot when every machine is at its hard limit.
+    pub queue_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// How long a stopping proxy lets requests in flight finish.
+    pub drain_timeout: Duration,
+}
+
+impl ProxyConfig {
+    pub fn new(region: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            app_domain: None,
+            protection: Protection::default(),
+            queue_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one listener serves: the public port it stands for (8080 stands for 80 in `dev up`)
+/// and whether its clients speak TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    pub public_port: u16,
+    pub https: bool,
+}
+
+/// The proxy: cheap to clone, one per host.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ProxyConfig,
+    catalog: Arc<dyn Catalog>,
+    load: Arc<Load>,
+    clients: Arc<Clients>,
+    upstream: Client<HttpConnector, ProxyBody>,
+}
+
+/// Who sent a request, and on which listener.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    peer: SocketAddr,
+    listener: Listener,
+}
+
+/// An error page: status, the reference's code if there is one, and what happened.
+struct Failure {
+    status: StatusCode,
+    code: Option<&'static str>,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: Option<&'static str>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a request may go: narrowed by client hints and by `fly-replay`.
+#[derive(Debug, Clone, Default)]
+struct Constraint {
+    app: String,
+    /// Only these regions (empty: any).
+    regions: Vec<String>,
+    /// Only this machine.
+    instance: Option<String>,
+    /// This machine first.
+    prefer_instance: Option<String>,
+    /// Not these machines (`elsewhere=true`, or their connection failed).
+    excluded: Vec<String>,
+    /// This region first (`fly-prefer-region`).
+    prefer_region: Option<String>,
+    /// How long to wait for a target with room.
+    timeout: Option<Duration>,
+    /// Where to go when the target has no room in time: the machine that asked for the replay.
+    fallback: Option<(Target, Fallback)>,
+}
+
+impl Constraint {
+    fn allows(&self, t: &Target) -> bool {
+        (self.regions.is_empty() || self.regions.contains(&t.region))
+            && self.instance.as_ref().is_none_or(|i| *i == t.machine_id)
+            && !self.excluded.contains(&t.machine_id)
+    }
+}
+
+/// Closeness: the preferred instance and region first, then the proxy's own region.
+struct Preference<'a> {
+    own: &'a str,
+    prefer_region: Option<&'a str>,
+}
+
+impl Distance for Preference<'_> {
+    fn distance(&self, region: &str) -> u32 {
+        if self.prefer_region == Some(region) {
+            0
+        } else if region == self.own {
+            1
+        } else {
+            2
+        }
+    }
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig, catalog: Arc<dyn Catalog>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let upstream = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            inner: Arc::new(Inner {
+                clients: Clients::new(config.protection.clients),
+                config,
+                catalog,
+                load: Arc::new(Load::default()),
+                upstream,
+            }),
+        }
+    }
+
+    /// The machines' load as this proxy counts it.
+    pub fn load(&self) -> &Arc<Load> {
+        &self.inner.load
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then lets requests in flight finish
+    /// (for at most the drain timeout).
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        at: Listener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let p = self.inner.config.protection;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(p.header_read_timeout)
+            .max_buf_size(p.max_header_bytes.max(8192))
+            .max_headers(p.max_headers);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX));
+        let builder = Arc::new(builder);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let open = Arc::new(());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Some(place) = self.inner.clients.connect(peer.ip()) else {
+                tracing::debug!(%peer, "too many connections from one client: closed");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            let builder = builder.clone();
+            let mut stop = stop_rx.clone();
+            let open = open.clone();
+            tokio::spawn(async move {
+                let conn = Conn { peer, listener: at };
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
+                });
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+                drop((place, open));
+            });
+        }
+        let _ = stop_tx.send(true);
+        let deadline = Instant::now() + self.inner.config.drain_timeout;
+        while Arc::strong_count(&open) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One request, start to end: never fails, errors are pages.
+    async fn handle(&self, req: Request<Incoming>, conn: Conn) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let request_id = format!("{}-{}", ulid::Ulid::new(), self.inner.config.region);
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (response, app, machine) = match self.route(req, conn, &request_id).await {
+            Ok((resp, app, machine)) => (resp, app, Some(machine)),
+            Err((failure, app)) => (self.error_page(failure), app, None),
+        };
+        let mut response = response;
+        finish_headers(response.headers_mut(), &request_id);
+        tracing::info!(
+            target: "aloft_proxy::access",
+            request_id,
+            client = %conn.peer.ip(),
+            app = app.as_deref().unwrap_or("-"),
+            machine = machine.as_deref().unwrap_or("-"),
+            %method,
+            path,
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+        );
+        response
+    }
+
+    /// Routes the request; on failure, the page to show and the app if it was known.
+    async fn route(
+        &self,
+        mut req: Request<Incoming>,
+        conn: Conn,
+        request_id: &str,
+    ) -> Result<(Response<ProxyBody>, Option<String>, String), (Failure, Option<String>)> {
+        let inner = &self.inner;
+        if !inner.clients.allow_request(conn.peer.ip()) {
+            return Err((
+                Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    "too many requests from your address; slow down and try again",
+                ),
+                None,
+            ));
+        }
+        let app = self.app_of(&req).map_err(|f| (f, None))?;
+        let fail = |f: Failure| (f, Some(app.clone()));
+        let upgrade = is_upgrade(req.headers());
+        let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (parts, incoming) = req.into_parts();
+        let mut body = if upgrade {
+            RequestBody::Buffered(bytes::Bytes::new())
+        } else {
+            RequestBody::read(incoming).await.map_err(|e| {
+                fail(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    format!("reading the request body: {e}"),
+                ))
+            })?
+        };
+        let mut headers =
+            self.forward_headers(&parts.headers, &parts.uri, conn, request_id, upgrade);
+        let mut constraint = Constraint {
+            app: app.clone(),
+            instance: header_str(&parts.headers, &FLY_FORCE_INSTANCE),
+            prefer_region: header_str(&parts.headers, &FLY_PREFER_REGION)
+                .map(|r| r.to_ascii_lowercase()),
+            ..Constraint::default()
+        };
+        let mut replays = 0;
+        // The last machine that refused the connection: the error when no other is left.
+        let mut refused: Option<Failure> = None;
+        loop {
+            let (target, slot) = match self.pick(&constraint, conn).await {
+                Ok(picked) => picked,
+                Err(f) => return Err(fail(refused.take().unwrap_or(f))),
+            };
+            let Some(attempt_body) = body.take() else {
+                return Err(fail(Failure::new(
+                    StatusCode::BAD_GATEWAY,
+                    Some("PA01"),
+                    "the request body was sent already and is too large to send again (over 1 MB)",
+                )));
+            };
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(socket(&target).to_string())
+                .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
+                .build()
+                .expect("a valid URI");
+            let mut upstream = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri)
+                .version(Version::HTTP_11)
+                .body(attempt_body)
+                .expect("a valid request");
+            *upstream.headers_mut() = headers.clone();
+            let mut resp = match inner.upstream.request(upstream).await {
+                Ok(r) => r,
+                Err(e) if e.is_connect() => {
+                    let failure = Failure::new(
+                        StatusCode::BAD_GATEWAY,
+                        Some("PC01"),
+                        format!(
+                            "machine {} refused the connection: {}",
+                            target.machine_id,
+                            error_chain(&e)
+                        ),
+                    );
+                    if !body.can_resend() {
+                        return Err(fail(failure));
+                    }
+                    tracing::debug!(
+                        machine = target.machine_id,
+                        "connect failed, trying another: {e}"
+                    );
+                    constraint.exclude_failed(&target);
+                    refused = Some(failure);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(fail(Failure::new(
+                        StatusCode::BAD_GATEWAY,
+                        None,
+                        format!(
+                            "machine {} failed to answer: {}",
+                            target.machine_id,
+                            error_chain(&e)
+                        ),
+                    )));
+                }
+            };
+            if let Some(value) = resp.headers().get(&FLY_REPLAY).cloned() {
+                let instruction = value
+                    .to_str()
+                    .map_err(|_| "it is not ASCII".to_string())
+                    .and_then(replay::parse)
+                    .map_err(|why| {
+                        fail(Failure::new(
+                            StatusCode::BAD_GATEWAY,
+                            Some("PA03"),
+                            format!(
+                                "machine {} sent an invalid fly-replay header: {why}",
+                                target.machine_id
+                            ),
+                        ))
+                    })?;
+                replays += 1;
+                if replays > MAX_REPLAYS {
+                    return Err(fail(Failure::new(
+                        StatusCode::LOOP_DETECTED,
+                        Some("PA03"),
+                        format!(
+                            "the request was replayed {MAX_REPLAYS} times: the machines' fly-replay headers send it round in a loop"
+                        ),
+                    )));
+                }
+                if !body.can_resend() {
+                    return Err(fail(Failure::new(
+                        StatusCode::BAD_GATEWAY,
+                        Some("PA01"),
+                        "the machine asked to replay a request whose body is over 1 MB: too large to replay",
+                    )));
+                }
+                let now_us = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
+                let src = replay::source(
+                    &target.machine_id,
+                    &target.region,
+                    now_us,
+                    instruction.state.as_deref(),
+                );
+                if let Ok(v) = HeaderValue::from_str(&src) {
+                    headers.insert(FLY_REPLAY_SRC, v);
+                }
+                constraint = Constraint::replay(&instruction, &constraint.app, target);
+                drop(resp);
+                drop(slot);
+                continue;
+            }
+            let machine = target.machine_id.clone();
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client_upgrade) = client_upgrade.take()
+            {
+                let machine_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let (Ok(client), Ok(machine)) = (client_upgrade.await, machine_upgrade.await)
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(
+                        &mut TokioIo::new(client),
+                        &mut TokioIo::new(machine),
+                    )
+                    .await;
+                });
+                let (parts, _) = resp.into_parts();
+                return Ok((
+                    Response::from_parts(parts, body::empty()),
+                    Some(app),
+                    machine,
+                ));
+            }
+            let (mut parts, incoming) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers, false);
+            let body = Guarded::new(incoming, Some(slot)).boxed();
+            return Ok((Response::from_parts(parts, body), Some(app), machine));
+        }
+    }
+
+    /// The app a request is for, from `Host` (or the HTTP/2 authority).
+    fn app_of<B>(&self, req: &Request<B>) -> Result<String, Failure> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+            .unwrap_or_default();
+        let name = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host.as_str(), |(h, _)| h)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let domain = self.inner.config.app_domain.as_deref();
+        let app = name
+            .strip_suffix(".localhost")
+            .or_else(|| domain.and_then(|d| name.strip_suffix(&format!(".{d}"))))
+            .filter(|a| !a.is_empty() && !a.contains('.'));
+        let served = match domain {
+            Some(d) => format!("<app>.localhost or <app>.{d}"),
+            None => "<app>.localhost".to_string(),
+        };
+        let app = app.ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                None,
+                format!("no app is served at `{name}`: apps are served as {served}"),
+            )
+        })?;
+        Ok(app.to_string())
+    }
+
+    /// A machine with room for the request and its slot there, waiting up to the queue (or
+    /// replay) timeout when every candidate is full.
+    async fn pick(&self, c: &Constraint, conn: Conn) -> Result<(Target, Slot), Failure> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + c.timeout.unwrap_or(inner.config.queue_timeout);
+        let port = conn.listener.public_port;
+        loop {
+            let freed = inner.load.freed();
+            let targets = inner.catalog.http_targets(&c.app, port).ok_or_else(|| {
+                Failure::new(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    format!("there is no app `{}`", c.app),
+                )
+            })?;
+            let targets: Vec<Target> = targets.into_iter().filter(|t| c.allows(t)).collect();
+            let preference = Preference {
+                own: &inner.config.region,
+                prefer_region: c.prefer_region.as_deref(),
+            };
+            let mut order = rank(&targets, &inner.load, &preference);
+            if let Some(prefer) = &c.prefer_instance {
+                order.sort_by_key(|i| targets[*i].machine_id != *prefer);
+            }
+            for i in order {
+                let t = &targets[i];
+                // The worker side's word: it refuses when the machine filled up meanwhile.
+                if let Some(slot) = inner.load.try_acquire(&t.machine_id, t.limits.hard) {
+                    return Ok((t.clone(), slot));
+                }
+            }
+            let any_routable = targets.iter().any(|t| t.routable);
+            if Instant::now() >= deadline || (!any_routable && c.fallback.is_none()) {
+                if let Some((own, how)) = &c.fallback {
+                    let hard = match how {
+                        Fallback::ForceSelf => u32::MAX,
+                        Fallback::PreferSelf => own.limits.hard,
+                    };
+                    if let Some(slot) = inner.load.try_acquire(&own.machine_id, hard) {
+                        return Ok((own.clone(), slot));
+                    }
+                }
+                return Err(if any_routable {
+                    Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("PR04"),
+                        format!(
+                            "every machine of app `{}` is at its hard limit; try again shortly",
+                            c.app
+                        ),
+                    )
+                } else {
+                    Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("PR01"),
+                        format!(
+                            "app `{}` has no started machine that serves port {port} over HTTP{}; start one with `aloft machine start`",
+                            c.app,
+                            c.describe()
+                        ),
+                    )
+                });
+            }
+            tokio::select! {
+                () = freed => {}
+                () = tokio::time::sleep_until(deadline.into()) => {}
+                // Machines that start or pass their checks are found on the next look.
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// The request's headers as the machine gets them.
+    fn forward_headers(
+        &self,
+        incoming: &HeaderMap,
+        uri: &Uri,
+        conn: Conn,
+        request_id: &str,
+        upgrade: bool,
+    ) -> HeaderMap {
+        let mut h = incoming.clone();
+        strip_hop_by_hop(&mut h, upgrade);
+        if !h.contains_key(header::HOST)
+            && let Some(a) = uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            h.insert(header::HOST, v);
+        }
+        let ip = conn.peer.ip();
+        let ip_text = canonical_ip(ip);
+        // Clients cannot choose their own address.
+        h.insert(FLY_CLIENT_IP, value(&ip_text));
+        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip_text}"),
+            _ => ip_text,
+        };
+        h.insert(X_FORWARDED_FOR, value(&xff));
+        let port = conn.listener.public_port.to_string();
+        let https = conn.listener.https;
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if https { "https" } else { "http" }),
+        );
+        h.insert(
+            X_FORWARDED_SSL,
+            HeaderValue::from_static(if https { "on" } else { "off" }),
+        );
+        h.insert(X_FORWARDED_PORT, value(&port));
+        h.insert(FLY_FORWARDED_PORT, value(&port));
+        h.insert(FLY_REGION, value(&self.inner.config.region));
+        h.insert(FLY_REQUEST_ID, value(request_id));
+        h.remove(&FLY_REPLAY_SRC);
+        append_via(&mut h);
+        h
+    }
+
+    fn error_page(&self, f: Failure) -> Response<ProxyBody> {
+        let text = match f.code {
+            Some(code) => format!("aloft proxy: {} ({code})\n", f.message),
+            None => format!("aloft proxy: {}\n", f.message),
+        };
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = f.status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(code) = f.code {
+            h.insert("aloft-error-code", HeaderValue::from_static(code));
+        }
+        if f.status == StatusCode::TOO_MANY_REQUESTS {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+impl Constraint {
+    /// Where a request bounced by `target` with `r` may go next.
+    fn replay(r: &Replay, app: &str, target: Target) -> Constraint {
+        Constraint {
+            app: r.app.clone().unwrap_or_else(|| app.to_string()),
+            regions: r.regions.clone(),
+            instance: r.instance.clone(),
+            prefer_instance: r.prefer_instance.clone(),
+            excluded: if r.elsewhere {
+                vec![target.machine_id.clone()]
+            } else {
+                Vec::new()
+            },
+            prefer_region: None,
+            timeout: r.timeout,
+            fallback: r.fallback.map(|f| (target, f)),
+        }
+    }
+
+    /// After a connection to `target` failed: try the others.
+    fn exclude_failed(&mut self, target: &Target) {
+        self.excluded.push(target.machine_id.clone());
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.regions.is_empty() {
+            parts.push(format!("in region {}", self.regions.join(" or ")));
+        }
+        if let Some(i) = &self.instance {
+            parts.push(format!("with id {i}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
+}
+
+fn socket(t: &Target) -> SocketAddr {
+    SocketAddr::new(t.address, t.port)
+}
+
+fn value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+fn header_str(h: &HeaderMap, name: &HeaderName) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// An IPv4 client on a dual-stack socket shows as itself, not as `::ffff:a.b.c.d`.
+fn canonical_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// Removes hop-by-hop headers, and those `Connection` names; an upgrade keeps `Connection` and
+/// `Upgrade`, which the machine needs to see.
+fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(upgrade && *n == header::UPGRADE))
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        if upgrade && n == header::CONNECTION {
+            continue;
+        }
+        h.remove(n);
+    }
+    if !upgrade {
+        h.remove(header::UPGRADE);
+    }
+}
+
+fn append_via(h: &mut HeaderMap) {
+    let via = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {VIA}"),
+        None => VIA.to_string(),
+    };
+    h.insert(header::VIA, value(&via));
+}
+
+/// What every response carries: the request id, `Server` (unless the machine set one), `Via`.
+fn finish_headers(h: &mut HeaderMap, request_id: &str) {
+    h.insert(FLY_REQUEST_ID, value(request_id));
+    if !h.contains_key(header::SERVER) {
+        h.insert(header::SERVER, HeaderValue::from_static("aloft"));
+    }
+    append_via(h);
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

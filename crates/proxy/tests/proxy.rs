@@ -1,0 +1,645 @@
+//! The proxy against real HTTP servers on loopback standing in for machines, and raw TCP clients
+//! (so requests can be malformed, slow or oversized). The catalog is a fixed table: its subject
+//! is elsewhere.
+
+use aloft_proxy::catalog::{Catalog, Limits, Target};
+use aloft_proxy::clients::ClientLimits;
+use aloft_proxy::{Listener, Protection, Proxy, ProxyConfig};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+
+/// Apps and their machines, as a test sets them.
+#[derive(Default)]
+struct Table(Mutex<HashMap<String, Vec<Target>>>);
+
+impl Catalog for Table {
+    fn http_targets(&self, app: &str, _port: u16) -> Option<Vec<Target>> {
+        self.0.lock().unwrap().get(app).cloned()
+    }
+}
+
+fn target(id: &str, region: &str, addr: SocketAddr, soft: u32, hard: u32) -> Target {
+    Target {
+        machine_id: id.into(),
+        app: "hello".into(),
+        region: region.into(),
+        address: addr.ip(),
+        port: addr.port(),
+        limits: Limits {
+            soft,
+            hard,
+            ..Limits::default()
+        },
+        routable: true,
+    }
+}
+
+type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// An HTTP/1.1 server on loopback answering with `handler`.
+async fn backend(handler: Handler) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A machine that answers `name`, every request header (`k: v` lines) and the request body.
+async fn echo(name: &'static str) -> SocketAddr {
+    backend(Arc::new(move |req: Request<Incoming>| {
+        Box::pin(async move {
+            let mut text = format!("machine: {name}\n");
+            for (k, v) in req.headers() {
+                text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+            }
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            text.push_str(&format!("body-len: {}\n", body.len()));
+            Response::new(Full::new(Bytes::from(text)))
+        })
+    }))
+    .await
+}
+
+/// A machine that answers with the given headers (and its name) and an empty body.
+async fn answering(
+    name: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+) -> SocketAddr {
+    backend(Arc::new(move |req: Request<Incoming>| {
+        Box::pin(async move {
+            let _ = req.into_body().collect().await;
+            let mut resp = Response::new(Full::new(Bytes::from(format!("machine: {name}\n"))));
+            for (k, v) in headers {
+                resp.headers_mut().insert(*k, v.parse().unwrap());
+            }
+            resp
+        })
+    }))
+    .await
+}
+
+struct Running {
+    addr: SocketAddr,
+    proxy: Proxy,
+    table: Arc<Table>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    fn set(&self, app: &str, targets: Vec<Target>) {
+        self.table.0.lock().unwrap().insert(app.into(), targets);
+    }
+
+    /// Stops accepting and waits until requests in flight are done.
+    async fn shutdown(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.done.take().unwrap().await.unwrap();
+    }
+}
+
+async fn proxy_with(config: ProxyConfig) -> Running {
+    let table = Arc::new(Table::default());
+    let proxy = Proxy::new(config, table.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let p = proxy.clone();
+    let done = tokio::spawn(async move {
+        p.serve(
+            listener,
+            Listener {
+                public_port: 80,
+                https: false,
+            },
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await;
+    });
+    Running {
+        addr,
+        proxy,
+        table,
+        stop: Some(stop),
+        done: Some(done),
+    }
+}
+
+fn config() -> ProxyConfig {
+    let mut c = ProxyConfig::new("local");
+    c.queue_timeout = Duration::from_millis(300);
+    c.protection.header_read_timeout = Duration::from_millis(500);
+    c
+}
+
+async fn proxy() -> Running {
+    proxy_with(config()).await
+}
+
+/// Sends raw bytes and reads until the proxy closes the connection.
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET path` for `host`, with extra header lines, on a connection of its own.
+async fn get(addr: SocketAddr, host: &str, extra: &str) -> String {
+    raw(
+        addr,
+        format!("GET /hi?x=1 HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+}
+
+fn status(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn header<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
+    resp.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn requests_reach_the_app_with_forwarding_headers_clients_cannot_spoof() {
+    let p = proxy().await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let resp = get(
+        p.addr,
+        "Hello.localhost:8080",
+        "Fly-Client-IP: 6.6.6.6\r\nX-Forwarded-For: 1.2.3.4\r\nVia: 1.1 corp\r\nKeep-Alive: timeout=5\r\n",
+    )
+    .await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap();
+    assert!(body.contains("machine: m1"), "{body}");
+    for line in [
+        "fly-client-ip: 127.0.0.1",
+        "x-forwarded-for: 1.2.3.4, 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-port: 80",
+        "x-forwarded-ssl: off",
+        "fly-forwarded-port: 80",
+        "fly-region: local",
+        "via: 1.1 corp, 1.1 aloft",
+        "host: Hello.localhost:8080",
+    ] {
+        assert!(body.contains(line), "missing `{line}`:\n{body}");
+    }
+    assert!(
+        !body.contains("6.6.6.6") && !body.contains("keep-alive"),
+        "{body}"
+    );
+    let id = header(&resp, "fly-request-id").unwrap();
+    assert!(id.ends_with("-local") && id.len() == 26 + 6, "{id}");
+    assert!(body.contains(&format!("fly-request-id: {id}")), "{body}");
+    assert_eq!(header(&resp, "server"), Some("aloft"));
+    assert_eq!(header(&resp, "via"), Some("1.1 aloft"));
+}
+
+#[tokio::test]
+async fn unknown_hosts_and_apps_without_machines_say_what_is_wrong() {
+    let p = proxy().await;
+    let resp = get(p.addr, "example.com", "").await;
+    assert_eq!(status(&resp), 404, "{resp}");
+    assert!(resp.contains("<app>.localhost"), "{resp}");
+    let resp = get(p.addr, "nope.localhost", "").await;
+    assert_eq!(status(&resp), 404, "{resp}");
+    assert!(resp.contains("no app `nope`"), "{resp}");
+
+    let mut stopped = target("m1", "local", "127.0.0.1:9".parse().unwrap(), 20, 25);
+    stopped.routable = false;
+    p.set("hello", vec![stopped]);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 503, "{resp}");
+    assert!(
+        resp.contains("(PR01)") && resp.contains("aloft machine start"),
+        "{resp}"
+    );
+    assert_eq!(header(&resp, "aloft-error-code"), Some("PR01"));
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_on_another_machine() {
+    let p = proxy().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let alive = echo("alive").await;
+    p.set(
+        "hello",
+        vec![
+            target("dead", "local", dead, 20, 25),
+            target("alive", "local", alive, 20, 25),
+        ],
+    );
+    for _ in 0..10 {
+        let resp = raw(
+            p.addr,
+            b"POST / HTTP/1.1\r\nHost: hello.localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .await;
+        assert_eq!(status(&resp), 200, "{resp}");
+        assert!(
+            resp.contains("machine: alive") && resp.contains("body-len: 5"),
+            "{resp}"
+        );
+    }
+    p.set("hello", vec![target("dead", "local", dead, 20, 25)]);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 502, "{resp}");
+    assert!(resp.contains("(PC01)"), "{resp}");
+}
+
+/// A machine that holds every request until the test releases it.
+async fn holding(name: &'static str, gate: Arc<Semaphore>) -> SocketAddr {
+    backend(Arc::new(move |_req: Request<Incoming>| {
+        let gate = gate.clone();
+        Box::pin(async move {
+            gate.acquire().await.unwrap().forget();
+            Response::new(Full::new(Bytes::from(format!("machine: {name}\n"))))
+        })
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn hard_limits_spread_requests_then_queue_then_refuse() {
+    let p = proxy().await;
+    let gate = Arc::new(Semaphore::new(0));
+    let a = holding("a", gate.clone()).await;
+    let b = holding("b", gate.clone()).await;
+    p.set(
+        "hello",
+        vec![target("a", "local", a, 1, 1), target("b", "local", b, 1, 1)],
+    );
+    let first = tokio::spawn(get(p.addr, "hello.localhost", ""));
+    let second = tokio::spawn(get(p.addr, "hello.localhost", ""));
+    // Both machines are busy: the third waits for the queue timeout, then gets 503 PR04.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.proxy.load().current("a") + p.proxy.load().current("b") < 2 {
+        assert!(Instant::now() < deadline, "the two requests never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t0 = Instant::now();
+    let third = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&third), 503, "{third}");
+    assert!(third.contains("(PR04)"), "{third}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "it queued first"
+    );
+
+    // A queued request takes the first slot given back.
+    let queued = tokio::spawn(get(p.addr, "hello.localhost", ""));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.add_permits(3);
+    let answers = [
+        first.await.unwrap(),
+        second.await.unwrap(),
+        queued.await.unwrap(),
+    ];
+    let machines: Vec<bool> = answers.iter().map(|r| r.contains("machine: a")).collect();
+    assert!(answers.iter().all(|r| status(r) == 200), "{answers:?}");
+    assert!(
+        machines[0] != machines[1],
+        "one on each machine: {answers:?}"
+    );
+    assert_eq!(p.proxy.load().current("a") + p.proxy.load().current("b"), 0);
+}
+
+#[tokio::test]
+async fn fly_replay_sends_the_request_on_with_its_body_and_source() {
+    let p = proxy().await;
+    let a = answering("a", &[("fly-replay", "instance=b;state=cart-7")]).await;
+    let b = echo("b").await;
+    p.set(
+        "hello",
+        vec![
+            target("a", "local", a, 20, 25),
+            target("b", "local", b, 20, 25),
+        ],
+    );
+    let resp = raw(
+        p.addr,
+        b"POST /pay HTTP/1.1\r\nHost: hello.localhost\r\nFly-Force-Instance-Id: a\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world",
+    )
+    .await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(
+        resp.contains("machine: b") && resp.contains("body-len: 11"),
+        "{resp}"
+    );
+    let src = resp
+        .lines()
+        .find_map(|l| l.strip_prefix("fly-replay-src: "))
+        .expect("fly-replay-src");
+    assert!(
+        src.starts_with("instance=a;region=local;t=") && src.ends_with(";state=cart-7"),
+        "{src}"
+    );
+    assert!(
+        !resp.contains("fly-replay: "),
+        "the replaying response is dropped: {resp}"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_to_a_region_without_machines_falls_back_to_the_sender_when_asked() {
+    let p = proxy().await;
+    // `a` bounces requests that were not replayed yet; replayed ones it serves.
+    let a = backend(Arc::new(|req: Request<Incoming>| {
+        Box::pin(async move {
+            let mut resp = Response::new(Full::new(Bytes::from("machine: a\n")));
+            if !req.headers().contains_key("fly-replay-src") {
+                resp.headers_mut().insert(
+                    "fly-replay",
+                    "region=ams;timeout=200ms;fallback=prefer_self"
+                        .parse()
+                        .unwrap(),
+                );
+            }
+            resp
+        })
+    }))
+    .await;
+    p.set("hello", vec![target("a", "local", a, 20, 25)]);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(resp.contains("machine: a"), "{resp}");
+
+    // Without a fallback: no machine in ams.
+    let a = answering("a", &[("fly-replay", "region=ams;timeout=100ms")]).await;
+    p.set("hello", vec![target("a", "local", a, 20, 25)]);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 503, "{resp}");
+    assert!(
+        resp.contains("in region ams") && resp.contains("(PR01)"),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn bad_replays_are_errors_with_their_codes() {
+    let p = proxy().await;
+    let bad = answering("bad", &[("fly-replay", "colour=blue")]).await;
+    p.set("hello", vec![target("bad", "local", bad, 20, 25)]);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 502, "{resp}");
+    assert!(
+        resp.contains("invalid fly-replay") && resp.contains("(PA03)"),
+        "{resp}"
+    );
+
+    // Two machines sending each other the request: a loop, stopped.
+    let a = answering("a", &[("fly-replay", "elsewhere=true")]).await;
+    let b = answering("b", &[("fly-replay", "elsewhere=true")]).await;
+    p.set(
+        "hello",
+        vec![
+            target("a", "local", a, 20, 25),
+            target("b", "local", b, 20, 25),
+        ],
+    );
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 508, "{resp}");
+    assert!(resp.contains("loop"), "{resp}");
+
+    // A body over 1 MB cannot be replayed.
+    let a = answering("a", &[("fly-replay", "elsewhere=true")]).await;
+    let b = echo("b").await;
+    p.set(
+        "hello",
+        vec![
+            target("a", "local", a, 20, 25),
+            target("b", "local", b, 20, 25),
+        ],
+    );
+    let big = vec![b'x'; (1 << 20) + 10];
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nHost: hello.localhost\r\nFly-Force-Instance-Id: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&big);
+    let resp = raw(p.addr, &req).await;
+    assert_eq!(status(&resp), 502, "{resp}");
+    assert!(resp.contains("(PA01)"), "{resp}");
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_slow_requests_are_refused() {
+    let p = proxy().await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let resp = raw(p.addr, b"GARBAGE\r\n\r\n").await;
+    assert_eq!(status(&resp), 400, "{resp}");
+
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: hello.localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 << 10)
+    );
+    let resp = raw(p.addr, huge.as_bytes()).await;
+    assert_eq!(status(&resp), 431, "{resp}");
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let resp = raw(
+        p.addr,
+        format!("GET / HTTP/1.1\r\nHost: hello.localhost\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status(&resp), 431, "{resp}");
+
+    // Slowloris: headers never finished; the proxy hangs up after the header read timeout.
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes a slow client's connection")
+        .unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // The proxy is fine afterwards.
+    assert_eq!(status(&get(p.addr, "hello.localhost", "").await), 200);
+}
+
+#[tokio::test]
+async fn a_machine_that_resets_mid_response_frees_its_slot() {
+    let p = proxy().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
+                .await;
+            drop(s);
+        }
+    });
+    p.set("hello", vec![target("bad", "local", bad, 20, 25)]);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert!(
+        resp.contains("partial") && !resp.contains(&"x".repeat(10)),
+        "{resp}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(p.proxy.load().current("bad"), 0);
+    let good = echo("good").await;
+    p.set("hello", vec![target("good", "local", good, 20, 25)]);
+    assert_eq!(status(&get(p.addr, "hello.localhost", "").await), 200);
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through() {
+    let p = proxy().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                assert!(
+                    req.contains("upgrade: websocket") && req.contains("connection: upgrade"),
+                    "{req}"
+                );
+                s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+                    .await
+                    .unwrap();
+                loop {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    s.write_all(&buf[..n]).await.unwrap();
+                }
+            });
+        }
+    });
+    p.set("hello", vec![target("ws", "local", ws, 20, 25)]);
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: hello.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(b"ping").await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    assert_eq!(
+        p.proxy.load().current("ws"),
+        1,
+        "an open upgraded connection counts"
+    );
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(p.proxy.load().current("ws"), 0);
+}
+
+#[tokio::test]
+async fn too_many_connections_from_one_client_are_closed() {
+    let mut c = config();
+    c.protection = Protection {
+        clients: ClientLimits {
+            max_connections: 2,
+            requests_per_second: 0,
+        },
+        ..c.protection
+    };
+    let p = proxy_with(c).await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let _a = TcpStream::connect(p.addr).await.unwrap();
+    let _b = TcpStream::connect(p.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(resp, "", "the third connection is closed at once");
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(status(&get(p.addr, "hello.localhost", "").await), 200);
+}
+
+#[tokio::test]
+async fn stopping_lets_requests_in_flight_finish() {
+    let mut p = proxy().await;
+    let gate = Arc::new(Semaphore::new(0));
+    let m = holding("m1", gate.clone()).await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let in_flight = tokio::spawn(get(p.addr, "hello.localhost", ""));
+    while p.proxy.load().current("m1") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let addr = p.addr;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        gate.add_permits(1);
+    });
+    p.shutdown().await;
+    release.await.unwrap();
+    let resp = in_flight.await.unwrap();
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
