@@ -63,7 +63,7 @@ for i in $(seq $((count + 1)) 2); do
 done
 "$aloft" status -a hello
 ids=$("$aloft" machine list -a hello --json | grep -o '"id": *"[0-9a-f]*"' | grep -o '[0-9a-f]\{14\}')
-# Until the proxy serves hello.localhost, the host reaches each machine on its private (6PN) address.
+# The host reaches each machine on its private (6PN) address.
 for id in $ids; do
   ip=$("$aloft" machine status "$id" -a hello --json | grep -o '"private_ip": *"[0-9a-f:]*"' | grep -o 'fdaa[0-9a-f:]*')
   echo "==> machine $id answers on http://[$ip]:8080/"
@@ -73,6 +73,12 @@ for id in $ids; do
     sleep 0.3
   done
   [ "$ok" = 1 ] || { echo "demo.sh: machine $id did not answer on [$ip]:8080; its logs:" >&2; "$aloft" logs -a hello -m "$id" --no-tail >&2; stop; exit 1; }
+done
+proxy="$(cat "$data_dir/proxy-url")"
+app_url="http://hello.localhost:${proxy##*:}/"
+echo "==> through the proxy, $app_url (each request to the least loaded machine):"
+for _ in 1 2 3 4; do
+  curl -fsS --max-time 5 "$app_url" | head -2
 done
 first=$(echo "$ids" | head -1)
 echo "==> a command in a machine, with the machine's environment:"

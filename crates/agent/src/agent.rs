@@ -321,7 +321,35 @@ impl Agent {
         rec: &Record,
         nonce: Option<String>,
     ) -> Result<Machine, ApiError> {
-        Ok(Machine {
+        let events = self.inner.store.events(&rec.id, Some(EVENTS_IN_MACHINE))?;
+        Ok(self.machine_object(rec, nonce, events))
+    }
+
+    /// Every machine on this host that is not destroyed, without their events: what the
+    /// proxy routes from ([`crate::LocalCatalog`]).
+    pub fn machines(&self) -> Result<Vec<Machine>, ApiError> {
+        Ok(self
+            .inner
+            .store
+            .list()?
+            .into_iter()
+            .filter(|r| r.state != MachineState::Destroyed)
+            .map(|r| self.machine_object(&r, None, Vec::new()))
+            .collect())
+    }
+
+    /// Moves on whenever a machine on this host changes (state, config, a new or destroyed one).
+    pub fn machine_changes(&self) -> watch::Receiver<u64> {
+        self.inner.store.changes()
+    }
+
+    fn machine_object(
+        &self,
+        rec: &Record,
+        nonce: Option<String>,
+        events: Vec<MachineEvent>,
+    ) -> Machine {
+        Machine {
             id: rec.id.clone(),
             name: rec.name.clone(),
             state: rec.state,
@@ -335,7 +363,7 @@ impl Agent {
                 .unwrap_or_else(|| self.unpulled_image_ref(rec)),
             created_at: rfc3339(rec.created_at),
             updated_at: rfc3339(rec.updated_at),
-            events: self.inner.store.events(&rec.id, Some(EVENTS_IN_MACHINE))?,
+            events,
             checks: Vec::new(),
             host_status: HostStatus::Ok,
             app_name: rec.app.clone(),
@@ -345,7 +373,7 @@ impl Agent {
             image_pull: lock(&self.inner.slots)
                 .get(&rec.id)
                 .and_then(|slot| lock(&slot.pull).clone()),
-        })
+        }
     }
 
     /// Dedicated CPUs and memory (MB) held by machines that are not destroyed, leaving out

@@ -21,6 +21,7 @@
 //! Restarting the agent never stops machines: [`Agent::open`] reattaches to them.
 
 mod agent;
+mod catalog;
 mod error;
 mod heartbeat;
 pub mod http;
@@ -36,6 +37,7 @@ mod tasks;
 mod proptests;
 
 pub use agent::Agent;
+pub use catalog::LocalCatalog;
 pub use error::AgentError;
 pub use heartbeat::spawn_heartbeat;
 

@@ -107,6 +107,8 @@ pub(crate) struct Record {
 /// The agent's database.
 pub(crate) struct Store {
     conn: Mutex<Option<Connection>>,
+    /// Moves on after every committed change to a machine record.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -162,6 +164,7 @@ impl Store {
             .map_err(open_err)?;
         Ok(Store {
             conn: Mutex::new(Some(conn)),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -235,8 +238,18 @@ impl Store {
             write_version(&tx, &rec)?;
             write_events(&tx, &rec.id, events)?;
             tx.commit().map_err(q("committed a new machine"))?;
+            self.changed();
             Ok(rec)
         })
+    }
+
+    /// Follows changes to machine records (the value moves on after each).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Writes the record's mutable fields and `events` in one transaction; with `version`, also
@@ -273,7 +286,9 @@ impl Store {
                 write_version(&tx, rec)?;
             }
             write_events(&tx, &rec.id, events)?;
-            tx.commit().map_err(q("committed a machine change"))
+            tx.commit().map_err(q("committed a machine change"))?;
+            self.changed();
+            Ok(())
         })
     }
 

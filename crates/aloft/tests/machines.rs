@@ -66,6 +66,21 @@ fn get(ip: &str) -> Option<String> {
     body.starts_with("HTTP/1").then_some(body)
 }
 
+/// GET `path` for `host` through the dev proxy.
+fn proxy_get(dev: &DevUp, host: &str, path: &str) -> String {
+    let addr: SocketAddr = dev.proxy_url.trim_start_matches("http://").parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
 fn get_eventually(ip: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -149,7 +164,15 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         .map(|i| {
             run_machine(
                 &dev,
-                &["web:v1", "-a", "web", "--name", &format!("web-{i}")],
+                &[
+                    "web:v1",
+                    "-a",
+                    "web",
+                    "--name",
+                    &format!("web-{i}"),
+                    "-p",
+                    "80:8080/tcp:http",
+                ],
             )
         })
         .collect();
@@ -164,6 +187,24 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         let env = exec(&dev, id, "echo $FLY_MACHINE_ID $FLY_REGION $FLY_APP_NAME");
         assert_eq!(env.trim(), format!("{id} local web"));
     }
+    // Through the proxy, as web.localhost: requests reach both machines.
+    for id in &ids {
+        exec(&dev, id, "echo $FLY_MACHINE_ID > /srv/id.txt");
+    }
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let resp = proxy_get(&dev, "web.localhost", "/id.txt");
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("fly-request-id: "),
+            "{resp}"
+        );
+        served.insert(resp.lines().last().unwrap_or_default().trim().to_string());
+    }
+    let expected: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(served, expected, "both machines serve the app");
+    let resp = proxy_get(&dev, "nope.localhost", "/");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
     let logs = dev
         .aloft(&["logs", "-a", "web", "-m", &ids[0], "--no-tail"])
         .ok()

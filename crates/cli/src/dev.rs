@@ -13,9 +13,10 @@ use crate::Ctx;
 use crate::config::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE};
 use crate::output::print_json;
 use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
-use aloft_agent::{Agent, AgentConfig, spawn_heartbeat};
+use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
+use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
 use aloft_runtime::sim::SimRuntime;
@@ -39,6 +40,8 @@ use tokio::sync::watch;
 const ORG: &str = "personal";
 /// The file holding the URL the API listens on.
 const API_URL_FILE: &str = "api-url";
+/// The file holding the URL the proxy serves apps on.
+const PROXY_URL_FILE: &str = "proxy-url";
 /// The file holding the pid of the `dev up` that uses the data dir.
 const PID_FILE: &str = "dev-up.pid";
 /// How long in-flight requests get to finish after a stop signal.
@@ -70,6 +73,10 @@ pub struct UpArgs {
     /// <data-dir>/registry-url).
     #[arg(long, default_value = "127.0.0.1:5000")]
     registry_addr: SocketAddr,
+    /// Where the proxy serves apps over HTTP (as public port 80: `http://<app>.localhost:8080`);
+    /// `127.0.0.1:0` picks a free port (written to <data-dir>/proxy-url).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    proxy_addr: SocketAddr,
     /// CPUs the agent offers for machines [default: this host's CPU count].
     #[arg(long, value_name = "N")]
     host_cpus: Option<u32>,
@@ -123,6 +130,8 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let api_url = url_for(api_listener.local_addr()?);
     let registry_listener = bind(args.registry_addr, "--registry-addr").await?;
     let registry_url = url_for(registry_listener.local_addr()?);
+    let proxy_listener = bind(args.proxy_addr, "--proxy-addr").await?;
+    let proxy_url = url_for(proxy_listener.local_addr()?);
     let data = DataDir::prepare(&ctx.env.data_dir(ctx.data_dir.as_deref())?)?;
     let internal_token = data.internal_token()?;
     let (host_cpus, host_memory_mb) = host_capacity()?;
@@ -194,9 +203,24 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     );
     let agent_server = tokio::spawn(
         axum::serve(agent_listener, agent.router())
-            .with_graceful_shutdown(stopped(stop_rx))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
+    let proxy = Proxy::new(
+        ProxyConfig {
+            drain_timeout: DRAIN_TIMEOUT,
+            ..ProxyConfig::new(args.region.clone())
+        },
+        Arc::new(LocalCatalog::new(agent.clone())),
+    );
+    let proxy_server = tokio::spawn(async move {
+        let http = Listener {
+            public_port: 80,
+            https: false,
+        };
+        proxy.serve(proxy_listener, http, stopped(stop_rx)).await;
+        Ok(())
+    });
     tracing::info!(%api_url, %registry_url, %agent_url, host = %host_id, cpus, memory_mb, "control plane and host agent listening");
 
     control_plane
@@ -210,17 +234,15 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         .with_context(|| format!("creating the org `{ORG}`"))?;
     let token_file = data.api_token(&control_plane).await?;
     write_atomic(&data.root.join(REGISTRY_URL_FILE), &registry_url, 0o644)?;
+    write_atomic(&data.root.join(PROXY_URL_FILE), &proxy_url, 0o644)?;
     data.write_api_url(&api_url)?;
 
-    print_usage(
-        ctx,
-        &args,
-        runtime_name,
-        &data.root,
-        &token_file,
-        &api_url,
-        &registry_url,
-    )?;
+    let urls = Urls {
+        api: &api_url,
+        registry: &registry_url,
+        proxy: &proxy_url,
+    };
+    print_usage(ctx, &args, runtime_name, &data.root, &token_file, &urls)?;
 
     let which = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",
@@ -238,6 +260,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             drain("API", api_server),
             drain("registry", registry_server),
             drain("agent", agent_server),
+            drain("proxy", proxy_server),
             agent.shutdown()
         )
     };
@@ -359,19 +382,32 @@ fn host_capacity() -> Result<(u32, u64)> {
     Ok((cpus, kb / 1024))
 }
 
+/// Where the servers of a `dev up` listen.
+struct Urls<'a> {
+    api: &'a str,
+    registry: &'a str,
+    proxy: &'a str,
+}
+
 fn print_usage(
     ctx: &Ctx,
     args: &UpArgs,
     runtime: &str,
     root: &Path,
     token_file: &Path,
-    api_url: &str,
-    registry_url: &str,
+    urls: &Urls<'_>,
 ) -> Result<()> {
+    let Urls {
+        api: api_url,
+        registry: registry_url,
+        proxy: proxy_url,
+    } = *urls;
+    let apps_url = proxy_url.replacen("127.0.0.1", "<app>.localhost", 1);
     if ctx.json {
         return print_json(&serde_json::json!({
             "api_url": api_url,
             "registry_url": registry_url,
+            "proxy_url": proxy_url,
             "data_dir": root,
             "token_file": token_file,
             "org": ORG,
@@ -386,6 +422,7 @@ fn print_usage(
         args.region
     ));
     out.push_str(&format!("  Machines API  {api_url}\n"));
+    out.push_str(&format!("  apps          {apps_url} (the proxy)\n"));
     out.push_str(&format!(
         "  registry      {registry_url} (org token as password)\n"
     ));
@@ -415,14 +452,18 @@ fn print_usage(
             "  skopeo copy --dest-tls-verify=false --dest-creds x:$ALOFT_API_TOKEN oci:/tmp/hello-image:v1 docker://{registry_host}/{ORG}/hello:v1\n"
         ));
         out.push_str("  aloft apps create hello\n");
-        out.push_str("  aloft machine run hello:v1 -a hello\n");
+        out.push_str("  aloft machine run hello:v1 -a hello -p 80:8080/tcp:http --cmd \"httpd -f -p 8080 -h /etc\"\n");
         out.push_str("  aloft machine exec MACHINE_ID -a hello -- ls /bin\n");
-        out.push_str("  aloft machine list -a hello\n\n");
+        out.push_str("  aloft machine list -a hello\n");
+        out.push_str(&format!(
+            "  curl {}/hosts\n\n",
+            apps_url.replace("<app>", "hello")
+        ));
         out.push_str(&format!(
             "Machines pull their image from this registry (`hello:v1` is {registry_host}/{ORG}/hello:v1) and run it with its defaults.\n"
         ));
     }
-    out.push_str("Not built yet: the proxy (:8080/:8443); nothing listens on those ports.\n");
+    out.push_str("Not built yet: HTTPS on :8443.\n");
     out.push_str(
         "Stop with Ctrl-C or SIGTERM; machines keep running and the next `aloft dev up` reattaches them.\n",
     );

@@ -555,7 +555,10 @@ impl Proxy {
                 Failure::new(
                     StatusCode::NOT_FOUND,
                     None,
-                    format!("there is no app `{}`", c.app),
+                    format!(
+                        "no app `{}` has machines here: check the name (`aloft apps list`) or run a machine for it (`aloft machine run`)",
+                        c.app
+                    ),
                 )
             })?;
             let targets: Vec<Target> = targets.into_iter().filter(|t| c.allows(t)).collect();

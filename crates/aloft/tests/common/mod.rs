@@ -92,6 +92,8 @@ pub struct DevUp {
     pub api_url: String,
     /// The registry's URL (`http://127.0.0.1:PORT`).
     pub registry_url: String,
+    /// Where the proxy serves apps (`http://127.0.0.1:PORT`).
+    pub proxy_url: String,
 }
 
 impl DevUp {
@@ -119,9 +121,13 @@ impl DevUp {
                 && url.ends_with('\n')
             {
                 dev.api_url = url.trim().to_string();
-                dev.registry_url = fs::read_to_string(data_dir.join("registry-url"))
-                    .map(|u| u.trim().to_string())
-                    .unwrap_or_default();
+                let read = |f: &str| {
+                    fs::read_to_string(data_dir.join(f))
+                        .map(|u| u.trim().to_string())
+                        .unwrap_or_default()
+                };
+                dev.registry_url = read("registry-url");
+                dev.proxy_url = read("proxy-url");
                 return dev;
             }
             if let Some(status) = dev.child.as_mut().unwrap().try_wait().unwrap() {
@@ -161,6 +167,9 @@ impl DevUp {
         if !extra.contains(&"--registry-addr") {
             cmd.args(["--registry-addr", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--proxy-addr") {
+            cmd.args(["--proxy-addr", "127.0.0.1:0"]);
+        }
         // Tests of everything but the real backends run simulated machines.
         if !extra.contains(&"--runtime") {
             cmd.args(["--runtime", "sim"]);
@@ -179,6 +188,7 @@ impl DevUp {
             stderr_path,
             api_url: String::new(),
             registry_url: String::new(),
+            proxy_url: String::new(),
         }
     }
 
