@@ -1,0 +1,76 @@
+//! aloft's proxy in front of fixed machines, for benchmarks against other proxies
+//! (`bench/proxy.sh`): no agent, no catalog beyond the command line.
+//!
+//!   cargo run --release -p aloft-proxy --example fixed -- LISTEN APP=ADDR[,ADDR...] [THREADS]
+//!   e.g.  fixed 127.0.0.1:8081 bench=127.0.0.1:9000 1
+
+use aloft_proxy::catalog::{Catalog, Limits, Target};
+use aloft_proxy::{Listener, Proxy, ProxyConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+struct Fixed {
+    app: String,
+    targets: Vec<Target>,
+}
+
+impl Catalog for Fixed {
+    fn http_targets(&self, app: &str, _port: u16) -> Option<Vec<Target>> {
+        (app == self.app).then(|| self.targets.clone())
+    }
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: fixed LISTEN APP=ADDR[,ADDR...] [THREADS]";
+    let listen: SocketAddr = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .ok_or(usage)?;
+    let (app, addrs) = args.get(1).and_then(|a| a.split_once('=')).ok_or(usage)?;
+    let threads: usize = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let targets = addrs
+        .split(',')
+        .enumerate()
+        .map(|(i, a)| {
+            let addr: SocketAddr = a.parse().map_err(|_| format!("`{a}` is not ip:port"))?;
+            Ok(Target {
+                machine_id: format!("m{i}"),
+                app: app.to_string(),
+                region: "local".into(),
+                address: addr.ip(),
+                port: addr.port(),
+                limits: Limits {
+                    soft: 10_000,
+                    hard: 10_000,
+                    ..Limits::default()
+                },
+                routable: true,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let catalog = Arc::new(Fixed {
+        app: app.to_string(),
+        targets,
+    });
+    let mut config = ProxyConfig::new("local");
+    config.protection.clients.requests_per_second = 0;
+    config.protection.clients.max_connections = 100_000;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(async move {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("binding {listen}: {e}"))?;
+            let proxy = Proxy::new(config, catalog);
+            let http = Listener {
+                public_port: 80,
+                https: false,
+            };
+            proxy.serve(listener, http, std::future::pending()).await;
+            Ok(())
+        })
+}
