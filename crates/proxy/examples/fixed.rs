@@ -23,10 +23,7 @@ impl Catalog for Fixed {
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: fixed LISTEN APP=ADDR[,ADDR...] [THREADS]";
-    let listen: SocketAddr = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .ok_or(usage)?;
+    let listen: SocketAddr = args.first().and_then(|a| a.parse().ok()).ok_or(usage)?;
     let (app, addrs) = args.get(1).and_then(|a| a.split_once('=')).ok_or(usage)?;
     let threads: usize = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(1);
     let targets = addrs

@@ -91,4 +91,17 @@ mod tests {
         assert_eq!(load.current("m1"), 1);
         assert!(load.try_acquire("m1", 2).is_some());
     }
+
+    #[test]
+    fn compaction_keeps_only_machines_in_use() {
+        let load = Arc::new(Load::default());
+        let held = load.try_acquire("busy", 2).unwrap();
+        drop(load.try_acquire("idle", 2).unwrap());
+        load.compact();
+        assert_eq!(load.machines.lock().unwrap().len(), 1);
+        assert_eq!(load.current("busy"), 1);
+        drop(held);
+        load.compact();
+        assert!(load.machines.lock().unwrap().is_empty());
+    }
 }

@@ -247,6 +247,17 @@ impl Proxy {
             .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX));
         let builder = Arc::new(builder);
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Counters of machines that serve nothing (destroyed ones among them) are dropped now
+        // and then.
+        let load = Arc::downgrade(&self.inner.load);
+        let compact = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let Some(load) = load.upgrade() else { return };
+                load.compact();
+            }
+        });
         let open = Arc::new(());
         tokio::pin!(shutdown);
         loop {
@@ -290,6 +301,7 @@ impl Proxy {
                 drop((place, open));
             });
         }
+        compact.abort();
         let _ = stop_tx.send(true);
         let deadline = Instant::now() + self.inner.config.drain_timeout;
         while Arc::strong_count(&open) > 1 && Instant::now() < deadline {
