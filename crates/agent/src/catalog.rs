@@ -2,8 +2,9 @@
 //! machine changed (so a request costs a map lookup, not a query).
 
 use crate::Agent;
-use aloft_proxy::catalog::{Catalog, Target, machine_targets};
+use aloft_proxy::catalog::{Catalog, Target, first_service_target, machine_targets};
 use aloft_types::Machine;
+use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -52,7 +53,30 @@ impl LocalCatalog {
     }
 }
 
+#[async_trait]
 impl Catalog for LocalCatalog {
+    fn all_targets(&self) -> Vec<Target> {
+        self.current()
+            .values()
+            .flatten()
+            .filter_map(first_service_target)
+            .collect()
+    }
+
+    async fn start(&self, target: &Target) -> Result<(), String> {
+        self.agent
+            .autostart(&target.app, &target.machine_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn stop(&self, target: &Target, suspend: bool) -> Result<(), String> {
+        self.agent
+            .autostop(&target.app, &target.machine_id, suspend)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     fn http_targets(&self, app: &str, port: u16) -> Option<Vec<Target>> {
         let by_app = self.current();
         let machines = by_app.get(app)?;

@@ -480,6 +480,24 @@ impl Agent {
         .await
     }
 
+    /// The proxy's autostart: starts a stopped or suspended machine (refused while someone
+    /// holds its lease).
+    pub async fn autostart(&self, app: &str, id: &str) -> Result<(), ApiError> {
+        self.start_machine(app, id, &proxy_caller()).await.map(drop)
+    }
+
+    /// The proxy's autostop: stops (or suspends) an idle machine with its `stop_config`.
+    pub async fn autostop(&self, app: &str, id: &str, suspend: bool) -> Result<(), ApiError> {
+        let caller = proxy_caller();
+        if suspend {
+            self.suspend_machine(app, id, &caller).await.map(drop)
+        } else {
+            self.stop_machine(app, id, &caller, StopRequest::default())
+                .await
+                .map(drop)
+        }
+    }
+
     /// `POST .../stop`: the request's signal and timeout, else the machine's `stop_config`, else
     /// SIGTERM and 5 s; then SIGKILL.
     pub(crate) async fn stop_machine(
@@ -915,6 +933,15 @@ impl Agent {
             Err(RuntimeError::NotFound(_)) => Ok(Vec::new()),
             Err(e) => Err(runtime_read_error(&rec, e)),
         }
+    }
+}
+
+/// The proxy, as a caller of machine operations: no lease, no registry credentials (the
+/// machine's image is on the host already).
+fn proxy_caller() -> Caller {
+    Caller {
+        actor: Some("proxy".into()),
+        ..Caller::default()
     }
 }
 

@@ -21,14 +21,17 @@ use std::time::{Duration, Instant};
 /// same 6PN addresses (the host's route to one would hide the other): one test at a time.
 static ONE_CLOUD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// This test's own bridge and subnet, so it can run beside other tests and a running `dev up`.
-const NET: [&str; 6] = [
+/// This test's own bridge and subnet, so it can run beside other tests and a running `dev up`;
+/// autostop looks for idle machines every second.
+const NET: [&str; 8] = [
     "--runtime",
     "gvisor",
     "--bridge",
     "alte2e0",
     "--machine-subnet",
     "172.29.7.0/24",
+    "--autostop-interval",
+    "1s",
 ];
 
 fn prerequisites_missing() -> bool {
@@ -252,9 +255,43 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     let message = exit["request"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("`/app/server` was not found"), "{exit:#}");
 
+    // Autostop: an idle machine of a service with autostop is stopped by the proxy...
+    let idle = run_machine(
+        &dev,
+        &[
+            "web:v1",
+            "-a",
+            "web",
+            "--name",
+            "web-3",
+            "-p",
+            "80:8080/tcp:http",
+            "--autostop",
+            "stop",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state_of(&dev, "web", &idle) != "stopped" {
+        assert!(Instant::now() < deadline, "autostop never stopped {idle}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ...and autostart starts a machine for a request that finds none running.
+    for id in &ids {
+        dev.aloft(&["machine", "stop", id, "-a", "web"]).ok();
+    }
+    let resp = proxy_get(&dev, "web.localhost", "/");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("served by busybox httpd"), "{resp}");
+    let started = ids
+        .iter()
+        .chain([&idle])
+        .filter(|id| state_of(&dev, "web", id) == "started")
+        .count();
+    assert_eq!(started, 1, "one machine woken for the request");
+
     // Destroy: no process, network namespace or file of the machines is left.
     let runtime_dir = data.join("runtime/machines");
-    for id in ids.iter().chain([&failing, &missing]) {
+    for id in ids.iter().chain([&failing, &missing, &idle]) {
         dev.aloft(&["machine", "destroy", id, "-a", "web", "--force"])
             .ok();
         assert!(

@@ -21,6 +21,7 @@ use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
 use aloft_runtime::sim::SimRuntime;
 use aloft_runtime::{Backend, HostOptions, Runtime};
+use aloft_types::time::parse_duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use std::fs;
@@ -77,6 +78,10 @@ pub struct UpArgs {
     /// `127.0.0.1:0` picks a free port (written to <data-dir>/proxy-url).
     #[arg(long, default_value = "127.0.0.1:8080")]
     proxy_addr: SocketAddr,
+    /// How often the proxy stops idle machines of services with `autostop` (one per app and
+    /// region each time).
+    #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    autostop_interval: Duration,
     /// CPUs the agent offers for machines [default: this host's CPU count].
     #[arg(long, value_name = "N")]
     host_cpus: Option<u32>,
@@ -213,6 +218,11 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         },
         Arc::new(LocalCatalog::new(agent.clone())),
     );
+    let autostop = {
+        let proxy = proxy.clone();
+        let every = args.autostop_interval;
+        tokio::spawn(async move { proxy.autostop(every, std::future::pending()).await })
+    };
     let proxy_server = tokio::spawn(async move {
         let http = Listener {
             public_port: 80,
@@ -254,6 +264,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     );
     heartbeat.abort();
     janitor.abort();
+    autostop.abort();
     let _ = stop_tx.send(true);
     let graceful = async {
         tokio::join!(

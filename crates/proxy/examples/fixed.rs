@@ -6,6 +6,8 @@
 
 use aloft_proxy::catalog::{Catalog, Limits, Target};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
+use aloft_types::MachineState;
+use aloft_types::config::Autostop;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,9 +16,22 @@ struct Fixed {
     targets: Vec<Target>,
 }
 
+#[async_trait::async_trait]
 impl Catalog for Fixed {
     fn http_targets(&self, app: &str, _port: u16) -> Option<Vec<Target>> {
         (app == self.app).then(|| self.targets.clone())
+    }
+
+    fn all_targets(&self) -> Vec<Target> {
+        self.targets.clone()
+    }
+
+    async fn start(&self, _: &Target) -> Result<(), String> {
+        Err("fixed machines are always started".into())
+    }
+
+    async fn stop(&self, _: &Target, _: bool) -> Result<(), String> {
+        Err("fixed machines are never stopped".into())
     }
 }
 
@@ -42,7 +57,12 @@ fn main() -> Result<(), String> {
                     hard: 10_000,
                     ..Limits::default()
                 },
+                state: MachineState::Started,
                 routable: true,
+                autostart: false,
+                autostop: Autostop::Off,
+                min_machines_running: 0,
+                primary_region: "local".into(),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

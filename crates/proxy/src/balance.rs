@@ -65,7 +65,12 @@ mod tests {
                 hard,
                 ..Limits::default()
             },
+            state: aloft_types::MachineState::Started,
             routable: true,
+            autostart: true,
+            autostop: aloft_types::config::Autostop::Off,
+            min_machines_running: 0,
+            primary_region: region.into(),
         }
     }
 

@@ -1,9 +1,11 @@
 //! What the proxy routes to. A [`Catalog`] answers "which machines of this app serve this public
-//! port"; on one host it is the local agent's machines, across hosts the gossip catalog. The
-//! proxy never asks anything else of it on the request path.
+//! port" and can start and stop them (autostart, autostop); on one host it is the local agent's
+//! machines, across hosts the gossip catalog. Lookups are synchronous: they are on every
+//! request's path and must be answered from memory.
 
-use aloft_types::config::{ConcurrencyType, Handler, MachineConfig};
+use aloft_types::config::{Autostop, ConcurrencyType, Handler, Service};
 use aloft_types::{Machine, MachineState};
+use async_trait::async_trait;
 use std::net::IpAddr;
 
 /// How a machine's service counts its load, and its limits.
@@ -37,51 +39,90 @@ pub struct Target {
     pub address: IpAddr,
     pub port: u16,
     pub limits: Limits,
+    pub state: MachineState,
     /// Started, not cordoned, its checks passing: it may get requests now.
     pub routable: bool,
+    /// Started by the proxy when a request finds no room (default on).
+    pub autostart: bool,
+    /// Stopped (or suspended) by the proxy when idle.
+    pub autostop: Autostop,
+    /// Autostop leaves at least this many machines running in the app's primary region.
+    pub min_machines_running: u32,
+    /// The app's primary region (`PRIMARY_REGION` of the machine's env, else its own region).
+    pub primary_region: String,
 }
 
-/// The machines the proxy may route to.
+impl Target {
+    /// A stopped or suspended machine the proxy may start for a request.
+    pub fn wakeable(&self) -> bool {
+        self.autostart && matches!(self.state, MachineState::Stopped | MachineState::Suspended)
+    }
+}
+
+/// The machines the proxy may route to, and the machine operations it needs.
+#[async_trait]
 pub trait Catalog: Send + Sync + 'static {
     /// The machines of `app` whose config serves public `port` with the `http` handler, in any
-    /// state ([`Target::routable`] says which may get requests). `None` when there is no such app.
+    /// state. `None` when there is no such app.
     fn http_targets(&self, app: &str, port: u16) -> Option<Vec<Target>>;
+
+    /// Every machine with a service, as a target for its first service (for autostop).
+    fn all_targets(&self) -> Vec<Target>;
+
+    /// Starts a stopped or suspended machine (autostart).
+    async fn start(&self, target: &Target) -> Result<(), String>;
+
+    /// Stops, or with `suspend` suspends, an idle machine (autostop).
+    async fn stop(&self, target: &Target, suspend: bool) -> Result<(), String>;
 }
 
-/// The targets a machine contributes for public `port` (at most one: the first service that
-/// lists the port with the `http` handler).
+/// The target a machine is for public `port` over HTTP: its first service listing the port with
+/// the `http` handler.
 pub fn machine_targets(m: &Machine, port: u16) -> Option<Target> {
-    let config: &MachineConfig = &m.config;
-    for service in &config.services {
-        for p in &service.ports {
+    m.config.services.iter().find_map(|service| {
+        let serves = service.ports.iter().any(|p| {
             let covers = match (p.port, p.start_port, p.end_port) {
                 (Some(one), _, _) => one == u32::from(port),
                 (None, Some(a), Some(b)) => (a..=b).contains(&u32::from(port)),
                 _ => false,
             };
-            if !covers || !p.handlers.contains(&Handler::Http) {
-                continue;
-            }
-            let address = m.private_ip.parse().ok()?;
-            let internal_port = u16::try_from(service.internal_port).ok()?;
-            let limits = service
-                .concurrency
-                .as_ref()
-                .map_or_else(Limits::default, |c| Limits {
-                    kind: c.kind,
-                    soft: c.soft_limit,
-                    hard: c.hard_limit.max(1),
-                });
-            return Some(Target {
-                machine_id: m.id.to_string(),
-                app: m.app_name.clone(),
-                region: m.region.clone(),
-                address,
-                port: internal_port,
-                limits,
-                routable: m.state == MachineState::Started && !m.cordoned,
-            });
-        }
-    }
-    None
+            covers && p.handlers.contains(&Handler::Http)
+        });
+        if serves { target(m, service) } else { None }
+    })
+}
+
+/// The target a machine is for its first service, if it has one.
+pub fn first_service_target(m: &Machine) -> Option<Target> {
+    m.config.services.first().and_then(|s| target(m, s))
+}
+
+fn target(m: &Machine, service: &Service) -> Option<Target> {
+    let limits = service
+        .concurrency
+        .as_ref()
+        .map_or_else(Limits::default, |c| Limits {
+            kind: c.kind,
+            soft: c.soft_limit,
+            hard: c.hard_limit.max(1),
+        });
+    Some(Target {
+        machine_id: m.id.to_string(),
+        app: m.app_name.clone(),
+        region: m.region.clone(),
+        address: m.private_ip.parse().ok()?,
+        port: u16::try_from(service.internal_port).ok()?,
+        limits,
+        state: m.state,
+        routable: m.state == MachineState::Started && !m.cordoned,
+        autostart: service.autostart.unwrap_or(true),
+        autostop: service.autostop,
+        min_machines_running: service.min_machines_running.unwrap_or(0),
+        primary_region: m
+            .config
+            .env
+            .get("PRIMARY_REGION")
+            .cloned()
+            .unwrap_or_else(|| m.region.clone()),
+    })
 }

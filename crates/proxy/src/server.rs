@@ -9,8 +9,10 @@ use crate::catalog::{Catalog, Target};
 use crate::clients::{ClientLimits, Clients};
 use crate::load::{Load, Slot};
 use crate::replay::{self, Fallback, Replay};
+use aloft_types::MachineState;
+use aloft_types::config::Autostop;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -18,10 +20,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -92,6 +95,8 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// How long a stopping proxy lets requests in flight finish.
     pub drain_timeout: Duration,
+    /// How long a request waits for a machine autostart started.
+    pub wake_timeout: Duration,
 }
 
 impl ProxyConfig {
@@ -103,6 +108,7 @@ impl ProxyConfig {
             queue_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            wake_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -127,6 +133,8 @@ struct Inner {
     load: Arc<Load>,
     clients: Arc<Clients>,
     upstream: Client<HttpConnector, ProxyBody>,
+    /// Machines autostart started, and when.
+    woken: Mutex<HashMap<String, Instant>>,
 }
 
 /// Who sent a request, and on which listener.
@@ -216,6 +224,7 @@ impl Proxy {
                 catalog,
                 load: Arc::new(Load::default()),
                 upstream,
+                woken: Mutex::default(),
             }),
         }
     }
@@ -255,7 +264,7 @@ impl Proxy {
             loop {
                 every.tick().await;
                 let Some(load) = load.upgrade() else { return };
-                load.compact();
+                load.compact(Duration::from_secs(3600));
             }
         });
         let open = Arc::new(());
@@ -381,6 +390,16 @@ impl Proxy {
         let mut replays = 0;
         // The last machine that refused the connection: the error when no other is left.
         let mut refused: Option<Failure> = None;
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        );
+        let mut resends = 0;
         loop {
             let (target, slot) = match self.pick(&constraint, conn).await {
                 Ok(picked) => picked,
@@ -421,12 +440,30 @@ impl Proxy {
                     if !body.can_resend() {
                         return Err(fail(failure));
                     }
+                    if self.just_woken(&target.machine_id) {
+                        // Started a moment ago: its process may not listen yet.
+                        drop(slot);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                     tracing::debug!(
                         machine = target.machine_id,
                         "connect failed, trying another: {e}"
                     );
                     constraint.exclude_failed(&target);
                     refused = Some(failure);
+                    continue;
+                }
+                // A pooled connection the machine closed just as the request went out: an
+                // idempotent request is sent again (as nginx does), twice at most.
+                Err(e) if idempotent && body.can_resend() && resends < 2 => {
+                    tracing::debug!(
+                        machine = target.machine_id,
+                        "resending: {}",
+                        error_chain(&e)
+                    );
+                    resends += 1;
+                    drop(slot);
                     continue;
                 }
                 Err(e) => {
@@ -559,7 +596,8 @@ impl Proxy {
     /// replay) timeout when every candidate is full.
     async fn pick(&self, c: &Constraint, conn: Conn) -> Result<(Target, Slot), Failure> {
         let inner = &self.inner;
-        let deadline = Instant::now() + c.timeout.unwrap_or(inner.config.queue_timeout);
+        let queue_deadline = Instant::now() + c.timeout.unwrap_or(inner.config.queue_timeout);
+        let mut wake_deadline: Option<Instant> = None;
         let port = conn.listener.public_port;
         loop {
             let freed = inner.load.freed();
@@ -582,6 +620,14 @@ impl Proxy {
             if let Some(prefer) = &c.prefer_instance {
                 order.sort_by_key(|i| targets[*i].machine_id != *prefer);
             }
+            // Autostart: every running machine over its soft limit (or none running) wakes the
+            // closest stopped one; this request waits for it only if nothing else has room.
+            let room_under_soft = targets
+                .iter()
+                .any(|t| t.routable && inner.load.current(&t.machine_id) < t.limits.soft);
+            if !room_under_soft && self.wake(&targets, &preference) && wake_deadline.is_none() {
+                wake_deadline = Some(Instant::now() + inner.config.wake_timeout);
+            }
             for i in order {
                 let t = &targets[i];
                 // The worker side's word: it refuses when the machine filled up meanwhile.
@@ -590,7 +636,10 @@ impl Proxy {
                 }
             }
             let any_routable = targets.iter().any(|t| t.routable);
-            if Instant::now() >= deadline || (!any_routable && c.fallback.is_none()) {
+            let deadline = wake_deadline.map_or(queue_deadline, |w| w.max(queue_deadline));
+            let give_up = Instant::now() >= deadline
+                || (!any_routable && wake_deadline.is_none() && c.fallback.is_none());
+            if give_up {
                 if let Some((own, how)) = &c.fallback {
                     let hard = match how {
                         Fallback::ForceSelf => u32::MAX,
@@ -600,7 +649,17 @@ impl Proxy {
                         return Ok((own.clone(), slot));
                     }
                 }
-                return Err(if any_routable {
+                return Err(if wake_deadline.is_some() && !any_routable {
+                    Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("PM03"),
+                        format!(
+                            "app `{}`'s machine did not start within {}s",
+                            c.app,
+                            inner.config.wake_timeout.as_secs()
+                        ),
+                    )
+                } else if any_routable {
                     Failure::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         Some("PR04"),
@@ -625,7 +684,96 @@ impl Proxy {
                 () = freed => {}
                 () = tokio::time::sleep_until(deadline.into()) => {}
                 // Machines that start or pass their checks are found on the next look.
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// Starts the closest wakeable machine among `targets` unless one is starting already;
+    /// whether one is (so a request may wait for it).
+    fn wake(&self, targets: &[Target], preference: &Preference<'_>) -> bool {
+        let timeout = self.inner.config.wake_timeout;
+        let mut woken = self.inner.woken.lock().expect("lock");
+        woken.retain(|_, at| at.elapsed() < timeout);
+        let starting = targets.iter().any(|t| {
+            t.state == MachineState::Starting || (woken.contains_key(&t.machine_id) && !t.routable)
+        });
+        if starting {
+            return true;
+        }
+        let Some(t) = targets
+            .iter()
+            .filter(|t| t.wakeable() && !woken.contains_key(&t.machine_id))
+            .min_by_key(|t| preference.distance(&t.region))
+        else {
+            return false;
+        };
+        woken.insert(t.machine_id.clone(), Instant::now());
+        let (catalog, target) = (self.inner.catalog.clone(), t.clone());
+        tokio::spawn(async move {
+            tracing::info!(
+                machine = target.machine_id,
+                app = target.app,
+                "autostart: starting a machine for a request"
+            );
+            if let Err(e) = catalog.start(&target).await {
+                tracing::warn!(machine = target.machine_id, "autostart failed: {e}");
+            }
+        });
+        true
+    }
+
+    /// Whether `machine` was started by autostart within the wake timeout (its process may not
+    /// listen yet: a refused connection is retried on it).
+    fn just_woken(&self, machine: &str) -> bool {
+        self.inner
+            .woken
+            .lock()
+            .expect("lock")
+            .get(machine)
+            .is_some_and(|at| at.elapsed() < self.inner.config.wake_timeout)
+    }
+
+    /// Autostop, every `interval` until `shutdown`: per app and region, when the machines
+    /// running exceed those over their soft limit by more than one, one idle machine (running
+    /// and with nothing in flight for a whole interval) is stopped, or suspended; a lone idle
+    /// machine is stopped too. Never below `min_machines_running` in the app's primary region.
+    pub async fn autostop(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut every = tokio::time::interval(interval);
+        // When each machine was first seen running: one that just started (autostart among
+        // others) has not been idle for an interval yet.
+        let mut running_since: HashMap<String, Instant> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                () = &mut shutdown => return,
+            }
+            let targets = self.inner.catalog.all_targets();
+            running_since.retain(|id, _| targets.iter().any(|t| t.routable && t.machine_id == *id));
+            for t in targets.iter().filter(|t| t.routable) {
+                running_since
+                    .entry(t.machine_id.clone())
+                    .or_insert_with(Instant::now);
+            }
+            let load = &self.inner.load;
+            let idle = |id: &str| {
+                let up = running_since
+                    .get(id)
+                    .map_or(Duration::ZERO, Instant::elapsed);
+                load.idle_for(id).min(up)
+            };
+            for t in autostop_choices(&targets, load, &idle, interval) {
+                let suspend = t.autostop == Autostop::Suspend;
+                tracing::info!(
+                    machine = t.machine_id,
+                    app = t.app,
+                    suspend,
+                    "autostop: an idle machine"
+                );
+                if let Err(e) = self.inner.catalog.stop(&t, suspend).await {
+                    tracing::warn!(machine = t.machine_id, "autostop failed: {e}");
+                }
             }
         }
     }
@@ -823,4 +971,113 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+/// The machines autostop stops now: at most one per app and region, idle (by `idle_for`) for
+/// at least `idle`.
+fn autostop_choices(
+    targets: &[Target],
+    load: &Load,
+    idle_for: &dyn Fn(&str) -> Duration,
+    idle: Duration,
+) -> Vec<Target> {
+    let mut groups: HashMap<(&str, &str), Vec<&Target>> = HashMap::new();
+    for t in targets.iter().filter(|t| t.routable) {
+        groups.entry((&t.app, &t.region)).or_default().push(t);
+    }
+    let mut chosen = Vec::new();
+    for ((_, region), running) in groups {
+        let n = running.len();
+        let over_soft = running
+            .iter()
+            .filter(|t| load.current(&t.machine_id) >= t.limits.soft)
+            .count();
+        let excess = n.saturating_sub(over_soft + 1);
+        let min = running
+            .iter()
+            .filter(|t| t.primary_region == region)
+            .map(|t| t.min_machines_running as usize)
+            .max()
+            .unwrap_or(0);
+        let lone_idle = n == 1;
+        if (excess == 0 && !lone_idle) || n <= min {
+            continue;
+        }
+        if let Some(t) = running
+            .iter()
+            .filter(|t| t.autostop != Autostop::Off && idle_for(&t.machine_id) >= idle)
+            .min_by_key(|t| t.machine_id.clone())
+        {
+            chosen.push((*t).clone());
+        }
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Limits;
+
+    fn running(id: &str, region: &str, min: u32) -> Target {
+        Target {
+            machine_id: id.into(),
+            app: "a".into(),
+            region: region.into(),
+            address: "fdaa::1".parse().unwrap(),
+            port: 8080,
+            limits: Limits::default(),
+            state: MachineState::Started,
+            routable: true,
+            autostart: true,
+            autostop: Autostop::Stop,
+            min_machines_running: min,
+            primary_region: "ams".into(),
+        }
+    }
+
+    fn ids(targets: Vec<Target>) -> Vec<String> {
+        let mut ids: Vec<String> = targets.into_iter().map(|t| t.machine_id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn autostop_keeps_the_minimum_in_the_primary_region_only() {
+        let load = Load::default();
+        let targets = vec![
+            running("ams-1", "ams", 2),
+            running("ams-2", "ams", 2),
+            running("sjc-1", "sjc", 2),
+        ];
+        // ams is at its minimum; sjc's lone idle machine stops.
+        assert_eq!(
+            ids(autostop_choices(
+                &targets,
+                &load,
+                &|id| load.idle_for(id),
+                Duration::ZERO
+            )),
+            ["sjc-1"]
+        );
+        let mut off = running("sjc-1", "sjc", 0);
+        off.autostop = Autostop::Off;
+        assert!(
+            autostop_choices(&[off], &load, &|id| load.idle_for(id), Duration::ZERO).is_empty()
+        );
+    }
+
+    #[test]
+    fn autostop_leaves_a_machine_for_every_one_over_its_soft_limit() {
+        let load = Arc::new(Load::default());
+        let mut targets = vec![running("a", "ams", 0), running("b", "ams", 0)];
+        for t in &mut targets {
+            t.limits.soft = 1;
+        }
+        let _busy = load.try_acquire("a", 25).unwrap();
+        // One of two over its soft limit: excess = 2 - (1 + 1) = 0, nothing stops.
+        assert!(
+            autostop_choices(&targets, &load, &|id| load.idle_for(id), Duration::ZERO).is_empty()
+        );
+    }
 }

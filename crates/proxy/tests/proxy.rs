@@ -5,6 +5,8 @@
 use aloft_proxy::catalog::{Catalog, Limits, Target};
 use aloft_proxy::clients::ClientLimits;
 use aloft_proxy::{Listener, Protection, Proxy, ProxyConfig};
+use aloft_types::MachineState;
+use aloft_types::config::Autostop;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -16,19 +18,75 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 
-/// Apps and their machines, as a test sets them.
-#[derive(Default)]
-struct Table(Mutex<HashMap<String, Vec<Target>>>);
+/// Apps and their machines, as a test sets them. Starting a machine marks it started after
+/// `start_delay` (never, with `None`); stopping marks it stopped at once. Both are counted.
+struct Table {
+    apps: Mutex<HashMap<String, Vec<Target>>>,
+    start_delay: Mutex<Option<Duration>>,
+    starts: AtomicU32,
+    stops: Mutex<Vec<String>>,
+}
 
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            apps: Mutex::default(),
+            start_delay: Mutex::new(Some(Duration::ZERO)),
+            starts: AtomicU32::new(0),
+            stops: Mutex::default(),
+        }
+    }
+}
+
+impl Table {
+    fn set_state(&self, id: &str, state: MachineState) {
+        for t in self.apps.lock().unwrap().values_mut().flatten() {
+            if t.machine_id == id {
+                t.state = state;
+                t.routable = state == MachineState::Started;
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
 impl Catalog for Table {
     fn http_targets(&self, app: &str, _port: u16) -> Option<Vec<Target>> {
-        self.0.lock().unwrap().get(app).cloned()
+        self.apps.lock().unwrap().get(app).cloned()
+    }
+
+    fn all_targets(&self) -> Vec<Target> {
+        self.apps
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    async fn start(&self, target: &Target) -> Result<(), String> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.start_delay.lock().unwrap();
+        let Some(delay) = delay else {
+            return Ok(());
+        };
+        tokio::time::sleep(delay).await;
+        self.set_state(&target.machine_id, MachineState::Started);
+        Ok(())
+    }
+
+    async fn stop(&self, target: &Target, _suspend: bool) -> Result<(), String> {
+        self.stops.lock().unwrap().push(target.machine_id.clone());
+        self.set_state(&target.machine_id, MachineState::Stopped);
+        Ok(())
     }
 }
 
@@ -44,8 +102,19 @@ fn target(id: &str, region: &str, addr: SocketAddr, soft: u32, hard: u32) -> Tar
             hard,
             ..Limits::default()
         },
+        state: MachineState::Started,
         routable: true,
+        autostart: true,
+        autostop: Autostop::Off,
+        min_machines_running: 0,
+        primary_region: "local".into(),
     }
+}
+
+fn stopped(mut t: Target) -> Target {
+    t.state = MachineState::Stopped;
+    t.routable = false;
+    t
 }
 
 type Handler = Arc<
@@ -123,7 +192,7 @@ struct Running {
 
 impl Running {
     fn set(&self, app: &str, targets: Vec<Target>) {
-        self.table.0.lock().unwrap().insert(app.into(), targets);
+        self.table.apps.lock().unwrap().insert(app.into(), targets);
     }
 
     /// Stops accepting and waits until requests in flight are done.
@@ -254,9 +323,9 @@ async fn unknown_hosts_and_apps_without_machines_say_what_is_wrong() {
     assert_eq!(status(&resp), 404, "{resp}");
     assert!(resp.contains("no app `nope`"), "{resp}");
 
-    let mut stopped = target("m1", "local", "127.0.0.1:9".parse().unwrap(), 20, 25);
-    stopped.routable = false;
-    p.set("hello", vec![stopped]);
+    let mut cordoned = target("m1", "local", "127.0.0.1:9".parse().unwrap(), 20, 25);
+    cordoned.routable = false;
+    p.set("hello", vec![cordoned]);
     let resp = get(p.addr, "hello.localhost", "").await;
     assert_eq!(status(&resp), 503, "{resp}");
     assert!(
@@ -642,4 +711,131 @@ async fn stopping_lets_requests_in_flight_finish() {
         TcpStream::connect(addr).await.is_err(),
         "no longer listening"
     );
+}
+
+#[tokio::test]
+async fn a_request_for_a_stopped_app_starts_a_machine_and_waits_for_it() {
+    let p = proxy().await;
+    *p.table.start_delay.lock().unwrap() = Some(Duration::from_millis(300));
+    let m = echo("sleepy").await;
+    p.set("hello", vec![stopped(target("sleepy", "local", m, 20, 25))]);
+    let t0 = Instant::now();
+    let answers: Vec<String> = futures_join(
+        (0..3)
+            .map(|_| tokio::spawn(get(p.addr, "hello.localhost", "")))
+            .collect(),
+    )
+    .await;
+    for resp in &answers {
+        assert_eq!(status(resp), 200, "{resp}");
+        assert!(resp.contains("machine: sleepy"), "{resp}");
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "held until started"
+    );
+    assert_eq!(
+        p.table.starts.load(Ordering::SeqCst),
+        1,
+        "one start for three requests"
+    );
+
+    // A machine with autostart off stays stopped: PR01.
+    let mut off = stopped(target("off", "local", m, 20, 25));
+    off.autostart = false;
+    p.set("hello", vec![off]);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 503, "{resp}");
+    assert!(resp.contains("(PR01)"), "{resp}");
+}
+
+#[tokio::test]
+async fn a_machine_that_never_starts_is_a_wake_timeout() {
+    let mut c = config();
+    c.wake_timeout = Duration::from_millis(300);
+    let p = proxy_with(c).await;
+    *p.table.start_delay.lock().unwrap() = None;
+    p.set(
+        "hello",
+        vec![stopped(target(
+            "stuck",
+            "local",
+            "127.0.0.1:9".parse().unwrap(),
+            20,
+            25,
+        ))],
+    );
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 503, "{resp}");
+    assert!(
+        resp.contains("(PM03)") && resp.contains("did not start"),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn a_woken_machine_that_does_not_listen_yet_is_retried() {
+    let p = proxy().await;
+    // The machine is "started" at once but its server listens only 300 ms later.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    p.set(
+        "hello",
+        vec![stopped(target("slow", "local", port, 20, 25))],
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let listener = TcpListener::bind(port).await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nready")
+            .await
+            .unwrap();
+    });
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(resp.ends_with("ready"), "{resp}");
+}
+
+#[tokio::test]
+async fn autostop_stops_idle_machines_one_at_a_time_but_never_a_busy_one() {
+    let p = proxy().await;
+    let m = echo("m").await;
+    let targets: Vec<Target> = ["a", "b", "c"]
+        .into_iter()
+        .map(|id| {
+            let mut t = target(id, "local", m, 20, 25);
+            t.autostop = Autostop::Stop;
+            t
+        })
+        .collect();
+    // `c` is busy: a request (or an upgraded connection) is in flight on it.
+    p.set("hello", targets);
+    let _busy = p.proxy.load().try_acquire("c", 25).unwrap();
+    let proxy = p.proxy.clone();
+    let (stop, stopped_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        proxy
+            .autostop(Duration::from_millis(100), async {
+                let _ = stopped_rx.await;
+            })
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    let _ = stop.send(());
+    task.await.unwrap();
+    let stops = p.table.stops.lock().unwrap().clone();
+    // a and b are idle: one per round; c, alone then, is busy and keeps running.
+    assert_eq!(stops, ["a", "b"], "{stops:?}");
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<String>>) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }

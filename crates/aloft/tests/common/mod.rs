@@ -272,6 +272,44 @@ impl Drop for DevUp {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if std::thread::panicking() {
+            self.kill_machines();
+        }
+    }
+}
+
+impl DevUp {
+    /// After a failed test: machines outlive `dev up` by design, and a later test's machines
+    /// would get the same private addresses, so everything of this data dir's machines goes:
+    /// their processes (the shims' and runtimes' command lines name the data dir), network
+    /// namespaces and mounts.
+    fn kill_machines(&self) {
+        let needle = self.data_dir.join("runtime");
+        let needle = needle.as_os_str().as_encoded_bytes();
+        for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if cmdline.windows(needle.len()).any(|w| w == needle) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+        let machines = self.data_dir.join("runtime/machines");
+        for m in fs::read_dir(&machines).into_iter().flatten().flatten() {
+            let id = m.file_name().to_string_lossy().into_owned();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(m.path().join("rootfs"))
+                .stderr(Stdio::null())
+                .status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &format!("aloft-{id}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
