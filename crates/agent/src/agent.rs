@@ -8,7 +8,9 @@ use crate::tasks::{TaskKind, Tasks};
 use aloft_runtime::Runtime;
 use aloft_types::api::HostInfo;
 use aloft_types::config::CpuKind;
-use aloft_types::machine::{EventRequest, EventSource, EventType, HostStatus, ImagePull};
+use aloft_types::machine::{
+    CheckStatus, EventRequest, EventSource, EventType, HostStatus, ImagePull,
+};
 use aloft_types::time::{now_ms, rfc3339};
 use aloft_types::{ApiError, InstanceId, Machine, MachineEvent, MachineId, MachineState};
 use std::collections::HashMap;
@@ -41,6 +43,8 @@ pub(crate) struct Inner {
     /// exclusively by prune: prune never removes an image a machine is about to use.
     pub image_gc: tokio::sync::RwLock<()>,
     slots: Mutex<HashMap<MachineId, Arc<Slot>>>,
+    /// The latest health check results of started machines ([`crate::checks`]).
+    pub checks: Mutex<HashMap<MachineId, Vec<CheckStatus>>>,
     /// The address the heartbeat advertises, once one runs.
     advertise: Mutex<Option<String>>,
 }
@@ -101,6 +105,7 @@ impl Agent {
                 room: tokio::sync::Mutex::new(()),
                 image_gc: tokio::sync::RwLock::new(()),
                 slots: Mutex::new(HashMap::new()),
+                checks: Mutex::new(HashMap::new()),
                 advertise: Mutex::new(None),
             }),
         };
@@ -364,7 +369,7 @@ impl Agent {
             created_at: rfc3339(rec.created_at),
             updated_at: rfc3339(rec.updated_at),
             events,
-            checks: Vec::new(),
+            checks: self.check_results(&rec.id),
             host_status: HostStatus::Ok,
             app_name: rec.app.clone(),
             cordoned: rec.cordoned,

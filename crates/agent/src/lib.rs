@@ -22,6 +22,7 @@
 
 mod agent;
 mod catalog;
+mod checks;
 mod error;
 mod heartbeat;
 pub mod http;
@@ -38,6 +39,7 @@ mod proptests;
 
 pub use agent::Agent;
 pub use catalog::LocalCatalog;
+pub use checks::spawn_health_checks;
 pub use error::AgentError;
 pub use heartbeat::spawn_heartbeat;
 

@@ -208,6 +208,52 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     assert_eq!(served, expected, "both machines serve the app");
     let resp = proxy_get(&dev, "nope.localhost", "/");
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+
+    // A machine whose health check fails gets no requests, and its status says why.
+    let sick = run_machine(
+        &dev,
+        &[
+            "web:v1",
+            "-a",
+            "web",
+            "--name",
+            "sick",
+            "-p",
+            "80:8080/tcp:http",
+            "--check",
+            "ready=http:8080/missing.html",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = machine_json(&dev, "web", &sick);
+        if m["checks"][0]["status"] == "critical" {
+            assert!(
+                m["checks"][0]["output"].as_str().unwrap().contains("404"),
+                "{m:#}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the check never failed: {m:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = dev
+        .aloft(&["machine", "status", &sick, "-a", "web"])
+        .ok()
+        .to_string();
+    assert!(
+        status.contains("ready") && status.contains("critical"),
+        "{status}"
+    );
+    for _ in 0..10 {
+        let resp = proxy_get(&dev, "web.localhost", "/id.txt");
+        assert!(
+            resp.starts_with("HTTP/1.1 200"),
+            "routed to the sick machine: {resp}"
+        );
+    }
+    dev.aloft(&["machine", "destroy", &sick, "-a", "web", "--force"])
+        .ok();
     let logs = dev
         .aloft(&["logs", "-a", "web", "-m", &ids[0], "--no-tail"])
         .ok()

@@ -13,7 +13,7 @@ use crate::Ctx;
 use crate::config::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE};
 use crate::output::print_json;
 use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
-use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_heartbeat};
+use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
@@ -218,6 +218,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         },
         Arc::new(LocalCatalog::new(agent.clone())),
     );
+    let checks = spawn_health_checks(agent.clone());
     let autostop = {
         let proxy = proxy.clone();
         let every = args.autostop_interval;
@@ -265,6 +266,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     heartbeat.abort();
     janitor.abort();
     autostop.abort();
+    checks.abort();
     let _ = stop_tx.send(true);
     let graceful = async {
         tokio::join!(

@@ -8,8 +8,8 @@ use aloft_types::api::{
     ExecRequest, ListMachinesQuery, RestartQuery, SignalRequest, StopRequest, WaitQuery,
 };
 use aloft_types::config::{
-    Autostop, CpuKind, DurationStr, Guest, Handler, InitConfig, Port, Protocol, Restart,
-    RestartPolicy, Service,
+    Autostop, Check, CheckType, CpuKind, DurationStr, Guest, Handler, InitConfig, Port, Protocol,
+    Restart, RestartPolicy, Service,
 };
 use aloft_types::machine::{ImagePull, ImagePullPhase, ImageRef};
 use aloft_types::signal::Signal;
@@ -150,6 +150,10 @@ pub struct RunArgs {
     /// Replace the image's CMD, e.g. `--cmd "sleep 100"` (or give it after the image).
     #[arg(long, value_name = "COMMAND", conflicts_with = "command")]
     cmd: Option<String>,
+    /// A health check, `NAME=tcp:PORT` or `NAME=http:PORT/PATH`, e.g. `alive=http:8080/healthz`
+    /// (repeatable): every 15 s; the proxy sends nothing to a machine whose check fails.
+    #[arg(long, value_name = "NAME=CHECK")]
+    check: Vec<String>,
     /// Create the machine without starting it.
     #[arg(long)]
     skip_launch: bool,
@@ -707,6 +711,10 @@ fn build_config(args: &RunArgs) -> Result<MachineConfig> {
             "--autostop applies to published services; publish a port with -p too (e.g. -p 80:8080/tcp:http)"
         );
     }
+    for spec in &args.check {
+        let (name, check) = parse_check(spec)?;
+        config.checks.insert(name, check);
+    }
     config.restart = args.restart.map(|r| Restart {
         policy: match r {
             RestartArg::No => RestartPolicy::No,
@@ -756,6 +764,44 @@ fn parse_memory(s: &str) -> Result<u32> {
 }
 
 /// `-p` specs grouped into services: ports with the same internal port and protocol share one.
+/// `alive=http:8080/healthz` or `db=tcp:5432`.
+fn parse_check(spec: &str) -> Result<(String, Check)> {
+    let bad = || {
+        anyhow!(
+            "--check `{spec}`: write NAME=tcp:PORT or NAME=http:PORT/PATH, e.g. alive=http:8080/healthz"
+        )
+    };
+    let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
+    let (kind, target) = rest.split_once(':').ok_or_else(bad)?;
+    let (port, path) = match target.split_once('/') {
+        Some((port, path)) => (port, Some(format!("/{path}"))),
+        None => (target, None),
+    };
+    let port: u32 = port.parse().map_err(|_| bad())?;
+    let kind = match kind {
+        "tcp" if path.is_none() => CheckType::Tcp,
+        "http" => CheckType::Http,
+        _ => return Err(bad()),
+    };
+    if name.is_empty() {
+        return Err(bad());
+    }
+    Ok((
+        name.to_string(),
+        Check {
+            kind,
+            port: Some(port),
+            interval: None,
+            timeout: None,
+            grace_period: None,
+            method: None,
+            path,
+            protocol: None,
+            headers: Vec::new(),
+        },
+    ))
+}
+
 fn services(specs: &[String], autostop: Autostop) -> Result<Vec<Service>> {
     let mut services: Vec<Service> = Vec::new();
     for spec in specs {
@@ -1091,6 +1137,20 @@ async fn status(ctx: &Ctx, args: IdArgs) -> Result<ExitCode> {
     }
     println!("Machine {}", machine.id);
     print_fields(&summary(&machine));
+    if !machine.checks.is_empty() {
+        println!();
+        println!("Checks");
+        let mut table = Table::new(&["NAME", "STATUS", "UPDATED", "OUTPUT"]);
+        for c in &machine.checks {
+            table.row(vec![
+                c.name.clone(),
+                c.status.as_str().to_string(),
+                c.updated_at.clone(),
+                c.output.clone(),
+            ]);
+        }
+        table.print("");
+    }
     println!();
     println!("Events (newest first)");
     events_table(&machine.events).print("No events yet.");
@@ -1419,6 +1479,29 @@ async fn no_lease(scope: &Scope, id: &str, err: ClientError) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn checks_from_the_command_line() {
+        let (name, c) = parse_check("alive=http:8080/healthz").unwrap();
+        assert_eq!(name, "alive");
+        assert_eq!(
+            (c.kind, c.port, c.path.as_deref()),
+            (CheckType::Http, Some(8080), Some("/healthz"))
+        );
+        let (_, c) = parse_check("db=tcp:5432").unwrap();
+        assert_eq!((c.kind, c.port, c.path), (CheckType::Tcp, Some(5432), None));
+        for bad in [
+            "alive",
+            "alive=http",
+            "alive=udp:53",
+            "=tcp:1",
+            "x=tcp:1/path",
+            "x=http:port/",
+        ] {
+            let e = parse_check(bad).unwrap_err().to_string();
+            assert!(e.contains("NAME=tcp:PORT"), "{bad}: {e}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -4,6 +4,7 @@
 //! request's path and must be answered from memory.
 
 use aloft_types::config::{Autostop, ConcurrencyType, Handler, Service};
+use aloft_types::machine::CheckState;
 use aloft_types::{Machine, MachineState};
 use async_trait::async_trait;
 use std::net::IpAddr;
@@ -114,7 +115,9 @@ fn target(m: &Machine, service: &Service) -> Option<Target> {
         port: u16::try_from(service.internal_port).ok()?,
         limits,
         state: m.state,
-        routable: m.state == MachineState::Started && !m.cordoned,
+        routable: m.state == MachineState::Started
+            && !m.cordoned
+            && !m.checks.iter().any(|c| c.status == CheckState::Critical),
         autostart: service.autostart.unwrap_or(true),
         autostop: service.autostop,
         min_machines_running: service.min_machines_running.unwrap_or(0),
