@@ -1,5 +1,6 @@
 //! The proxy's catalog on one host: this agent's machines, reloaded from its store only when a
-//! machine changed (so a request costs a map lookup, not a query).
+//! machine changed, with each app's targets per port worked out once per reload (so a request
+//! costs a map lookup, not a query).
 
 use crate::Agent;
 use aloft_proxy::catalog::{Catalog, Target, first_service_target, machine_targets};
@@ -9,14 +10,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// Machines by app.
-type ByApp = Arc<HashMap<String, Vec<Machine>>>;
+/// The machines as of one reload.
+#[derive(Default)]
+struct Snapshot {
+    by_app: HashMap<String, Vec<Machine>>,
+    /// `(app, public port)` -> its targets, filled on first use.
+    targets: Mutex<HashMap<(String, u16), Arc<Vec<Target>>>>,
+}
 
 /// This host's machines as the proxy sees them.
 pub struct LocalCatalog {
     agent: Agent,
     changes: Mutex<watch::Receiver<u64>>,
-    by_app: Mutex<Option<ByApp>>,
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl LocalCatalog {
@@ -24,39 +30,61 @@ impl LocalCatalog {
         Self {
             changes: Mutex::new(agent.machine_changes()),
             agent,
-            by_app: Mutex::new(None),
+            snapshot: Mutex::new(None),
         }
     }
 
-    fn current(&self) -> ByApp {
+    fn current(&self) -> Arc<Snapshot> {
         let changed = {
             let mut rx = self.changes.lock().expect("lock");
             let changed = rx.has_changed().unwrap_or(false);
             rx.mark_unchanged();
             changed
         };
-        let mut by_app = self.by_app.lock().expect("lock");
-        if changed || by_app.is_none() {
+        let mut snapshot = self.snapshot.lock().expect("lock");
+        if changed || snapshot.is_none() {
             match self.agent.machines() {
                 Ok(machines) => {
-                    let mut map: HashMap<String, Vec<Machine>> = HashMap::new();
+                    let mut by_app: HashMap<String, Vec<Machine>> = HashMap::new();
                     for m in machines {
-                        map.entry(m.app_name.clone()).or_default().push(m);
+                        by_app.entry(m.app_name.clone()).or_default().push(m);
                     }
-                    *by_app = Some(Arc::new(map));
+                    *snapshot = Some(Arc::new(Snapshot {
+                        by_app,
+                        targets: Mutex::default(),
+                    }));
                 }
                 // The last good view serves until the store answers again.
                 Err(e) => tracing::warn!("the proxy could not read this host's machines: {e}"),
             }
         }
-        by_app.clone().unwrap_or_default()
+        snapshot.clone().unwrap_or_default()
     }
 }
 
 #[async_trait]
 impl Catalog for LocalCatalog {
+    fn http_targets(&self, app: &str, port: u16) -> Option<Arc<Vec<Target>>> {
+        let snapshot = self.current();
+        let machines = snapshot.by_app.get(app)?;
+        let mut cache = snapshot.targets.lock().expect("lock");
+        let targets = cache
+            .entry((app.to_string(), port))
+            .or_insert_with(|| {
+                Arc::new(
+                    machines
+                        .iter()
+                        .filter_map(|m| machine_targets(m, port))
+                        .collect(),
+                )
+            })
+            .clone();
+        Some(targets)
+    }
+
     fn all_targets(&self) -> Vec<Target> {
         self.current()
+            .by_app
             .values()
             .flatten()
             .filter_map(first_service_target)
@@ -75,16 +103,5 @@ impl Catalog for LocalCatalog {
             .autostop(&target.app, &target.machine_id, suspend)
             .await
             .map_err(|e| e.to_string())
-    }
-
-    fn http_targets(&self, app: &str, port: u16) -> Option<Vec<Target>> {
-        let by_app = self.current();
-        let machines = by_app.get(app)?;
-        Some(
-            machines
-                .iter()
-                .filter_map(|m| machine_targets(m, port))
-                .collect(),
-        )
     }
 }

@@ -13,17 +13,17 @@ use std::sync::Arc;
 
 struct Fixed {
     app: String,
-    targets: Vec<Target>,
+    targets: Arc<Vec<Target>>,
 }
 
 #[async_trait::async_trait]
 impl Catalog for Fixed {
-    fn http_targets(&self, app: &str, _port: u16) -> Option<Vec<Target>> {
+    fn http_targets(&self, app: &str, _port: u16) -> Option<Arc<Vec<Target>>> {
         (app == self.app).then(|| self.targets.clone())
     }
 
     fn all_targets(&self) -> Vec<Target> {
-        self.targets.clone()
+        self.targets.to_vec()
     }
 
     async fn start(&self, _: &Target) -> Result<(), String> {
@@ -68,13 +68,20 @@ fn main() -> Result<(), String> {
         .collect::<Result<Vec<_>, String>>()?;
     let catalog = Arc::new(Fixed {
         app: app.to_string(),
-        targets,
+        targets: Arc::new(targets),
     });
     let mut config = ProxyConfig::new("local");
     config.protection.clients.requests_per_second = 0;
     config.protection.clients.max_connections = 100_000;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // One thread does everything, as one nginx worker or one HAProxy thread does.
+    let mut runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    runtime
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?

@@ -23,14 +23,13 @@ impl Distance for SameRegionFirst {
     }
 }
 
-/// The indexes of `targets` in the order to try them; machines that cannot take a request now
-/// (not routable, or at their hard limit) are left out.
-pub fn rank(targets: &[Target], load: &Load, distance: &dyn Distance) -> Vec<usize> {
-    let mut keyed: Vec<((u32, bool, u32, u64), usize)> = targets
+/// `targets` in the order to try them; machines that cannot take a request now (not routable,
+/// or at their hard limit) are left out.
+pub fn rank<'a>(targets: &[&'a Target], load: &Load, distance: &dyn Distance) -> Vec<&'a Target> {
+    let mut keyed: Vec<((u32, bool, u32, u64), &'a Target)> = targets
         .iter()
-        .enumerate()
-        .filter(|(_, t)| t.routable)
-        .filter_map(|(i, t)| {
+        .filter(|t| t.routable)
+        .filter_map(|t| {
             let now = load.current(&t.machine_id);
             (now < t.limits.hard).then(|| {
                 let key = (
@@ -39,12 +38,12 @@ pub fn rank(targets: &[Target], load: &Load, distance: &dyn Distance) -> Vec<usi
                     now,
                     fastrand::u64(..),
                 );
-                (key, i)
+                (key, *t)
             })
         })
         .collect();
-    keyed.sort_unstable();
-    keyed.into_iter().map(|(_, i)| i).collect()
+    keyed.sort_unstable_by_key(|(key, _)| *key);
+    keyed.into_iter().map(|(_, t)| t).collect()
 }
 
 #[cfg(test)]
@@ -74,11 +73,12 @@ mod tests {
         }
     }
 
-    fn ids(targets: &[Target], order: &[usize]) -> Vec<String> {
-        order
-            .iter()
-            .map(|i| targets[*i].machine_id.clone())
-            .collect()
+    fn ids(order: &[&Target]) -> Vec<String> {
+        order.iter().map(|t| t.machine_id.clone()).collect()
+    }
+
+    fn refs(targets: &[Target]) -> Vec<&Target> {
+        targets.iter().collect()
     }
 
     #[test]
@@ -90,8 +90,8 @@ mod tests {
             target("far", "ams", 2, 4),
         ];
         let _s = load.try_acquire("busy", 4).unwrap();
-        let order = rank(&targets, &load, &SameRegionFirst("local".into()));
-        assert_eq!(ids(&targets, &order), ["idle", "busy", "far"]);
+        let order = rank(&refs(&targets), &load, &SameRegionFirst("local".into()));
+        assert_eq!(ids(&order), ["idle", "busy", "far"]);
     }
 
     #[test]
@@ -100,11 +100,11 @@ mod tests {
         let targets = vec![target("over", "local", 1, 3), target("full", "local", 1, 1)];
         let _a = load.try_acquire("over", 3).unwrap();
         let _b = load.try_acquire("full", 1).unwrap();
-        let order = rank(&targets, &load, &SameRegionFirst("local".into()));
-        assert_eq!(ids(&targets, &order), ["over"]);
+        let order = rank(&refs(&targets), &load, &SameRegionFirst("local".into()));
+        assert_eq!(ids(&order), ["over"]);
         let mut cordoned = target("cordoned", "local", 5, 5);
         cordoned.routable = false;
-        assert!(rank(&[cordoned], &load, &SameRegionFirst("local".into())).is_empty());
+        assert!(rank(&[&cordoned], &load, &SameRegionFirst("local".into())).is_empty());
     }
 
     #[test]
@@ -112,24 +112,27 @@ mod tests {
         let load = Arc::new(Load::default());
         let targets = vec![target("local", "local", 1, 2), target("far", "ams", 1, 2)];
         let _a = load.try_acquire("local", 2).unwrap();
-        let order = rank(&targets, &load, &SameRegionFirst("local".into()));
-        assert_eq!(
-            ids(&targets, &order),
-            ["local", "far"],
-            "over soft: still local"
-        );
+        let order = rank(&refs(&targets), &load, &SameRegionFirst("local".into()));
+        assert_eq!(ids(&order), ["local", "far"], "over soft: still local");
         let _b = load.try_acquire("local", 2).unwrap();
-        let order = rank(&targets, &load, &SameRegionFirst("local".into()));
-        assert_eq!(ids(&targets, &order), ["far"]);
+        let order = rank(&refs(&targets), &load, &SameRegionFirst("local".into()));
+        assert_eq!(ids(&order), ["far"]);
     }
 
     #[test]
     fn equal_machines_share_the_traffic() {
         let load = Arc::new(Load::default());
         let targets = vec![target("a", "local", 5, 5), target("b", "local", 5, 5)];
-        let firsts: Vec<usize> = (0..200)
-            .map(|_| rank(&targets, &load, &SameRegionFirst("local".into()))[0])
+        let firsts: Vec<String> = (0..200)
+            .map(|_| {
+                ids(&rank(
+                    &refs(&targets),
+                    &load,
+                    &SameRegionFirst("local".into()),
+                ))[0]
+                    .clone()
+            })
             .collect();
-        assert!(firsts.contains(&0) && firsts.contains(&1));
+        assert!(firsts.iter().any(|f| f == "a") && firsts.iter().any(|f| f == "b"));
     }
 }

@@ -40,6 +40,9 @@ impl RequestBody {
     /// Reads `body` whole if it fits in [`REPLAY_LIMIT`]; a body that says it is larger is not
     /// read at all.
     pub async fn read(mut body: Incoming) -> Result<RequestBody, BoxError> {
+        if body.is_end_stream() {
+            return Ok(RequestBody::Buffered(Bytes::new()));
+        }
         if body.size_hint().lower() > REPLAY_LIMIT as u64 {
             return Ok(RequestBody::Streaming(Some(Prefixed {
                 prefix: None,

@@ -8,6 +8,7 @@ use aloft_types::machine::CheckState;
 use aloft_types::{Machine, MachineState};
 use async_trait::async_trait;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// How a machine's service counts its load, and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,7 @@ impl Target {
 pub trait Catalog: Send + Sync + 'static {
     /// The machines of `app` whose config serves public `port` with the `http` handler, in any
     /// state. `None` when there is no such app.
-    fn http_targets(&self, app: &str, port: u16) -> Option<Vec<Target>>;
+    fn http_targets(&self, app: &str, port: u16) -> Option<Arc<Vec<Target>>>;
 
     /// Every machine with a service, as a target for its first service (for autostop).
     fn all_targets(&self) -> Vec<Target>;

@@ -135,6 +135,8 @@ struct Inner {
     upstream: Client<HttpConnector, ProxyBody>,
     /// Machines autostart started, and when.
     woken: Mutex<HashMap<String, Instant>>,
+    /// `Fly-Region`.
+    region: HeaderValue,
 }
 
 /// Who sent a request, and on which listener.
@@ -219,6 +221,7 @@ impl Proxy {
             .build(connector);
         Self {
             inner: Arc::new(Inner {
+                region: value(&config.region),
                 clients: Clients::new(config.protection.clients),
                 config,
                 catalog,
@@ -366,7 +369,7 @@ impl Proxy {
         let fail = |f: Failure| (f, Some(app.clone()));
         let upgrade = is_upgrade(req.headers());
         let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         let mut body = if upgrade {
             RequestBody::Buffered(bytes::Bytes::new())
         } else {
@@ -378,8 +381,6 @@ impl Proxy {
                 ))
             })?
         };
-        let mut headers =
-            self.forward_headers(&parts.headers, &parts.uri, conn, request_id, upgrade);
         let mut constraint = Constraint {
             app: app.clone(),
             instance: header_str(&parts.headers, &FLY_FORCE_INSTANCE),
@@ -387,6 +388,13 @@ impl Proxy {
                 .map(|r| r.to_ascii_lowercase()),
             ..Constraint::default()
         };
+        let mut headers = self.forward_headers(
+            std::mem::take(&mut parts.headers),
+            &parts.uri,
+            conn,
+            request_id,
+            upgrade,
+        );
         let mut replays = 0;
         // The last machine that refused the connection: the error when no other is left.
         let mut refused: Option<Failure> = None;
@@ -611,14 +619,14 @@ impl Proxy {
                     ),
                 )
             })?;
-            let targets: Vec<Target> = targets.into_iter().filter(|t| c.allows(t)).collect();
+            let targets: Vec<&Target> = targets.iter().filter(|t| c.allows(t)).collect();
             let preference = Preference {
                 own: &inner.config.region,
                 prefer_region: c.prefer_region.as_deref(),
             };
             let mut order = rank(&targets, &inner.load, &preference);
             if let Some(prefer) = &c.prefer_instance {
-                order.sort_by_key(|i| targets[*i].machine_id != *prefer);
+                order.sort_by_key(|t| t.machine_id != *prefer);
             }
             // Autostart: every running machine over its soft limit (or none running) wakes the
             // closest stopped one; this request waits for it only if nothing else has room.
@@ -628,8 +636,7 @@ impl Proxy {
             if !room_under_soft && self.wake(&targets, &preference) && wake_deadline.is_none() {
                 wake_deadline = Some(Instant::now() + inner.config.wake_timeout);
             }
-            for i in order {
-                let t = &targets[i];
+            for t in order {
                 // The worker side's word: it refuses when the machine filled up meanwhile.
                 if let Some(slot) = inner.load.try_acquire(&t.machine_id, t.limits.hard) {
                     return Ok((t.clone(), slot));
@@ -691,7 +698,7 @@ impl Proxy {
 
     /// Starts the closest wakeable machine among `targets` unless one is starting already;
     /// whether one is (so a request may wait for it).
-    fn wake(&self, targets: &[Target], preference: &Preference<'_>) -> bool {
+    fn wake(&self, targets: &[&Target], preference: &Preference<'_>) -> bool {
         let timeout = self.inner.config.wake_timeout;
         let mut woken = self.inner.woken.lock().expect("lock");
         woken.retain(|_, at| at.elapsed() < timeout);
@@ -709,7 +716,7 @@ impl Proxy {
             return false;
         };
         woken.insert(t.machine_id.clone(), Instant::now());
-        let (catalog, target) = (self.inner.catalog.clone(), t.clone());
+        let (catalog, target) = (self.inner.catalog.clone(), (*t).clone());
         tokio::spawn(async move {
             tracing::info!(
                 machine = target.machine_id,
@@ -781,13 +788,12 @@ impl Proxy {
     /// The request's headers as the machine gets them.
     fn forward_headers(
         &self,
-        incoming: &HeaderMap,
+        mut h: HeaderMap,
         uri: &Uri,
         conn: Conn,
         request_id: &str,
         upgrade: bool,
     ) -> HeaderMap {
-        let mut h = incoming.clone();
         strip_hop_by_hop(&mut h, upgrade);
         if !h.contains_key(header::HOST)
             && let Some(a) = uri.authority()
@@ -804,7 +810,7 @@ impl Proxy {
             _ => ip_text,
         };
         h.insert(X_FORWARDED_FOR, value(&xff));
-        let port = conn.listener.public_port.to_string();
+        let port = HeaderValue::from(conn.listener.public_port);
         let https = conn.listener.https;
         h.insert(
             X_FORWARDED_PROTO,
@@ -814,9 +820,9 @@ impl Proxy {
             X_FORWARDED_SSL,
             HeaderValue::from_static(if https { "on" } else { "off" }),
         );
-        h.insert(X_FORWARDED_PORT, value(&port));
-        h.insert(FLY_FORWARDED_PORT, value(&port));
-        h.insert(FLY_REGION, value(&self.inner.config.region));
+        h.insert(X_FORWARDED_PORT, port.clone());
+        h.insert(FLY_FORWARDED_PORT, port);
+        h.insert(FLY_REGION, self.inner.region.clone());
         h.insert(FLY_REQUEST_ID, value(request_id));
         h.remove(&FLY_REPLAY_SRC);
         append_via(&mut h);

@@ -58,8 +58,8 @@ impl Table {
 
 #[async_trait::async_trait]
 impl Catalog for Table {
-    fn http_targets(&self, app: &str, _port: u16) -> Option<Vec<Target>> {
-        self.apps.lock().unwrap().get(app).cloned()
+    fn http_targets(&self, app: &str, _port: u16) -> Option<Arc<Vec<Target>>> {
+        self.apps.lock().unwrap().get(app).cloned().map(Arc::new)
     }
 
     fn all_targets(&self) -> Vec<Target> {
