@@ -26,7 +26,9 @@ impl Distance for SameRegionFirst {
 /// `targets` in the order to try them; machines that cannot take a request now (not routable,
 /// or at their hard limit) are left out.
 pub fn rank<'a>(targets: &[&'a Target], load: &Load, distance: &dyn Distance) -> Vec<&'a Target> {
-    let mut keyed: Vec<((u32, bool, u32, u64), &'a Target)> = targets
+    // (distance, over the soft limit, load, random tie-break)
+    type Key = (u32, bool, u32, u64);
+    let mut keyed: Vec<(Key, &'a Target)> = targets
         .iter()
         .filter(|t| t.routable)
         .filter_map(|t| {
