@@ -10,12 +10,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
+/// An app's targets for one public port.
+type Targets = Arc<Vec<Target>>;
+
 /// The machines as of one reload.
 #[derive(Default)]
 struct Snapshot {
     by_app: HashMap<String, Vec<Machine>>,
     /// `(app, public port)` -> its targets, filled on first use.
-    targets: Mutex<HashMap<(String, u16), Arc<Vec<Target>>>>,
+    targets: Mutex<HashMap<(String, u16), Targets>>,
 }
 
 /// This host's machines as the proxy sees them.
@@ -64,7 +67,7 @@ impl LocalCatalog {
 
 #[async_trait]
 impl Catalog for LocalCatalog {
-    fn http_targets(&self, app: &str, port: u16) -> Option<Arc<Vec<Target>>> {
+    fn http_targets(&self, app: &str, port: u16) -> Option<Targets> {
         let snapshot = self.current();
         let machines = snapshot.by_app.get(app)?;
         let mut cache = snapshot.targets.lock().expect("lock");
