@@ -175,6 +175,8 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
                     &format!("web-{i}"),
                     "-p",
                     "80:8080/tcp:http",
+                    "-p",
+                    "443:8080/tcp:tls:http",
                 ],
             )
         })
@@ -208,6 +210,23 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     assert_eq!(served, expected, "both machines serve the app");
     let resp = proxy_get(&dev, "nope.localhost", "/");
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+
+    // HTTPS, with a certificate from dev up's CA, which curl is told to trust.
+    let port = dev.proxy_https_url.rsplit(':').next().unwrap().to_string();
+    let ca = data.join("proxy/ca.pem");
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "--cacert"])
+        .arg(&ca)
+        .args(["--resolve", &format!("web.localhost:{port}:127.0.0.1")])
+        .arg(format!("https://web.localhost:{port}/index.html"))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains("served by busybox httpd"),
+        "{body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A machine whose health check fails gets no requests, and its status says why.
     let sick = run_machine(

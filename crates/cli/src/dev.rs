@@ -16,6 +16,7 @@ use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
 use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
+use aloft_proxy::tls::{self, Certificates, DevCa};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
@@ -41,8 +42,9 @@ use tokio::sync::watch;
 const ORG: &str = "personal";
 /// The file holding the URL the API listens on.
 const API_URL_FILE: &str = "api-url";
-/// The file holding the URL the proxy serves apps on.
+/// The files holding the URLs the proxy serves apps on.
 const PROXY_URL_FILE: &str = "proxy-url";
+const PROXY_HTTPS_URL_FILE: &str = "proxy-https-url";
 /// The file holding the pid of the `dev up` that uses the data dir.
 const PID_FILE: &str = "dev-up.pid";
 /// How long in-flight requests get to finish after a stop signal.
@@ -78,6 +80,11 @@ pub struct UpArgs {
     /// `127.0.0.1:0` picks a free port (written to <data-dir>/proxy-url).
     #[arg(long, default_value = "127.0.0.1:8080")]
     proxy_addr: SocketAddr,
+    /// Where the proxy serves apps over HTTPS (as public port 443), with certificates from a
+    /// development CA in <data-dir>/proxy/ca.pem; `127.0.0.1:0` picks a free port (written to
+    /// <data-dir>/proxy-https-url).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    proxy_https_addr: SocketAddr,
     /// How often the proxy stops idle machines of services with `autostop` (one per app and
     /// region each time).
     #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
@@ -137,6 +144,9 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let registry_url = url_for(registry_listener.local_addr()?);
     let proxy_listener = bind(args.proxy_addr, "--proxy-addr").await?;
     let proxy_url = url_for(proxy_listener.local_addr()?);
+    let https_listener = bind(args.proxy_https_addr, "--proxy-https-addr").await?;
+    let https_port = https_listener.local_addr()?.port();
+    let proxy_https_url = format!("https://{}", https_listener.local_addr()?);
     let data = DataDir::prepare(&ctx.env.data_dir(ctx.data_dir.as_deref())?)?;
     let internal_token = data.internal_token()?;
     let (host_cpus, host_memory_mb) = host_capacity()?;
@@ -211,9 +221,14 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
+    let ca = DevCa::load_or_create(&data.root.join("proxy"))
+        .context("making the proxy's development CA")?;
+    let ca_path = ca.cert_path.clone();
     let proxy = Proxy::new(
         ProxyConfig {
             drain_timeout: DRAIN_TIMEOUT,
+            tls: Some(tls::server_config(Certificates::new(ca, None))?),
+            https_port,
             ..ProxyConfig::new(args.region.clone())
         },
         Arc::new(LocalCatalog::new(agent.clone())),
@@ -229,7 +244,14 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             public_port: 80,
             https: false,
         };
-        proxy.serve(proxy_listener, http, stopped(stop_rx)).await;
+        let https = Listener {
+            public_port: 443,
+            https: true,
+        };
+        tokio::join!(
+            proxy.serve(proxy_listener, http, stopped(stop_rx.clone())),
+            proxy.serve(https_listener, https, stopped(stop_rx)),
+        );
         Ok(())
     });
     tracing::info!(%api_url, %registry_url, %agent_url, host = %host_id, cpus, memory_mb, "control plane and host agent listening");
@@ -246,12 +268,19 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let token_file = data.api_token(&control_plane).await?;
     write_atomic(&data.root.join(REGISTRY_URL_FILE), &registry_url, 0o644)?;
     write_atomic(&data.root.join(PROXY_URL_FILE), &proxy_url, 0o644)?;
+    write_atomic(
+        &data.root.join(PROXY_HTTPS_URL_FILE),
+        &proxy_https_url,
+        0o644,
+    )?;
     data.write_api_url(&api_url)?;
 
     let urls = Urls {
         api: &api_url,
         registry: &registry_url,
         proxy: &proxy_url,
+        https: &proxy_https_url,
+        ca: &ca_path,
     };
     print_usage(ctx, &args, runtime_name, &data.root, &token_file, &urls)?;
 
@@ -400,6 +429,9 @@ struct Urls<'a> {
     api: &'a str,
     registry: &'a str,
     proxy: &'a str,
+    https: &'a str,
+    /// The development CA's certificate, for clients of the HTTPS listener.
+    ca: &'a Path,
 }
 
 fn print_usage(
@@ -414,13 +446,18 @@ fn print_usage(
         api: api_url,
         registry: registry_url,
         proxy: proxy_url,
+        https: https_url,
+        ca,
     } = *urls;
     let apps_url = proxy_url.replacen("127.0.0.1", "<app>.localhost", 1);
+    let apps_https_url = https_url.replacen("127.0.0.1", "<app>.localhost", 1);
     if ctx.json {
         return print_json(&serde_json::json!({
             "api_url": api_url,
             "registry_url": registry_url,
             "proxy_url": proxy_url,
+            "proxy_https_url": https_url,
+            "ca_file": ca,
             "data_dir": root,
             "token_file": token_file,
             "org": ORG,
@@ -435,7 +472,13 @@ fn print_usage(
         args.region
     ));
     out.push_str(&format!("  Machines API  {api_url}\n"));
-    out.push_str(&format!("  apps          {apps_url} (the proxy)\n"));
+    out.push_str(&format!(
+        "  apps          {apps_url} and {apps_https_url} (the proxy)\n"
+    ));
+    out.push_str(&format!(
+        "  CA            {} (HTTPS certificates: curl --cacert)\n",
+        ca.display()
+    ));
     out.push_str(&format!(
         "  registry      {registry_url} (org token as password)\n"
     ));
@@ -476,7 +519,6 @@ fn print_usage(
             "Machines pull their image from this registry (`hello:v1` is {registry_host}/{ORG}/hello:v1) and run it with its defaults.\n"
         ));
     }
-    out.push_str("Not built yet: HTTPS on :8443.\n");
     out.push_str(
         "Stop with Ctrl-C or SIGTERM; machines keep running and the next `aloft dev up` reattaches them.\n",
     );

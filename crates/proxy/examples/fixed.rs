@@ -63,6 +63,7 @@ fn main() -> Result<(), String> {
                 autostop: Autostop::Off,
                 min_machines_running: 0,
                 primary_region: "local".into(),
+                force_https: false,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

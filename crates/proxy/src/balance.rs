@@ -72,6 +72,7 @@ mod tests {
             autostop: aloft_types::config::Autostop::Off,
             min_machines_running: 0,
             primary_region: region.into(),
+            force_https: false,
         }
     }
 

@@ -52,6 +52,8 @@ pub struct Target {
     pub min_machines_running: u32,
     /// The app's primary region (`PRIMARY_REGION` of the machine's env, else its own region).
     pub primary_region: String,
+    /// Plain HTTP requests for the port are redirected to HTTPS.
+    pub force_https: bool,
 }
 
 impl Target {
@@ -82,15 +84,17 @@ pub trait Catalog: Send + Sync + 'static {
 /// the `http` handler.
 pub fn machine_targets(m: &Machine, port: u16) -> Option<Target> {
     m.config.services.iter().find_map(|service| {
-        let serves = service.ports.iter().any(|p| {
+        let entry = service.ports.iter().find(|p| {
             let covers = match (p.port, p.start_port, p.end_port) {
                 (Some(one), _, _) => one == u32::from(port),
                 (None, Some(a), Some(b)) => (a..=b).contains(&u32::from(port)),
                 _ => false,
             };
             covers && p.handlers.contains(&Handler::Http)
-        });
-        if serves { target(m, service) } else { None }
+        })?;
+        let mut t = target(m, service)?;
+        t.force_https = entry.force_https;
+        Some(t)
     })
 }
 
@@ -128,5 +132,6 @@ fn target(m: &Machine, service: &Service) -> Option<Target> {
             .get("PRIMARY_REGION")
             .cloned()
             .unwrap_or_else(|| m.region.clone()),
+        force_https: false,
     })
 }

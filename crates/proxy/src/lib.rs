@@ -18,5 +18,6 @@ pub mod clients;
 pub mod load;
 pub mod replay;
 mod server;
+pub mod tls;
 
 pub use server::{Listener, Protection, Proxy, ProxyConfig};

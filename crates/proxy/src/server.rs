@@ -97,6 +97,10 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// How long a request waits for a machine autostart started.
     pub wake_timeout: Duration,
+    /// What HTTPS listeners terminate TLS with ([`crate::tls::server_config`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The port clients reach HTTPS on (443; 8443 in `dev up`), for `force_https` redirects.
+    pub https_port: u16,
 }
 
 impl ProxyConfig {
@@ -109,6 +113,8 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             wake_timeout: Duration::from_secs(60),
+            tls: None,
+            https_port: 443,
         }
     }
 }
@@ -294,20 +300,22 @@ impl Proxy {
             let builder = builder.clone();
             let mut stop = stop_rx.clone();
             let open = open.clone();
+            let tls = at.https.then(|| self.inner.config.tls.clone());
             tokio::spawn(async move {
                 let conn = Conn { peer, listener: at };
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
-                });
-                let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                tokio::pin!(connection);
-                tokio::select! {
-                    _ = connection.as_mut() => {}
-                    () = async { let _ = stop.wait_for(|s| *s).await; } => {
-                        connection.as_mut().graceful_shutdown();
-                        let _ = connection.await;
+                match tls {
+                    None => proxy.connection(&builder, stream, conn, &mut stop).await,
+                    Some(None) => {
+                        tracing::warn!("an HTTPS listener without a TLS configuration: closed");
+                    }
+                    Some(Some(config)) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        let timeout = proxy.inner.config.protection.header_read_timeout;
+                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => proxy.connection(&builder, tls, conn, &mut stop).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake: too slow"),
+                        }
                     }
                 }
                 drop((place, open));
@@ -318,6 +326,32 @@ impl Proxy {
         let deadline = Instant::now() + self.inner.config.drain_timeout;
         while Arc::strong_count(&open) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Serves one client connection until it closes, or gracefully ends it when `stop` says so.
+    async fn connection<I>(
+        &self,
+        builder: &auto::Builder<TokioExecutor>,
+        io: I,
+        conn: Conn,
+        stop: &mut watch::Receiver<bool>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
         }
     }
 
@@ -366,6 +400,11 @@ impl Proxy {
             ));
         }
         let app = self.app_of(&req).map_err(|f| (f, None))?;
+        if !conn.listener.https
+            && let Some(redirect) = self.https_redirect(&app, &req, conn)
+        {
+            return Ok((redirect, Some(app), "-".into()));
+        }
         let fail = |f: Failure| (f, Some(app.clone()));
         let upgrade = is_upgrade(req.headers());
         let mut client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -566,6 +605,40 @@ impl Proxy {
         }
     }
 
+    /// `301` to the same URL over HTTPS, when the app's service forces HTTPS.
+    fn https_redirect<B>(
+        &self,
+        app: &str,
+        req: &Request<B>,
+        conn: Conn,
+    ) -> Option<Response<ProxyBody>> {
+        let targets = self
+            .inner
+            .catalog
+            .http_targets(app, conn.listener.public_port)?;
+        if !targets.iter().any(|t| t.force_https) {
+            return None;
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let port = match self.inner.config.https_port {
+            443 => String::new(),
+            p => format!(":{p}"),
+        };
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let mut resp = Response::new(body::empty());
+        *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        resp.headers_mut().insert(
+            header::LOCATION,
+            value(&format!("https://{name}{port}{path}")),
+        );
+        Some(resp)
+    }
+
     /// The app a request is for, from `Host` (or the HTTP/2 authority).
     fn app_of<B>(&self, req: &Request<B>) -> Result<String, Failure> {
         let host = req
@@ -582,10 +655,7 @@ impl Proxy {
             .trim_end_matches('.')
             .to_ascii_lowercase();
         let domain = self.inner.config.app_domain.as_deref();
-        let app = name
-            .strip_suffix(".localhost")
-            .or_else(|| domain.and_then(|d| name.strip_suffix(&format!(".{d}"))))
-            .filter(|a| !a.is_empty() && !a.contains('.'));
+        let app = app_of_name(&name, domain);
         let served = match domain {
             Some(d) => format!("<app>.localhost or <app>.{d}"),
             None => "<app>.localhost".to_string(),
@@ -1020,6 +1090,13 @@ fn autostop_choices(
     chosen
 }
 
+/// The app served as `name` (lowercase, no port): `<app>.localhost` or `<app>.<domain>`.
+pub(crate) fn app_of_name<'a>(name: &'a str, domain: Option<&str>) -> Option<&'a str> {
+    name.strip_suffix(".localhost")
+        .or_else(|| domain.and_then(|d| name.strip_suffix(&format!(".{d}"))))
+        .filter(|a| !a.is_empty() && !a.contains('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1039,6 +1116,7 @@ mod tests {
             autostop: Autostop::Stop,
             min_machines_running: min,
             primary_region: "ams".into(),
+            force_https: false,
         }
     }
 

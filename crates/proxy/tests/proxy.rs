@@ -4,6 +4,7 @@
 
 use aloft_proxy::catalog::{Catalog, Limits, Target};
 use aloft_proxy::clients::ClientLimits;
+use aloft_proxy::tls::{self, Certificates, DevCa};
 use aloft_proxy::{Listener, Protection, Proxy, ProxyConfig};
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
@@ -108,6 +109,7 @@ fn target(id: &str, region: &str, addr: SocketAddr, soft: u32, hard: u32) -> Tar
         autostop: Autostop::Off,
         min_machines_running: 0,
         primary_region: "local".into(),
+        force_https: false,
     }
 }
 
@@ -203,6 +205,17 @@ impl Running {
 }
 
 async fn proxy_with(config: ProxyConfig) -> Running {
+    proxy_at(
+        config,
+        Listener {
+            public_port: 80,
+            https: false,
+        },
+    )
+    .await
+}
+
+async fn proxy_at(config: ProxyConfig, at: Listener) -> Running {
     let table = Arc::new(Table::default());
     let proxy = Proxy::new(config, table.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -210,16 +223,9 @@ async fn proxy_with(config: ProxyConfig) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let p = proxy.clone();
     let done = tokio::spawn(async move {
-        p.serve(
-            listener,
-            Listener {
-                public_port: 80,
-                https: false,
-            },
-            async {
-                let _ = stopped.await;
-            },
-        )
+        p.serve(listener, at, async {
+            let _ = stopped.await;
+        })
         .await;
     });
     Running {
@@ -838,4 +844,107 @@ async fn futures_join(handles: Vec<tokio::task::JoinHandle<String>>) -> Vec<Stri
         out.push(h.await.unwrap());
     }
     out
+}
+
+/// A proxy on an HTTPS listener (public port 443) with a dev CA in `dir`.
+async fn https_proxy(dir: &std::path::Path) -> Running {
+    let ca = DevCa::load_or_create(dir).unwrap();
+    let mut c = config();
+    c.tls = Some(tls::server_config(Certificates::new(ca, None)).unwrap());
+    proxy_at(
+        c,
+        Listener {
+            public_port: 443,
+            https: true,
+        },
+    )
+    .await
+}
+
+/// A TLS client trusting the CA in `ca_pem`, offering `alpn`.
+async fn tls_connect(
+    addr: SocketAddr,
+    ca_pem: &std::path::Path,
+    name: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    connector.connect(server_name, tcp).await
+}
+
+#[tokio::test]
+async fn https_terminates_tls_with_certificates_from_the_dev_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = https_proxy(dir.path()).await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let ca = dir.path().join("ca.pem");
+
+    let mut s = tls_connect(p.addr, &ca, "hello.localhost", &[b"http/1.1"])
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let resp = String::from_utf8_lossy(&out);
+    assert_eq!(status(&resp), 200, "{resp}");
+    for line in [
+        "x-forwarded-proto: https",
+        "x-forwarded-ssl: on",
+        "fly-forwarded-port: 443",
+    ] {
+        assert!(resp.contains(line), "missing `{line}`: {resp}");
+    }
+
+    // HTTP/2 is offered first; a name apps are not served under gets no certificate.
+    let s = tls_connect(p.addr, &ca, "hello.localhost", &[b"h2", b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let err = tls_connect(p.addr, &ca, "example.com", &[b"http/1.1"])
+        .await
+        .expect_err("no certificate for an unknown name");
+    assert!(err.to_string().contains("alert"), "{err}");
+
+    // The CA is kept: a proxy started again signs with it, and clients still trust it.
+    let before = std::fs::read(&ca).unwrap();
+    let again = https_proxy(dir.path()).await;
+    again.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    assert_eq!(std::fs::read(&ca).unwrap(), before);
+    tls_connect(again.addr, &ca, "other.localhost", &[b"http/1.1"])
+        .await
+        .expect("a certificate from the same CA");
+}
+
+#[tokio::test]
+async fn force_https_redirects_plain_requests() {
+    let mut c = config();
+    c.https_port = 8443;
+    let p = proxy_with(c).await;
+    let m = echo("m1").await;
+    let mut t = target("m1", "local", m, 20, 25);
+    t.force_https = true;
+    p.set("hello", vec![t]);
+    let resp = get(p.addr, "hello.localhost:8080", "").await;
+    assert_eq!(status(&resp), 301, "{resp}");
+    assert_eq!(
+        header(&resp, "location"),
+        Some("https://hello.localhost:8443/hi?x=1")
+    );
 }

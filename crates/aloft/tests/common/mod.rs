@@ -92,8 +92,9 @@ pub struct DevUp {
     pub api_url: String,
     /// The registry's URL (`http://127.0.0.1:PORT`).
     pub registry_url: String,
-    /// Where the proxy serves apps (`http://127.0.0.1:PORT`).
+    /// Where the proxy serves apps (`http://127.0.0.1:PORT`, `https://127.0.0.1:PORT`).
     pub proxy_url: String,
+    pub proxy_https_url: String,
 }
 
 impl DevUp {
@@ -128,6 +129,7 @@ impl DevUp {
                 };
                 dev.registry_url = read("registry-url");
                 dev.proxy_url = read("proxy-url");
+                dev.proxy_https_url = read("proxy-https-url");
                 return dev;
             }
             if let Some(status) = dev.child.as_mut().unwrap().try_wait().unwrap() {
@@ -170,6 +172,9 @@ impl DevUp {
         if !extra.contains(&"--proxy-addr") {
             cmd.args(["--proxy-addr", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--proxy-https-addr") {
+            cmd.args(["--proxy-https-addr", "127.0.0.1:0"]);
+        }
         // Tests of everything but the real backends run simulated machines.
         if !extra.contains(&"--runtime") {
             cmd.args(["--runtime", "sim"]);
@@ -189,6 +194,7 @@ impl DevUp {
             api_url: String::new(),
             registry_url: String::new(),
             proxy_url: String::new(),
+            proxy_https_url: String::new(),
         }
     }
 

@@ -1,0 +1,181 @@
+//! HTTPS: TLS termination with ALPN (`h2`, `http/1.1`). Certificates come from a development
+//! CA of the proxy's own: the first handshake for `<app>.localhost` (or `<app>.<app domain>`)
+//! gets a certificate for that name, signed by the CA, and later ones reuse it. The CA is made
+//! once and kept in the state dir (`ca.pem`, `ca.key`), so a client can trust it:
+//!
+//! ```text
+//! curl --cacert <data-dir>/proxy/ca.pem https://hello.localhost:8443/
+//! ```
+//!
+//! A client hello for any other name (or none) gets no certificate: the handshake fails.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SerialNumber,
+};
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const CA_NAME: &str = "aloft development CA";
+
+/// The development CA: its certificate as clients trust it, and what signs with it.
+pub struct DevCa {
+    /// `ca.pem`: what clients trust.
+    pub cert_path: PathBuf,
+    issuer: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_NAME);
+    dn.push(DnType::OrganizationName, "aloft");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    // Fixed, so the issuer rebuilt from the saved key matches the saved certificate.
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2045, 1, 1);
+    params.serial_number = Some(SerialNumber::from(1u64));
+    Ok(params)
+}
+
+fn tls_err(what: &str) -> impl FnOnce(rcgen::Error) -> io::Error + '_ {
+    move |e| io::Error::other(format!("{what}: {e}"))
+}
+
+impl DevCa {
+    /// The CA kept in `dir`, made there the first time.
+    pub fn load_or_create(dir: &Path) -> io::Result<DevCa> {
+        fs::create_dir_all(dir)?;
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        let key = match fs::read_to_string(&key_path) {
+            Ok(pem) => KeyPair::from_pem(&pem).map_err(tls_err("reading the CA key"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let key = KeyPair::generate().map_err(tls_err("making the CA key"))?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&key_path)?;
+                io::Write::write_all(&mut f, key.serialize_pem().as_bytes())?;
+                let _ = fs::remove_file(&cert_path);
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        let issuer = ca_params()
+            .and_then(|p| p.self_signed(&key))
+            .map_err(tls_err("making the CA certificate"))?;
+        if !cert_path.exists() {
+            fs::write(&cert_path, issuer.pem())?;
+        }
+        Ok(DevCa {
+            cert_path,
+            issuer,
+            key,
+        })
+    }
+
+    /// A certificate for `name`, signed by the CA.
+    fn issue(&self, name: &str) -> Result<CertifiedKey, String> {
+        let mut params =
+            CertificateParams::new(vec![name.to_string()]).map_err(|e| e.to_string())?;
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = params
+            .signed_by(&key, &self.issuer, &self.key)
+            .map_err(|e| e.to_string())?;
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let signer = any_supported_type(&der).map_err(|e| e.to_string())?;
+        Ok(CertifiedKey::new(
+            vec![
+                cert.der().clone(),
+                CertificateDer::from(self.issuer.der().to_vec()),
+            ],
+            signer,
+        ))
+    }
+}
+
+/// Picks a certificate by SNI: issued by the [`DevCa`] for the names apps are served as.
+pub struct Certificates {
+    ca: DevCa,
+    app_domain: Option<String>,
+    issued: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates")
+            .field("ca", &self.ca.cert_path)
+            .field("issued", &self.issued.lock().map(|m| m.len()).unwrap_or(0))
+            .finish()
+    }
+}
+
+impl Certificates {
+    pub fn new(ca: DevCa, app_domain: Option<String>) -> Self {
+        Self {
+            ca,
+            app_domain,
+            issued: Mutex::default(),
+        }
+    }
+
+    /// The certificate for `name`, if apps are served under it.
+    fn for_name(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        crate::server::app_of_name(&name, self.app_domain.as_deref())?;
+        let mut issued = self.issued.lock().expect("lock");
+        if let Some(c) = issued.get(&name) {
+            return Some(c.clone());
+        }
+        match self.ca.issue(&name) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                issued.insert(name, c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(name, "issuing a certificate: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.for_name(hello.server_name()?)
+    }
+}
+
+/// The TLS side of HTTPS listeners: `certificates` by SNI, ALPN `h2` then `http/1.1`.
+pub fn server_config(certificates: Certificates) -> io::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::other(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(certificates));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
