@@ -121,6 +121,7 @@ class DevUp:
             [ALOFT, "dev", "up", "--data-dir", self.data, "--runtime", runtime,
              "--api-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0",
              "--proxy-addr", "127.0.0.1:0", "--proxy-https-addr", "127.0.0.1:0",
+             "--metrics-addr", "127.0.0.1:0",
              "--bridge", BRIDGE, "--machine-subnet", SUBNET],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

@@ -211,6 +211,18 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     let resp = proxy_get(&dev, "nope.localhost", "/");
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 
+    // The proxy's metrics count what it served.
+    let metrics_url = fs::read_to_string(data.join("metrics-url")).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", metrics_url.trim()])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.contains("aloft_proxy_requests_total{app=\"web\",status=\"200\"}"),
+        "{metrics}"
+    );
+
     // HTTPS, with a certificate from dev up's CA, which curl is told to trust.
     let port = dev.proxy_https_url.rsplit(':').next().unwrap().to_string();
     let ca = data.join("proxy/ca.pem");

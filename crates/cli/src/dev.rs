@@ -45,6 +45,7 @@ const API_URL_FILE: &str = "api-url";
 /// The files holding the URLs the proxy serves apps on.
 const PROXY_URL_FILE: &str = "proxy-url";
 const PROXY_HTTPS_URL_FILE: &str = "proxy-https-url";
+const METRICS_URL_FILE: &str = "metrics-url";
 /// The file holding the pid of the `dev up` that uses the data dir.
 const PID_FILE: &str = "dev-up.pid";
 /// How long in-flight requests get to finish after a stop signal.
@@ -85,6 +86,10 @@ pub struct UpArgs {
     /// <data-dir>/proxy-https-url).
     #[arg(long, default_value = "127.0.0.1:8443")]
     proxy_https_addr: SocketAddr,
+    /// Where the proxy's Prometheus metrics are served (`GET /metrics`); `127.0.0.1:0` picks a
+    /// free port (written to <data-dir>/metrics-url).
+    #[arg(long, default_value = "127.0.0.1:9091")]
+    metrics_addr: SocketAddr,
     /// How often the proxy stops idle machines of services with `autostop` (one per app and
     /// region each time).
     #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
@@ -147,6 +152,8 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let https_listener = bind(args.proxy_https_addr, "--proxy-https-addr").await?;
     let https_port = https_listener.local_addr()?.port();
     let proxy_https_url = format!("https://{}", https_listener.local_addr()?);
+    let metrics_listener = bind(args.metrics_addr, "--metrics-addr").await?;
+    let metrics_url = format!("{}/metrics", url_for(metrics_listener.local_addr()?));
     let data = DataDir::prepare(&ctx.env.data_dir(ctx.data_dir.as_deref())?)?;
     let internal_token = data.internal_token()?;
     let (host_cpus, host_memory_mb) = host_capacity()?;
@@ -250,7 +257,8 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         };
         tokio::join!(
             proxy.serve(proxy_listener, http, stopped(stop_rx.clone())),
-            proxy.serve(https_listener, https, stopped(stop_rx)),
+            proxy.serve(https_listener, https, stopped(stop_rx.clone())),
+            proxy.serve_metrics(metrics_listener, stopped(stop_rx)),
         );
         Ok(())
     });
@@ -273,6 +281,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         &proxy_https_url,
         0o644,
     )?;
+    write_atomic(&data.root.join(METRICS_URL_FILE), &metrics_url, 0o644)?;
     data.write_api_url(&api_url)?;
 
     let urls = Urls {
@@ -281,6 +290,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         proxy: &proxy_url,
         https: &proxy_https_url,
         ca: &ca_path,
+        metrics: &metrics_url,
     };
     print_usage(ctx, &args, runtime_name, &data.root, &token_file, &urls)?;
 
@@ -432,6 +442,7 @@ struct Urls<'a> {
     https: &'a str,
     /// The development CA's certificate, for clients of the HTTPS listener.
     ca: &'a Path,
+    metrics: &'a str,
 }
 
 fn print_usage(
@@ -448,6 +459,7 @@ fn print_usage(
         proxy: proxy_url,
         https: https_url,
         ca,
+        metrics,
     } = *urls;
     let apps_url = proxy_url.replacen("127.0.0.1", "<app>.localhost", 1);
     let apps_https_url = https_url.replacen("127.0.0.1", "<app>.localhost", 1);
@@ -458,6 +470,7 @@ fn print_usage(
             "proxy_url": proxy_url,
             "proxy_https_url": https_url,
             "ca_file": ca,
+            "metrics_url": metrics,
             "data_dir": root,
             "token_file": token_file,
             "org": ORG,
@@ -479,6 +492,7 @@ fn print_usage(
         "  CA            {} (HTTPS certificates: curl --cacert)\n",
         ca.display()
     ));
+    out.push_str(&format!("  metrics       {metrics} (Prometheus)\n"));
     out.push_str(&format!(
         "  registry      {registry_url} (org token as password)\n"
     ));

@@ -16,6 +16,7 @@ pub mod body;
 pub mod catalog;
 pub mod clients;
 pub mod load;
+pub mod metrics;
 pub mod replay;
 mod server;
 pub mod tls;

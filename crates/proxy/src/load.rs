@@ -98,6 +98,19 @@ impl Load {
         })
     }
 
+    /// Every machine with a count, and what it serves now.
+    pub fn snapshot(&self) -> Vec<(String, u32)> {
+        let mut all: Vec<(String, u32)> = self
+            .machines
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(id, c)| (id.clone(), c.in_flight.load(Ordering::SeqCst)))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Resolves the next time any slot is given back.
     pub async fn freed(&self) {
         self.freed.notified().await;

@@ -8,6 +8,7 @@ use crate::body::{self, Guarded, ProxyBody, RequestBody};
 use crate::catalog::{Catalog, Target};
 use crate::clients::{ClientLimits, Clients};
 use crate::load::{Load, Slot};
+use crate::metrics::{Event, Metrics};
 use crate::replay::{self, Fallback, Replay};
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
@@ -143,6 +144,7 @@ struct Inner {
     woken: Mutex<HashMap<String, Instant>>,
     /// `Fly-Region`.
     region: HeaderValue,
+    metrics: Metrics,
 }
 
 /// Who sent a request, and on which listener.
@@ -234,7 +236,54 @@ impl Proxy {
                 load: Arc::new(Load::default()),
                 upstream,
                 woken: Mutex::default(),
+                metrics: Metrics::default(),
             }),
+        }
+    }
+
+    /// The proxy's metrics in Prometheus' text format.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render(&self.inner.load.snapshot())
+    }
+
+    /// Serves `GET /metrics` on `listener` until `shutdown`.
+    pub async fn serve_metrics(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+                () = &mut shutdown => return,
+            };
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let proxy = proxy.clone();
+                    async move {
+                        let mut resp = if req.uri().path() == "/metrics" {
+                            let mut r = Response::new(body::full(proxy.metrics_text()));
+                            r.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("text/plain; version=0.0.4"),
+                            );
+                            r
+                        } else {
+                            Response::new(body::full("the metrics are at /metrics\n"))
+                        };
+                        if req.uri().path() != "/metrics" {
+                            *resp.status_mut() = StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
         }
     }
 
@@ -361,10 +410,20 @@ impl Proxy {
         let request_id = format!("{}-{}", ulid::Ulid::new(), self.inner.config.region);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let (response, app, machine) = match self.route(req, conn, &request_id).await {
-            Ok((resp, app, machine)) => (resp, app, Some(machine)),
-            Err((failure, app)) => (self.error_page(failure), app, None),
+        let (response, app, machine, code) = match self.route(req, conn, &request_id).await {
+            Ok((resp, app, machine)) => (resp, app, Some(machine), None),
+            Err((failure, app)) => {
+                let code = failure.code;
+                (self.error_page(failure), app, None, code)
+            }
         };
+        self.inner.metrics.response(
+            app.as_deref().unwrap_or("-"),
+            response.status().as_u16(),
+            machine.as_deref(),
+            started.elapsed(),
+            code,
+        );
         let mut response = response;
         finish_headers(response.headers_mut(), &request_id);
         tracing::info!(
@@ -498,6 +557,7 @@ impl Proxy {
                         "connect failed, trying another: {e}"
                     );
                     constraint.exclude_failed(&target);
+                    inner.metrics.count(Event::Retry, &app);
                     refused = Some(failure);
                     continue;
                 }
@@ -510,6 +570,7 @@ impl Proxy {
                         error_chain(&e)
                     );
                     resends += 1;
+                    inner.metrics.count(Event::Retry, &app);
                     drop(slot);
                     continue;
                 }
@@ -569,6 +630,7 @@ impl Proxy {
                 if let Ok(v) = HeaderValue::from_str(&src) {
                     headers.insert(FLY_REPLAY_SRC, v);
                 }
+                inner.metrics.count(Event::Replay, &app);
                 constraint = Constraint::replay(&instruction, &constraint.app, target);
                 drop(resp);
                 drop(slot);
@@ -786,6 +848,7 @@ impl Proxy {
             return false;
         };
         woken.insert(t.machine_id.clone(), Instant::now());
+        self.inner.metrics.count(Event::Autostart, &t.app);
         let (catalog, target) = (self.inner.catalog.clone(), (*t).clone());
         tokio::spawn(async move {
             tracing::info!(
@@ -848,6 +911,7 @@ impl Proxy {
                     suspend,
                     "autostop: an idle machine"
                 );
+                self.inner.metrics.count(Event::Autostop, &t.app);
                 if let Err(e) = self.inner.catalog.stop(&t, suspend).await {
                     tracing::warn!(machine = t.machine_id, "autostop failed: {e}");
                 }

@@ -948,3 +948,39 @@ async fn force_https_redirects_plain_requests() {
         Some("https://hello.localhost:8443/hi?x=1")
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_errors_and_latency() {
+    let p = proxy().await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    for _ in 0..3 {
+        assert_eq!(status(&get(p.addr, "hello.localhost", "").await), 200);
+    }
+    assert_eq!(status(&get(p.addr, "nope.localhost", "").await), 404);
+    let mut cordoned = target("m1", "local", m, 20, 25);
+    cordoned.routable = false;
+    p.set("hello", vec![cordoned]);
+    assert_eq!(status(&get(p.addr, "hello.localhost", "").await), 503);
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = p.proxy.clone();
+    tokio::spawn(async move { proxy.serve_metrics(listener, std::future::pending()).await });
+    let text = raw(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&text), 200, "{text}");
+    for line in [
+        "aloft_proxy_requests_total{app=\"hello\",status=\"200\"} 3",
+        "aloft_proxy_requests_total{app=\"hello\",status=\"503\"} 1",
+        "aloft_proxy_errors_total{app=\"hello\",code=\"PR01\"} 1",
+        "aloft_proxy_request_duration_seconds_count{app=\"hello\",machine=\"m1\"} 3",
+        "aloft_proxy_machine_load{machine=\"m1\"} 0",
+    ] {
+        assert!(text.contains(line), "missing `{line}`:\n{text}");
+    }
+    assert!(text.contains("status=\"404\"}"), "{text}");
+}

@@ -175,6 +175,9 @@ impl DevUp {
         if !extra.contains(&"--proxy-https-addr") {
             cmd.args(["--proxy-https-addr", "127.0.0.1:0"]);
         }
+        if !extra.contains(&"--metrics-addr") {
+            cmd.args(["--metrics-addr", "127.0.0.1:0"]);
+        }
         // Tests of everything but the real backends run simulated machines.
         if !extra.contains(&"--runtime") {
             cmd.args(["--runtime", "sim"]);
