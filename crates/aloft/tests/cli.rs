@@ -388,6 +388,56 @@ fn apps_and_machines_from_create_to_destroy() {
 }
 
 #[test]
+fn certs_add_list_and_remove_hostnames() {
+    let (tmp, data) = temp_data_dir();
+    let dev = DevUp::start_no_pull(&data, "certs");
+    dev.aloft(&["apps", "create", "hello"]).ok();
+    let out = dev.aloft(&["certs", "add", "www.hello.test", "-a", "hello"]);
+    assert!(out.ok().contains("development CA"), "{out}");
+    let out = dev.aloft(&["certs", "list", "-a", "hello", "--json"]);
+    let list = out.json();
+    assert_eq!(list[0]["hostname"], "www.hello.test", "{list}");
+    assert_eq!(list[0]["source"], "development-ca");
+
+    // Bad input: a key without a certificate, unreadable files, a certificate that is junk.
+    let out = dev.aloft(&[
+        "certs",
+        "add",
+        "a.hello.test",
+        "-a",
+        "hello",
+        "--key",
+        "k.pem",
+    ]);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("--cert"), "{out}");
+    let junk = tmp.path().join("junk.pem");
+    fs::write(&junk, "not a certificate").unwrap();
+    let j = junk.to_str().unwrap();
+    let out = dev.aloft(&[
+        "certs",
+        "add",
+        "a.hello.test",
+        "-a",
+        "hello",
+        "--cert",
+        j,
+        "--key",
+        j,
+    ]);
+    assert!(out.fails().contains("no certificate"), "{out}");
+    let out = dev.aloft(&["certs", "add", "www.hello.test", "-a", "nope"]);
+    assert!(out.fails().contains("aloft apps create nope"), "{out}");
+
+    let out = dev.aloft(&["certs", "remove", "www.hello.test", "-a", "hello"]);
+    assert!(out.ok().contains("no longer served"), "{out}");
+    let out = dev.aloft(&["certs", "list", "-a", "hello"]);
+    assert!(out.ok().contains("aloft certs add"), "{out}");
+    let out = dev.aloft(&["certs", "remove", "www.hello.test", "-a", "hello"]);
+    assert!(out.fails().contains("aloft certs list -a hello"), "{out}");
+}
+
+#[test]
 fn errors_say_what_to_do() {
     let (_tmp, data) = temp_data_dir();
     let dev = DevUp::start_no_pull(&data, "errors");

@@ -240,6 +240,34 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A hostname of the app's own (`aloft certs add`), served with a certificate from the CA.
+    dev.aloft(&["certs", "add", "www.web.test", "-a", "web"])
+        .ok();
+    let https = |host: &str| {
+        Command::new("curl")
+            .args(["-sS", "--http1.1", "--cacert"])
+            .arg(&ca)
+            .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+            .arg(format!("https://{host}:{port}/index.html"))
+            .output()
+            .expect("curl")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = https("www.web.test");
+        if String::from_utf8_lossy(&out.stdout).contains("served by busybox httpd") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "www.web.test is not served: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    dev.aloft(&["certs", "remove", "www.web.test", "-a", "web"])
+        .ok();
+
     // A machine whose health check fails gets no requests, and its status says why.
     let sick = run_machine(
         &dev,

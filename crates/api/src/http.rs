@@ -11,8 +11,9 @@ use crate::openapi::openapi_document;
 use crate::service::Listing;
 use crate::store::Caller;
 use aloft_types::api::{
-    App, AppList, CreateAppRequest, CreateMachineRequest, HostInfo, LEASE_NONCE_HEADER,
-    ListMachinesQuery, OkResponse, RegionList, VerifyTokenRequest, VerifyTokenResponse,
+    App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
+    HostInfo, LEASE_NONCE_HEADER, ListMachinesQuery, OkResponse, RegionList, VerifyTokenRequest,
+    VerifyTokenResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use axum::Router;
@@ -36,6 +37,14 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
     Router::new()
         .route("/v1/apps", get(list_apps).post(create_app))
         .route("/v1/apps/{app}", get(get_app).delete(delete_app))
+        .route(
+            "/v1/apps/{app}/certificates",
+            get(list_certificates).post(add_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/certificates/{hostname}",
+            axum::routing::delete(remove_certificate),
+        )
         .route(
             "/v1/apps/{app}/machines",
             get(list_machines).post(create_machine),
@@ -277,6 +286,71 @@ pub(crate) async fn delete_app(
 ) -> Reply<StatusCode> {
     cp.delete_app(&caller, &app).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Serve the app at a hostname too (`Host` and SNI), with the given certificate or one from the
+/// development CA.
+#[utoipa::path(
+    post, path = "/v1/apps/{app}/certificates", tag = "Certificates", operation_id = "Certificates_add",
+    params(("app" = String, Path, description = "The app's name")),
+    request_body = CreateCertificateRequest,
+    responses(
+        (status = 201, description = "The hostname is served", body = Certificate),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+        (status = 409, description = "Another app is served at the hostname", body = ErrorBody),
+        (status = 422, description = "Not a hostname; a certificate or key that does not load", body = ErrorBody),
+    )
+)]
+pub(crate) async fn add_certificate(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+    ApiBody(body): ApiBody,
+) -> Reply<(StatusCode, axum::Json<Certificate>)> {
+    let cert = cp.add_certificate(&caller, &app, &body).await?;
+    Ok((StatusCode::CREATED, axum::Json(cert)))
+}
+
+/// The hostnames the app is served at (never their keys).
+#[utoipa::path(
+    get, path = "/v1/apps/{app}/certificates", tag = "Certificates", operation_id = "Certificates_list",
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The app's hostnames", body = Vec<Certificate>),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_certificates(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+) -> Reply<axum::Json<Vec<Certificate>>> {
+    Ok(axum::Json(cp.list_certificates(&caller, &app).await?))
+}
+
+/// Stop serving the app at a hostname.
+#[utoipa::path(
+    delete, path = "/v1/apps/{app}/certificates/{hostname}", tag = "Certificates", operation_id = "Certificates_remove",
+    params(
+        ("app" = String, Path, description = "The app's name"),
+        ("hostname" = String, Path, description = "The hostname"),
+    ),
+    responses(
+        (status = 200, description = "Removed", body = OkResponse),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app, or the app has no such hostname", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove_certificate(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath((app, hostname)): ApiPath<(String, String)>,
+) -> Reply<axum::Json<OkResponse>> {
+    cp.remove_certificate(&caller, &app, &hostname).await?;
+    Ok(axum::Json(OkResponse::ok()))
 }
 
 /// List the app's machines, from every host that holds some. When a host does not answer, the

@@ -42,6 +42,7 @@ mod store;
 
 pub use error::ControlPlaneError;
 pub use openapi::{ControlPlaneApiDoc, openapi_document};
+pub use store::CertRecord;
 
 use aloft_types::api::HostInfo;
 use aloft_types::time::now_ms;
@@ -72,6 +73,8 @@ struct Inner {
     forwarder: forward::Forwarder,
     /// One lock per app, taken while a machine name is checked and claimed.
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Moves on when a certificate (an app's hostname) is added or removed.
+    certificates: tokio::sync::watch::Sender<u64>,
 }
 
 impl ControlPlane {
@@ -92,8 +95,19 @@ impl ControlPlane {
                 store,
                 forwarder,
                 name_locks: Mutex::default(),
+                certificates: tokio::sync::watch::Sender::new(0),
             }),
         })
+    }
+
+    /// Every hostname apps are served at, with uploaded certificates and keys (for proxies).
+    pub async fn certificates(&self) -> Result<Vec<CertRecord>, ControlPlaneError> {
+        self.inner.store.certificates(None).await
+    }
+
+    /// Moves on whenever a hostname is added or removed.
+    pub fn certificate_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.certificates.subscribe()
     }
 
     /// The public Machines API, the OpenAPI document and the internal endpoints agents use.

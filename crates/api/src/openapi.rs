@@ -23,6 +23,9 @@ use utoipa::{Modify, OpenApi};
         http::create_app,
         http::get_app,
         http::delete_app,
+        http::add_certificate,
+        http::list_certificates,
+        http::remove_certificate,
         http::list_machines,
         http::create_machine,
         http::list_regions,
@@ -32,6 +35,7 @@ use utoipa::{Modify, OpenApi};
     security(("bearer" = [])),
     tags(
         (name = "Apps", description = "Apps group machines; names are global DNS labels."),
+        (name = "Certificates", description = "Hostnames an app is served at over HTTPS, with the user's certificate or one from the development CA."),
         (name = "Platform", description = "Regions and this document."),
     )
 )]

@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS machines (
     created_at  BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS machines_by_app ON machines (app_name);
+CREATE TABLE IF NOT EXISTS certificates (
+    hostname     TEXT PRIMARY KEY,
+    app_name     TEXT NOT NULL REFERENCES apps (name),
+    certificate  TEXT,
+    private_key  TEXT,
+    created_at   BIGINT NOT NULL
+);
 ";
 
 /// An org.
@@ -106,6 +113,17 @@ impl HostRecord {
     pub fn free_cpus(&self) -> u32 {
         self.info.cpus.saturating_sub(self.info.allocated_cpus)
     }
+}
+
+/// A hostname an app is served at, with the user's certificate and key (PEM) if uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRecord {
+    pub hostname: String,
+    pub app: String,
+    pub certificate: Option<String>,
+    pub private_key: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
 }
 
 /// One entry of the machine index.
@@ -298,8 +316,87 @@ impl Store {
         self.call("delete app", move |c| {
             let tx = c.transaction()?;
             tx.execute("DELETE FROM machines WHERE app_name = ?1", [&name])?;
+            tx.execute("DELETE FROM certificates WHERE app_name = ?1", [&name])?;
             tx.execute("DELETE FROM apps WHERE name = ?1", [&name])?;
             tx.commit()
+        })
+        .await
+    }
+
+    /// Adds a hostname for an app; `Err` with the app holding it when the hostname is taken.
+    pub async fn insert_certificate(
+        &self,
+        cert: CertRecord,
+    ) -> Result<Result<(), String>, ControlPlaneError> {
+        self.call("add certificate", move |c| {
+            let tx = c.transaction()?;
+            let holder: Option<String> = tx
+                .query_row(
+                    "SELECT app_name FROM certificates WHERE hostname = ?1",
+                    [&cert.hostname],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(app) = holder.filter(|a| *a != cert.app) {
+                return Ok(Err(app));
+            }
+            tx.execute(
+                "INSERT INTO certificates (hostname, app_name, certificate, private_key, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (hostname) DO UPDATE SET certificate = ?3, private_key = ?4,
+                     created_at = ?5",
+                params![
+                    cert.hostname,
+                    cert.app,
+                    cert.certificate,
+                    cert.private_key,
+                    cert.created_at
+                ],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    /// The app's hostnames (`Some(app)`), or every one (`None`), by hostname.
+    pub async fn certificates(
+        &self,
+        app: Option<&str>,
+    ) -> Result<Vec<CertRecord>, ControlPlaneError> {
+        let app = app.map(str::to_string);
+        self.call("list certificates", move |c| {
+            let mut stmt = c.prepare(
+                "SELECT hostname, app_name, certificate, private_key, created_at FROM certificates
+                 WHERE ?1 IS NULL OR app_name = ?1 ORDER BY hostname",
+            )?;
+            let rows = stmt.query_map([app], |r| {
+                Ok(CertRecord {
+                    hostname: r.get(0)?,
+                    app: r.get(1)?,
+                    certificate: r.get(2)?,
+                    private_key: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Removes an app's hostname; whether it was there.
+    pub async fn delete_certificate(
+        &self,
+        app: &str,
+        hostname: &str,
+    ) -> Result<bool, ControlPlaneError> {
+        let (app, hostname) = (app.to_string(), hostname.to_string());
+        self.call("remove certificate", move |c| {
+            let n = c.execute(
+                "DELETE FROM certificates WHERE app_name = ?1 AND hostname = ?2",
+                params![app, hostname],
+            )?;
+            Ok(n == 1)
         })
         .await
     }

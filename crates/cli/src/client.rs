@@ -4,10 +4,10 @@
 use crate::config::ClientConfig;
 use aloft_api::http::PARTIAL_HEADER;
 use aloft_types::api::{
-    App, AppList, CreateAppRequest, CreateMachineRequest, ExecRequest, ExecResponse,
-    LEASE_NONCE_HEADER, LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, RegionList,
-    RestartQuery, SignalRequest, StartResponse, StopRequest, SuspendResponse, WaitQuery,
-    WaitResponse,
+    App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
+    ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseResponse, ListMachinesQuery, LogLine,
+    LogsQuery, RegionList, RestartQuery, SignalRequest, StartResponse, StopRequest,
+    SuspendResponse, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
@@ -197,6 +197,32 @@ impl Client {
     pub async fn create_app(&self, req: &CreateAppRequest) -> Result<App, ClientError> {
         self.send(self.request(Method::POST, &["v1", "apps"]).json(req))
             .await
+    }
+
+    pub async fn add_certificate(
+        &self,
+        app: &str,
+        req: &CreateCertificateRequest,
+    ) -> Result<Certificate, ClientError> {
+        self.send(
+            self.request(Method::POST, &["v1", "apps", app, "certificates"])
+                .json(req),
+        )
+        .await
+    }
+
+    pub async fn certificates(&self, app: &str) -> Result<Vec<Certificate>, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "apps", app, "certificates"]))
+            .await
+    }
+
+    pub async fn remove_certificate(&self, app: &str, hostname: &str) -> Result<(), ClientError> {
+        self.send_ok(self.request(
+            Method::DELETE,
+            &["v1", "apps", app, "certificates", hostname],
+        ))
+        .await
+        .map(drop)
     }
 
     pub async fn get_app(&self, app: &str) -> Result<App, ClientError> {

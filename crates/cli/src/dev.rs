@@ -16,7 +16,7 @@ use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
 use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
-use aloft_proxy::tls::{self, Certificates, DevCa};
+use aloft_proxy::tls::{self, Certificates, DevCa, DomainEntry, Domains};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
@@ -231,11 +231,18 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let ca = DevCa::load_or_create(&data.root.join("proxy"))
         .context("making the proxy's development CA")?;
     let ca_path = ca.cert_path.clone();
+    let domains = Arc::new(Domains::default());
+    let domains_sync = spawn_domains_sync(control_plane.clone(), domains.clone());
     let proxy = Proxy::new(
         ProxyConfig {
             drain_timeout: DRAIN_TIMEOUT,
-            tls: Some(tls::server_config(Certificates::new(ca, None))?),
+            tls: Some(tls::server_config(Certificates::new(
+                ca,
+                None,
+                domains.clone(),
+            ))?),
             https_port,
+            domains,
             ..ProxyConfig::new(args.region.clone())
         },
         Arc::new(LocalCatalog::new(agent.clone())),
@@ -305,6 +312,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     heartbeat.abort();
     janitor.abort();
     autostop.abort();
+    domains_sync.abort();
     checks.abort();
     let _ = stop_tx.send(true);
     let graceful = async {
@@ -328,6 +336,35 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         println!("{STOPPED}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the proxy's hostnames (`aloft certs`) in step with the control plane: loaded now and
+/// again whenever one is added or removed.
+fn spawn_domains_sync(
+    control_plane: ControlPlane,
+    domains: Arc<Domains>,
+) -> tokio::task::JoinHandle<()> {
+    let mut changes = control_plane.certificate_changes();
+    tokio::spawn(async move {
+        loop {
+            match control_plane.certificates().await {
+                Ok(certs) => domains.replace(
+                    certs
+                        .into_iter()
+                        .map(|c| DomainEntry {
+                            pem: c.certificate.zip(c.private_key),
+                            hostname: c.hostname,
+                            app: c.app,
+                        })
+                        .collect(),
+                ),
+                Err(e) => tracing::warn!("reading the apps' hostnames: {e}"),
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// Waits for a server to finish its requests, for at most [`DRAIN_TIMEOUT`].

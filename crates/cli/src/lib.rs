@@ -12,6 +12,7 @@
 //! (the only module that reads the environment).
 
 mod apps;
+mod certs;
 mod client;
 mod config;
 mod dev;
@@ -57,6 +58,9 @@ enum Command {
     /// Create, list and destroy apps.
     #[command(subcommand)]
     Apps(apps::AppsCommand),
+    /// Hostnames an app is served at, and their certificates.
+    #[command(subcommand, visible_alias = "certificates")]
+    Certs(certs::CertsCommand),
     /// Run and manage machines.
     #[command(subcommand, visible_alias = "machines")]
     Machine(machine::MachineCommand),
@@ -140,6 +144,7 @@ pub fn main() -> ExitCode {
 async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
     match command {
         Command::Apps(cmd) => apps::run(cmd, &ctx).await,
+        Command::Certs(cmd) => certs::run(cmd, &ctx).await,
         Command::Machine(cmd) => machine::run(cmd, &ctx).await,
         Command::Image(cmd) => image::run(cmd, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,

@@ -10,6 +10,7 @@ use crate::clients::{ClientLimits, Clients};
 use crate::load::{Load, Slot};
 use crate::metrics::{Event, Metrics};
 use crate::replay::{self, Fallback, Replay};
+use crate::tls::Domains;
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -102,6 +103,8 @@ pub struct ProxyConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The port clients reach HTTPS on (443; 8443 in `dev up`), for `force_https` redirects.
     pub https_port: u16,
+    /// Hostnames apps are served at besides `<app>.localhost` (`aloft certs add`).
+    pub domains: Arc<Domains>,
 }
 
 impl ProxyConfig {
@@ -116,6 +119,7 @@ impl ProxyConfig {
             wake_timeout: Duration::from_secs(60),
             tls: None,
             https_port: 443,
+            domains: Arc::default(),
         }
     }
 }
@@ -716,6 +720,9 @@ impl Proxy {
             .map_or(host.as_str(), |(h, _)| h)
             .trim_end_matches('.')
             .to_ascii_lowercase();
+        if let Some(d) = self.inner.config.domains.get(&name) {
+            return Ok(d.app);
+        }
         let domain = self.inner.config.app_domain.as_deref();
         let app = app_of_name(&name, domain);
         let served = match domain {

@@ -115,10 +115,12 @@ impl DevCa {
     }
 }
 
-/// Picks a certificate by SNI: issued by the [`DevCa`] for the names apps are served as.
+/// Picks a certificate by SNI: a user's for their hostnames ([`Domains`]), else one issued by
+/// the [`DevCa`] for the names apps are served as.
 pub struct Certificates {
     ca: DevCa,
     app_domain: Option<String>,
+    domains: Arc<Domains>,
     issued: Mutex<HashMap<String, Arc<CertifiedKey>>>,
 }
 
@@ -132,10 +134,11 @@ impl std::fmt::Debug for Certificates {
 }
 
 impl Certificates {
-    pub fn new(ca: DevCa, app_domain: Option<String>) -> Self {
+    pub fn new(ca: DevCa, app_domain: Option<String>, domains: Arc<Domains>) -> Self {
         Self {
             ca,
             app_domain,
+            domains,
             issued: Mutex::default(),
         }
     }
@@ -143,7 +146,15 @@ impl Certificates {
     /// The certificate for `name`, if apps are served under it.
     fn for_name(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        crate::server::app_of_name(&name, self.app_domain.as_deref())?;
+        match self.domains.get(&name) {
+            Some(Domain {
+                certified: Some(c), ..
+            }) => return Some(c),
+            Some(_) => {}
+            None => {
+                crate::server::app_of_name(&name, self.app_domain.as_deref())?;
+            }
+        }
         let mut issued = self.issued.lock().expect("lock");
         if let Some(c) = issued.get(&name) {
             return Some(c.clone());
@@ -178,4 +189,80 @@ pub fn server_config(certificates: Certificates) -> io::Result<Arc<rustls::Serve
         .with_cert_resolver(Arc::new(certificates));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A certificate chain and private key a user gave (PEM), checked: the chain parses (leaf
+/// first), the key parses and can sign, and it is the leaf's key.
+pub fn certified_key_from_pem(chain: &str, key: &str) -> Result<CertifiedKey, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the certificate is not PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the PEM (expected -----BEGIN CERTIFICATE-----)".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| format!("the private key is not a PEM private key: {e}"))?;
+    let signer =
+        any_supported_type(&key).map_err(|e| format!("the private key cannot be used: {e}"))?;
+    let certified = CertifiedKey::new(certs, signer);
+    certified
+        .keys_match()
+        .map_err(|e| format!("the private key does not belong to the certificate: {e}"))?;
+    Ok(certified)
+}
+
+/// A hostname an app is served at besides `<app>.localhost`, and its certificate (the user's,
+/// or `None` for one from the development CA).
+#[derive(Clone)]
+pub struct Domain {
+    pub app: String,
+    pub certified: Option<Arc<CertifiedKey>>,
+}
+
+/// The hostnames apps are served at, as the control plane lists them; replaced whole when they
+/// change.
+#[derive(Default)]
+pub struct Domains {
+    map: std::sync::RwLock<HashMap<String, Domain>>,
+}
+
+impl std::fmt::Debug for Domains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.map.read().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Domains({n})")
+    }
+}
+
+/// One row of [`Domains::replace`]: a hostname, its app, and the user's certificate chain and
+/// private key (PEM), if they gave one.
+pub struct DomainEntry {
+    pub hostname: String,
+    pub app: String,
+    pub pem: Option<(String, String)>,
+}
+
+impl Domains {
+    /// Replaces the table; an entry whose certificate does not load is left out (and logged).
+    pub fn replace(&self, entries: Vec<DomainEntry>) {
+        let mut map = HashMap::new();
+        for DomainEntry { hostname, app, pem } in entries {
+            let certified = match pem {
+                None => None,
+                Some((chain, key)) => match certified_key_from_pem(&chain, &key) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        tracing::warn!(hostname, "left out: {e}");
+                        continue;
+                    }
+                },
+            };
+            map.insert(hostname.to_ascii_lowercase(), Domain { app, certified });
+        }
+        *self.map.write().expect("lock") = map;
+    }
+
+    pub fn get(&self, hostname: &str) -> Option<Domain> {
+        self.map.read().expect("lock").get(hostname).cloned()
+    }
 }

@@ -4,7 +4,7 @@
 
 use aloft_proxy::catalog::{Catalog, Limits, Target};
 use aloft_proxy::clients::ClientLimits;
-use aloft_proxy::tls::{self, Certificates, DevCa};
+use aloft_proxy::tls::{self, Certificates, DevCa, DomainEntry, Domains};
 use aloft_proxy::{Listener, Protection, Proxy, ProxyConfig};
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
@@ -848,9 +848,14 @@ async fn futures_join(handles: Vec<tokio::task::JoinHandle<String>>) -> Vec<Stri
 
 /// A proxy on an HTTPS listener (public port 443) with a dev CA in `dir`.
 async fn https_proxy(dir: &std::path::Path) -> Running {
+    https_proxy_with(dir, Arc::default()).await
+}
+
+async fn https_proxy_with(dir: &std::path::Path, domains: Arc<Domains>) -> Running {
     let ca = DevCa::load_or_create(dir).unwrap();
     let mut c = config();
-    c.tls = Some(tls::server_config(Certificates::new(ca, None)).unwrap());
+    c.domains = domains.clone();
+    c.tls = Some(tls::server_config(Certificates::new(ca, None, domains)).unwrap());
     proxy_at(
         c,
         Listener {
@@ -983,4 +988,69 @@ async fn metrics_count_requests_errors_and_latency() {
         assert!(text.contains(line), "missing `{line}`:\n{text}");
     }
     assert!(text.contains("status=\"404\"}"), "{text}");
+}
+
+/// A self-signed certificate and key (PEM) for `name`.
+fn self_signed(name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn hostnames_of_apps_route_with_the_users_certificate_or_one_from_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let domains = Arc::new(Domains::default());
+    let (cert, key) = self_signed("www.example.test");
+    domains.replace(vec![
+        DomainEntry {
+            hostname: "www.example.test".into(),
+            app: "hello".into(),
+            pem: Some((cert.clone(), key)),
+        },
+        DomainEntry {
+            hostname: "dev.example.test".into(),
+            app: "hello".into(),
+            pem: None,
+        },
+    ]);
+    let p = https_proxy_with(dir.path(), domains).await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let own = dir.path().join("own.pem");
+    std::fs::write(&own, &cert).unwrap();
+    let ca = dir.path().join("ca.pem");
+    for (name, trust) in [("www.example.test", &own), ("dev.example.test", &ca)] {
+        let mut s = tls_connect(p.addr, trust, name, &[b"http/1.1"])
+            .await
+            .unwrap();
+        s.write_all(
+            format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let resp = String::from_utf8_lossy(&out);
+        assert_eq!(status(&resp), 200, "{name}: {resp}");
+        assert!(resp.contains("machine: m1"), "{resp}");
+    }
+}
+
+#[test]
+fn uploaded_certificates_are_checked() {
+    let (cert, key) = self_signed("a.example");
+    assert!(tls::certified_key_from_pem(&cert, &key).is_ok());
+    let (_, other_key) = self_signed("b.example");
+    let err = tls::certified_key_from_pem(&cert, &other_key)
+        .err()
+        .unwrap();
+    assert!(err.contains("does not belong"), "{err}");
+    let err = tls::certified_key_from_pem("hello", &key).err().unwrap();
+    assert!(err.contains("no certificate"), "{err}");
+    let err = tls::certified_key_from_pem(&cert, "nope").err().unwrap();
+    assert!(err.contains("private key"), "{err}");
 }

@@ -24,6 +24,31 @@ pub struct CreateAppRequest {
     pub network: Option<String>,
 }
 
+/// `POST /v1/apps/{app}/certificates`: serve the app at `hostname` too, over HTTPS with the
+/// given certificate, or with one from the platform's development CA when none is given.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCertificateRequest {
+    pub hostname: String,
+    /// The certificate chain, PEM (leaf first).
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub private_key: Option<String>,
+}
+
+/// A hostname an app is served at, and where its certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Certificate {
+    pub hostname: String,
+    pub app: String,
+    /// `uploaded` (the user's own) or `development-ca` (issued by the platform's development CA).
+    pub source: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
 /// An app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct App {

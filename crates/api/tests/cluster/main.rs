@@ -4,6 +4,7 @@
 
 mod apps;
 mod auth;
+mod certificates;
 mod machines;
 mod placement;
 mod restart;
