@@ -3,11 +3,13 @@
 //! costs a map lookup, not a query).
 
 use crate::Agent;
-use aloft_proxy::catalog::{Catalog, Target, first_service_target, machine_targets};
+use aloft_proxy::catalog::{
+    Catalog, PublicPort, Target, first_service_target, machine_targets, public_ports,
+};
 use aloft_types::Machine;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::watch;
 
 /// An app's targets for one public port.
@@ -19,6 +21,8 @@ struct Snapshot {
     by_app: HashMap<String, Vec<Machine>>,
     /// `(app, public port)` -> its targets, filled on first use.
     targets: Mutex<HashMap<(String, u16), Targets>>,
+    /// The public TCP ports, worked out on first use.
+    ports: OnceLock<Vec<PublicPort>>,
 }
 
 /// This host's machines as the proxy sees them.
@@ -55,6 +59,7 @@ impl LocalCatalog {
                     *snapshot = Some(Arc::new(Snapshot {
                         by_app,
                         targets: Mutex::default(),
+                        ports: OnceLock::new(),
                     }));
                 }
                 // The last good view serves until the store answers again.
@@ -67,7 +72,7 @@ impl LocalCatalog {
 
 #[async_trait]
 impl Catalog for LocalCatalog {
-    fn http_targets(&self, app: &str, port: u16) -> Option<Targets> {
+    fn targets(&self, app: &str, port: u16) -> Option<Targets> {
         let snapshot = self.current();
         let machines = snapshot.by_app.get(app)?;
         let mut cache = snapshot.targets.lock().expect("lock");
@@ -83,6 +88,14 @@ impl Catalog for LocalCatalog {
             })
             .clone();
         Some(targets)
+    }
+
+    fn ports(&self) -> Vec<PublicPort> {
+        let snapshot = self.current();
+        snapshot
+            .ports
+            .get_or_init(|| public_ports(snapshot.by_app.values().flatten()))
+            .clone()
     }
 
     fn all_targets(&self) -> Vec<Target> {

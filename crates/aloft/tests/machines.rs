@@ -70,6 +70,10 @@ fn get(ip: &str) -> Option<String> {
 }
 
 /// GET `path` for `host` through the dev proxy.
+/// The public port the gVisor test publishes without a handler (raw TCP through the proxy):
+/// below the ephemeral range, so no test's `:0` listener takes it.
+const RAW_PORT: u16 = 24817;
+
 fn proxy_get(dev: &DevUp, host: &str, path: &str) -> String {
     let addr: SocketAddr = dev.proxy_url.trim_start_matches("http://").parse().unwrap();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
@@ -177,6 +181,8 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
                     "80:8080/tcp:http",
                     "-p",
                     "443:8080/tcp:tls:http",
+                    "-p",
+                    &format!("{RAW_PORT}:8080/tcp"),
                 ],
             )
         })
@@ -267,6 +273,34 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     }
     dev.aloft(&["certs", "remove", "www.web.test", "-a", "web"])
         .ok();
+
+    // A port with no handler: connections pass through whole to a machine (so the answer is
+    // httpd's own, without the proxy's headers).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let raw = loop {
+        let out = Command::new("curl")
+            .args(["-sS", "-i", &format!("http://127.0.0.1:{RAW_PORT}/id.txt")])
+            .output()
+            .expect("curl");
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "port {RAW_PORT} is not served: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(raw.starts_with("HTTP/1.") && raw.contains(" 200 "), "{raw}");
+    assert!(
+        !raw.to_ascii_lowercase().contains("fly-request-id"),
+        "{raw}"
+    );
+    assert!(
+        ids.iter().any(|id| raw.trim_end().ends_with(id.as_str())),
+        "{raw}"
+    );
 
     // A machine whose health check fails gets no requests, and its status says why.
     let sick = run_machine(

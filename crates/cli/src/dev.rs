@@ -16,7 +16,7 @@ use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
 use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
-use aloft_proxy::tls::{self, Certificates, DevCa, DomainEntry, Domains};
+use aloft_proxy::tls::{Certificates, DevCa, DomainEntry, Domains};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
@@ -236,11 +236,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let proxy = Proxy::new(
         ProxyConfig {
             drain_timeout: DRAIN_TIMEOUT,
-            tls: Some(tls::server_config(Certificates::new(
-                ca,
-                None,
-                domains.clone(),
-            ))?),
+            tls: Some(Arc::new(Certificates::new(ca, None, domains.clone()))),
             https_port,
             domains,
             ..ProxyConfig::new(args.region.clone())
@@ -262,7 +258,11 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             public_port: 443,
             https: true,
         };
+        // Other public ports (raw TCP, `tls`, `proxy_proto`, HTTP on ports besides 80 and 443)
+        // are listened on at the same address, at the service's own port number.
+        let ports_ip = proxy_listener.local_addr()?.ip();
         tokio::join!(
+            proxy.serve_ports(ports_ip, &[80, 443], stopped(stop_rx.clone())),
             proxy.serve(proxy_listener, http, stopped(stop_rx.clone())),
             proxy.serve(https_listener, https, stopped(stop_rx.clone())),
             proxy.serve_metrics(metrics_listener, stopped(stop_rx)),

@@ -4,7 +4,7 @@
 //!   cargo run --release -p aloft-proxy --example fixed -- LISTEN APP=ADDR[,ADDR...] [THREADS]
 //!   e.g.  fixed 127.0.0.1:8081 bench=127.0.0.1:9000 1
 
-use aloft_proxy::catalog::{Catalog, Limits, Target};
+use aloft_proxy::catalog::{Catalog, Limits, PortHandlers, PublicPort, Target};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
@@ -18,8 +18,12 @@ struct Fixed {
 
 #[async_trait::async_trait]
 impl Catalog for Fixed {
-    fn http_targets(&self, app: &str, _port: u16) -> Option<Arc<Vec<Target>>> {
+    fn targets(&self, app: &str, _port: u16) -> Option<Arc<Vec<Target>>> {
         (app == self.app).then(|| self.targets.clone())
+    }
+
+    fn ports(&self) -> Vec<PublicPort> {
+        Vec::new()
     }
 
     fn all_targets(&self) -> Vec<Target> {
@@ -64,6 +68,10 @@ fn main() -> Result<(), String> {
                 min_machines_running: 0,
                 primary_region: "local".into(),
                 force_https: false,
+                handlers: PortHandlers {
+                    http: true,
+                    ..PortHandlers::default()
+                },
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

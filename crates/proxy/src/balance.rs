@@ -73,6 +73,7 @@ mod tests {
             min_machines_running: 0,
             primary_region: region.into(),
             force_https: false,
+            handlers: Default::default(),
         }
     }
 

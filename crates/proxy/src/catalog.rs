@@ -3,7 +3,9 @@
 //! machines, across hosts the gossip catalog. Lookups are synchronous: they are on every
 //! request's path and must be answered from memory.
 
-use aloft_types::config::{Autostop, ConcurrencyType, Handler, Service};
+use aloft_types::config::{
+    Autostop, ConcurrencyType, Handler, Port, Protocol, ProxyProtoVersion, Service,
+};
 use aloft_types::machine::CheckState;
 use aloft_types::{Machine, MachineState};
 use async_trait::async_trait;
@@ -31,6 +33,43 @@ impl Default for Limits {
     }
 }
 
+/// What a public port does with a connection on its way to the machine: its `handlers` and
+/// their options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortHandlers {
+    /// `tls`: the proxy terminates TLS.
+    pub tls: bool,
+    /// `http`: the proxy speaks HTTP with the client, request by request.
+    pub http: bool,
+    /// `proxy_proto`: the connection to the machine starts with a PROXY protocol header.
+    pub proxy_proto: Option<ProxyProtoVersion>,
+    /// `http_options.h2_backend`: HTTP/2 without TLS (h2c) to the machine.
+    pub h2_backend: bool,
+}
+
+impl PortHandlers {
+    pub fn of(port: &Port) -> Self {
+        Self {
+            tls: port.handlers.contains(&Handler::Tls),
+            http: port.handlers.contains(&Handler::Http),
+            proxy_proto: port
+                .handlers
+                .contains(&Handler::ProxyProto)
+                .then(|| port.proxy_proto_version()),
+            h2_backend: port.h2_backend(),
+        }
+    }
+}
+
+/// A public port an app's services list, with what it does (from the app's oldest machine that
+/// lists it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicPort {
+    pub port: u16,
+    pub app: String,
+    pub handlers: PortHandlers,
+}
+
 /// One machine serving an app's public port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -54,6 +93,9 @@ pub struct Target {
     pub primary_region: String,
     /// Plain HTTP requests for the port are redirected to HTTPS.
     pub force_https: bool,
+    /// What the port does with connections (the same for every machine unless a deploy is
+    /// half done).
+    pub handlers: PortHandlers,
 }
 
 impl Target {
@@ -66,9 +108,13 @@ impl Target {
 /// The machines the proxy may route to, and the machine operations it needs.
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
-    /// The machines of `app` whose config serves public `port` with the `http` handler, in any
-    /// state. `None` when there is no such app.
-    fn http_targets(&self, app: &str, port: u16) -> Option<Arc<Vec<Target>>>;
+    /// The machines of `app` whose config serves public `port`, in any state. `None` when there
+    /// is no such app.
+    fn targets(&self, app: &str, port: u16) -> Option<Arc<Vec<Target>>>;
+
+    /// Every public TCP port that apps' services list; the proxy listens on those its HTTP
+    /// listeners do not stand for.
+    fn ports(&self) -> Vec<PublicPort>;
 
     /// Every machine with a service, as a target for its first service (for autostop).
     fn all_targets(&self) -> Vec<Target>;
@@ -80,22 +126,72 @@ pub trait Catalog: Send + Sync + 'static {
     async fn stop(&self, target: &Target, suspend: bool) -> Result<(), String>;
 }
 
-/// The target a machine is for public `port` over HTTP: its first service listing the port with
-/// the `http` handler.
+/// The target a machine is for public TCP `port`: its first service listing the port.
 pub fn machine_targets(m: &Machine, port: u16) -> Option<Target> {
     m.config.services.iter().find_map(|service| {
-        let entry = service.ports.iter().find(|p| {
-            let covers = match (p.port, p.start_port, p.end_port) {
-                (Some(one), _, _) => one == u32::from(port),
-                (None, Some(a), Some(b)) => (a..=b).contains(&u32::from(port)),
-                _ => false,
-            };
-            covers && p.handlers.contains(&Handler::Http)
-        })?;
+        if service.protocol != Protocol::Tcp {
+            return None;
+        }
+        let entry = service
+            .ports
+            .iter()
+            .find(|p| p.range().contains(&u32::from(port)))?;
         let mut t = target(m, service)?;
         t.force_https = entry.force_https;
+        t.handlers = PortHandlers::of(entry);
         Some(t)
     })
+}
+
+/// The longest port range the proxy listens on in full; the rest of a longer one is left out
+/// (and logged), as thousands of listeners are a mistake more often than a wish.
+pub const MAX_RANGE: u32 = 64;
+
+/// The public TCP ports `machines` list (oldest machine first wins when two apps claim one).
+pub fn public_ports<'a>(machines: impl IntoIterator<Item = &'a Machine>) -> Vec<PublicPort> {
+    let mut machines: Vec<&Machine> = machines.into_iter().collect();
+    machines.sort_by(|a, b| {
+        (a.created_at.as_str(), a.id.as_str()).cmp(&(b.created_at.as_str(), b.id.as_str()))
+    });
+    let mut ports: std::collections::BTreeMap<u16, PublicPort> = Default::default();
+    for m in machines {
+        for service in m
+            .config
+            .services
+            .iter()
+            .filter(|s| s.protocol == Protocol::Tcp)
+        {
+            for entry in &service.ports {
+                let range = entry.range();
+                let (start, end) = (*range.start(), *range.end());
+                let end = if end >= start && end - start >= MAX_RANGE {
+                    tracing::debug!(
+                        machine = %m.id,
+                        "ports {start}-{end}: only the first {MAX_RANGE} are served"
+                    );
+                    start + MAX_RANGE - 1
+                } else {
+                    end
+                };
+                for port in (start..=end).filter_map(|p| u16::try_from(p).ok()) {
+                    let claim = ports.entry(port).or_insert_with(|| PublicPort {
+                        port,
+                        app: m.app_name.clone(),
+                        handlers: PortHandlers::of(entry),
+                    });
+                    if claim.app != m.app_name {
+                        tracing::debug!(
+                            port,
+                            app = m.app_name,
+                            "public port taken by app {}",
+                            claim.app
+                        );
+                    }
+                }
+            }
+        }
+    }
+    ports.into_values().collect()
 }
 
 /// The target a machine is for its first service, if it has one.
@@ -133,5 +229,64 @@ fn target(m: &Machine, service: &Service) -> Option<Target> {
             .cloned()
             .unwrap_or_else(|| m.region.clone()),
         force_https: false,
+        handlers: PortHandlers::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(id: &str, app: &str, created_at: &str, services: serde_json::Value) -> Machine {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "name": id, "state": "started", "region": "local",
+            "instance_id": "01J0000000000000000000000", "private_ip": "fdaa::2",
+            "config": {"image": "a", "services": services},
+            "image_ref": {"registry": "", "repository": "a", "tag": "latest", "digest": ""},
+            "created_at": created_at, "updated_at": created_at, "host_status": "ok",
+            "app_name": app,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ports_come_with_their_handlers_and_the_oldest_app_keeps_a_contested_one() {
+        let db = machine(
+            "0000000000000b",
+            "db",
+            "2026-01-02T00:00:00Z",
+            serde_json::json!([
+                {"internal_port": 5432, "ports": [
+                    {"port": 5432, "handlers": ["proxy_proto"], "proxy_proto_options": {"version": "v2"}},
+                    {"start_port": 7000, "end_port": 9000}]},
+                {"protocol": "udp", "internal_port": 53, "ports": [{"port": 53}]},
+            ]),
+        );
+        let web = machine(
+            "0000000000000a",
+            "web",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!([{"internal_port": 8080, "ports": [
+                {"port": 80, "handlers": ["http"], "http_options": {"h2_backend": true}},
+                {"port": 5432, "handlers": ["tls"]}]}]),
+        );
+        let ports = public_ports([&db, &web]);
+        let p5432 = ports.iter().find(|p| p.port == 5432).unwrap();
+        assert_eq!(p5432.app, "web", "web's machine is older");
+        assert!(p5432.handlers.tls && p5432.handlers.proxy_proto.is_none());
+        assert!(!ports.iter().any(|p| p.port == 53), "UDP is not proxied");
+        let range = ports
+            .iter()
+            .filter(|p| (7000..=9000).contains(&p.port))
+            .count();
+        assert_eq!(range, MAX_RANGE as usize);
+
+        let t = machine_targets(&db, 5432).unwrap();
+        assert_eq!(t.handlers.proxy_proto, Some(ProxyProtoVersion::V2));
+        assert_eq!(t.port, 5432);
+        let t = machine_targets(&web, 80).unwrap();
+        assert!(t.handlers.http && t.handlers.h2_backend);
+        assert!(machine_targets(&db, 53).is_none());
+        assert!(machine_targets(&db, 7500).is_some());
+    }
 }

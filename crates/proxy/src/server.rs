@@ -10,7 +10,7 @@ use crate::clients::{ClientLimits, Clients};
 use crate::load::{Load, Slot};
 use crate::metrics::{Event, Metrics};
 use crate::replay::{self, Fallback, Replay};
-use crate::tls::Domains;
+use crate::tls::{self, Certificates, Domains};
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -28,8 +28,10 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+
+mod tcp;
 
 /// A request is replayed at most this many times (then it is a loop).
 const MAX_REPLAYS: u32 = 5;
@@ -99,8 +101,8 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// How long a request waits for a machine autostart started.
     pub wake_timeout: Duration,
-    /// What HTTPS listeners terminate TLS with ([`crate::tls::server_config`]).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificates HTTPS listeners and `tls` ports terminate TLS with.
+    pub tls: Option<Arc<Certificates>>,
     /// The port clients reach HTTPS on (443; 8443 in `dev up`), for `force_https` redirects.
     pub https_port: u16,
     /// Hostnames apps are served at besides `<app>.localhost` (`aloft certs add`).
@@ -144,6 +146,12 @@ struct Inner {
     load: Arc<Load>,
     clients: Arc<Clients>,
     upstream: Client<HttpConnector, ProxyBody>,
+    /// How client connections are served over HTTP (limits and timeouts set).
+    http: Arc<auto::Builder<TokioExecutor>>,
+    /// The TLS side of HTTPS listeners.
+    https: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP/2 without TLS, for ports with `http_options.h2_backend`.
+    upstream_h2: Client<HttpConnector, ProxyBody>,
     /// Machines autostart started, and when.
     woken: Mutex<HashMap<String, Instant>>,
     /// `Fly-Region`.
@@ -193,6 +201,8 @@ struct Constraint {
     timeout: Option<Duration>,
     /// Where to go when the target has no room in time: the machine that asked for the replay.
     fallback: Option<(Target, Fallback)>,
+    /// A connection passed through whole (ports without the `http` handler), not a request.
+    tcp: bool,
 }
 
 impl Constraint {
@@ -200,6 +210,7 @@ impl Constraint {
         (self.regions.is_empty() || self.regions.contains(&t.region))
             && self.instance.as_ref().is_none_or(|i| *i == t.machine_id)
             && !self.excluded.contains(&t.machine_id)
+            && t.handlers.http != self.tcp
     }
 }
 
@@ -230,15 +241,29 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .pool_timer(TokioTimer::new())
+            .build(connector.clone());
+        let upstream_h2 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(true)
             .build(connector);
+        let https = config.tls.clone().and_then(|certificates| {
+            tls::server_config(certificates, None, true)
+                .inspect_err(|e| tracing::error!("HTTPS is off: {e}"))
+                .ok()
+        });
         Self {
             inner: Arc::new(Inner {
+                http: Arc::new(http_builder(&config.protection)),
+                https,
                 region: value(&config.region),
                 clients: Clients::new(config.protection.clients),
                 config,
                 catalog,
                 load: Arc::new(Load::default()),
                 upstream,
+                upstream_h2,
                 woken: Mutex::default(),
                 metrics: Metrics::default(),
             }),
@@ -304,19 +329,6 @@ impl Proxy {
         at: Listener,
         shutdown: impl Future<Output = ()>,
     ) {
-        let p = self.inner.config.protection;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(p.header_read_timeout)
-            .max_buf_size(p.max_header_bytes.max(8192))
-            .max_headers(p.max_headers);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX));
-        let builder = Arc::new(builder);
         let (stop_tx, stop_rx) = watch::channel(false);
         // Counters of machines that serve nothing (destroyed ones among them) are dropped now
         // and then.
@@ -350,24 +362,19 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
-            let builder = builder.clone();
             let mut stop = stop_rx.clone();
             let open = open.clone();
-            let tls = at.https.then(|| self.inner.config.tls.clone());
+            let tls = at.https.then(|| self.inner.https.clone());
             tokio::spawn(async move {
                 let conn = Conn { peer, listener: at };
                 match tls {
-                    None => proxy.connection(&builder, stream, conn, &mut stop).await,
+                    None => proxy.connection(stream, conn, &mut stop).await,
                     Some(None) => {
                         tracing::warn!("an HTTPS listener without a TLS configuration: closed");
                     }
                     Some(Some(config)) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        let timeout = proxy.inner.config.protection.header_read_timeout;
-                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => proxy.connection(&builder, tls, conn, &mut stop).await,
-                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake: {e}"),
-                            Err(_) => tracing::debug!(%peer, "TLS handshake: too slow"),
+                        if let Some(tls) = proxy.accept_tls(config, stream, peer).await {
+                            proxy.connection(tls, conn, &mut stop).await;
                         }
                     }
                 }
@@ -382,14 +389,31 @@ impl Proxy {
         }
     }
 
-    /// Serves one client connection until it closes, or gracefully ends it when `stop` says so.
-    async fn connection<I>(
+    /// The TLS handshake with a client, given the header-read timeout to finish.
+    async fn accept_tls(
         &self,
-        builder: &auto::Builder<TokioExecutor>,
-        io: I,
-        conn: Conn,
-        stop: &mut watch::Receiver<bool>,
-    ) where
+        config: Arc<rustls::ServerConfig>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let timeout = self.inner.config.protection.header_read_timeout;
+        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake: too slow");
+                None
+            }
+        }
+    }
+
+    /// Serves one client connection until it closes, or gracefully ends it when `stop` says so.
+    async fn connection<I>(&self, io: I, conn: Conn, stop: &mut watch::Receiver<bool>)
+    where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self.clone();
@@ -397,7 +421,10 @@ impl Proxy {
             let proxy = proxy.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let connection = self
+            .inner
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(connection);
         tokio::select! {
             _ = connection.as_mut() => {}
@@ -528,14 +555,24 @@ impl Proxy {
                 .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
                 .build()
                 .expect("a valid URI");
+            let h2 = target.handlers.h2_backend && !upgrade;
             let mut upstream = Request::builder()
                 .method(parts.method.clone())
                 .uri(uri)
-                .version(Version::HTTP_11)
+                .version(if h2 {
+                    Version::HTTP_2
+                } else {
+                    Version::HTTP_11
+                })
                 .body(attempt_body)
                 .expect("a valid request");
             *upstream.headers_mut() = headers.clone();
-            let mut resp = match inner.upstream.request(upstream).await {
+            let client = if h2 {
+                &inner.upstream_h2
+            } else {
+                &inner.upstream
+            };
+            let mut resp = match client.request(upstream).await {
                 Ok(r) => r,
                 Err(e) if e.is_connect() => {
                     let failure = Failure::new(
@@ -678,10 +715,7 @@ impl Proxy {
         req: &Request<B>,
         conn: Conn,
     ) -> Option<Response<ProxyBody>> {
-        let targets = self
-            .inner
-            .catalog
-            .http_targets(app, conn.listener.public_port)?;
+        let targets = self.inner.catalog.targets(app, conn.listener.public_port)?;
         if !targets.iter().any(|t| t.force_https) {
             return None;
         }
@@ -748,7 +782,7 @@ impl Proxy {
         let port = conn.listener.public_port;
         loop {
             let freed = inner.load.freed();
-            let targets = inner.catalog.http_targets(&c.app, port).ok_or_else(|| {
+            let targets = inner.catalog.targets(&c.app, port).ok_or_else(|| {
                 Failure::new(
                     StatusCode::NOT_FOUND,
                     None,
@@ -819,8 +853,9 @@ impl Proxy {
                         StatusCode::SERVICE_UNAVAILABLE,
                         Some("PR01"),
                         format!(
-                            "app `{}` has no started machine that serves port {port} over HTTP{}; start one with `aloft machine start`",
+                            "app `{}` has no started machine that serves port {port} over {}{}; start one with `aloft machine start`",
                             c.app,
+                            if c.tcp { "TCP" } else { "HTTP" },
                             c.describe()
                         ),
                     )
@@ -1008,6 +1043,7 @@ impl Constraint {
             prefer_region: None,
             timeout: r.timeout,
             fallback: r.fallback.map(|f| (target, f)),
+            tcp: false,
         }
     }
 
@@ -1030,6 +1066,22 @@ impl Constraint {
             format!(" ({})", parts.join(", "))
         }
     }
+}
+
+/// HTTP/1.1 and HTTP/2 for clients, with the protection's header limits and timeouts.
+fn http_builder(p: &Protection) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(p.header_read_timeout)
+        .max_buf_size(p.max_header_bytes.max(8192))
+        .max_headers(p.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX));
+    builder
 }
 
 fn socket(t: &Target) -> SocketAddr {
@@ -1188,6 +1240,7 @@ mod tests {
             min_machines_running: min,
             primary_region: "ams".into(),
             force_https: false,
+            handlers: Default::default(),
         }
     }
 

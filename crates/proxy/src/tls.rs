@@ -173,21 +173,40 @@ impl Certificates {
     }
 }
 
-impl ResolvesServerCert for Certificates {
+/// [`Certificates`] for one listener: by SNI, and for clients that send none, the listener's
+/// own name (a TCP port's app) if it has one.
+#[derive(Debug)]
+struct Resolver {
+    certificates: Arc<Certificates>,
+    default_name: Option<String>,
+}
+
+impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.for_name(hello.server_name()?)
+        let name = hello.server_name().or(self.default_name.as_deref())?;
+        self.certificates.for_name(name)
     }
 }
 
-/// The TLS side of HTTPS listeners: `certificates` by SNI, ALPN `h2` then `http/1.1`.
-pub fn server_config(certificates: Certificates) -> io::Result<Arc<rustls::ServerConfig>> {
+/// The TLS side of a listener: `certificates` by SNI, else as `default_name`; ALPN `h2` then
+/// `http/1.1` when it serves HTTP, none otherwise.
+pub fn server_config(
+    certificates: Arc<Certificates>,
+    default_name: Option<String>,
+    http: bool,
+) -> io::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| io::Error::other(format!("TLS versions: {e}")))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(certificates));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        .with_cert_resolver(Arc::new(Resolver {
+            certificates,
+            default_name,
+        }));
+    if http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     Ok(Arc::new(config))
 }
 

@@ -2,7 +2,7 @@
 //! (so requests can be malformed, slow or oversized). The catalog is a fixed table: its subject
 //! is elsewhere.
 
-use aloft_proxy::catalog::{Catalog, Limits, Target};
+use aloft_proxy::catalog::{Catalog, Limits, PortHandlers, PublicPort, Target};
 use aloft_proxy::clients::ClientLimits;
 use aloft_proxy::tls::{self, Certificates, DevCa, DomainEntry, Domains};
 use aloft_proxy::{Listener, Protection, Proxy, ProxyConfig};
@@ -30,6 +30,7 @@ use tokio::sync::{Semaphore, oneshot};
 /// `start_delay` (never, with `None`); stopping marks it stopped at once. Both are counted.
 struct Table {
     apps: Mutex<HashMap<String, Vec<Target>>>,
+    ports: Mutex<Vec<PublicPort>>,
     start_delay: Mutex<Option<Duration>>,
     starts: AtomicU32,
     stops: Mutex<Vec<String>>,
@@ -39,6 +40,7 @@ impl Default for Table {
     fn default() -> Self {
         Self {
             apps: Mutex::default(),
+            ports: Mutex::default(),
             start_delay: Mutex::new(Some(Duration::ZERO)),
             starts: AtomicU32::new(0),
             stops: Mutex::default(),
@@ -59,8 +61,12 @@ impl Table {
 
 #[async_trait::async_trait]
 impl Catalog for Table {
-    fn http_targets(&self, app: &str, _port: u16) -> Option<Arc<Vec<Target>>> {
+    fn targets(&self, app: &str, _port: u16) -> Option<Arc<Vec<Target>>> {
         self.apps.lock().unwrap().get(app).cloned().map(Arc::new)
+    }
+
+    fn ports(&self) -> Vec<PublicPort> {
+        self.ports.lock().unwrap().clone()
     }
 
     fn all_targets(&self) -> Vec<Target> {
@@ -110,6 +116,10 @@ fn target(id: &str, region: &str, addr: SocketAddr, soft: u32, hard: u32) -> Tar
         min_machines_running: 0,
         primary_region: "local".into(),
         force_https: false,
+        handlers: PortHandlers {
+            http: true,
+            ..PortHandlers::default()
+        },
     }
 }
 
@@ -855,7 +865,7 @@ async fn https_proxy_with(dir: &std::path::Path, domains: Arc<Domains>) -> Runni
     let ca = DevCa::load_or_create(dir).unwrap();
     let mut c = config();
     c.domains = domains.clone();
-    c.tls = Some(tls::server_config(Certificates::new(ca, None, domains)).unwrap());
+    c.tls = Some(Arc::new(Certificates::new(ca, None, domains)));
     proxy_at(
         c,
         Listener {
@@ -1053,4 +1063,330 @@ fn uploaded_certificates_are_checked() {
     assert!(err.contains("no certificate"), "{err}");
     let err = tls::certified_key_from_pem(&cert, "nope").err().unwrap();
     assert!(err.contains("private key"), "{err}");
+}
+
+// Public ports besides 80 and 443: raw TCP, `proxy_proto`, `tls` and HTTP on a port of its own.
+
+/// A raw TCP machine: answers each connection with `name:` and all it read until the client
+/// finished writing.
+async fn tcp_machine(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let _ = s.read_to_end(&mut read).await;
+                let mut out = format!("{name}:").into_bytes();
+                out.extend(read);
+                let _ = s.write_all(&out).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An address nothing listens on.
+fn closed_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn tcp_target(id: &str, addr: SocketAddr, handlers: PortHandlers) -> Target {
+    Target {
+        app: "db".into(),
+        handlers,
+        ..target(id, "local", addr, 20, 25)
+    }
+}
+
+impl Running {
+    /// Lists public `port` for app `db` with `handlers`, and has the proxy serve public ports
+    /// on 127.0.0.1 (80 and 443 excepted).
+    fn serve_ports(&self, port: u16, handlers: PortHandlers) {
+        *self.table.ports.lock().unwrap() = vec![PublicPort {
+            port,
+            app: "db".into(),
+            handlers,
+        }];
+        let proxy = self.proxy.clone();
+        tokio::spawn(async move {
+            proxy
+                .serve_ports(
+                    "127.0.0.1".parse().unwrap(),
+                    &[80, 443],
+                    std::future::pending(),
+                )
+                .await;
+        });
+    }
+}
+
+/// Connects to `port` on loopback (waiting for its listener to open), sends `data`, finishes
+/// writing and reads everything back.
+async fn tcp_roundtrip(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut s = connect_eventually(port).await;
+    s.write_all(data).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    out
+}
+
+async fn connect_eventually(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => return s,
+            Err(e) if Instant::now() > deadline => panic!("port {port} never opened: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn tcp_ports_pass_connections_through_skipping_machines_that_refuse() {
+    let p = proxy().await;
+    let port = closed_addr().port();
+    let http_machine = echo("web").await;
+    p.set(
+        "db",
+        vec![
+            tcp_target("dead", closed_addr(), PortHandlers::default()),
+            tcp_target("m2", tcp_machine("m2").await, PortHandlers::default()),
+            // Listing the port with the `http` handler: not a target for raw connections.
+            target("web", "local", http_machine, 20, 25),
+        ],
+    );
+    p.serve_ports(port, PortHandlers::default());
+    for _ in 0..5 {
+        let out = tcp_roundtrip(port, b"hello").await;
+        assert_eq!(String::from_utf8_lossy(&out), "m2:hello");
+    }
+
+    // The connection counts against the machine's load while it is open.
+    let mut open = connect_eventually(port).await;
+    open.write_all(b"x").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.proxy.load().current("m2") != 1 {
+        assert!(Instant::now() < deadline, "the connection is not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(open);
+
+    // When the app no longer lists the port, the proxy stops listening on it.
+    p.table.ports.lock().unwrap().clear();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        assert!(Instant::now() < deadline, "port {port} still open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn proxy_proto_ports_tell_the_machine_who_connected_in_v1_and_v2() {
+    for (version, expect_v1) in [
+        (aloft_types::config::ProxyProtoVersion::V1, true),
+        (aloft_types::config::ProxyProtoVersion::V2, false),
+    ] {
+        let p = proxy().await;
+        let port = closed_addr().port();
+        let handlers = PortHandlers {
+            proxy_proto: Some(version),
+            ..PortHandlers::default()
+        };
+        p.set(
+            "db",
+            vec![tcp_target("m1", tcp_machine("m1").await, handlers)],
+        );
+        p.serve_ports(port, handlers);
+        let mut s = connect_eventually(port).await;
+        let client_port = s.local_addr().unwrap().port();
+        s.write_all(b"hello").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let out = out
+            .strip_prefix(b"m1:".as_slice())
+            .expect("from m1")
+            .to_vec();
+        if expect_v1 {
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                format!("PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {port}\r\nhello")
+            );
+        } else {
+            let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            header.extend([0x21, 0x11, 0, 12, 127, 0, 0, 1, 127, 0, 0, 1]);
+            header.extend(client_port.to_be_bytes());
+            header.extend(port.to_be_bytes());
+            header.extend(b"hello");
+            assert_eq!(out, header);
+        }
+    }
+}
+
+/// Accepts any server certificate: for a client that sends no name, so cannot check one.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[tokio::test]
+async fn tls_ports_terminate_tls_by_sni_or_as_the_app_and_pass_the_rest_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = https_proxy(dir.path()).await;
+    let port = closed_addr().port();
+    let handlers = PortHandlers {
+        tls: true,
+        ..PortHandlers::default()
+    };
+    p.set(
+        "db",
+        vec![tcp_target("m1", tcp_machine("m1").await, handlers)],
+    );
+    p.serve_ports(port, handlers);
+    connect_eventually(port).await;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+
+    // With SNI, verified against the dev CA.
+    let mut s = tls_connect(addr, &dir.path().join("ca.pem"), "db.localhost", &[])
+        .await
+        .unwrap();
+    s.write_all(b"hello").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert_eq!(String::from_utf8_lossy(&out), "m1:hello");
+
+    // Without SNI (a client dialing the address): the app's own certificate.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut s = connector.connect(name, tcp).await.expect("a certificate");
+    let (_, session) = s.get_ref();
+    let leaf = session.peer_certificates().unwrap()[0].to_vec();
+    let der_has = |needle: &[u8]| leaf.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        der_has(b"db.localhost"),
+        "the app's name is on the certificate"
+    );
+    s.write_all(b"hi").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert_eq!(String::from_utf8_lossy(&out), "m1:hi");
+}
+
+#[tokio::test]
+async fn http_ports_of_their_own_serve_requests_and_h2_backends_get_h2c() {
+    let p = proxy().await;
+    let port = closed_addr().port();
+    let handlers = PortHandlers {
+        http: true,
+        ..PortHandlers::default()
+    };
+    p.set("db", vec![tcp_target("m1", echo("m1").await, handlers)]);
+    p.serve_ports(port, handlers);
+    connect_eventually(port).await;
+    let resp = get(([127, 0, 0, 1], port).into(), "db.localhost", "").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(
+        resp.contains(&format!("fly-forwarded-port: {port}")),
+        "{resp}"
+    );
+
+    // `http_options.h2_backend`: HTTP/2 without TLS to the machine, whatever the client spoke.
+    let h2_machine = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let service = service_fn(|req: Request<Incoming>| async move {
+                    let text = format!("version: {:?}\n", req.version());
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        addr
+    };
+    let h2 = PortHandlers {
+        http: true,
+        h2_backend: true,
+        ..PortHandlers::default()
+    };
+    p.set(
+        "hello",
+        vec![Target {
+            handlers: h2,
+            ..target("m2", "local", h2_machine, 20, 25)
+        }],
+    );
+    for _ in 0..3 {
+        let resp = get(p.addr, "hello.localhost", "").await;
+        assert_eq!(status(&resp), 200, "{resp}");
+        assert!(resp.contains("version: HTTP/2.0"), "{resp}");
+    }
 }

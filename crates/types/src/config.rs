@@ -335,6 +335,36 @@ impl Port {
             _ => 1..=0,
         }
     }
+
+    /// `http_options.h2_backend`: the proxy speaks HTTP/2 without TLS (h2c) to the machine.
+    pub fn h2_backend(&self) -> bool {
+        self.http_options
+            .as_ref()
+            .and_then(|o| o.get("h2_backend"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The PROXY protocol version the `proxy_proto` handler sends (`proxy_proto_options.version`,
+    /// `v1` unless it says `v2`).
+    pub fn proxy_proto_version(&self) -> ProxyProtoVersion {
+        match self
+            .proxy_proto_options
+            .as_ref()
+            .and_then(|o| o.get("version"))
+            .and_then(Value::as_str)
+        {
+            Some("v2") => ProxyProtoVersion::V2,
+            _ => ProxyProtoVersion::V1,
+        }
+    }
+}
+
+/// The PROXY protocol's two versions: v1 is a text line, v2 a binary header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtoVersion {
+    V1,
+    V2,
 }
 
 /// `tcp` or `http`.
@@ -607,6 +637,28 @@ impl MachineConfig {
                         ));
                     }
                 }
+                if let Some(v) = p.http_options.as_ref().and_then(|o| o.get("h2_backend"))
+                    && !v.is_boolean()
+                {
+                    return Err(ApiError::invalid(
+                        format!("{pf}.http_options.h2_backend"),
+                        format!("{pf}.http_options.h2_backend: {v} is not true or false"),
+                    ));
+                }
+                if let Some(v) = p
+                    .proxy_proto_options
+                    .as_ref()
+                    .and_then(|o| o.get("version"))
+                    && !matches!(v.as_str(), Some("v1" | "v2"))
+                {
+                    return Err(ApiError::Invalid {
+                        message: format!(
+                            "{pf}.proxy_proto_options.version: {v} is not a PROXY protocol version; use \"v1\" or \"v2\""
+                        ),
+                        field: format!("{pf}.proxy_proto_options.version"),
+                        allowed: vec!["v1".into(), "v2".into()],
+                    });
+                }
                 if p.force_https && !p.handlers.contains(&Handler::Http) {
                     return Err(ApiError::invalid(
                         format!("{pf}.force_https"),
@@ -827,6 +879,34 @@ mod tests {
             "{:?}",
             e.body()
         );
+        let c = parse(
+            r#"{"image":"a","services":[{"internal_port":5432,"ports":[
+            {"port":5432,"handlers":["proxy_proto"],"proxy_proto_options":{"version":"v2"}},
+            {"port":80,"handlers":["http"],"http_options":{"h2_backend":true}}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.services[0].ports[0].proxy_proto_version(),
+            ProxyProtoVersion::V2
+        );
+        assert!(c.services[0].ports[1].h2_backend());
+        assert!(!c.services[0].ports[0].h2_backend());
+        let e = parse(
+            r#"{"image":"a","services":[{"internal_port":5432,"ports":[
+            {"port":5432,"handlers":["proxy_proto"],"proxy_proto_options":{"version":"v3"}}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.body().field.as_deref(),
+            Some("config.services[0].ports[0].proxy_proto_options.version")
+        );
+        assert_eq!(e.body().allowed, vec!["v1", "v2"]);
+        let e = parse(
+            r#"{"image":"a","services":[{"internal_port":80,"ports":[
+            {"port":80,"handlers":["http"],"http_options":{"h2_backend":"yes"}}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("h2_backend"), "{e}");
         let e = parse(r#"{"image":"a","services":[{"internal_port":80,"concurrency":{"soft_limit":9,"hard_limit":3}}]}"#)
             .unwrap_err();
         assert!(e.to_string().contains("soft_limit"));
