@@ -6,11 +6,15 @@ ways, each proxy with one worker (throughput per core):
   haproxy  `mode http`, connection reuse
   aloft    aloft's proxy (crates/proxy/examples/fixed.rs: the proxy with a fixed catalog)
 
+first over plain HTTP, then over TLS (each proxy terminating TLS 1.3 with an ECDSA P-256
+certificate: openssl's for nginx and HAProxy, aloft's development CA's for aloft).
+
 wrk (keep-alive, CONNECTIONS at once, DURATION seconds, 2 threads) against each in turn, after a
 short warm-up; prints requests/s, p50 and p99 and aloft's ratios to each peer. Never asserts.
 Knobs: DURATION (default 10), CONNECTIONS (default 32).
 
-Not measured yet (aloft has no such feature yet): TLS termination, autostart.
+Autostart (a request to a stopped app until its first byte) needs real machines: it is in
+bench/runtime.py.
 """
 
 import os
@@ -27,6 +31,7 @@ FIXED = os.path.join(ROOT, "target/release/examples/fixed")
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "32"))
 BACKEND, NGINX, HAPROXY, ALOFT = 18901, 18902, 18903, 18904
+NGINX_TLS, HAPROXY_TLS, ALOFT_TLS = 18905, 18906, 18907
 
 
 def binary(name):
@@ -47,6 +52,12 @@ def wait_port(port, proc, what):
         except OSError:
             time.sleep(0.05)
     sys.exit(f"bench: {what} did not listen on {port}")
+
+
+def sh_quiet(*args):
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"bench: {' '.join(args)} failed:\n{r.stderr}")
 
 
 def nginx_conf(work, name, body):
@@ -71,11 +82,13 @@ http {{
     return path
 
 
-def wrk(port):
+def wrk(port, scheme="http"):
     args = [binary("wrk"), "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency",
-            "-H", "Host: bench.localhost", f"http://127.0.0.1:{port}/"]
+            "-H", "Host: bench.localhost", f"{scheme}://127.0.0.1:{port}/"]
     subprocess.run(args[:4] + ["-d2s"] + args[5:], capture_output=True)  # warm-up
     out = subprocess.run(args, capture_output=True, text=True).stdout
+    if "Requests/sec" not in out:
+        sys.exit(f"bench: wrk against port {port} failed:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {}
     for pct in ("50", "99"):
@@ -99,11 +112,19 @@ def main():
         procs.append(subprocess.Popen([nginx, "-c", backend, "-p", work], stderr=subprocess.DEVNULL))
         wait_port(BACKEND, procs[-1], "the backend (nginx)")
 
+        cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+        sh_quiet("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-nodes", "-days", "2", "-subj", "/CN=bench.localhost",
+                 "-addext", "subjectAltName=DNS:bench.localhost", "-keyout", key, "-out", cert)
+        with open(os.path.join(work, "haproxy.pem"), "w") as f:
+            f.write(open(cert).read() + open(key).read())
+        location = """location / { proxy_pass http://backend; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_set_header Host $host; }"""
         front = nginx_conf(work, "front", f"""
   upstream backend {{ server 127.0.0.1:{BACKEND}; keepalive 64; }}
-  server {{ listen 127.0.0.1:{NGINX}; keepalive_requests 1000000;
-    location / {{ proxy_pass http://backend; proxy_http_version 1.1;
-      proxy_set_header Connection ""; proxy_set_header Host $host; }} }}""")
+  server {{ listen 127.0.0.1:{NGINX}; keepalive_requests 1000000; {location} }}
+  server {{ listen 127.0.0.1:{NGINX_TLS} ssl; keepalive_requests 1000000;
+    ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.3; {location} }}""")
         procs.append(subprocess.Popen([nginx, "-c", front, "-p", work], stderr=subprocess.DEVNULL))
         wait_port(NGINX, procs[-1], "nginx")
 
@@ -121,6 +142,7 @@ defaults
   http-reuse always
 frontend front
   bind 127.0.0.1:{HAPROXY}
+  bind 127.0.0.1:{HAPROXY_TLS} ssl crt {work}/haproxy.pem ssl-min-ver TLSv1.3
   default_backend machines
 backend machines
   server b1 127.0.0.1:{BACKEND}
@@ -131,20 +153,24 @@ backend machines
 
         if not os.path.exists(FIXED):
             sys.exit("bench: build aloft's proxy first (bench/proxy.sh does)")
-        procs.append(subprocess.Popen([FIXED, f"127.0.0.1:{ALOFT}", f"bench=127.0.0.1:{BACKEND}", "1"]))
+        procs.append(subprocess.Popen([FIXED, f"127.0.0.1:{ALOFT}", f"bench=127.0.0.1:{BACKEND}", "1",
+                                       "--tls", f"127.0.0.1:{ALOFT_TLS}", os.path.join(work, "ca")]))
         wait_port(ALOFT, procs[-1], "aloft's proxy")
+        wait_port(ALOFT_TLS, procs[-1], "aloft's proxy (TLS)")
 
-        print(f"\n== HTTP/1.1 keep-alive, {CONNECTIONS} connections, {DURATION} s each, one proxy worker")
-        results = {}
-        for name, port in (("nginx", NGINX), ("haproxy", HAPROXY), ("aloft", ALOFT)):
-            rps, p50, p99 = wrk(port)
-            results[name] = (rps, p50, p99)
-            print(f"{name:8} {rps:10.0f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
-        a = results["aloft"]
-        for peer in ("nginx", "haproxy"):
-            r = results[peer]
-            print(f"aloft/{peer}: throughput {a[0] / r[0]:.2f}x, p99 {a[2] / r[2]:.2f}x")
-        print("\nNot measured yet: TLS termination and autostart (aloft's proxy has neither yet).")
+        for scheme, ports in (("http", (NGINX, HAPROXY, ALOFT)),
+                              ("https", (NGINX_TLS, HAPROXY_TLS, ALOFT_TLS))):
+            what = "HTTP/1.1" if scheme == "http" else "HTTPS (TLS 1.3, HTTP/1.1)"
+            print(f"\n== {what} keep-alive, {CONNECTIONS} connections, {DURATION} s each, one proxy worker")
+            results = {}
+            for name, port in zip(("nginx", "haproxy", "aloft"), ports):
+                rps, p50, p99 = wrk(port, scheme)
+                results[name] = (rps, p50, p99)
+                print(f"{name:8} {rps:10.0f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+            a = results["aloft"]
+            for peer in ("nginx", "haproxy"):
+                r = results[peer]
+                print(f"aloft/{peer}: throughput {a[0] / r[0]:.2f}x, p99 {a[2] / r[2]:.2f}x")
     finally:
         for p in procs:
             p.terminate()

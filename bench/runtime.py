@@ -11,6 +11,9 @@
   (2) idle memory per machine: RSS of every process of a machine (shim, runsc sandbox/gofer, or
       qemu) with N machines up at once, vs the same number of bare runsc sandboxes.
   (3) machines started per second, gVisor backend, N started at once, vs N bare `runsc run`.
+  (4) autostart: a request through aloft's proxy to an app whose only machine is stopped, until
+      the response's first byte (the proxy starts the machine and holds the request), vs the
+      bare runtime's create-to-accept from (1): the floor for booting the same image.
 
 Prints medians and ratios; never asserts times. Run through bench/runtime.sh (it sets up and
 builds); knobs: RUNS (default 5), MACHINES (default 20), VM_RUNS (default 2, TCG is slow here).
@@ -155,6 +158,34 @@ class DevUp:
         self.proc.terminate()
         self.proc.wait(timeout=60)
 
+    def autostart(self, runs, timeout):
+        """Seconds from a request to a stopped app to its first byte, `runs` times."""
+        self.aloft("apps", "create", "auto")
+        out = self.aloft("machine", "run", "hello:latest", "-a", "auto", "--json",
+                         "-p", "80:8080/tcp:http", "--autostop", "stop")
+        mid, ip = json.loads(out)["id"], json.loads(out)["private_ip"]
+        wait_accept(ip, timeout=timeout)
+        proxy = open(os.path.join(self.data, "proxy-url")).read().strip().removeprefix("http://")
+        host, port = proxy.rsplit(":", 1)
+        times = []
+        for _ in range(runs):
+            self.aloft("machine", "stop", mid, "-a", "auto")
+            self.aloft("machine", "wait", mid, "-a", "auto", "--state", "stopped")
+            t0 = time.monotonic()
+            s = socket.create_connection((host, int(port)), timeout=timeout)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: auto.localhost\r\nConnection: close\r\n\r\n")
+            first = s.recv(1)
+            times.append(time.monotonic() - t0)
+            rest = first + s.recv(65536)
+            s.close()
+            if not rest.startswith(b"HTTP/1.1 200"):
+                sys.exit(f"bench: autostart answered {rest[:200]!r}")
+        self.destroy_in("auto", mid)
+        return times
+
+    def destroy_in(self, app, mid):
+        self.aloft("machine", "destroy", mid, "-a", app, "--force")
+
 
 class BareRunsc:
     """The same image run with runsc alone: umoci's bundle, a netns + veth made here."""
@@ -234,6 +265,13 @@ def bench_gvisor(layout, work):
     print(f"aloft/gvisor  median {a * 1000:8.1f} ms")
     print(f"bare runsc    median {b * 1000:8.1f} ms")
     print(f"ratio aloft/bare: {a / b:.2f}x (goal <= 1.2x)")
+    bare_start = b
+
+    print(f"\n== gVisor: autostart, request to a stopped app until its first byte ({RUNS} runs)")
+    auto = median(dev.autostart(RUNS, 60))
+    print(f"aloft/gvisor  median {auto * 1000:8.1f} ms (proxy starts the machine, holds the request)")
+    print(f"bare runsc    median {bare_start * 1000:8.1f} ms (create to accept, from above)")
+    print(f"ratio aloft/bare: {auto / bare_start:.2f}x")
 
     print(f"\n== gVisor: {MACHINES} machines started at once")
     t0 = time.monotonic()
@@ -306,6 +344,12 @@ def bench_microvm(layout, work):
     print(f"bare qemu     median {b * 1000:8.1f} ms  (same command line, same disk)")
     print(f"ratio aloft/bare: {a / b:.2f}x (goal <= 1.2x)")
     print(f"idle memory: median {median(rss) / 1024:.1f} MiB per microVM (shim + qemu)")
+
+    print(f"\n== microVM: autostart, request to a stopped app until its first byte ({VM_RUNS} runs)")
+    auto = median(dev.autostart(VM_RUNS, 300))
+    print(f"aloft/microvm median {auto * 1000:8.1f} ms (proxy starts the machine, holds the request)")
+    print(f"bare qemu     median {b * 1000:8.1f} ms (boot to accept, from above)")
+    print(f"ratio aloft/bare: {auto / b:.2f}x")
     dev.stop()
 
 

@@ -2,9 +2,14 @@
 //! (`bench/proxy.sh`): no agent, no catalog beyond the command line.
 //!
 //!   cargo run --release -p aloft-proxy --example fixed -- LISTEN APP=ADDR[,ADDR...] [THREADS]
-//!   e.g.  fixed 127.0.0.1:8081 bench=127.0.0.1:9000 1
+//!       [--tls LISTEN CA_DIR]
+//!   e.g.  fixed 127.0.0.1:8081 bench=127.0.0.1:9000 1 --tls 127.0.0.1:8444 /tmp/ca
+//!
+//! With `--tls`, HTTPS too, with a certificate for `<APP>.localhost` from a development CA kept
+//! in CA_DIR (given to clients that send no SNI as well).
 
 use aloft_proxy::catalog::{Catalog, Limits, PortHandlers, PublicPort, Target};
+use aloft_proxy::tls::{Certificates, DevCa};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
@@ -41,7 +46,15 @@ impl Catalog for Fixed {
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: fixed LISTEN APP=ADDR[,ADDR...] [THREADS]";
+    let usage = "usage: fixed LISTEN APP=ADDR[,ADDR...] [THREADS] [--tls LISTEN CA_DIR]";
+    let (args, tls) = match args.iter().position(|a| a == "--tls") {
+        Some(i) => {
+            let listen: SocketAddr = args.get(i + 1).and_then(|a| a.parse().ok()).ok_or(usage)?;
+            let dir = args.get(i + 2).ok_or(usage)?;
+            (args[..i].to_vec(), Some((listen, dir.clone())))
+        }
+        None => (args, None),
+    };
     let listen: SocketAddr = args.first().and_then(|a| a.parse().ok()).ok_or(usage)?;
     let (app, addrs) = args.get(1).and_then(|a| a.split_once('=')).ok_or(usage)?;
     let threads: usize = args.get(2).and_then(|t| t.parse().ok()).unwrap_or(1);
@@ -82,6 +95,12 @@ fn main() -> Result<(), String> {
     let mut config = ProxyConfig::new("local");
     config.protection.clients.requests_per_second = 0;
     config.protection.clients.max_connections = 100_000;
+    if let Some((_, dir)) = &tls {
+        let ca = DevCa::load_or_create(std::path::Path::new(dir))
+            .map_err(|e| format!("the development CA in {dir}: {e}"))?;
+        config.tls = Some(Arc::new(Certificates::new(ca, None, Arc::default())));
+        config.tls_default_name = Some(format!("{app}.localhost"));
+    }
     // One thread does everything, as one nginx worker or one HAProxy thread does.
     let mut runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -103,7 +122,27 @@ fn main() -> Result<(), String> {
                 public_port: 80,
                 https: false,
             };
-            proxy.serve(listener, http, std::future::pending()).await;
+            let https = match tls {
+                Some((at, _)) => Some(
+                    tokio::net::TcpListener::bind(at)
+                        .await
+                        .map_err(|e| format!("binding {at}: {e}"))?,
+                ),
+                None => None,
+            };
+            let serve_https = async {
+                if let Some(listener) = https {
+                    let at = Listener {
+                        public_port: 443,
+                        https: true,
+                    };
+                    proxy.serve(listener, at, std::future::pending()).await;
+                }
+            };
+            tokio::join!(
+                proxy.serve(listener, http, std::future::pending()),
+                serve_https
+            );
             Ok(())
         })
 }

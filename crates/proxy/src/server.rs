@@ -107,6 +107,9 @@ pub struct ProxyConfig {
     pub https_port: u16,
     /// Hostnames apps are served at besides `<app>.localhost` (`aloft certs add`).
     pub domains: Arc<Domains>,
+    /// The name whose certificate HTTPS clients that send no SNI get (`None`: they get no
+    /// certificate, as on the reference). For one-app set-ups and benchmarks.
+    pub tls_default_name: Option<String>,
 }
 
 impl ProxyConfig {
@@ -122,6 +125,7 @@ impl ProxyConfig {
             tls: None,
             https_port: 443,
             domains: Arc::default(),
+            tls_default_name: None,
         }
     }
 }
@@ -249,7 +253,7 @@ impl Proxy {
             .http2_only(true)
             .build(connector);
         let https = config.tls.clone().and_then(|certificates| {
-            tls::server_config(certificates, None, true)
+            tls::server_config(certificates, config.tls_default_name.clone(), true)
                 .inspect_err(|e| tracing::error!("HTTPS is off: {e}"))
                 .ok()
         });
