@@ -599,6 +599,18 @@ async fn malformed_oversized_and_slow_requests_are_refused() {
         t0.elapsed()
     );
 
+    // A keep-alive connection left idle after a request is closed too.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes an idle connection")
+        .unwrap();
+    assert_eq!(status(&String::from_utf8_lossy(&out)), 200);
+
     // The proxy is fine afterwards.
     assert_eq!(status(&get(p.addr, "hello.localhost", "").await), 200);
 }
