@@ -34,11 +34,13 @@ pub struct Metrics {
     inner: Mutex<Inner>,
 }
 
+/// Keyed by app first (then status, machine, code), so that counting a request for an app and
+/// machine seen before allocates nothing.
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, u16), u64>,
-    durations: BTreeMap<(String, String), Histogram>,
-    errors: BTreeMap<(String, &'static str), u64>,
+    requests: BTreeMap<String, BTreeMap<u16, u64>>,
+    durations: BTreeMap<String, BTreeMap<String, Histogram>>,
+    errors: BTreeMap<String, BTreeMap<&'static str, u64>>,
     retries: BTreeMap<String, u64>,
     replays: BTreeMap<String, u64>,
     autostarts: BTreeMap<String, u64>,
@@ -66,15 +68,12 @@ impl Metrics {
         code: Option<&'static str>,
     ) {
         let mut m = self.inner.lock().expect("lock");
-        *m.requests.entry((app.to_string(), status)).or_default() += 1;
+        *entry(&mut m.requests, app).entry(status).or_default() += 1;
         if let Some(code) = code {
-            *m.errors.entry((app.to_string(), code)).or_default() += 1;
+            *entry(&mut m.errors, app).entry(code).or_default() += 1;
         }
         if let Some(machine) = machine {
-            let h = m
-                .durations
-                .entry((app.to_string(), machine.to_string()))
-                .or_default();
+            let h = entry(entry(&mut m.durations, app), machine);
             let secs = took.as_secs_f64();
             for (i, bound) in BUCKETS.iter().enumerate() {
                 if secs <= *bound {
@@ -94,7 +93,7 @@ impl Metrics {
             Event::Autostart => &mut m.autostarts,
             Event::Autostop => &mut m.autostops,
         };
-        *map.entry(app.to_string()).or_default() += 1;
+        *entry(map, app) += 1;
     }
 
     /// The text exposition, with `load` as the machines' in-flight gauge.
@@ -107,7 +106,11 @@ impl Metrics {
             "Responses sent, by app and status code.",
             &mut out,
         );
-        for ((app, status), n) in &m.requests {
+        let requests = m
+            .requests
+            .iter()
+            .flat_map(|(a, by)| by.iter().map(move |(s, n)| (a, s, n)));
+        for (app, status, n) in requests {
             let _ = writeln!(
                 out,
                 "aloft_proxy_requests_total{{app=\"{}\",status=\"{status}\"}} {n}",
@@ -120,7 +123,11 @@ impl Metrics {
             "Time from a request's arrival to its response head, by app and machine.",
             &mut out,
         );
-        for ((app, machine), h) in &m.durations {
+        let durations = m
+            .durations
+            .iter()
+            .flat_map(|(a, by)| by.iter().map(move |(machine, h)| (a, machine, h)));
+        for (app, machine, h) in durations {
             let labels = format!("app=\"{}\",machine=\"{}\"", esc(app), esc(machine));
             for (bound, n) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
@@ -140,7 +147,11 @@ impl Metrics {
             "Error pages, by app and the reference's error code.",
             &mut out,
         );
-        for ((app, code), n) in &m.errors {
+        let errors = m
+            .errors
+            .iter()
+            .flat_map(|(a, by)| by.iter().map(move |(c, n)| (a, c, n)));
+        for (app, code, n) in errors {
             let _ = writeln!(
                 out,
                 "aloft_proxy_errors_total{{app=\"{}\",code=\"{code}\"}} {n}",
@@ -189,6 +200,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// `map[key]`, made with its default first if missing (without allocating when present).
+fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just made")
 }
 
 /// `# HELP` and `# TYPE` of a metric family.
