@@ -47,6 +47,9 @@ pub(crate) struct Inner {
     pub checks: Mutex<HashMap<MachineId, Vec<CheckStatus>>>,
     /// The address the heartbeat advertises, once one runs.
     advertise: Mutex<Option<String>>,
+    /// The proxy's requests in flight per machine, when a proxy routes to this host's machines:
+    /// a stop waits for them ([`Agent::drain_with`]).
+    pub proxy_load: std::sync::OnceLock<Arc<aloft_proxy::load::Load>>,
 }
 
 /// The in-memory side of one machine.
@@ -107,6 +110,7 @@ impl Agent {
                 slots: Mutex::new(HashMap::new()),
                 checks: Mutex::new(HashMap::new()),
                 advertise: Mutex::new(None),
+                proxy_load: std::sync::OnceLock::new(),
             }),
         };
         for rec in &records {
@@ -341,6 +345,12 @@ impl Agent {
             .filter(|r| r.state != MachineState::Destroyed)
             .map(|r| self.machine_object(&r, None, Vec::new()))
             .collect())
+    }
+
+    /// Has stops wait for the proxy's requests in flight on a machine (at most the stop's
+    /// timeout) before signalling it: requests a machine is serving finish. Set once.
+    pub fn drain_with(&self, load: Arc<aloft_proxy::load::Load>) {
+        let _ = self.inner.proxy_load.set(load);
     }
 
     /// Moves on whenever a machine on this host changes (state, config, a new or destroyed one).

@@ -166,10 +166,39 @@ impl Agent {
         // The run's supervisor must not take this exit for a crash.
         m.slot.next_run();
         let runtime = self.runtime()?;
+        if !timeout.is_zero() {
+            self.drain(&m.rec.id, timeout).await;
+        }
         match runtime.stop(&m.rec.id, signal, timeout).await {
             Ok(status) => Ok(Some(status)),
             Err(RuntimeError::NotRunning(_) | RuntimeError::NotFound(_)) => Ok(None),
             Err(e) => Err(self.recover(m, kind, e).await),
+        }
+    }
+
+    /// Waits (at most `within`) for the proxy's requests in flight on the machine to finish, so
+    /// that a stop lets them end before the signal. The machine's state says it is stopping
+    /// already, so the proxy sends it nothing new.
+    async fn drain(&self, id: &MachineId, within: Duration) {
+        let Some(load) = self.inner.proxy_load.get() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + within;
+        let mut waited = false;
+        while load.current(id.as_str()) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::info!(machine = %id, "stopping with requests still in flight after {within:?}");
+                return;
+            }
+            waited = true;
+            tokio::select! {
+                () = load.freed() => {}
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        if waited {
+            tracing::debug!(machine = %id, "requests in flight finished; stopping");
         }
     }
 

@@ -379,6 +379,46 @@ async fn stop_start_restart_signal_suspend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_lets_the_proxys_requests_in_flight_finish_first() {
+    let t = TestAgent::start().await;
+    let id = t.create_started(sim_config(&[])).await;
+    let load = std::sync::Arc::new(aloft_proxy::load::Load::default());
+    t.agent.drain_with(load.clone());
+    let stop_url = format!("{}/stop", t.machine(&id));
+
+    // A request in flight: the machine is stopping (no new requests) but not signalled yet.
+    let request = load.try_acquire(&id, 10).unwrap();
+    let stop = t.post(&stop_url, json!({"timeout": "10s"}));
+    let finish = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(t.state(&id).await, "stopping");
+        assert_eq!(
+            t.live_runs(&id),
+            1,
+            "signalled while a request was in flight"
+        );
+        drop(request);
+    };
+    let ((status, body), ()) = tokio::join!(stop, finish);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(t.state(&id).await, "stopped");
+
+    // One that never ends holds the stop for the stop's timeout at most.
+    t.post(&format!("{}/start", t.machine(&id)), json!({}))
+        .await;
+    let _stuck = load.try_acquire(&id, 10).unwrap();
+    let t0 = Instant::now();
+    let (status, body) = t.post(&stop_url, json!({"timeout": "1s"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(t.state(&id).await, "stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_validates_and_times_out() {
     let t = TestAgent::start().await;
     let id = t.create_started(sim_config(&[])).await;

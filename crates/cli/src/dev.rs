@@ -243,6 +243,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         },
         Arc::new(LocalCatalog::new(agent.clone())),
     );
+    agent.drain_with(proxy.load().clone());
     let checks = spawn_health_checks(agent.clone());
     let autostop = {
         let proxy = proxy.clone();
