@@ -47,6 +47,9 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 ];
 
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
+/// How long after autostart asked for a machine to start it counts as starting even while the
+/// catalog still says stopped (the agent writes `starting` within milliseconds).
+const WAKE_GRACE: Duration = Duration::from_secs(1);
 const FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-port");
 const FLY_REGION: HeaderName = HeaderName::from_static("fly-region");
 const FLY_REQUEST_ID: HeaderName = HeaderName::from_static("fly-request-id");
@@ -880,15 +883,22 @@ impl Proxy {
         let timeout = self.inner.config.wake_timeout;
         let mut woken = self.inner.woken.lock().expect("lock");
         woken.retain(|_, at| at.elapsed() < timeout);
-        let starting = targets.iter().any(|t| {
-            t.state == MachineState::Starting || (woken.contains_key(&t.machine_id) && !t.routable)
-        });
+        // Woken a moment ago (its state may not say `starting` yet), or woken and on its way
+        // (started, its checks not passing yet). One woken and then stopped again is wakeable.
+        let on_its_way = |t: &Target| {
+            woken
+                .get(&t.machine_id)
+                .is_some_and(|at| at.elapsed() < WAKE_GRACE || !t.wakeable())
+        };
+        let starting = targets
+            .iter()
+            .any(|t| t.state == MachineState::Starting || (!t.routable && on_its_way(t)));
         if starting {
             return true;
         }
         let Some(t) = targets
             .iter()
-            .filter(|t| t.wakeable() && !woken.contains_key(&t.machine_id))
+            .filter(|t| t.wakeable())
             .min_by_key(|t| preference.distance(&t.region))
         else {
             return false;

@@ -768,6 +768,13 @@ async fn a_request_for_a_stopped_app_starts_a_machine_and_waits_for_it() {
         "one start for three requests"
     );
 
+    // Stopped again (autostop, or by hand) soon after: the next request starts it again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    p.table.set_state("sleepy", MachineState::Stopped);
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert_eq!(p.table.starts.load(Ordering::SeqCst), 2);
+
     // A machine with autostart off stays stopped: PR01.
     let mut off = stopped(target("off", "local", m, 20, 25));
     off.autostart = false;
