@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     /// The proxy's requests in flight per machine, when a proxy routes to this host's machines:
     /// a stop waits for them ([`Agent::drain_with`]).
     pub proxy_load: std::sync::OnceLock<Arc<aloft_proxy::load::Load>>,
+    /// The internal DNS server machines started from now on use ([`Agent::use_internal_dns`]).
+    pub internal_dns: std::sync::OnceLock<String>,
 }
 
 /// The in-memory side of one machine.
@@ -111,6 +113,7 @@ impl Agent {
                 checks: Mutex::new(HashMap::new()),
                 advertise: Mutex::new(None),
                 proxy_load: std::sync::OnceLock::new(),
+                internal_dns: std::sync::OnceLock::new(),
             }),
         };
         for rec in &records {
@@ -351,6 +354,12 @@ impl Agent {
     /// timeout) before signalling it: requests a machine is serving finish. Set once.
     pub fn drain_with(&self, load: Arc<aloft_proxy::load::Load>) {
         let _ = self.inner.proxy_load.set(load);
+    }
+
+    /// Machines started from now on use `server` as their name server (unless their config names
+    /// others): the host's internal DNS serves there. Set once.
+    pub fn use_internal_dns(&self, server: String) {
+        let _ = self.inner.internal_dns.set(server);
     }
 
     /// Moves on whenever a machine on this host changes (state, config, a new or destroyed one).

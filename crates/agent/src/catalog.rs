@@ -1,12 +1,15 @@
-//! The proxy's catalog on one host: this agent's machines, reloaded from its store only when a
-//! machine changed, with each app's targets per port worked out once per reload (so a request
-//! costs a map lookup, not a query).
+//! The catalog on one host, for the proxy and internal DNS: this agent's machines, reloaded from
+//! its store only when a machine changed, with each app's targets per port (and DNS's started
+//! machines) worked out once per reload, so a request or a query costs a map lookup, not a
+//! store query.
 
 use crate::Agent;
+use aloft_dns::names::Entry;
+use aloft_dns::server::Directory;
 use aloft_proxy::catalog::{
     Catalog, PublicPort, Target, first_service_target, machine_targets, public_ports,
 };
-use aloft_types::Machine;
+use aloft_types::{Machine, MachineState};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,6 +26,8 @@ struct Snapshot {
     targets: Mutex<HashMap<(String, u16), Targets>>,
     /// The public TCP ports, worked out on first use.
     ports: OnceLock<Vec<PublicPort>>,
+    /// The started machines, for internal DNS, worked out on first use.
+    entries: OnceLock<Arc<Vec<Entry>>>,
 }
 
 /// This host's machines as the proxy sees them.
@@ -60,6 +65,7 @@ impl LocalCatalog {
                         by_app,
                         targets: Mutex::default(),
                         ports: OnceLock::new(),
+                        entries: OnceLock::new(),
                     }));
                 }
                 // The last good view serves until the store answers again.
@@ -119,5 +125,33 @@ impl Catalog for LocalCatalog {
             .autostop(&target.app, &target.machine_id, suspend)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+impl Directory for LocalCatalog {
+    fn entries(&self) -> Arc<Vec<Entry>> {
+        let snapshot = self.current();
+        snapshot
+            .entries
+            .get_or_init(|| {
+                let started = snapshot
+                    .by_app
+                    .values()
+                    .flatten()
+                    .filter(|m| m.state == MachineState::Started);
+                Arc::new(
+                    started
+                        .filter_map(|m| {
+                            Some(Entry {
+                                id: m.id.to_string(),
+                                app: m.app_name.clone(),
+                                region: m.region.clone(),
+                                ip: m.private_ip.parse().ok()?,
+                            })
+                        })
+                        .collect(),
+                )
+            })
+            .clone()
     }
 }

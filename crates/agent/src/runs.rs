@@ -21,7 +21,11 @@ use std::time::Duration;
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the runtime needs to run the record's current version.
-pub(crate) fn spec_of(rec: &Record, image: Option<PreparedImage>) -> MachineSpec {
+pub(crate) fn spec_of(
+    rec: &Record,
+    image: Option<PreparedImage>,
+    internal_dns: Option<String>,
+) -> MachineSpec {
     MachineSpec {
         id: rec.id.clone(),
         app: rec.app.clone(),
@@ -31,6 +35,7 @@ pub(crate) fn spec_of(rec: &Record, image: Option<PreparedImage>) -> MachineSpec
         instance_id: rec.instance_id.to_string(),
         config: rec.config.clone(),
         image,
+        internal_dns,
     }
 }
 
@@ -111,7 +116,7 @@ impl Agent {
                 )));
             }
         };
-        let spec = spec_of(&m.rec, image);
+        let spec = spec_of(&m.rec, image, self.inner.internal_dns.get().cloned());
         let mut started = match runtime.create(&spec).await {
             Ok(()) => runtime.start(&spec).await,
             Err(e) => Err(e),

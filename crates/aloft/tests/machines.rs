@@ -198,6 +198,39 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         let env = exec(&dev, id, "echo $FLY_MACHINE_ID $FLY_REGION $FLY_APP_NAME");
         assert_eq!(env.trim(), format!("{id} local web"));
     }
+    // Internal DNS at fdaa::3: the app's machines by name, from inside one of them.
+    let resolv = exec(&dev, &ids[0], "cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver fdaa::3"), "{resolv}");
+    let ips: Vec<String> = ids.iter().map(|id| private_ip(&dev, id)).collect();
+    let found = exec(&dev, &ids[0], "nslookup -type=aaaa web.internal fdaa::3");
+    for ip in &ips {
+        assert!(found.contains(ip.as_str()), "{ip} missing from:\n{found}");
+    }
+    let found = exec(
+        &dev,
+        &ids[0],
+        &format!("nslookup -type=aaaa {}.vm.web.internal fdaa::3", ids[1]),
+    );
+    assert!(found.contains(ips[1].as_str()), "{found}");
+    let found = exec(&dev, &ids[0], "nslookup -type=txt vms.web.internal fdaa::3");
+    assert!(found.contains(&format!("{} local", ids[1])), "{found}");
+    let missing = dev.aloft(&[
+        "machine",
+        "exec",
+        &ids[0],
+        "-a",
+        "web",
+        "--",
+        "nslookup",
+        "-type=aaaa",
+        "nope.internal",
+        "fdaa::3",
+    ]);
+    assert!(
+        format!("{}{}", missing.stdout, missing.stderr).contains("NXDOMAIN"),
+        "{missing}"
+    );
+
     // Through the proxy, as web.localhost: requests reach both machines.
     for id in &ids {
         exec(&dev, id, "echo $FLY_MACHINE_ID > /srv/id.txt");

@@ -233,6 +233,8 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let ca_path = ca.cert_path.clone();
     let domains = Arc::new(Domains::default());
     let domains_sync = spawn_domains_sync(control_plane.clone(), domains.clone());
+    let catalog = Arc::new(LocalCatalog::new(agent.clone()));
+    let dns = spawn_internal_dns(runtime_name, &agent, catalog.clone(), &args.region).await;
     let proxy = Proxy::new(
         ProxyConfig {
             drain_timeout: DRAIN_TIMEOUT,
@@ -241,7 +243,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             domains,
             ..ProxyConfig::new(args.region.clone())
         },
-        Arc::new(LocalCatalog::new(agent.clone())),
+        catalog.clone(),
     );
     agent.drain_with(proxy.load().clone());
     let checks = spawn_health_checks(agent.clone());
@@ -314,6 +316,9 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     janitor.abort();
     autostop.abort();
     domains_sync.abort();
+    if let Some(dns) = dns {
+        dns.abort();
+    }
     checks.abort();
     let _ = stop_tx.send(true);
     let graceful = async {
@@ -337,6 +342,39 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         println!("{STOPPED}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves internal DNS at `fdaa::3` (on the machines' bridge) from `catalog`, and has the agent
+/// give it to machines as their name server. Not with the sim runtime (no bridge), nor when the
+/// address cannot be bound (another cloud on this host has it): machines then get the host's
+/// resolvers.
+async fn spawn_internal_dns(
+    runtime: &str,
+    agent: &Agent,
+    catalog: Arc<LocalCatalog>,
+    region: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if runtime == "sim" {
+        return None;
+    }
+    let at = SocketAddr::new(aloft_dns::INTERNAL_DNS.into(), 53);
+    let socket = match tokio::net::UdpSocket::bind(at).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(
+                "internal DNS is off: cannot listen on {at}: {e}; machines use the host's resolvers"
+            );
+            return None;
+        }
+    };
+    let upstreams = aloft_dns::server::host_upstreams();
+    let dns = Arc::new(aloft_dns::server::Dns::new(
+        catalog,
+        upstreams,
+        region.to_string(),
+    ));
+    agent.use_internal_dns(aloft_dns::INTERNAL_DNS.to_string());
+    Some(tokio::spawn(dns.serve(socket, std::future::pending())))
 }
 
 /// Keeps the proxy's hostnames (`aloft certs`) in step with the control plane: loaded now and

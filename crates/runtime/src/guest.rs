@@ -28,11 +28,14 @@ pub fn init_config(
             })
         })
         .collect();
-    // The machine's own name servers, else the host's (internal DNS is not built yet).
+    // The machine's own name servers, else internal DNS, else the host's resolvers.
     let dns = spec.config.dns.as_ref();
     let nameservers = match dns.map(|d| d.nameservers.clone()).unwrap_or_default() {
         own if !own.is_empty() => own,
-        _ => host_nameservers(),
+        _ => match &spec.internal_dns {
+            Some(server) => vec![server.clone()],
+            None => host_nameservers(),
+        },
     };
     Ok(InitConfig {
         machine_id: id.clone(),

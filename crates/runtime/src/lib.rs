@@ -52,6 +52,9 @@ pub struct MachineSpec {
     /// The machine's image, ready on this host. `None` when the agent pulls no images (tests
     /// of other parts, `aloft dev up --no-pull`): only the sim backend runs such a machine.
     pub image: Option<PreparedImage>,
+    /// The host's internal DNS server (`fdaa::3`), when one serves its machines: their name
+    /// server unless their config names others. `None`: the host's upstream resolvers.
+    pub internal_dns: Option<String>,
 }
 
 /// An image pulled and assembled on this host, and the process to run from it.

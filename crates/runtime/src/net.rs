@@ -219,6 +219,9 @@ impl HostNetwork {
         ip(&["addr", "replace", &gw, "dev", br])?;
         let v6 = format!("{}/128", self.bridge_ipv6());
         ip(&["-6", "addr", "replace", &v6, "dev", br, "nodad"])?;
+        // Internal DNS answers machines there (`dev up` serves it).
+        let dns = format!("{}/128", aloft_types::sixpn::INTERNAL_DNS);
+        ip(&["-6", "addr", "replace", &dns, "dev", br, "nodad"])?;
         ip(&["link", "set", br, "up"])?;
         for (key, value) in [
             ("/proc/sys/net/ipv4/ip_forward", "1"),

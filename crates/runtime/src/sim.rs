@@ -601,6 +601,7 @@ mod tests {
             instance_id: "i1".into(),
             config,
             image: None,
+            internal_dns: None,
         }
     }
 

@@ -4,6 +4,9 @@
 
 use std::net::Ipv6Addr;
 
+/// Internal DNS, on every host's bridge, in network 0 (which no org gets).
+pub const INTERNAL_DNS: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 3);
+
 /// The private address of machine number `machine` on host `host` in network `network`.
 pub fn machine_address(network: u32, host: u32, machine: u32) -> Ipv6Addr {
     Ipv6Addr::new(
