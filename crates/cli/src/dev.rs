@@ -358,7 +358,12 @@ async fn spawn_internal_dns(
         return None;
     }
     let at = SocketAddr::new(aloft_dns::INTERNAL_DNS.into(), 53);
-    let socket = match tokio::net::UdpSocket::bind(at).await {
+    let bound = async {
+        let udp = tokio::net::UdpSocket::bind(at).await?;
+        let tcp = TcpListener::bind(at).await?;
+        Ok::<_, std::io::Error>((udp, tcp))
+    };
+    let (socket, tcp) = match bound.await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(
@@ -374,7 +379,12 @@ async fn spawn_internal_dns(
         region.to_string(),
     ));
     agent.use_internal_dns(aloft_dns::INTERNAL_DNS.to_string());
-    Some(tokio::spawn(dns.serve(socket, std::future::pending())))
+    Some(tokio::spawn(async move {
+        tokio::join!(
+            dns.clone().serve(socket, std::future::pending()),
+            dns.serve_tcp(tcp, std::future::pending())
+        );
+    }))
 }
 
 /// Keeps the proxy's hostnames (`aloft certs`) in step with the control plane: loaded now and

@@ -1,7 +1,7 @@
 //! The DNS server on a host: `.internal` names from a [`Directory`] of started machines, every
-//! other name relayed to the host's upstream resolvers. UDP only: answers too large for the
-//! client are truncated (the `.internal` answers of an app with hundreds of machines would need
-//! TCP, which clients then retry and get refused).
+//! other name relayed to the host's upstream resolvers. Over UDP, answers too large for the
+//! client are truncated; clients then ask again over TCP ([`Dns::serve_tcp`]), where they are
+//! whole.
 
 use crate::names::{self, Answer, Entry};
 use crate::wire::{self, Rcode, WireError};
@@ -19,6 +19,10 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Queries handled at once; more are dropped (the client retries), so a flood cannot exhaust
 /// the host.
 const MAX_IN_FLIGHT: usize = 256;
+/// TCP connections served at once.
+const MAX_TCP_CONNECTIONS: usize = 64;
+/// How long a TCP connection may sit without a query.
+const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// The started machines internal DNS answers with, from memory.
 pub trait Directory: Send + Sync + 'static {
@@ -44,8 +48,18 @@ impl Dns {
     /// The answer to one message from `from`; `None` for a message that gets none (a
     /// response, or something too short to carry an id).
     pub async fn handle(&self, msg: &[u8], from: IpAddr) -> Option<Vec<u8>> {
+        self.answer(msg, from, None).await
+    }
+
+    /// [`Dns::handle`], with answers limited to `limit` bytes instead of the client's UDP size.
+    async fn answer(&self, msg: &[u8], from: IpAddr, limit: Option<usize>) -> Option<Vec<u8>> {
         let q = match wire::parse_query(msg) {
-            Ok(q) => q,
+            Ok(mut q) => {
+                if let Some(limit) = limit {
+                    q.udp_size = limit;
+                }
+                q
+            }
             Err(WireError::NotAQuery) if msg.get(2).is_some_and(|f| f & 0x80 != 0) => return None,
             Err(e) => {
                 tracing::debug!(%from, "a malformed query: {e}");
@@ -135,6 +149,66 @@ impl Dns {
                 }
                 drop(permit);
             });
+        }
+    }
+}
+
+impl Dns {
+    /// Answers queries over TCP on `listener` (two-byte length before each message, several
+    /// per connection) until `shutdown`; an idle connection is closed after 10 s.
+    pub async fn serve_tcp(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let permits = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, from) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!("accepting a DNS connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return,
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                continue;
+            };
+            let dns = self.clone();
+            tokio::spawn(async move {
+                let _ = dns.tcp_connection(stream, from.ip()).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn tcp_connection(
+        &self,
+        mut stream: tokio::net::TcpStream,
+        from: IpAddr,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let mut len = [0u8; 2];
+            match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+                Ok(Ok(_)) => {}
+                _ => return Ok(()),
+            }
+            let mut msg = vec![0; usize::from(u16::from_be_bytes(len))];
+            tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut msg))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            let Some(answer) = self.answer(&msg, from, Some(usize::from(u16::MAX))).await else {
+                return Ok(());
+            };
+            let mut out = Vec::with_capacity(answer.len() + 2);
+            out.extend((answer.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+            out.extend(answer);
+            stream.write_all(&out).await?;
         }
     }
 }
@@ -266,6 +340,27 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(rcode(&buf[..n]), 5, "loopback is not a machine: REFUSED");
+    }
+
+    #[tokio::test]
+    async fn tcp_answers_whole_and_several_per_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(Arc::new(dns(Vec::new())).serve_tcp(listener, std::future::pending()));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for id in [1u16, 2] {
+            let q = query_bytes(id, "web.internal", TYPE_AAAA, None);
+            let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+            msg.extend(q);
+            s.write_all(&msg).await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut answer = vec![0; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut answer).await.unwrap();
+            assert_eq!(&answer[0..2], &id.to_be_bytes());
+            assert_eq!(rcode(&answer), 5, "loopback is not a machine: REFUSED");
+        }
     }
 
     #[test]

@@ -47,9 +47,8 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 ];
 
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
-/// How long after autostart asked for a machine to start it counts as starting even while the
-/// catalog still says stopped (the agent writes `starting` within milliseconds).
-const WAKE_GRACE: Duration = Duration::from_secs(1);
+/// How long autostart leaves a machine whose start failed before trying it again.
+const WAKE_RETRY: Duration = Duration::from_secs(5);
 const FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-port");
 const FLY_REGION: HeaderName = HeaderName::from_static("fly-region");
 const FLY_REQUEST_ID: HeaderName = HeaderName::from_static("fly-request-id");
@@ -161,6 +160,8 @@ struct Inner {
     upstream_h2: Client<HttpConnector, ProxyBody>,
     /// Machines autostart started, and when.
     woken: Mutex<HashMap<String, Instant>>,
+    /// Machines autostart asked to start whose start has not answered yet.
+    waking: Mutex<std::collections::HashSet<String>>,
     /// `Fly-Region`.
     region: HeaderValue,
     metrics: Metrics,
@@ -272,6 +273,7 @@ impl Proxy {
                 upstream,
                 upstream_h2,
                 woken: Mutex::default(),
+                waking: Mutex::default(),
                 metrics: Metrics::default(),
             }),
         }
@@ -883,16 +885,16 @@ impl Proxy {
         let timeout = self.inner.config.wake_timeout;
         let mut woken = self.inner.woken.lock().expect("lock");
         woken.retain(|_, at| at.elapsed() < timeout);
-        // Woken a moment ago (its state may not say `starting` yet), or woken and on its way
-        // (started, its checks not passing yet). One woken and then stopped again is wakeable.
-        let on_its_way = |t: &Target| {
-            woken
-                .get(&t.machine_id)
-                .is_some_and(|at| at.elapsed() < WAKE_GRACE || !t.wakeable())
-        };
-        let starting = targets
-            .iter()
-            .any(|t| t.state == MachineState::Starting || (!t.routable && on_its_way(t)));
+        let mut waking = self.inner.waking.lock().expect("lock");
+        // A start asked for and not answered yet, or one answered whose checks do not pass
+        // yet. A machine woken and then stopped again is wakeable again.
+        let starting = targets.iter().any(|t| {
+            t.state == MachineState::Starting
+                || waking.contains(&t.machine_id)
+                || (t.state == MachineState::Started
+                    && !t.routable
+                    && woken.contains_key(&t.machine_id))
+        });
         if starting {
             return true;
         }
@@ -904,17 +906,26 @@ impl Proxy {
             return false;
         };
         woken.insert(t.machine_id.clone(), Instant::now());
+        waking.insert(t.machine_id.clone());
         self.inner.metrics.count(Event::Autostart, &t.app);
-        let (catalog, target) = (self.inner.catalog.clone(), (*t).clone());
+        let (proxy, target) = (self.clone(), (*t).clone());
         tokio::spawn(async move {
             tracing::info!(
                 machine = target.machine_id,
                 app = target.app,
                 "autostart: starting a machine for a request"
             );
-            if let Err(e) = catalog.start(&target).await {
+            if let Err(e) = proxy.inner.catalog.start(&target).await {
                 tracing::warn!(machine = target.machine_id, "autostart failed: {e}");
+                // Not tried again at once: requests wait (or time out) meanwhile.
+                tokio::time::sleep(WAKE_RETRY).await;
             }
+            proxy
+                .inner
+                .waking
+                .lock()
+                .expect("lock")
+                .remove(&target.machine_id);
         });
         true
     }

@@ -27,7 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
 
 /// Apps and their machines, as a test sets them. Starting a machine marks it started after
-/// `start_delay` (never, with `None`); stopping marks it stopped at once. Both are counted.
+/// `start_delay` (never answering, with `None`); stopping marks it stopped at once. Both are
+/// counted.
 struct Table {
     apps: Mutex<HashMap<String, Vec<Target>>>,
     ports: Mutex<Vec<PublicPort>>,
@@ -83,7 +84,8 @@ impl Catalog for Table {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let delay = *self.start_delay.lock().unwrap();
         let Some(delay) = delay else {
-            return Ok(());
+            // A start that never ends (the agent stuck on the machine).
+            return std::future::pending().await;
         };
         tokio::time::sleep(delay).await;
         self.set_state(&target.machine_id, MachineState::Started);
@@ -769,7 +771,6 @@ async fn a_request_for_a_stopped_app_starts_a_machine_and_waits_for_it() {
     );
 
     // Stopped again (autostop, or by hand) soon after: the next request starts it again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     p.table.set_state("sleepy", MachineState::Stopped);
     let resp = get(p.addr, "hello.localhost", "").await;
     assert_eq!(status(&resp), 200, "{resp}");
