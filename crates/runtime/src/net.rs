@@ -79,8 +79,17 @@ pub struct HostNetwork {
     opts: NetworkOptions,
     file: PathBuf,
     leases: Mutex<BTreeMap<String, MachineNet>>,
-    /// The org prefixes the nftables rules were last written for.
-    applied: Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// The machines (interface and addresses) the nftables rules were last written for.
+    applied: Mutex<Option<Vec<Port>>>,
+}
+
+/// What the rules know of a machine: the bridge port its frames come in on, and the addresses
+/// it may send from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Port {
+    host_if: String,
+    ipv6: Ipv6Addr,
+    ipv4: Ipv4Addr,
 }
 
 fn run(program: &'static str, args: &[&str]) -> Result<String, NetError> {
@@ -174,6 +183,13 @@ fn org_prefix(addr: Ipv6Addr) -> String {
     format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
 }
 
+/// A machine's own /112 (it answers on `::2` of it).
+fn own_prefix(addr: Ipv6Addr) -> String {
+    let s = addr.segments();
+    let base = Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], 0);
+    format!("{base}/112")
+}
+
 impl HostNetwork {
     /// Sets up the bridge, forwarding and the nftables tables (idempotent), and loads the
     /// addresses machines hold.
@@ -232,26 +248,36 @@ impl HostNetwork {
         Ok(())
     }
 
-    /// The nftables tables of this bridge, rebuilt from the machines it has when the set of orgs
-    /// on the host changed (or on the first call).
+    /// The nftables tables of this bridge, rebuilt from the machines it has when they changed
+    /// (or on the first call).
     fn ensure_rules(&self) -> Result<(), NetError> {
-        let orgs: std::collections::BTreeSet<String> = self
+        let ports: Vec<Port> = self
             .leases
             .lock()
             .expect("lock")
             .values()
-            .map(|m| org_prefix(m.ipv6))
+            .map(|m| Port {
+                host_if: m.host_if.clone(),
+                ipv6: m.ipv6,
+                ipv4: m.ipv4,
+            })
             .collect();
         let mut applied = self.applied.lock().expect("lock");
-        if applied.as_ref() == Some(&orgs) {
+        if applied.as_ref() == Some(&ports) {
             return Ok(());
         }
-        self.write_rules(&orgs)?;
-        *applied = Some(orgs);
+        nft(&self.rules(&ports))?;
+        *applied = Some(ports);
         Ok(())
     }
 
-    fn write_rules(&self, orgs: &std::collections::BTreeSet<String>) -> Result<(), NetError> {
+    /// The bridge's tables: NAT for machines' IPv4; no IPv4 between machines; IPv6 only within
+    /// an org's /48; and each machine's frames only from its own addresses (its /112, link-local
+    /// and unspecified ones for neighbour discovery; its IPv4 address), so that no machine can
+    /// pass for another, of its org or not.
+    fn rules(&self, ports: &[Port]) -> String {
+        let orgs: std::collections::BTreeSet<String> =
+            ports.iter().map(|p| org_prefix(p.ipv6)).collect();
         let br = &self.opts.bridge;
         let (net, len) = self.opts.subnet_v4;
         let mut script = format!(
@@ -271,13 +297,27 @@ impl HostNetwork {
                  ether type ip drop\n\
                  ip6 daddr ff00::/8 accept\n"
         );
-        for p in orgs {
+        for p in &orgs {
             script.push_str(&format!(
                 "                 ip6 saddr {p} ip6 daddr != {p} drop\n"
             ));
         }
+        script.push_str(
+            "               }\n\
+               chain prerouting {\n\
+                 type filter hook prerouting priority filter; policy accept;\n",
+        );
+        for p in ports {
+            let own = own_prefix(p.ipv6);
+            script.push_str(&format!(
+                "                 iifname \"{i}\" ether type ip6 ip6 saddr != {{ {own}, fe80::/10, ::/128 }} drop\n\
+                                   iifname \"{i}\" ether type ip ip saddr != {{ {v4}, 0.0.0.0 }} drop\n",
+                i = p.host_if,
+                v4 = p.ipv4,
+            ));
+        }
         script.push_str("               }\n             }\n");
-        nft(&script)
+        script
     }
 
     fn save(&self, leases: &BTreeMap<String, MachineNet>) -> Result<(), NetError> {

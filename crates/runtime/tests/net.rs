@@ -1,0 +1,123 @@
+//! The host's machine network on its own (no runtime): network namespaces on a bridge of this
+//! test's own, as gVisor machines get them, and what the bridge lets through.
+
+mod common;
+
+use aloft_runtime::net::HostNetwork;
+use aloft_types::sixpn::machine_address;
+use common::*;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+const TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("nft", "nftables")];
+
+/// Sends one datagram from `from` (an address in the namespace) to `to`, inside the namespace at
+/// `netns`.
+fn send_from(netns: &std::path::Path, from: IpAddr, to: SocketAddr) {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&netns).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        let socket = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
+        // Twice: the first may wait on neighbour discovery.
+        for _ in 0..2 {
+            let _ = socket.send_to(b"hello", to);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+/// The sources of the datagrams that reached `socket` within a second.
+fn received(socket: &UdpSocket) -> Vec<IpAddr> {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut from = Vec::new();
+    let mut buf = [0; 64];
+    while let Ok((_, sender)) = socket.recv_from(&mut buf) {
+        from.push(sender.ip());
+    }
+    from
+}
+
+fn in_netns(name: &str, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", name, "ip"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_machine_cannot_send_from_an_address_that_is_not_its_own() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let net = HostNetwork::new(tmp.path(), network()).unwrap();
+    let org = 70_000 + std::process::id() % 10_000;
+    let id = format!("spoof{}", std::process::id());
+    let own = machine_address(org, 1, 1);
+    let m = net.attach_netns(&id, own).unwrap();
+    let netns = m.netns.clone().unwrap();
+
+    // The host listens on the bridge's addresses.
+    let v6 = UdpSocket::bind(SocketAddr::new(net.bridge_ipv6().into(), 0)).unwrap();
+    let v4 = UdpSocket::bind(SocketAddr::new(m.gateway_v4.into(), 0)).unwrap();
+
+    // From its own addresses: delivered.
+    send_from(&netns, own.into(), v6.local_addr().unwrap());
+    assert!(received(&v6).contains(&IpAddr::V6(own)));
+    send_from(&netns, m.ipv4.into(), v4.local_addr().unwrap());
+    assert!(received(&v4).contains(&IpAddr::V4(m.ipv4)));
+
+    // From another machine's address of the same org, or another org's: dropped. (Root in a
+    // microVM guest can add any address to its interface.)
+    let other = machine_address(org, 1, 2);
+    let foreign = machine_address(org + 1, 1, 1);
+    let name = format!("aloft-{id}");
+    for spoofed in [other, foreign] {
+        in_netns(
+            &name,
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{spoofed}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        );
+        send_from(&netns, spoofed.into(), v6.local_addr().unwrap());
+        let got = received(&v6);
+        assert!(
+            !got.contains(&IpAddr::V6(spoofed)),
+            "{spoofed} got through: {got:?}"
+        );
+    }
+    let spoofed_v4 = std::net::Ipv4Addr::from(u32::from(m.ipv4) + 1);
+    in_netns(
+        &name,
+        &["addr", "add", &format!("{spoofed_v4}/32"), "dev", "eth0"],
+    );
+    send_from(&netns, spoofed_v4.into(), v4.local_addr().unwrap());
+    assert!(!received(&v4).contains(&IpAddr::V4(spoofed_v4)));
+
+    // Its own address still works afterwards.
+    send_from(&netns, own.into(), v6.local_addr().unwrap());
+    assert!(received(&v6).contains(&IpAddr::V6(own)));
+
+    net.release(&id).unwrap();
+    net.remove().unwrap();
+}
