@@ -70,6 +70,10 @@ pub enum NetError {
     Missing(&'static str, &'static str),
     #[error("the subnet {0} has no free address left for another machine")]
     Full(String),
+    #[error(
+        "{address} is in use on this host by another aloft cloud's machine (bridge {bridge}): every cloud numbers its first host and org 1, so two on one host collide; stop the other one (or destroy its machines) first"
+    )]
+    InUse { address: Ipv6Addr, bridge: String },
     #[error("{0}: {1}")]
     Io(String, #[source] io::Error),
 }
@@ -369,6 +373,7 @@ impl HostNetwork {
     /// A network namespace for the machine, wired to the bridge by a veth pair (`eth0` inside),
     /// with its addresses and routes. Idempotent: an existing namespace is kept.
     pub fn attach_netns(&self, id: &str, ipv6: Ipv6Addr) -> Result<MachineNet, NetError> {
+        self.check_unclaimed(ipv6)?;
         let m = self.lease(id, ipv6, true)?;
         let ns_path = m.netns.clone().expect("netns lease");
         let ns_name = format!("aloft-{id}");
@@ -420,6 +425,7 @@ impl HostNetwork {
     /// A TAP device on the bridge for a microVM (the guest configures its own addresses from
     /// the returned lease).
     pub fn attach_tap(&self, id: &str, ipv6: Ipv6Addr) -> Result<MachineNet, NetError> {
+        self.check_unclaimed(ipv6)?;
         let m = self.lease(id, ipv6, false)?;
         if ip(&["link", "show", "dev", &m.host_if]).is_err() {
             ip(&["tuntap", "add", "dev", &m.host_if, "mode", "tap"])?;
@@ -427,6 +433,27 @@ impl HostNetwork {
         ip(&["link", "set", &m.host_if, "master", &self.opts.bridge, "up"])?;
         self.route_and_rules(&m)?;
         Ok(m)
+    }
+
+    /// Refuses an address a live machine on another bridge of this host has (its route would be
+    /// taken over, and the other machine cut off). A route on a bridge without carrier is a
+    /// leftover of a cloud that is gone, and is taken over.
+    fn check_unclaimed(&self, ipv6: Ipv6Addr) -> Result<(), NetError> {
+        let routes = ip(&["-6", "route", "show", &format!("{ipv6}/128")])?;
+        for line in routes.lines() {
+            let mut words = line.split_whitespace();
+            let dev = words.by_ref().skip_while(|w| *w != "dev").nth(1);
+            if let Some(dev) = dev
+                && dev != self.opts.bridge
+                && !line.contains("linkdown")
+            {
+                return Err(NetError::InUse {
+                    address: ipv6,
+                    bridge: dev.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn route_and_rules(&self, m: &MachineNet) -> Result<(), NetError> {

@@ -121,3 +121,37 @@ fn a_machine_cannot_send_from_an_address_that_is_not_its_own() {
     net.release(&id).unwrap();
     net.remove().unwrap();
 }
+
+#[test]
+fn an_address_another_bridge_serves_is_refused_until_it_is_released() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let first = HostNetwork::new(&tmp.path().join("first"), network()).unwrap();
+    let second = HostNetwork::new(&tmp.path().join("second"), network()).unwrap();
+    let address = machine_address(80_000 + std::process::id() % 10_000, 1, 1);
+    let (a, b) = (
+        format!("claim-a{}", std::process::id()),
+        format!("claim-b{}", std::process::id()),
+    );
+    first.attach_netns(&a, address).unwrap();
+    // The first bridge has carrier once its new port is up (as with a machine that runs).
+    let carrier = format!("/sys/class/net/{}/carrier", first.options().bridge);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&carrier).unwrap_or_default().trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no carrier on the first bridge"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = second.attach_netns(&b, address).unwrap_err().to_string();
+    assert!(
+        err.contains("in use") && err.contains(&first.options().bridge),
+        "{err}"
+    );
+    first.release(&a).unwrap();
+    second.attach_netns(&b, address).unwrap();
+    second.release(&b).unwrap();
+    first.remove().unwrap();
+    second.remove().unwrap();
+}
