@@ -17,6 +17,9 @@ use aloft_types::time::{now_ms, rfc3339};
 use aloft_types::{ApiError, MachineEvent, MachineId, MachineState};
 use std::time::Duration;
 
+/// The longest a stop waits for the proxy's requests in flight before signalling the machine.
+const MAX_DRAIN: Duration = Duration::from_secs(5);
+
 /// The longest pause before the restart policy starts a machine again.
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -172,7 +175,9 @@ impl Agent {
         m.slot.next_run();
         let runtime = self.runtime()?;
         if !timeout.is_zero() {
-            self.drain(&m.rec.id, timeout).await;
+            // Long-lived connections (WebSockets, raw TCP) end with the signal, not before it:
+            // they are given a short while only.
+            self.drain(&m.rec.id, timeout.min(MAX_DRAIN)).await;
         }
         match runtime.stop(&m.rec.id, signal, timeout).await {
             Ok(status) => Ok(Some(status)),

@@ -47,6 +47,17 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 ];
 
 const FLY_CLIENT_IP: HeaderName = HeaderName::from_static("fly-client-ip");
+/// Takes a machine out of [`Inner::waking`] when dropped.
+struct NotWaking<'a>(&'a Proxy, &'a str);
+
+impl Drop for NotWaking<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waking) = self.0.inner.waking.lock() {
+            waking.remove(self.1);
+        }
+    }
+}
+
 /// How long autostart leaves a machine whose start failed before trying it again.
 const WAKE_RETRY: Duration = Duration::from_secs(5);
 const FLY_FORWARDED_PORT: HeaderName = HeaderName::from_static("fly-forwarded-port");
@@ -910,22 +921,24 @@ impl Proxy {
         self.inner.metrics.count(Event::Autostart, &t.app);
         let (proxy, target) = (self.clone(), (*t).clone());
         tokio::spawn(async move {
+            // However the start ends (even by a panic), the machine may be woken again.
+            let _done = NotWaking(&proxy, &target.machine_id);
             tracing::info!(
                 machine = target.machine_id,
                 app = target.app,
                 "autostart: starting a machine for a request"
             );
-            if let Err(e) = proxy.inner.catalog.start(&target).await {
+            let start = proxy.inner.catalog.start(&target);
+            let failed = match tokio::time::timeout(timeout, start).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(format!("no answer within {}s", timeout.as_secs())),
+            };
+            if let Some(e) = failed {
                 tracing::warn!(machine = target.machine_id, "autostart failed: {e}");
                 // Not tried again at once: requests wait (or time out) meanwhile.
                 tokio::time::sleep(WAKE_RETRY).await;
             }
-            proxy
-                .inner
-                .waking
-                .lock()
-                .expect("lock")
-                .remove(&target.machine_id);
         });
         true
     }

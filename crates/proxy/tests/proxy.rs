@@ -1199,6 +1199,30 @@ async fn tcp_ports_pass_connections_through_skipping_machines_that_refuse() {
     }
     drop(open);
 
+    // What the port does changes (here: it serves HTTP now): the listener is replaced at once.
+    p.table.ports.lock().unwrap()[0].handlers = PortHandlers {
+        http: true,
+        ..PortHandlers::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = connect_eventually(port).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: db.localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+        let resp = String::from_utf8_lossy(&out).to_string();
+        if resp.starts_with("HTTP/1.1 ") {
+            // Over HTTP, the machine that lists the port with the `http` handler answers.
+            assert_eq!(status(&resp), 200, "{resp}");
+            assert!(resp.contains("machine: web"), "{resp}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still served raw: {resp}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // When the app no longer lists the port, the proxy stops listening on it.
     p.table.ports.lock().unwrap().clear();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -255,6 +255,9 @@ impl HostNetwork {
     /// The nftables tables of this bridge, rebuilt from the machines it has when they changed
     /// (or on the first call).
     fn ensure_rules(&self) -> Result<(), NetError> {
+        // Held while the machines are read and the rules written, so that of two machines
+        // joining or leaving at once, the later write has both.
+        let mut applied = self.applied.lock().expect("lock");
         let ports: Vec<Port> = self
             .leases
             .lock()
@@ -266,7 +269,6 @@ impl HostNetwork {
                 ipv4: m.ipv4,
             })
             .collect();
-        let mut applied = self.applied.lock().expect("lock");
         if applied.as_ref() == Some(&ports) {
             return Ok(());
         }

@@ -42,14 +42,20 @@ impl Proxy {
                 .into_iter()
                 .filter(|p| !skip.contains(&p.port))
                 .collect();
-            open.retain(|port, (serving, task)| {
-                let keep = wanted.contains(serving);
-                if !keep {
+            let stale: Vec<u16> = open
+                .iter()
+                .filter(|(_, (serving, _))| !wanted.contains(serving))
+                .map(|(port, _)| *port)
+                .collect();
+            for port in stale {
+                if let Some((serving, task)) = open.remove(&port) {
                     task.abort();
+                    // Its listener is closed once the task is gone: the port can be bound
+                    // again (for its new owner or handlers) in this same pass.
+                    let _ = task.await;
                     tracing::info!(port, app = serving.app, "port closed");
                 }
-                keep
-            });
+            }
             unbindable.retain(|port, at| {
                 at.elapsed() < REBIND_AFTER && wanted.iter().any(|w| w.port == *port)
             });
