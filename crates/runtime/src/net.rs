@@ -280,7 +280,11 @@ impl HostNetwork {
     /// The bridge's tables: NAT for machines' IPv4; no IPv4 between machines; IPv6 only within
     /// an org's /48; and each machine's frames only from its own addresses (its /112, link-local
     /// and unspecified ones for neighbour discovery; its IPv4 address), so that no machine can
-    /// pass for another, of its org or not.
+    /// pass for another, of its org or not. Neighbour discovery cannot be turned against
+    /// another machine either: a machine announces only its own addresses (ARP sender, neighbour
+    /// advertisement target), sends no router advertisements or redirects, and link-local or
+    /// multicast traffic between machines (which no org prefix covers) is neighbour discovery
+    /// only.
     fn rules(&self, ports: &[Port]) -> String {
         let orgs: std::collections::BTreeSet<String> =
             ports.iter().map(|p| org_prefix(p.ipv6)).collect();
@@ -301,7 +305,10 @@ impl HostNetwork {
                chain forward {{\n\
                  type filter hook forward priority filter; policy accept;\n\
                  ether type ip drop\n\
-                 ip6 daddr ff00::/8 accept\n"
+                 ip6 daddr ff00::/8 meta l4proto != ipv6-icmp drop\n\
+                 ip6 daddr ff00::/8 accept\n\
+                 ip6 saddr fe80::/10 meta l4proto != ipv6-icmp drop\n\
+                 ip6 saddr fe80::/10 icmpv6 type != {{ nd-neighbor-solicit, nd-neighbor-advert }} drop\n"
         );
         for p in &orgs {
             script.push_str(&format!(
@@ -315,9 +322,17 @@ impl HostNetwork {
         );
         for p in ports {
             let own = own_prefix(p.ipv6);
+            // The first 112 bits of the machine's address, to compare a neighbour
+            // advertisement's target with (bytes 8-23 of the ICMPv6 message; fe80::/10 is
+            // 0x3fa in its first 10 bits).
+            let s = p.ipv6.segments();
+            let own_bits: String = s[..7].iter().map(|w| format!("{w:04x}")).collect();
             script.push_str(&format!(
                 "                 iifname \"{i}\" ether type ip6 ip6 saddr != {{ {own}, fe80::/10, ::/128 }} drop\n\
-                                   iifname \"{i}\" ether type ip ip saddr != {{ {v4}, 0.0.0.0 }} drop\n",
+                                   iifname \"{i}\" ether type ip ip saddr != {{ {v4}, 0.0.0.0 }} drop\n\
+                                   iifname \"{i}\" ether type arp arp saddr ip != {v4} drop\n\
+                                   iifname \"{i}\" icmpv6 type {{ nd-router-advert, nd-redirect }} drop\n\
+                                   iifname \"{i}\" icmpv6 type nd-neighbor-advert @th,64,112 != 0x{own_bits} @th,64,10 != 0x3fa drop\n",
                 i = p.host_if,
                 v4 = p.ipv4,
             ));

@@ -155,3 +155,125 @@ fn an_address_another_bridge_serves_is_refused_until_it_is_released() {
     first.remove().unwrap();
     second.remove().unwrap();
 }
+
+/// Runs `f` on a thread inside the network namespace at `netns`.
+fn in_namespace<T: Send + 'static>(
+    netns: &std::path::Path,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&netns).unwrap();
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        f()
+    })
+}
+
+/// `eth0`'s index and link-local address in the namespace `name`.
+fn eth0_link_local(name: &str) -> (u32, std::net::Ipv6Addr) {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", name, "ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "link",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let index: u32 = text.split(':').next().unwrap().trim().parse().unwrap();
+    let addr = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (index, addr)
+}
+
+#[test]
+fn link_local_and_multicast_traffic_between_machines_is_neighbour_discovery_only() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let net = HostNetwork::new(tmp.path(), network()).unwrap();
+    let org = 90_000 + std::process::id() % 10_000;
+    let (a, b) = (
+        format!("ll-a{}", std::process::id()),
+        format!("ll-b{}", std::process::id()),
+    );
+    let ma = net.attach_netns(&a, machine_address(org, 1, 1)).unwrap();
+    let mb = net.attach_netns(&b, machine_address(org, 1, 2)).unwrap();
+    // Link-local addresses come once the interfaces are up (no DAD wait for the test's sake).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (b_index, b_link_local) = loop {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("aloft-{b}"),
+                "ip",
+                "-6",
+                "addr",
+                "show",
+                "dev",
+                "eth0",
+                "scope",
+                "link",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("inet6") && !text.contains("tentative") {
+            break eth0_link_local(&format!("aloft-{b}"));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no link-local address: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = b_index;
+    let (a_index, _) = eth0_link_local(&format!("aloft-{a}"));
+
+    // B listens on every address; A sends to its 6PN address (delivered: same org), its
+    // link-local address and to all nodes (neither delivered).
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let listener = in_namespace(&mb.netns.clone().unwrap(), move || {
+        let socket = UdpSocket::bind(("::", port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0; 64];
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let b_global = mb.ipv6;
+    in_namespace(&ma.netns.clone().unwrap(), move || {
+        let socket = UdpSocket::bind(("::", 0)).unwrap();
+        for _ in 0..3 {
+            let _ = socket.send_to(b"global", SocketAddr::new(b_global.into(), port));
+            let to_ll = std::net::SocketAddrV6::new(b_link_local, port, 0, a_index);
+            let _ = socket.send_to(b"link-local", to_ll);
+            let all = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), port, 0, a_index);
+            let _ = socket.send_to(b"multicast", all);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .join()
+    .unwrap();
+    let got = listener.join().unwrap();
+    assert!(got.iter().any(|m| m == "global"), "{got:?}");
+    assert!(!got.iter().any(|m| m == "link-local"), "{got:?}");
+    assert!(!got.iter().any(|m| m == "multicast"), "{got:?}");
+
+    net.release(&a).unwrap();
+    net.release(&b).unwrap();
+    net.remove().unwrap();
+}
