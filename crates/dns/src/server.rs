@@ -21,8 +21,10 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_IN_FLIGHT: usize = 256;
 /// TCP connections served at once.
 const MAX_TCP_CONNECTIONS: usize = 64;
-/// How long a TCP connection may sit without a query.
+/// How long a TCP connection may sit without a query, or take to read an answer.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How long a TCP connection is served at most.
+const TCP_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The started machines internal DNS answers with, from memory.
 pub trait Directory: Send + Sync + 'static {
@@ -84,10 +86,38 @@ impl Dns {
                 };
             return Some(wire::response(&q, rcode, &records, TTL));
         }
-        match self.forward(msg, q.id).await {
+        // A client asking over TCP (an answer too large for UDP) is relayed over TCP.
+        let answer = match limit {
+            Some(_) => self.forward_tcp(msg, q.id).await,
+            None => self.forward(msg, q.id).await,
+        };
+        match answer {
             Some(answer) => Some(answer),
             None => Some(wire::response(&q, Rcode::ServFail, &[], 0)),
         }
+    }
+
+    /// Relays `msg` over TCP to each upstream in turn until one answers it.
+    async fn forward_tcp(&self, msg: &[u8], id: u16) -> Option<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for upstream in &self.upstreams {
+            let exchange = async {
+                let mut stream = tokio::net::TcpStream::connect(upstream).await?;
+                let mut out = (msg.len() as u16).to_be_bytes().to_vec();
+                out.extend(msg);
+                stream.write_all(&out).await?;
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len).await?;
+                let mut answer = vec![0; usize::from(u16::from_be_bytes(len))];
+                stream.read_exact(&mut answer).await?;
+                Ok::<_, std::io::Error>(answer)
+            };
+            match tokio::time::timeout(UPSTREAM_TIMEOUT, exchange).await {
+                Ok(Ok(answer)) if wire::message_id(&answer) == Some(id) => return Some(answer),
+                _ => tracing::debug!(%upstream, "no answer over TCP from the upstream resolver"),
+            }
+        }
+        None
     }
 
     /// Relays `msg` to each upstream in turn until one answers it.
@@ -104,7 +134,7 @@ impl Dns {
             if socket.send_to(msg, upstream).await.is_err() {
                 continue;
             }
-            let mut buf = vec![0; 4096];
+            let mut buf = vec![0; usize::from(u16::MAX)];
             let deadline = tokio::time::Instant::now() + UPSTREAM_TIMEOUT;
             // Anything else arriving on the socket (not from the upstream, another id) is
             // ignored.
@@ -192,7 +222,10 @@ impl Dns {
         from: IpAddr,
     ) -> std::io::Result<()> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        loop {
+        let opened = tokio::time::Instant::now();
+        // A connection is not kept for ever (slots are few), and a client that does not read
+        // its answers is dropped.
+        while opened.elapsed() < TCP_LIFETIME {
             let mut len = [0u8; 2];
             match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
                 Ok(Ok(_)) => {}
@@ -208,8 +241,11 @@ impl Dns {
             let mut out = Vec::with_capacity(answer.len() + 2);
             out.extend((answer.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
             out.extend(answer);
-            stream.write_all(&out).await?;
+            tokio::time::timeout(TCP_IDLE, stream.write_all(&out))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         }
+        Ok(())
     }
 }
 
@@ -361,6 +397,31 @@ mod tests {
             assert_eq!(&answer[0..2], &id.to_be_bytes());
             assert_eq!(rcode(&answer), 5, "loopback is not a machine: REFUSED");
         }
+    }
+
+    #[tokio::test]
+    async fn queries_over_tcp_are_relayed_over_tcp() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = upstream.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut q = vec![0; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut q).await.unwrap();
+            q[2] |= 0x80;
+            q[3] = 0x84; // RA, NOTIMP: recognisable
+            let mut out = (q.len() as u16).to_be_bytes().to_vec();
+            out.extend(q);
+            s.write_all(&out).await.unwrap();
+        });
+        let d = dns(vec![addr]);
+        let q = query_bytes(78, "example.com", TYPE_AAAA, None);
+        let machine: IpAddr = "fdaa:0:1:0:1:0:9:2".parse().unwrap();
+        let a = d.answer(&q, machine, Some(65535)).await.unwrap();
+        assert_eq!(&a[0..2], &78u16.to_be_bytes());
+        assert_eq!(a[3], 0x84);
     }
 
     #[test]

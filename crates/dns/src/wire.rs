@@ -57,6 +57,11 @@ pub struct Query {
     pub qclass: u16,
     /// The largest response the client takes over UDP (its EDNS size, else 512).
     pub udp_size: usize,
+    /// The client sent an OPT record (EDNS): the response carries one too (RFC 6891).
+    pub edns: bool,
+    /// The question as sent (name in the client's own letter case, type, class): echoed back
+    /// unchanged, as resolvers that randomise case check.
+    question: Vec<u8>,
 }
 
 /// One answer record.
@@ -94,7 +99,9 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, WireError> {
     at += 4;
     // The additional section may hold an OPT record with the client's UDP size; answers and
     // authorities are not expected in a query and are not looked at.
+    let question = msg[12..at].to_vec();
     let mut udp_size = CLASSIC_UDP;
+    let mut edns = false;
     if word(6) == 0
         && word(8) == 0
         && word(10) == 1
@@ -102,6 +109,7 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, WireError> {
         && let (Ok(TYPE_OPT), Ok(size)) = (field(at + 1), field(at + 3))
     {
         udp_size = usize::from(size).clamp(CLASSIC_UDP, 4096);
+        edns = true;
     }
     Ok(Query {
         id: word(0),
@@ -110,6 +118,8 @@ pub fn parse_query(msg: &[u8]) -> Result<Query, WireError> {
         qtype,
         qclass,
         udp_size,
+        edns,
+        question,
     })
 }
 
@@ -148,10 +158,16 @@ fn read_name(msg: &[u8], mut at: usize) -> Result<(String, usize), WireError> {
 pub fn response(q: &Query, rcode: Rcode, answers: &[Record], ttl: u32) -> Vec<u8> {
     let mut out = header(q.id, q.recursion_desired, rcode, true);
     out.extend(1u16.to_be_bytes()); // one question
-    out.extend([0; 6]); // answers set below; no authority or additional records
-    write_name(&mut out, &q.name);
-    out.extend(q.qtype.to_be_bytes());
-    out.extend(q.qclass.to_be_bytes());
+    out.extend([0; 4]); // answers set below; no authority records
+    out.extend(u16::from(q.edns).to_be_bytes());
+    out.extend(&q.question);
+    // Our OPT record: root name, type OPT, our UDP size as class, no extended flags.
+    let opt: &[u8] = if q.edns {
+        &[0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]
+    } else {
+        &[]
+    };
+    let limit = q.udp_size.saturating_sub(opt.len());
     let mut count: u16 = 0;
     for record in answers {
         let mut rr = vec![0xc0, 12]; // the question's name
@@ -164,7 +180,7 @@ pub fn response(q: &Query, rcode: Rcode, answers: &[Record], ttl: u32) -> Vec<u8
         rr.extend(ttl.to_be_bytes());
         rr.extend((rdata.len() as u16).to_be_bytes());
         rr.extend(rdata);
-        if out.len() + rr.len() > q.udp_size {
+        if out.len() + rr.len() > limit {
             out[2] |= 0x02; // TC
             break;
         }
@@ -172,6 +188,7 @@ pub fn response(q: &Query, rcode: Rcode, answers: &[Record], ttl: u32) -> Vec<u8
         count += 1;
     }
     out[6..8].copy_from_slice(&count.to_be_bytes());
+    out.extend(opt);
     out
 }
 
@@ -196,6 +213,7 @@ fn header(id: u16, rd: bool, rcode: Rcode, authoritative: bool) -> Vec<u8> {
     out
 }
 
+#[cfg(test)]
 fn write_name(out: &mut Vec<u8>, name: &str) {
     for label in name.split('.').filter(|l| !l.is_empty()) {
         out.push(label.len() as u8);
@@ -257,6 +275,14 @@ mod tests {
         assert_eq!(&r[r.len() - 16..], &ip.octets());
         let r = response(&q, Rcode::NxDomain, &[], 5);
         assert_eq!(r[3] & 0x0f, 3);
+        // The question comes back as asked, letter case included (0x20 randomisation).
+        let asked = query_bytes(7, "Web.Internal", TYPE_AAAA, None);
+        assert_eq!(&r[12..], &asked[12..]);
+        // EDNS in, EDNS out: one OPT record in the additional section.
+        let q = parse_query(&query_bytes(8, "web.internal", TYPE_AAAA, Some(1232))).unwrap();
+        let r = response(&q, Rcode::NoError, &[Record::Aaaa(ip)], 5);
+        assert_eq!(&r[10..12], &1u16.to_be_bytes());
+        assert_eq!(&r[r.len() - 11..r.len() - 8], &[0, 0, 41]);
     }
 
     #[test]
