@@ -92,6 +92,7 @@ pub struct HostNetwork {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Port {
     host_if: String,
+    mac: String,
     ipv6: Ipv6Addr,
     ipv4: Ipv4Addr,
 }
@@ -265,6 +266,7 @@ impl HostNetwork {
             .values()
             .map(|m| Port {
                 host_if: m.host_if.clone(),
+                mac: m.mac.clone(),
                 ipv6: m.ipv6,
                 ipv4: m.ipv4,
             })
@@ -278,13 +280,13 @@ impl HostNetwork {
     }
 
     /// The bridge's tables: NAT for machines' IPv4; no IPv4 between machines; IPv6 only within
-    /// an org's /48; and each machine's frames only from its own addresses (its /112, link-local
-    /// and unspecified ones for neighbour discovery; its IPv4 address), so that no machine can
-    /// pass for another, of its org or not. Neighbour discovery cannot be turned against
-    /// another machine either: a machine announces only its own addresses (ARP sender, neighbour
-    /// advertisement target), sends no router advertisements or redirects, and link-local or
-    /// multicast traffic between machines (which no org prefix covers) is neighbour discovery
-    /// only.
+    /// an org's /48; and each machine's frames only from its own MAC and addresses (its /112,
+    /// link-local and unspecified ones for neighbour discovery; its IPv4 address), so that no
+    /// machine can pass for another, of its org or not. Neighbour discovery cannot be turned
+    /// against another machine either: a machine announces only its own addresses (ARP sender,
+    /// neighbour advertisement target), sends no router advertisements or redirects, and
+    /// link-local or multicast traffic between machines (which no org prefix covers) is
+    /// neighbour discovery only.
     fn rules(&self, ports: &[Port]) -> String {
         let orgs: std::collections::BTreeSet<String> =
             ports.iter().map(|p| org_prefix(p.ipv6)).collect();
@@ -328,12 +330,14 @@ impl HostNetwork {
             let s = p.ipv6.segments();
             let own_bits: String = s[..7].iter().map(|w| format!("{w:04x}")).collect();
             script.push_str(&format!(
-                "                 iifname \"{i}\" ether type ip6 ip6 saddr != {{ {own}, fe80::/10, ::/128 }} drop\n\
+                "                 iifname \"{i}\" ether saddr != {mac} drop\n\
+                                   iifname \"{i}\" ether type ip6 ip6 saddr != {{ {own}, fe80::/10, ::/128 }} drop\n\
                                    iifname \"{i}\" ether type ip ip saddr != {{ {v4}, 0.0.0.0 }} drop\n\
                                    iifname \"{i}\" ether type arp arp saddr ip != {v4} drop\n\
                                    iifname \"{i}\" icmpv6 type {{ nd-router-advert, nd-redirect }} drop\n\
                                    iifname \"{i}\" icmpv6 type nd-neighbor-advert @th,64,112 != 0x{own_bits} @th,64,10 != 0x3fa drop\n",
                 i = p.host_if,
+                mac = p.mac,
                 v4 = p.ipv4,
             ));
         }
@@ -406,6 +410,11 @@ impl HostNetwork {
                 None,
                 &[format!("link set {} master {br} up", m.host_if), route],
             )?;
+            // Its MAC is the lease's (namespaces made before MACs were pinned get it now).
+            ip_batch(
+                Some(&ns_path),
+                &[format!("link set eth0 address {}", m.mac)],
+            )?;
         } else {
             let peer = format!("alp{}", tag(id));
             let _ = ip(&["link", "del", &m.host_if]);
@@ -426,6 +435,7 @@ impl HostNetwork {
                 Some(&ns_path),
                 &[
                     format!("link set {peer} name eth0"),
+                    format!("link set eth0 address {}", m.mac),
                     format!("addr add {} dev eth0", m.ipv4_cidr()),
                     format!("addr add {} dev eth0 nodad", m.ipv6_cidr()),
                     "link set eth0 up".into(),

@@ -118,6 +118,18 @@ fn a_machine_cannot_send_from_an_address_that_is_not_its_own() {
     send_from(&netns, own.into(), v6.local_addr().unwrap());
     assert!(received(&v6).contains(&IpAddr::V6(own)));
 
+    // Frames from a MAC address that is not its own are dropped, whatever their source address.
+    in_netns(
+        &name,
+        &["link", "set", "eth0", "address", "02:00:00:00:00:99"],
+    );
+    send_from(&netns, own.into(), v6.local_addr().unwrap());
+    assert!(
+        !received(&v6).contains(&IpAddr::V6(own)),
+        "another MAC got through"
+    );
+    in_netns(&name, &["link", "set", "eth0", "address", &m.mac]);
+
     net.release(&id).unwrap();
     net.remove().unwrap();
 }
