@@ -19,8 +19,9 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Queries handled at once; more are dropped (the client retries), so a flood cannot exhaust
 /// the host.
 const MAX_IN_FLIGHT: usize = 256;
-/// TCP connections served at once.
+/// TCP connections served at once, and from one client address.
 const MAX_TCP_CONNECTIONS: usize = 64;
+const MAX_TCP_PER_CLIENT: usize = 4;
 /// How long a TCP connection may sit without a query, or take to read an answer.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// How long a TCP connection is served at most.
@@ -192,6 +193,9 @@ impl Dns {
         shutdown: impl Future<Output = ()>,
     ) {
         let permits = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+        // Connections per client address: one machine cannot take every slot.
+        let per_client: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>> =
+            Arc::default();
         tokio::pin!(shutdown);
         loop {
             let (stream, from) = tokio::select! {
@@ -208,9 +212,26 @@ impl Dns {
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 continue;
             };
-            let dns = self.clone();
+            let client = from.ip();
+            {
+                let mut open = per_client.lock().expect("lock");
+                let n = open.entry(client).or_default();
+                if *n >= MAX_TCP_PER_CLIENT {
+                    tracing::debug!(%client, "too many DNS connections from one client: closed");
+                    continue;
+                }
+                *n += 1;
+            }
+            let (dns, per_client) = (self.clone(), per_client.clone());
             tokio::spawn(async move {
-                let _ = dns.tcp_connection(stream, from.ip()).await;
+                let _ = dns.tcp_connection(stream, client).await;
+                let mut open = per_client.lock().expect("lock");
+                if let Some(n) = open.get_mut(&client) {
+                    *n -= 1;
+                    if *n == 0 {
+                        open.remove(&client);
+                    }
+                }
                 drop(permit);
             });
         }
@@ -397,6 +418,39 @@ mod tests {
             assert_eq!(&answer[0..2], &id.to_be_bytes());
             assert_eq!(rcode(&answer), 5, "loopback is not a machine: REFUSED");
         }
+    }
+
+    #[tokio::test]
+    async fn one_client_gets_a_few_tcp_connections_only() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(Arc::new(dns(Vec::new())).serve_tcp(listener, std::future::pending()));
+        let mut held = Vec::new();
+        for _ in 0..MAX_TCP_PER_CLIENT {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // Over the limit: closed at once (a query gets no answer).
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let q = query_bytes(1, "web.internal", TYPE_AAAA, None);
+        let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+        msg.extend(q);
+        let _ = extra.write_all(&msg).await;
+        let mut buf = [0u8; 2];
+        let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .expect("closed, not left hanging");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        // One let go: a new connection is served.
+        drop(held.pop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+        again.write_all(&msg).await.unwrap();
+        let mut len = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(5), again.read_exact(&mut len))
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
