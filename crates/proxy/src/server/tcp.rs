@@ -108,6 +108,29 @@ impl Proxy {
         stop: watch::Receiver<bool>,
         in_flight: Arc<()>,
     ) {
+        // The TLS side is made once for the listener: certificates by SNI, else the app's own.
+        let tls = if port.handlers.tls {
+            let made = self.inner.config.tls.clone().map(|certificates| {
+                let name = format!("{}.localhost", port.app);
+                crate::tls::server_config(certificates, Some(name), port.handlers.http)
+            });
+            match made {
+                Some(Ok(config)) => Some(config),
+                Some(Err(e)) => {
+                    tracing::warn!(port = port.port, "TLS: {e}; the port is not served");
+                    return;
+                }
+                None => {
+                    tracing::warn!(
+                        port = port.port,
+                        "a `tls` port but no certificates: not served"
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let port = Arc::new(port);
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -123,21 +146,30 @@ impl Proxy {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let (proxy, port, mut stop, in_flight) =
-                (self.clone(), port.clone(), stop.clone(), in_flight.clone());
+            let (proxy, port, tls, mut stop, in_flight) = (
+                self.clone(),
+                port.clone(),
+                tls.clone(),
+                stop.clone(),
+                in_flight.clone(),
+            );
             tokio::spawn(async move {
-                proxy.port_connection(stream, peer, &port, &mut stop).await;
+                proxy
+                    .port_connection(stream, peer, &port, tls, &mut stop)
+                    .await;
                 drop((place, in_flight));
             });
         }
     }
 
-    /// One client connection to a public port, through the port's handlers.
+    /// One client connection to a public port, through the port's handlers (`tls`: the
+    /// listener's TLS side, for ports with the `tls` handler).
     async fn port_connection(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         port: &PublicPort,
+        tls: Option<Arc<rustls::ServerConfig>>,
         stop: &mut watch::Receiver<bool>,
     ) {
         let local = stream.local_addr().unwrap_or(peer);
@@ -148,25 +180,13 @@ impl Proxy {
                 https: port.handlers.tls,
             },
         };
-        if !port.handlers.tls {
+        let Some(config) = tls else {
             if port.handlers.http {
                 self.connection(stream, conn, stop).await;
             } else {
                 self.pass_through(stream, conn, &port.app, local).await;
             }
             return;
-        }
-        let Some(certificates) = self.inner.config.tls.clone() else {
-            tracing::warn!(port = port.port, "a `tls` port but no certificates: closed");
-            return;
-        };
-        let name = format!("{}.localhost", port.app);
-        let config = match crate::tls::server_config(certificates, Some(name), port.handlers.http) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(port = port.port, "TLS: {e}");
-                return;
-            }
         };
         let Some(tls) = self.accept_tls(config, stream, peer).await else {
             return;
