@@ -83,18 +83,8 @@ pub struct HostNetwork {
     opts: NetworkOptions,
     file: PathBuf,
     leases: Mutex<BTreeMap<String, MachineNet>>,
-    /// The machines (interface and addresses) the nftables rules were last written for.
-    applied: Mutex<Option<Vec<Port>>>,
-}
-
-/// What the rules know of a machine: the bridge port its frames come in on, and the addresses
-/// it may send from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Port {
-    host_if: String,
-    mac: String,
-    ipv6: Ipv6Addr,
-    ipv4: Ipv4Addr,
+    /// The machines the nftables rules were last written for.
+    applied: Mutex<Option<Vec<MachineNet>>>,
 }
 
 fn run(program: &'static str, args: &[&str]) -> Result<String, NetError> {
@@ -259,17 +249,12 @@ impl HostNetwork {
         // Held while the machines are read and the rules written, so that of two machines
         // joining or leaving at once, the later write has both.
         let mut applied = self.applied.lock().expect("lock");
-        let ports: Vec<Port> = self
+        let ports: Vec<MachineNet> = self
             .leases
             .lock()
             .expect("lock")
             .values()
-            .map(|m| Port {
-                host_if: m.host_if.clone(),
-                mac: m.mac.clone(),
-                ipv6: m.ipv6,
-                ipv4: m.ipv4,
-            })
+            .cloned()
             .collect();
         if applied.as_ref() == Some(&ports) {
             return Ok(());
@@ -287,7 +272,7 @@ impl HostNetwork {
     /// neighbour advertisement target), sends no router advertisements or redirects, and
     /// link-local or multicast traffic between machines (which no org prefix covers) is
     /// neighbour discovery only.
-    fn rules(&self, ports: &[Port]) -> String {
+    fn rules(&self, ports: &[MachineNet]) -> String {
         let orgs: std::collections::BTreeSet<String> =
             ports.iter().map(|p| org_prefix(p.ipv6)).collect();
         let br = &self.opts.bridge;

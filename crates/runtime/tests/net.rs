@@ -12,9 +12,11 @@ use std::time::Duration;
 
 const TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("nft", "nftables")];
 
-/// Sends one datagram from `from` (an address in the namespace) to `to`, inside the namespace at
-/// `netns`.
-fn send_from(netns: &std::path::Path, from: IpAddr, to: SocketAddr) {
+/// Runs `f` on a thread inside the network namespace at `netns`.
+fn in_namespace<T: Send + 'static>(
+    netns: &std::path::Path,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
     let netns = netns.to_path_buf();
     std::thread::spawn(move || {
         let ns = std::fs::File::open(&netns).unwrap();
@@ -23,6 +25,14 @@ fn send_from(netns: &std::path::Path, from: IpAddr, to: SocketAddr) {
             Some(rustix::thread::LinkNameSpaceType::Network),
         )
         .unwrap();
+        f()
+    })
+}
+
+/// Sends one datagram from `from` (an address in the namespace) to `to`, inside the namespace at
+/// `netns`.
+fn send_from(netns: &std::path::Path, from: IpAddr, to: SocketAddr) {
+    in_namespace(netns, move || {
         let socket = UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
         // Twice: the first may wait on neighbour discovery.
         for _ in 0..2 {
@@ -166,23 +176,6 @@ fn an_address_another_bridge_serves_is_refused_until_it_is_released() {
     second.release(&b).unwrap();
     first.remove().unwrap();
     second.remove().unwrap();
-}
-
-/// Runs `f` on a thread inside the network namespace at `netns`.
-fn in_namespace<T: Send + 'static>(
-    netns: &std::path::Path,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let netns = netns.to_path_buf();
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(&netns).unwrap();
-        rustix::thread::move_into_link_name_space(
-            std::os::fd::AsFd::as_fd(&ns),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .unwrap();
-        f()
-    })
 }
 
 /// `eth0`'s index and link-local address in the namespace `name`.
