@@ -279,10 +279,7 @@ pub fn host_upstreams() -> Vec<SocketAddr> {
 }
 
 fn upstreams_of(resolv_conf: &str) -> Vec<SocketAddr> {
-    resolv_conf
-        .lines()
-        .filter_map(|l| l.strip_prefix("nameserver"))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+    aloft_types::resolv::nameservers(resolv_conf)
         .filter(|ip| !ip.is_unspecified() && *ip != IpAddr::V6(crate::INTERNAL_DNS))
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()

@@ -76,15 +76,9 @@ fn host_nameservers() -> Vec<String> {
 }
 
 fn nameservers_of(resolv_conf: &str) -> Vec<String> {
-    resolv_conf
-        .lines()
-        .filter_map(|l| l.strip_prefix("nameserver"))
-        .map(str::trim)
-        .filter(|a| {
-            a.parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified())
-        })
-        .map(str::to_string)
+    aloft_types::resolv::nameservers(resolv_conf)
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .map(|ip| ip.to_string())
         .collect()
 }
 

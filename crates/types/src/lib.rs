@@ -14,6 +14,7 @@ pub mod error;
 pub mod ids;
 pub mod init;
 pub mod machine;
+pub mod resolv;
 pub mod signal;
 pub mod sixpn;
 pub mod state;
