@@ -193,8 +193,13 @@ impl ControlPlane {
             private_key: pem.map(|(_, k)| k),
             created_at: now_ms(),
         };
-        if let Err(holder) = self.inner.store.insert_certificate(record.clone()).await? {
-            let _ = holder;
+        if self
+            .inner
+            .store
+            .insert_certificate(record.clone())
+            .await?
+            .is_err()
+        {
             return Err(ApiError::Conflict(format!(
                 "hostname `{hostname}` is served by another app already; remove it there first"
             )));
