@@ -7,21 +7,33 @@ use crate::Agent;
 use aloft_dns::names::Entry;
 use aloft_dns::server::Directory;
 use aloft_proxy::catalog::{
-    Catalog, PublicPort, Target, first_service_target, machine_targets, public_ports,
+    Catalog, MachineEntry, PublicPort, Target, first_service_target, machine_targets, public_ports,
 };
-use aloft_types::{Machine, MachineState};
+use aloft_types::MachineState;
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::watch;
 
 /// An app's targets for one public port.
 type Targets = Arc<Vec<Target>>;
 
-/// The machines as of one reload.
+/// A machine in a [`CatalogView`]: where it is and how busy its host says it is.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub entry: MachineEntry,
+    /// The proxy of the machine's host when that is another host.
+    pub via: Option<SocketAddr>,
+    /// Requests in flight on it as its host last published.
+    pub load: u32,
+}
+
+/// Machines as of one moment, with what the proxy and DNS ask of them worked out on first use,
+/// so a request or a query costs a map lookup.
 #[derive(Default)]
-struct Snapshot {
-    by_app: HashMap<String, Vec<Machine>>,
+pub struct CatalogView {
+    by_app: HashMap<String, Vec<Placed>>,
     /// `(app, public port)` -> its targets, filled on first use.
     targets: Mutex<HashMap<(String, u16), Targets>>,
     /// The public TCP ports, worked out on first use.
@@ -30,65 +42,33 @@ struct Snapshot {
     entries: OnceLock<Arc<Vec<Entry>>>,
 }
 
-/// This host's machines as the proxy sees them.
-pub struct LocalCatalog {
-    agent: Agent,
-    changes: Mutex<watch::Receiver<u64>>,
-    snapshot: Mutex<Option<Arc<Snapshot>>>,
-}
-
-impl LocalCatalog {
-    pub fn new(agent: Agent) -> Self {
+impl CatalogView {
+    pub fn new(machines: impl IntoIterator<Item = Placed>) -> Self {
+        let mut by_app: HashMap<String, Vec<Placed>> = HashMap::new();
+        for m in machines {
+            by_app.entry(m.entry.app.clone()).or_default().push(m);
+        }
         Self {
-            changes: Mutex::new(agent.machine_changes()),
-            agent,
-            snapshot: Mutex::new(None),
+            by_app,
+            ..Self::default()
         }
     }
 
-    fn current(&self) -> Arc<Snapshot> {
-        let changed = {
-            let mut rx = self.changes.lock().expect("lock");
-            let changed = rx.has_changed().unwrap_or(false);
-            rx.mark_unchanged();
-            changed
-        };
-        let mut snapshot = self.snapshot.lock().expect("lock");
-        if changed || snapshot.is_none() {
-            match self.agent.machines() {
-                Ok(machines) => {
-                    let mut by_app: HashMap<String, Vec<Machine>> = HashMap::new();
-                    for m in machines {
-                        by_app.entry(m.app_name.clone()).or_default().push(m);
-                    }
-                    *snapshot = Some(Arc::new(Snapshot {
-                        by_app,
-                        targets: Mutex::default(),
-                        ports: OnceLock::new(),
-                        entries: OnceLock::new(),
-                    }));
-                }
-                // The last good view serves until the store answers again.
-                Err(e) => tracing::warn!("the proxy could not read this host's machines: {e}"),
-            }
-        }
-        snapshot.clone().unwrap_or_default()
+    /// Every machine in the view.
+    pub fn machines(&self) -> impl Iterator<Item = &Placed> {
+        self.by_app.values().flatten()
     }
-}
 
-#[async_trait]
-impl Catalog for LocalCatalog {
-    fn targets(&self, app: &str, port: u16) -> Option<Targets> {
-        let snapshot = self.current();
-        let machines = snapshot.by_app.get(app)?;
-        let mut cache = snapshot.targets.lock().expect("lock");
+    pub fn targets(&self, app: &str, port: u16) -> Option<Targets> {
+        let machines = self.by_app.get(app)?;
+        let mut cache = self.targets.lock().expect("lock");
         let targets = cache
             .entry((app.to_string(), port))
             .or_insert_with(|| {
                 Arc::new(
                     machines
                         .iter()
-                        .filter_map(|m| machine_targets(m, port))
+                        .filter_map(|m| Some(placed(machine_targets(&m.entry, port)?, m)))
                         .collect(),
                 )
             })
@@ -96,21 +76,114 @@ impl Catalog for LocalCatalog {
         Some(targets)
     }
 
-    fn ports(&self) -> Vec<PublicPort> {
-        let snapshot = self.current();
-        snapshot
-            .ports
-            .get_or_init(|| public_ports(snapshot.by_app.values().flatten()))
+    pub fn ports(&self) -> Vec<PublicPort> {
+        self.ports
+            .get_or_init(|| public_ports(self.machines().map(|m| &m.entry)))
             .clone()
     }
 
-    fn all_targets(&self) -> Vec<Target> {
-        self.current()
-            .by_app
-            .values()
-            .flatten()
-            .filter_map(first_service_target)
+    pub fn all_targets(&self) -> Vec<Target> {
+        self.machines()
+            .filter_map(|m| Some(placed(first_service_target(&m.entry)?, m)))
             .collect()
+    }
+
+    /// The started machines with a 6PN address, for internal DNS.
+    pub fn entries(&self) -> Arc<Vec<Entry>> {
+        self.entries
+            .get_or_init(|| {
+                Arc::new(
+                    self.machines()
+                        .map(|m| &m.entry)
+                        .filter(|m| m.state == MachineState::Started)
+                        .filter_map(|m| match m.address {
+                            IpAddr::V6(ip) => Some(Entry {
+                                id: m.id.clone(),
+                                app: m.app.clone(),
+                                region: m.region.clone(),
+                                ip,
+                            }),
+                            IpAddr::V4(_) => None,
+                        })
+                        .collect(),
+                )
+            })
+            .clone()
+    }
+}
+
+fn placed(mut t: Target, m: &Placed) -> Target {
+    t.via = m.via;
+    t.load = m.load;
+    t
+}
+
+/// This host's machines as the proxy sees them.
+pub struct LocalCatalog {
+    agent: Agent,
+    changes: Mutex<watch::Receiver<u64>>,
+    view: Mutex<Option<Arc<CatalogView>>>,
+}
+
+impl LocalCatalog {
+    pub fn new(agent: Agent) -> Self {
+        Self {
+            changes: Mutex::new(agent.machine_changes()),
+            agent,
+            view: Mutex::new(None),
+        }
+    }
+
+    /// Whether the machines changed since the last call (true the first time).
+    pub fn changed(&self) -> bool {
+        let mut rx = self.changes.lock().expect("lock");
+        let changed = rx.has_changed().unwrap_or(false);
+        rx.mark_unchanged();
+        changed || self.view.lock().expect("lock").is_none()
+    }
+
+    /// The agent whose machines these are.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// This host's machines now (reloaded from the store only when one changed).
+    pub fn current(&self) -> Arc<CatalogView> {
+        let changed = self.changed();
+        let mut view = self.view.lock().expect("lock");
+        if changed {
+            match self.agent.machines() {
+                Ok(machines) => {
+                    *view = Some(Arc::new(CatalogView::new(machines.iter().filter_map(
+                        |m| {
+                            Some(Placed {
+                                entry: MachineEntry::of(m)?,
+                                via: None,
+                                load: 0,
+                            })
+                        },
+                    ))));
+                }
+                // The last good view serves until the store answers again.
+                Err(e) => tracing::warn!("the proxy could not read this host's machines: {e}"),
+            }
+        }
+        view.clone().unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Catalog for LocalCatalog {
+    fn targets(&self, app: &str, port: u16) -> Option<Targets> {
+        self.current().targets(app, port)
+    }
+
+    fn ports(&self) -> Vec<PublicPort> {
+        self.current().ports()
+    }
+
+    fn all_targets(&self) -> Vec<Target> {
+        self.current().all_targets()
     }
 
     async fn start(&self, target: &Target) -> Result<(), String> {
@@ -130,28 +203,6 @@ impl Catalog for LocalCatalog {
 
 impl Directory for LocalCatalog {
     fn entries(&self) -> Arc<Vec<Entry>> {
-        let snapshot = self.current();
-        snapshot
-            .entries
-            .get_or_init(|| {
-                let started = snapshot
-                    .by_app
-                    .values()
-                    .flatten()
-                    .filter(|m| m.state == MachineState::Started);
-                Arc::new(
-                    started
-                        .filter_map(|m| {
-                            Some(Entry {
-                                id: m.id.to_string(),
-                                app: m.app_name.clone(),
-                                region: m.region.clone(),
-                                ip: m.private_ip.parse().ok()?,
-                            })
-                        })
-                        .collect(),
-                )
-            })
-            .clone()
+        self.current().entries()
     }
 }

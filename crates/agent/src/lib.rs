@@ -21,7 +21,7 @@
 //! Restarting the agent never stops machines: [`Agent::open`] reattaches to them.
 
 mod agent;
-mod catalog;
+pub mod catalog;
 mod checks;
 mod error;
 mod heartbeat;
@@ -38,7 +38,7 @@ mod tasks;
 mod proptests;
 
 pub use agent::Agent;
-pub use catalog::LocalCatalog;
+pub use catalog::{CatalogView, LocalCatalog, Placed};
 pub use checks::spawn_health_checks;
 pub use error::AgentError;
 pub use heartbeat::spawn_heartbeat;

@@ -253,14 +253,8 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         tokio::spawn(async move { proxy.autostop(every, std::future::pending()).await })
     };
     let proxy_server = tokio::spawn(async move {
-        let http = Listener {
-            public_port: 80,
-            https: false,
-        };
-        let https = Listener {
-            public_port: 443,
-            https: true,
-        };
+        let http = Listener::http(80);
+        let https = Listener::https(443);
         // Other public ports (raw TCP, `tls`, `proxy_proto`, HTTP on ports besides 80 and 443)
         // are listened on at the same address, at the service's own port number.
         let ports_ip = proxy_listener.local_addr()?.ip();

@@ -85,6 +85,8 @@ fn main() -> Result<(), String> {
                     http: true,
                     ..PortHandlers::default()
                 },
+                via: None,
+                load: 0,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -118,10 +120,7 @@ fn main() -> Result<(), String> {
                 .await
                 .map_err(|e| format!("binding {listen}: {e}"))?;
             let proxy = Proxy::new(config, catalog);
-            let http = Listener {
-                public_port: 80,
-                https: false,
-            };
+            let http = Listener::http(80);
             let https = match tls {
                 Some((at, _)) => Some(
                     tokio::net::TcpListener::bind(at)
@@ -132,10 +131,7 @@ fn main() -> Result<(), String> {
             };
             let serve_https = async {
                 if let Some(listener) = https {
-                    let at = Listener {
-                        public_port: 443,
-                        https: true,
-                    };
+                    let at = Listener::https(443);
                     proxy.serve(listener, at, std::future::pending()).await;
                 }
             };

@@ -32,7 +32,8 @@ pub fn rank<'a>(targets: &[&'a Target], load: &Load, distance: &dyn Distance) ->
         .iter()
         .filter(|t| t.routable)
         .filter_map(|t| {
-            let now = load.current(&t.machine_id);
+            // This proxy's own count, or the machine's host's word if that is more.
+            let now = load.current(&t.machine_id).max(t.load);
             (now < t.limits.hard).then(|| {
                 let key = (
                     distance.distance(&t.region),
@@ -74,6 +75,8 @@ mod tests {
             primary_region: region.into(),
             force_https: false,
             handlers: Default::default(),
+            via: None,
+            load: 0,
         }
     }
 

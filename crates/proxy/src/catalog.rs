@@ -9,8 +9,53 @@ use aloft_types::config::{
 use aloft_types::machine::CheckState;
 use aloft_types::{Machine, MachineState};
 use async_trait::async_trait;
-use std::net::IpAddr;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+/// A machine as the proxy and internal DNS see it: what a host publishes about each of its
+/// machines in the cluster's catalog (no secrets: no env but `PRIMARY_REGION`, no image).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineEntry {
+    pub id: String,
+    pub app: String,
+    pub region: String,
+    /// The machine's private (6PN) address.
+    pub address: IpAddr,
+    /// RFC 3339: the oldest machine's app keeps a contested public port.
+    pub created_at: String,
+    pub state: MachineState,
+    /// Started, not cordoned, its checks passing.
+    pub routable: bool,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// `PRIMARY_REGION` of the machine's env, else its own region.
+    pub primary_region: String,
+}
+
+impl MachineEntry {
+    /// `None` for a machine without a private address (never the case for a created one).
+    pub fn of(m: &Machine) -> Option<Self> {
+        Some(Self {
+            id: m.id.to_string(),
+            app: m.app_name.clone(),
+            region: m.region.clone(),
+            address: m.private_ip.parse().ok()?,
+            created_at: m.created_at.clone(),
+            state: m.state,
+            routable: m.state == MachineState::Started
+                && !m.cordoned
+                && !m.checks.iter().any(|c| c.status == CheckState::Critical),
+            services: m.config.services.clone(),
+            primary_region: m
+                .config
+                .env
+                .get("PRIMARY_REGION")
+                .cloned()
+                .unwrap_or_else(|| m.region.clone()),
+        })
+    }
+}
 
 /// How a machine's service counts its load, and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +141,12 @@ pub struct Target {
     /// What the port does with connections (the same for every machine unless a deploy is
     /// half done).
     pub handlers: PortHandlers,
+    /// The proxy of the machine's host, when that is another host (the edge sends the request
+    /// there, the worker side passes it to the machine); `None` on the machine's own host.
+    pub via: Option<SocketAddr>,
+    /// Requests in flight on the machine as its host last published (0 on its own host, where
+    /// the proxy counts them live).
+    pub load: u32,
 }
 
 impl Target {
@@ -127,8 +178,8 @@ pub trait Catalog: Send + Sync + 'static {
 }
 
 /// The target a machine is for public TCP `port`: its first service listing the port.
-pub fn machine_targets(m: &Machine, port: u16) -> Option<Target> {
-    m.config.services.iter().find_map(|service| {
+pub fn machine_targets(m: &MachineEntry, port: u16) -> Option<Target> {
+    m.services.iter().find_map(|service| {
         if service.protocol != Protocol::Tcp {
             return None;
         }
@@ -148,25 +199,20 @@ pub fn machine_targets(m: &Machine, port: u16) -> Option<Target> {
 pub const MAX_RANGE: u32 = 64;
 
 /// The public TCP ports `machines` list (oldest machine first wins when two apps claim one).
-pub fn public_ports<'a>(machines: impl IntoIterator<Item = &'a Machine>) -> Vec<PublicPort> {
-    let mut machines: Vec<&Machine> = machines.into_iter().collect();
+pub fn public_ports<'a>(machines: impl IntoIterator<Item = &'a MachineEntry>) -> Vec<PublicPort> {
+    let mut machines: Vec<&MachineEntry> = machines.into_iter().collect();
     machines.sort_by(|a, b| {
         (a.created_at.as_str(), a.id.as_str()).cmp(&(b.created_at.as_str(), b.id.as_str()))
     });
     let mut ports: std::collections::BTreeMap<u16, PublicPort> = Default::default();
     for m in machines {
-        for service in m
-            .config
-            .services
-            .iter()
-            .filter(|s| s.protocol == Protocol::Tcp)
-        {
+        for service in m.services.iter().filter(|s| s.protocol == Protocol::Tcp) {
             for entry in &service.ports {
                 let range = entry.range();
                 let (start, end) = (*range.start(), *range.end());
                 let end = if end >= start && end - start >= MAX_RANGE {
                     tracing::debug!(
-                        machine = %m.id,
+                        machine = m.id,
                         "ports {start}-{end}: only the first {MAX_RANGE} are served"
                     );
                     start + MAX_RANGE - 1
@@ -176,13 +222,13 @@ pub fn public_ports<'a>(machines: impl IntoIterator<Item = &'a Machine>) -> Vec<
                 for port in (start..=end).filter_map(|p| u16::try_from(p).ok()) {
                     let claim = ports.entry(port).or_insert_with(|| PublicPort {
                         port,
-                        app: m.app_name.clone(),
+                        app: m.app.clone(),
                         handlers: PortHandlers::of(entry),
                     });
-                    if claim.app != m.app_name {
+                    if claim.app != m.app {
                         tracing::debug!(
                             port,
-                            app = m.app_name,
+                            app = m.app,
                             "public port taken by app {}",
                             claim.app
                         );
@@ -195,11 +241,11 @@ pub fn public_ports<'a>(machines: impl IntoIterator<Item = &'a Machine>) -> Vec<
 }
 
 /// The target a machine is for its first service, if it has one.
-pub fn first_service_target(m: &Machine) -> Option<Target> {
-    m.config.services.first().and_then(|s| target(m, s))
+pub fn first_service_target(m: &MachineEntry) -> Option<Target> {
+    m.services.first().and_then(|s| target(m, s))
 }
 
-fn target(m: &Machine, service: &Service) -> Option<Target> {
+fn target(m: &MachineEntry, service: &Service) -> Option<Target> {
     let limits = service
         .concurrency
         .as_ref()
@@ -209,27 +255,22 @@ fn target(m: &Machine, service: &Service) -> Option<Target> {
             hard: c.hard_limit.max(1),
         });
     Some(Target {
-        machine_id: m.id.to_string(),
-        app: m.app_name.clone(),
+        machine_id: m.id.clone(),
+        app: m.app.clone(),
         region: m.region.clone(),
-        address: m.private_ip.parse().ok()?,
+        address: m.address,
         port: u16::try_from(service.internal_port).ok()?,
         limits,
         state: m.state,
-        routable: m.state == MachineState::Started
-            && !m.cordoned
-            && !m.checks.iter().any(|c| c.status == CheckState::Critical),
+        routable: m.routable,
         autostart: service.autostart.unwrap_or(true),
         autostop: service.autostop,
         min_machines_running: service.min_machines_running.unwrap_or(0),
-        primary_region: m
-            .config
-            .env
-            .get("PRIMARY_REGION")
-            .cloned()
-            .unwrap_or_else(|| m.region.clone()),
+        primary_region: m.primary_region.clone(),
         force_https: false,
         handlers: PortHandlers::default(),
+        via: None,
+        load: 0,
     })
 }
 
@@ -237,8 +278,8 @@ fn target(m: &Machine, service: &Service) -> Option<Target> {
 mod tests {
     use super::*;
 
-    fn machine(id: &str, app: &str, created_at: &str, services: serde_json::Value) -> Machine {
-        serde_json::from_value(serde_json::json!({
+    fn machine(id: &str, app: &str, created_at: &str, services: serde_json::Value) -> MachineEntry {
+        let m: Machine = serde_json::from_value(serde_json::json!({
             "id": id, "name": id, "state": "started", "region": "local",
             "instance_id": "01J0000000000000000000000", "private_ip": "fdaa::2",
             "config": {"image": "a", "services": services},
@@ -246,7 +287,8 @@ mod tests {
             "created_at": created_at, "updated_at": created_at, "host_status": "ok",
             "app_name": app,
         }))
-        .unwrap()
+        .unwrap();
+        MachineEntry::of(&m).unwrap()
     }
 
     #[test]

@@ -72,6 +72,14 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
 const VIA: &str = "1.1 aloft";
+/// Edge to worker: the machine the edge picked, the public port the client used, and the
+/// cluster's token. Never taken from clients.
+const ALOFT_TARGET: HeaderName = HeaderName::from_static("aloft-target");
+const ALOFT_PORT: HeaderName = HeaderName::from_static("aloft-port");
+const ALOFT_WORKER_TOKEN: HeaderName = HeaderName::from_static("aloft-worker-token");
+/// Worker to edge: the machine cannot take the request (full, or no longer running); the edge
+/// tries its next choice.
+const ALOFT_REFUSED: HeaderName = HeaderName::from_static("aloft-refused");
 
 /// Limits that protect the proxy from slow, large or too many requests.
 #[derive(Debug, Clone, Copy)]
@@ -123,6 +131,9 @@ pub struct ProxyConfig {
     /// The name whose certificate HTTPS clients that send no SNI get (`None`: they get no
     /// certificate, as on the reference). For one-app set-ups and benchmarks.
     pub tls_default_name: Option<String>,
+    /// The secret edges send to the worker listeners of other hosts' proxies, and the worker
+    /// listener requires (`None`: the worker listener refuses every request).
+    pub worker_token: Option<String>,
 }
 
 impl ProxyConfig {
@@ -139,16 +150,46 @@ impl ProxyConfig {
             https_port: 443,
             domains: Arc::default(),
             tls_default_name: None,
+            worker_token: None,
         }
     }
 }
 
 /// What one listener serves: the public port it stands for (8080 stands for 80 in `dev up`)
-/// and whether its clients speak TLS.
+/// and whether its clients speak TLS; or the worker listener, where other hosts' proxies (edges)
+/// send requests for this host's machines.
 #[derive(Debug, Clone, Copy)]
 pub struct Listener {
     pub public_port: u16,
     pub https: bool,
+    pub worker: bool,
+}
+
+impl Listener {
+    pub fn http(public_port: u16) -> Self {
+        Self {
+            public_port,
+            https: false,
+            worker: false,
+        }
+    }
+
+    pub fn https(public_port: u16) -> Self {
+        Self {
+            public_port,
+            https: true,
+            worker: false,
+        }
+    }
+
+    /// The worker listener: requests from edges, each naming its machine and public port.
+    pub fn worker() -> Self {
+        Self {
+            public_port: 0,
+            https: false,
+            worker: true,
+        }
+    }
 }
 
 /// The proxy: cheap to clone, one per host.
@@ -190,6 +231,8 @@ struct Failure {
     status: StatusCode,
     code: Option<&'static str>,
     message: String,
+    /// A worker's answer to an edge: this machine cannot take it, try another.
+    refused: bool,
 }
 
 impl Failure {
@@ -198,6 +241,7 @@ impl Failure {
             status,
             code,
             message: message.into(),
+            refused: false,
         }
     }
 }
@@ -222,6 +266,8 @@ struct Constraint {
     fallback: Option<(Target, Fallback)>,
     /// A connection passed through whole (ports without the `http` handler), not a request.
     tcp: bool,
+    /// On a worker: the edge chose the machine; no waiting, and no waking another one.
+    from_edge: bool,
 }
 
 impl Constraint {
@@ -230,6 +276,8 @@ impl Constraint {
             && self.instance.as_ref().is_none_or(|i| *i == t.machine_id)
             && !self.excluded.contains(&t.machine_id)
             && t.handlers.http != self.tcp
+            // Connections passed through whole go to this host's machines only (for now).
+            && !(self.tcp && t.via.is_some())
     }
 }
 
@@ -376,9 +424,17 @@ impl Proxy {
                 },
                 () = &mut shutdown => break,
             };
-            let Some(place) = self.inner.clients.connect(peer.ip()) else {
-                tracing::debug!(%peer, "too many connections from one client: closed");
-                continue;
+            // Edges are not clients: their connections carry many clients' requests.
+            let place = if at.worker {
+                None
+            } else {
+                match self.inner.clients.connect(peer.ip()) {
+                    Some(place) => Some(place),
+                    None => {
+                        tracing::debug!(%peer, "too many connections from one client: closed");
+                        continue;
+                    }
+                }
             };
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
@@ -499,7 +555,14 @@ impl Proxy {
         request_id: &str,
     ) -> Result<(Response<ProxyBody>, Option<String>, String), (Failure, Option<String>)> {
         let inner = &self.inner;
-        if !inner.clients.allow_request(conn.peer.ip()) {
+        let conn = if conn.listener.worker {
+            self.edge_request(req.headers(), conn)
+                .map_err(|f| (f, None))?
+        } else {
+            conn
+        };
+        let worker = conn.listener.worker;
+        if !worker && !inner.clients.allow_request(conn.peer.ip()) {
             return Err((
                 Failure::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -511,6 +574,7 @@ impl Proxy {
         }
         let app = self.app_of(&req).map_err(|f| (f, None))?;
         if !conn.listener.https
+            && !worker
             && let Some(redirect) = self.https_redirect(&app, &req, conn)
         {
             return Ok((redirect, Some(app), "-".into()));
@@ -530,20 +594,41 @@ impl Proxy {
                 ))
             })?
         };
-        let mut constraint = Constraint {
-            app: app.clone(),
-            instance: header_str(&parts.headers, &FLY_FORCE_INSTANCE),
-            prefer_region: header_str(&parts.headers, &FLY_PREFER_REGION)
-                .map(|r| r.to_ascii_lowercase()),
-            ..Constraint::default()
+        let mut constraint = if worker {
+            // The edge picked the machine; when it has no room now, the edge picks another.
+            Constraint {
+                app: app.clone(),
+                instance: header_str(&parts.headers, &ALOFT_TARGET),
+                timeout: Some(Duration::ZERO),
+                from_edge: true,
+                ..Constraint::default()
+            }
+        } else {
+            Constraint {
+                app: app.clone(),
+                instance: header_str(&parts.headers, &FLY_FORCE_INSTANCE),
+                prefer_region: header_str(&parts.headers, &FLY_PREFER_REGION)
+                    .map(|r| r.to_ascii_lowercase()),
+                ..Constraint::default()
+            }
         };
-        let mut headers = self.forward_headers(
-            std::mem::take(&mut parts.headers),
-            &parts.uri,
-            conn,
-            request_id,
-            upgrade,
-        );
+        let mut headers = if worker {
+            // The edge set the forwarding headers already.
+            let mut h = std::mem::take(&mut parts.headers);
+            strip_hop_by_hop(&mut h, upgrade);
+            for internal in [&ALOFT_TARGET, &ALOFT_PORT, &ALOFT_WORKER_TOKEN] {
+                h.remove(internal);
+            }
+            h
+        } else {
+            self.forward_headers(
+                std::mem::take(&mut parts.headers),
+                &parts.uri,
+                conn,
+                request_id,
+                upgrade,
+            )
+        };
         let mut replays = 0;
         // The last machine that refused the connection: the error when no other is left.
         let mut refused: Option<Failure> = None;
@@ -560,7 +645,11 @@ impl Proxy {
         loop {
             let (target, slot) = match self.pick(&constraint, conn).await {
                 Ok(picked) => picked,
-                Err(f) => return Err(fail(refused.take().unwrap_or(f))),
+                Err(f) => {
+                    let mut f = refused.take().unwrap_or(f);
+                    f.refused = worker;
+                    return Err(fail(f));
+                }
             };
             let Some(attempt_body) = body.take() else {
                 return Err(fail(Failure::new(
@@ -571,11 +660,12 @@ impl Proxy {
             };
             let uri = Uri::builder()
                 .scheme("http")
-                .authority(socket(&target).to_string())
+                .authority(target.via.unwrap_or_else(|| socket(&target)).to_string())
                 .path_and_query(parts.uri.path_and_query().map_or("/", |p| p.as_str()))
                 .build()
                 .expect("a valid URI");
-            let h2 = target.handlers.h2_backend && !upgrade;
+            // To another host's proxy: HTTP/1.1, which passes h2c on to the machine if asked.
+            let h2 = target.handlers.h2_backend && !upgrade && target.via.is_none();
             let mut upstream = Request::builder()
                 .method(parts.method.clone())
                 .uri(uri)
@@ -587,12 +677,33 @@ impl Proxy {
                 .body(attempt_body)
                 .expect("a valid request");
             *upstream.headers_mut() = headers.clone();
+            if target.via.is_some() {
+                self.to_worker(upstream.headers_mut(), &target, conn);
+            }
             let client = if h2 {
                 &inner.upstream_h2
             } else {
                 &inner.upstream
             };
             let mut resp = match client.request(upstream).await {
+                Ok(r) if target.via.is_some() && r.headers().contains_key(&ALOFT_REFUSED) => {
+                    // The machine's host says no (full, or the machine stopped meanwhile).
+                    let failure = Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("PR04"),
+                        format!(
+                            "machine {} in {} has no room for the request",
+                            target.machine_id, target.region
+                        ),
+                    );
+                    if !body.can_resend() {
+                        return Err(fail(failure));
+                    }
+                    constraint.exclude_failed(&target);
+                    inner.metrics.count(Event::Retry, &app);
+                    refused = Some(failure);
+                    continue;
+                }
                 Ok(r) => r,
                 Err(e) if e.is_connect() => {
                     let failure = Failure::new(
@@ -647,7 +758,8 @@ impl Proxy {
                     )));
                 }
             };
-            if let Some(value) = resp.headers().get(&FLY_REPLAY).cloned() {
+            // A worker passes fly-replay back to the edge, which replays it.
+            if let Some(value) = resp.headers().get(&FLY_REPLAY).cloned().filter(|_| !worker) {
                 let instruction = value
                     .to_str()
                     .map_err(|_| "it is not ASCII".to_string())
@@ -823,10 +935,14 @@ impl Proxy {
             }
             // Autostart: every running machine over its soft limit (or none running) wakes the
             // closest stopped one; this request waits for it only if nothing else has room.
-            let room_under_soft = targets
-                .iter()
-                .any(|t| t.routable && inner.load.current(&t.machine_id) < t.limits.soft);
-            if !room_under_soft && self.wake(&targets, &preference) && wake_deadline.is_none() {
+            let room_under_soft = targets.iter().any(|t| {
+                t.routable && inner.load.current(&t.machine_id).max(t.load) < t.limits.soft
+            });
+            if !room_under_soft
+                && !c.from_edge
+                && self.wake(&targets, &preference)
+                && wake_deadline.is_none()
+            {
                 wake_deadline = Some(Instant::now() + inner.config.wake_timeout);
             }
             for t in order {
@@ -1039,8 +1155,57 @@ impl Proxy {
         h.insert(FLY_REGION, self.inner.region.clone());
         h.insert(FLY_REQUEST_ID, value(request_id));
         h.remove(&FLY_REPLAY_SRC);
+        for internal in [&ALOFT_TARGET, &ALOFT_PORT, &ALOFT_WORKER_TOKEN] {
+            h.remove(internal);
+        }
         append_via(&mut h);
         h
+    }
+
+    /// On the worker listener: checks the edge's token and takes the public port the client
+    /// used from the request.
+    fn edge_request(&self, h: &HeaderMap, conn: Conn) -> Result<Conn, Failure> {
+        let token = h.get(&ALOFT_WORKER_TOKEN).map(HeaderValue::as_bytes);
+        let expected = self.inner.config.worker_token.as_deref().map(str::as_bytes);
+        if token.is_none() || !constant_time_eq(token, expected) {
+            return Err(Failure::new(
+                StatusCode::FORBIDDEN,
+                None,
+                "the worker listener takes requests from the cluster's proxies only",
+            ));
+        }
+        let port = header_str(h, &ALOFT_PORT)
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    "aloft-port is missing or invalid",
+                )
+            })?;
+        if !h.contains_key(&ALOFT_TARGET) {
+            return Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                None,
+                "aloft-target is missing",
+            ));
+        }
+        Ok(Conn {
+            listener: Listener {
+                public_port: port,
+                ..conn.listener
+            },
+            ..conn
+        })
+    }
+
+    /// The headers that tell the worker on `target`'s host which machine and port.
+    fn to_worker(&self, h: &mut HeaderMap, target: &Target, conn: Conn) {
+        h.insert(ALOFT_TARGET, value(&target.machine_id));
+        h.insert(ALOFT_PORT, HeaderValue::from(conn.listener.public_port));
+        if let Some(token) = &self.inner.config.worker_token {
+            h.insert(ALOFT_WORKER_TOKEN, value(token));
+        }
     }
 
     fn error_page(&self, f: Failure) -> Response<ProxyBody> {
@@ -1057,6 +1222,9 @@ impl Proxy {
         );
         if let Some(code) = f.code {
             h.insert("aloft-error-code", HeaderValue::from_static(code));
+        }
+        if f.refused {
+            h.insert(ALOFT_REFUSED, HeaderValue::from_static("1"));
         }
         if f.status == StatusCode::TOO_MANY_REQUESTS {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -1082,6 +1250,7 @@ impl Constraint {
             timeout: r.timeout,
             fallback: r.fallback.map(|f| (target, f)),
             tcp: false,
+            from_edge: false,
         }
     }
 
@@ -1124,6 +1293,16 @@ fn http_builder(p: &Protection) -> auto::Builder<TokioExecutor> {
 
 fn socket(t: &Target) -> SocketAddr {
     SocketAddr::new(t.address, t.port)
+}
+
+/// Equal, in a time that does not depend on where they differ.
+fn constant_time_eq(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) if a.len() == b.len() => {
+            a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        }
+        _ => false,
+    }
 }
 
 fn value(s: &str) -> HeaderValue {
@@ -1279,6 +1458,8 @@ mod tests {
             primary_region: "ams".into(),
             force_https: false,
             handlers: Default::default(),
+            via: None,
+            load: 0,
         }
     }
 

@@ -111,6 +111,8 @@ fn target(id: &str, region: &str, addr: SocketAddr, soft: u32, hard: u32) -> Tar
             hard,
             ..Limits::default()
         },
+        via: None,
+        load: 0,
         state: MachineState::Started,
         routable: true,
         autostart: true,
@@ -217,14 +219,7 @@ impl Running {
 }
 
 async fn proxy_with(config: ProxyConfig) -> Running {
-    proxy_at(
-        config,
-        Listener {
-            public_port: 80,
-            https: false,
-        },
-    )
-    .await
+    proxy_at(config, Listener::http(80)).await
 }
 
 async fn proxy_at(config: ProxyConfig, at: Listener) -> Running {
@@ -886,14 +881,7 @@ async fn https_proxy_with(dir: &std::path::Path, domains: Arc<Domains>) -> Runni
     let mut c = config();
     c.domains = domains.clone();
     c.tls = Some(Arc::new(Certificates::new(ca, None, domains)));
-    proxy_at(
-        c,
-        Listener {
-            public_port: 443,
-            https: true,
-        },
-    )
-    .await
+    proxy_at(c, Listener::https(443)).await
 }
 
 /// A TLS client trusting the CA in `ca_pem`, offering `alpn`.
@@ -1433,4 +1421,131 @@ async fn http_ports_of_their_own_serve_requests_and_h2_backends_get_h2c() {
         assert_eq!(status(&resp), 200, "{resp}");
         assert!(resp.contains("version: HTTP/2.0"), "{resp}");
     }
+}
+
+/// An edge proxy in `region` whose `hello` machines are served by `worker`, another host's
+/// proxy, through its worker listener.
+async fn edge_and_worker(token: &str) -> (Running, Running) {
+    let mut worker_config = config();
+    worker_config.region = "syd".into();
+    worker_config.worker_token = Some(token.into());
+    let worker = proxy_at(worker_config, Listener::worker()).await;
+    let mut edge_config = config();
+    edge_config.region = "ord".into();
+    edge_config.worker_token = Some(token.into());
+    let edge = proxy_with(edge_config).await;
+    (edge, worker)
+}
+
+fn remote(mut t: Target, worker: &Running) -> Target {
+    t.via = Some(worker.addr);
+    t
+}
+
+#[tokio::test]
+async fn an_edge_sends_requests_for_another_hosts_machines_through_its_worker() {
+    let (edge, worker) = edge_and_worker("s3cret").await;
+    let m = echo("m1").await;
+    worker.set("hello", vec![target("m1", "syd", m, 20, 25)]);
+    edge.set(
+        "hello",
+        vec![remote(target("m1", "syd", m, 20, 25), &worker)],
+    );
+    let resp = get(
+        edge.addr,
+        "hello.localhost",
+        "Fly-Client-IP: 6.6.6.6\r\naloft-target: other\r\n",
+    )
+    .await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(resp.contains("machine: m1"), "{resp}");
+    // The edge's forwarding headers reach the machine untouched by the worker.
+    assert!(resp.contains("fly-client-ip: 127.0.0.1"), "{resp}");
+    assert!(resp.contains("fly-region: ord"), "{resp}");
+    assert!(resp.contains("x-forwarded-port: 80"), "{resp}");
+    for internal in ["aloft-target", "aloft-port", "aloft-worker-token", "s3cret"] {
+        assert!(!resp.contains(internal), "{internal} leaked: {resp}");
+    }
+
+    // The worker listener is for the cluster's proxies only.
+    let forged = get(
+        worker.addr,
+        "hello.localhost",
+        "aloft-target: m1\r\naloft-port: 80\r\naloft-worker-token: guess\r\n",
+    )
+    .await;
+    assert_eq!(status(&forged), 403, "{forged}");
+    let none = get(
+        worker.addr,
+        "hello.localhost",
+        "aloft-target: m1\r\naloft-port: 80\r\n",
+    )
+    .await;
+    assert_eq!(status(&none), 403, "{none}");
+}
+
+#[tokio::test]
+async fn a_worker_refuses_when_its_machine_is_full_and_the_edge_tries_the_next_region() {
+    let (edge, worker) = edge_and_worker("t").await;
+    let gate = Arc::new(Semaphore::new(0));
+    let busy = holding("syd-1", gate.clone()).await;
+    let spare = echo("ams-1").await;
+    // The worker's machine takes one request at a time; the edge does not know it is busy
+    // (another edge filled it), so it tries it first (syd is nearer: preferred region).
+    worker.set("hello", vec![target("syd-1", "syd", busy, 1, 1)]);
+    edge.set(
+        "hello",
+        vec![
+            remote(target("syd-1", "syd", busy, 1, 1), &worker),
+            target("ams-1", "ams", spare, 20, 25),
+        ],
+    );
+    let filler = tokio::spawn(get(
+        worker.addr,
+        "hello.localhost",
+        "aloft-target: syd-1\r\naloft-port: 80\r\naloft-worker-token: t\r\n",
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while worker.proxy.load().current("syd-1") < 1 {
+        assert!(Instant::now() < deadline, "the filler never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = get(edge.addr, "hello.localhost", "fly-prefer-region: syd\r\n").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(resp.contains("machine: ams-1"), "{resp}");
+    gate.add_permits(1);
+    assert_eq!(status(&filler.await.unwrap()), 200);
+
+    // With room again, syd's machine gets it.
+    gate.add_permits(1);
+    let resp = get(edge.addr, "hello.localhost", "fly-prefer-region: syd\r\n").await;
+    assert!(resp.contains("machine: syd-1"), "{resp}");
+
+    // A machine the worker no longer runs is refused the same way.
+    worker.set("hello", vec![stopped(target("syd-1", "syd", busy, 1, 1))]);
+    worker.table.start_delay.lock().unwrap().take();
+    let resp = get(edge.addr, "hello.localhost", "fly-prefer-region: syd\r\n").await;
+    assert!(resp.contains("machine: ams-1"), "{resp}");
+}
+
+#[tokio::test]
+async fn fly_replay_from_a_machine_behind_a_worker_is_replayed_by_the_edge() {
+    let (edge, worker) = edge_and_worker("t").await;
+    let primary = echo("primary").await;
+    let replica = answering("replica", &[("fly-replay", "region=ams")]).await;
+    worker.set("hello", vec![target("replica", "syd", replica, 20, 25)]);
+    edge.set(
+        "hello",
+        vec![
+            remote(target("replica", "syd", replica, 20, 25), &worker),
+            target("primary", "ams", primary, 20, 25),
+        ],
+    );
+    let resp = get(edge.addr, "hello.localhost", "fly-prefer-region: syd\r\n").await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(resp.contains("machine: primary"), "{resp}");
+    assert!(
+        resp.contains("fly-replay-src: instance=replica;region=syd"),
+        "{resp}"
+    );
 }

@@ -178,6 +178,7 @@ impl Proxy {
             listener: Listener {
                 public_port: port.port,
                 https: port.handlers.tls,
+                worker: false,
             },
         };
         let Some(config) = tls else {
