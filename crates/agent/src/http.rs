@@ -131,6 +131,10 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route(&format!("{machine}/exec"), post(machines_exec))
         .route(&format!("{machine}/logs"), get(machines_logs))
         .route("/internal/v1/host", get(host_show))
+        .route(
+            "/internal/v1/apps/{app}/machines/{id}/autostart",
+            post(machines_autostart),
+        )
         .route("/internal/v1/images", get(images_list))
         .route("/internal/v1/images/prune", post(images_prune))
         .fallback(not_found)
@@ -971,6 +975,16 @@ async fn host_show(State(agent): State<Agent>, headers: HeaderMap) -> Json<HostI
         })
         .unwrap_or_default();
     Json(agent.host_info(&address))
+}
+
+/// `POST /internal/v1/apps/{app}/machines/{id}/autostart`: another host's proxy starts a
+/// machine of this host for a request (as this host's proxy does in process).
+async fn machines_autostart(
+    State(agent): State<Agent>,
+    PathParams(p): PathParams<MachinePath>,
+) -> ApiResult<OkResponse> {
+    agent.autostart(&p.app, &p.id).await?;
+    Ok(Json(OkResponse::ok()))
 }
 
 /// `GET /internal/v1/images`: the images on this host and the machines using each (internal:

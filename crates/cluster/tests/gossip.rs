@@ -1,0 +1,252 @@
+//! The cluster catalog across hosts: three agents (sim runtime, one control plane) in ord, ams and
+//! syd, each with its own gossip node on loopback. The proxy's use of the catalog (edge to worker)
+//! is tested in the proxy's own tests; here the subject is what each host knows and when.
+
+use aloft_agent::LocalCatalog;
+use aloft_cluster::{ClusterCatalog, ClusterConfig};
+use aloft_dns::server::Directory;
+use aloft_proxy::catalog::Catalog;
+use aloft_testkit::{Cluster, ClusterOptions, HostOptions};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const REGIONS: [&str; 3] = ["ord", "ams", "syd"];
+const INTERVAL: Duration = Duration::from_millis(100);
+
+struct Hosts {
+    cluster: Cluster,
+    catalogs: Vec<Option<ClusterCatalog>>,
+    gossip: Vec<SocketAddr>,
+}
+
+/// A free UDP port on loopback (bound, then let go for gossip to bind).
+fn free_udp() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+/// The worker listener address host `i` publishes (nothing listens: not this test's subject).
+fn worker(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16))
+}
+
+fn config(cluster: &Cluster, i: usize, gossip: SocketAddr, seeds: &[SocketAddr]) -> ClusterConfig {
+    ClusterConfig {
+        host_id: cluster.host_id(i).to_string(),
+        region: REGIONS[i].to_string(),
+        gossip,
+        advertise: None,
+        seeds: seeds.iter().map(ToString::to_string).collect(),
+        token: cluster.internal_token.clone(),
+        worker: worker(i),
+        agent: cluster.agent_url(i),
+        gossip_interval: INTERVAL,
+    }
+}
+
+async fn hosts() -> Hosts {
+    let cluster = Cluster::start_with(ClusterOptions::with_hosts(
+        REGIONS.map(HostOptions::new).to_vec(),
+    ))
+    .await;
+    let gossip: Vec<SocketAddr> = (0..REGIONS.len()).map(|_| free_udp()).collect();
+    let mut catalogs = Vec::new();
+    for i in 0..REGIONS.len() {
+        let local = Arc::new(LocalCatalog::new(cluster.agent(i).clone()));
+        let c = ClusterCatalog::start(config(&cluster, i, gossip[i], &gossip[..1]), local)
+            .await
+            .unwrap();
+        catalogs.push(Some(c));
+    }
+    Hosts {
+        cluster,
+        catalogs,
+        gossip,
+    }
+}
+
+impl Hosts {
+    fn catalog(&self, i: usize) -> &ClusterCatalog {
+        self.catalogs[i].as_ref().unwrap()
+    }
+
+    /// Waits (up to `limit`) until `check` holds on host `i`'s catalog; how long it took.
+    async fn until(
+        &self,
+        i: usize,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&ClusterCatalog) -> bool,
+    ) -> Duration {
+        let t0 = Instant::now();
+        while !check(self.catalog(i)) {
+            assert!(
+                t0.elapsed() < limit,
+                "host {i}: {what}: not within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        t0.elapsed()
+    }
+
+    /// A started machine of `app` in `region`, serving port 80; its id.
+    async fn machine(&self, app: &str, region: &str) -> String {
+        let m = self
+            .cluster
+            .client()
+            .create_machine(
+                app,
+                json!({"region": region, "config": {"image": "hello:latest", "services": [
+                    {"internal_port": 8080, "protocol": "tcp",
+                     "ports": [{"port": 80, "handlers": ["http"]}]}]}}),
+            )
+            .await;
+        let id = m["id"].as_str().unwrap().to_string();
+        let api = self.cluster.client();
+        let (status, body) = api
+            .send(api.get(&format!(
+                "/v1/apps/{app}/machines/{id}/wait?state=started&timeout=10"
+            )))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        id
+    }
+}
+
+fn routes(c: &ClusterCatalog, app: &str, id: &str) -> Option<aloft_proxy::catalog::Target> {
+    c.targets(app, 80)?
+        .iter()
+        .find(|t| t.machine_id == id)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_host_routes_to_a_machine_started_on_another_through_its_worker() {
+    let h = hosts().await;
+    h.cluster.client().create_app("web").await;
+    let id = h.machine("web", "ord").await;
+    for i in [1, 2] {
+        let took = h
+            .until(i, Duration::from_secs(10), "the ord machine", |c| {
+                routes(c, "web", &id).is_some_and(|t| t.routable)
+            })
+            .await;
+        println!("host {i} routes to the new machine after {took:?}");
+        let t = routes(h.catalog(i), "web", &id).unwrap();
+        assert_eq!(t.via, Some(worker(0)), "through ord's worker");
+        assert_eq!(t.region, "ord");
+        // Internal DNS on every host answers for it too.
+        assert!(h.catalog(i).entries().iter().any(|e| e.id == id));
+    }
+    // Its own host routes to it directly.
+    assert_eq!(routes(h.catalog(0), "web", &id).unwrap().via, None);
+    h.until(1, Duration::from_secs(10), "both other hosts", |c| {
+        c.hosts().len() == 2
+    })
+    .await;
+
+    // Stopped: every host sees it stop (no longer routable), and it leaves DNS.
+    let api = h.cluster.client();
+    let (status, body) = api
+        .send(api.post(&format!("/v1/apps/web/machines/{id}/stop")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    h.until(2, Duration::from_secs(10), "the stop", |c| {
+        routes(c, "web", &id).is_some_and(|t| !t.routable)
+            && !c.entries().iter().any(|e| e.id == id)
+    })
+    .await;
+
+    // A request on syd for the stopped machine wakes it on its own host (autostart across
+    // hosts, through ord's agent).
+    let target = routes(h.catalog(2), "web", &id).unwrap();
+    h.catalog(2).start(&target).await.unwrap();
+    h.until(2, Duration::from_secs(10), "the autostart", |c| {
+        routes(c, "web", &id).is_some_and(|t| t.routable)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_dies_leaves_every_other_hosts_routing_within_seconds() {
+    let mut h = hosts().await;
+    h.cluster.client().create_app("web").await;
+    let id = h.machine("web", "ams").await;
+    h.until(0, Duration::from_secs(10), "the ams machine", |c| {
+        routes(c, "web", &id).is_some()
+    })
+    .await;
+    h.until(2, Duration::from_secs(10), "the ams machine", |c| {
+        routes(c, "web", &id).is_some()
+    })
+    .await;
+
+    // Killed: its gossip stops without a goodbye.
+    drop(h.catalogs[1].take());
+    let took = h
+        .until(0, Duration::from_secs(20), "ams leaving", |c| {
+            routes(c, "web", &id).is_none()
+        })
+        .await;
+    println!("ams's machine left ord's routing {took:?} after ams died");
+    h.until(2, Duration::from_secs(20), "ams leaving", |c| {
+        routes(c, "web", &id).is_none() && c.hosts().len() == 1
+    })
+    .await;
+
+    // Back (a new generation on the same address): its machines are routed to again.
+    let local = Arc::new(LocalCatalog::new(h.cluster.agent(1).clone()));
+    let back = ClusterCatalog::start(config(&h.cluster, 1, h.gossip[1], &h.gossip[..1]), local)
+        .await
+        .unwrap();
+    h.catalogs[1] = Some(back);
+    h.until(0, Duration::from_secs(20), "ams back", |c| {
+        routes(c, "web", &id).is_some()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_the_clusters_secret_is_ignored() {
+    let h = hosts().await;
+    h.cluster.client().create_app("web").await;
+    // An intruder that knows where to gossip but not the secret, with an agent of its own
+    // (a fourth host's machines would be routed to if it were believed).
+    let intruder_cluster =
+        Cluster::start_with(ClusterOptions::with_hosts(vec![HostOptions::new("ord")])).await;
+    intruder_cluster.client().create_app("web").await;
+    let m = intruder_cluster
+        .client()
+        .create_machine(
+            "web",
+            json!({"config": {"image": "x:1", "services": [
+                {"internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}]}]}}),
+        )
+        .await;
+    let mut cfg = config(&intruder_cluster, 0, free_udp(), &h.gossip);
+    cfg.host_id = "evil-1".into();
+    let intruder = ClusterCatalog::start(
+        cfg,
+        Arc::new(LocalCatalog::new(intruder_cluster.agent(0).clone())),
+    )
+    .await
+    .unwrap();
+    // The members keep gossiping among themselves, and never list the intruder or its machine.
+    let id = h.machine("web", "syd").await;
+    h.until(0, Duration::from_secs(10), "syd's machine", |c| {
+        routes(c, "web", &id).is_some()
+    })
+    .await;
+    tokio::time::sleep(INTERVAL * 20).await;
+    for i in 0..3 {
+        let c = h.catalog(i);
+        assert!(c.hosts().iter().all(|host| host.id != "evil-1"));
+        assert!(
+            routes(c, "web", m["id"].as_str().unwrap()).is_none(),
+            "host {i} routes to the intruder's machine"
+        );
+    }
+    assert!(intruder.hosts().is_empty(), "{:?}", intruder.hosts());
+}
