@@ -12,8 +12,8 @@ use crate::service::Listing;
 use crate::store::Caller;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
-    HostInfo, LEASE_NONCE_HEADER, ListMachinesQuery, OkResponse, RegionList, VerifyTokenRequest,
-    VerifyTokenResponse,
+    HostInfo, HostNumber, LEASE_NONCE_HEADER, ListMachinesQuery, OkResponse, RegionList,
+    VerifyTokenRequest, VerifyTokenResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use axum::Router;
@@ -58,6 +58,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/internal/v1/hosts", get(list_hosts).post(register_host))
         .route("/internal/v1/hosts/{host}/images", get(host_images))
+        .route("/internal/v1/hosts/{host}/number", post(host_number))
         .route(
             "/internal/v1/hosts/{host}/images/prune",
             post(host_images_prune),
@@ -490,6 +491,20 @@ async fn register_host(
     let info: HostInfo = ApiError::parse_json(&body)?;
     cp.record_host(info).await?;
     Ok(axum::Json(OkResponse::ok()))
+}
+
+/// `POST /internal/v1/hosts/{host}/number`: the host part of 6PN addresses for a host, asked
+/// once by its agent before it opens (given on first ask, the same ever after).
+async fn host_number(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    Path(host): Path<String>,
+) -> Reply<axum::Json<HostNumber>> {
+    if host.trim().is_empty() {
+        return Err(ApiError::invalid("host", "a host id is required").into());
+    }
+    let number = cp.host_number(&host).await.map_err(ApiError::from)?;
+    Ok(axum::Json(HostNumber { host, number }))
 }
 
 /// `GET /internal/v1/hosts`: every registered host (operators).

@@ -158,6 +158,11 @@ impl ControlPlane {
     pub async fn register_host(&self, info: HostInfo) -> Result<(), ControlPlaneError> {
         self.inner.store.upsert_host(info, now_ms()).await
     }
+
+    /// The host part of 6PN addresses for host `host_id` (the same for the host's whole life).
+    pub async fn host_number(&self, host_id: &str) -> Result<u32, ControlPlaneError> {
+        self.inner.store.host_number(host_id).await
+    }
 }
 
 /// Creates `dir` and proves a file can be written in it.

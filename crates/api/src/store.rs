@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS hosts (
     allocated_memory_mb  BIGINT NOT NULL,
     last_seen            BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS host_numbers (
+    host_id     TEXT PRIMARY KEY,
+    number      BIGINT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS machines (
     id          TEXT PRIMARY KEY,
     app_name    TEXT NOT NULL REFERENCES apps (name),
@@ -429,6 +433,40 @@ impl Store {
         .await
     }
 
+    /// The host part of 6PN addresses for `host_id`: given on first ask (the next free one),
+    /// the same ever after, never another host's.
+    pub async fn host_number(&self, host_id: &str) -> Result<u32, ControlPlaneError> {
+        let host_id = host_id.to_string();
+        self.call("number host", move |c| {
+            let tx = c.transaction()?;
+            let known: Option<i64> = tx
+                .query_row(
+                    "SELECT number FROM host_numbers WHERE host_id = ?1",
+                    [&host_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let number = match known {
+                Some(n) => n,
+                None => {
+                    let next: i64 = tx.query_row(
+                        "SELECT COALESCE(MAX(number), 0) + 1 FROM host_numbers",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    tx.execute(
+                        "INSERT INTO host_numbers (host_id, number) VALUES (?1, ?2)",
+                        params![host_id, next],
+                    )?;
+                    next
+                }
+            };
+            tx.commit()?;
+            Ok(to_u32(number))
+        })
+        .await
+    }
+
     /// Every registered host, by id.
     pub async fn hosts(&self) -> Result<Vec<HostRecord>, ControlPlaneError> {
         self.call("list hosts", |c| {
@@ -733,6 +771,14 @@ mod tests {
         s.delete_app("hello").await.unwrap();
         assert_eq!(s.app("hello").await.unwrap(), None);
         assert_eq!(s.machine("m2").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn host_numbers_are_given_once_and_kept() {
+        let (_d, s) = open();
+        assert_eq!(s.host_number("ord-1").await.unwrap(), 1);
+        assert_eq!(s.host_number("syd-1").await.unwrap(), 2);
+        assert_eq!(s.host_number("ord-1").await.unwrap(), 1);
     }
 
     #[tokio::test]

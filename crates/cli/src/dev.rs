@@ -179,11 +179,15 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     .await
     .context("starting the control plane")?;
     let host_id = format!("{}-1", args.region);
+    let host_number = control_plane
+        .host_number(&host_id)
+        .await
+        .context("numbering this host")?;
     let agent = Agent::open(
         AgentConfig {
             data_dir: data.root.join("agent"),
             host_id: host_id.clone(),
-            host_number: 1,
+            host_number,
             region: args.region.clone(),
             cpus,
             memory_mb,

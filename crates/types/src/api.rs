@@ -377,6 +377,13 @@ pub struct HostInfo {
     pub allocated_memory_mb: u64,
 }
 
+/// `POST /internal/v1/hosts/{host}/number` reply: the host part of its machines' 6PN addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostNumber {
+    pub host: String,
+    pub number: u32,
+}
+
 /// `POST /internal/v1/tokens/verify` body: which org does this API token belong to? Other
 /// cluster services (a registry on another host) use it to authenticate org tokens.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
