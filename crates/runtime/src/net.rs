@@ -265,7 +265,7 @@ impl HostNetwork {
     }
 
     /// The bridge's tables: NAT for machines' IPv4; no IPv4 between machines; IPv6 only within
-    /// an org's /48; and each machine's frames only from its own MAC and addresses (its /112,
+    /// an org's /48 (rules for frames between this bridge's machine ports only); and each machine's frames only from its own MAC and addresses (its /112,
     /// link-local and unspecified ones for neighbour discovery; its IPv4 address), so that no
     /// machine can pass for another, of its org or not. Neighbour discovery cannot be turned
     /// against another machine either: a machine announces only its own addresses (ARP sender,
@@ -277,6 +277,14 @@ impl HostNetwork {
             ports.iter().map(|p| org_prefix(p.ipv6)).collect();
         let br = &self.opts.bridge;
         let (net, len) = self.opts.subnet_v4;
+        // Bridge-family chains see every bridge of the host: only frames from this bridge's
+        // machine ports go through its rules (other bridges, Docker's say, are left alone).
+        let from_machines = if ports.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = ports.iter().map(|p| format!("\"{}\"", p.host_if)).collect();
+            format!("iifname {{ {} }} jump machines", names.join(", "))
+        };
         let mut script = format!(
             "table ip aloft_nat_{br}\n\
              delete table ip aloft_nat_{br}\n\
@@ -291,6 +299,9 @@ impl HostNetwork {
              table bridge aloft_{br} {{\n\
                chain forward {{\n\
                  type filter hook forward priority filter; policy accept;\n\
+                 {from_machines}\n\
+               }}\n\
+               chain machines {{\n\
                  ether type ip drop\n\
                  ip6 daddr ff00::/8 meta l4proto != ipv6-icmp drop\n\
                  ip6 daddr ff00::/8 accept\n\

@@ -282,3 +282,64 @@ fn link_local_and_multicast_traffic_between_machines_is_neighbour_discovery_only
     net.release(&b).unwrap();
     net.remove().unwrap();
 }
+
+/// `ip ARGS`, which must succeed.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_machines_bridge_rules_leave_other_bridges_alone() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let net = HostNetwork::new(tmp.path(), network()).unwrap();
+    let id = format!("alone{}", std::process::id());
+    net.attach_netns(
+        &id,
+        machine_address(90_000 + std::process::id() % 10_000, 1, 1),
+    )
+    .unwrap();
+
+    // Another bridge on the host (say, Docker's) with two namespaces speaking IPv4.
+    let n = std::process::id() % 100_000;
+    let (br, a, b) = (format!("alo{n}"), format!("alo-a{n}"), format!("alo-b{n}"));
+    ip(&["link", "add", &br, "type", "bridge"]);
+    ip(&["link", "set", &br, "up"]);
+    for (ns, addr) in [(&a, "10.99.0.1/24"), (&b, "10.99.0.2/24")] {
+        let host_if = format!("{ns}h");
+        ip(&["netns", "add", ns]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ]);
+        ip(&["link", "set", &host_if, "master", &br, "up"]);
+        in_netns(ns, &["addr", "add", addr, "dev", "eth0"]);
+        in_netns(ns, &["link", "set", "eth0", "up"]);
+    }
+    let receiver = in_namespace(&std::path::Path::new("/run/netns").join(&b), || {
+        let socket = UdpSocket::bind("10.99.0.2:7000").unwrap();
+        received(&socket)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    send_from(
+        &std::path::Path::new("/run/netns").join(&a),
+        "10.99.0.1".parse().unwrap(),
+        "10.99.0.2:7000".parse().unwrap(),
+    );
+    let got = receiver.join().unwrap();
+    for ns in [&a, &b] {
+        ip(&["netns", "del", ns]);
+    }
+    ip(&["link", "del", &br]);
+    net.release(&id).unwrap();
+    net.remove().unwrap();
+    assert!(
+        got.contains(&"10.99.0.1".parse().unwrap()),
+        "IPv4 between two ports of another bridge was dropped"
+    );
+}
