@@ -33,6 +33,9 @@ use tokio::sync::watch;
 
 mod tcp;
 
+/// How long an idle pooled connection to a machine (or another host's worker) is kept.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
 /// A request is replayed at most this many times (then it is a loop).
 const MAX_REPLAYS: u32 = 5;
 
@@ -206,6 +209,9 @@ struct Inner {
     upstream: Client<HttpConnector, ProxyBody>,
     /// How client connections are served over HTTP (limits and timeouts set).
     http: Arc<auto::Builder<TokioExecutor>>,
+    /// How edges' connections to the worker listener are served: kept open while idle for
+    /// longer than edges pool them, so an edge never sends on a connection being closed.
+    http_worker: Arc<auto::Builder<TokioExecutor>>,
     /// The TLS side of HTTPS listeners.
     https: Option<Arc<rustls::ServerConfig>>,
     /// HTTP/2 without TLS, for ports with `http_options.h2_backend`.
@@ -305,12 +311,12 @@ impl Proxy {
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         let upstream = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(UPSTREAM_IDLE)
             .pool_max_idle_per_host(64)
             .pool_timer(TokioTimer::new())
             .build(connector.clone());
         let upstream_h2 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(UPSTREAM_IDLE)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .http2_only(true)
@@ -323,6 +329,10 @@ impl Proxy {
         Self {
             inner: Arc::new(Inner {
                 http: Arc::new(http_builder(&config.protection)),
+                http_worker: Arc::new(http_builder(&Protection {
+                    header_read_timeout: UPSTREAM_IDLE + Duration::from_secs(15),
+                    ..config.protection
+                })),
                 https,
                 region: value(&config.region),
                 clients: Clients::new(config.protection.clients),
@@ -497,10 +507,12 @@ impl Proxy {
             let proxy = proxy.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
         });
-        let connection = self
-            .inner
-            .http
-            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        let http = if conn.listener.worker {
+            &self.inner.http_worker
+        } else {
+            &self.inner.http
+        };
+        let connection = http.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(connection);
         tokio::select! {
             _ = connection.as_mut() => {}

@@ -1549,3 +1549,24 @@ async fn fly_replay_from_a_machine_behind_a_worker_is_replayed_by_the_edge() {
         "{resp}"
     );
 }
+
+#[tokio::test]
+async fn a_worker_keeps_an_edges_idle_connection_open_longer_than_edges_pool_it() {
+    let (_edge, worker) = edge_and_worker("t").await;
+    let m = echo("m1").await;
+    worker.set("hello", vec![target("m1", "syd", m, 20, 25)]);
+    let request = b"GET / HTTP/1.1\r\nHost: hello.localhost\r\naloft-target: m1\r\naloft-port: 80\r\naloft-worker-token: t\r\n\r\n";
+    let mut s = TcpStream::connect(worker.addr).await.unwrap();
+    let mut buf = vec![0; 4096];
+    for _ in 0..2 {
+        s.write_all(request).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let resp = String::from_utf8_lossy(&buf[..n]);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        // Longer than clients' connections may idle (the header read timeout, 500 ms here).
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+}
