@@ -326,6 +326,7 @@ fn apps_and_machines_from_create_to_destroy() {
         text.contains(&web) && text.contains("nginx:latest"),
         "{out}"
     );
+    assert!(text.contains("local    2 machines on local-1"), "{out}");
     let status = dev.aloft(&["status", "-a", "hello", "--json"]).json();
     assert_eq!(status["app"]["organization"]["slug"], "personal");
     assert_eq!(status["machines"].as_array().unwrap().len(), 2);

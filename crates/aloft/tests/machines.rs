@@ -34,29 +34,6 @@ const NET: [&str; 8] = [
     "1s",
 ];
 
-fn prerequisites_missing() -> bool {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED: real machines need root ***\n");
-        return true;
-    }
-    if Command::new("runsc").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPED: runsc not installed (apt-get install runsc) ***\n");
-        return true;
-    }
-    skopeo_missing()
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// GET / from a machine's address; `None` while nothing answers.
 fn get(ip: &str) -> Option<String> {
     let addr = SocketAddr::new(ip.parse().ok()?, 8080);
@@ -131,35 +108,17 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 }
 
 fn build_and_push(dev: &DevUp, tmp: &Path) {
-    let app = tmp.join("app");
-    fs::create_dir_all(app.join("srv")).unwrap();
-    fs::write(app.join("srv/index.html"), "served by busybox httpd\n").unwrap();
-    let layout = tmp.join("layout");
-    let out = aloft_with(
-        &[],
-        &[
-            "image",
-            "build",
-            "--busybox",
-            "--rootfs",
-            app.to_str().unwrap(),
-            "--entrypoint",
-            "/bin/sh -c",
-            "--cmd",
-            "'echo booted $FLY_MACHINE_ID; exec httpd -f -v -p 8080 -h /srv'",
-            "--expose",
-            "8080",
-            "-o",
-            &format!("oci:{}:v1", layout.display()),
-        ],
+    let layout = busybox_image(
+        tmp,
+        "served by busybox httpd\n",
+        "'echo booted $FLY_MACHINE_ID; exec httpd -f -v -p 8080 -h /srv'",
     );
-    out.ok();
     push(dev, &layout, "v1", "web");
 }
 
 #[test]
 fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
-    if prerequisites_missing() {
+    if gvisor_missing("real machines") {
         return;
     }
     let _one = ONE_CLOUD.lock().unwrap_or_else(|e| e.into_inner());
@@ -525,7 +484,7 @@ fn run_to_exit(dev: &DevUp, name: &str, extra: &[&str]) -> (String, serde_json::
 /// slowly), answers HTTP on its private address with its machine id, and runs commands.
 #[test]
 fn the_example_app_runs_as_a_microvm() {
-    if prerequisites_missing() {
+    if gvisor_missing("real machines") {
         return;
     }
     let _one = ONE_CLOUD.lock().unwrap_or_else(|e| e.into_inner());

@@ -49,7 +49,7 @@ const METRICS_URL_FILE: &str = "metrics-url";
 /// The file holding the pid of the `dev up` that uses the data dir.
 const PID_FILE: &str = "dev-up.pid";
 /// How long in-flight requests get to finish after a stop signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `dev up` prints when it stops.
 const STOPPED: &str = "aloft dev up stopped. Machines were left running (gVisor and microVM machines outlive it; simulated ones end with it); the next `aloft dev up` reattaches those still running and applies the restart policy to the others.";
@@ -58,7 +58,10 @@ const STOPPED: &str = "aloft dev up stopped. Machines were left running (gVisor 
 pub enum DevCommand {
     /// Run a complete single-host cloud in the foreground (control plane + one host agent) until
     /// Ctrl-C or SIGTERM.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
+    /// A cluster of several regions on this machine, one network namespace per host (root).
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
 }
 
 #[derive(Debug, Args)]
@@ -113,8 +116,9 @@ pub struct UpArgs {
     no_pull: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum RuntimeKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RuntimeKind {
     /// Simulated machines (no image is run).
     Sim,
     /// gVisor sandboxes (runsc).
@@ -127,7 +131,8 @@ enum RuntimeKind {
 
 pub async fn run(cmd: DevCommand, ctx: &Ctx) -> Result<ExitCode> {
     match cmd {
-        DevCommand::Up(args) => up(ctx, args).await,
+        DevCommand::Up(args) => up(ctx, *args).await,
+        DevCommand::Cluster(cmd) => crate::cluster::run(cmd, ctx).await,
     }
 }
 
@@ -346,10 +351,10 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
 /// give it to machines as their name server. Not with the sim runtime (no bridge), nor when the
 /// address cannot be bound (another cloud on this host has it): machines then get the host's
 /// resolvers.
-async fn spawn_internal_dns(
+pub(crate) async fn spawn_internal_dns(
     runtime: &str,
     agent: &Agent,
-    catalog: Arc<LocalCatalog>,
+    catalog: Arc<dyn aloft_dns::server::Directory>,
     region: &str,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if runtime == "sim" {
@@ -415,7 +420,7 @@ fn spawn_domains_sync(
 }
 
 /// Waits for a server to finish its requests, for at most [`DRAIN_TIMEOUT`].
-async fn drain(name: &str, server: tokio::task::JoinHandle<std::io::Result<()>>) {
+pub(crate) async fn drain(name: &str, server: tokio::task::JoinHandle<std::io::Result<()>>) {
     let abort = server.abort_handle();
     match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
         Ok(Ok(Ok(()))) => {}
@@ -441,7 +446,7 @@ fn stop_at_once(data: &DataDir) -> ExitCode {
 }
 
 /// The backend for `--runtime`, keeping its state under `state_dir`.
-fn runtime_for(
+pub(crate) fn runtime_for(
     kind: RuntimeKind,
     state_dir: &Path,
     network: NetworkOptions,
@@ -461,7 +466,7 @@ fn runtime_for(
 }
 
 /// `a.b.c.d/n` with a prefix a bridge and at least a few machines fit in.
-fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
+pub(crate) fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let (ip, len) = s
         .split_once('/')
         .ok_or_else(|| format!("`{s}` is not a CIDR subnet like 172.19.0.0/16"))?;
@@ -477,7 +482,7 @@ fn parse_subnet(s: &str) -> Result<(Ipv4Addr, u8), String> {
 }
 
 /// Listens on `addr`; errors name `flag`, the option that sets it.
-async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow!("{addr} is in use: is another `aloft dev up` running? stop it or pass {flag}")
@@ -488,7 +493,7 @@ async fn bind(addr: SocketAddr, flag: &str) -> Result<TcpListener> {
 }
 
 /// The URL clients use for a listening address (loopback when it listens on every address).
-fn url_for(addr: SocketAddr) -> String {
+pub(crate) fn url_for(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -498,7 +503,7 @@ fn url_for(addr: SocketAddr) -> String {
 }
 
 /// This host's CPU count and memory (MB), advertised for placement.
-fn host_capacity() -> Result<(u32, u64)> {
+pub(crate) fn host_capacity() -> Result<(u32, u64)> {
     let cpus = std::thread::available_parallelism()
         .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         .unwrap_or(1);
@@ -785,7 +790,7 @@ fn is_aloft(pid: u32) -> bool {
 }
 
 /// Writes a file whole or not at all (a temporary file, then a rename), with `mode`.
-fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),

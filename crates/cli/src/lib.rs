@@ -14,6 +14,7 @@
 mod apps;
 mod certs;
 mod client;
+mod cluster;
 mod config;
 mod dev;
 mod image;
@@ -22,6 +23,7 @@ mod machine;
 mod output;
 mod platform;
 mod registry;
+mod server;
 mod status;
 
 use anyhow::Result;
@@ -79,7 +81,7 @@ enum Command {
     Dev(dev::DevCommand),
     /// Run one server role on its own.
     #[command(subcommand)]
-    Server(registry::ServerCommand),
+    Server(server::ServerCommand),
     /// Operate the OCI registry.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -151,7 +153,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Dev(cmd) => dev::run(cmd, &ctx).await,
-        Command::Server(cmd) => registry::serve(cmd, &ctx).await,
+        Command::Server(cmd) => server::run(cmd, &ctx).await,
         Command::Registry(cmd) => registry::run(cmd, &ctx).await,
     }
 }

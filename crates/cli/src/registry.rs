@@ -129,12 +129,6 @@ fn report_json(r: &GcReport) -> serde_json::Value {
     })
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ServerCommand {
-    /// Run an OCI registry on its own (e.g. a region's pull-through cache with --upstream).
-    Registry(ServeArgs),
-}
-
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Where the registry listens (`127.0.0.1:0` picks a free port; the URL is printed).
@@ -173,8 +167,7 @@ pub struct GcArgs {
     registry: Option<String>,
 }
 
-pub async fn serve(cmd: ServerCommand, ctx: &Ctx) -> Result<ExitCode> {
-    let ServerCommand::Registry(args) = cmd;
+pub async fn serve(args: ServeArgs, ctx: &Ctx) -> Result<ExitCode> {
     let data_dir = ctx.env.data_dir(ctx.data_dir.as_deref())?;
     let token_file = args
         .internal_token_file
@@ -303,7 +296,7 @@ async fn stop_signal() {
     }
 }
 
-fn read_secret(path: &std::path::Path) -> Result<String> {
+pub(crate) fn read_secret(path: &std::path::Path) -> Result<String> {
     let s = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read the internal token from {}: pass --internal-token-file, or run this where `aloft dev up` keeps its data",

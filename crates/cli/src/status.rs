@@ -1,4 +1,4 @@
-//! `aloft status -a APP`: the app, its org, and its machines.
+//! `aloft status -a APP`: the app, its org, the regions and hosts it runs on, and its machines.
 
 use crate::Ctx;
 use crate::client::ClientError;
@@ -44,6 +44,34 @@ pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
         ("created", app.created_at.clone()),
     ]);
     println!();
+    if !machines.is_empty() {
+        // Where the app runs: each region's machines and the hosts they are on.
+        let mut regions: std::collections::BTreeMap<
+            &str,
+            (usize, std::collections::BTreeSet<&str>),
+        > = Default::default();
+        for m in &machines {
+            let entry = regions.entry(m.region.as_str()).or_default();
+            entry.0 += 1;
+            if !m.host_id.is_empty() {
+                entry.1.insert(m.host_id.as_str());
+            }
+        }
+        println!("Regions");
+        for (region, (count, hosts)) in regions {
+            let hosts: Vec<&str> = hosts.into_iter().collect();
+            println!(
+                "  {region:<8} {count} machine{} on {}",
+                if count == 1 { "" } else { "s" },
+                if hosts.is_empty() {
+                    "-".to_string()
+                } else {
+                    hosts.join(", ")
+                }
+            );
+        }
+        println!();
+    }
     println!("Machines");
     machines_table(&machines).print(&format!(
         "No machines yet; run one with `aloft machine run IMAGE -a {name}`."

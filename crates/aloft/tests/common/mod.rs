@@ -411,3 +411,57 @@ pub fn push(dev: &DevUp, layout: &Path, tag: &str, name: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Builds a busybox image whose `/srv` holds `index` (as index.html) and whose command is
+/// `/bin/sh -c CMD`, as `oci:<tmp>/layout:v1`; the layout's path.
+pub fn busybox_image(tmp: &Path, index: &str, cmd: &str) -> PathBuf {
+    let app = tmp.join("app");
+    fs::create_dir_all(app.join("srv")).unwrap();
+    fs::write(app.join("srv/index.html"), index).unwrap();
+    let layout = tmp.join("layout");
+    aloft_with(
+        &[],
+        &[
+            "image",
+            "build",
+            "--busybox",
+            "--rootfs",
+            app.to_str().unwrap(),
+            "--entrypoint",
+            "/bin/sh -c",
+            "--cmd",
+            cmd,
+            "--expose",
+            "8080",
+            "-o",
+            &format!("oci:{}:v1", layout.display()),
+        ],
+    )
+    .ok();
+    layout
+}
+
+/// Whether what gVisor machines need is missing (root, runsc, skopeo); prints why `what` is
+/// skipped.
+pub fn gvisor_missing(what: &str) -> bool {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED: {what}: needs root ***\n");
+        return true;
+    }
+    if Command::new("runsc").arg("--version").output().is_err() {
+        eprintln!("\n*** SKIPPED: runsc not installed (apt-get install runsc) ***\n");
+        return true;
+    }
+    skopeo_missing()
+}
+
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

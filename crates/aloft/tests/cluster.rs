@@ -1,0 +1,286 @@
+//! A three-region dev cluster end to end: `aloft dev cluster up --regions ord,ams,syd` (one
+//! network namespace per host and per region's clients, gVisor machines), an image pushed to its
+//! registry, machines in ord and ams; each region's users reach their own edge, which serves them
+//! from the nearest region with a machine; a host killed leaves routing while requests keep being
+//! answered; `down` leaves nothing behind.
+//!
+//! Needs root, runsc and skopeo (installed by `scripts/setup.sh`); without them it prints SKIPPED
+//! and returns.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// `aloft --data-dir DIR ARGS`.
+fn aloft_in(dir: &Path, args: &[&str]) -> Out {
+    let mut all = vec!["--data-dir", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    aloft_with(&[], &all)
+}
+
+/// `curl` of `http://web.localhost/` as a user in `region`: the body, or the error.
+fn from_region(dir: &Path, region: &str) -> String {
+    let out = aloft_in(
+        dir,
+        &[
+            "dev",
+            "cluster",
+            "exec",
+            "--region",
+            region,
+            "--",
+            "curl",
+            "-sS",
+            "-m",
+            "10",
+            "http://web.localhost/",
+        ],
+    );
+    format!("{}{}", out.stdout.trim(), out.stderr.trim())
+}
+
+/// Pushes the layout's `v1` as `<org>/web:v1` to the cluster's registry.
+fn push(layout: &Path, token: &str, org: &str) {
+    let pushed = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("x:{token}"))
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://127.0.0.1:5000/{org}/web:v1"))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "{pushed:?}");
+}
+
+/// Runs `web:v1` for `app` in `region` (with `env`, e.g. another org's token); its id.
+fn run(dir: &Path, env: &[(&str, &str)], app: &str, region: &str) -> String {
+    let out = aloft_with(
+        env,
+        &[
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--json",
+            "machine",
+            "run",
+            "web:v1",
+            "-a",
+            app,
+            "--region",
+            region,
+            "-p",
+            "80:8080/tcp:http",
+        ],
+    )
+    .json();
+    out["id"].as_str().unwrap().to_string()
+}
+
+/// Takes the cluster down whatever happened.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What each part said, before `down` removes it.
+            for log in [
+                "control.log",
+                "hosts/ord-1/host.log",
+                "hosts/ams-1/host.log",
+                "hosts/syd-1/host.log",
+            ] {
+                let text = fs::read_to_string(self.0.join(log)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                eprintln!(
+                    "--- {log}:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        let out = aloft_in(self.0, &["dev", "cluster", "down"]);
+        eprintln!("dev cluster down: {}{}", out.stdout, out.stderr);
+    }
+}
+
+#[test]
+fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
+    if gvisor_missing("a dev cluster") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let started = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>6.1?}] {what}", started.elapsed());
+    let up = aloft_in(
+        &dir,
+        &[
+            "dev",
+            "cluster",
+            "up",
+            "--regions",
+            "ord,ams,syd",
+            "--runtime",
+            "gvisor",
+        ],
+    );
+    let _down = Down(&dir);
+    let status = up.ok();
+    assert!(status.contains("syd-1"), "{status}");
+    phase("up");
+
+    // An image whose page says which region served it.
+    let layout = busybox_image(
+        tmp.path(),
+        "",
+        "'echo $FLY_REGION > /srv/index.html; exec httpd -f -p 8080 -h /srv'",
+    );
+    let token = fs::read_to_string(dir.join("token")).unwrap();
+    push(&layout, token.trim(), "personal");
+
+    phase("pushed");
+    aloft_in(&dir, &["apps", "create", "web"]).ok();
+    let ids: Vec<String> = ["ord", "ams"]
+        .iter()
+        .map(|region| run(&dir, &[], "web", region))
+        .collect();
+    let status = aloft_in(&dir, &["status", "-a", "web"]).ok().to_string();
+    assert!(
+        status.contains("ord      1 machine on ord-1")
+            && status.contains("ams      1 machine on ams-1"),
+        "{status}"
+    );
+    phase("machines started");
+
+    // Each region's users are served by their own region's machine once every edge knows it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for region in ["ord", "ams"] {
+        loop {
+            let body = from_region(&dir, region);
+            if body == region {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{region}'s users got `{body}`, not their region's machine"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    phase("each region served by its own");
+
+    // Internal DNS on ord's host knows ams's machine (the gossip catalog), for its own org only.
+    let ips: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let m = aloft_in(&dir, &["--json", "machine", "status", id, "-a", "web"]).json();
+            m["private_ip"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let found = aloft_in(
+        &dir,
+        &[
+            "machine",
+            "exec",
+            &ids[0],
+            "-a",
+            "web",
+            "--",
+            "nslookup",
+            "-type=aaaa",
+            "web.internal",
+        ],
+    );
+    for ip in &ips {
+        assert!(found.stdout.contains(ip.as_str()), "{ip} missing: {found}");
+    }
+    let (status, body) = http(
+        "http://127.0.0.1:4280",
+        "POST",
+        "/internal/v1/orgs",
+        fs::read_to_string(dir.join("internal-token"))
+            .unwrap()
+            .trim(),
+        r#"{"slug":"other"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let other: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let other_token = other["token"].as_str().unwrap();
+    push(&layout, other_token, "other");
+    let env = [("ALOFT_API_TOKEN", other_token)];
+    aloft_with(&env, &["apps", "create", "spy"]).ok();
+    let spy = run(&dir, &env, "spy", "ams");
+    let asked = aloft_with(
+        &env,
+        &[
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "machine",
+            "exec",
+            &spy,
+            "-a",
+            "spy",
+            "--",
+            "nslookup",
+            "-type=aaaa",
+            "web.internal",
+        ],
+    );
+    let answer = format!("{}{}", asked.stdout, asked.stderr);
+    assert!(answer.contains("NXDOMAIN"), "{answer}");
+    for ip in &ips {
+        assert!(
+            !answer.contains(ip.as_str()),
+            "another org saw {ip}: {answer}"
+        );
+    }
+    phase("internal DNS across hosts, per org");
+    // syd has no machine: its edge sends its users to another region's.
+    let body = from_region(&dir, "syd");
+    assert!(body == "ord" || body == "ams", "syd got `{body}`");
+
+    // ams's host dies: its users' edge is gone with it, but syd's users are still served,
+    // from ord, without an error.
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
+    let ams = state["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["region"] == "ams")
+        .unwrap();
+    let pid = ams["pid"].as_u64().unwrap();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut answers = Vec::new();
+    while t0.elapsed() < Duration::from_secs(6) {
+        answers.push(from_region(&dir, "syd"));
+    }
+    assert!(
+        answers.iter().all(|a| a == "ord" || a == "ams"),
+        "a request failed after ams died: {answers:?}"
+    );
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some("ord"),
+        "{answers:?}"
+    );
+
+    phase("ams killed, syd served");
+    // Down: nothing of the cluster is left.
+    drop(_down);
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    assert!(!namespaces.contains("alc-"), "{namespaces}");
+    assert!(!Path::new("/sys/class/net/alcl0").exists());
+    assert!(!dir.exists(), "the data dir is left");
+    let left = Command::new("pgrep")
+        .args(["-f", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "processes left: {left:?}");
+}
