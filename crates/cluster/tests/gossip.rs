@@ -140,6 +140,14 @@ async fn every_host_routes_to_a_machine_started_on_another_through_its_worker() 
         // Internal DNS on every host answers for it too.
         assert!(h.catalog(i).entries().iter().any(|e| e.id == id));
     }
+    // Every host measures its round trip to the others' regions (not its own).
+    h.until(0, Duration::from_secs(10), "measured round trips", |c| {
+        c.rtt("ams").is_some() && c.rtt("syd").is_some()
+    })
+    .await;
+    assert!(h.catalog(0).rtt("ams").unwrap() < Duration::from_millis(500));
+    assert_eq!(h.catalog(0).rtt("ord"), None);
+
     // Its own host routes to it directly.
     assert_eq!(routes(h.catalog(0), "web", &id).unwrap().via, None);
     h.until(1, Duration::from_secs(10), "both other hosts", |c| {

@@ -14,15 +14,6 @@ pub trait Distance {
     fn distance(&self, region: &str) -> u32;
 }
 
-/// Every other region is equally far (no latency measurements yet).
-pub struct SameRegionFirst(pub String);
-
-impl Distance for SameRegionFirst {
-    fn distance(&self, region: &str) -> u32 {
-        u32::from(region != self.0)
-    }
-}
-
 /// `targets` in the order to try them; machines that cannot take a request now (not routable,
 /// or at their hard limit) are left out.
 pub fn rank<'a>(targets: &[&'a Target], load: &Load, distance: &dyn Distance) -> Vec<&'a Target> {
@@ -52,6 +43,15 @@ pub fn rank<'a>(targets: &[&'a Target], load: &Load, distance: &dyn Distance) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every other region is equally far.
+    struct SameRegionFirst(String);
+
+    impl Distance for SameRegionFirst {
+        fn distance(&self, region: &str) -> u32 {
+            u32::from(region != self.0)
+        }
+    }
     use crate::catalog::Limits;
     use std::sync::Arc;
 

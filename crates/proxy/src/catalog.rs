@@ -175,6 +175,12 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Stops, or with `suspend` suspends, an idle machine (autostop).
     async fn stop(&self, target: &Target, suspend: bool) -> Result<(), String>;
+
+    /// The round-trip time to `region`'s nearest host, as measured (never configured); `None`
+    /// when not measured (one host, or not yet).
+    fn rtt(&self, _region: &str) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The target a machine is for public TCP `port`: its first service listing the port.

@@ -287,10 +287,13 @@ impl Constraint {
     }
 }
 
-/// Closeness: the preferred instance and region first, then the proxy's own region.
+/// Closeness: the preferred region first, then the proxy's own region, then the others by the
+/// round-trip time the catalog measured to them (in whole milliseconds, so that regions as near
+/// as each other share the traffic); regions not measured yet come last.
 struct Preference<'a> {
     own: &'a str,
     prefer_region: Option<&'a str>,
+    catalog: &'a dyn Catalog,
 }
 
 impl Distance for Preference<'_> {
@@ -300,10 +303,16 @@ impl Distance for Preference<'_> {
         } else if region == self.own {
             1
         } else {
-            2
+            let ms = self.catalog.rtt(region).map_or(UNMEASURED_MS, |rtt| {
+                rtt.as_millis().min(u128::from(UNMEASURED_MS)) as u32
+            });
+            2 + ms
         }
     }
 }
+
+/// Where an unmeasured region ranks: behind any measured one.
+const UNMEASURED_MS: u32 = 100_000;
 
 impl Proxy {
     pub fn new(config: ProxyConfig, catalog: Arc<dyn Catalog>) -> Self {
@@ -940,6 +949,7 @@ impl Proxy {
             let preference = Preference {
                 own: &inner.config.region,
                 prefer_region: c.prefer_region.as_deref(),
+                catalog: inner.catalog.as_ref(),
             };
             let mut order = rank(&targets, &inner.load, &preference);
             if let Some(prefer) = &c.prefer_instance {

@@ -35,6 +35,8 @@ struct Table {
     start_delay: Mutex<Option<Duration>>,
     starts: AtomicU32,
     stops: Mutex<Vec<String>>,
+    /// Round-trip times to regions, as a catalog would measure them.
+    rtts: Mutex<HashMap<String, Duration>>,
 }
 
 impl Default for Table {
@@ -45,6 +47,7 @@ impl Default for Table {
             start_delay: Mutex::new(Some(Duration::ZERO)),
             starts: AtomicU32::new(0),
             stops: Mutex::default(),
+            rtts: Mutex::default(),
         }
     }
 }
@@ -90,6 +93,10 @@ impl Catalog for Table {
         tokio::time::sleep(delay).await;
         self.set_state(&target.machine_id, MachineState::Started);
         Ok(())
+    }
+
+    fn rtt(&self, region: &str) -> Option<Duration> {
+        self.rtts.lock().unwrap().get(region).copied()
     }
 
     async fn stop(&self, target: &Target, _suspend: bool) -> Result<(), String> {
@@ -1569,4 +1576,36 @@ async fn a_worker_keeps_an_edges_idle_connection_open_longer_than_edges_pool_it(
         // Longer than clients' connections may idle (the header read timeout, 500 ms here).
         tokio::time::sleep(Duration::from_millis(800)).await;
     }
+}
+
+#[tokio::test]
+async fn without_a_machine_in_its_region_an_edge_picks_the_region_measured_nearest() {
+    let mut c = config();
+    c.region = "syd".into();
+    let p = proxy_with(c).await;
+    let (ord, ams) = (echo("ord-m").await, echo("ams-m").await);
+    p.set(
+        "hello",
+        vec![
+            target("ord-m", "ord", ord, 20, 25),
+            target("ams-m", "ams", ams, 20, 25),
+        ],
+    );
+    let rtts = |ord_ms, ams_ms| {
+        *p.table.rtts.lock().unwrap() = HashMap::from([
+            ("ord".to_string(), Duration::from_millis(ord_ms)),
+            ("ams".to_string(), Duration::from_millis(ams_ms)),
+        ]);
+    };
+    for (ord_ms, ams_ms, nearest) in [(150, 20, "ams-m"), (20, 150, "ord-m")] {
+        rtts(ord_ms, ams_ms);
+        for _ in 0..5 {
+            let resp = get(p.addr, "hello.localhost", "").await;
+            assert!(resp.contains(&format!("machine: {nearest}")), "{resp}");
+        }
+    }
+    // A region not measured yet comes after every measured one.
+    p.table.rtts.lock().unwrap().remove("ord");
+    let resp = get(p.addr, "hello.localhost", "").await;
+    assert!(resp.contains("machine: ams-m"), "{resp}");
 }
