@@ -24,22 +24,20 @@ fn aloft_in(dir: &Path, args: &[&str]) -> Out {
 
 /// `curl` of `http://web.localhost/` as a user in `region`: the body, or the error.
 fn from_region(dir: &Path, region: &str) -> String {
-    let out = aloft_in(
-        dir,
-        &[
-            "dev",
-            "cluster",
-            "exec",
-            "--region",
-            region,
-            "--",
-            "curl",
-            "-sS",
-            "-m",
-            "10",
-            "http://web.localhost/",
-        ],
-    );
+    from_region_preferring(dir, region, None)
+}
+
+/// The same, asking for `prefer` first (`fly-prefer-region`).
+fn from_region_preferring(dir: &Path, region: &str, prefer: Option<&str>) -> String {
+    let header = format!("fly-prefer-region: {}", prefer.unwrap_or(""));
+    let mut args = vec![
+        "dev", "cluster", "exec", "--region", region, "--", "curl", "-sS",
+    ];
+    if prefer.is_some() {
+        args.extend(["-H", header.as_str()]);
+    }
+    args.extend(["-m", "10", "http://web.localhost/"]);
+    let out = aloft_in(dir, &args);
     format!("{}{}", out.stdout.trim(), out.stderr.trim())
 }
 
@@ -92,7 +90,16 @@ impl Drop for Down<'_> {
                 "hosts/syd-1/host.log",
             ] {
                 let text = fs::read_to_string(self.0.join(log)).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                // Its warnings and failed requests, and how it ended.
+                let notable = text.lines().filter(|l| {
+                    l.contains("WARN") || l.contains("ERROR") || l.contains("status=5")
+                });
+                let tail: Vec<&str> = text
+                    .lines()
+                    .rev()
+                    .take(10)
+                    .chain(notable.rev().take(20))
+                    .collect();
                 eprintln!(
                     "--- {log}:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -178,22 +185,28 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
             m["private_ip"].as_str().unwrap().to_string()
         })
         .collect();
-    let found = aloft_in(
-        &dir,
-        &[
-            "machine",
-            "exec",
-            &ids[0],
-            "-a",
-            "web",
-            "--",
-            "nslookup",
-            "-type=aaaa",
-            "web.internal",
-        ],
-    );
-    for ip in &ips {
-        assert!(found.stdout.contains(ip.as_str()), "{ip} missing: {found}");
+    // (Once gossip has brought ams's machine to ord's host: a fraction of a second.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = aloft_in(
+            &dir,
+            &[
+                "machine",
+                "exec",
+                &ids[0],
+                "-a",
+                "web",
+                "--",
+                "nslookup",
+                "-type=aaaa",
+                "web.internal",
+            ],
+        );
+        if ips.iter().all(|ip| found.stdout.contains(ip.as_str())) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ips:?} missing: {found}");
+        std::thread::sleep(Duration::from_millis(200));
     }
     let (status, body) = http(
         "http://127.0.0.1:4280",
@@ -236,6 +249,27 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         );
     }
     phase("internal DNS across hosts, per org");
+
+    // ord and ams cut off from each other: each keeps serving its own users; ord's users asking
+    // for ams are served in ord (slowly while ord still believes in ams, then at once).
+    aloft_in(&dir, &["dev", "cluster", "partition", "ord", "ams"]).ok();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(8) {
+        let body = from_region_preferring(&dir, "ord", Some("ams"));
+        assert_eq!(body, "ord", "ord's users during the partition");
+    }
+    assert_eq!(from_region(&dir, "ams"), "ams");
+    // Healed: ord's edge learns of ams's machine again.
+    aloft_in(&dir, &["dev", "cluster", "heal"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while from_region_preferring(&dir, "ord", Some("ams")) != "ams" {
+        assert!(
+            Instant::now() < deadline,
+            "ord never reached ams again after healing"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    phase("partition and heal");
     // syd has no machine: its edge sends its users to another region's.
     let body = from_region(&dir, "syd");
     assert!(body == "ord" || body == "ams", "syd got `{body}`");

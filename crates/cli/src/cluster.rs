@@ -39,6 +39,11 @@ pub enum ClusterCommand {
     Exec(ExecArgs),
     /// The cluster's hosts and where everything is.
     Status,
+    /// Cut every host of one region off from every host of another (both ways), as a network
+    /// partition would; `heal` ends it.
+    Partition(PartitionArgs),
+    /// End every partition.
+    Heal,
     /// Stop everything and remove every namespace, link, process and file the cluster made.
     Down,
 }
@@ -63,6 +68,14 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PartitionArgs {
+    /// One side.
+    a: String,
+    /// The other side.
+    b: String,
 }
 
 /// What `up` made, for `exec`, `status` and `down`.
@@ -102,6 +115,8 @@ pub async fn run(cmd: ClusterCommand, ctx: &Ctx) -> Result<ExitCode> {
         ClusterCommand::Up(args) => up(ctx, &dir, args).await,
         ClusterCommand::Exec(args) => exec(&dir, args),
         ClusterCommand::Status => status(ctx, &dir),
+        ClusterCommand::Partition(args) => partition(&dir, &args.a, &args.b),
+        ClusterCommand::Heal => heal(&dir),
         ClusterCommand::Down => down(&dir).map(|()| ExitCode::SUCCESS),
     }
 }
@@ -152,6 +167,10 @@ fn sh_in(netns: &str, program: &str, args: &[&str]) -> Result<()> {
 /// A namespace joined to the bridge through a veth pair (`link` in the root namespace, `eth0`
 /// inside), with `ip` and loopback up.
 fn namespace(netns: &str, link: &str, ip: Ipv4Addr) -> Result<()> {
+    // A link of this name left by a cluster whose namespace the kernel has not freed yet.
+    if Path::new("/sys/class/net").join(link).exists() {
+        sh("ip", &["link", "del", link])?;
+    }
     sh("ip", &["netns", "add", netns])?;
     sh(
         "ip",
@@ -275,7 +294,7 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
             let id = format!("{region}-{n}");
             let netns = format!("alc-{id}");
             let ip = Ipv4Addr::new(10, 77, 1, k);
-            namespace(&netns, &format!("alch{k}"), ip)?;
+            // Recorded first, so that `down` removes what a failure leaves half made.
             state.hosts.push(HostState {
                 id: id.clone(),
                 region: region.clone(),
@@ -285,6 +304,7 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
                 registry_pid: None,
             });
             save_state(dir, state)?;
+            namespace(&netns, &format!("alch{k}"), ip)?;
         }
     }
     let seed = state.hosts[0].ip;
@@ -339,13 +359,20 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
         let r = u8::try_from(r + 1).map_err(|_| anyhow!("at most 254 regions"))?;
         let netns = format!("alc-client-{region}");
         let ip = Ipv4Addr::new(10, 77, 2, r);
-        namespace(&netns, &format!("alcc{r}"), ip)?;
         let edge = state
             .hosts
             .iter()
             .find(|h| &h.region == region)
             .map(|h| h.ip)
             .expect("every region has a host");
+        state.clients.push(ClientState {
+            region: region.clone(),
+            netns: netns.clone(),
+            ip,
+            edge,
+        });
+        save_state(dir, state)?;
+        namespace(&netns, &format!("alcc{r}"), ip)?;
         // 127.0.0.1:80 in the client namespace is the region's edge.
         sh_in(
             &netns,
@@ -358,13 +385,6 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
         let rules_file = dir.join(format!("client-{region}.nft"));
         fs::write(&rules_file, rules)?;
         sh_in(&netns, "nft", &["-f", &path_arg(&rules_file)])?;
-        state.clients.push(ClientState {
-            region: region.clone(),
-            netns,
-            ip,
-            edge,
-        });
-        save_state(dir, state)?;
     }
     wait_ready(ctx, dir, state).await
 }
@@ -488,6 +508,56 @@ fn exec(dir: &Path, args: ExecArgs) -> Result<ExitCode> {
     ))
 }
 
+/// The nftables table a partition adds in a host's namespace.
+const PARTITION_TABLE: &str = "aloft_partition";
+
+fn partition(dir: &Path, a: &str, b: &str) -> Result<ExitCode> {
+    let state = read_state(dir)?;
+    let side = |region: &str| -> Result<Vec<&HostState>> {
+        let hosts: Vec<&HostState> = state.hosts.iter().filter(|h| h.region == region).collect();
+        if hosts.is_empty() {
+            bail!(
+                "the dev cluster has no region `{region}`; its regions are {}",
+                state.regions.join(", ")
+            );
+        }
+        Ok(hosts)
+    };
+    let (a_hosts, b_hosts) = (side(a)?, side(b)?);
+    if a == b {
+        bail!("a region cannot be cut off from itself: name two regions");
+    }
+    for (these, others) in [(&a_hosts, &b_hosts), (&b_hosts, &a_hosts)] {
+        let ips: Vec<String> = others.iter().map(|h| h.ip.to_string()).collect();
+        let ips = ips.join(", ");
+        for h in these.iter() {
+            let rules = format!(
+                "table inet {PARTITION_TABLE} {{\n chain input {{ type filter hook input priority -10; ip saddr {{ {ips} }} drop; }}\n chain output {{ type filter hook output priority -10; ip daddr {{ {ips} }} drop; }}\n}}\n"
+            );
+            let file = dir.join(format!("partition-{}.nft", h.id));
+            fs::write(&file, rules)?;
+            sh_in(&h.netns, "nft", &["-f", &path_arg(&file)])?;
+        }
+    }
+    println!("{a} and {b} are cut off from each other; `aloft dev cluster heal` joins them again.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn heal(dir: &Path) -> Result<ExitCode> {
+    let state = read_state(dir)?;
+    for h in &state.hosts {
+        // Only hosts that were cut off have the table.
+        let _ = sh_in(
+            &h.netns,
+            "nft",
+            &["delete", "table", "inet", PARTITION_TABLE],
+        );
+        let _ = fs::remove_file(dir.join(format!("partition-{}.nft", h.id)));
+    }
+    println!("every region reaches every other again.");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status(ctx: &Ctx, dir: &Path) -> Result<ExitCode> {
     let state = read_state(dir)?;
     print_status(ctx, dir, &state)?;
@@ -599,6 +669,18 @@ fn down(dir: &Path) -> Result<()> {
             && let Err(e) = sh("ip", &["netns", "del", ns])
         {
             problems.push(e.to_string());
+        }
+    }
+    // The root sides of the veth pairs go with their namespaces, unless something still holds
+    // a namespace (the kernel frees it later): deleted here either way.
+    for link in fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = link.file_name().to_string_lossy().into_owned();
+        if name.starts_with("alch") || name.starts_with("alcc") {
+            let _ = sh("ip", &["link", "del", &name]);
         }
     }
     if Path::new("/sys/class/net").join(BRIDGE).exists()

@@ -755,9 +755,10 @@ impl Proxy {
                     continue;
                 }
                 // A pooled connection the machine closed just as the request went out: an
-                // idempotent request is sent again (as nginx does), twice at most.
-                Err(e) if idempotent && body.can_resend() && resends < 2 => {
-                    tracing::debug!(
+                // idempotent request is sent again (as nginx does), three times at most, a
+                // little later each time.
+                Err(e) if idempotent && body.can_resend() && resends < 3 => {
+                    tracing::info!(
                         machine = target.machine_id,
                         "resending: {}",
                         error_chain(&e)
@@ -765,6 +766,7 @@ impl Proxy {
                     resends += 1;
                     inner.metrics.count(Event::Retry, &app);
                     drop(slot);
+                    tokio::time::sleep(Duration::from_millis(20) * (resends - 1)).await;
                     continue;
                 }
                 Err(e) => {
