@@ -92,7 +92,10 @@ impl Drop for Down<'_> {
                 let text = fs::read_to_string(self.0.join(log)).unwrap_or_default();
                 // Its warnings and failed requests, and how it ended.
                 let notable = text.lines().filter(|l| {
-                    l.contains("WARN") || l.contains("ERROR") || l.contains("status=5")
+                    l.contains("WARN")
+                        || l.contains("ERROR")
+                        || l.contains("status=5")
+                        || l.contains("resending")
                 });
                 let tail: Vec<&str> = text
                     .lines()
