@@ -15,6 +15,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A page that takes a second, then says which region served it.
+const SLOW_CGI: &str =
+    "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nsleep 1\ncat /srv/index.html\n";
+
 /// `aloft --data-dir DIR ARGS`.
 fn aloft_in(dir: &Path, args: &[&str]) -> Out {
     let mut all = vec!["--data-dir", dir.to_str().unwrap()];
@@ -25,6 +29,17 @@ fn aloft_in(dir: &Path, args: &[&str]) -> Out {
 /// `curl` of `http://web.localhost/` as a user in `region`: the body, or the error.
 fn from_region(dir: &Path, region: &str) -> String {
     from_region_preferring(dir, region, None)
+}
+
+/// `curl URL` as a user in `region`.
+fn get_from(dir: &Path, region: &str, url: &str) -> String {
+    let out = aloft_in(
+        dir,
+        &[
+            "dev", "cluster", "exec", "--region", region, "--", "curl", "-sS", "-m", "20", url,
+        ],
+    );
+    format!("{}{}", out.stdout.trim(), out.stderr.trim())
 }
 
 /// The same, asking for `prefer` first (`fly-prefer-region`).
@@ -143,7 +158,7 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     // An image whose page says which region served it.
     let layout = busybox_image(
         tmp.path(),
-        "",
+        &[("srv/cgi-bin/slow", SLOW_CGI, 0o755)],
         "'echo $FLY_REGION > /srv/index.html; exec httpd -f -p 8080 -h /srv'",
     );
     let token = fs::read_to_string(dir.join("token")).unwrap();
@@ -252,6 +267,56 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         );
     }
     phase("internal DNS across hosts, per org");
+
+    // A burst larger than ord's machine takes (two at a time) overflows to ams: every request
+    // is answered, none with an error.
+    let token = fs::read_to_string(dir.join("token")).unwrap();
+    aloft_in(&dir, &["apps", "create", "burst"]).ok();
+    for (region, hard) in [("ord", 2), ("ams", 20)] {
+        let body = serde_json::json!({"region": region, "config": {"image": "web:v1",
+            "services": [{"internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}],
+                          "concurrency": {"type": "requests", "soft_limit": 1, "hard_limit": hard}}]}});
+        let (status, reply) = http(
+            "http://127.0.0.1:4280",
+            "POST",
+            "/v1/apps/burst/machines",
+            token.trim(),
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{reply}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ["ord", "ams"]
+        .iter()
+        .any(|r| get_from(&dir, "ord", &format!("http://burst.localhost/?{r}")) != "ord")
+    {
+        assert!(Instant::now() < deadline, "burst's machines never served");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_from(&dir, "ams", "http://burst.localhost/") != "ams" {
+        assert!(
+            Instant::now() < deadline,
+            "ams's burst machine never served"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let burst: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| get_from(&dir, "ord", "http://burst.localhost/cgi-bin/slow")))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert!(
+        burst.iter().all(|b| b == "ord" || b == "ams"),
+        "errors in the burst: {burst:?}"
+    );
+    assert!(
+        burst.iter().any(|b| b == "ams"),
+        "nothing overflowed: {burst:?}"
+    );
+    assert!(burst.iter().any(|b| b == "ord"), "{burst:?}");
+    phase("a burst overflows to the next region");
 
     // ord and ams cut off from each other: each keeps serving its own users; ord's users asking
     // for ams are served in ord (slowly while ord still believes in ams, then at once).

@@ -110,7 +110,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 fn build_and_push(dev: &DevUp, tmp: &Path) {
     let layout = busybox_image(
         tmp,
-        "served by busybox httpd\n",
+        &[("srv/index.html", "served by busybox httpd\n", 0o644)],
         "'echo booted $FLY_MACHINE_ID; exec httpd -f -v -p 8080 -h /srv'",
     );
     push(dev, &layout, "v1", "web");

@@ -33,6 +33,10 @@ use tokio::sync::watch;
 
 mod tcp;
 
+/// How long a connection to another host's worker may take to open, or its data to be
+/// acknowledged, before that host counts as unreachable.
+const WORKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long an idle pooled connection to a machine (or another host's worker) is kept.
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
@@ -216,6 +220,8 @@ struct Inner {
     https: Option<Arc<rustls::ServerConfig>>,
     /// HTTP/2 without TLS, for ports with `http_options.h2_backend`.
     upstream_h2: Client<HttpConnector, ProxyBody>,
+    /// HTTP/1.1 to other hosts' worker listeners.
+    upstream_workers: Client<HttpConnector, ProxyBody>,
     /// Machines autostart started, and when.
     woken: Mutex<HashMap<String, Instant>>,
     /// Machines autostart asked to start whose start has not answered yet.
@@ -330,6 +336,21 @@ impl Proxy {
             .timer(TokioTimer::new())
             .http2_only(true)
             .build(connector);
+        // To other hosts' workers: a host that cannot be reached (dead, or cut off) shows within
+        // seconds, on a new connection (connect timeout) or a pooled one (data not acknowledged,
+        // keepalive probes unanswered), instead of a request waiting for TCP to give up.
+        let mut to_workers = HttpConnector::new();
+        to_workers.set_connect_timeout(Some(WORKER_CONNECT_TIMEOUT));
+        to_workers.set_tcp_user_timeout(Some(WORKER_CONNECT_TIMEOUT));
+        to_workers.set_keepalive(Some(Duration::from_secs(5)));
+        to_workers.set_keepalive_interval(Some(Duration::from_secs(1)));
+        to_workers.set_keepalive_retries(Some(2));
+        to_workers.set_nodelay(true);
+        let upstream_workers = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(UPSTREAM_IDLE)
+            .pool_max_idle_per_host(64)
+            .pool_timer(TokioTimer::new())
+            .build(to_workers);
         let https = config.tls.clone().and_then(|certificates| {
             tls::server_config(certificates, config.tls_default_name.clone(), true)
                 .inspect_err(|e| tracing::error!("HTTPS is off: {e}"))
@@ -350,6 +371,7 @@ impl Proxy {
                 load: Arc::new(Load::default()),
                 upstream,
                 upstream_h2,
+                upstream_workers,
                 woken: Mutex::default(),
                 waking: Mutex::default(),
                 metrics: Metrics::default(),
@@ -701,7 +723,9 @@ impl Proxy {
             if target.via.is_some() {
                 self.to_worker(upstream.headers_mut(), &target, conn);
             }
-            let client = if h2 {
+            let client = if target.via.is_some() {
+                &inner.upstream_workers
+            } else if h2 {
                 &inner.upstream_h2
             } else {
                 &inner.upstream
@@ -752,6 +776,28 @@ impl Proxy {
                     constraint.exclude_failed(&target);
                     inner.metrics.count(Event::Retry, &app);
                     refused = Some(failure);
+                    continue;
+                }
+                // Another host that did not answer (dead, or cut off): an idempotent request
+                // goes to the next choice.
+                Err(e) if target.via.is_some() && idempotent && body.can_resend() => {
+                    tracing::info!(
+                        machine = target.machine_id,
+                        "the machine's host did not answer, trying another: {}",
+                        error_chain(&e)
+                    );
+                    constraint.exclude_failed(&target);
+                    inner.metrics.count(Event::Retry, &app);
+                    refused = Some(Failure::new(
+                        StatusCode::BAD_GATEWAY,
+                        None,
+                        format!(
+                            "machine {}'s host in {} did not answer: {}",
+                            target.machine_id,
+                            target.region,
+                            error_chain(&e)
+                        ),
+                    ));
                     continue;
                 }
                 // A pooled connection the machine closed just as the request went out: an

@@ -1609,3 +1609,32 @@ async fn without_a_machine_in_its_region_an_edge_picks_the_region_measured_neare
     let resp = get(p.addr, "hello.localhost", "").await;
     assert!(resp.contains("machine: ams-m"), "{resp}");
 }
+
+#[tokio::test]
+async fn a_host_that_fails_mid_request_is_skipped_for_the_next_choice() {
+    let (edge, _worker) = edge_and_worker("t").await;
+    // A "worker" that takes the connection and drops it without answering (a host dying).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dying = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let spare = echo("ams-1").await;
+    let mut gone = target("syd-1", "syd", spare, 20, 25);
+    gone.via = Some(dying);
+    edge.set("hello", vec![gone, target("ams-1", "ams", spare, 20, 25)]);
+    for _ in 0..3 {
+        let resp = get(edge.addr, "hello.localhost", "fly-prefer-region: syd\r\n").await;
+        assert_eq!(status(&resp), 200, "{resp}");
+        assert!(resp.contains("machine: ams-1"), "{resp}");
+    }
+    // A request that may not be sent twice (it may have been acted on) gets the error instead.
+    let resp = raw(
+        edge.addr,
+        b"POST / HTTP/1.1\r\nHost: hello.localhost\r\nfly-prefer-region: syd\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .await;
+    assert_eq!(status(&resp), 502, "{resp}");
+}

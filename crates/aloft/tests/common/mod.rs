@@ -412,12 +412,17 @@ pub fn push(dev: &DevUp, layout: &Path, tag: &str, name: &str) {
     );
 }
 
-/// Builds a busybox image whose `/srv` holds `index` (as index.html) and whose command is
-/// `/bin/sh -c CMD`, as `oci:<tmp>/layout:v1`; the layout's path.
-pub fn busybox_image(tmp: &Path, index: &str, cmd: &str) -> PathBuf {
+/// Builds a busybox image with `files` (path, contents, mode) and the command `/bin/sh -c CMD`,
+/// as `oci:<tmp>/layout:v1`; the layout's path.
+pub fn busybox_image(tmp: &Path, files: &[(&str, &str, u32)], cmd: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let app = tmp.join("app");
-    fs::create_dir_all(app.join("srv")).unwrap();
-    fs::write(app.join("srv/index.html"), index).unwrap();
+    for (path, contents, mode) in files {
+        let path = app.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
+    }
     let layout = tmp.join("layout");
     aloft_with(
         &[],
