@@ -13,6 +13,7 @@ use crate::Ctx;
 use crate::config::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE};
 use crate::output::print_json;
 use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
+use crate::server::stopped;
 use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
@@ -215,10 +216,6 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let agent_url = url_for(agent_listener.local_addr()?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        // An error means the sender is gone, which also means stop.
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
     let api_server = tokio::spawn(
         axum::serve(api_listener, control_plane.router())
             .with_graceful_shutdown(stopped(stop_rx.clone()))

@@ -209,7 +209,9 @@ impl Signals {
     }
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
+/// Resolves once `rx` says stop (or its sender is gone, which also means stop): the graceful
+/// shutdown of every server a role runs.
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
