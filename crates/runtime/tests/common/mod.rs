@@ -50,10 +50,11 @@ macro_rules! skip_unless {
     };
 }
 
-/// A bridge and subnet of this test's own.
+/// A bridge and subnet of this test's own: sixteen per test process (no test binary calls this
+/// more often; two tests of one process sharing a bridge would delete it under each other).
 pub fn network() -> NetworkOptions {
     static N: AtomicU32 = AtomicU32::new(0);
-    let n = (std::process::id() % 200) * 4 + N.fetch_add(1, Ordering::SeqCst) % 4;
+    let n = (std::process::id() % 50) * 16 + N.fetch_add(1, Ordering::SeqCst) % 16;
     NetworkOptions {
         bridge: format!("alt{n}"),
         subnet_v4: (
