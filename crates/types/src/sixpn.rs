@@ -21,6 +21,18 @@ pub fn machine_address(network: u32, host: u32, machine: u32) -> Ipv6Addr {
     )
 }
 
+/// A host's own address on the mesh between hosts, in network 0 (which no org gets):
+/// `fdaa:0:0:<host>::1`. The control plane is host 0 (`fdaa::1`).
+pub fn host_address(host: u32) -> Ipv6Addr {
+    Ipv6Addr::new(0xfdaa, 0, 0, (host >> 16) as u16, host as u16, 0, 0, 1)
+}
+
+/// The host an address is on, if it is a 6PN address (a machine's or a host's own).
+pub fn host_of(addr: Ipv6Addr) -> Option<u32> {
+    let s = addr.segments();
+    (s[0] == 0xfdaa).then(|| (u32::from(s[3]) << 16) | u32::from(s[4]))
+}
+
 /// The network id an address belongs to, if it is a 6PN address.
 pub fn network_of(addr: Ipv6Addr) -> Option<u32> {
     let s = addr.segments();
@@ -37,5 +49,9 @@ mod tests {
         assert_eq!(a.to_string(), "fdaa:1:2:0:7:3:4:2");
         assert_eq!(network_of(a), Some(0x0001_0002));
         assert_eq!(network_of("fd00::1".parse().unwrap()), None);
+        assert_eq!(host_of(a), Some(7));
+        assert_eq!(host_address(0x0001_0002).to_string(), "fdaa:0:0:1:2::1");
+        assert_eq!(host_of(host_address(9)), Some(9));
+        assert_eq!(network_of(host_address(9)), Some(0));
     }
 }
