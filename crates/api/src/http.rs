@@ -12,8 +12,8 @@ use crate::service::Listing;
 use crate::store::Caller;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
-    HostInfo, HostNumber, LEASE_NONCE_HEADER, ListMachinesQuery, OkResponse, RegionList,
-    VerifyTokenRequest, VerifyTokenResponse,
+    HostInfo, HostNumber, LEASE_NONCE_HEADER, ListMachinesQuery, MeshJoin, MeshPeer, OkResponse,
+    RegionList, VerifyTokenRequest, VerifyTokenResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use axum::Router;
@@ -22,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,8 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/internal/v1/hosts", get(list_hosts).post(register_host))
         .route("/internal/v1/hosts/{host}/images", get(host_images))
         .route("/internal/v1/hosts/{host}/number", post(host_number))
+        .route("/internal/v1/mesh", get(mesh_peers))
+        .route("/internal/v1/mesh/{host}", put(join_mesh))
         .route(
             "/internal/v1/hosts/{host}/images/prune",
             post(host_images_prune),
@@ -505,6 +507,52 @@ async fn host_number(
     }
     let number = cp.host_number(&host).await.map_err(ApiError::from)?;
     Ok(axum::Json(HostNumber { host, number }))
+}
+
+/// `PUT /internal/v1/mesh/{host}`: a host says how the mesh reaches it (after it has its number)
+/// and gets every member.
+async fn join_mesh(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    Path(host): Path<String>,
+    body: Bytes,
+) -> Reply<axum::Json<Vec<MeshPeer>>> {
+    let join: MeshJoin = ApiError::parse_json(&body)?;
+    if join.endpoint.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ApiError::invalid("endpoint", "expected ip:port, e.g. 10.0.0.5:51820").into());
+    }
+    if !is_wireguard_key(&join.public_key) {
+        return Err(ApiError::invalid(
+            "public_key",
+            "expected a WireGuard public key (32 bytes, base64)",
+        )
+        .into());
+    }
+    if !cp.join_mesh(&host, join).await.map_err(ApiError::from)? {
+        return Err(ApiError::invalid(
+            "host",
+            format!("host `{host}` has no number: POST /internal/v1/hosts/{host}/number first"),
+        )
+        .into());
+    }
+    Ok(axum::Json(cp.mesh_peers().await.map_err(ApiError::from)?))
+}
+
+/// `GET /internal/v1/mesh`: every member of the mesh between hosts.
+async fn mesh_peers(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+) -> Reply<axum::Json<Vec<MeshPeer>>> {
+    Ok(axum::Json(cp.mesh_peers().await.map_err(ApiError::from)?))
+}
+
+/// 44 characters of base64 for 32 bytes.
+fn is_wireguard_key(key: &str) -> bool {
+    key.len() == 44
+        && key.ends_with('=')
+        && key[..43]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// `GET /internal/v1/hosts`: every registered host (operators).

@@ -44,7 +44,7 @@ pub use error::ControlPlaneError;
 pub use openapi::{ControlPlaneApiDoc, openapi_document};
 pub use store::CertRecord;
 
-use aloft_types::api::HostInfo;
+use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
 use aloft_types::time::now_ms;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -75,6 +75,8 @@ struct Inner {
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Moves on when a certificate (an app's hostname) is added or removed.
     certificates: tokio::sync::watch::Sender<u64>,
+    /// The control plane's own place in the mesh (number 0), when it has one.
+    mesh_self: Mutex<Option<MeshPeer>>,
 }
 
 impl ControlPlane {
@@ -96,6 +98,7 @@ impl ControlPlane {
                 forwarder,
                 name_locks: Mutex::default(),
                 certificates: tokio::sync::watch::Sender::new(0),
+                mesh_self: Mutex::default(),
             }),
         })
     }
@@ -162,6 +165,28 @@ impl ControlPlane {
     /// The host part of 6PN addresses for host `host_id` (the same for the host's whole life).
     pub async fn host_number(&self, host_id: &str) -> Result<u32, ControlPlaneError> {
         self.inner.store.host_number(host_id).await
+    }
+
+    /// Records how the mesh reaches host `host_id`; `false` when it has no number yet.
+    pub async fn join_mesh(
+        &self,
+        host_id: &str,
+        join: MeshJoin,
+    ) -> Result<bool, ControlPlaneError> {
+        self.inner.store.join_mesh(host_id, join).await
+    }
+
+    /// Makes the control plane a member of the mesh (as number 0), listed with the hosts.
+    pub fn set_mesh_self(&self, me: MeshPeer) {
+        *self.inner.mesh_self.lock().expect("lock") = Some(me);
+    }
+
+    /// Every member of the mesh: the control plane (if it is one), then the hosts by number.
+    pub async fn mesh_peers(&self) -> Result<Vec<MeshPeer>, ControlPlaneError> {
+        let me = self.inner.mesh_self.lock().expect("lock").clone();
+        let mut peers: Vec<MeshPeer> = me.into_iter().collect();
+        peers.extend(self.inner.store.mesh_members().await?);
+        Ok(peers)
     }
 }
 

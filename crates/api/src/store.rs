@@ -7,7 +7,7 @@
 
 use crate::auth::ApiToken;
 use crate::error::ControlPlaneError;
-use aloft_types::api::HostInfo;
+use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS hosts (
 CREATE TABLE IF NOT EXISTS host_numbers (
     host_id     TEXT PRIMARY KEY,
     number      BIGINT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS mesh_members (
+    host_id     TEXT PRIMARY KEY REFERENCES host_numbers (host_id),
+    region      TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    endpoint    TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS machines (
     id          TEXT PRIMARY KEY,
@@ -463,6 +469,52 @@ impl Store {
             };
             tx.commit()?;
             Ok(to_u32(number))
+        })
+        .await
+    }
+
+    /// Records how the mesh reaches a host (which must have its number): `false` if it has none.
+    pub async fn join_mesh(
+        &self,
+        host_id: &str,
+        join: MeshJoin,
+    ) -> Result<bool, ControlPlaneError> {
+        let host_id = host_id.to_string();
+        self.call("join mesh", move |c| {
+            let numbered: bool = c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM host_numbers WHERE host_id = ?1)",
+                [&host_id],
+                |r| r.get(0),
+            )?;
+            if numbered {
+                c.execute(
+                    "INSERT INTO mesh_members (host_id, region, public_key, endpoint) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (host_id) DO UPDATE SET region = ?2, public_key = ?3, endpoint = ?4",
+                    params![host_id, join.region, join.public_key, join.endpoint],
+                )?;
+            }
+            Ok(numbered)
+        })
+        .await
+    }
+
+    /// The hosts in the mesh, by number.
+    pub async fn mesh_members(&self) -> Result<Vec<MeshPeer>, ControlPlaneError> {
+        self.call("list mesh", |c| {
+            let mut stmt = c.prepare(
+                "SELECT m.host_id, n.number, m.region, m.public_key, m.endpoint
+                 FROM mesh_members m JOIN host_numbers n ON n.host_id = m.host_id ORDER BY n.number",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(MeshPeer {
+                    host: r.get(0)?,
+                    number: to_u32(r.get(1)?),
+                    region: r.get(2)?,
+                    public_key: r.get(3)?,
+                    endpoint: r.get(4)?,
+                })
+            })?;
+            rows.collect()
         })
         .await
     }

@@ -59,7 +59,27 @@ impl MachineNet {
     pub fn ipv6_cidr(&self) -> String {
         format!("{}/112", self.ipv6)
     }
+
+    /// Its org's machines on this host (a /80: network and host), which it reaches on-link; every
+    /// other 6PN address is through [`GATEWAY_V6`] (the host routes it into the mesh).
+    pub fn host_prefix(&self) -> String {
+        let s = self.ipv6.segments();
+        let base = Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], 0, 0, 0);
+        format!("{base}/80")
+    }
+
+    /// The machine's IPv6 routes, as `ip route` arguments.
+    pub fn routes_v6(&self) -> [(String, Option<&'static str>); 2] {
+        [
+            (self.host_prefix(), None),
+            ("fdaa::/16".to_string(), Some(GATEWAY_V6)),
+        ]
+    }
 }
+
+/// The bridge's link-local address: every machine's IPv6 gateway (to other hosts' machines,
+/// through the mesh, and to internal DNS).
+pub const GATEWAY_V6: &str = "fe80::1";
 
 /// Network errors say which command failed and how to get it.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +198,17 @@ fn org_prefix(addr: Ipv6Addr) -> String {
     format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
 }
 
+/// `ip -batch` lines for a machine's IPv6 routes (`add` or `replace`).
+fn route_commands(m: &MachineNet, verb: &str) -> Vec<String> {
+    m.routes_v6()
+        .into_iter()
+        .map(|(dst, via)| match via {
+            Some(gw) => format!("route {verb} {dst} via {gw} dev eth0"),
+            None => format!("route {verb} {dst} dev eth0"),
+        })
+        .collect()
+}
+
 /// A machine's own /112 (it answers on `::2` of it).
 fn own_prefix(addr: Ipv6Addr) -> String {
     let s = addr.segments();
@@ -233,6 +264,8 @@ impl HostNetwork {
         // Internal DNS answers machines there (`dev up` serves it).
         let dns = format!("{}/128", aloft_types::sixpn::INTERNAL_DNS);
         ip(&["-6", "addr", "replace", &dns, "dev", br, "nodad"])?;
+        let gw6 = format!("{GATEWAY_V6}/64");
+        ip(&["-6", "addr", "replace", &gw6, "dev", br, "nodad"])?;
         ip(&["link", "set", br, "up"])?;
         for (key, value) in [
             ("/proc/sys/net/ipv4/ip_forward", "1"),
@@ -264,7 +297,9 @@ impl HostNetwork {
         Ok(())
     }
 
-    /// The bridge's tables: NAT for machines' IPv4; no IPv4 between machines; IPv6 only within
+    /// The bridge's tables: NAT for machines' IPv4; no IPv4 routed from one machine to another,
+    /// and IPv6 routed from a machine (to another host's machines, through the mesh) only within
+    /// its org; no IPv4 between machines; IPv6 only within
     /// an org's /48 (rules for frames between this bridge's machine ports only); and each machine's frames only from its own MAC and addresses (its /112,
     /// link-local and unspecified ones for neighbour discovery; its IPv4 address), so that no
     /// machine can pass for another, of its org or not. Neighbour discovery cannot be turned
@@ -285,6 +320,16 @@ impl HostNetwork {
             let names: Vec<String> = ports.iter().map(|p| format!("\"{}\"", p.host_if)).collect();
             format!("iifname {{ {} }} jump machines", names.join(", "))
         };
+        // What a machine sends through its gateway stays in its org's /48. Bridged traffic
+        // passes here too where br_netfilter is loaded, so neighbour discovery's multicast
+        // is let through (the bridge table limits it).
+        let routed_orgs: Vec<String> = orgs
+            .iter()
+            .map(|p| {
+                format!("iifname \"{br}\" ip6 saddr {p} ip6 daddr != {{ {p}, ff00::/8 }} drop")
+            })
+            .collect();
+        let routed_orgs = routed_orgs.join("\n");
         let mut script = format!(
             "table ip aloft_nat_{br}\n\
              delete table ip aloft_nat_{br}\n\
@@ -292,6 +337,15 @@ impl HostNetwork {
                chain postrouting {{\n\
                  type nat hook postrouting priority srcnat; policy accept;\n\
                  ip saddr {net}/{len} oifname != \"{br}\" masquerade\n\
+               }}\n\
+             }}\n\
+             table inet aloft_route_{br}\n\
+             delete table inet aloft_route_{br}\n\
+             table inet aloft_route_{br} {{\n\
+               chain forward {{\n\
+                 type filter hook forward priority filter; policy accept;\n\
+                 iifname \"{br}\" oifname \"{br}\" meta nfproto ipv4 drop\n\
+                 {routed_orgs}\n\
                }}\n\
              }}\n\
              table bridge aloft_{br}\n\
@@ -406,11 +460,11 @@ impl HostNetwork {
                 None,
                 &[format!("link set {} master {br} up", m.host_if), route],
             )?;
-            // Its MAC is the lease's (namespaces made before MACs were pinned get it now).
-            ip_batch(
-                Some(&ns_path),
-                &[format!("link set eth0 address {}", m.mac)],
-            )?;
+            // Its MAC is the lease's (namespaces made before MACs were pinned get it now), and
+            // its routes today's.
+            let mut inside = vec![format!("link set eth0 address {}", m.mac)];
+            inside.extend(route_commands(&m, "replace"));
+            ip_batch(Some(&ns_path), &inside)?;
         } else {
             let peer = format!("alp{}", tag(id));
             let _ = ip(&["link", "del", &m.host_if]);
@@ -437,8 +491,10 @@ impl HostNetwork {
                     "link set eth0 up".into(),
                     "link set lo up".into(),
                     format!("route add default via {}", m.gateway_v4),
-                    "route add fdaa::/16 dev eth0".into(),
-                ],
+                ]
+                .into_iter()
+                .chain(route_commands(&m, "add"))
+                .collect::<Vec<_>>(),
             )?;
         }
         self.ensure_rules()?;
@@ -507,7 +563,7 @@ impl HostNetwork {
     pub fn remove(&self) -> Result<(), NetError> {
         let br = &self.opts.bridge;
         nft(&format!(
-            "table ip aloft_nat_{br}\ndelete table ip aloft_nat_{br}\ntable bridge aloft_{br}\ndelete table bridge aloft_{br}\n"
+            "table ip aloft_nat_{br}\ndelete table ip aloft_nat_{br}\ntable inet aloft_route_{br}\ndelete table inet aloft_route_{br}\ntable bridge aloft_{br}\ndelete table bridge aloft_{br}\n"
         ))?;
         ip(&["link", "del", br])?;
         Ok(())

@@ -302,7 +302,7 @@ fn the_machines_bridge_rules_leave_other_bridges_alone() {
     let id = format!("alone{}", std::process::id());
     net.attach_netns(
         &id,
-        machine_address(90_000 + std::process::id() % 10_000, 1, 1),
+        machine_address(60_000 + std::process::id() % 10_000, 1, 1),
     )
     .unwrap();
 

@@ -384,6 +384,28 @@ pub struct HostNumber {
     pub number: u32,
 }
 
+/// `PUT /internal/v1/mesh/{host}` body: how other hosts reach this one over the mesh. The host
+/// must have asked for its number first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeshJoin {
+    pub region: String,
+    /// Its WireGuard public key (32 bytes, base64).
+    pub public_key: String,
+    /// Its WireGuard UDP address, `ip:port`.
+    pub endpoint: String,
+}
+
+/// A member of the mesh between hosts (`GET /internal/v1/mesh`); number 0 is the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MeshPeer {
+    pub host: String,
+    pub number: u32,
+    pub region: String,
+    pub public_key: String,
+    pub endpoint: String,
+}
+
 /// `POST /internal/v1/tokens/verify` body: which org does this API token belong to? Other
 /// cluster services (a registry on another host) use it to authenticate org tokens.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

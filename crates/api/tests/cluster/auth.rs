@@ -115,3 +115,55 @@ async fn an_org_token_cannot_see_or_use_another_org() {
     assert_eq!(status, 200);
     assert_eq!(body["total_apps"], 1);
 }
+
+#[tokio::test]
+async fn hosts_join_the_mesh_after_their_number_and_get_every_member() {
+    let cluster = Cluster::start().await;
+    let internal = cluster.client().with_token(cluster.internal_token.clone());
+    let key = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=";
+    let join = |endpoint: &str, key: &str| json!({"region": "ams", "public_key": key, "endpoint": endpoint});
+    // Unknown host, bad endpoint, bad key: 422s that say what to do.
+    for (host, body, says) in [
+        ("ams-9", join("10.0.0.9:51820", key), "number"),
+        ("ams-9", join("10.0.0.9", key), "ip:port"),
+        ("ams-9", join("10.0.0.9:51820", "short"), "base64"),
+    ] {
+        let (status, reply) = internal
+            .send(
+                internal
+                    .request(reqwest::Method::PUT, &format!("/internal/v1/mesh/{host}"))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 422, "{reply}");
+        assert!(reply.to_string().contains(says), "{reply}");
+    }
+    // An org token is not enough.
+    let (status, _) = internal
+        .send(cluster.client().get("/internal/v1/mesh"))
+        .await;
+    assert_eq!(status, 401);
+
+    let (status, n) = internal
+        .send(internal.post("/internal/v1/hosts/ams-9/number"))
+        .await;
+    assert_eq!(status, 200, "{n}");
+    let (status, peers) = internal
+        .send(
+            internal
+                .request(reqwest::Method::PUT, "/internal/v1/mesh/ams-9")
+                .json(&join("10.0.0.9:51820", key)),
+        )
+        .await;
+    assert_eq!(status, 200, "{peers}");
+    let me = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["host"] == "ams-9")
+        .expect("listed");
+    assert_eq!(me["number"], n["number"]);
+    assert_eq!(me["endpoint"], "10.0.0.9:51820");
+    let (_, listed) = internal.send(internal.get("/internal/v1/mesh")).await;
+    assert_eq!(listed, peers);
+}

@@ -334,10 +334,14 @@ impl MicrovmRuntime {
             interface: "eth0".into(),
             addresses: vec![tap.ipv4_cidr(), tap.ipv6_cidr()],
             gateway_v4: Some(tap.gateway_v4.to_string()),
-            routes_v6: vec![Route {
-                destination: "fdaa::/16".into(),
-                gateway: None,
-            }],
+            routes_v6: tap
+                .routes_v6()
+                .into_iter()
+                .map(|(destination, gateway)| Route {
+                    destination,
+                    gateway: gateway.map(str::to_string),
+                })
+                .collect(),
             mtu: None,
         };
         let vm = VmBoot {
