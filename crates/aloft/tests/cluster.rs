@@ -268,6 +268,46 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     }
     phase("internal DNS across hosts, per org");
 
+    // 6PN across hosts, over the encrypted mesh: ord's machine reaches ams's by its private
+    // address; the other org's machine reaches neither (ord's through the mesh, ams's on its own
+    // host).
+    let fetch = |env: &[(&str, &str)], app: &str, id: &str, ip: &str| {
+        let out = aloft_with(
+            env,
+            &[
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "machine",
+                "exec",
+                id,
+                "-a",
+                app,
+                "--",
+                "sh",
+                "-c",
+                // (busybox's wget crashes under gVisor; nc does not.)
+                &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080"),
+            ],
+        );
+        out.stdout.lines().last().unwrap_or("").trim().to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = fetch(&[], "web", &ids[0], &ips[1]);
+        if got == "ams" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ord's machine did not reach ams's: `{got}`"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for ip in &ips {
+        assert_eq!(fetch(&env, "spy", &spy, ip), "", "another org reached {ip}");
+    }
+    phase("6PN across hosts, per org");
+
     // A burst larger than ord's machine takes (two at a time) overflows to ams: every request
     // is answered, none with an error.
     let token = fs::read_to_string(dir.join("token")).unwrap();

@@ -29,6 +29,69 @@ use std::time::{Duration, Instant};
 const BRIDGE: &str = "alcl0";
 const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const STATE_FILE: &str = "cluster.json";
+/// The control plane's mesh device (in the root namespace; each host has `alwg0` in its own).
+const CONTROL_MESH_IF: &str = "alclwg0";
+const MESH_PORT: u16 = 4300;
+
+/// Round trips (ms) between regions, roughly what the public internet gives between those cities.
+/// Pairs not listed get [`DEFAULT_RTT_MS`]; `--rtt-file` replaces any of them.
+const RTT_MS: &[(&str, &str, u64)] = &[
+    ("ord", "iad", 20),
+    ("ord", "ams", 95),
+    ("ord", "lhr", 90),
+    ("ord", "syd", 200),
+    ("ord", "nrt", 150),
+    ("ord", "sin", 220),
+    ("iad", "ams", 85),
+    ("iad", "lhr", 75),
+    ("iad", "syd", 210),
+    ("iad", "nrt", 160),
+    ("ams", "lhr", 10),
+    ("ams", "fra", 10),
+    ("ams", "syd", 280),
+    ("ams", "nrt", 230),
+    ("ams", "sin", 160),
+    ("syd", "nrt", 110),
+    ("syd", "sin", 95),
+    ("nrt", "sin", 70),
+];
+const DEFAULT_RTT_MS: u64 = 100;
+
+/// The round trip between two regions: from `overrides` (lines `a b ms`), else the built-in matrix.
+fn rtt_ms(a: &str, b: &str, overrides: &[(String, String, u64)]) -> u64 {
+    let is = |x: &str, y: &str| (x == a && y == b) || (x == b && y == a);
+    overrides
+        .iter()
+        .find(|(x, y, _)| is(x, y))
+        .map(|o| o.2)
+        .or_else(|| RTT_MS.iter().find(|(x, y, _)| is(x, y)).map(|r| r.2))
+        .unwrap_or(DEFAULT_RTT_MS)
+}
+
+/// An `--rtt-file`: lines `<region> <region> <ms>`; `#` starts a comment.
+fn read_rtt_file(path: &Path) -> Result<Vec<(String, String, u64)>> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the round-trip file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            [a, b, ms] if ms.parse::<u64>().is_ok() => {
+                out.push((a.to_string(), b.to_string(), ms.parse()?))
+            }
+            _ => bail!(
+                "{}:{}: expected `<region> <region> <ms>`, e.g. `ord ams 95`",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    Ok(out)
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -59,6 +122,10 @@ pub struct UpArgs {
     /// The isolation backend every host runs machines with.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Gvisor)]
     runtime: RuntimeKind,
+    /// Round trips between regions to emulate, replacing the built-in ones: lines
+    /// `<region> <region> <ms>`.
+    #[arg(long, value_name = "FILE")]
+    rtt_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -264,7 +331,7 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
         write_atomic(&token_file, &aloft_types::ids::random_hex(24), 0o600)?;
     }
     let control = format!(
-        "data_dir = {data:?}\ninternal_token_file = {token:?}\nlisten = [\"127.0.0.1:4280\", \"{BRIDGE_IP}:4280\"]\ndefault_region = {region:?}\n\n[org]\nslug = \"personal\"\ntoken_file = {api_token:?}\n\n[registry]\nlisten = [\"127.0.0.1:5000\", \"{BRIDGE_IP}:5000\"]\nstorage = {storage:?}\n",
+        "data_dir = {data:?}\ninternal_token_file = {token:?}\nlisten = [\"127.0.0.1:4280\", \"{BRIDGE_IP}:4280\"]\ndefault_region = {region:?}\n\n[org]\nslug = \"personal\"\ntoken_file = {api_token:?}\n\n[registry]\nlisten = [\"127.0.0.1:5000\", \"{BRIDGE_IP}:5000\"]\nstorage = {storage:?}\n\n[mesh]\nlisten = \"{BRIDGE_IP}:{MESH_PORT}\"\ninterface = \"{CONTROL_MESH_IF}\"\n",
         data = dir.join("control").display().to_string(),
         token = token_file.display().to_string(),
         region = args.regions[0],
@@ -307,7 +374,10 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
             namespace(&netns, &format!("alch{k}"), ip)?;
         }
     }
-    let seed = state.hosts[0].ip;
+    let overrides = match &args.rtt_file {
+        Some(f) => read_rtt_file(f)?,
+        None => Vec::new(),
+    };
     for i in 0..state.hosts.len() {
         let h = state.hosts[i].clone();
         let hdir = dir.join("hosts").join(&h.id);
@@ -332,7 +402,14 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
         )?;
         state.hosts[i].registry_pid = Some(registry_pid);
         let config = format!(
-            "id = {id:?}\nregion = {region:?}\ndata_dir = {data:?}\nruntime = {runtime:?}\ncontrol_plane = \"http://{BRIDGE_IP}:4280\"\ninternal_token_file = {token:?}\nregistry = \"127.0.0.1:5000\"\n\n[agent]\nlisten = \"{ip}:4281\"\n\n[proxy]\nhttp = \"0.0.0.0:80\"\nworker = \"{ip}:4282\"\nmetrics = \"127.0.0.1:9091\"\n\n[gossip]\nlisten = \"{ip}:4283\"\nseeds = [\"{seed}:4283\"]\ninterval_ms = 100\n",
+            "id = {id:?}\nregion = {region:?}\ndata_dir = {data:?}\nruntime = {runtime:?}\ncontrol_plane = \"http://{BRIDGE_IP}:4280\"\ninternal_token_file = {token:?}\nregistry = \"127.0.0.1:5000\"\n\n[agent]\nlisten = \"{ip}:4281\"\n\n[proxy]\nhttp = \"0.0.0.0:80\"\nworker = \"{ip}:4282\"\nmetrics = \"127.0.0.1:9091\"\n\n[gossip]\nlisten = \"{ip}:4283\"\ninterval_ms = 100\n\n[mesh]\nlisten = \"{ip}:{MESH_PORT}\"\nemulated_rtt_ms = {{ {rtts} }}\n",
+            rtts = args
+                .regions
+                .iter()
+                .filter(|r| **r != h.region)
+                .map(|r| format!("{r} = {}", rtt_ms(&h.region, r, &overrides)))
+                .collect::<Vec<_>>()
+                .join(", "),
             id = h.id,
             region = h.region,
             data = hdir.display().to_string(),
@@ -683,6 +760,16 @@ fn down(dir: &Path) -> Result<()> {
             let _ = sh("ip", &["link", "del", &name]);
         }
     }
+    // The control plane's mesh device went with its process; its input rule stays behind.
+    let _ = sh(
+        "nft",
+        &[
+            "delete",
+            "table",
+            "inet",
+            &format!("aloft_mesh_{CONTROL_MESH_IF}"),
+        ],
+    );
     if Path::new("/sys/class/net").join(BRIDGE).exists()
         && let Err(e) = sh("ip", &["link", "del", BRIDGE])
     {

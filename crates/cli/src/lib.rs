@@ -20,6 +20,7 @@ mod dev;
 mod image;
 mod logs;
 mod machine;
+mod mesh;
 mod output;
 mod platform;
 mod registry;

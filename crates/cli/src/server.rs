@@ -14,6 +14,7 @@ use crate::dev::{
     DRAIN_TIMEOUT, RuntimeKind, bind, drain, host_capacity, parse_subnet, runtime_for,
     spawn_internal_dns, url_for,
 };
+use crate::mesh::{Joined, Members, MeshFile};
 use crate::registry::{self, ControlPlaneTokens, read_secret};
 use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
@@ -22,7 +23,8 @@ use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
-use aloft_types::api::HostNumber;
+use aloft_types::api::{HostNumber, MeshPeer};
+use aloft_types::sixpn::host_address;
 use aloft_types::time::parse_duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -78,6 +80,10 @@ pub(crate) struct ControlFile {
     /// The registry, in this process.
     #[serde(default)]
     pub registry: Option<RegistryFile>,
+    /// The mesh between hosts: the control plane joins it as number 0 and reaches agents (and
+    /// is reached by them) on it, at `[fdaa::1]` and the first `listen` port.
+    #[serde(default)]
+    pub mesh: Option<MeshFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +125,11 @@ pub(crate) struct HostFile {
     pub gossip: GossipFile,
     #[serde(default)]
     pub network: Option<NetworkFile>,
+    /// The encrypted mesh between hosts. With it, the agent, the worker listener and gossip
+    /// listen on the host's mesh address (at the ports of their `listen`), and nothing between
+    /// hosts travels outside it.
+    #[serde(default)]
+    pub mesh: Option<MeshFile>,
 }
 
 fn auto() -> RuntimeKind {
@@ -237,9 +248,25 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
             crate::dev::write_atomic(&org.token_file, &token, 0o600)?;
         }
     }
+    let joined = match &config.mesh {
+        Some(m) => Some(
+            crate::mesh::join(
+                m,
+                &config.data_dir,
+                member("control", 0, &config.default_region),
+                Members::Local(cp.clone()),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let mut listen = config.listen.clone();
+    if let (Some(j), Some(first)) = (&joined, config.listen.first()) {
+        listen.push(SocketAddr::new(j.mesh.address().into(), first.port()));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
-    for addr in &config.listen {
+    for addr in &listen {
         let listener = bind(*addr, "`listen` in the config").await?;
         servers.push((
             "API",
@@ -276,8 +303,7 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
     }
     println!(
         "aloft control plane listening on {}",
-        config
-            .listen
+        listen
             .iter()
             .map(|a| url_for(*a))
             .collect::<Vec<_>>()
@@ -292,7 +318,46 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
     for (name, server) in servers {
         drain(name, server).await;
     }
+    drop(joined);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A mesh member's entry before its key and endpoint are known.
+fn member(host: &str, number: u32, region: &str) -> MeshPeer {
+    MeshPeer {
+        host: host.into(),
+        number,
+        region: region.into(),
+        public_key: String::new(),
+        endpoint: String::new(),
+    }
+}
+
+/// Joins the mesh when the config has one: where the host's services listen and advertise
+/// themselves, and the control plane's URL on the mesh.
+async fn host_mesh(config: &HostFile, number: u32, token: &str) -> Result<Option<Joined>> {
+    let Some(m) = &config.mesh else {
+        return Ok(None);
+    };
+    if config.agent.advertise.is_some()
+        || config.proxy.worker_advertise.is_some()
+        || config.gossip.advertise.is_some()
+    {
+        bail!(
+            "with [mesh] the agent, the worker listener and gossip are reached at the host's mesh address: remove agent.advertise, proxy.worker_advertise and gossip.advertise from the config"
+        );
+    }
+    let joined = crate::mesh::join(
+        m,
+        &config.data_dir,
+        member(&config.id, number, &config.region),
+        Members::Remote {
+            control_plane: config.control_plane.clone(),
+            token: token.to_string(),
+        },
+    )
+    .await?;
+    Ok(Some(joined))
 }
 
 /// Asks the control plane for this host's number, waiting (up to a minute) for it to answer.
@@ -347,6 +412,37 @@ async fn host(config: HostFile) -> Result<ExitCode> {
     let runtime = runtime_for(config.runtime, &config.data_dir.join("runtime"), network)?;
     let runtime_name = runtime.name();
     let number = host_number(&config.control_plane, &config.id, &token).await?;
+    let joined = host_mesh(&config, number, &token).await?;
+    // On the mesh, the host's own services listen on its mesh address.
+    let on_mesh = |addr: SocketAddr| match &joined {
+        Some(j) => SocketAddr::new(j.mesh.address().into(), addr.port()),
+        None => addr,
+    };
+    let mut seeds = config.gossip.seeds.clone();
+    let mut control_plane = config.control_plane.clone();
+    if let Some(j) = &joined {
+        // Every member the control plane listed, and the hosts numbered just before this one
+        // (which may not have joined yet): of two hosts starting at once, the later-numbered
+        // one finds the other. Gossip listens at the same port on every host.
+        let port = config.gossip.listen.port();
+        let mut numbers: Vec<u32> = j.peers.iter().map(|p| p.number).collect();
+        numbers.extend(number.saturating_sub(16)..number);
+        numbers.sort_unstable();
+        numbers.dedup();
+        seeds.extend(
+            numbers
+                .into_iter()
+                .filter(|n| *n != 0 && *n != number)
+                .map(|n| SocketAddr::new(host_address(n).into(), port).to_string()),
+        );
+        if j.peers.iter().any(|p| p.number == 0) {
+            let port = reqwest::Url::parse(&config.control_plane)
+                .ok()
+                .and_then(|u| u.port_or_known_default())
+                .unwrap_or(4280);
+            control_plane = format!("http://[{}]:{port}", host_address(0));
+        }
+    }
     let (host_cpus, host_memory_mb) = host_capacity()?;
     let images = (runtime_name != "sim")
         .then(|| {
@@ -373,14 +469,15 @@ async fn host(config: HostFile) -> Result<ExitCode> {
     )
     .await
     .context("starting the host agent")?;
-    let agent_listener = bind(config.agent.listen, "`agent.listen` in the config").await?;
+    let agent_listener = bind(on_mesh(config.agent.listen), "`agent.listen` in the config").await?;
     let agent_url = config
         .agent
         .advertise
         .clone()
         .unwrap_or_else(|| url_for(agent_listener.local_addr().unwrap_or(config.agent.listen)));
     let http_listener = bind(config.proxy.http, "`proxy.http` in the config").await?;
-    let worker_listener = bind(config.proxy.worker, "`proxy.worker` in the config").await?;
+    let worker_listener =
+        bind(on_mesh(config.proxy.worker), "`proxy.worker` in the config").await?;
     let worker = config
         .proxy
         .worker_advertise
@@ -392,9 +489,9 @@ async fn host(config: HostFile) -> Result<ExitCode> {
             ClusterConfig {
                 host_id: config.id.clone(),
                 region: config.region.clone(),
-                gossip: config.gossip.listen,
+                gossip: on_mesh(config.gossip.listen),
                 advertise: config.gossip.advertise,
-                seeds: config.gossip.seeds.clone(),
+                seeds,
                 token: token.clone(),
                 worker,
                 agent: agent_url.clone(),
@@ -458,14 +555,18 @@ async fn host(config: HostFile) -> Result<ExitCode> {
             Ok(())
         })
     };
-    let heartbeat = spawn_heartbeat(
-        agent.clone(),
-        config.control_plane.clone(),
-        agent_url.clone(),
-    );
+    let heartbeat = spawn_heartbeat(agent.clone(), control_plane.clone(), agent_url.clone());
     println!(
-        "aloft host {} (region {}, host number {number}, {runtime_name} runtime): agent {agent_url}, proxy http://{} (worker {worker}), gossip {}",
-        config.id, config.region, config.proxy.http, config.gossip.listen
+        "aloft host {} (region {}, host number {number}, {runtime_name} runtime): agent {agent_url}, proxy http://{} (worker {worker}), gossip {}, control plane {control_plane}{}",
+        config.id,
+        config.region,
+        config.proxy.http,
+        on_mesh(config.gossip.listen),
+        if joined.is_some() {
+            ", on the mesh"
+        } else {
+            ""
+        }
     );
 
     let which = signals.wait().await;
@@ -485,5 +586,6 @@ async fn host(config: HostFile) -> Result<ExitCode> {
     if let Ok(catalog) = Arc::try_unwrap(catalog) {
         catalog.shutdown().await;
     }
+    drop(joined);
     Ok(ExitCode::SUCCESS)
 }

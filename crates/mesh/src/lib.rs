@@ -273,10 +273,14 @@ async fn from_tun(inner: Arc<Inner>) {
     loop {
         let n = match inner.tun.readable().await {
             Ok(mut guard) => match guard.try_io(|t| {
+                // The kind must survive (WouldBlock clears the readiness).
                 t.get_ref()
                     .read(&mut buf)
                     .map(|p| p.len())
-                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .map_err(|e| match e {
+                        boringtun::device::Error::IfaceRead(e) => e,
+                        e => std::io::Error::other(e.to_string()),
+                    })
             }) {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => {
