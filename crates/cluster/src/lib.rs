@@ -486,4 +486,8 @@ impl Directory for ClusterCatalog {
     fn entries(&self) -> Arc<Vec<Entry>> {
         self.current().entries()
     }
+
+    fn rtt_ms(&self, region: &str) -> Option<u64> {
+        Catalog::rtt(self, region).map(|d| d.as_millis() as u64)
+    }
 }

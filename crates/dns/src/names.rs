@@ -42,8 +42,17 @@ pub fn is_internal(name: &str) -> bool {
 }
 
 /// The answer to `name` (lowercase, no trailing dot) of type `qtype` for `asker`, from the
-/// started machines in `entries`; `here` is this host's region (for an asker it cannot place).
-pub fn answer(name: &str, qtype: u16, asker: Ipv6Addr, here: &str, entries: &[Entry]) -> Answer {
+/// started machines in `entries`; `here` is this host's region (for an asker it cannot place),
+/// `rtt_ms` the measured round trip from this host to a region (`None`: not measured), which
+/// orders the other regions for "nearest".
+pub fn answer(
+    name: &str,
+    qtype: u16,
+    asker: Ipv6Addr,
+    here: &str,
+    entries: &[Entry],
+    rtt_ms: &dyn Fn(&str) -> Option<u64>,
+) -> Answer {
     let Some(org) = network(asker) else {
         return Answer::Refused;
     };
@@ -115,8 +124,12 @@ pub fn answer(name: &str, qtype: u16, asker: Ipv6Addr, here: &str, entries: &[En
                 .iter()
                 .find(|e| e.ip == asker)
                 .map_or(here, |e| e.region.as_str());
+            // The asker's region, then the others by measured distance (unmeasured last).
             let mut found = of_app(app);
-            found.sort_by_key(|e| e.region != from);
+            found.sort_by_cached_key(|e| {
+                let far = e.region != from;
+                (far, far.then(|| rtt_ms(&e.region).unwrap_or(u64::MAX)))
+            });
             found.truncate(n);
             addresses(found)
         }
@@ -167,10 +180,42 @@ mod tests {
     }
 
     #[test]
+    fn nearest_is_the_askers_region_then_by_measured_distance() {
+        let e = vec![
+            entry("a", "web", "ams", "fdaa:0:1:0:1:0:1:2"),
+            entry("s", "web", "syd", "fdaa:0:1:0:3:0:1:2"),
+            entry("o", "web", "ord", "fdaa:0:1:0:2:0:1:2"),
+            entry("n", "web", "nrt", "fdaa:0:1:0:4:0:1:2"),
+        ];
+        let asker: Ipv6Addr = "fdaa:0:1:0:3:0:1:2".parse().unwrap(); // in syd
+        let rtt = |r: &str| match r {
+            "ord" => Some(200),
+            "ams" => Some(280),
+            _ => None,
+        };
+        assert_eq!(
+            ips(answer(
+                "top4.nearest.of.web.internal",
+                TYPE_AAAA,
+                asker,
+                "syd",
+                &e,
+                &rtt
+            )),
+            [
+                "fdaa:0:1:0:3:0:1:2",
+                "fdaa:0:1:0:2:0:1:2",
+                "fdaa:0:1:0:1:0:1:2",
+                "fdaa:0:1:0:4:0:1:2"
+            ]
+        );
+    }
+
+    #[test]
     fn names_resolve_within_the_askers_org_only() {
         let e = entries();
         let asker: Ipv6Addr = "fdaa:0:1:0:2:0:3:2".parse().unwrap(); // m3, in ord
-        let ask = |name: &str, t: u16| answer(name, t, asker, "local", &e);
+        let ask = |name: &str, t: u16| answer(name, t, asker, "local", &e, &|_| None);
         assert_eq!(
             ips(ask("web.internal", TYPE_AAAA)),
             ["fdaa:0:1:0:1:0:1:2", "fdaa:0:1:0:2:0:2:2"]
@@ -206,13 +251,20 @@ mod tests {
         // The other org sees its own machine only.
         let other: Ipv6Addr = "fdaa:0:2:0:1:0:1:2".parse().unwrap();
         assert_eq!(
-            ips(answer("web.internal", TYPE_AAAA, other, "local", &e)),
+            ips(answer(
+                "web.internal",
+                TYPE_AAAA,
+                other,
+                "local",
+                &e,
+                &|_| None
+            )),
             ["fdaa:0:2:0:1:0:1:2"]
         );
         // An asker outside 6PN gets nothing.
         let outside: Ipv6Addr = "2001:db8::1".parse().unwrap();
         assert_eq!(
-            answer("web.internal", TYPE_AAAA, outside, "local", &e),
+            answer("web.internal", TYPE_AAAA, outside, "local", &e, &|_| None),
             Answer::Refused
         );
     }

@@ -30,6 +30,11 @@ const TCP_LIFETIME: Duration = Duration::from_secs(60);
 /// The started machines internal DNS answers with, from memory.
 pub trait Directory: Send + Sync + 'static {
     fn entries(&self) -> Arc<Vec<Entry>>;
+
+    /// The measured round trip (ms) from this host to `region`'s nearest host, if known.
+    fn rtt_ms(&self, _region: &str) -> Option<u64> {
+        None
+    }
 }
 
 pub struct Dns {
@@ -80,7 +85,9 @@ impl Dns {
             };
             let entries = self.directory.entries();
             let (rcode, records) =
-                match names::answer(&q.name, q.qtype, asker, &self.region, &entries) {
+                match names::answer(&q.name, q.qtype, asker, &self.region, &entries, &|r| {
+                    self.directory.rtt_ms(r)
+                }) {
                     Answer::Records(r) => (Rcode::NoError, r),
                     Answer::NxDomain => (Rcode::NxDomain, Vec::new()),
                     Answer::Refused => (Rcode::Refused, Vec::new()),

@@ -343,3 +343,40 @@ fn the_machines_bridge_rules_leave_other_bridges_alone() {
         "IPv4 between two ports of another bridge was dropped"
     );
 }
+
+#[test]
+fn what_a_machine_routes_through_its_gateway_stays_in_its_org() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let net = HostNetwork::new(tmp.path(), network()).unwrap();
+    let org = 50_000 + std::process::id() % 10_000;
+    let (a, b) = (
+        format!("gw-a{}", std::process::id()),
+        format!("gw-b{}", std::process::id()),
+    );
+    let ma = net.attach_netns(&a, machine_address(org, 1, 1)).unwrap();
+    let mb = net
+        .attach_netns(&b, machine_address(org + 1, 1, 1))
+        .unwrap();
+    let (from, netns_a) = (ma.ipv6, ma.netns.clone().unwrap());
+
+    // The gateway works: internal DNS's address (on the host) is reached through it.
+    let dns = UdpSocket::bind((aloft_types::sixpn::INTERNAL_DNS, 0)).unwrap();
+    send_from(&netns_a, from.into(), dns.local_addr().unwrap());
+    assert!(received(&dns).contains(&IpAddr::V6(from)));
+
+    // Another org's machine on the same host is not (it is off a's on-link prefix, so the
+    // packet goes through the gateway and the host must not route it).
+    let to = mb.ipv6;
+    let theirs = in_namespace(&mb.netns.clone().unwrap(), move || {
+        UdpSocket::bind((to, 0)).unwrap()
+    })
+    .join()
+    .unwrap();
+    send_from(&netns_a, from.into(), theirs.local_addr().unwrap());
+    assert!(received(&theirs).is_empty(), "routed into another org");
+
+    net.release(&a).unwrap();
+    net.release(&b).unwrap();
+    net.remove().unwrap();
+}
