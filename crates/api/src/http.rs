@@ -13,7 +13,7 @@ use crate::store::Caller;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
     HostInfo, HostNumber, LEASE_NONCE_HEADER, ListMachinesQuery, MeshJoin, MeshPeer, OkResponse,
-    RegionList, VerifyTokenRequest, VerifyTokenResponse,
+    ProxyCertificate, RegionList, VerifyTokenRequest, VerifyTokenResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use axum::Router;
@@ -60,6 +60,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/internal/v1/hosts/{host}/images", get(host_images))
         .route("/internal/v1/hosts/{host}/number", post(host_number))
         .route("/internal/v1/mesh", get(mesh_peers))
+        .route("/internal/v1/certificates", get(proxy_certificates))
         .route("/internal/v1/mesh/{host}", put(join_mesh))
         .route(
             "/internal/v1/hosts/{host}/images/prune",
@@ -536,6 +537,26 @@ async fn join_mesh(
         .into());
     }
     Ok(axum::Json(cp.mesh_peers().await.map_err(ApiError::from)?))
+}
+
+/// `GET /internal/v1/certificates`: every hostname apps are served at, with uploaded
+/// certificates and keys, for hosts' proxies (which read it over the mesh).
+async fn proxy_certificates(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+) -> Reply<axum::Json<Vec<ProxyCertificate>>> {
+    let certs = cp.certificates().await.map_err(ApiError::from)?;
+    Ok(axum::Json(
+        certs
+            .into_iter()
+            .map(|c| ProxyCertificate {
+                hostname: c.hostname,
+                app: c.app,
+                certificate: c.certificate,
+                private_key: c.private_key,
+            })
+            .collect(),
+    ))
 }
 
 /// `GET /internal/v1/mesh`: every member of the mesh between hosts.

@@ -374,6 +374,9 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
             namespace(&netns, &format!("alch{k}"), ip)?;
         }
     }
+    // One CA for every host's HTTPS listener, so that clients trust one `ca.pem`.
+    let ca_dir = dir.join("ca");
+    aloft_proxy::tls::DevCa::load_or_create(&ca_dir).context("making the cluster's CA")?;
     let overrides = match &args.rtt_file {
         Some(f) => read_rtt_file(f)?,
         None => Vec::new(),
@@ -402,7 +405,7 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
         )?;
         state.hosts[i].registry_pid = Some(registry_pid);
         let config = format!(
-            "id = {id:?}\nregion = {region:?}\ndata_dir = {data:?}\nruntime = {runtime:?}\ncontrol_plane = \"http://{BRIDGE_IP}:4280\"\ninternal_token_file = {token:?}\nregistry = \"127.0.0.1:5000\"\n\n[agent]\nlisten = \"{ip}:4281\"\n\n[proxy]\nhttp = \"0.0.0.0:80\"\nworker = \"{ip}:4282\"\nmetrics = \"127.0.0.1:9091\"\n\n[gossip]\nlisten = \"{ip}:4283\"\ninterval_ms = 100\n\n[mesh]\nlisten = \"{ip}:{MESH_PORT}\"\nemulated_rtt_ms = {{ {rtts} }}\n",
+            "id = {id:?}\nregion = {region:?}\ndata_dir = {data:?}\nruntime = {runtime:?}\ncontrol_plane = \"http://{BRIDGE_IP}:4280\"\ninternal_token_file = {token:?}\nregistry = \"127.0.0.1:5000\"\n\n[agent]\nlisten = \"{ip}:4281\"\n\n[proxy]\nhttp = \"0.0.0.0:80\"\nhttps = \"0.0.0.0:443\"\nca_dir = {ca:?}\nworker = \"{ip}:4282\"\nmetrics = \"127.0.0.1:9091\"\n\n[gossip]\nlisten = \"{ip}:4283\"\ninterval_ms = 100\n\n[mesh]\nlisten = \"{ip}:{MESH_PORT}\"\nemulated_rtt_ms = {{ {rtts} }}\n",
             rtts = args
                 .regions
                 .iter()
@@ -415,6 +418,7 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
             data = hdir.display().to_string(),
             runtime = runtime_name(args.runtime),
             token = token_file.display().to_string(),
+            ca = ca_dir.display().to_string(),
             ip = h.ip,
         );
         let config_file = hdir.join("host.toml");
@@ -457,7 +461,7 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
             &["-qw", "net.ipv4.conf.all.route_localnet=1"],
         )?;
         let rules = format!(
-            "table ip aloft_client {{\n chain out {{ type nat hook output priority -100; ip daddr 127.0.0.1 tcp dport 80 dnat to {edge}:80; }}\n chain post {{ type nat hook postrouting priority 100; oifname \"eth0\" masquerade; }}\n}}\n"
+            "table ip aloft_client {{\n chain out {{ type nat hook output priority -100; ip daddr 127.0.0.1 tcp dport {{ 80, 443 }} dnat to {edge}; }}\n chain post {{ type nat hook postrouting priority 100; oifname \"eth0\" masquerade; }}\n}}\n"
         );
         let rules_file = dir.join(format!("client-{region}.nft"));
         fs::write(&rules_file, rules)?;
@@ -648,6 +652,7 @@ fn print_status(ctx: &Ctx, dir: &Path, state: &State) -> Result<()> {
             "api_url": "http://127.0.0.1:4280",
             "registry_url": "http://127.0.0.1:5000",
             "token_file": dir.join(crate::config::TOKEN_FILE),
+            "ca": dir.join("ca").join("ca.pem"),
             "regions": state.regions,
             "hosts": state.hosts.iter().map(|h| serde_json::json!({
                 "id": h.id, "region": h.region, "netns": h.netns, "ip": h.ip,
@@ -681,7 +686,8 @@ fn print_status(ctx: &Ctx, dir: &Path, state: &State) -> Result<()> {
             }
         ));
     }
-    out.push_str("Reach a region's edge as its users do:\n");
+    out.push_str("Reach a region's edge as its users do (HTTPS: curl --cacert ");
+    out.push_str(&format!("{}):\n", dir.join("ca").join("ca.pem").display()));
     for c in &state.clients {
         out.push_str(&format!(
             "  aloft dev cluster exec --region {} -- curl http://<app>.localhost/\n",

@@ -20,10 +20,11 @@ use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_h
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_cluster::{ClusterCatalog, ClusterConfig};
 use aloft_image::{ImageConfig, ImageStore};
+use aloft_proxy::tls::{Certificates, DevCa, DomainEntry, Domains};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
-use aloft_types::api::{HostNumber, MeshPeer};
+use aloft_types::api::{HostNumber, MeshPeer, ProxyCertificate};
 use aloft_types::sixpn::host_address;
 use aloft_types::time::parse_duration;
 use anyhow::{Context, Result, anyhow, bail};
@@ -150,6 +151,14 @@ pub(crate) struct AgentFile {
 pub(crate) struct ProxyFile {
     /// Public HTTP (port 80); other public ports are listened on at the same address.
     pub http: SocketAddr,
+    /// Public HTTPS (port 443): users' certificates (`aloft certs`) from the control plane,
+    /// others issued by the CA in `ca_dir`.
+    #[serde(default)]
+    pub https: Option<SocketAddr>,
+    /// The CA that issues certificates for names without one (`<app>.localhost`); share it
+    /// between hosts so clients trust one `ca.pem` [default: `<data_dir>/proxy`].
+    #[serde(default)]
+    pub ca_dir: Option<PathBuf>,
     /// Where other hosts' edges send requests for this host's machines.
     pub worker: SocketAddr,
     /// The address other hosts reach the worker listener at [default: `worker`].
@@ -320,6 +329,48 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
     }
     drop(joined);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the proxy's hostnames and users' certificates in step with the control plane's (read
+/// every 5 s; the last good list stays when the control plane does not answer).
+fn spawn_certificates_sync(
+    control_plane: String,
+    token: String,
+    domains: Arc<Domains>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let url = format!(
+            "{}/internal/v1/certificates",
+            control_plane.trim_end_matches('/')
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client");
+        loop {
+            let read = async {
+                let resp = http.get(&url).bearer_auth(&token).send().await?;
+                if !resp.status().is_success() {
+                    bail!("{}", resp.status());
+                }
+                Ok(resp.json::<Vec<ProxyCertificate>>().await?)
+            };
+            match read.await {
+                Ok(certs) => domains.replace(
+                    certs
+                        .into_iter()
+                        .map(|c| DomainEntry {
+                            pem: c.certificate.zip(c.private_key),
+                            hostname: c.hostname,
+                            app: c.app,
+                        })
+                        .collect(),
+                ),
+                Err(e) => tracing::warn!("reading the apps' hostnames from {url}: {e:#}"),
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    })
 }
 
 /// A mesh member's entry before its key and endpoint are known.
@@ -502,10 +553,38 @@ async fn host(config: HostFile) -> Result<ExitCode> {
         .await?,
     );
     let dns = spawn_internal_dns(runtime_name, &agent, catalog.clone(), &config.region).await;
+    let https_listener = match config.proxy.https {
+        Some(a) => Some(bind(a, "`proxy.https` in the config").await?),
+        None => None,
+    };
+    let domains = Arc::new(Domains::default());
+    let tls = match &https_listener {
+        Some(_) => {
+            let dir = config
+                .proxy
+                .ca_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("proxy"));
+            let ca = DevCa::load_or_create(&dir)
+                .with_context(|| format!("loading the proxy's CA in {}", dir.display()))?;
+            Some(Arc::new(Certificates::new(ca, None, domains.clone())))
+        }
+        None => None,
+    };
+    let certificates = tls
+        .is_some()
+        .then(|| spawn_certificates_sync(control_plane.clone(), token.clone(), domains.clone()));
     let proxy = Proxy::new(
         ProxyConfig {
             drain_timeout: DRAIN_TIMEOUT,
             worker_token: Some(token.clone()),
+            tls,
+            // Where force_https redirects plain requests to.
+            https_port: match &https_listener {
+                Some(l) => l.local_addr()?.port(),
+                None => 443,
+            },
+            domains,
             ..ProxyConfig::new(config.region.clone())
         },
         catalog.clone(),
@@ -542,9 +621,17 @@ async fn host(config: HostFile) -> Result<ExitCode> {
                     proxy.serve_metrics(l, stopped(stop_rx.clone())).await;
                 }
             };
+            let https = async {
+                if let Some(l) = https_listener {
+                    proxy
+                        .serve(l, Listener::https(443), stopped(stop_rx.clone()))
+                        .await;
+                }
+            };
             tokio::join!(
-                proxy.serve_ports(ports_ip, &[80], stopped(stop_rx.clone())),
+                proxy.serve_ports(ports_ip, &[80, 443], stopped(stop_rx.clone())),
                 proxy.serve(http_listener, Listener::http(80), stopped(stop_rx.clone())),
+                https,
                 proxy.serve(
                     worker_listener,
                     Listener::worker(),
@@ -574,6 +661,9 @@ async fn host(config: HostFile) -> Result<ExitCode> {
     heartbeat.abort();
     autostop.abort();
     checks.abort();
+    if let Some(c) = certificates {
+        c.abort();
+    }
     if let Some(dns) = dns {
         dns.abort();
     }

@@ -406,6 +406,18 @@ pub struct MeshPeer {
     pub endpoint: String,
 }
 
+/// One of `GET /internal/v1/certificates`: a hostname an app is served at, with the certificate
+/// and key a user uploaded (PEM), or none (hosts' proxies then issue one from their CA).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProxyCertificate {
+    pub hostname: String,
+    pub app: String,
+    #[serde(default)]
+    pub certificate: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+}
+
 /// `POST /internal/v1/tokens/verify` body: which org does this API token belong to? Other
 /// cluster services (a registry on another host) use it to authenticate org tokens.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -22,7 +22,8 @@ pub fn machine_address(network: u32, host: u32, machine: u32) -> Ipv6Addr {
 }
 
 /// A host's own address on the mesh between hosts, in network 0 (which no org gets):
-/// `fdaa:0:0:<host>::1`. The control plane is host 0 (`fdaa::1`).
+/// `fdaa:0:0:<host>::1` (host 0x10002 is `fdaa::1:2:0:0:1`). The control plane is host 0
+/// (`fdaa::1`).
 pub fn host_address(host: u32) -> Ipv6Addr {
     Ipv6Addr::new(0xfdaa, 0, 0, (host >> 16) as u16, host as u16, 0, 0, 1)
 }
@@ -50,7 +51,7 @@ mod tests {
         assert_eq!(network_of(a), Some(0x0001_0002));
         assert_eq!(network_of("fd00::1".parse().unwrap()), None);
         assert_eq!(host_of(a), Some(7));
-        assert_eq!(host_address(0x0001_0002).to_string(), "fdaa:0:0:1:2::1");
+        assert_eq!(host_address(0x0001_0002).to_string(), "fdaa::1:2:0:0:1");
         assert_eq!(host_of(host_address(9)), Some(9));
         assert_eq!(network_of(host_address(9)), Some(0));
     }

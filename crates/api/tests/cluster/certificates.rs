@@ -46,6 +46,25 @@ async fn hostnames_are_added_listed_and_removed_without_their_keys() {
         .collect();
     assert_eq!(names, ["dev.example.com", "www.example.com"]);
     assert!(!list.to_string().contains("PRIVATE KEY"), "{list}");
+    // Hosts' proxies get them with their keys, with the internal token only.
+    let (status, _) = api.send(api.get("/internal/v1/certificates")).await;
+    assert_eq!(status, 401);
+    let internal = api.with_token(cluster.internal_token.clone());
+    let (status, all) = internal
+        .send(internal.get("/internal/v1/certificates"))
+        .await;
+    assert_eq!(status, 200, "{all}");
+    let www = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["hostname"] == "www.example.com")
+        .expect("listed");
+    assert_eq!(
+        (&www["app"], &www["certificate"]),
+        (&json!("hello"), &json!(cert))
+    );
+    assert_eq!(www["private_key"], json!(key));
 
     // One app per hostname, across orgs.
     let other = api.with_token(cluster.new_org("acme").await);

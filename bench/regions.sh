@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Multi-region benchmark (see bench/regions.py): a dev cluster of three regions with emulated
+# distance; client latency per region through the edge vs straight to the nearest machine, and a
+# burst larger than one region's hard limits (overflow to the next region vs none).
+#
+#   bench/regions.sh
+#   REQUESTS=100 BURST=800 CONCURRENCY=32 bench/regions.sh
+#
+# Needs root (network namespaces); gVisor, skopeo and aloft-init as the README's set-up installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in runsc skopeo curl python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool missing: run the README's set-up first" >&2; exit 1; }
+done
+echo "==> building aloft (release) and aloft-init"
+cargo build --release --locked -q -p aloft
+[ -x target/static/x86_64-unknown-linux-gnu/release/aloft-init ] || scripts/build-init.sh
+exec python3 bench/regions.py "$@"
