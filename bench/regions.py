@@ -27,7 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALOFT = os.path.join(ROOT, "target/release/aloft")
+ALOFT = os.environ.get("ALOFT_BIN", os.path.join(ROOT, "target/release/aloft"))
 REQUESTS = int(os.environ.get("REQUESTS", "50"))
 BURST = int(os.environ.get("BURST", "400"))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "16"))
