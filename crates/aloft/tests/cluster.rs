@@ -98,6 +98,8 @@ fn run(dir: &Path, env: &[(&str, &str)], app: &str, region: &str) -> String {
             region,
             "-p",
             "80:8080/tcp:http",
+            "-p",
+            "443:8080/tcp:tls:http",
         ],
     )
     .json();

@@ -77,6 +77,8 @@ struct Inner {
     certificates: tokio::sync::watch::Sender<u64>,
     /// The control plane's own place in the mesh (number 0), when it has one.
     mesh_self: Mutex<Option<MeshPeer>>,
+    /// Moves on when a host joins the mesh (or changes its key or endpoint).
+    mesh_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl ControlPlane {
@@ -99,6 +101,7 @@ impl ControlPlane {
                 name_locks: Mutex::default(),
                 certificates: tokio::sync::watch::Sender::new(0),
                 mesh_self: Mutex::default(),
+                mesh_changes: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -173,7 +176,17 @@ impl ControlPlane {
         host_id: &str,
         join: MeshJoin,
     ) -> Result<bool, ControlPlaneError> {
-        self.inner.store.join_mesh(host_id, join).await
+        let joined = self.inner.store.join_mesh(host_id, join).await?;
+        if joined {
+            self.inner.mesh_changes.send_modify(|n| *n += 1);
+        }
+        Ok(joined)
+    }
+
+    /// Moves on when a host joins the mesh: the control plane's own mesh endpoint takes new
+    /// members at once (a host's first heartbeat follows its join).
+    pub fn mesh_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.mesh_changes.subscribe()
     }
 
     /// Makes the control plane a member of the mesh (as number 0), listed with the hosts.

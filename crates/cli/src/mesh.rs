@@ -158,9 +158,26 @@ pub(crate) async fn join(
     mesh.set_peers(&to_peers(&peers, &region, &emulated))?;
     let refresh = {
         let mesh = mesh.clone();
+        let mut joins = match &members {
+            Members::Local(cp) => Some(cp.mesh_changes()),
+            Members::Remote { .. } => None,
+        };
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(REFRESH).await;
+                // Every REFRESH, or at once when a host joins this control plane.
+                let joined = async {
+                    let gone = match joins.as_mut() {
+                        Some(rx) => rx.changed().await.is_err(),
+                        None => true,
+                    };
+                    if gone {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(REFRESH) => {}
+                    () = joined => {}
+                }
                 match members.list(&http).await {
                     Ok(peers) => {
                         if let Err(e) = mesh.set_peers(&to_peers(&peers, &region, &emulated)) {
