@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 /// A page that takes a second, then says which region served it.
 const SLOW_CGI: &str =
     "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nsleep 1\ncat /srv/index.html\n";
+/// A write: machines outside ord send it to ord (`fly-replay`, the primary-database pattern).
+const WRITE_CGI: &str = "#!/bin/sh\nR=$(cat /srv/index.html)\n[ \"$R\" = ord ] || echo 'fly-replay: region=ord'\necho 'Content-Type: text/plain'\necho\necho \"written in $R\"\n";
 
 /// `aloft --data-dir DIR ARGS`.
 fn aloft_in(dir: &Path, args: &[&str]) -> Out {
@@ -100,6 +102,8 @@ fn run(dir: &Path, env: &[(&str, &str)], app: &str, region: &str) -> String {
             "80:8080/tcp:http",
             "-p",
             "443:8080/tcp:tls:http",
+            "-p",
+            "8081:8080/tcp",
         ],
     )
     .json();
@@ -173,7 +177,10 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     // An image whose page says which region served it.
     let layout = busybox_image(
         tmp.path(),
-        &[("srv/cgi-bin/slow", SLOW_CGI, 0o755)],
+        &[
+            ("srv/cgi-bin/slow", SLOW_CGI, 0o755),
+            ("srv/cgi-bin/write", WRITE_CGI, 0o755),
+        ],
         "'echo $FLY_REGION > /srv/index.html; exec httpd -f -p 8080 -h /srv'",
     );
     let token = fs::read_to_string(dir.join("token")).unwrap();
@@ -209,6 +216,24 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         }
     }
     phase("each region served by its own");
+
+    // A write reaching ams's machine is replayed by ams's edge to ord's machine, on another host
+    // (once gossip has brought ord's machine to ams's edge).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let written = get_from(&dir, "ams", "http://web.localhost/cgi-bin/write");
+        if written == "written in ord" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not replayed to ord: {written}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        get_from(&dir, "ams", "http://web.localhost/"),
+        "ams",
+        "reads stay"
+    );
+    phase("fly-replay across regions");
 
     // Internal DNS on ord's host knows ams's machine (the gossip catalog), for its own org only.
     let ips: Vec<String> = ids
@@ -398,7 +423,9 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     assert_eq!(from_region(&dir, "syd"), "ord");
     assert_eq!(get_from(&dir, "syd", "https://web.localhost/"), "ord");
     assert_eq!(get_from(&dir, "ams", "https://web.localhost/"), "ams");
-    phase("nearest region, HTTPS");
+    // A raw TCP port: syd's edge passes the connection to ord's machine through ord's worker.
+    assert_eq!(get_from(&dir, "syd", "http://127.0.0.1:8081/"), "ord");
+    phase("nearest region, HTTPS, raw TCP");
 
     // ams's host dies: its users' edge is gone with it, but syd's users are still served,
     // from ord, without an error.

@@ -6,7 +6,7 @@
 //! `127.0.0.1:5000/<org>/<image>` means the same thing inside a host as outside). The control
 //! plane and the registry run in the root namespace on 127.0.0.1:4280 and :5000, exactly as with
 //! `dev up` (and on 10.77.0.1 for the hosts). Each region also gets a client namespace
-//! (`alc-client-<region>`, 10.77.2.r) whose 127.0.0.1:80 leads to that region's first host's
+//! (`alc-client-<region>`, 10.77.2.r) whose 127.0.0.1 (every TCP port) leads to that region's first host's
 //! proxy: `aloft dev cluster exec --region syd -- curl http://app.localhost/` is a user in Sydney
 //! reaching their nearest edge (anycast, emulated).
 //!
@@ -454,14 +454,14 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
         });
         save_state(dir, state)?;
         namespace(&netns, &format!("alcc{r}"), ip)?;
-        // 127.0.0.1:80 in the client namespace is the region's edge.
+        // 127.0.0.1 (every TCP port) in the client namespace is the region's edge.
         sh_in(
             &netns,
             "sysctl",
             &["-qw", "net.ipv4.conf.all.route_localnet=1"],
         )?;
         let rules = format!(
-            "table ip aloft_client {{\n chain out {{ type nat hook output priority -100; ip daddr 127.0.0.1 tcp dport {{ 80, 443 }} dnat to {edge}; }}\n chain post {{ type nat hook postrouting priority 100; oifname \"eth0\" masquerade; }}\n}}\n"
+            "table ip aloft_client {{\n chain out {{ type nat hook output priority -100; ip daddr 127.0.0.1 meta l4proto tcp dnat to {edge}; }}\n chain post {{ type nat hook postrouting priority 100; oifname \"eth0\" masquerade; }}\n}}\n"
         );
         let rules_file = dir.join(format!("client-{region}.nft"));
         fs::write(&rules_file, rules)?;

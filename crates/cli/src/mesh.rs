@@ -136,13 +136,22 @@ pub(crate) async fn join(
                 public_key: me.public_key.clone(),
                 endpoint: me.endpoint.clone(),
             };
-            let resp = http
-                .put(&url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .with_context(|| format!("joining the mesh at {url}"))?;
+            // The control plane may be starting too (or busy): asked again for up to a minute.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let resp = loop {
+                match http.put(&url).bearer_auth(token).json(&body).send().await {
+                    Ok(resp) => break resp,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        tracing::info!("waiting for the control plane at {url}: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        return Err(
+                            anyhow::Error::new(e).context(format!("joining the mesh at {url}"))
+                        );
+                    }
+                }
+            };
             if !resp.status().is_success() {
                 bail!(
                     "the control plane refused this host's mesh endpoint: {}: {}",

@@ -427,8 +427,10 @@ impl Catalog for ClusterCatalog {
     }
 
     /// Public ports besides the HTTP ones are served by the hosts that run the app's machines.
+    /// Every host's: each edge takes connections for every app's public ports, and passes those
+    /// for another host's machine through that host's worker.
     fn ports(&self) -> Vec<PublicPort> {
-        self.local.ports()
+        self.current().ports()
     }
 
     /// This host's machines only: each host's proxy stops its own idle machines.

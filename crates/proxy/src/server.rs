@@ -84,6 +84,9 @@ const VIA: &str = "1.1 aloft";
 const ALOFT_TARGET: HeaderName = HeaderName::from_static("aloft-target");
 const ALOFT_PORT: HeaderName = HeaderName::from_static("aloft-port");
 const ALOFT_WORKER_TOKEN: HeaderName = HeaderName::from_static("aloft-worker-token");
+/// Edge to worker, on a `CONNECT` for a connection passed through whole: the client's address
+/// and the address it connected to (for the machine's PROXY header).
+const ALOFT_TCP: HeaderName = HeaderName::from_static("aloft-tcp");
 /// Worker to edge: the machine cannot take the request (full, or no longer running); the edge
 /// tries its next choice.
 const ALOFT_REFUSED: HeaderName = HeaderName::from_static("aloft-refused");
@@ -288,8 +291,6 @@ impl Constraint {
             && self.instance.as_ref().is_none_or(|i| *i == t.machine_id)
             && !self.excluded.contains(&t.machine_id)
             && t.handlers.http != self.tcp
-            // Connections passed through whole go to this host's machines only (for now).
-            && !(self.tcp && t.via.is_some())
     }
 }
 
@@ -605,6 +606,9 @@ impl Proxy {
             conn
         };
         let worker = conn.listener.worker;
+        if worker && req.method() == Method::CONNECT && req.headers().contains_key(&ALOFT_TCP) {
+            return self.worker_tunnel(req, conn).await;
+        }
         if !worker && !inner.clients.allow_request(conn.peer.ip()) {
             return Err((
                 Failure::new(
@@ -659,7 +663,7 @@ impl Proxy {
             // The edge set the forwarding headers already.
             let mut h = std::mem::take(&mut parts.headers);
             strip_hop_by_hop(&mut h, upgrade);
-            for internal in [&ALOFT_TARGET, &ALOFT_PORT, &ALOFT_WORKER_TOKEN] {
+            for internal in [&ALOFT_TARGET, &ALOFT_PORT, &ALOFT_WORKER_TOKEN, &ALOFT_TCP] {
                 h.remove(internal);
             }
             h

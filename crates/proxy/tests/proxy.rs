@@ -1145,12 +1145,18 @@ impl Running {
 /// Connects to `port` on loopback (waiting for its listener to open), sends `data`, finishes
 /// writing and reads everything back.
 async fn tcp_roundtrip(port: u16, data: &[u8]) -> Vec<u8> {
+    tcp_roundtrip_from(port, data).await.1
+}
+
+/// The same, with the client's own port (what a PROXY header names).
+async fn tcp_roundtrip_from(port: u16, data: &[u8]) -> (u16, Vec<u8>) {
     let mut s = connect_eventually(port).await;
+    let client_port = s.local_addr().unwrap().port();
     s.write_all(data).await.unwrap();
     s.shutdown().await.unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out).await;
-    out
+    (client_port, out)
 }
 
 async fn connect_eventually(port: u16) -> TcpStream {
@@ -1244,12 +1250,7 @@ async fn proxy_proto_ports_tell_the_machine_who_connected_in_v1_and_v2() {
             vec![tcp_target("m1", tcp_machine("m1").await, handlers)],
         );
         p.serve_ports(port, handlers);
-        let mut s = connect_eventually(port).await;
-        let client_port = s.local_addr().unwrap().port();
-        s.write_all(b"hello").await.unwrap();
-        s.shutdown().await.unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
+        let (client_port, out) = tcp_roundtrip_from(port, b"hello").await;
         let out = out
             .strip_prefix(b"m1:".as_slice())
             .expect("from m1")
@@ -1637,4 +1638,48 @@ async fn a_host_that_fails_mid_request_is_skipped_for_the_next_choice() {
     )
     .await;
     assert_eq!(status(&resp), 502, "{resp}");
+}
+
+#[tokio::test]
+async fn an_edge_passes_tcp_connections_for_another_hosts_machines_through_its_worker() {
+    let (edge, worker) = edge_and_worker("s3cret").await;
+    let handlers = PortHandlers {
+        proxy_proto: Some(aloft_types::config::ProxyProtoVersion::V1),
+        ..PortHandlers::default()
+    };
+    let machine = tcp_machine("m1").await;
+    let (dead, m1) = (
+        tcp_target("dead", closed_addr(), handlers),
+        tcp_target("m1", machine, handlers),
+    );
+    worker.set("db", vec![dead.clone(), m1.clone()]);
+    edge.set("db", vec![remote(dead, &worker), remote(m1, &worker)]);
+    let port = closed_addr().port();
+    edge.serve_ports(port, handlers);
+    // The worker refuses for the machine that does not listen, and the edge tries the other;
+    // the PROXY header (written by the worker) names the client of the edge.
+    for _ in 0..4 {
+        let (client_port, out) = tcp_roundtrip_from(port, b"hello").await;
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("m1:PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {port}\r\nhello")
+        );
+    }
+    // A CONNECT without the cluster's token gets nothing.
+    let mut s = TcpStream::connect(worker.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "CONNECT db.localhost:{port} HTTP/1.1\r\nhost: db.localhost:{port}\r\naloft-target: m1\r\naloft-port: {port}\r\naloft-tcp: 1.2.3.4:5 6.7.8.9:10\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = vec![0u8; 64];
+    let n = s.read(&mut out).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out[..n]).starts_with("HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&out[..n])
+    );
 }

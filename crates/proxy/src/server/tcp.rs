@@ -3,24 +3,35 @@
 //! handlers. `tls` terminates TLS (certificate by SNI, else the app's own name); `http` serves
 //! requests as the HTTP listeners do; otherwise the connection is passed through whole to the
 //! least-loaded machine, starting with a PROXY protocol header when the port has `proxy_proto`.
-//! A machine that refuses the connection is skipped for the next one, as for requests.
+//! A machine that refuses the connection is skipped for the next one, as for requests. A machine
+//! on another host is reached through that host's worker listener (`Proxy::tunnel`).
 
-use super::{Conn, Constraint, Listener, Proxy, socket};
-use crate::catalog::PublicPort;
+use super::{
+    ALOFT_PORT, ALOFT_TARGET, ALOFT_TCP, ALOFT_WORKER_TOKEN, Conn, Constraint, Failure, Listener,
+    Proxy, WORKER_CONNECT_TIMEOUT, header_str, socket,
+};
+use crate::body::{self, ProxyBody};
+use crate::catalog::{PublicPort, Target};
 use crate::metrics::Event;
 use aloft_types::config::ProxyProtoVersion;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How often the listeners are brought in line with the catalog.
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// How long an edge waits for a client's first bytes before connecting it to another host's
+/// machine (they travel with the request to that host's worker).
+const FIRST_BYTES_WAIT: Duration = Duration::from_millis(5);
 /// How long a port that could not be bound is left before trying again.
 const REBIND_AFTER: Duration = Duration::from_secs(30);
 
@@ -214,6 +225,10 @@ impl Proxy {
             ..Constraint::default()
         };
         let port = conn.listener.public_port;
+        // What the client sent before a machine on another host was connected: it travels with
+        // the CONNECT, so that the machine gets it as soon as it accepts, as from a local edge
+        // (some servers drop a connection that stays silent). Read once, sent to every attempt.
+        let mut first: Option<Vec<u8>> = None;
         loop {
             let (target, slot) = match self.pick(&constraint, conn).await {
                 Ok(picked) => picked,
@@ -230,14 +245,28 @@ impl Proxy {
                     return;
                 }
             };
-            let connected = tokio::time::timeout(
-                inner.config.connect_timeout,
-                TcpStream::connect(socket(&target)),
-            )
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
-            .and_then(|r| r);
-            let mut upstream = match connected {
+            if target.via.is_some() && first.is_none() {
+                let mut buf = vec![0u8; 16 * 1024];
+                let read = tokio::time::timeout(FIRST_BYTES_WAIT, client.read(&mut buf)).await;
+                buf.truncate(read.ok().and_then(Result::ok).unwrap_or(0));
+                first = Some(buf);
+            }
+            let early_out = first.as_deref().unwrap_or_default();
+            let connected = match target.via {
+                Some(worker) => {
+                    self.tunnel(worker, &target, conn, app, local, early_out)
+                        .await
+                }
+                None => tokio::time::timeout(
+                    inner.config.connect_timeout,
+                    TcpStream::connect(socket(&target)),
+                )
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+                .and_then(|r| r)
+                .map(|s| (s, Vec::new())),
+            };
+            let (mut upstream, early) = match connected {
                 Ok(s) => s,
                 Err(e) => {
                     drop(slot);
@@ -252,12 +281,24 @@ impl Proxy {
                 }
             };
             let _ = upstream.set_nodelay(true);
-            if let Some(version) = target.handlers.proxy_proto {
+            // (Through a worker, the worker writes the PROXY header.)
+            if let Some(version) = target.handlers.proxy_proto.filter(|_| target.via.is_none()) {
                 let header = proxy_header(version, conn.peer, local);
                 if let Err(e) = upstream.write_all(&header).await {
                     tracing::debug!(machine = target.machine_id, "PROXY header: {e}");
                     return;
                 }
+            }
+            // What the client sent early (a local machine gets it now), and what the machine
+            // sent before the worker's answer was read to its end.
+            if target.via.is_none()
+                && !early_out.is_empty()
+                && upstream.write_all(early_out).await.is_err()
+            {
+                return;
+            }
+            if !early.is_empty() && client.write_all(&early).await.is_err() {
+                return;
             }
             let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             let (sent, received) = copied.unwrap_or((0, 0));
@@ -275,6 +316,142 @@ impl Proxy {
             drop(slot);
             return;
         }
+    }
+}
+
+impl Proxy {
+    /// A connection to another host's machine, through that host's worker listener: `CONNECT`
+    /// naming the machine, followed by the client's `first` bytes; answered `200` (then the
+    /// machine's bytes; any that came with the answer are returned) or with an error page (the
+    /// machine is full or refused: try another).
+    async fn tunnel(
+        &self,
+        worker: SocketAddr,
+        target: &Target,
+        conn: Conn,
+        app: &str,
+        local: SocketAddr,
+        first: &[u8],
+    ) -> std::io::Result<(TcpStream, Vec<u8>)> {
+        let timed_out = |_| std::io::Error::from(std::io::ErrorKind::TimedOut);
+        let mut stream = tokio::time::timeout(WORKER_CONNECT_TIMEOUT, TcpStream::connect(worker))
+            .await
+            .map_err(timed_out)??;
+        stream.set_nodelay(true)?;
+        let port = conn.listener.public_port;
+        let token = self
+            .inner
+            .config
+            .worker_token
+            .as_deref()
+            .unwrap_or_default();
+        let head = format!(
+            "CONNECT {app}.localhost:{port} HTTP/1.1\r\nhost: {app}.localhost:{port}\r\n{ALOFT_TARGET}: {}\r\n{ALOFT_PORT}: {port}\r\n{ALOFT_WORKER_TOKEN}: {token}\r\n{ALOFT_TCP}: {} {local}\r\n\r\n",
+            target.machine_id, conn.peer
+        );
+        let mut out = head.into_bytes();
+        out.extend_from_slice(first);
+        stream.write_all(&out).await?;
+        // The worker connects to the machine before it answers.
+        let wait = self.inner.config.connect_timeout + WORKER_CONNECT_TIMEOUT;
+        let mut answer = Vec::with_capacity(512);
+        let end = loop {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(wait, stream.read(&mut chunk))
+                .await
+                .map_err(timed_out)??;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            answer.extend_from_slice(&chunk[..n]);
+            if let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if answer.len() > 16 * 1024 {
+                return Err(std::io::Error::other("the worker's answer has no end"));
+            }
+        };
+        if !answer.starts_with(b"HTTP/1.1 200") {
+            let line = String::from_utf8_lossy(&answer[..end]);
+            return Err(std::io::Error::other(format!(
+                "the worker said {}",
+                line.lines().next().unwrap_or_default()
+            )));
+        }
+        Ok((stream, answer.split_off(end)))
+    }
+
+    /// On the worker listener: an edge's `CONNECT` for a connection passed through whole to
+    /// one of this host's machines (the one it names, if it has room). The answer is `200` once
+    /// the machine accepted; the bytes then flow both ways until either side closes, counting
+    /// against the machine's limits. A machine without room, or refusing, is an error page
+    /// with `aloft-refused`: the edge tries another.
+    pub(super) async fn worker_tunnel(
+        &self,
+        mut req: Request<Incoming>,
+        conn: Conn,
+    ) -> Result<(Response<ProxyBody>, Option<String>, String), (Failure, Option<String>)> {
+        let app = self.app_of(&req).map_err(|f| (f, None))?;
+        let fail = |mut f: Failure| {
+            f.refused = true;
+            (f, Some(app.clone()))
+        };
+        let addresses = header_str(req.headers(), &ALOFT_TCP).unwrap_or_default();
+        let mut addresses = addresses
+            .split(' ')
+            .filter_map(|a| a.parse::<SocketAddr>().ok());
+        let (client, local) = (
+            addresses.next().unwrap_or(conn.peer),
+            addresses.next().unwrap_or(conn.peer),
+        );
+        let constraint = Constraint {
+            app: app.clone(),
+            instance: header_str(req.headers(), &ALOFT_TARGET),
+            timeout: Some(Duration::ZERO),
+            from_edge: true,
+            tcp: true,
+            ..Constraint::default()
+        };
+        let (target, slot) = self.pick(&constraint, conn).await.map_err(fail)?;
+        let mut upstream = tokio::time::timeout(
+            self.inner.config.connect_timeout,
+            TcpStream::connect(socket(&target)),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+        .and_then(|r| r)
+        .map_err(|e| {
+            fail(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                Some("PC01"),
+                format!("machine {} refused the connection: {e}", target.machine_id),
+            ))
+        })?;
+        let _ = upstream.set_nodelay(true);
+        let upgrade = hyper::upgrade::on(&mut req);
+        let machine = target.machine_id.clone();
+        tokio::spawn(async move {
+            let upgraded = match upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!(
+                        machine = target.machine_id,
+                        "an edge's tunnel did not open: {e}"
+                    );
+                    return;
+                }
+            };
+            let mut edge = TokioIo::new(upgraded);
+            if let Some(version) = target.handlers.proxy_proto {
+                let header = proxy_header(version, client, local);
+                if upstream.write_all(&header).await.is_err() {
+                    return;
+                }
+            }
+            let _ = tokio::io::copy_bidirectional(&mut edge, &mut upstream).await;
+            drop(slot);
+        });
+        Ok((Response::new(body::empty()), Some(app), machine))
     }
 }
 
