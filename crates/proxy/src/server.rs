@@ -223,6 +223,10 @@ struct Inner {
     https: Option<Arc<rustls::ServerConfig>>,
     /// HTTP/2 without TLS, for ports with `http_options.h2_backend`.
     upstream_h2: Client<HttpConnector, ProxyBody>,
+    /// HTTP/1.1 to machines on a new connection each time: for a resend, after a pooled
+    /// connection turned out closed (another pooled one may be too, when the machine closes
+    /// connections it did not get a request on at once, as busybox's httpd does).
+    upstream_fresh: Client<HttpConnector, ProxyBody>,
     /// HTTP/1.1 to other hosts' worker listeners.
     upstream_workers: Client<HttpConnector, ProxyBody>,
     /// Machines autostart started, and when.
@@ -331,6 +335,9 @@ impl Proxy {
             .pool_max_idle_per_host(64)
             .pool_timer(TokioTimer::new())
             .build(connector.clone());
+        let upstream_fresh = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector.clone());
         let upstream_h2 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(UPSTREAM_IDLE)
             .pool_timer(TokioTimer::new())
@@ -372,6 +379,7 @@ impl Proxy {
                 load: Arc::new(Load::default()),
                 upstream,
                 upstream_h2,
+                upstream_fresh,
                 upstream_workers,
                 woken: Mutex::default(),
                 waking: Mutex::default(),
@@ -731,6 +739,8 @@ impl Proxy {
                 &inner.upstream_workers
             } else if h2 {
                 &inner.upstream_h2
+            } else if resends > 0 {
+                &inner.upstream_fresh
             } else {
                 &inner.upstream
             };
@@ -805,8 +815,8 @@ impl Proxy {
                     continue;
                 }
                 // A pooled connection the machine closed just as the request went out: an
-                // idempotent request is sent again (as nginx does), three times at most, a
-                // little later each time.
+                // idempotent request is sent again (as nginx does), on a new connection, three
+                // times at most, a little later each time.
                 Err(e) if idempotent && body.can_resend() && resends < 3 => {
                     tracing::info!(
                         machine = target.machine_id,

@@ -1085,20 +1085,27 @@ fn uploaded_certificates_are_checked() {
 /// A raw TCP machine: answers each connection with `name:` and all it read until the client
 /// finished writing.
 async fn tcp_machine(name: &'static str) -> SocketAddr {
+    serve_each(move |mut s| async move {
+        let mut read = Vec::new();
+        let _ = s.read_to_end(&mut read).await;
+        let mut out = format!("{name}:").into_bytes();
+        out.extend(read);
+        let _ = s.write_all(&out).await;
+    })
+    .await
+}
+
+/// A TCP server on loopback running `each` for every connection.
+async fn serve_each<F, Fut>(each: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut read = Vec::new();
-                let _ = s.read_to_end(&mut read).await;
-                let mut out = format!("{name}:").into_bytes();
-                out.extend(read);
-                let _ = s.write_all(&out).await;
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(each(s));
         }
     });
     addr
@@ -1682,4 +1689,49 @@ async fn an_edge_passes_tcp_connections_for_another_hosts_machines_through_its_w
         "{}",
         String::from_utf8_lossy(&out[..n])
     );
+}
+
+/// A machine that answers one request per connection and then, without saying so
+/// (no `Connection: close`), closes the connection when the next request comes on it.
+async fn answering_once() -> SocketAddr {
+    serve_each(|mut s| async move {
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        // The next request is read, and the connection dropped.
+        let _ = s.read(&mut buf).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_stale_pooled_connections_is_resent_on_a_new_one() {
+    let p = proxy().await;
+    p.set(
+        "hello",
+        vec![target("m1", "local", answering_once().await, 20, 25)],
+    );
+    // Four at once: four connections, pooled afterwards, each good for nothing more.
+    let burst: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = p.addr;
+            tokio::spawn(async move { get(addr, "hello.localhost", "").await })
+        })
+        .collect();
+    for r in burst {
+        assert_eq!(status(&r.await.unwrap()), 200);
+    }
+    // A request now meets a stale connection; its resend goes on a new one.
+    for _ in 0..3 {
+        let resp = get(p.addr, "hello.localhost", "").await;
+        assert_eq!(status(&resp), 200, "{resp}");
+    }
 }
