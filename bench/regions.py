@@ -14,7 +14,8 @@ round trips: ord-ams 95 ms, ord-syd 200 ms, ams-syd 280 ms).
       when no other region has capacity).
 
 Prints medians, p99 and ratios; never asserts times. Run through bench/regions.sh (it sets up and
-builds); knobs: REQUESTS (default 50), BURST (default 400), CONCURRENCY (default 16).
+builds); knobs: REQUESTS (default 50), BURST (default 400), CONCURRENCY (default 16), KEEP=1 to
+leave the cluster up (its data dir is printed; `aloft --data-dir DIR dev cluster down` removes it).
 """
 
 import json
@@ -172,8 +173,12 @@ def main():
             print(f"  {what:20} errors {errors:4}  p50 {ms(got['times']):7.1f} ms  "
                   f"p99 {ms(got['times'], 0.99):7.1f} ms  served by: {where}  codes {got['codes']}")
     finally:
-        subprocess.run([ALOFT, "--data-dir", data, "dev", "cluster", "down"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        if os.environ.get("KEEP") == "1":
+            print(f"\nthe cluster is still up: {data}")
+        else:
+            subprocess.run([ALOFT, "--data-dir", data, "dev", "cluster", "down"],
+                           capture_output=True)
+            shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -830,7 +830,7 @@ impl Proxy {
                     continue;
                 }
                 Err(e) => {
-                    return Err(fail(Failure::new(
+                    let mut failure = Failure::new(
                         StatusCode::BAD_GATEWAY,
                         None,
                         format!(
@@ -838,7 +838,11 @@ impl Proxy {
                             target.machine_id,
                             error_chain(&e)
                         ),
-                    )));
+                    );
+                    // A worker whose machine failed an idempotent request (resends included)
+                    // says so to the edge, which tries its next choice.
+                    failure.refused = worker && idempotent;
+                    return Err(fail(failure));
                 }
             };
             // A worker passes fly-replay back to the edge, which replays it.

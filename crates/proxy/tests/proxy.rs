@@ -1735,3 +1735,27 @@ async fn an_idempotent_request_on_stale_pooled_connections_is_resent_on_a_new_on
         assert_eq!(status(&resp), 200, "{resp}");
     }
 }
+
+#[tokio::test]
+async fn a_machine_failing_behind_a_worker_sends_the_edge_to_its_next_choice() {
+    let (edge, worker) = edge_and_worker("t").await;
+    // Reads the request, answers nothing, closes: every resend fails too.
+    let mute = serve_each(|mut s| async move {
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+    })
+    .await;
+    let good = echo("syd-1").await;
+    let (bad, fine) = (
+        target("ord-1", "ord", mute, 20, 25),
+        target("syd-1", "syd", good, 20, 25),
+    );
+    worker.set("hello", vec![bad.clone(), fine.clone()]);
+    // The failing machine is in the edge's own region: always its first choice.
+    edge.set("hello", vec![remote(bad, &worker), remote(fine, &worker)]);
+    for _ in 0..3 {
+        let resp = get(edge.addr, "hello.localhost", "").await;
+        assert_eq!(status(&resp), 200, "{resp}");
+        assert!(resp.contains("machine: syd-1"), "{resp}");
+    }
+}
