@@ -546,17 +546,7 @@ async fn proxy_certificates(
     _internal: Internal,
 ) -> Reply<axum::Json<Vec<ProxyCertificate>>> {
     let certs = cp.certificates().await.map_err(ApiError::from)?;
-    Ok(axum::Json(
-        certs
-            .into_iter()
-            .map(|c| ProxyCertificate {
-                hostname: c.hostname,
-                app: c.app,
-                certificate: c.certificate,
-                private_key: c.private_key,
-            })
-            .collect(),
-    ))
+    Ok(axum::Json(certs.into_iter().map(Into::into).collect()))
 }
 
 /// `GET /internal/v1/mesh`: every member of the mesh between hosts.

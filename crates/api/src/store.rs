@@ -7,7 +7,7 @@
 
 use crate::auth::ApiToken;
 use crate::error::ControlPlaneError;
-use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
+use aloft_types::api::{HostInfo, MeshJoin, MeshPeer, ProxyCertificate};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -134,6 +134,17 @@ pub struct CertRecord {
     pub private_key: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+}
+
+impl From<CertRecord> for ProxyCertificate {
+    fn from(c: CertRecord) -> Self {
+        Self {
+            hostname: c.hostname,
+            app: c.app,
+            certificate: c.certificate,
+            private_key: c.private_key,
+        }
+    }
 }
 
 /// One entry of the machine index.

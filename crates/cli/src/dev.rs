@@ -17,12 +17,13 @@ use crate::server::stopped;
 use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
-use aloft_proxy::tls::{Certificates, DevCa, DomainEntry, Domains};
+use aloft_proxy::tls::{Certificates, DevCa, Domains};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
 use aloft_runtime::sim::SimRuntime;
 use aloft_runtime::{Backend, HostOptions, Runtime};
+use aloft_types::api::ProxyCertificate;
 use aloft_types::time::parse_duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -400,11 +401,7 @@ fn spawn_domains_sync(
                 Ok(certs) => domains.replace(
                     certs
                         .into_iter()
-                        .map(|c| DomainEntry {
-                            pem: c.certificate.zip(c.private_key),
-                            hostname: c.hostname,
-                            app: c.app,
-                        })
+                        .map(|c| ProxyCertificate::from(c).into())
                         .collect(),
                 ),
                 Err(e) => tracing::warn!("reading the apps' hostnames: {e}"),

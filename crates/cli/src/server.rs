@@ -20,7 +20,7 @@ use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_h
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_cluster::{ClusterCatalog, ClusterConfig};
 use aloft_image::{ImageConfig, ImageStore};
-use aloft_proxy::tls::{Certificates, DevCa, DomainEntry, Domains};
+use aloft_proxy::tls::{Certificates, DevCa, Domains};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
@@ -356,16 +356,7 @@ fn spawn_certificates_sync(
                 Ok(resp.json::<Vec<ProxyCertificate>>().await?)
             };
             match read.await {
-                Ok(certs) => domains.replace(
-                    certs
-                        .into_iter()
-                        .map(|c| DomainEntry {
-                            pem: c.certificate.zip(c.private_key),
-                            hostname: c.hostname,
-                            app: c.app,
-                        })
-                        .collect(),
-                ),
+                Ok(certs) => domains.replace(certs.into_iter().map(Into::into).collect()),
                 Err(e) => tracing::warn!("reading the apps' hostnames from {url}: {e:#}"),
             }
             tokio::time::sleep(Duration::from_secs(5)).await;

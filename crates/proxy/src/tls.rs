@@ -261,6 +261,16 @@ pub struct DomainEntry {
     pub pem: Option<(String, String)>,
 }
 
+impl From<aloft_types::api::ProxyCertificate> for DomainEntry {
+    fn from(c: aloft_types::api::ProxyCertificate) -> Self {
+        Self {
+            pem: c.certificate.zip(c.private_key),
+            hostname: c.hostname,
+            app: c.app,
+        }
+    }
+}
+
 impl Domains {
     /// Replaces the table; an entry whose certificate does not load is left out (and logged).
     pub fn replace(&self, entries: Vec<DomainEntry>) {
