@@ -792,32 +792,13 @@ impl Proxy {
                     refused = Some(failure);
                     continue;
                 }
-                // Another host that did not answer (dead, or cut off): an idempotent request
-                // goes to the next choice.
-                Err(e) if target.via.is_some() && idempotent && body.can_resend() => {
-                    tracing::info!(
-                        machine = target.machine_id,
-                        "the machine's host did not answer, trying another: {}",
-                        error_chain(&e)
-                    );
-                    constraint.exclude_failed(&target);
-                    inner.metrics.count(Event::Retry, &app);
-                    refused = Some(Failure::new(
-                        StatusCode::BAD_GATEWAY,
-                        None,
-                        format!(
-                            "machine {}'s host in {} did not answer: {}",
-                            target.machine_id,
-                            target.region,
-                            error_chain(&e)
-                        ),
-                    ));
-                    continue;
-                }
                 // A pooled connection the machine closed just as the request went out: an
                 // idempotent request is sent again (as nginx does), on a new connection, three
-                // times at most, a little later each time.
-                Err(e) if idempotent && body.can_resend() && resends < 3 => {
+                // times at most, at once, then 50 ms and 200 ms later (a machine short of CPU
+                // drops a few connections in a row).
+                Err(e)
+                    if target.via.is_none() && idempotent && body.can_resend() && resends < 3 =>
+                {
                     tracing::info!(
                         machine = target.machine_id,
                         "resending: {}",
@@ -826,23 +807,41 @@ impl Proxy {
                     resends += 1;
                     inner.metrics.count(Event::Retry, &app);
                     drop(slot);
-                    tokio::time::sleep(Duration::from_millis(20) * (resends - 1)).await;
+                    tokio::time::sleep(Duration::from_millis([0, 50, 200][resends - 1])).await;
                     continue;
                 }
                 Err(e) => {
-                    let mut failure = Failure::new(
+                    let what = if target.via.is_some() {
+                        format!(
+                            "machine {}'s host in {} did not answer",
+                            target.machine_id, target.region
+                        )
+                    } else {
+                        format!("machine {} failed to answer", target.machine_id)
+                    };
+                    let failure = Failure::new(
                         StatusCode::BAD_GATEWAY,
                         None,
-                        format!(
-                            "machine {} failed to answer: {}",
-                            target.machine_id,
-                            error_chain(&e)
-                        ),
+                        format!("{what}: {}", error_chain(&e)),
                     );
-                    // A worker whose machine failed an idempotent request (resends included)
-                    // says so to the edge, which tries its next choice.
-                    failure.refused = worker && idempotent;
-                    return Err(fail(failure));
+                    if !idempotent || !body.can_resend() {
+                        return Err(fail(failure));
+                    }
+                    // An idempotent request that a machine failed (after the resends) or whose
+                    // host did not answer (dead, or cut off) goes to the next choice, in this
+                    // region or the next (a worker, whose only choice is the edge's, refuses,
+                    // and the edge tries its next).
+                    tracing::info!(
+                        machine = target.machine_id,
+                        "{what}, trying another: {}",
+                        error_chain(&e)
+                    );
+                    constraint.exclude_failed(&target);
+                    inner.metrics.count(Event::Retry, &app);
+                    refused = Some(failure);
+                    resends = 0;
+                    drop(slot);
+                    continue;
                 }
             };
             // A worker passes fly-replay back to the edge, which replays it.

@@ -1736,15 +1736,19 @@ async fn an_idempotent_request_on_stale_pooled_connections_is_resent_on_a_new_on
     }
 }
 
-#[tokio::test]
-async fn a_machine_failing_behind_a_worker_sends_the_edge_to_its_next_choice() {
-    let (edge, worker) = edge_and_worker("t").await;
-    // Reads the request, answers nothing, closes: every resend fails too.
-    let mute = serve_each(|mut s| async move {
+/// A machine that reads the request, answers nothing and closes: every resend fails too.
+async fn mute() -> SocketAddr {
+    serve_each(|mut s| async move {
         let mut buf = vec![0u8; 4096];
         let _ = s.read(&mut buf).await;
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_machine_failing_behind_a_worker_sends_the_edge_to_its_next_choice() {
+    let (edge, worker) = edge_and_worker("t").await;
+    let mute = mute().await;
     let good = echo("syd-1").await;
     let (bad, fine) = (
         target("ord-1", "ord", mute, 20, 25),
@@ -1758,4 +1762,29 @@ async fn a_machine_failing_behind_a_worker_sends_the_edge_to_its_next_choice() {
         assert_eq!(status(&resp), 200, "{resp}");
         assert!(resp.contains("machine: syd-1"), "{resp}");
     }
+}
+
+#[tokio::test]
+async fn an_idempotent_request_a_local_machine_fails_goes_to_the_next_choice() {
+    let p = proxy().await;
+    p.set(
+        "hello",
+        vec![
+            target("local-1", "local", mute().await, 20, 25),
+            target("syd-1", "syd", echo("syd-1").await, 20, 25),
+        ],
+    );
+    for _ in 0..3 {
+        let resp = get(p.addr, "hello.localhost", "").await;
+        assert_eq!(status(&resp), 200, "{resp}");
+        assert!(resp.contains("machine: syd-1"), "{resp}");
+    }
+    // A POST the machine may have acted on is not sent anywhere else.
+    let resp = raw(
+        p.addr,
+        b"POST / HTTP/1.1\r\nhost: hello.localhost\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&resp), 502, "{resp}");
+    assert!(resp.contains("local-1 failed to answer"), "{resp}");
 }
