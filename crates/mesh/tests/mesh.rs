@@ -183,6 +183,24 @@ fn receive(socket: &UdpSocket) -> Option<(Vec<u8>, IpAddr)> {
         .map(|(n, from)| (buf[..n].to_vec(), from.ip()))
 }
 
+/// Sends `data` from `from` to `to` until it arrives (the first packets wait for the handshake,
+/// 10 s at most, else `what` is the failure); what arrived and from where.
+fn send_until_received(
+    from: &UdpSocket,
+    to: &UdpSocket,
+    data: &[u8],
+    what: &str,
+) -> (Vec<u8>, IpAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        from.send_to(data, to.local_addr().unwrap()).unwrap();
+        if let Some(got) = receive(to) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+    }
+}
+
 fn add_address(ns: &str, addr: Ipv6Addr) {
     sh(&format!("ip -n {ns} -6 addr add {addr}/128 dev lo nodad"));
 }
@@ -211,14 +229,7 @@ fn hosts_reach_each_other_encrypted_and_orgs_stay_apart() {
     let at_b = b.socket(host_address(2));
     let from_a = a.socket(host_address(1));
     let secret = b"a secret the wire must not show";
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        from_a.send_to(secret, at_b.local_addr().unwrap()).unwrap();
-        if let Some(got) = receive(&at_b) {
-            break got;
-        }
-        assert!(Instant::now() < deadline, "nothing crossed the mesh");
-    };
+    let got = send_until_received(&from_a, &at_b, secret, "nothing crossed the mesh");
     assert_eq!(got, (secret.to_vec(), IpAddr::V6(host_address(1))));
     let wire = seen.lock().unwrap().clone();
     assert!(!wire.is_empty(), "nothing went through the relay");
@@ -288,14 +299,7 @@ fn a_host_that_is_not_a_member_is_ignored_and_delay_is_added() {
     b.mesh
         .set_peers(&[a.peer(Duration::from_millis(50))])
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        from_a.send_to(b"hi", at_b.local_addr().unwrap()).unwrap();
-        if receive(&at_b).is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no handshake");
-    }
+    send_until_received(&from_a, &at_b, b"hi", "no handshake");
     let b_addr = at_b.local_addr().unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 64];

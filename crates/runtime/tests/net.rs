@@ -178,15 +178,28 @@ fn an_address_another_bridge_serves_is_refused_until_it_is_released() {
     second.remove().unwrap();
 }
 
-/// `eth0`'s index and link-local address in the namespace `name`.
+/// `eth0`'s index and link-local address in the namespace `name`, once it has one (they come once
+/// the interface is up; no DAD wait for the test's sake), within 10 s.
 fn eth0_link_local(name: &str) -> (u32, std::net::Ipv6Addr) {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", name, "ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "link",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", name, "ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope",
+                "link",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("inet6") && !text.contains("tentative") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no link-local address in {name}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let index: u32 = text.split(':').next().unwrap().trim().parse().unwrap();
     let addr = text
         .split_whitespace()
@@ -211,36 +224,7 @@ fn link_local_and_multicast_traffic_between_machines_is_neighbour_discovery_only
     );
     let ma = net.attach_netns(&a, machine_address(org, 1, 1)).unwrap();
     let mb = net.attach_netns(&b, machine_address(org, 1, 2)).unwrap();
-    // Link-local addresses come once the interfaces are up (no DAD wait for the test's sake).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let (b_index, b_link_local) = loop {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &format!("aloft-{b}"),
-                "ip",
-                "-6",
-                "addr",
-                "show",
-                "dev",
-                "eth0",
-                "scope",
-                "link",
-            ])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains("inet6") && !text.contains("tentative") {
-            break eth0_link_local(&format!("aloft-{b}"));
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no link-local address: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = b_index;
+    let (_, b_link_local) = eth0_link_local(&format!("aloft-{b}"));
     let (a_index, _) = eth0_link_local(&format!("aloft-{a}"));
 
     // B listens on every address; A sends to its 6PN address (delivered: same org), its
