@@ -33,7 +33,7 @@ REQUESTS = int(os.environ.get("REQUESTS", "50"))
 BURST = int(os.environ.get("BURST", "400"))
 CONCURRENCY = int(os.environ.get("CONCURRENCY", "16"))
 RTT_MS = {("ord", "ams"): 95, ("ord", "syd"): 200, ("ams", "syd"): 280}
-HOLD_CGI = "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nsleep 0.1\ncat /srv/index.html\n"
+HELLO = os.path.join(ROOT, "target/static/x86_64-unknown-linux-gnu/release/hello")
 
 # The client half: runs inside a client namespace (`dev cluster exec`) or a host namespace.
 CLIENT = r"""
@@ -49,7 +49,9 @@ def worker(count):
                 conn = http.client.HTTPConnection(host, port, timeout=30)
             conn.request("GET", path, headers={"Host": name})
             r = conn.getresponse()
-            body = r.read().decode().strip()
+            text = r.read().decode()
+            # The example app's page names the region that served it.
+            body = next((l[8:] for l in text.splitlines() if l.startswith("region: ")), "")
             code = r.status
             if r.getheader("connection", "").lower() == "close":
                 conn.close(); conn = None
@@ -98,14 +100,12 @@ def main():
         sh(*cli, "dev", "cluster", "up", "--regions", "ord,ams,syd")
         token = open(os.path.join(data, "token")).read().strip()
         env["ALOFT_API_TOKEN"] = token
+        # The example app (examples/hello): its page names its region; `?sleep=MS` holds a request.
         app_dir = os.path.join(data, "app")
-        os.makedirs(os.path.join(app_dir, "srv/cgi-bin"))
-        with open(os.path.join(app_dir, "srv/cgi-bin/hold"), "w") as f:
-            f.write(HOLD_CGI)
-        os.chmod(os.path.join(app_dir, "srv/cgi-bin/hold"), 0o755)
+        os.makedirs(app_dir)
+        shutil.copy(HELLO, os.path.join(app_dir, "hello"))
         layout = os.path.join(data, "layout")
-        sh(ALOFT, "image", "build", "--busybox", "--rootfs", app_dir, "--entrypoint", "/bin/sh -c",
-           "--cmd", "'echo $FLY_REGION > /srv/index.html; exec httpd -f -p 8080 -h /srv'",
+        sh(ALOFT, "image", "build", "--busybox", "--rootfs", app_dir, "--entrypoint", "/hello",
            "--expose", "8080", "-o", f"oci:{layout}:v1")
         sh("skopeo", "copy", "-q", "--dest-tls-verify=false", "--dest-creds", f"x:{token}",
            f"oci:{layout}:v1", "docker://127.0.0.1:5000/personal/web:v1")
@@ -166,7 +166,7 @@ def main():
         print(f"\n(2) saturation: {BURST} requests, {CONCURRENCY} at a time, from ord's users; "
               "each held 100 ms; ord's machine takes 2 at a time")
         for app, what in (("burst", "ord (2) + ams (50)"), ("solo", "ord (2) only")):
-            got = client(edge("ord"), "127.0.0.1", 80, f"{app}.localhost", "/cgi-bin/hold",
+            got = client(edge("ord"), "127.0.0.1", 80, f"{app}.localhost", "/?sleep=100",
                          BURST, CONCURRENCY)
             errors = sum(c for code, c in got["codes"].items() if code != "200")
             where = ", ".join(f"{b or '-'} {c}" for b, c in sorted(got["bodies"].items()))

@@ -18,4 +18,5 @@ echo "==> building aloft ($PROFILE) and aloft-init"
 if [ "$PROFILE" = release ]; then cargo build --release --locked -q -p aloft; else cargo build --locked -q -p aloft; fi
 export ALOFT_BIN="$PWD/target/$PROFILE/aloft"
 [ -x target/static/x86_64-unknown-linux-gnu/release/aloft-init ] || scripts/build-init.sh
+[ -x target/static/x86_64-unknown-linux-gnu/release/hello ] || scripts/build-hello.sh
 exec python3 bench/regions.py "$@"

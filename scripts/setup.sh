@@ -53,6 +53,8 @@ fi
 # aloft-init is the PID 1 of every machine: a static binary (always optimized, it is small) in
 # target/static, where `aloft` finds it (or set ALOFT_INIT).
 scripts/build-init.sh
+# The example app as the machines run it (the demo's image; end-to-end tests and benchmarks use it).
+scripts/build-hello.sh
 
 # The microVM backend boots Debian's kernel; fetched once and cached.
 scripts/guest-kernel.sh

@@ -15,12 +15,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A page that takes a second, then says which region served it.
-const SLOW_CGI: &str =
-    "#!/bin/sh\necho 'Content-Type: text/plain'\necho\nsleep 1\ncat /srv/index.html\n";
-/// A write: machines outside ord send it to ord (`fly-replay`, the primary-database pattern).
-const WRITE_CGI: &str = "#!/bin/sh\nR=$(cat /srv/index.html)\n[ \"$R\" = ord ] || echo 'fly-replay: region=ord'\necho 'Content-Type: text/plain'\necho\necho \"written in $R\"\n";
-
 /// `aloft --data-dir DIR ARGS`.
 fn aloft_in(dir: &Path, args: &[&str]) -> Out {
     let mut all = vec!["--data-dir", dir.to_str().unwrap()];
@@ -28,33 +22,49 @@ fn aloft_in(dir: &Path, args: &[&str]) -> Out {
     aloft_with(&[], &all)
 }
 
-/// `curl` of `http://web.localhost/` as a user in `region`: the body, or the error.
+/// `curl` of `http://web.localhost/` as a user in `region`: the region that served it, or the
+/// error.
 fn from_region(dir: &Path, region: &str) -> String {
     from_region_preferring(dir, region, None)
 }
 
-/// `curl URL` as a user in `region` (trusting the cluster's CA for HTTPS).
-fn get_from(dir: &Path, region: &str, url: &str) -> String {
+/// The region of the example app's machine that answered (its `region:` line), or all of
+/// `output` when no machine did (curl's or the proxy's error).
+fn served_in(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix("region: "))
+        .unwrap_or(output)
+        .trim()
+        .to_string()
+}
+
+/// `curl ARGS` as a user in `region` (trusting the cluster's CA for HTTPS): the region that
+/// served it, or the error.
+fn curl_from(dir: &Path, region: &str, args: &[&str]) -> String {
     let ca = dir.join("ca/ca.pem");
-    let out = aloft_in(
-        dir,
-        &[
-            "dev",
-            "cluster",
-            "exec",
-            "--region",
-            region,
-            "--",
-            "curl",
-            "-sS",
-            "-m",
-            "20",
-            "--cacert",
-            ca.to_str().unwrap(),
-            url,
-        ],
-    );
-    format!("{}{}", out.stdout.trim(), out.stderr.trim())
+    let mut all = vec![
+        "dev",
+        "cluster",
+        "exec",
+        "--region",
+        region,
+        "--",
+        "curl",
+        "-sS",
+        "-m",
+        "20",
+        "--cacert",
+        ca.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let out = aloft_in(dir, &all);
+    served_in(&format!("{}{}", out.stdout.trim(), out.stderr.trim()))
+}
+
+/// `curl URL` as a user in `region`: the region that served it, or the error.
+fn get_from(dir: &Path, region: &str, url: &str) -> String {
+    curl_from(dir, region, &[url])
 }
 
 /// The same, asking for `prefer` first (`fly-prefer-region`).
@@ -68,7 +78,7 @@ fn from_region_preferring(dir: &Path, region: &str, prefer: Option<&str>) -> Str
     }
     args.extend(["-m", "10", "http://web.localhost/"]);
     let out = aloft_in(dir, &args);
-    format!("{}{}", out.stdout.trim(), out.stderr.trim())
+    served_in(&format!("{}{}", out.stdout.trim(), out.stderr.trim()))
 }
 
 /// Pushes the layout's `v1` as `<org>/web:v1` to the cluster's registry.
@@ -83,7 +93,8 @@ fn push(layout: &Path, token: &str, org: &str) {
     assert!(pushed.status.success(), "{pushed:?}");
 }
 
-/// Runs `web:v1` for `app` in `region` (with `env`, e.g. another org's token); its id.
+/// Runs `web:v1` for `app` in `region` (with `env`, e.g. another org's token), its primary
+/// region ord; its id.
 fn run(dir: &Path, env: &[(&str, &str)], app: &str, region: &str) -> String {
     let out = aloft_with(
         env,
@@ -104,6 +115,8 @@ fn run(dir: &Path, env: &[(&str, &str)], app: &str, region: &str) -> String {
             "443:8080/tcp:tls:http",
             "-p",
             "8081:8080/tcp",
+            "--env",
+            "PRIMARY_REGION=ord",
         ],
     )
     .json();
@@ -154,6 +167,11 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    // The example app: its page says which region served it; writes outside ord are replayed
+    // to ord; `?sleep=MS` is slow.
+    let Some(layout) = hello_image(tmp.path()) else {
+        return;
+    };
     let dir = tmp.path().join("cluster");
     let started = Instant::now();
     let phase = |what: &str| eprintln!("[{:>6.1?}] {what}", started.elapsed());
@@ -174,15 +192,6 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     assert!(status.contains("syd-1"), "{status}");
     phase("up");
 
-    // An image whose page says which region served it.
-    let layout = busybox_image(
-        tmp.path(),
-        &[
-            ("srv/cgi-bin/slow", SLOW_CGI, 0o755),
-            ("srv/cgi-bin/write", WRITE_CGI, 0o755),
-        ],
-        "'echo $FLY_REGION > /srv/index.html; exec httpd -f -p 8080 -h /srv'",
-    );
     let token = fs::read_to_string(dir.join("token")).unwrap();
     push(&layout, token.trim(), "personal");
 
@@ -221,8 +230,8 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     // (once gossip has brought ord's machine to ams's edge).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let written = get_from(&dir, "ams", "http://web.localhost/cgi-bin/write");
-        if written == "written in ord" {
+        let written = curl_from(&dir, "ams", &["-d", "x", "http://web.localhost/items"]);
+        if written == "ord" {
             break;
         }
         assert!(Instant::now() < deadline, "not replayed to ord: {written}");
@@ -329,7 +338,11 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
                 &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080"),
             ],
         );
-        out.stdout.lines().last().unwrap_or("").trim().to_string()
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("region: "))
+            .unwrap_or("")
+            .to_string()
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -383,7 +396,7 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     }
     let burst: Vec<String> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| get_from(&dir, "ord", "http://burst.localhost/cgi-bin/slow")))
+            .map(|_| s.spawn(|| get_from(&dir, "ord", "http://burst.localhost/?sleep=1000")))
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });

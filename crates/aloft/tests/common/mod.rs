@@ -423,27 +423,40 @@ pub fn busybox_image(tmp: &Path, files: &[(&str, &str, u32)], cmd: &str) -> Path
         fs::write(&path, contents).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).unwrap();
     }
+    busybox_layout(tmp, &app, &["--entrypoint", "/bin/sh -c", "--cmd", cmd])
+}
+
+/// `aloft image build --busybox` of `rootfs` with `process` (entrypoint, cmd) and port 8080
+/// exposed, as `oci:<tmp>/layout:v1`; the layout's path.
+fn busybox_layout(tmp: &Path, rootfs: &Path, process: &[&str]) -> PathBuf {
     let layout = tmp.join("layout");
-    aloft_with(
-        &[],
-        &[
-            "image",
-            "build",
-            "--busybox",
-            "--rootfs",
-            app.to_str().unwrap(),
-            "--entrypoint",
-            "/bin/sh -c",
-            "--cmd",
-            cmd,
-            "--expose",
-            "8080",
-            "-o",
-            &format!("oci:{}:v1", layout.display()),
-        ],
-    )
-    .ok();
+    let out = format!("oci:{}:v1", layout.display());
+    let mut args = vec![
+        "image",
+        "build",
+        "--busybox",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+    ];
+    args.extend_from_slice(process);
+    args.extend(["--expose", "8080", "-o", &out]);
+    aloft_with(&[], &args).ok();
     layout
+}
+
+/// The example app (`scripts/build-hello.sh`, which `scripts/setup.sh` runs) on busybox, as
+/// `oci:<tmp>/layout:v1`; its path, or None (SKIPPED printed) when the app is not built.
+pub fn hello_image(tmp: &Path) -> Option<PathBuf> {
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/static/x86_64-unknown-linux-gnu/release/hello");
+    if !binary.exists() {
+        eprintln!("\n*** SKIPPED: the example app is not built (scripts/build-hello.sh) ***\n");
+        return None;
+    }
+    let rootfs = tmp.join("hello-rootfs");
+    fs::create_dir_all(&rootfs).unwrap();
+    fs::copy(&binary, rootfs.join("hello")).unwrap();
+    Some(busybox_layout(tmp, &rootfs, &["--entrypoint", "/hello"]))
 }
 
 /// Whether what gVisor machines need is missing (root, runsc, skopeo); prints why `what` is
