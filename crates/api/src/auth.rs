@@ -72,16 +72,7 @@ pub(crate) fn invalid_token() -> ApiError {
     )
 }
 
-/// Whether `name` is a DNS label: 1-63 lowercase letters, digits and hyphens, not starting or
-/// ending with a hyphen. App names and org slugs must be.
-pub(crate) fn is_dns_label(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
+pub(crate) use aloft_types::ids::is_dns_label;
 
 /// Whether `name` can name a token: 1-64 printable ASCII characters (it is sent to agents in the
 /// `x-aloft-actor` header).

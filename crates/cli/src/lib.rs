@@ -11,6 +11,7 @@
 //! `dev`, `registry`), `client` (the typed HTTP client), `output` (tables and JSON) and `config`
 //! (the only module that reads the environment).
 
+mod app_config;
 mod apps;
 mod certs;
 mod client;
@@ -70,6 +71,9 @@ enum Command {
     /// Build images; list and prune the images on hosts.
     #[command(subcommand, visible_alias = "images")]
     Image(image::ImageCommand),
+    /// Check and show an app's config (fly.toml).
+    #[command(subcommand)]
+    Config(app_config::ConfigCommand),
     /// Show an app and its machines.
     Status(status::StatusArgs),
     /// Show (and follow) the log lines of an app's machines.
@@ -150,6 +154,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Certs(cmd) => certs::run(cmd, &ctx).await,
         Command::Machine(cmd) => machine::run(cmd, &ctx).await,
         Command::Image(cmd) => image::run(cmd, &ctx).await,
+        Command::Config(cmd) => app_config::run(cmd, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,

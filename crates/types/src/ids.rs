@@ -3,6 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// Whether `name` is a DNS label: 1-63 lowercase letters, digits and hyphens, not starting or
+/// ending with a hyphen. App names, org slugs and process group names must be.
+pub fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
 use utoipa::ToSchema;
 
 /// A machine's id: 14 lowercase hex characters, e.g. `3d8d9016b24e89`.

@@ -59,6 +59,11 @@ impl std::fmt::Display for Out {
 
 /// Runs the binary with a clean aloft environment plus `env`.
 pub fn aloft_with(env: &[(&str, &str)], args: &[&str]) -> Out {
+    aloft_at(None, env, args)
+}
+
+/// `aloft ARGS` run in `dir` (where it looks for fly.toml), with `env`.
+pub fn aloft_at(dir: Option<&Path>, env: &[(&str, &str)], args: &[&str]) -> Out {
     let mut cmd = Command::new(BIN);
     for var in [
         "ALOFT_API_URL",
@@ -68,6 +73,9 @@ pub fn aloft_with(env: &[(&str, &str)], args: &[&str]) -> Out {
         "RUST_LOG",
     ] {
         cmd.env_remove(var);
+    }
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
     }
     let out = cmd
         .envs(env.iter().copied())
