@@ -143,6 +143,7 @@ impl Drop for Down<'_> {
                         || l.contains("ERROR")
                         || l.contains("status=5")
                         || l.contains("resending")
+                        || l.contains("trying another")
                 });
                 let tail: Vec<&str> = text
                     .lines()

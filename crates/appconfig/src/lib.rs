@@ -7,9 +7,12 @@
 //!   as strings or lists, `[mounts]` or `[[mounts]]`);
 //! - errors name the file, line, column and key, and the values allowed; checks across keys
 //!   ([`validate`]: port clashes, checks on ports nothing serves, unknown process groups,
-//!   strategies that cannot work) report every problem at once; unknown keys are warnings.
+//!   strategies that cannot work) report every problem at once; unknown keys are warnings;
+//! - [`AppConfig::machine_config`] ([`machines`]) turns it into the Machines API's config for the
+//!   machines of each process group.
 
 pub mod load;
+pub mod machines;
 pub mod schema;
 pub mod validate;
 pub mod values;

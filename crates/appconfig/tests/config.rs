@@ -325,3 +325,65 @@ fn the_file_is_fly_toml_then_aloft_toml_or_the_one_given() {
         dir.path().join("fly.toml")
     );
 }
+
+#[test]
+fn each_process_group_gets_the_machine_config_its_sections_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.conf"), "level = 2\n").unwrap();
+    let c = ok(FULL).config;
+    assert_eq!(c.groups(), ["web", "worker"]);
+
+    let web = c.machine_config("web", "hello:v2", dir.path()).unwrap();
+    web.validate().unwrap();
+    assert_eq!(web.image, "hello:v2");
+    assert_eq!(web.metadata["fly_process_group"], "web");
+    assert_eq!(web.env["PRIMARY_REGION"], "ord");
+    assert_eq!(web.env["PORT"], "8080");
+    assert_eq!(
+        web.init.as_ref().unwrap().cmd,
+        ["bin/server", "--port", "8080"]
+    );
+    assert_eq!((web.guest.cpus, web.guest.memory_mb), (2, 1024));
+    let json = serde_json::to_value(&web).unwrap();
+    let http = &json["services"][0];
+    assert_eq!(http["internal_port"], 8080);
+    assert_eq!(http["autostop"], "suspend");
+    assert_eq!(http["ports"][0]["port"], 80);
+    assert_eq!(http["ports"][0]["force_https"], true);
+    assert_eq!(
+        http["ports"][1]["handlers"],
+        serde_json::json!(["tls", "http"])
+    );
+    assert_eq!(http["checks"][0]["path"], "/healthz");
+    assert_eq!(http["concurrency"]["type"], "requests");
+    assert_eq!(json["services"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["checks"]["alive"]["port"], 8080);
+    assert_eq!(json["stop_config"]["signal"], "SIGTERM");
+    assert_eq!(json["stop_config"]["timeout"], "10s");
+    // local_path is read next to the config and sent as base64.
+    assert_eq!(json["files"][0]["raw_value"], "bGV2ZWwgPSAyCg==");
+
+    let worker = c.machine_config("worker", "hello:v2", dir.path()).unwrap();
+    worker.validate().unwrap();
+    let json = serde_json::to_value(&worker).unwrap();
+    assert_eq!(
+        json["init"]["cmd"],
+        serde_json::json!(["bin/worker", "--queue", "default jobs"])
+    );
+    assert_eq!(json["services"][0]["internal_port"], 5432);
+    assert_eq!(json["services"][0]["ports"][1]["start_port"], 6000);
+    assert_eq!(json["services"][0]["checks"][0]["type"], "tcp");
+    assert_eq!(json["guest"]["cpu_kind"], "performance");
+    assert_eq!(json["guest"]["memory_mb"], 4096);
+    assert_eq!(json["restart"]["policy"], "no");
+
+    // An app without [processes] is one group, `app`, with the reference's stop defaults.
+    let plain = ok("app = \"hello\"\n[http_service]\n").config;
+    assert_eq!(plain.groups(), ["app"]);
+    let m = plain.machine_config("app", "hello:v1", dir.path()).unwrap();
+    let json = serde_json::to_value(&m).unwrap();
+    assert_eq!(json["stop_config"]["signal"], "SIGINT");
+    assert_eq!(json["stop_config"]["timeout"], "5s");
+    assert_eq!(json["guest"]["memory_mb"], 256);
+    assert!(json.get("init").is_none(), "{json}");
+}

@@ -783,9 +783,10 @@ impl Proxy {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
-                    tracing::debug!(
+                    tracing::info!(
                         machine = target.machine_id,
-                        "connect failed, trying another: {e}"
+                        "connect failed, trying another: {}",
+                        error_chain(&e)
                     );
                     constraint.exclude_failed(&target);
                     inner.metrics.count(Event::Retry, &app);
