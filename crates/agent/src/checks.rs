@@ -201,6 +201,10 @@ pub fn spawn_health_checks(agent: Agent) -> tokio::task::JoinHandle<()> {
                 .retain(|id, _| started.iter().any(|m| &m.id == id));
             for m in &started {
                 let plan = planned(&m.config);
+                // Results of checks the machine's config no longer has are dropped.
+                if let Some(results) = agent.inner.checks.lock().expect("lock").get_mut(&m.id) {
+                    results.retain(|r| plan.iter().any(|p| p.name == r.name));
+                }
                 if plan.is_empty() {
                     continue;
                 }
@@ -213,6 +217,8 @@ pub fn spawn_health_checks(agent: Agent) -> tokio::task::JoinHandle<()> {
                     due: HashMap::new(),
                 });
                 if run.instance != m.instance_id.as_str() {
+                    // A new version: the old one's results do not speak for it.
+                    agent.inner.checks.lock().expect("lock").remove(&m.id);
                     *run = Run {
                         instance: m.instance_id.to_string(),
                         started: Instant::now(),

@@ -263,8 +263,9 @@ pub fn split_command(s: &str) -> Result<Vec<String>, String> {
             }
             '\\' => {
                 let arg = current.get_or_insert_with(String::new);
-                if let Some(c) = chars.next() {
-                    arg.push(c);
+                match chars.next() {
+                    Some(c) => arg.push(c),
+                    None => return Err(format!("the command `{s}` ends with a backslash")),
                 }
             }
             c => current.get_or_insert_with(String::new).push(c),
@@ -312,6 +313,8 @@ mod tests {
             ["bin/server", "--name", "my app", "a b", "c d"]
         );
         assert_eq!(split_command("  ").unwrap(), Vec::<String>::new());
+        assert_eq!(split_command("''").unwrap(), [""]);
+        assert!(split_command("ends\\").unwrap_err().contains("backslash"));
         assert!(
             split_command("echo 'oops")
                 .unwrap_err()

@@ -5,9 +5,9 @@ use crate::config::ClientConfig;
 use aloft_api::http::PARTIAL_HEADER;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
-    ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseResponse, ListMachinesQuery, LogLine,
-    LogsQuery, RegionList, RestartQuery, SignalRequest, StartResponse, StopRequest,
-    SuspendResponse, WaitQuery, WaitResponse,
+    ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, ListMachinesQuery,
+    LogLine, LogsQuery, RegionList, RestartQuery, SignalRequest, StartResponse, StopRequest,
+    SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
@@ -392,6 +392,33 @@ impl Client {
 
     pub async fn lease(&self, app: &str, id: &str) -> Result<LeaseResponse, ClientError> {
         self.send(self.machine(Method::GET, app, id, "lease")).await
+    }
+
+    /// `POST .../lease`: takes the machine's lease (409 when someone else holds it).
+    pub async fn acquire_lease(
+        &self,
+        app: &str,
+        id: &str,
+        req: &LeaseRequest,
+    ) -> Result<LeaseResponse, ClientError> {
+        self.send(self.machine(Method::POST, app, id, "lease").json(req))
+            .await
+    }
+
+    /// `POST .../machines/{id}`: a new config (a new version), under the lease `nonce`.
+    pub async fn update_machine(
+        &self,
+        app: &str,
+        id: &str,
+        req: &UpdateMachineRequest,
+        nonce: &str,
+    ) -> Result<Machine, ClientError> {
+        self.send(
+            self.machine(Method::POST, app, id, "")
+                .header(LEASE_NONCE_HEADER, nonce)
+                .json(req),
+        )
+        .await
     }
 
     pub async fn release_lease(&self, app: &str, id: &str, nonce: &str) -> Result<(), ClientError> {

@@ -7,9 +7,9 @@
 //! `skopeo copy oci:DIR:TAG docker://<registry>/<org>/NAME:TAG`.
 
 use crate::Ctx;
-use crate::machine::split_words;
 use crate::output::{Table, megabytes, or_dash, print_json};
 use crate::registry::{DEFAULT_REGISTRY_URL, REGISTRY_URL_FILE};
+use aloft_appconfig::values::split_command;
 use aloft_image::ImageDefaults;
 use aloft_image::oci_layout::{self, LayoutBuilder};
 use aloft_types::ErrorBody;
@@ -334,10 +334,10 @@ fn image_config(args: &BuildArgs) -> Result<ImageDefaults> {
         ImageDefaults::default()
     };
     if let Some(e) = &args.entrypoint {
-        config.entrypoint = split_words(e).map_err(|e| anyhow!("--entrypoint: {e}"))?;
+        config.entrypoint = split_command(e).map_err(|e| anyhow!("--entrypoint: {e}"))?;
     }
     if let Some(c) = &args.cmd {
-        config.cmd = split_words(c).map_err(|e| anyhow!("--cmd: {e}"))?;
+        config.cmd = split_command(c).map_err(|e| anyhow!("--cmd: {e}"))?;
     }
     for item in &args.env {
         let Some((name, _)) = item.split_once('=').filter(|(k, _)| !k.is_empty()) else {

@@ -17,6 +17,7 @@ mod certs;
 mod client;
 mod cluster;
 mod config;
+mod deploy;
 mod dev;
 mod image;
 mod logs;
@@ -71,6 +72,8 @@ enum Command {
     /// Build images; list and prune the images on hosts.
     #[command(subcommand, visible_alias = "images")]
     Image(image::ImageCommand),
+    /// Apply the app's config (fly.toml) to its machines, process group by process group.
+    Deploy(deploy::DeployArgs),
     /// Check and show an app's config (fly.toml).
     #[command(subcommand)]
     Config(app_config::ConfigCommand),
@@ -155,6 +158,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Machine(cmd) => machine::run(cmd, &ctx).await,
         Command::Image(cmd) => image::run(cmd, &ctx).await,
         Command::Config(cmd) => app_config::run(cmd, &ctx).await,
+        Command::Deploy(args) => deploy::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,

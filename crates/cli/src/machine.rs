@@ -4,6 +4,7 @@
 use crate::Ctx;
 use crate::client::{Client, ClientError, MachineList};
 use crate::output::{Table, json_name, megabytes, or_dash, print_fields, print_json};
+use aloft_appconfig::values::split_command;
 use aloft_types::api::{
     ExecRequest, ListMachinesQuery, RestartQuery, SignalRequest, StopRequest, WaitQuery,
 };
@@ -330,9 +331,9 @@ pub async fn run(cmd: MachineCommand, ctx: &Ctx) -> Result<ExitCode> {
 }
 
 /// An app and a client: what every machine command works with.
-struct Scope {
-    client: Client,
-    app: String,
+pub(crate) struct Scope {
+    pub(crate) client: Client,
+    pub(crate) app: String,
 }
 
 impl Scope {
@@ -373,7 +374,7 @@ impl Scope {
 
     /// Waits until the machine is in `target`, for at most `limit`. Gives up early when the
     /// machine cannot get there (failed or destroyed while waiting to be started).
-    async fn await_state(
+    pub(crate) async fn await_state(
         &self,
         id: &str,
         target: MachineState,
@@ -455,7 +456,7 @@ pub async fn app_missing_then(client: &Client, app: &str, next: &str) -> anyhow:
 }
 
 /// Why a machine did not reach the state waited for.
-enum WaitFailure {
+pub(crate) enum WaitFailure {
     /// It is somewhere else (the machine as last seen).
     NotReached(Box<Machine>),
     /// The API could not be asked.
@@ -686,11 +687,11 @@ fn build_config(args: &RunArgs) -> Result<MachineConfig> {
         kernel_args: Vec::new(),
     };
     let cmd = match &args.cmd {
-        Some(c) => split_words(c).map_err(|e| anyhow!("--cmd: {e}"))?,
+        Some(c) => split_command(c).map_err(|e| anyhow!("--cmd: {e}"))?,
         None => args.command.clone(),
     };
     let entrypoint = match &args.entrypoint {
-        Some(e) => split_words(e).map_err(|e| anyhow!("--entrypoint: {e}"))?,
+        Some(e) => split_command(e).map_err(|e| anyhow!("--entrypoint: {e}"))?,
         None => Vec::new(),
     };
     if !cmd.is_empty() || !entrypoint.is_empty() {
@@ -859,63 +860,6 @@ fn parse_port(spec: &str) -> Result<(u32, u32, Protocol, Vec<Handler>)> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((public, internal, protocol, handlers))
-}
-
-/// Splits a command line into words, honouring single and double quotes and backslashes.
-pub(crate) fn split_words(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err(format!("`{s}` has an unclosed ' quote")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c) => word.push(c),
-                            None => return Err(format!("`{s}` ends with a backslash")),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err(format!("`{s}` has an unclosed \" quote")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(c) => word.push(c),
-                    None => return Err(format!("`{s}` ends with a backslash")),
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
 }
 
 fn parse_signal(s: &str) -> Result<Signal> {
@@ -1542,17 +1486,6 @@ mod tests {
         for bad in ["", "lots", "0", "-1", "1.5"] {
             assert!(parse_memory(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn words() {
-        assert_eq!(
-            split_words(r#"sh -c 'echo hi there' "a b" c\ d"#).unwrap(),
-            vec!["sh", "-c", "echo hi there", "a b", "c d"]
-        );
-        assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
-        assert_eq!(split_words("''").unwrap(), vec![""]);
-        assert!(split_words("'open").is_err());
     }
 
     #[test]
