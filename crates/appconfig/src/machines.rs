@@ -250,27 +250,20 @@ fn headers(h: &BTreeMap<String, String>) -> Vec<CheckHeader> {
         .collect()
 }
 
-fn http_check(c: &HttpCheck) -> Check {
+/// A check of `kind` with its timing; no HTTP fields.
+fn timed(
+    kind: CheckType,
+    port: Option<u32>,
+    interval: Option<Seconds>,
+    timeout: Option<Seconds>,
+    grace_period: Option<Seconds>,
+) -> Check {
     Check {
-        kind: CheckType::Http,
-        port: None,
-        interval: c.interval.map(duration),
-        timeout: c.timeout.map(duration),
-        grace_period: c.grace_period.map(duration),
-        method: c.method.clone(),
-        path: c.path.clone(),
-        protocol: c.protocol.clone(),
-        headers: headers(&c.headers),
-    }
-}
-
-fn tcp_check(c: &TcpCheck) -> Check {
-    Check {
-        kind: CheckType::Tcp,
-        port: None,
-        interval: c.interval.map(duration),
-        timeout: c.timeout.map(duration),
-        grace_period: c.grace_period.map(duration),
+        kind,
+        port,
+        interval: interval.map(duration),
+        timeout: timeout.map(duration),
+        grace_period: grace_period.map(duration),
         method: None,
         path: None,
         protocol: None,
@@ -278,17 +271,28 @@ fn tcp_check(c: &TcpCheck) -> Check {
     }
 }
 
-fn top_check(c: &TopCheck) -> Check {
+fn http_check(c: &HttpCheck) -> Check {
     Check {
-        kind: c.kind,
-        port: c.port.map(|p| u32::from(p.0)),
-        interval: c.interval.map(duration),
-        timeout: c.timeout.map(duration),
-        grace_period: c.grace_period.map(duration),
         method: c.method.clone(),
         path: c.path.clone(),
         protocol: c.protocol.clone(),
         headers: headers(&c.headers),
+        ..timed(CheckType::Http, None, c.interval, c.timeout, c.grace_period)
+    }
+}
+
+fn tcp_check(c: &TcpCheck) -> Check {
+    timed(CheckType::Tcp, None, c.interval, c.timeout, c.grace_period)
+}
+
+fn top_check(c: &TopCheck) -> Check {
+    let port = c.port.map(|p| u32::from(p.0));
+    Check {
+        method: c.method.clone(),
+        path: c.path.clone(),
+        protocol: c.protocol.clone(),
+        headers: headers(&c.headers),
+        ..timed(c.kind, port, c.interval, c.timeout, c.grace_period)
     }
 }
 

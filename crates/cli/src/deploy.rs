@@ -6,7 +6,6 @@
 
 use crate::Ctx;
 use crate::app_config::{ConfigFile, load};
-use crate::client::Client;
 use crate::machine::{Scope, WaitFailure, app_missing};
 use crate::output::print_json;
 use aloft_appconfig::machines::PROCESS_GROUP_KEY;
@@ -148,19 +147,18 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         quiet: ctx.json,
         steps: Vec::new(),
     };
+    let groups = config.groups();
     let work = async {
-        for group in config.groups() {
+        for group in &groups {
             let machine_config = config
-                .machine_config(&group, &image, dir)
+                .machine_config(group, &image, dir)
                 .map_err(|e| anyhow!("{}: {e}", loaded.path.display()))?;
-            let mine: Vec<&Machine> = machines.iter().filter(|m| group_of(m) == group).collect();
+            let mine: Vec<&Machine> = machines.iter().filter(|m| group_of(m) == *group).collect();
             if mine.is_empty() {
-                deploy
-                    .create(&group, machine_config, region.clone())
-                    .await?;
+                deploy.create(group, machine_config, region.clone()).await?;
             } else {
                 deploy
-                    .update(&group, &machine_config, &mine, strategy)
+                    .update(group, &machine_config, &mine, strategy)
                     .await?;
             }
         }
@@ -183,7 +181,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
     let steps = deploy.steps;
     for m in &machines {
         let group = group_of(m);
-        if !config.groups().contains(&group) {
+        if !groups.contains(&group) {
             eprintln!(
                 "Warning: machine {} is in process group `{group}`, which {} no longer has: destroy it with `aloft machine destroy {} -a {app}`",
                 m.id,
@@ -410,12 +408,5 @@ impl Deploy<'_> {
             action,
             state: m.state,
         });
-    }
-}
-
-impl Scope {
-    /// A scope for `app` with an existing client.
-    pub(crate) fn for_app(client: Client, app: String) -> Self {
-        Self { client, app }
     }
 }

@@ -337,6 +337,11 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
+    /// A scope for `app` with an existing client.
+    pub(crate) fn for_app(client: Client, app: String) -> Self {
+        Self { client, app }
+    }
+
     fn new(ctx: &Ctx, app: &AppArg) -> Result<Self> {
         let app = ctx.app(app.app.clone())?;
         Ok(Self {
