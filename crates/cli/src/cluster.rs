@@ -320,6 +320,9 @@ async fn up(ctx: &Ctx, dir: &Path, args: UpArgs) -> Result<ExitCode> {
 
 async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Result<()> {
     sh("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
+    // (Fixed, so that it does not change as hosts join: see `bridge_mac`.)
+    let mac = aloft_runtime::net::bridge_mac(BRIDGE);
+    sh("ip", &["link", "set", "dev", BRIDGE, "address", &mac])?;
     sh(
         "ip",
         &["addr", "add", &format!("{BRIDGE_IP}/16"), "dev", BRIDGE],

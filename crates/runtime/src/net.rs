@@ -198,6 +198,25 @@ fn org_prefix(addr: Ipv6Addr) -> String {
     format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
 }
 
+/// A fixed MAC address for the bridge `name` (locally administered, from its name).
+///
+/// A Linux bridge without one set takes the lowest MAC of its ports, so it changes whenever a
+/// port with a lower one joins. A machine that learnt its gateway's MAC while it was another
+/// port's then sends its replies to that port's MAC; the bridge hands such frames up as meant
+/// for another host and they are dropped, until the machine's neighbour entry expires (tens of
+/// seconds of a machine that cannot answer). With the address set, it never changes.
+pub fn bridge_mac(name: &str) -> String {
+    // FNV-1a: stable across releases and hosts, unlike std's hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let b = hash.to_be_bytes();
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4]
+    )
+}
+
 /// `ip -batch` lines for a machine's IPv6 routes (`add` or `replace`).
 fn route_commands(m: &MachineNet, verb: &str) -> Vec<String> {
     m.routes_v6()
@@ -257,6 +276,7 @@ impl HostNetwork {
         if ip(&["link", "show", "dev", br]).is_err() {
             ip(&["link", "add", br, "type", "bridge"])?;
         }
+        ip(&["link", "set", "dev", br, "address", &bridge_mac(br)])?;
         let gw = format!("{}/{}", self.gateway(), self.opts.subnet_v4.1);
         ip(&["addr", "replace", &gw, "dev", br])?;
         let v6 = format!("{}/128", self.bridge_ipv6());

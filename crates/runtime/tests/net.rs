@@ -364,3 +364,42 @@ fn what_a_machine_routes_through_its_gateway_stays_in_its_org() {
     net.release(&b).unwrap();
     net.remove().unwrap();
 }
+
+#[test]
+fn a_machine_keeps_reaching_its_gateway_as_other_machines_join() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let net = HostNetwork::new(tmp.path(), network()).unwrap();
+    let bridge = net.options().bridge.clone();
+    let org = 60_000 + std::process::id() % 10_000;
+    let id = |k: &str| format!("mac-{k}{}", std::process::id());
+    let host = UdpSocket::bind((aloft_types::sixpn::INTERNAL_DNS, 0)).unwrap();
+    let ma = net
+        .attach_netns(&id("a"), machine_address(org, 1, 1))
+        .unwrap();
+    let (from, netns_a) = (ma.ipv6, ma.netns.clone().unwrap());
+    let ns_a = format!("aloft-{}", id("a"));
+    // Each newcomer's port has a lower MAC than any before it: a bridge without a MAC of its
+    // own would take each one's, and `a` (having learnt the previous one) would be cut off.
+    for (k, port_mac) in [("b", "02:00:00:00:00:02"), ("c", "02:00:00:00:00:01")] {
+        let m = net
+            .attach_netns(&id(k), machine_address(org, 1, 2 + u32::from(k == "c")))
+            .unwrap();
+        ip(&["link", "set", "dev", &m.host_if, "address", port_mac]);
+        // (`a` learns its gateway's MAC afresh after b joins, and keeps it when c does.)
+        if k == "b" {
+            in_netns(&ns_a, &["-6", "neigh", "flush", "dev", "eth0"]);
+        }
+        send_from(&netns_a, from.into(), host.local_addr().unwrap());
+        assert!(
+            received(&host).contains(&IpAddr::V6(from)),
+            "a's datagram did not reach the host after {k} joined"
+        );
+    }
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{bridge}/address")).unwrap();
+    assert_eq!(mac.trim(), aloft_runtime::net::bridge_mac(&bridge));
+    for k in ["a", "b", "c"] {
+        net.release(&id(k)).unwrap();
+    }
+    net.remove().unwrap();
+}
