@@ -1,7 +1,7 @@
 //! `aloft deploy` from a fly.toml against `aloft dev up` (sim machines): a process group without
 //! machines gets one, a second deploy updates it in place under a lease that is always released,
 //! a lease someone else holds stops the deploy with the way out, and machines of a group the
-//! config no longer has are named.
+//! config no longer has are named. Each deploy is a release; one that fails is rolled back.
 
 mod common;
 
@@ -40,8 +40,9 @@ fn deploys_create_then_update_machines_per_process_group() {
         "{out}"
     );
     assert!(text.contains("app: created machine"), "{out}");
+    assert!(text.contains("==> Release v1 of hello"), "{out}");
     assert!(
-        text.contains("==> Deployed hello: 1 machine on hello:v1"),
+        text.contains("==> Deployed release v1 of hello: 1 machine on hello:v1"),
         "{out}"
     );
     let list = dev
@@ -54,6 +55,7 @@ fn deploys_create_then_update_machines_per_process_group() {
     assert_eq!(first["state"], "started");
     assert_eq!(first["region"], "local");
     assert_eq!(first["config"]["metadata"]["fly_process_group"], "app");
+    assert_eq!(first["config"]["metadata"]["fly_release_version"], "1");
     assert_eq!(first["config"]["env"]["GREETING"], "v1");
     assert_eq!(first["config"]["services"][0]["ports"][1]["port"], 443);
 
@@ -63,6 +65,7 @@ fn deploys_create_then_update_machines_per_process_group() {
     let report = out.json();
     assert_eq!(report["machines"][0]["id"], id.as_str());
     assert_eq!(report["machines"][0]["action"], "updated");
+    assert_eq!(report["release"], 2);
     let m = dev
         .aloft(&["--json", "machine", "status", &id, "-a", "hello"])
         .json();
@@ -89,7 +92,10 @@ fn deploys_create_then_update_machines_per_process_group() {
     let out = dev.aloft(&["deploy", "-c", &config]);
     let err = out.fails();
     assert!(err.contains("aloft machine leases view"), "{out}");
-    assert!(err.contains("no lease is left held"), "{out}");
+    assert!(
+        err.contains("release v3 of hello failed and was rolled back"),
+        "{out}"
+    );
     let nonce: serde_json::Value = serde_json::from_str(&body).unwrap();
     dev.aloft(&["machine", "leases", "clear", &id, "-a", "hello"])
         .ok();
@@ -130,6 +136,70 @@ fn deploys_create_then_update_machines_per_process_group() {
         "{worker}"
     );
 
+    // The releases, newest first; `-c` names the app for every app command.
+    let releases = dev.aloft(&["--json", "releases", "-c", &config]).json();
+    let statuses: Vec<(u64, &str)> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_u64().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (4, "complete"),
+            (3, "rolled_back"),
+            (2, "complete"),
+            (1, "complete")
+        ]
+    );
+    assert!(
+        releases[1]["reason"].as_str().unwrap().contains("lease"),
+        "{releases}"
+    );
+    let table = dev.aloft(&["releases", "-c", &config]).ok().to_string();
+    assert!(
+        table.contains("v4") && table.contains("rolled_back"),
+        "{table}"
+    );
+    let status = dev.aloft(&["status", "-c", &config]).ok().to_string();
+    assert!(status.contains("hello"), "{status}");
+
+    // The releases API refuses what is not a release's ending, once.
+    let (status, body) = http(
+        &dev.api_url,
+        "POST",
+        "/v1/apps/hello/releases",
+        token.trim(),
+        r#"{"image": "hello:v9", "strategy": "sideways"}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("rolling, immediate, canary, bluegreen"),
+        "{body}"
+    );
+    for (version, body, expected) in [
+        (4, r#"{"status": "failed"}"#, 409),
+        (4, r#"{"status": "running"}"#, 422),
+        (99, r#"{"status": "failed"}"#, 404),
+        (4, r#"{"status": "done"}"#, 422),
+        (4, "{", 400),
+    ] {
+        let (status, reply) = http(
+            &dev.api_url,
+            "PATCH",
+            &format!("/v1/apps/hello/releases/{version}"),
+            token.trim(),
+            body,
+        );
+        assert_eq!(status, expected, "{body}: {reply}");
+    }
+
     // Without an image anywhere, the deploy says where to put one.
     fs::write(tmp.path().join("bare.toml"), "app = \"hello\"\n").unwrap();
     let bare = tmp.path().join("bare.toml");
@@ -149,8 +219,19 @@ fn lease_status(dev: &DevUp, token: &str, id: &str) -> u16 {
     .0
 }
 
+/// The statuses of the app's releases, newest first.
+fn release_statuses(dev: &DevUp) -> Vec<String> {
+    dev.aloft(&["--json", "releases", "-a", "hello"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
-fn a_deploy_whose_checks_fail_or_that_is_interrupted_releases_its_lease() {
+fn a_deploy_whose_checks_fail_is_rolled_back_and_an_interrupted_one_releases_its_lease() {
     let (tmp, data) = temp_data_dir();
     let dev = DevUp::start_no_pull(&data, "deploy-fail");
     let token = fs::read_to_string(data.join("token")).unwrap();
@@ -165,7 +246,8 @@ fn a_deploy_whose_checks_fail_or_that_is_interrupted_releases_its_lease() {
         .to_string();
 
     // A check nothing answers (sim machines listen on nothing): the deploy gives up after the
-    // wait timeout, saying which check failed, and holds no lease.
+    // wait timeout, saying which check failed, puts the machine back on the previous release,
+    // and holds no lease.
     let failing = fly_toml(
         tmp.path(),
         "v2",
@@ -179,7 +261,19 @@ fn a_deploy_whose_checks_fail_or_that_is_interrupted_releases_its_lease() {
         )),
         "{out}"
     );
+    assert!(
+        err.contains("release v2 of hello failed and was rolled back"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("back on the previous release"), "{out}");
     assert_eq!(lease_status(&dev, token.trim(), &id), 404);
+    let m = dev
+        .aloft(&["--json", "machine", "status", &id, "-a", "hello"])
+        .json();
+    assert_eq!(m["state"], "started");
+    assert_eq!(m["config"]["env"]["GREETING"], "v1");
+    assert_eq!(m["config"]["metadata"]["fly_release_version"], "1");
+    assert_eq!(release_statuses(&dev), ["rolled_back", "complete"]);
 
     // Ctrl-C while it waits: the lease is released, and the next deploy goes through.
     let mut deploy = dev.aloft_background(&["deploy", "-c", &failing, "--wait-timeout", "60s"]);
@@ -206,5 +300,138 @@ fn a_deploy_whose_checks_fail_or_that_is_interrupted_releases_its_lease() {
     );
     let config = fly_toml(tmp.path(), "v3", "");
     let out = dev.aloft(&["deploy", "-c", &config]);
-    assert!(out.ok().contains("Deployed hello"), "{out}");
+    assert!(out.ok().contains("Deployed release v4 of hello"), "{out}");
+    assert_eq!(
+        release_statuses(&dev),
+        ["complete", "interrupted", "rolled_back", "complete"]
+    );
+
+    // A release command that fails (the sim process exits 3): nothing changes, and its machine
+    // is gone.
+    let migrating = fly_toml(
+        tmp.path(),
+        "v5",
+        "\n[deploy]\n  release_command = \"migrate --all\"\n",
+    );
+    let text = fs::read_to_string(&migrating).unwrap().replace(
+        "[env]",
+        "[env]\n  SIM_EXIT_AFTER_MS = \"100\"\n  SIM_EXIT_CODE = \"3\"",
+    );
+    fs::write(&migrating, text).unwrap();
+    let out = dev.aloft(&["deploy", "-c", &migrating]);
+    let err = out.fails();
+    assert!(
+        err.contains(
+            "the release command `migrate --all` failed (exit code 3); no machine was changed"
+        ),
+        "{out}"
+    );
+    let list = dev
+        .aloft(&["--json", "machine", "list", "-a", "hello"])
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["config"]["env"]["GREETING"], "v3");
+    assert_eq!(release_statuses(&dev)[0], "rolled_back");
+}
+
+/// The app's machines, as `(id, GREETING)`.
+fn greetings(dev: &DevUp) -> Vec<(String, String)> {
+    dev.aloft(&["--json", "machine", "list", "-a", "hello"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_string(),
+                m["config"]["env"]["GREETING"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn canary_and_bluegreen_deploys_try_new_machines_first() {
+    let (tmp, data) = temp_data_dir();
+    let dev = DevUp::start_no_pull(&data, "deploy-strategies");
+    dev.aloft(&["apps", "create", "hello"]).ok();
+    let config = fly_toml(tmp.path(), "v1", "");
+    dev.aloft(&["deploy", "-c", &config]).ok();
+    let id = greetings(&dev)[0].0.clone();
+
+    // Canary: a new machine first, gone once it works; then the old one is updated.
+    let config = fly_toml(tmp.path(), "v2", "");
+    let out = dev.aloft(&["deploy", "-c", &config, "--strategy", "canary"]);
+    let text = out.ok();
+    assert!(text.contains("app: canary machine"), "{out}");
+    assert!(text.contains("passed and is gone; rolling on"), "{out}");
+    assert!(
+        text.contains(&format!("updating machine {id} (1/1)")),
+        "{out}"
+    );
+    assert_eq!(greetings(&dev), [(id.clone(), "v2".to_string())]);
+
+    // Bluegreen needs a check; without one nothing happens (not even a release).
+    let out = dev.aloft(&["deploy", "-c", &config, "--strategy", "bluegreen"]);
+    assert!(out.fails().contains("needs a health check"), "{out}");
+    assert_eq!(release_statuses(&dev), ["complete", "complete"]);
+
+    // A green machine whose check never passes: it is destroyed, the blue one never changed.
+    let failing = fly_toml(
+        tmp.path(),
+        "v3",
+        "\n[checks.alive]\n  type = \"tcp\"\n  port = 8080\n  interval = \"1s\"\n",
+    );
+    let out = dev.aloft(&[
+        "deploy",
+        "-c",
+        &failing,
+        "--strategy",
+        "bluegreen",
+        "--wait-timeout",
+        "3s",
+    ]);
+    let err = out.fails();
+    assert!(err.contains("failed and was rolled back"), "{out}");
+    assert!(out.stdout.contains("which the release created"), "{out}");
+    assert_eq!(greetings(&dev), [(id.clone(), "v2".to_string())]);
+    assert_eq!(
+        release_statuses(&dev),
+        ["rolled_back", "complete", "complete"]
+    );
+}
+
+#[test]
+fn scale_count_copies_the_group_and_retires_the_newest_first() {
+    let (tmp, data) = temp_data_dir();
+    let dev = DevUp::start_no_pull(&data, "scale");
+    dev.aloft(&["apps", "create", "hello"]).ok();
+    let out = dev.aloft(&["scale", "count", "2", "-a", "hello"]);
+    assert!(out.fails().contains("deploy it first"), "{out}");
+    let config = fly_toml(tmp.path(), "v1", "");
+    dev.aloft(&["deploy", "-c", &config]).ok();
+    let first = greetings(&dev)[0].0.clone();
+
+    let report = dev
+        .aloft(&["--json", "scale", "count", "3", "-c", &config])
+        .json();
+    assert_eq!(report["changes"].as_array().unwrap().len(), 2, "{report}");
+    let machines = greetings(&dev);
+    assert_eq!(machines.len(), 3);
+    assert!(machines.iter().all(|(_, g)| g == "v1"), "{machines:?}");
+    let list = dev
+        .aloft(&["--json", "machine", "list", "-a", "hello"])
+        .json();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "started"
+                && m["config"]["metadata"]["fly_release_version"] == "1"),
+        "{list}"
+    );
+
+    let out = dev.aloft(&["scale", "count", "1", "-c", &config]);
+    assert!(out.ok().contains("local: 3 machines -> 1"), "{out}");
+    assert_eq!(greetings(&dev), [(first, "v1".to_string())]);
 }

@@ -12,8 +12,9 @@ use crate::service::Listing;
 use crate::store::Caller;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
-    HostInfo, HostNumber, LEASE_NONCE_HEADER, ListMachinesQuery, MeshJoin, MeshPeer, OkResponse,
-    ProxyCertificate, RegionList, VerifyTokenRequest, VerifyTokenResponse,
+    CreateReleaseRequest, HostInfo, HostNumber, LEASE_NONCE_HEADER, ListMachinesQuery, MeshJoin,
+    MeshPeer, OkResponse, ProxyCertificate, RegionList, Release, UpdateReleaseRequest,
+    VerifyTokenRequest, VerifyTokenResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use axum::Router;
@@ -40,6 +41,14 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route(
             "/v1/apps/{app}/certificates",
             get(list_certificates).post(add_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/releases",
+            get(list_releases).post(create_release),
+        )
+        .route(
+            "/v1/apps/{app}/releases/{version}",
+            axum::routing::patch(finish_release),
         )
         .route(
             "/v1/apps/{app}/certificates/{hostname}",
@@ -290,6 +299,75 @@ pub(crate) async fn delete_app(
 ) -> Reply<StatusCode> {
     cp.delete_app(&caller, &app).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Record that a deploy begins: a new release, numbered one past the app's last, `running`.
+#[utoipa::path(
+    post, path = "/v1/apps/{app}/releases", tag = "Releases", operation_id = "Releases_create",
+    params(("app" = String, Path, description = "The app's name")),
+    request_body = CreateReleaseRequest,
+    responses(
+        (status = 201, description = "The new release", body = Release),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+        (status = 422, description = "An empty image or an unknown strategy", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_release(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+    ApiBody(body): ApiBody,
+) -> Reply<(StatusCode, axum::Json<Release>)> {
+    let release = cp.create_release(&caller, &app, &body).await?;
+    Ok((StatusCode::CREATED, axum::Json(release)))
+}
+
+/// The app's releases, newest first.
+#[utoipa::path(
+    get, path = "/v1/apps/{app}/releases", tag = "Releases", operation_id = "Releases_list",
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The app's releases", body = Vec<Release>),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_releases(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath(app): ApiPath<String>,
+) -> Reply<axum::Json<Vec<Release>>> {
+    Ok(axum::Json(cp.list_releases(&caller, &app).await?))
+}
+
+/// Record how a running release's deploy ended.
+#[utoipa::path(
+    patch, path = "/v1/apps/{app}/releases/{version}", tag = "Releases", operation_id = "Releases_finish",
+    params(
+        ("app" = String, Path, description = "The app's name"),
+        ("version" = u32, Path, description = "The release's version"),
+    ),
+    request_body = UpdateReleaseRequest,
+    responses(
+        (status = 200, description = "The release as it is now", body = Release),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app or release", body = ErrorBody),
+        (status = 409, description = "The release has ended already", body = ErrorBody),
+        (status = 422, description = "`running` as the new status", body = ErrorBody),
+    )
+)]
+pub(crate) async fn finish_release(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    ApiPath((app, version)): ApiPath<(String, u32)>,
+    ApiBody(body): ApiBody,
+) -> Reply<axum::Json<Release>> {
+    Ok(axum::Json(
+        cp.finish_release(&caller, &app, version, &body).await?,
+    ))
 }
 
 /// Serve the app at a hostname too (`Host` and SNI), with the given certificate or one from the

@@ -3,7 +3,9 @@
 //! Placement uses the capacity each host reported in its last heartbeat (plus machines placed on
 //! it since). A guest fits a host when its memory fits the host's free memory and, for
 //! `performance` guests, its CPUs fit the free CPUs (`shared` CPUs are oversubscribed, as on the
-//! reference platform). Among the hosts it fits, the one with the most free memory goes first.
+//! reference platform). Among the hosts it fits, the one with the fewest of the app's machines goes
+//! first (an app's machines in a region spread across its hosts, so one host down leaves others),
+//! then the one with the most free memory.
 
 use crate::store::HostRecord;
 use aloft_types::ApiError;
@@ -54,13 +56,15 @@ pub(crate) fn regions(hosts: &[HostRecord]) -> Vec<Region> {
     by_code.into_values().collect()
 }
 
-/// The hosts of `region` the guest fits on, best first. 422 when the region has no host (the
+/// The hosts of `region` the guest fits on, best first (`app_machines`: how many of the app's
+/// machines each host has). 422 when the region has no host (the
 /// error lists the regions that have), 503 when no host has room (the error says how much each
 /// has free).
 pub(crate) fn candidates<'h>(
     hosts: &'h [HostRecord],
     region: &str,
     guest: &Guest,
+    app_machines: &BTreeMap<String, usize>,
 ) -> Result<Vec<&'h HostRecord>, ApiError> {
     let in_region: Vec<&HostRecord> = hosts.iter().filter(|h| h.info.region == region).collect();
     if in_region.is_empty() {
@@ -103,9 +107,11 @@ pub(crate) fn candidates<'h>(
             free.join("; ")
         )));
     }
+    let of_app = |h: &HostRecord| app_machines.get(&h.info.id).copied().unwrap_or(0);
     fitting.sort_by(|a, b| {
-        b.free_memory_mb()
-            .cmp(&a.free_memory_mb())
+        of_app(a)
+            .cmp(&of_app(b))
+            .then(b.free_memory_mb().cmp(&a.free_memory_mb()))
             .then(b.free_cpus().cmp(&a.free_cpus()))
             .then(a.info.id.cmp(&b.info.id))
     });
@@ -154,7 +160,7 @@ mod tests {
             host("b", "ord", 4096, 0),
             host("c", "ams", 65536, 0),
         ];
-        let ids: Vec<&str> = candidates(&hosts, "ord", &Guest::default())
+        let ids: Vec<&str> = candidates(&hosts, "ord", &Guest::default(), &BTreeMap::new())
             .unwrap()
             .iter()
             .map(|h| h.info.id.as_str())
@@ -163,17 +169,39 @@ mod tests {
     }
 
     #[test]
+    fn an_apps_machines_spread_across_the_hosts_of_a_region() {
+        let hosts = [host("a", "ord", 8192, 0), host("b", "ord", 4096, 0)];
+        let order = |counts: &[(&str, usize)]| -> Vec<String> {
+            let counts = counts.iter().map(|(h, n)| (h.to_string(), *n)).collect();
+            candidates(&hosts, "ord", &Guest::default(), &counts)
+                .unwrap()
+                .iter()
+                .map(|h| h.info.id.clone())
+                .collect()
+        };
+        assert_eq!(order(&[]), ["a", "b"]);
+        assert_eq!(order(&[("a", 1)]), ["b", "a"]);
+        assert_eq!(order(&[("a", 1), ("b", 1)]), ["a", "b"]);
+    }
+
+    #[test]
     fn hosts_without_room_are_skipped_and_none_is_503() {
         let hosts = [host("a", "ord", 1024, 512), host("b", "ord", 4096, 0)];
         let g = guest(CpuKind::Shared, 1, 1024);
-        let ids: Vec<&str> = candidates(&hosts, "ord", &g)
+        let ids: Vec<&str> = candidates(&hosts, "ord", &g, &BTreeMap::new())
             .unwrap()
             .iter()
             .map(|h| h.info.id.as_str())
             .collect();
         assert_eq!(ids, ["b"]);
 
-        let err = candidates(&hosts, "ord", &guest(CpuKind::Shared, 4, 8192)).unwrap_err();
+        let err = candidates(
+            &hosts,
+            "ord",
+            &guest(CpuKind::Shared, 4, 8192),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert_eq!(err.status(), 503);
         let msg = err.to_string();
         assert!(
@@ -186,20 +214,41 @@ mod tests {
     fn performance_guests_need_free_cpus() {
         let hosts = [host("a", "ord", 65536, 0)];
         // 2 of 4 CPUs are allocated.
-        assert!(candidates(&hosts, "ord", &guest(CpuKind::Performance, 2, 4096)).is_ok());
+        assert!(
+            candidates(
+                &hosts,
+                "ord",
+                &guest(CpuKind::Performance, 2, 4096),
+                &BTreeMap::new()
+            )
+            .is_ok()
+        );
         assert_eq!(
-            candidates(&hosts, "ord", &guest(CpuKind::Performance, 4, 8192))
-                .unwrap_err()
-                .status(),
+            candidates(
+                &hosts,
+                "ord",
+                &guest(CpuKind::Performance, 4, 8192),
+                &BTreeMap::new()
+            )
+            .unwrap_err()
+            .status(),
             503
         );
-        assert!(candidates(&hosts, "ord", &guest(CpuKind::Shared, 4, 1024)).is_ok());
+        assert!(
+            candidates(
+                &hosts,
+                "ord",
+                &guest(CpuKind::Shared, 4, 1024),
+                &BTreeMap::new()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn an_unknown_region_is_422_listing_the_regions() {
         let hosts = [host("a", "ord", 1024, 0), host("b", "ams", 1024, 0)];
-        let err = candidates(&hosts, "xyz", &Guest::default()).unwrap_err();
+        let err = candidates(&hosts, "xyz", &Guest::default(), &BTreeMap::new()).unwrap_err();
         let body = err.body();
         assert_eq!(err.status(), 422);
         assert_eq!(body.field.as_deref(), Some("region"));

@@ -67,6 +67,18 @@ CREATE TABLE IF NOT EXISTS machines (
     created_at  BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS machines_by_app ON machines (app_name);
+CREATE TABLE IF NOT EXISTS releases (
+    app_name     TEXT NOT NULL REFERENCES apps (name),
+    version      BIGINT NOT NULL,
+    image        TEXT NOT NULL,
+    strategy     TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    description  TEXT,
+    reason       TEXT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    PRIMARY KEY (app_name, version)
+);
 CREATE TABLE IF NOT EXISTS certificates (
     hostname     TEXT PRIMARY KEY,
     app_name     TEXT NOT NULL REFERENCES apps (name),
@@ -123,6 +135,39 @@ impl HostRecord {
     pub fn free_cpus(&self) -> u32 {
         self.info.cpus.saturating_sub(self.info.allocated_cpus)
     }
+}
+
+/// One deploy of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRecord {
+    pub app: String,
+    pub version: u32,
+    pub image: String,
+    pub strategy: String,
+    /// A [`aloft_types::api::ReleaseStatus`] name.
+    pub status: String,
+    pub description: Option<String>,
+    pub reason: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const RELEASE_SELECT: &str = "SELECT app_name, version, image, strategy, status, description, \
+     reason, created_at, updated_at FROM releases";
+
+fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRecord> {
+    Ok(ReleaseRecord {
+        app: r.get(0)?,
+        version: r.get(1)?,
+        image: r.get(2)?,
+        strategy: r.get(3)?,
+        status: r.get(4)?,
+        description: r.get(5)?,
+        reason: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
 }
 
 /// A hostname an app is served at, with the user's certificate and key (PEM) if uploaded.
@@ -338,8 +383,89 @@ impl Store {
             let tx = c.transaction()?;
             tx.execute("DELETE FROM machines WHERE app_name = ?1", [&name])?;
             tx.execute("DELETE FROM certificates WHERE app_name = ?1", [&name])?;
+            tx.execute("DELETE FROM releases WHERE app_name = ?1", [&name])?;
             tx.execute("DELETE FROM apps WHERE name = ?1", [&name])?;
             tx.commit()
+        })
+        .await
+    }
+
+    /// Records a new release of `r.app`, numbered one past its last; returns it.
+    pub async fn insert_release(
+        &self,
+        mut r: ReleaseRecord,
+    ) -> Result<ReleaseRecord, ControlPlaneError> {
+        self.call("add release", move |c| {
+            let tx = c.transaction()?;
+            let last: Option<u32> = tx.query_row(
+                "SELECT MAX(version) FROM releases WHERE app_name = ?1",
+                [&r.app],
+                |row| row.get(0),
+            )?;
+            r.version = last.unwrap_or(0) + 1;
+            tx.execute(
+                "INSERT INTO releases (app_name, version, image, strategy, status, description,
+                                       reason, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.app,
+                    r.version,
+                    r.image,
+                    r.strategy,
+                    r.status,
+                    r.description,
+                    r.reason,
+                    r.created_at,
+                    r.updated_at
+                ],
+            )?;
+            tx.commit()?;
+            Ok(r)
+        })
+        .await
+    }
+
+    /// The app's releases, newest first.
+    pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>, ControlPlaneError> {
+        let app = app.to_string();
+        self.call("list releases", move |c| {
+            let mut stmt = c.prepare(&format!(
+                "{RELEASE_SELECT} WHERE app_name = ?1 ORDER BY version DESC"
+            ))?;
+            let rows = stmt.query_map([app], release_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Sets a release's status and reason if its status is still `from`; the release as it is
+    /// afterwards (`None`: no such release).
+    pub async fn finish_release(
+        &self,
+        app: &str,
+        version: u32,
+        from: &str,
+        status: &str,
+        reason: Option<String>,
+        now: i64,
+    ) -> Result<Option<ReleaseRecord>, ControlPlaneError> {
+        let (app, from, status) = (app.to_string(), from.to_string(), status.to_string());
+        self.call("update release", move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE releases SET status = ?4, reason = ?5, updated_at = ?6
+                 WHERE app_name = ?1 AND version = ?2 AND status = ?3",
+                params![app, version, from, status, reason, now],
+            )?;
+            let r = tx
+                .query_row(
+                    &format!("{RELEASE_SELECT} WHERE app_name = ?1 AND version = ?2"),
+                    params![app, version],
+                    release_row,
+                )
+                .optional()?;
+            tx.commit()?;
+            Ok(r)
         })
         .await
     }
@@ -755,6 +881,58 @@ mod tests {
             created_at: 1,
             machine_count: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn releases_are_numbered_per_app_and_end_once() {
+        let (_d, s) = open();
+        s.ensure_org("a", 1).await.unwrap();
+        for name in ["one", "two"] {
+            assert!(s.insert_app(app(name, "a")).await.unwrap());
+        }
+        let release = |app: &str| ReleaseRecord {
+            app: app.into(),
+            version: 0,
+            image: "hello:v1".into(),
+            strategy: "rolling".into(),
+            status: "running".into(),
+            description: None,
+            reason: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        assert_eq!(s.insert_release(release("one")).await.unwrap().version, 1);
+        assert_eq!(s.insert_release(release("one")).await.unwrap().version, 2);
+        assert_eq!(s.insert_release(release("two")).await.unwrap().version, 1);
+        let versions: Vec<u32> = s
+            .releases("one")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(versions, [2, 1]);
+        let done = s
+            .finish_release("one", 2, "running", "complete", None, 5)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((done.status.as_str(), done.updated_at), ("complete", 5));
+        // A second ending leaves the first in place.
+        let again = s
+            .finish_release("one", 2, "running", "failed", Some("x".into()), 6)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.status.as_str(), again.reason), ("complete", None));
+        assert!(
+            s.finish_release("one", 9, "running", "failed", None, 6)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        s.delete_app("one").await.unwrap();
+        assert!(s.releases("one").await.unwrap().is_empty());
     }
 
     #[tokio::test]

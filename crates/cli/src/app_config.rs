@@ -57,6 +57,18 @@ pub fn load(file: &ConfigFile, app: Option<String>) -> Result<Loaded> {
     Ok(loaded)
 }
 
+/// The `app` of the config `-c` names, or of the one in the current directory (`None` when
+/// there is no such file there, or it names no app). A file that does not parse is an error.
+pub fn app_name(file: &ConfigFile) -> Result<Option<String>> {
+    let path = match find(file) {
+        Ok(path) => path,
+        Err(_) if file.config.is_none() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let loaded = aloft_appconfig::load(&path)?;
+    Ok(loaded.config.app)
+}
+
 /// The config file; one found in the current directory is named relative to it (`fly.toml`).
 fn find(file: &ConfigFile) -> Result<PathBuf> {
     aloft_appconfig::find(file.config.as_deref(), Path::new("")).map_err(|e| match e {

@@ -2,9 +2,8 @@
 //! user's certificate or one from the platform's development CA.
 
 use crate::Ctx;
-use crate::machine::{AppArg, app_missing};
+use crate::machine::{AppArg, explain_app_error};
 use crate::output::{Table, print_json};
-use aloft_types::ApiError;
 use aloft_types::api::CreateCertificateRequest;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -59,18 +58,8 @@ fn read(path: &Option<PathBuf>) -> Result<Option<String>> {
         .transpose()
 }
 
-/// The client's error, or the app-missing sentence when the app is not there.
-async fn explain(ctx: &Ctx, app: &str, e: crate::client::ClientError) -> anyhow::Error {
-    match (e.api(), ctx.client()) {
-        (Some(ApiError::NotFound(m)), Ok(client)) if m.contains("aloft apps list") => {
-            app_missing(&client, app).await
-        }
-        _ => e.into(),
-    }
-}
-
 async fn add(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
-    let app = ctx.app(args.app.app.clone())?;
+    let app = ctx.app_of(&args.app)?;
     let req = CreateCertificateRequest {
         hostname: args.hostname,
         certificate: read(&args.cert)?,
@@ -79,7 +68,7 @@ async fn add(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
     let client = ctx.client()?;
     let cert = match client.add_certificate(&app, &req).await {
         Ok(c) => c,
-        Err(e) => return Err(explain(ctx, &app, e).await),
+        Err(e) => return Err(explain_app_error(ctx, &app, e).await),
     };
     if ctx.json {
         print_json(&cert)?;
@@ -98,11 +87,11 @@ async fn add(ctx: &Ctx, args: AddArgs) -> Result<ExitCode> {
 }
 
 async fn list(ctx: &Ctx, app: AppArg) -> Result<ExitCode> {
-    let app = ctx.app(app.app)?;
+    let app = ctx.app_of(&app)?;
     let client = ctx.client()?;
     let certs = match client.certificates(&app).await {
         Ok(c) => c,
-        Err(e) => return Err(explain(ctx, &app, e).await),
+        Err(e) => return Err(explain_app_error(ctx, &app, e).await),
     };
     if ctx.json {
         print_json(&certs)?;
@@ -123,10 +112,10 @@ async fn list(ctx: &Ctx, app: AppArg) -> Result<ExitCode> {
 }
 
 async fn remove(ctx: &Ctx, hostname: &str, app: AppArg) -> Result<ExitCode> {
-    let app = ctx.app(app.app)?;
+    let app = ctx.app_of(&app)?;
     let client = ctx.client()?;
     if let Err(e) = client.remove_certificate(&app, hostname).await {
-        return Err(explain(ctx, &app, e).await);
+        return Err(explain_app_error(ctx, &app, e).await);
     }
     if !ctx.json {
         println!("App `{app}` is no longer served at {hostname}.");

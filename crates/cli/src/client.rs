@@ -5,9 +5,10 @@ use crate::config::ClientConfig;
 use aloft_api::http::PARTIAL_HEADER;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
-    ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, ListMachinesQuery,
-    LogLine, LogsQuery, RegionList, RestartQuery, SignalRequest, StartResponse, StopRequest,
-    SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
+    CreateReleaseRequest, ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseRequest,
+    LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, RegionList, Release, RestartQuery,
+    SignalRequest, StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest,
+    UpdateReleaseRequest, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
@@ -223,6 +224,37 @@ impl Client {
         ))
         .await
         .map(drop)
+    }
+
+    pub async fn create_release(
+        &self,
+        app: &str,
+        req: &CreateReleaseRequest,
+    ) -> Result<Release, ClientError> {
+        self.send(
+            self.request(Method::POST, &["v1", "apps", app, "releases"])
+                .json(req),
+        )
+        .await
+    }
+
+    pub async fn releases(&self, app: &str) -> Result<Vec<Release>, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "apps", app, "releases"]))
+            .await
+    }
+
+    pub async fn finish_release(
+        &self,
+        app: &str,
+        version: u32,
+        req: &UpdateReleaseRequest,
+    ) -> Result<Release, ClientError> {
+        let version = version.to_string();
+        self.send(
+            self.request(Method::PATCH, &["v1", "apps", app, "releases", &version])
+                .json(req),
+        )
+        .await
     }
 
     pub async fn get_app(&self, app: &str) -> Result<App, ClientError> {

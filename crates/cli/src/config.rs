@@ -71,7 +71,7 @@ impl Env {
     pub fn app(&self, flag: Option<String>) -> Result<String> {
         flag.or_else(|| self.app.clone()).ok_or_else(|| {
             anyhow!(
-                "no app given: pass -a APP (or set ALOFT_APP); `aloft apps list` shows your apps"
+                "no app given: pass -a APP, set ALOFT_APP, or run it where a fly.toml names the app (or pass -c PATH); `aloft apps list` shows your apps"
             )
         })
     }

@@ -1,8 +1,15 @@
 //! `aloft deploy`: the app's config (`fly.toml`) applied to its machines, process group by
-//! process group. A group without machines gets one in the primary region; a group's machines are
-//! updated one at a time (`rolling`, each started and passing its checks before the next) or all
-//! at once (`immediate`). Each machine is leased while it changes, and the lease is released
-//! whatever happens, Ctrl-C included.
+//! process group, as a new release (`aloft releases`). A group without machines gets one in the
+//! primary region; a group's machines are updated a batch at a time (`rolling`: `[deploy]
+//! max_unavailable` of them, never all of a group of two or more, each batch started and passing
+//! its checks before the next) or all at once (`immediate`). Each machine is leased while it
+//! changes, and the lease is released whatever happens, Ctrl-C included.
+//!
+//! When a step fails (an update refused, a machine that does not start or whose checks do not
+//! pass within `wait_timeout`), the machines the deploy changed go back to their previous config
+//! and the ones it created are destroyed: the release is `rolled_back` and the app keeps serving
+//! the previous one. The app's first release has nothing to go back to: it is `failed`, and its
+//! machines stay for their logs. Ctrl-C stops the deploy where it is (`interrupted`).
 
 use crate::Ctx;
 use crate::app_config::{ConfigFile, load};
@@ -11,9 +18,12 @@ use crate::output::print_json;
 use aloft_appconfig::machines::PROCESS_GROUP_KEY;
 use aloft_appconfig::schema::Strategy;
 use aloft_appconfig::validate::DEFAULT_GROUP;
+use aloft_appconfig::values::split_command;
 use aloft_types::api::{
-    CreateMachineRequest, LeaseRequest, ListMachinesQuery, UpdateMachineRequest,
+    CreateMachineRequest, CreateReleaseRequest, LeaseRequest, ListMachinesQuery, ReleaseStatus,
+    UpdateMachineRequest, UpdateReleaseRequest,
 };
+use aloft_types::config::{InitConfig, Restart, RestartPolicy};
 use aloft_types::machine::CheckState;
 use aloft_types::{Machine, MachineConfig, MachineState};
 use anyhow::{Context, Result, anyhow, bail};
@@ -27,6 +37,29 @@ use std::time::{Duration, Instant};
 /// How long a machine has to start and pass its checks, unless `[deploy] wait_timeout` says.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long the release command may run, unless `[deploy] release_command_timeout` says.
+const RELEASE_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The process group of the release command's machine (the reference's).
+const RELEASE_COMMAND_GROUP: &str = "fly_app_release_command";
+
+/// The reference's default `[deploy] max_unavailable`: a third of a group's machines at once.
+const MAX_UNAVAILABLE: f64 = 0.33;
+
+/// The machine metadata key holding the release a machine runs (the reference's).
+pub const RELEASE_VERSION_KEY: &str = "fly_release_version";
+
+/// How many of a group's `total` machines a rolling deploy changes at once: `max_unavailable`
+/// (a fraction below 1, else a count), at least one, and never all of a group of two or more.
+fn batch_size(max_unavailable: f64, total: usize) -> usize {
+    let k = if max_unavailable < 1.0 {
+        (max_unavailable * total as f64).ceil() as usize
+    } else {
+        max_unavailable as usize
+    };
+    k.clamp(1, total.saturating_sub(1).max(1))
+}
+
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     #[command(flatten)]
@@ -37,7 +70,8 @@ pub struct DeployArgs {
     /// The image to deploy (default: the config's `[build] image`).
     #[arg(short = 'i', long)]
     pub image: Option<String>,
-    /// `rolling` or `immediate` (default: `[deploy] strategy`, else rolling).
+    /// `rolling`, `immediate`, `canary` or `bluegreen` (default: `[deploy] strategy`, else
+    /// rolling).
     #[arg(long)]
     pub strategy: Option<String>,
     /// Where a process group without machines gets its first (default: `primary_region`).
@@ -91,16 +125,10 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
             .unwrap_or(Strategy::Rolling),
         Some("rolling") => Strategy::Rolling,
         Some("immediate") => Strategy::Immediate,
-        Some(other) => bail!(
-            "--strategy {other}: use rolling or immediate (canary and bluegreen are not supported yet)"
-        ),
+        Some("canary") => Strategy::Canary,
+        Some("bluegreen") => Strategy::Bluegreen,
+        Some(other) => bail!("--strategy {other}: use rolling, immediate, canary or bluegreen"),
     };
-    if matches!(strategy, Strategy::Canary | Strategy::Bluegreen) {
-        bail!(
-            "the {} strategy is not supported yet: deploy with --strategy rolling or immediate",
-            strategy.as_str()
-        );
-    }
     let wait = args
         .wait_timeout
         .or_else(|| {
@@ -138,46 +166,160 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
             loaded.path.display()
         );
     }
-    // The machine whose lease is held, for Ctrl-C to release.
-    let held: Arc<Mutex<Option<(String, String)>>> = Arc::default();
+    let max_unavailable = config
+        .deploy
+        .as_ref()
+        .and_then(|d| d.max_unavailable)
+        .unwrap_or(MAX_UNAVAILABLE);
+    let groups = config.groups();
+    // Every group's config first: a config that cannot be applied stops the deploy before it
+    // records a release or touches a machine.
+    let mut group_configs = Vec::new();
+    for group in &groups {
+        let machine_config = config
+            .machine_config(group, &image, dir)
+            .map_err(|e| anyhow!("{}: {e}", loaded.path.display()))?;
+        let checks = machine_config.checks.len()
+            + machine_config
+                .services
+                .iter()
+                .map(|s| s.checks.len())
+                .sum::<usize>();
+        if strategy == Strategy::Bluegreen && checks == 0 {
+            bail!(
+                "the bluegreen strategy needs a health check to know the new machines work, and process group `{group}` has none: add one under [checks] or [[http_service.checks]] in {}, or deploy with --strategy rolling",
+                loaded.path.display()
+            );
+        }
+        group_configs.push((group, machine_config));
+    }
+    let release = scope
+        .client
+        .create_release(
+            &app,
+            &CreateReleaseRequest {
+                image: image.clone(),
+                strategy: strategy.as_str().into(),
+                description: None,
+            },
+        )
+        .await
+        .context("recording the release")?;
+    if !ctx.json {
+        println!("==> Release v{} of {app}", release.version);
+    }
+    // The leases held, for Ctrl-C to release.
+    let held: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let mut deploy = Deploy {
         scope: &scope,
         held: held.clone(),
         wait,
         quiet: ctx.json,
         steps: Vec::new(),
+        changed: Vec::new(),
+        created: Vec::new(),
     };
-    let groups = config.groups();
+    let release_command = config
+        .deploy
+        .as_ref()
+        .and_then(|d| d.release_command.clone());
+    let release_timeout = config
+        .deploy
+        .as_ref()
+        .and_then(|d| d.release_command_timeout)
+        .map_or(RELEASE_COMMAND_TIMEOUT, |t| t.0);
     let work = async {
-        for group in &groups {
-            let machine_config = config
-                .machine_config(group, &image, dir)
-                .map_err(|e| anyhow!("{}: {e}", loaded.path.display()))?;
-            let mine: Vec<&Machine> = machines.iter().filter(|m| group_of(m) == *group).collect();
+        if let (Some(command), Some((_, first))) = (&release_command, group_configs.first()) {
+            let mut config = first.clone();
+            config
+                .metadata
+                .insert(RELEASE_VERSION_KEY.into(), release.version.to_string());
+            deploy
+                .release_command(command, config, region.clone(), release_timeout)
+                .await?;
+        }
+        for (group, machine_config) in &group_configs {
+            let mut machine_config = machine_config.clone();
+            machine_config
+                .metadata
+                .insert(RELEASE_VERSION_KEY.into(), release.version.to_string());
+            let mine: Vec<&Machine> = machines.iter().filter(|m| group_of(m) == **group).collect();
             if mine.is_empty() {
                 deploy.create(group, machine_config, region.clone()).await?;
             } else {
-                deploy
-                    .update(group, &machine_config, &mine, strategy)
-                    .await?;
+                let batch = match strategy {
+                    Strategy::Immediate => mine.len(),
+                    _ => batch_size(max_unavailable, mine.len()),
+                };
+                match strategy {
+                    Strategy::Bluegreen => deploy.blue_green(group, &machine_config, &mine).await?,
+                    Strategy::Canary => {
+                        deploy
+                            .canary(group, &machine_config, &mine[0].region)
+                            .await?;
+                        deploy.update(group, &machine_config, &mine, batch).await?;
+                    }
+                    Strategy::Rolling | Strategy::Immediate => {
+                        deploy.update(group, &machine_config, &mine, batch).await?;
+                    }
+                }
             }
         }
         Ok::<(), anyhow::Error>(())
     };
     let result = tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        r = work => r.map_err(Some),
+        _ = tokio::signal::ctrl_c() => Err(None),
     };
     // Whatever happened, no lease stays behind.
-    let leftover = held.lock().expect("lock").take();
-    if let Some((id, nonce)) = leftover {
+    let leftover: Vec<(String, String)> = std::mem::take(&mut *held.lock().expect("lock"));
+    for (id, nonce) in leftover {
         let _ = scope.client.release_lease(&app, &id, &nonce).await;
     }
-    if let Err(e) = result {
-        return Err(e.context(format!(
-            "the deploy of {app} stopped; machines already changed keep the new config, the others the old (no lease is left held)"
-        )));
+    let version = release.version;
+    let (status, reason, outcome) = match result {
+        Ok(()) => (ReleaseStatus::Complete, None, Ok(())),
+        Err(None) => (
+            ReleaseStatus::Interrupted,
+            Some("interrupted (Ctrl-C)".to_string()),
+            Err(anyhow!(
+                "the deploy of release v{version} of {app} was interrupted: machines already changed run it, the others the previous release (no lease is left held; deploy again to finish)"
+            )),
+        ),
+        Err(Some(e)) if machines.is_empty() => (
+            ReleaseStatus::Failed,
+            Some(format!("{e:#}")),
+            Err(e.context(format!(
+                "release v{version} of {app} failed; it is the app's first, so there is nothing to roll back to (its machines stay, for `aloft logs -a {app}`)"
+            ))),
+        ),
+        Err(Some(e)) => {
+            let reason = format!("{e:#}");
+            if !ctx.json {
+                println!("==> Rolling back release v{version}: {reason}");
+            }
+            let outcome = match deploy.roll_back().await {
+                Ok(()) => e.context(format!(
+                    "release v{version} of {app} failed and was rolled back: its machines run the previous release again"
+                )),
+                Err(problem) => e.context(format!(
+                    "release v{version} of {app} failed, and rolling it back did not finish ({problem:#}): see `aloft status -a {app}`"
+                )),
+            };
+            (ReleaseStatus::RolledBack, Some(reason), Err(outcome))
+        }
+    };
+    if let Err(e) = scope
+        .client
+        .finish_release(&app, version, &UpdateReleaseRequest { status, reason })
+        .await
+    {
+        eprintln!(
+            "Warning: recording that release v{version} is {}: {e}",
+            status.as_str()
+        );
     }
+    outcome?;
     let steps = deploy.steps;
     for m in &machines {
         let group = group_of(m);
@@ -191,10 +333,12 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         }
     }
     if ctx.json {
-        print_json(&serde_json::json!({"app": app, "image": image, "machines": steps}))?;
+        print_json(
+            &serde_json::json!({"app": app, "release": version, "image": image, "machines": steps}),
+        )?;
     } else {
         println!(
-            "==> Deployed {app}: {} machine{} on {image}",
+            "==> Deployed release v{version} of {app}: {} machine{} on {image}",
             steps.len(),
             if steps.len() == 1 { "" } else { "s" }
         );
@@ -202,8 +346,21 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An update to `config` that leaves everything else as it is.
+fn new_config(config: MachineConfig) -> UpdateMachineRequest {
+    UpdateMachineRequest {
+        config,
+        name: None,
+        region: None,
+        skip_launch: false,
+        current_version: None,
+        lease_ttl: None,
+        skip_service_registration: false,
+    }
+}
+
 /// A machine's process group: its `fly_process_group` metadata, else `app`.
-fn group_of(m: &Machine) -> String {
+pub(crate) fn group_of(m: &Machine) -> String {
     m.config
         .metadata
         .get(PROCESS_GROUP_KEY)
@@ -211,12 +368,22 @@ fn group_of(m: &Machine) -> String {
         .unwrap_or_else(|| DEFAULT_GROUP.to_string())
 }
 
+/// A machine the deploy updated, and the config it had.
+struct Changed {
+    id: String,
+    group: String,
+    previous: MachineConfig,
+}
+
 struct Deploy<'a> {
     scope: &'a Scope,
-    held: Arc<Mutex<Option<(String, String)>>>,
+    held: Arc<Mutex<Vec<(String, String)>>>,
     wait: Duration,
     quiet: bool,
     steps: Vec<Step>,
+    /// What a roll-back undoes.
+    changed: Vec<Changed>,
+    created: Vec<String>,
 }
 
 impl Deploy<'_> {
@@ -226,14 +393,15 @@ impl Deploy<'_> {
         }
     }
 
-    async fn create(
+    /// Creates a machine of the group (remembered for a roll-back to destroy); its id.
+    async fn launch(
         &mut self,
         group: &str,
-        config: MachineConfig,
+        config: &MachineConfig,
         region: Option<String>,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let req = CreateMachineRequest {
-            config,
+            config: config.clone(),
             name: None,
             region,
             skip_launch: false,
@@ -250,60 +418,275 @@ impl Deploy<'_> {
             "  {group}: created machine {} in {}",
             created.id, created.region
         ));
-        let m = self.healthy(&created.id.to_string()).await?;
+        let id = created.id.to_string();
+        self.created.push(id.clone());
+        Ok(id)
+    }
+
+    async fn create(
+        &mut self,
+        group: &str,
+        config: MachineConfig,
+        region: Option<String>,
+    ) -> Result<()> {
+        let id = self.launch(group, &config, region).await?;
+        let m = self.healthy(&id).await?;
         self.record(group, "created", &m);
         Ok(())
     }
 
+    /// Updates the group's machines `batch` at a time: a batch's machines change together, and
+    /// each must be started and passing its checks before the next batch.
     async fn update(
         &mut self,
         group: &str,
         config: &MachineConfig,
         machines: &[&Machine],
-        strategy: Strategy,
+        batch: usize,
     ) -> Result<()> {
         let total = machines.len();
-        let mut updated = Vec::new();
-        for (i, m) in machines.iter().enumerate() {
-            let id = m.id.to_string();
-            let nonce = self.lease(&id).await?;
-            let req = UpdateMachineRequest {
-                config: config.clone(),
-                name: None,
-                region: None,
-                skip_launch: false,
-                current_version: None,
-                lease_ttl: None,
-                skip_service_registration: false,
-            };
-            self.say(format!(
-                "  {group}: updating machine {id} ({}/{total})",
-                i + 1
-            ));
-            let result = self
-                .scope
-                .client
-                .update_machine(&self.scope.app, &id, &req, &nonce)
-                .await
-                .with_context(|| format!("updating machine {id} ({group})"));
-            let result = match (result, strategy) {
-                (Ok(_), Strategy::Rolling) => self.healthy(&id).await.map(Some),
-                (Ok(_), _) => Ok(None),
-                (Err(e), _) => Err(e),
-            };
-            self.release(&id, &nonce).await;
-            if let Some(m) = result? {
-                self.record(group, "updated", &m);
-            } else {
-                updated.push(id);
+        let mut done = 0;
+        for chunk in machines.chunks(batch.max(1)) {
+            let mut leased = Vec::new();
+            let mut result = Ok(());
+            for m in chunk {
+                match self.lease(&m.id.to_string()).await {
+                    Ok(nonce) => leased.push((*m, nonce)),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
-        }
-        // Immediate: every machine changed at once; then each must come up.
-        for id in updated {
-            let m = self.healthy(&id).await?;
-            self.record(group, "updated", &m);
+            if result.is_ok() {
+                for (m, nonce) in &leased {
+                    done += 1;
+                    let id = m.id.to_string();
+                    self.say(format!("  {group}: updating machine {id} ({done}/{total})"));
+                    let req = new_config(config.clone());
+                    if let Err(e) = self
+                        .scope
+                        .client
+                        .update_machine(&self.scope.app, &id, &req, nonce)
+                        .await
+                    {
+                        result = Err(anyhow::Error::from(e)
+                            .context(format!("updating machine {id} ({group})")));
+                        break;
+                    }
+                    self.changed.push(Changed {
+                        id,
+                        group: group.to_string(),
+                        previous: m.config.clone(),
+                    });
+                }
+            }
+            if result.is_ok() {
+                for (m, _) in &leased {
+                    match self.healthy(&m.id.to_string()).await {
+                        Ok(m) => self.record(group, "updated", &m),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            for (m, nonce) in &leased {
+                self.release(&m.id.to_string(), nonce).await;
+            }
+            result?;
         }
         Ok(())
+    }
+
+    /// Runs `[deploy] release_command` once, before any machine changes, in a temporary machine
+    /// with the release's config (no services or checks, never restarted) in `region`; anything
+    /// but exit code 0 (or running past `timeout`) stops the deploy with the command's last output.
+    async fn release_command(
+        &self,
+        command: &str,
+        mut config: MachineConfig,
+        region: Option<String>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let cmd = split_command(command)
+            .map_err(|e| anyhow!("[deploy] release_command `{command}`: {e}"))?;
+        config.init = Some(InitConfig {
+            cmd,
+            ..config.init.unwrap_or_default()
+        });
+        config.services.clear();
+        config.checks.clear();
+        config.restart = Some(Restart {
+            policy: RestartPolicy::No,
+            max_retries: None,
+        });
+        config
+            .metadata
+            .insert(PROCESS_GROUP_KEY.into(), RELEASE_COMMAND_GROUP.into());
+        let (client, app) = (&self.scope.client, self.scope.app.as_str());
+        let req = CreateMachineRequest {
+            config,
+            name: None,
+            region,
+            skip_launch: false,
+            lease_ttl: None,
+            skip_service_registration: true,
+        };
+        let created = client
+            .create_machine(app, &req)
+            .await
+            .context("creating the release command's machine")?;
+        let id = created.id.to_string();
+        self.say(format!(
+            "  running release command `{command}` in machine {id}"
+        ));
+        let started = Instant::now();
+        let ended = self
+            .scope
+            .await_state(&id, MachineState::Stopped, timeout)
+            .await;
+        let exit_code = match &ended {
+            Ok(m) => m
+                .events
+                .iter()
+                .filter_map(|e| e.request.as_ref()?.exit_event.as_ref())
+                .map(|x| x.exit_code)
+                .next_back(),
+            Err(_) => None,
+        };
+        let output = match client.logs(app, &id, None).await {
+            Ok(lines) => {
+                let tail: Vec<&str> = lines
+                    .iter()
+                    .rev()
+                    .take(20)
+                    .map(|l| l.message.as_str())
+                    .collect();
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            }
+            Err(_) => String::new(),
+        };
+        if let Err(e) = client.destroy_machine(app, &id, true).await {
+            eprintln!("Warning: destroying the release command's machine {id}: {e}");
+        }
+        match (ended, exit_code) {
+            (Ok(_), Some(0)) => {
+                self.say(format!(
+                    "    release command succeeded ({:.1}s)",
+                    started.elapsed().as_secs_f64()
+                ));
+                Ok(())
+            }
+            (Ok(_), code) => bail!(
+                "the release command `{command}` failed (exit code {}); no machine was changed. Its last output:\n{output}",
+                code.map_or("unknown".to_string(), |c| c.to_string())
+            ),
+            (Err(WaitFailure::NotReached(_)), _) => bail!(
+                "the release command `{command}` did not finish within {}s (`[deploy] release_command_timeout`); no machine was changed. Its last output:\n{output}",
+                timeout.as_secs()
+            ),
+            (Err(WaitFailure::Error(e)), _) => Err(e.context("waiting for the release command")),
+        }
+    }
+
+    /// `bluegreen`: a new machine beside each of the group's (same region), all started and
+    /// passing their checks before any old one goes; then the old ones are cordoned, stopped and
+    /// destroyed. Until then a failure only has new machines to destroy.
+    async fn blue_green(
+        &mut self,
+        group: &str,
+        config: &MachineConfig,
+        machines: &[&Machine],
+    ) -> Result<()> {
+        let mut green = Vec::new();
+        for m in machines {
+            let id = self.launch(group, config, Some(m.region.clone())).await?;
+            self.say(format!("  {group}: green machine {id} beside {}", m.id));
+            green.push(id);
+        }
+        for id in &green {
+            let m = self.healthy(id).await?;
+            self.record(group, "created", &m);
+        }
+        // Committed: the new machines serve. The old ones go without taking requests with them.
+        self.created.clear();
+        for m in machines {
+            let id = m.id.to_string();
+            match self.scope.retire(&id).await {
+                Ok(()) => self.say(format!("  {group}: blue machine {id} destroyed")),
+                Err(e) => eprintln!(
+                    "Warning: destroying blue machine {id}: {e:#} (the new machines serve; destroy it with `aloft machine destroy {id} -a {} --force`)",
+                    self.scope.app
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// `canary`: one new machine with the new config in `region`, started and passing its
+    /// checks, then destroyed; the rolling update follows.
+    async fn canary(&mut self, group: &str, config: &MachineConfig, region: &str) -> Result<()> {
+        let id = self.launch(group, config, Some(region.to_string())).await?;
+        self.say(format!("  {group}: canary machine {id} in {region}"));
+        self.healthy(&id).await?;
+        self.scope.retire(&id).await?;
+        self.created.retain(|c| *c != id);
+        self.say(format!(
+            "  {group}: canary {id} passed and is gone; rolling on"
+        ));
+        Ok(())
+    }
+
+    /// Puts every machine the deploy changed back to its previous config (each started before
+    /// the next) and destroys the ones it created.
+    async fn roll_back(&mut self) -> Result<()> {
+        let changed = std::mem::take(&mut self.changed);
+        let mut problems = Vec::new();
+        for c in changed.iter().rev() {
+            let restored = async {
+                let nonce = self.lease(&c.id).await?;
+                let req = new_config(c.previous.clone());
+                let updated = self
+                    .scope
+                    .client
+                    .update_machine(&self.scope.app, &c.id, &req, &nonce)
+                    .await
+                    .map_err(anyhow::Error::from);
+                let result = match updated {
+                    Ok(_) => self.healthy(&c.id).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                self.release(&c.id, &nonce).await;
+                result
+            };
+            match restored.await {
+                Ok(()) => self.say(format!(
+                    "  {}: machine {} is back on the previous release",
+                    c.group, c.id
+                )),
+                Err(e) => problems.push(format!("machine {}: {e:#}", c.id)),
+            }
+        }
+        for id in std::mem::take(&mut self.created) {
+            match self
+                .scope
+                .client
+                .destroy_machine(&self.scope.app, &id, true)
+                .await
+            {
+                Ok(_) => self.say(format!(
+                    "  destroyed machine {id}, which the release created"
+                )),
+                Err(e) => problems.push(format!("destroying machine {id}: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", problems.join("; "))
+        }
     }
 
     /// Takes the machine's lease (for as long as a wait may take) and remembers it for Ctrl-C.
@@ -323,12 +706,18 @@ impl Deploy<'_> {
                     self.scope.app
                 )
             })?;
-        *self.held.lock().expect("lock") = Some((id.to_string(), lease.data.nonce.clone()));
+        self.held
+            .lock()
+            .expect("lock")
+            .push((id.to_string(), lease.data.nonce.clone()));
         Ok(lease.data.nonce)
     }
 
     async fn release(&self, id: &str, nonce: &str) {
-        self.held.lock().expect("lock").take();
+        self.held
+            .lock()
+            .expect("lock")
+            .retain(|(held, _)| held != id);
         if let Err(e) = self
             .scope
             .client
@@ -408,5 +797,22 @@ impl Deploy<'_> {
             action,
             state: m.state,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_size;
+
+    #[test]
+    fn batches_take_a_share_or_a_count_and_never_a_whole_group() {
+        assert_eq!(batch_size(0.33, 1), 1);
+        assert_eq!(batch_size(0.33, 2), 1);
+        assert_eq!(batch_size(0.33, 6), 2);
+        assert_eq!(batch_size(0.5, 5), 3);
+        assert_eq!(batch_size(2.0, 6), 2);
+        assert_eq!(batch_size(10.0, 3), 2);
+        assert_eq!(batch_size(0.99, 4), 3);
+        assert_eq!(batch_size(0.0, 4), 1);
     }
 }

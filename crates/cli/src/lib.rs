@@ -26,6 +26,8 @@ mod mesh;
 mod output;
 mod platform;
 mod registry;
+mod releases;
+mod scale;
 mod server;
 mod status;
 
@@ -79,6 +81,11 @@ enum Command {
     Config(app_config::ConfigCommand),
     /// Show an app and its machines.
     Status(status::StatusArgs),
+    /// List the app's releases (one per deploy) and how each ended.
+    Releases(releases::ReleasesArgs),
+    /// Change how many machines an app runs in each region.
+    #[command(subcommand)]
+    Scale(scale::ScaleCommand),
     /// Show (and follow) the log lines of an app's machines.
     Logs(logs::LogsArgs),
     /// Facts about the platform.
@@ -112,6 +119,18 @@ impl Ctx {
     /// The app named by `-a/--app`, else `$ALOFT_APP`.
     fn app(&self, flag: Option<String>) -> Result<String> {
         self.env.app(flag)
+    }
+
+    /// The app a command works on: `-a`, else `-c`'s config's `app`, else `$ALOFT_APP`, else
+    /// the `app` of `./fly.toml` (or `./aloft.toml`) when there is one.
+    fn app_of(&self, arg: &machine::AppArg) -> Result<String> {
+        if arg.app.is_some() || (arg.file.config.is_none() && self.env.app(None).is_ok()) {
+            return self.app(arg.app.clone());
+        }
+        match app_config::app_name(&arg.file)? {
+            Some(app) => Ok(app),
+            None => self.app(None),
+        }
     }
 }
 
@@ -160,6 +179,8 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Config(cmd) => app_config::run(cmd, &ctx).await,
         Command::Deploy(args) => deploy::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
+        Command::Releases(args) => releases::run(args, &ctx).await,
+        Command::Scale(command) => scale::run(command, &ctx).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Dev(cmd) => dev::run(cmd, &ctx).await,

@@ -41,7 +41,7 @@ struct Entry<'a> {
 }
 
 pub async fn run(ctx: &Ctx, args: LogsArgs) -> Result<ExitCode> {
-    let app = ctx.app(args.app.app.clone())?;
+    let app = ctx.app_of(&args.app)?;
     let client = ctx.client()?;
     // Per machine: the newest timestamp printed and how many lines at exactly that time, so a
     // poll prints only what is new even when lines share a millisecond.

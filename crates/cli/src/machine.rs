@@ -75,12 +75,28 @@ pub enum LeasesCommand {
     Clear(IdArgs),
 }
 
-/// `-a/--app`.
+/// The client's error, or the app-missing sentence when the app is not there.
+pub(crate) async fn explain_app_error(
+    ctx: &Ctx,
+    app: &str,
+    e: crate::client::ClientError,
+) -> anyhow::Error {
+    match (e.api(), ctx.client()) {
+        (Some(ApiError::NotFound(m)), Ok(client)) if m.contains("aloft apps list") => {
+            app_missing(&client, app).await
+        }
+        _ => e.into(),
+    }
+}
+
+/// `-a/--app`, and `-c/--config` for a config file whose `app` it is.
 #[derive(Debug, Args)]
 pub struct AppArg {
-    /// The app [default: $ALOFT_APP].
+    /// The app [default: $ALOFT_APP, else the config's `app`].
     #[arg(short = 'a', long = "app", value_name = "APP")]
     pub app: Option<String>,
+    #[command(flatten)]
+    pub file: crate::app_config::ConfigFile,
 }
 
 #[derive(Debug, Args)]
@@ -343,7 +359,7 @@ impl Scope {
     }
 
     fn new(ctx: &Ctx, app: &AppArg) -> Result<Self> {
-        let app = ctx.app(app.app.clone())?;
+        let app = ctx.app_of(app)?;
         Ok(Self {
             client: ctx.client()?,
             app,
@@ -375,6 +391,23 @@ impl Scope {
             },
             Err(_) => err.into(),
         }
+    }
+
+    /// Takes a machine out of service gently: cordoned (no new requests), stopped with its own
+    /// signal and timeout, then destroyed.
+    pub(crate) async fn retire(&self, id: &str) -> Result<()> {
+        self.client.cordon(&self.app, id, true).await?;
+        self.client
+            .stop(&self.app, id, &StopRequest::default())
+            .await?;
+        if let Err(WaitFailure::Error(e)) = self
+            .await_state(id, MachineState::Stopped, Duration::from_secs(60))
+            .await
+        {
+            return Err(e);
+        }
+        self.client.destroy_machine(&self.app, id, true).await?;
+        Ok(())
     }
 
     /// Waits until the machine is in `target`, for at most `limit`. Gives up early when the

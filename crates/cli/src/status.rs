@@ -18,7 +18,7 @@ pub struct StatusArgs {
 
 pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
     let client = ctx.client()?;
-    let name = ctx.app(args.app.app)?;
+    let name = ctx.app_of(&args.app)?;
     let app = match client.get_app(&name).await {
         Ok(app) => app,
         Err(ClientError::Api(ApiError::NotFound(_))) => {

@@ -49,6 +49,87 @@ pub struct Certificate {
     pub created_at: String,
 }
 
+/// `POST /v1/apps/{app}/releases`: a deploy begins (`aloft deploy` records one per deploy).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReleaseRequest {
+    /// The image every machine of the release runs.
+    pub image: String,
+    /// `rolling`, `immediate`, `canary` or `bluegreen`.
+    pub strategy: String,
+    /// What the release is, in the deployer's words.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `PATCH /v1/apps/{app}/releases/{version}`: how a running release's deploy ended.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateReleaseRequest {
+    /// Anything but `running`.
+    pub status: ReleaseStatus,
+    /// Why it failed, was rolled back or interrupted.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Where a release's deploy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Being deployed.
+    Running,
+    /// Every machine runs it.
+    Complete,
+    /// A step failed and there was nothing to roll back to (the app's first release).
+    Failed,
+    /// A step failed and the machines it had changed went back to the previous release.
+    RolledBack,
+    /// Stopped by the deployer (Ctrl-C): machines already changed run it, the others the
+    /// previous release.
+    Interrupted,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Running => "running",
+            ReleaseStatus::Complete => "complete",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::RolledBack => "rolled_back",
+            ReleaseStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Running,
+            Self::Complete,
+            Self::Failed,
+            Self::RolledBack,
+            Self::Interrupted,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// One deploy of an app: version `n` is the app's n-th.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Release {
+    pub version: u32,
+    pub app: String,
+    pub image: String,
+    pub strategy: String,
+    pub status: ReleaseStatus,
+    pub description: Option<String>,
+    pub reason: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339: when the status last changed.
+    pub updated_at: String,
+}
+
 /// An app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct App {

@@ -11,6 +11,10 @@
 //!   for apps whose database's primary lives in one region);
 //! - `?sleep=MS` waits that long (at most 30 s) before answering, to see concurrency limits and
 //!   overflow to another region.
+//!
+//! `hello release` is its release task (`[deploy] release_command = "release"` in its fly.toml):
+//! what a real app would do before a new version serves (migrate a database), here a line of
+//! output and exit code 0; `hello release fail` exits 1, to see a deploy stop on a failed one.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -113,6 +117,16 @@ fn query_value<'a>(target: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("release") {
+        let greeting = Machine::from_env().greeting;
+        if args.get(1).map(String::as_str) == Some("fail") {
+            eprintln!("hello: release task for `{greeting}` failed (as asked)");
+            std::process::exit(1);
+        }
+        println!("hello: release task for `{greeting}` done");
+        return;
+    }
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
     // `[::]` accepts IPv4 too where the host allows dual-stack sockets; fall back to IPv4.
     let listener = TcpListener::bind(format!("[::]:{port}"))
