@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, build, start an embedded single-host cloud (`aloft dev up`), build the example
-# app's image (examples/hello, no Docker), push it to the cloud's registry with skopeo, run it as two
+# app's image (examples/hello, no Docker), push it to the cloud's registry with skopeo, deploy it with
+# its fly.toml (`aloft deploy`: a release, its release command, health checks), scale it to two
 # machines, show them, and keep serving until Ctrl-C.
 #   scripts/demo.sh [--profile release|dev] [--data-dir DIR] [--runtime auto|gvisor|microvm] [--once]
 # --once destroys the demo's machines and stops the cloud after the demo instead of staying in the
@@ -55,12 +56,12 @@ skopeo copy --quiet --dest-tls-verify=false --dest-creds "x:$token" \
   "oci:$image_dir/hello:latest" "docker://$registry/personal/hello:latest"
 rm -rf "$image_dir"
 
-echo "==> deploying the example app 'hello' as two machines"
+echo "==> deploying the example app with examples/hello/fly.toml"
+config=examples/hello/fly.toml
 "$aloft" apps list --json | grep -q '"name": *"hello"' || "$aloft" apps create hello
-count=$("$aloft" machine list -a hello --json | grep -c '"name": *"hello-' || true)
-for i in $(seq $((count + 1)) 2); do
-  "$aloft" machine run hello:latest -a hello --region local --name "hello-$i" -p 80:8080/tcp:http --env GREETING=hi
-done
+"$aloft" deploy -c "$config"
+"$aloft" scale count 2 -c "$config"
+"$aloft" releases -c "$config"
 "$aloft" status -a hello
 ids=$("$aloft" machine list -a hello --json | grep -o '"id": *"[0-9a-f]*"' | grep -o '[0-9a-f]\{14\}')
 # The host reaches each machine on its private (6PN) address.
@@ -87,7 +88,7 @@ echo "==> its logs:"
 "$aloft" logs -a hello -m "$first" --no-tail | tail -5
 
 if [ "$once" = 1 ]; then
-  for id in $ids; do "$aloft" machine destroy "$id" -a hello --force; done
+  "$aloft" apps destroy hello --yes
   stop
   exit 0
 fi
