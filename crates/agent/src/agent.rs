@@ -52,6 +52,9 @@ pub(crate) struct Inner {
     pub proxy_load: std::sync::OnceLock<Arc<aloft_proxy::load::Load>>,
     /// The internal DNS server machines started from now on use ([`Agent::use_internal_dns`]).
     pub internal_dns: std::sync::OnceLock<String>,
+    /// Where app secrets come from ([`Agent::use_secrets`]), and the last values got per app.
+    pub secrets: std::sync::OnceLock<Arc<dyn crate::secrets::SecretSource>>,
+    pub secret_cache: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
 }
 
 /// The in-memory side of one machine.
@@ -114,6 +117,8 @@ impl Agent {
                 advertise: Mutex::new(None),
                 proxy_load: std::sync::OnceLock::new(),
                 internal_dns: std::sync::OnceLock::new(),
+                secrets: std::sync::OnceLock::new(),
+                secret_cache: Mutex::default(),
             }),
         };
         for rec in &records {

@@ -31,6 +31,7 @@ mod lease;
 mod ops;
 mod reconcile;
 mod runs;
+pub mod secrets;
 mod store;
 mod tasks;
 

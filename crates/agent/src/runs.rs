@@ -119,7 +119,20 @@ impl Agent {
                 )));
             }
         };
-        let spec = spec_of(&m.rec, image, self.inner.internal_dns.get().cloned());
+        let mut spec = spec_of(&m.rec, image, self.inner.internal_dns.get().cloned());
+        // Secrets go into this run's environment only, never the record (the API never shows
+        // them). Their names never start with FLY_ or ALOFT_: the platform's variables stay.
+        let (secrets, secrets_note) = self.app_secrets(&m.rec.app).await;
+        for (name, value) in secrets {
+            if let Some(image) = spec.image.as_mut() {
+                image.process.env.insert(name.clone(), value.clone());
+            }
+            spec.config.env.insert(name, value);
+        }
+        let message = match (message, secrets_note) {
+            (Some(m), Some(n)) => Some(format!("{m}; {n}")),
+            (m, n) => m.or(n),
+        };
         let mut started = match runtime.create(&spec).await {
             Ok(()) => runtime.start(&spec).await,
             Err(e) => Err(e),

@@ -25,6 +25,11 @@ pub enum ControlPlaneError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The secrets key cannot be read, made or used.
+    #[error(
+        "the secrets key {0} cannot be used: {1} (without it no app secret can be read; keep it with the database)"
+    )]
+    SecretsKey(PathBuf, String),
     /// The database was written by a newer aloft.
     #[error(
         "the control-plane database {path} has schema version {found}, newer than this aloft understands ({supported}); run a newer aloft"

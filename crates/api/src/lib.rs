@@ -37,6 +37,7 @@ mod forward;
 pub mod http;
 mod openapi;
 mod placement;
+mod secrets;
 mod service;
 mod store;
 
@@ -79,6 +80,8 @@ struct Inner {
     mesh_self: Mutex<Option<MeshPeer>>,
     /// Moves on when a host joins the mesh (or changes its key or endpoint).
     mesh_changes: tokio::sync::watch::Sender<u64>,
+    /// Seals and opens app secrets.
+    secrets: secrets::SecretBox,
 }
 
 impl ControlPlane {
@@ -86,9 +89,11 @@ impl ControlPlane {
     /// written is an error naming it, before anything is written.
     pub async fn open(config: ControlPlaneConfig) -> Result<ControlPlane, ControlPlaneError> {
         let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || {
+        let (store, secrets) = tokio::task::spawn_blocking(move || {
             check_writable(&dir)?;
-            store::Store::open(&dir.join("control.db"))
+            let store = store::Store::open(&dir.join("control.db"))?;
+            let secrets = secrets::SecretBox::load_or_create(&dir.join("secrets.key"))?;
+            Ok::<_, ControlPlaneError>((store, secrets))
         })
         .await
         .map_err(|source| ControlPlaneError::StoreTask { op: "open", source })??;
@@ -102,6 +107,7 @@ impl ControlPlane {
                 certificates: tokio::sync::watch::Sender::new(0),
                 mesh_self: Mutex::default(),
                 mesh_changes: tokio::sync::watch::Sender::new(0),
+                secrets,
             }),
         })
     }

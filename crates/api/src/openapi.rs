@@ -26,6 +26,9 @@ use utoipa::{Modify, OpenApi};
         http::add_certificate,
         http::list_certificates,
         http::remove_certificate,
+        http::set_secrets,
+        http::list_secrets,
+        http::unset_secrets,
         http::create_release,
         http::list_releases,
         http::finish_release,
@@ -39,6 +42,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "Apps", description = "Apps group machines; names are global DNS labels."),
         (name = "Certificates", description = "Hostnames an app is served at over HTTPS, with the user's certificate or one from the development CA."),
+        (name = "Secrets", description = "Values machines get as environment variables, encrypted at rest; listed by name and digest only."),
         (name = "Releases", description = "One per deploy: its image, strategy and how it ended."),
         (name = "Platform", description = "Regions and this document."),
     )

@@ -7,8 +7,8 @@ use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
     CreateReleaseRequest, ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseRequest,
     LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, RegionList, Release, RestartQuery,
-    SignalRequest, StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest,
-    UpdateReleaseRequest, WaitQuery, WaitResponse,
+    Secret, SetSecretsRequest, SignalRequest, StartResponse, StopRequest, SuspendResponse,
+    UnsetSecretsRequest, UpdateMachineRequest, UpdateReleaseRequest, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
@@ -224,6 +224,35 @@ impl Client {
         ))
         .await
         .map(drop)
+    }
+
+    pub async fn set_secrets(
+        &self,
+        app: &str,
+        req: &SetSecretsRequest,
+    ) -> Result<Vec<Secret>, ClientError> {
+        self.send(
+            self.request(Method::POST, &["v1", "apps", app, "secrets"])
+                .json(req),
+        )
+        .await
+    }
+
+    pub async fn secrets(&self, app: &str) -> Result<Vec<Secret>, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "apps", app, "secrets"]))
+            .await
+    }
+
+    pub async fn unset_secrets(
+        &self,
+        app: &str,
+        req: &UnsetSecretsRequest,
+    ) -> Result<Vec<Secret>, ClientError> {
+        self.send(
+            self.request(Method::POST, &["v1", "apps", app, "secrets", "unset"])
+                .json(req),
+        )
+        .await
     }
 
     pub async fn create_release(

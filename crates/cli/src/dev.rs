@@ -279,6 +279,10 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         .register_host(agent.host_info(&agent_url))
         .await
         .context("registering the host agent with the control plane")?;
+    agent.use_secrets(std::sync::Arc::new(
+        aloft_agent::secrets::ControlPlaneSecrets::new(&api_url, &internal_token)
+            .context("building the secrets client")?,
+    ));
     let heartbeat = spawn_heartbeat(agent.clone(), api_url.clone(), agent_url.clone());
     control_plane
         .ensure_org(ORG)

@@ -28,6 +28,7 @@ mod platform;
 mod registry;
 mod releases;
 mod scale;
+mod secrets;
 mod server;
 mod status;
 
@@ -83,6 +84,9 @@ enum Command {
     Status(status::StatusArgs),
     /// List the app's releases (one per deploy) and how each ended.
     Releases(releases::ReleasesArgs),
+    /// Set, remove and list an app's secrets (environment variables kept encrypted).
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Change how many machines an app runs in each region.
     #[command(subcommand)]
     Scale(scale::ScaleCommand),
@@ -181,6 +185,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Releases(args) => releases::run(args, &ctx).await,
         Command::Scale(command) => scale::run(command, &ctx).await,
+        Command::Secrets(command) => secrets::run(command, &ctx).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Dev(cmd) => dev::run(cmd, &ctx).await,

@@ -633,6 +633,10 @@ async fn host(config: HostFile) -> Result<ExitCode> {
             Ok(())
         })
     };
+    agent.use_secrets(std::sync::Arc::new(
+        aloft_agent::secrets::ControlPlaneSecrets::new(&control_plane, &token)
+            .context("building the secrets client")?,
+    ));
     let heartbeat = spawn_heartbeat(agent.clone(), control_plane.clone(), agent_url.clone());
     println!(
         "aloft host {} (region {}, host number {number}, {runtime_name} runtime): agent {agent_url}, proxy http://{} (worker {worker}), gossip {}, control plane {control_plane}{}",

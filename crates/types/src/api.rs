@@ -49,6 +49,31 @@ pub struct Certificate {
     pub created_at: String,
 }
 
+/// `POST /v1/apps/{app}/secrets`: set (add or replace) secrets, all or none.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetSecretsRequest {
+    /// Name to value; names are environment variable names.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// `POST /v1/apps/{app}/secrets/unset`: remove secrets, all or none.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsetSecretsRequest {
+    pub names: Vec<String>,
+}
+
+/// A secret as listed: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Secret {
+    pub name: String,
+    /// The first 16 hex digits of the value's SHA-256: tells two values apart without showing them.
+    pub digest: String,
+    /// RFC 3339: when it was last set.
+    pub created_at: String,
+}
+
 /// `POST /v1/apps/{app}/releases`: a deploy begins (`aloft deploy` records one per deploy).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

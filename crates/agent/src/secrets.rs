@@ -1,0 +1,106 @@
+//! App secrets for the machines this host starts: asked of the control plane
+//! (`GET {cp}/internal/v1/apps/{app}/secrets`, internal token) at every start and added to the
+//! machine's environment, never to its config (the API never shows them).
+//!
+//! Availability first: when the control plane does not answer, the last values this agent got for
+//! the app are used; with none, the machine starts without secrets and its start event says so
+//! (an app without secrets, the common case, must survive a control-plane outage).
+
+use crate::agent::Agent;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where an app's secret values come from.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn secrets(&self, app: &str) -> Result<BTreeMap<String, String>, String>;
+}
+
+/// The control plane's internal endpoint.
+pub struct ControlPlaneSecrets {
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ControlPlaneSecrets {
+    pub fn new(control_plane_url: &str, internal_token: &str) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            url: control_plane_url.trim_end_matches('/').to_string(),
+            token: internal_token.to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        })
+    }
+}
+
+#[async_trait]
+impl SecretSource for ControlPlaneSecrets {
+    async fn secrets(&self, app: &str) -> Result<BTreeMap<String, String>, String> {
+        let url = format!("{}/internal/v1/apps/{app}/secrets", self.url);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("asking {url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("{url} answered {}", resp.status()));
+        }
+        resp.json().await.map_err(|e| format!("reading {url}: {e}"))
+    }
+}
+
+impl Agent {
+    /// Machines started from now on get their app's secrets from `source`. Set once.
+    pub fn use_secrets(&self, source: std::sync::Arc<dyn SecretSource>) {
+        let _ = self.inner.secrets.set(source);
+    }
+
+    /// The app's secrets for a start, and a note when they could not be had fresh.
+    pub(crate) async fn app_secrets(
+        &self,
+        app: &str,
+    ) -> (BTreeMap<String, String>, Option<String>) {
+        let Some(source) = self.inner.secrets.get() else {
+            return (BTreeMap::new(), None);
+        };
+        match source.secrets(app).await {
+            Ok(values) => {
+                self.inner
+                    .secret_cache
+                    .lock()
+                    .expect("lock")
+                    .insert(app.to_string(), values.clone());
+                (values, None)
+            }
+            Err(e) => {
+                let cached = self
+                    .inner
+                    .secret_cache
+                    .lock()
+                    .expect("lock")
+                    .get(app)
+                    .cloned();
+                tracing::warn!(app, error = %e, cached = cached.is_some(), "cannot fetch the app's secrets");
+                match cached {
+                    Some(values) => (
+                        values,
+                        Some(format!(
+                            "secrets from this host's last copy (the control plane did not answer: {e})"
+                        )),
+                    ),
+                    None => (
+                        BTreeMap::new(),
+                        Some(format!(
+                            "started without secrets: the control plane did not answer ({e}); restart the machine once it does"
+                        )),
+                    ),
+                }
+            }
+        }
+    }
+}
