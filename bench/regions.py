@@ -82,6 +82,24 @@ def client(prefix, host, port, name, path, n, conc=1, keep=True):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def push_example(data, token, name_tag):
+    """The example app (examples/hello: its page names its region; `?sleep=MS` holds a request),
+    as an image pushed to the dev cluster's registry as `personal/NAME:TAG`."""
+    app_dir = os.path.join(data, "app")
+    os.makedirs(app_dir, exist_ok=True)
+    shutil.copy(HELLO, os.path.join(app_dir, "hello"))
+    layout = os.path.join(data, "layout")
+    sh(ALOFT, "image", "build", "--busybox", "--rootfs", app_dir, "--entrypoint", "/hello",
+       "--expose", "8080", "-o", f"oci:{layout}:v1")
+    sh("skopeo", "copy", "-q", "--dest-tls-verify=false", "--dest-creds", f"x:{token}",
+       f"oci:{layout}:v1", f"docker://127.0.0.1:5000/personal/{name_tag}")
+
+
+def edge(data, region):
+    """A command prefix that runs in `region`'s client namespace (127.0.0.1 is its edge)."""
+    return [ALOFT, "--data-dir", data, "dev", "cluster", "exec", "--region", region, "--"]
+
+
 def ms(xs, q=0.5):
     xs = sorted(xs)
     return 1000 * xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -100,15 +118,7 @@ def main():
         sh(*cli, "dev", "cluster", "up", "--regions", "ord,ams,syd")
         token = open(os.path.join(data, "token")).read().strip()
         env["ALOFT_API_TOKEN"] = token
-        # The example app (examples/hello): its page names its region; `?sleep=MS` holds a request.
-        app_dir = os.path.join(data, "app")
-        os.makedirs(app_dir)
-        shutil.copy(HELLO, os.path.join(app_dir, "hello"))
-        layout = os.path.join(data, "layout")
-        sh(ALOFT, "image", "build", "--busybox", "--rootfs", app_dir, "--entrypoint", "/hello",
-           "--expose", "8080", "-o", f"oci:{layout}:v1")
-        sh("skopeo", "copy", "-q", "--dest-tls-verify=false", "--dest-creds", f"x:{token}",
-           f"oci:{layout}:v1", "docker://127.0.0.1:5000/personal/web:v1")
+        push_example(data, token, "web:v1")
 
         def run(app, region, hard):
             body = {"region": region, "config": {"image": "web:v1", "services": [{
@@ -133,14 +143,11 @@ def main():
             sh(*cli, "machine", "wait", m["id"], "-a", "web", "--state", "started", env=env,
                check=False)
 
-        def edge(region):
-            return [ALOFT, "--data-dir", data, "dev", "cluster", "exec", "--region", region, "--"]
-
         # Every edge routes to both machines, and has measured its distances.
         deadline = time.time() + 60
         for region in ("ord", "ams", "syd"):
             while True:
-                got = client(edge(region), "127.0.0.1", 80, "web.localhost", "/", 1)
+                got = client(edge(data, region), "127.0.0.1", 80, "web.localhost", "/", 1)
                 want = "ams" if region == "ams" else "ord"
                 if want in got["bodies"]:
                     break
@@ -152,7 +159,7 @@ def main():
         print(f"\n(1) client latency, {REQUESTS} sequential requests per region")
         print(f"{'region':8}{'served by':11}{'edge p50':>10}{'edge p99':>10}{'ideal p50':>11}{'ratio':>8}")
         for region in ("ord", "ams", "syd"):
-            got = client(edge(region), "127.0.0.1", 80, "web.localhost", "/", REQUESTS)
+            got = client(edge(data, region), "127.0.0.1", 80, "web.localhost", "/", REQUESTS)
             served = max(got["bodies"], key=got["bodies"].get)
             m = web.get(served)
             host_ns = f"alc-{served}-1"
@@ -166,7 +173,7 @@ def main():
         print(f"\n(2) saturation: {BURST} requests, {CONCURRENCY} at a time, from ord's users; "
               "each held 100 ms; ord's machine takes 2 at a time")
         for app, what in (("burst", "ord (2) + ams (50)"), ("solo", "ord (2) only")):
-            got = client(edge("ord"), "127.0.0.1", 80, f"{app}.localhost", "/?sleep=100",
+            got = client(edge(data, "ord"), "127.0.0.1", 80, f"{app}.localhost", "/?sleep=100",
                          BURST, CONCURRENCY)
             errors = sum(c for code, c in got["codes"].items() if code != "200")
             where = ", ".join(f"{b or '-'} {c}" for b, c in sorted(got["bodies"].items()))

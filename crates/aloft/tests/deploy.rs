@@ -168,7 +168,9 @@ fn deploys_create_then_update_machines_per_process_group() {
         "{table}"
     );
     let status = dev.aloft(&["status", "-c", &config]).ok().to_string();
-    assert!(status.contains("hello"), "{status}");
+    assert!(status.contains("release  v4 (hello:v1)"), "{status}");
+    let status = dev.aloft(&["--json", "status", "-c", &config]).json();
+    assert_eq!(status["release"]["version"], 4);
 
     // The releases API refuses what is not a release's ending, once.
     let (status, body) = http(

@@ -1,11 +1,12 @@
-//! `aloft status -a APP`: the app, its org, the regions and hosts it runs on, and its machines.
+//! `aloft status -a APP`: the app, its org, the release it serves, the regions and hosts it runs
+//! on, and its machines.
 
 use crate::Ctx;
 use crate::client::ClientError;
 use crate::machine::{AppArg, app_missing, machines_table, warn_partial};
 use crate::output::{print_fields, print_json};
 use aloft_types::ApiError;
-use aloft_types::api::ListMachinesQuery;
+use aloft_types::api::{ListMachinesQuery, ReleaseStatus};
 use anyhow::Result;
 use clap::Args;
 use std::process::ExitCode;
@@ -31,8 +32,13 @@ pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
         .await?;
     warn_partial(&list);
     let machines = list.machines;
+    // The release the app serves (its newest complete one), and the newest if that one differs.
+    let releases = client.releases(&name).await.unwrap_or_default();
+    let serving = releases
+        .iter()
+        .find(|r| r.status == ReleaseStatus::Complete);
     if ctx.json {
-        print_json(&serde_json::json!({ "app": app, "machines": machines }))?;
+        print_json(&serde_json::json!({ "app": app, "release": serving, "machines": machines }))?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("App");
@@ -42,6 +48,27 @@ pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
         ("status", app.status.clone()),
         ("network", app.network.clone()),
         ("created", app.created_at.clone()),
+        (
+            "release",
+            match (serving, releases.first()) {
+                (Some(r), Some(newest)) if newest.version != r.version => format!(
+                    "v{} ({}); v{} is {}",
+                    r.version,
+                    r.image,
+                    newest.version,
+                    newest.status.as_str()
+                ),
+                (Some(r), _) => format!("v{} ({})", r.version, r.image),
+                (None, Some(newest)) => {
+                    format!(
+                        "none complete; v{} is {}",
+                        newest.version,
+                        newest.status.as_str()
+                    )
+                }
+                (None, None) => "none (not deployed with `aloft deploy`)".into(),
+            },
+        ),
     ]);
     println!();
     if !machines.is_empty() {
