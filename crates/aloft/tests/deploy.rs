@@ -435,5 +435,23 @@ fn scale_count_copies_the_group_and_retires_the_newest_first() {
 
     let out = dev.aloft(&["scale", "count", "1", "-c", &config]);
     assert!(out.ok().contains("local: 3 machines -> 1"), "{out}");
-    assert_eq!(greetings(&dev), [(first, "v1".to_string())]);
+    assert_eq!(greetings(&dev), [(first.clone(), "v1".to_string())]);
+
+    // Size: every machine, one at a time, keeping the rest of its config.
+    let guest = |dev: &DevUp| machine_json(dev, "hello", &first)["config"]["guest"].clone();
+    let out = dev.aloft(&["scale", "vm", "shared-cpu-2x", "-a", "hello"]);
+    assert!(out.ok().contains("to shared-cpu-2x, 512 MB"), "{out}");
+    assert_eq!(guest(&dev)["cpus"], 2);
+    assert_eq!(guest(&dev)["memory_mb"], 512);
+    dev.aloft(&["scale", "memory", "1024", "-a", "hello"]).ok();
+    assert_eq!(guest(&dev)["cpus"], 2);
+    assert_eq!(guest(&dev)["memory_mb"], 1024);
+    assert_eq!(greetings(&dev), [(first.clone(), "v1".to_string())]);
+    assert_eq!(state_of(&dev, "hello", &first), "started");
+    let out = dev.aloft(&["scale", "vm", "huge", "-a", "hello"]);
+    assert!(
+        out.fails()
+            .contains("unknown size `huge`: use one of shared-cpu-1x"),
+        "{out}"
+    );
 }

@@ -346,6 +346,45 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Updates `machines` one at a time to `config_for(machine)`, each leased and then started and
+/// passing its checks before the next (for commands that change part of every machine's config,
+/// `aloft scale vm|memory`); Ctrl-C stops it with no lease left held. How many were updated.
+pub(crate) async fn update_each(
+    scope: &Scope,
+    machines: &[&Machine],
+    config_for: impl Fn(&Machine) -> MachineConfig,
+    quiet: bool,
+) -> Result<usize> {
+    let held: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut deploy = Deploy {
+        scope,
+        held: held.clone(),
+        wait: WAIT_TIMEOUT,
+        quiet,
+        steps: Vec::new(),
+        changed: Vec::new(),
+        created: Vec::new(),
+    };
+    let work = async {
+        for m in machines {
+            deploy
+                .update(&group_of(m), &config_for(m), &[*m], 1)
+                .await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C): machines already changed keep the change")),
+    };
+    let leftover: Vec<(String, String)> = std::mem::take(&mut *held.lock().expect("lock"));
+    for (id, nonce) in leftover {
+        let _ = scope.client.release_lease(&scope.app, &id, &nonce).await;
+    }
+    result?;
+    Ok(deploy.steps.len())
+}
+
 /// An update to `config` that leaves everything else as it is.
 fn new_config(config: MachineConfig) -> UpdateMachineRequest {
     UpdateMachineRequest {

@@ -1,13 +1,16 @@
 //! `aloft scale count N`: the number of machines of a process group in each region, as the
-//! reference's `fly scale count`. New machines copy the config of the group's newest machine (its
+//! reference's `fly scale count`; `aloft scale vm SIZE` and `aloft scale memory MB`: every machine's
+//! size, one machine at a time (each started and passing its checks before the next). New machines copy the config of the group's newest machine (its
 //! release, image and size); extra ones are retired newest first (cordoned, stopped, destroyed).
 //! The control plane spreads an app's machines across the hosts of a region.
 
 use crate::Ctx;
-use crate::deploy::group_of;
+use crate::deploy::{group_of, update_each};
 use crate::machine::{AppArg, Scope, WaitFailure};
 use crate::output::print_json;
+use aloft_appconfig::validate::VM_SIZES;
 use aloft_types::api::{CreateMachineRequest, ListMachinesQuery};
+use aloft_types::config::CpuKind;
 use aloft_types::{Machine, MachineState};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -23,6 +26,31 @@ const START_TIMEOUT: Duration = Duration::from_secs(300);
 pub enum ScaleCommand {
     /// Set how many machines of a process group run in each region.
     Count(CountArgs),
+    /// Set the machines' size (shared-cpu-1x ... performance-16x); memory with --vm-memory.
+    Vm {
+        size: String,
+        /// Memory in MB (default: the size's).
+        #[arg(long = "vm-memory", value_name = "MB")]
+        memory: Option<u32>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Set the machines' memory in MB, keeping their CPUs.
+    Memory {
+        memory: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which machines a size change applies to.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Only this process group's machines (default: every group's).
+    #[arg(long = "process-group", value_name = "GROUP")]
+    process_group: Option<String>,
+    #[command(flatten)]
+    app: AppArg,
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +79,101 @@ struct Change {
 pub async fn run(command: ScaleCommand, ctx: &Ctx) -> Result<ExitCode> {
     match command {
         ScaleCommand::Count(args) => count(args, ctx).await,
+        ScaleCommand::Vm {
+            size,
+            memory,
+            target,
+        } => {
+            let (kind, cpus, default_memory) = VM_SIZES
+                .iter()
+                .find(|(name, ..)| *name == size)
+                .map(|(_, kind, cpus, memory)| (*kind, *cpus, *memory))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "unknown size `{size}`: use one of {}",
+                        VM_SIZES
+                            .iter()
+                            .map(|(n, ..)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+            let cpu_kind = if kind == "performance" {
+                CpuKind::Performance
+            } else {
+                CpuKind::Shared
+            };
+            let memory = memory.unwrap_or(default_memory);
+            resize(ctx, target, &format!("{size}, {memory} MB"), |g| {
+                g.cpu_kind = cpu_kind;
+                g.cpus = cpus;
+                g.memory_mb = memory;
+            })
+            .await
+        }
+        ScaleCommand::Memory { memory, target } => {
+            resize(ctx, target, &format!("{memory} MB"), |g| {
+                g.memory_mb = memory
+            })
+            .await
+        }
     }
+}
+
+/// Changes every targeted machine's guest with `change`, one machine at a time.
+async fn resize(
+    ctx: &Ctx,
+    target: Target,
+    what: &str,
+    change: impl Fn(&mut aloft_types::config::Guest),
+) -> Result<ExitCode> {
+    let app = ctx.app_of(&target.app)?;
+    let scope = Scope::for_app(ctx.client()?, app.clone());
+    let machines = match scope
+        .client
+        .list_machines(&app, &ListMachinesQuery::default())
+        .await
+    {
+        Ok(list) => list.machines,
+        Err(e) => return Err(crate::machine::explain_app_error(ctx, &app, e).await),
+    };
+    let chosen: Vec<&Machine> = machines
+        .iter()
+        .filter(|m| {
+            target
+                .process_group
+                .as_ref()
+                .is_none_or(|g| group_of(m) == *g)
+        })
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "{app} has no machines{} to resize: deploy it first (`aloft deploy -a {app}`)",
+            target
+                .process_group
+                .as_ref()
+                .map(|g| format!(" in process group `{g}`"))
+                .unwrap_or_default()
+        );
+    }
+    if !ctx.json {
+        println!("Resizing {} machine(s) of {app} to {what}", chosen.len());
+    }
+    let updated = update_each(
+        &scope,
+        &chosen,
+        |m| {
+            let mut config = m.config.clone();
+            change(&mut config.guest);
+            config
+        },
+        ctx.json,
+    )
+    .await?;
+    if ctx.json {
+        print_json(&serde_json::json!({"app": app, "size": what, "updated": updated}))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn count(args: CountArgs, ctx: &Ctx) -> Result<ExitCode> {
