@@ -19,6 +19,24 @@ pub const VM_SIZES: &[(&str, &str, u32, u32)] = &[
     ("performance-16x", "performance", 16, 32768),
 ];
 
+/// The size named `name`: (CPU kind, CPUs, memory MB), or what the names are.
+pub fn vm_size(name: &str) -> Result<(&'static str, u32, u32), String> {
+    VM_SIZES
+        .iter()
+        .find(|(n, ..)| *n == name)
+        .map(|(_, kind, cpus, memory)| (*kind, *cpus, *memory))
+        .ok_or_else(|| {
+            format!(
+                "unknown size `{name}`: use one of {}",
+                VM_SIZES
+                    .iter()
+                    .map(|(n, ..)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
 /// The process group of an app without `[processes]`.
 pub const DEFAULT_GROUP: &str = "app";
 
@@ -178,20 +196,8 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
     }
 
     for (i, v) in c.vm.iter().enumerate() {
-        if let Some(size) = &v.size
-            && !VM_SIZES.iter().any(|(name, ..)| name == size)
-        {
-            problem(
-                root().key("vm").index(i).key("size"),
-                format!(
-                    "unknown size `{size}`: use one of {}",
-                    VM_SIZES
-                        .iter()
-                        .map(|(n, ..)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
+        if let Some(Err(e)) = v.size.as_deref().map(vm_size) {
+            problem(root().key("vm").index(i).key("size"), e);
         }
         if v.memory.is_some() && v.memory_mb.is_some() {
             problem(

@@ -8,7 +8,7 @@ use crate::Ctx;
 use crate::deploy::{group_of, update_each};
 use crate::machine::{AppArg, Scope, WaitFailure};
 use crate::output::print_json;
-use aloft_appconfig::validate::VM_SIZES;
+use aloft_appconfig::validate::vm_size;
 use aloft_types::api::{CreateMachineRequest, ListMachinesQuery};
 use aloft_types::config::CpuKind;
 use aloft_types::{Machine, MachineState};
@@ -84,20 +84,7 @@ pub async fn run(command: ScaleCommand, ctx: &Ctx) -> Result<ExitCode> {
             memory,
             target,
         } => {
-            let (kind, cpus, default_memory) = VM_SIZES
-                .iter()
-                .find(|(name, ..)| *name == size)
-                .map(|(_, kind, cpus, memory)| (*kind, *cpus, *memory))
-                .ok_or_else(|| {
-                    anyhow!(
-                        "unknown size `{size}`: use one of {}",
-                        VM_SIZES
-                            .iter()
-                            .map(|(n, ..)| *n)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
+            let (kind, cpus, default_memory) = vm_size(&size).map_err(|e| anyhow!(e))?;
             let cpu_kind = if kind == "performance" {
                 CpuKind::Performance
             } else {
@@ -128,15 +115,7 @@ async fn resize(
     change: impl Fn(&mut aloft_types::config::Guest),
 ) -> Result<ExitCode> {
     let app = ctx.app_of(&target.app)?;
-    let scope = Scope::for_app(ctx.client()?, app.clone());
-    let machines = match scope
-        .client
-        .list_machines(&app, &ListMachinesQuery::default())
-        .await
-    {
-        Ok(list) => list.machines,
-        Err(e) => return Err(crate::machine::explain_app_error(ctx, &app, e).await),
-    };
+    let (scope, machines) = app_machines(ctx, &app).await?;
     let chosen: Vec<&Machine> = machines
         .iter()
         .filter(|m| {
@@ -176,17 +155,22 @@ async fn resize(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn count(args: CountArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let app = ctx.app_of(&args.app)?;
-    let scope = Scope::for_app(ctx.client()?, app.clone());
-    let machines = match scope
+/// A scope for the app, and its machines.
+async fn app_machines(ctx: &Ctx, app: &str) -> Result<(Scope, Vec<Machine>)> {
+    let scope = Scope::for_app(ctx.client()?, app.to_string());
+    match scope
         .client
-        .list_machines(&app, &ListMachinesQuery::default())
+        .list_machines(app, &ListMachinesQuery::default())
         .await
     {
-        Ok(list) => list.machines,
-        Err(e) => return Err(crate::machine::explain_app_error(ctx, &app, e).await),
-    };
+        Ok(list) => Ok((scope, list.machines)),
+        Err(e) => Err(crate::machine::explain_app_error(ctx, app, e).await),
+    }
+}
+
+async fn count(args: CountArgs, ctx: &Ctx) -> Result<ExitCode> {
+    let app = ctx.app_of(&args.app)?;
+    let (scope, machines) = app_machines(ctx, &app).await?;
     let groups: BTreeSet<String> = machines.iter().map(group_of).collect();
     let group = match (&args.process_group, groups.len()) {
         (Some(g), _) => g.clone(),
