@@ -455,3 +455,69 @@ fn scale_count_copies_the_group_and_retires_the_newest_first() {
         "{out}"
     );
 }
+
+#[test]
+fn launch_writes_a_config_creates_the_app_and_deploys_it() {
+    let (tmp, data) = temp_data_dir();
+    let dev = DevUp::start_no_pull(&data, "launch");
+    let dir = tmp.path().join("site");
+    fs::create_dir(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+
+    let out = dev.aloft(&["launch", "-c", d]);
+    assert!(out.fails().contains("pass --image IMAGE"), "{out}");
+    fs::write(dir.join("Dockerfile"), "FROM busybox\n").unwrap();
+    let out = dev.aloft(&["launch", "-c", d]);
+    assert!(
+        out.fails()
+            .contains("building a Dockerfile is not supported yet"),
+        "{out}"
+    );
+
+    let out = dev.aloft(&[
+        "launch",
+        "--image",
+        "hello:v1",
+        "--internal-port",
+        "3000",
+        "-c",
+        d,
+    ]);
+    let text = out.ok();
+    assert!(text.contains("Created app `site` in local"), "{out}");
+    assert!(
+        text.contains("==> Deployed release v1 of site: 1 machine"),
+        "{out}"
+    );
+    let config = fs::read_to_string(dir.join("fly.toml")).unwrap();
+    assert!(config.contains("internal_port = 3000"), "{config}");
+    let validated = dev.aloft(&["config", "validate", "-c", d]);
+    assert!(validated.ok().contains("is valid"), "{validated}");
+    let m = dev
+        .aloft(&["--json", "machine", "list", "-a", "site"])
+        .json();
+    assert_eq!(m[0]["config"]["services"][0]["internal_port"], 3000, "{m}");
+
+    // Never over an existing config; names are global; --no-deploy only writes and creates.
+    let out = dev.aloft(&["launch", "--image", "hello:v1", "-c", d]);
+    assert!(
+        out.fails()
+            .contains("exists already: deploy it with `aloft deploy"),
+        "{out}"
+    );
+    let other = tmp.path().join("other");
+    fs::create_dir(&other).unwrap();
+    let o = other.to_str().unwrap();
+    let out = dev.aloft(&["launch", "--image", "hello:v1", "--name", "site", "-c", o]);
+    assert!(out.fails().contains("pick another with --name"), "{out}");
+    assert!(!other.join("fly.toml").exists());
+    let out = dev.aloft(&["launch", "--image", "hello:v1", "--no-deploy", "-c", o]);
+    assert!(
+        out.ok().contains("Deploy it with `aloft deploy -c"),
+        "{out}"
+    );
+    let m = dev
+        .aloft(&["--json", "machine", "list", "-a", "other"])
+        .json();
+    assert!(m.as_array().unwrap().is_empty(), "{m}");
+}

@@ -20,6 +20,7 @@ mod config;
 mod deploy;
 mod dev;
 mod image;
+mod launch;
 mod logs;
 mod machine;
 mod mesh;
@@ -75,6 +76,8 @@ enum Command {
     /// Build images; list and prune the images on hosts.
     #[command(subcommand, visible_alias = "images")]
     Image(image::ImageCommand),
+    /// Create an app from an image: write its fly.toml and deploy it.
+    Launch(launch::LaunchArgs),
     /// Apply the app's config (fly.toml) to its machines, process group by process group.
     Deploy(deploy::DeployArgs),
     /// Check and show an app's config (fly.toml).
@@ -182,6 +185,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Image(cmd) => image::run(cmd, &ctx).await,
         Command::Config(cmd) => app_config::run(cmd, &ctx).await,
         Command::Deploy(args) => deploy::run(args, &ctx).await,
+        Command::Launch(args) => launch::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Releases(args) => releases::run(args, &ctx).await,
         Command::Scale(command) => scale::run(command, &ctx).await,
