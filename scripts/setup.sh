@@ -16,11 +16,12 @@ done
 
 # Debian packages aloft uses. Build: a C compiler for the bundled SQLite. Images: skopeo (a real
 # registry client, used by the tests and to push images), e2fsprogs (mkfs.ext4 for microVM root
-# filesystems), busybox-static (the base of the test images). Machines: runsc (gVisor),
+# filesystems), busybox-static (the base of the test images), buildah (`aloft deploy` of a
+# Dockerfile, no Docker daemon). Machines: runsc (gVisor),
 # qemu-system-x86 + qemu-utils (microVMs and their copy-on-write disks), iproute2 + nftables (the
 # host's bridge, network namespaces and isolation rules), kmod + xz-utils (the guest kernel's
 # modules). Tests: curl.
-packages=(gcc pkg-config curl ca-certificates procps skopeo e2fsprogs busybox-static
+packages=(gcc pkg-config curl ca-certificates procps skopeo e2fsprogs busybox-static buildah
   runsc qemu-system-x86 qemu-utils iproute2 nftables kmod xz-utils)
 
 missing=()

@@ -466,13 +466,6 @@ fn launch_writes_a_config_creates_the_app_and_deploys_it() {
 
     let out = dev.aloft(&["launch", "-c", d]);
     assert!(out.fails().contains("pass --image IMAGE"), "{out}");
-    fs::write(dir.join("Dockerfile"), "FROM busybox\n").unwrap();
-    let out = dev.aloft(&["launch", "-c", d]);
-    assert!(
-        out.fails()
-            .contains("building a Dockerfile is not supported yet"),
-        "{out}"
-    );
 
     let out = dev.aloft(&[
         "launch",
@@ -520,4 +513,54 @@ fn launch_writes_a_config_creates_the_app_and_deploys_it() {
         .aloft(&["--json", "machine", "list", "-a", "other"])
         .json();
     assert!(m.as_array().unwrap().is_empty(), "{m}");
+}
+
+#[test]
+fn a_dockerfile_is_built_pushed_and_deployed_and_a_failed_build_changes_nothing() {
+    if std::process::Command::new("buildah")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("\n*** SKIPPED: buildah is not installed (scripts/setup.sh installs it) ***\n");
+        return;
+    }
+    let Some(hello) = hello_binary() else {
+        return;
+    };
+    let (tmp, data) = temp_data_dir();
+    let dev = DevUp::start_no_pull(&data, "build");
+    let dir = tmp.path().join("built");
+    fs::create_dir(&dir).unwrap();
+    fs::copy(&hello, dir.join("hello")).unwrap();
+    let d = dir.to_str().unwrap();
+    // A build that fails: nothing is created but the app.
+    fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY not-here /x\n").unwrap();
+    let out = dev.aloft(&["launch", "--region", "local", "-c", d]);
+    let err = out.fails();
+    assert!(
+        err.contains("failed (see buildah's output above); nothing was deployed"),
+        "{out}"
+    );
+    let releases = dev.aloft(&["--json", "releases", "-a", "built"]).json();
+    assert!(releases.as_array().unwrap().is_empty(), "{releases}");
+
+    // The real one: built with buildah, pushed to the org's repository, deployed.
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY hello /hello\nENV GREETING=built\nEXPOSE 8080\nENTRYPOINT [\"/hello\"]\n",
+    )
+    .unwrap();
+    let out = dev.aloft(&["deploy", "-c", d]);
+    let text = out.ok();
+    assert!(
+        text.contains("==> Building") && text.contains("==> Pushing built:deployment-"),
+        "{out}"
+    );
+    assert!(text.contains("Deployed release v1 of built"), "{out}");
+    let m = dev
+        .aloft(&["--json", "machine", "list", "-a", "built"])
+        .json();
+    let image = m[0]["config"]["image"].as_str().unwrap();
+    assert!(image.starts_with("built:deployment-"), "{m}");
 }

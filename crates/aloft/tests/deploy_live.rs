@@ -131,6 +131,31 @@ fn rolling_canary_and_bluegreen_deploys_fail_no_request() {
         .aloft(&["--json", "machine", "list", "-a", "hello"])
         .json();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+
+    // A Dockerfile instead of an image: buildah builds it, and the machines run what it built.
+    if std::process::Command::new("buildah")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let site = tmp.path().join("site");
+        std::fs::create_dir(&site).unwrap();
+        std::fs::copy(hello_binary().unwrap(), site.join("hello")).unwrap();
+        std::fs::write(
+            site.join("Dockerfile"),
+            "FROM scratch\nCOPY hello /hello\nENV GREETING=built\nENTRYPOINT [\"/hello\"]\n",
+        )
+        .unwrap();
+        // The same config without an image, and the greeting from the Dockerfile's ENV.
+        let path = fly_toml(&site, "unused");
+        let config = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("  image = \"hello:v1\"\n", "")
+            .replace("  GREETING = \"unused\"\n", "");
+        std::fs::write(&path, config).unwrap();
+        dev.aloft(&["deploy", "-c", site.to_str().unwrap()]).ok();
+        assert_eq!(get(proxy).unwrap(), (200, "built!".to_string()));
+    }
     // Machines outlive `dev up`: nothing of this test's stays.
     dev.aloft(&["apps", "destroy", "hello", "--yes"]).ok();
 }

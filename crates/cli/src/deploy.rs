@@ -107,16 +107,10 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
                 loaded.path.display()
             )
         })?;
-    let image = args
+    let named_image = args
         .image
         .clone()
-        .or_else(|| config.build.as_ref().and_then(|b| b.image.clone()))
-        .ok_or_else(|| {
-            anyhow!(
-                "no image to deploy: set `image` under [build] in {} or pass --image IMAGE (building a Dockerfile is not supported yet)",
-                loaded.path.display()
-            )
-        })?;
+        .or_else(|| config.build.as_ref().and_then(|b| b.image.clone()));
     let strategy = match args.strategy.as_deref() {
         None => config
             .deploy
@@ -141,14 +135,47 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         .unwrap_or(WAIT_TIMEOUT);
     let dir = loaded.path.parent().unwrap_or(Path::new("."));
     let client = ctx.client()?;
-    if let Err(e) = client.get_app(&app).await {
-        return Err(match e {
-            crate::client::ClientError::Api(aloft_types::ApiError::NotFound(_)) => {
-                app_missing(&client, &app).await
+    let org = match client.get_app(&app).await {
+        Ok(found) => found.organization.slug,
+        Err(crate::client::ClientError::Api(aloft_types::ApiError::NotFound(_))) => {
+            return Err(app_missing(&client, &app).await);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // The image: named (--image, [build] image), else built from the Dockerfile
+    // ([build] dockerfile, else one next to the config).
+    let build = config.build.clone().unwrap_or_default();
+    let dockerfile = match &build.dockerfile {
+        Some(d) => Some(dir.join(d)),
+        None => Some(dir.join("Dockerfile")).filter(|p| p.exists()),
+    };
+    let image = match (named_image, dockerfile) {
+        (Some(image), _) => image,
+        (None, Some(dockerfile)) => {
+            if !dockerfile.exists() {
+                bail!(
+                    "{}: [build] dockerfile {} does not exist",
+                    loaded.path.display(),
+                    dockerfile.display()
+                );
             }
-            e => e.into(),
-        });
-    }
+            let spec = crate::build::BuildSpec {
+                dockerfile,
+                context: dir.to_path_buf(),
+                args: build
+                    .args
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+                target: build.build_target.as_deref(),
+            };
+            crate::build::build_and_push(ctx, &spec, &org, &app)?
+        }
+        (None, None) => bail!(
+            "no image to deploy: set `image` under [build] in {}, pass --image IMAGE, or put a Dockerfile next to it",
+            loaded.path.display()
+        ),
+    };
     let scope = Scope::for_app(client, app.clone());
     let machines = scope
         .client

@@ -1,4 +1,5 @@
-//! `aloft launch`: a new app from an image, as the reference's `fly launch`: creates the app,
+//! `aloft launch`: a new app from an image (or the Dockerfile here, which `aloft deploy` builds),
+//! as the reference's `fly launch`: creates the app,
 //! writes a `fly.toml` with sensible defaults (an `[http_service]` on the app's port, machines
 //! stopped when idle and started on the next request, the smallest size), and deploys it unless
 //! `--no-deploy`. It never overwrites a config: one that exists is deployed with `aloft deploy`.
@@ -57,13 +58,12 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // An image named, else the Dockerfile here (`aloft deploy` builds it).
     let image = match &args.image {
-        Some(image) => image.clone(),
-        None if dir.join("Dockerfile").exists() => bail!(
-            "building a Dockerfile is not supported yet: build and push the image (`aloft image build`, then skopeo copy), and pass --image NAME:TAG"
-        ),
+        Some(image) => Source::Image(image.clone()),
+        None if dir.join("Dockerfile").exists() => Source::Dockerfile,
         None => bail!(
-            "nothing to launch: pass --image IMAGE (an image in your org's registry, e.g. hello:v1)"
+            "nothing to launch: pass --image IMAGE (an image in your org's registry, e.g. hello:v1), or run it next to a Dockerfile"
         ),
     };
     let name = match &args.name {
@@ -111,8 +111,12 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
     .with_context(|| format!("writing {}", path.display()))?;
     if !ctx.json {
         println!(
-            "Created app `{name}` in {region} and wrote {} (image {image}, port {}).",
+            "Created app `{name}` in {region} and wrote {} ({}, port {}).",
             path.display(),
+            match &image {
+                Source::Image(i) => format!("image {i}"),
+                Source::Dockerfile => "built from the Dockerfile".into(),
+            },
             args.internal_port
         );
     }
@@ -154,13 +158,23 @@ fn name_from_dir(dir: &Path) -> Result<String> {
     Ok(name)
 }
 
+/// What the app runs.
+enum Source {
+    Image(String),
+    Dockerfile,
+}
+
 /// The fly.toml `launch` writes.
-fn config_text(name: &str, region: &str, image: &str, port: u16) -> String {
+fn config_text(name: &str, region: &str, image: &Source, port: u16) -> String {
+    let build = match image {
+        Source::Image(i) => format!("image = \"{i}\""),
+        Source::Dockerfile => "dockerfile = \"Dockerfile\"".into(),
+    };
     format!(
         "# Written by `aloft launch`; the reference platform's fly.toml schema.\n\
          app = \"{name}\"\n\
          primary_region = \"{region}\"\n\n\
-         [build]\n  image = \"{image}\"\n\n\
+         [build]\n  {build}\n\n\
          [http_service]\n  internal_port = {port}\n  auto_stop_machines = \"stop\"\n  auto_start_machines = true\n  min_machines_running = 0\n\n\
          [[vm]]\n  size = \"shared-cpu-1x\"\n"
     )
@@ -172,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_written_config_is_valid_and_names_come_from_directories() {
-        let text = config_text("hello", "ord", "hello:v1", 3000);
+        let text = config_text("hello", "ord", &Source::Image("hello:v1".into()), 3000);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fly.toml");
         std::fs::write(&path, &text).unwrap();

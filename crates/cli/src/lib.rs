@@ -13,6 +13,7 @@
 
 mod app_config;
 mod apps;
+mod build;
 mod certs;
 mod client;
 mod cluster;
@@ -119,8 +120,17 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// A client of the Machines API, configured from the environment.
     fn client(&self) -> Result<client::Client> {
-        let config = self.env.client(self.data_dir.as_deref())?;
-        Ok(client::Client::new(&config)?)
+        Ok(client::Client::new(&self.client_config()?)?)
+    }
+
+    /// The API's URL and token.
+    fn client_config(&self) -> Result<config::ClientConfig> {
+        self.env.client(self.data_dir.as_deref())
+    }
+
+    /// The dev data dir (`--data-dir`, `$ALOFT_DATA_DIR`, `~/.local/share/aloft/dev`).
+    fn data_dir(&self) -> Result<PathBuf> {
+        self.env.data_dir(self.data_dir.as_deref())
     }
 
     /// The app named by `-a/--app`, else `$ALOFT_APP`.

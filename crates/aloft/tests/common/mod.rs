@@ -455,16 +455,22 @@ fn busybox_layout(tmp: &Path, rootfs: &Path, process: &[&str]) -> PathBuf {
 /// The example app (`scripts/build-hello.sh`, which `scripts/setup.sh` runs) on busybox, as
 /// `oci:<tmp>/layout:v1`; its path, or None (SKIPPED printed) when the app is not built.
 pub fn hello_image(tmp: &Path) -> Option<PathBuf> {
+    let binary = hello_binary()?;
+    let rootfs = tmp.join("hello-rootfs");
+    fs::create_dir_all(&rootfs).unwrap();
+    fs::copy(&binary, rootfs.join("hello")).unwrap();
+    Some(busybox_layout(tmp, &rootfs, &["--entrypoint", "/hello"]))
+}
+
+/// The example app's static binary, or None (SKIPPED printed) when it is not built.
+pub fn hello_binary() -> Option<PathBuf> {
     let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/static/x86_64-unknown-linux-gnu/release/hello");
     if !binary.exists() {
         eprintln!("\n*** SKIPPED: the example app is not built (scripts/build-hello.sh) ***\n");
         return None;
     }
-    let rootfs = tmp.join("hello-rootfs");
-    fs::create_dir_all(&rootfs).unwrap();
-    fs::copy(&binary, rootfs.join("hello")).unwrap();
-    Some(busybox_layout(tmp, &rootfs, &["--entrypoint", "/hello"]))
+    Some(binary)
 }
 
 /// Whether what gVisor machines need is missing (root, runsc, skopeo); prints why `what` is

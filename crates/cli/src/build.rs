@@ -1,0 +1,119 @@
+//! Building an app's Dockerfile for `aloft deploy`, without a Docker daemon: Debian's `buildah`
+//! on the machine running the CLI (a host-side builder, like the reference's local builder), with
+//! its own storage under the data dir (`<data-dir>/build`, the vfs driver, so layers are cached
+//! between deploys), then a push to the org's repository in the cloud's registry. Its output is
+//! the build's progress, shown as it comes.
+
+use crate::Ctx;
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What to build: the Dockerfile and its context, with `[build]`'s arguments and target.
+pub struct BuildSpec<'a> {
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub args: Vec<(String, String)>,
+    pub target: Option<&'a str>,
+}
+
+/// The registry's `host:port`: `$ALOFT_REGISTRY`, else the one `aloft dev up` wrote to the data
+/// dir, else 127.0.0.1:5000 (the dev cluster's).
+fn registry(ctx: &Ctx) -> String {
+    if let Ok(r) = std::env::var("ALOFT_REGISTRY")
+        && !r.trim().is_empty()
+    {
+        return r.trim().trim_start_matches("http://").to_string();
+    }
+    ctx.data_dir()
+        .ok()
+        .and_then(|d| std::fs::read_to_string(d.join("registry-url")).ok())
+        .map(|u| u.trim().trim_start_matches("http://").to_string())
+        .unwrap_or_else(|| "127.0.0.1:5000".into())
+}
+
+/// Builds `spec` and pushes it as `<org>/<app>:<tag>`; the image as machines name it
+/// (`<app>:<tag>`, in the org's repository).
+pub fn build_and_push(ctx: &Ctx, spec: &BuildSpec, org: &str, app: &str) -> Result<String> {
+    if Command::new("buildah").arg("--version").output().is_err() {
+        bail!(
+            "building {} needs buildah, which is not installed: `apt-get install buildah` (scripts/setup.sh does), or push an image and set [build] image",
+            spec.dockerfile.display()
+        );
+    }
+    let store = ctx.data_dir()?.join("build");
+    std::fs::create_dir_all(&store)
+        .with_context(|| format!("creating the build store {}", store.display()))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let tag = format!("deployment-{secs}-{}", aloft_types::ids::random_hex(3));
+    let local = format!("localhost/{app}:{tag}");
+    let mut bud = buildah(&store);
+    bud.args(["bud", "--isolation", "chroot", "--layers", "-f"])
+        .arg(&spec.dockerfile)
+        .args(["-t", &local]);
+    for (k, v) in &spec.args {
+        bud.arg("--build-arg").arg(format!("{k}={v}"));
+    }
+    if let Some(t) = spec.target {
+        bud.args(["--target", t]);
+    }
+    bud.arg(&spec.context);
+    // Progress goes to stdout, or stderr when stdout is JSON.
+    let say = |line: String| {
+        if ctx.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "==> Building {} with buildah",
+        spec.dockerfile.display()
+    ));
+    run(bud, ctx.json, "the build").with_context(|| {
+        format!(
+            "building {} failed (see buildah's output above); nothing was deployed",
+            spec.dockerfile.display()
+        )
+    })?;
+    let registry = registry(ctx);
+    let token = ctx.client_config()?.token;
+    let remote = format!("docker://{registry}/{org}/{app}:{tag}");
+    say(format!("==> Pushing {app}:{tag} to {registry}"));
+    let mut push = buildah(&store);
+    push.args(["push", "--tls-verify=false", "--creds"])
+        .arg(format!("x:{token}"))
+        .args([&local, &remote]);
+    run(push, ctx.json, "the push").with_context(|| {
+        format!("pushing to {registry} failed; set ALOFT_REGISTRY=HOST:PORT if the registry is elsewhere")
+    })?;
+    Ok(format!("{app}:{tag}"))
+}
+
+fn buildah(store: &Path) -> Command {
+    let mut c = Command::new("buildah");
+    c.arg("--root")
+        .arg(store.join("root"))
+        .arg("--runroot")
+        .arg(store.join("run"))
+        .args(["--storage-driver", "vfs"])
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd` with its output on ours (the progress; on stderr when stdout is JSON); an error
+/// when it fails.
+fn run(mut cmd: Command, json: bool, what: &str) -> Result<()> {
+    if json {
+        cmd.stdout(Stdio::from(std::io::stderr()));
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow!("starting {what} (buildah): {e}"))?;
+    if !status.success() {
+        bail!("{what} exited with {status}");
+    }
+    Ok(())
+}
