@@ -299,10 +299,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         _ = tokio::signal::ctrl_c() => Err(None),
     };
     // Whatever happened, no lease stays behind.
-    let leftover: Vec<(String, String)> = std::mem::take(&mut *held.lock().expect("lock"));
-    for (id, nonce) in leftover {
-        let _ = scope.client.release_lease(&app, &id, &nonce).await;
-    }
+    release_held(&scope, &held).await;
     let version = release.version;
     let (status, reason, outcome) = match result {
         Ok(()) => (ReleaseStatus::Complete, None, Ok(())),
@@ -325,7 +322,13 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
             if !ctx.json {
                 println!("==> Rolling back release v{version}: {reason}");
             }
-            let outcome = match deploy.roll_back().await {
+            // Ctrl-C here stops the roll-back too (its leases are released below).
+            let rolled_back = tokio::select! {
+                r = deploy.roll_back() => r,
+                _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C)")),
+            };
+            release_held(&scope, &held).await;
+            let outcome = match rolled_back {
                 Ok(()) => e.context(format!(
                     "release v{version} of {app} failed and was rolled back: its machines run the previous release again"
                 )),
@@ -404,12 +407,17 @@ pub(crate) async fn update_each(
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C): machines already changed keep the change")),
     };
+    release_held(scope, &held).await;
+    result?;
+    Ok(deploy.steps.len())
+}
+
+/// Releases every lease in `held` (what an interrupted or failed step left).
+async fn release_held(scope: &Scope, held: &Mutex<Vec<(String, String)>>) {
     let leftover: Vec<(String, String)> = std::mem::take(&mut *held.lock().expect("lock"));
     for (id, nonce) in leftover {
         let _ = scope.client.release_lease(&scope.app, &id, &nonce).await;
     }
-    result?;
-    Ok(deploy.steps.len())
 }
 
 /// An update to `config` that leaves everything else as it is.

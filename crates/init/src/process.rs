@@ -69,6 +69,9 @@ pub fn resolve_user(spec: &str, root: &Path) -> Result<User, String> {
             home: "/".into(),
             groups: Vec::new(),
         },
+        // An image without /etc/passwd (FROM scratch) runs as root by default: the platform
+        // writes that default as `root`.
+        _ if user == "root" => root_user,
         _ => {
             return Err(format!(
                 "user `{user}` is not in the image's /etc/passwd; use a numeric uid or add the user to the image"
@@ -240,6 +243,11 @@ mod tests {
         assert!(r("4294967295").is_err());
         assert!(r("nobody-here").unwrap_err().contains("/etc/passwd"));
         assert!(r("app:nogroup").unwrap_err().contains("/etc/group"));
+        // An image with no /etc/passwd at all (FROM scratch): root still is.
+        let scratch = tempfile::tempdir().unwrap();
+        let root = resolve_user("root", scratch.path()).unwrap();
+        assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
+        assert!(resolve_user("app", scratch.path()).is_err());
     }
 
     #[test]
