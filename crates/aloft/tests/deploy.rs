@@ -548,7 +548,7 @@ fn a_dockerfile_is_built_pushed_and_deployed_and_a_failed_build_changes_nothing(
     // The real one: built with buildah, pushed to the org's repository, deployed.
     fs::write(
         dir.join("Dockerfile"),
-        "FROM scratch\nCOPY hello /hello\nENV GREETING=built\nEXPOSE 8080\nENTRYPOINT [\"/hello\"]\n",
+        "FROM scratch\nCOPY hello /hello\nENV GREETING=built\nEXPOSE 9090\nENTRYPOINT [\"/hello\"]\n",
     )
     .unwrap();
     let out = dev.aloft(&["deploy", "-c", d]);
@@ -563,4 +563,13 @@ fn a_dockerfile_is_built_pushed_and_deployed_and_a_failed_build_changes_nothing(
         .json();
     let image = m[0]["config"]["image"].as_str().unwrap();
     assert!(image.starts_with("built:deployment-"), "{m}");
+
+    // Launching that image reads its exposed port from the registry.
+    let again = tmp.path().join("again");
+    fs::create_dir(&again).unwrap();
+    let a = again.to_str().unwrap();
+    dev.aloft(&["launch", "--image", image, "--no-deploy", "-c", a])
+        .ok();
+    let config = fs::read_to_string(again.join("fly.toml")).unwrap();
+    assert!(config.contains("internal_port = 9090"), "{config}");
 }

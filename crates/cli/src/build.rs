@@ -1,4 +1,4 @@
-//! Building an app's Dockerfile for `aloft deploy`, without a Docker daemon: Debian's `buildah`
+//! The CLI's side of images. Building an app's Dockerfile for `aloft deploy`, without a Docker daemon: Debian's `buildah`
 //! on the machine running the CLI (a host-side builder, like the reference's local builder), with
 //! its own storage under the data dir (`<data-dir>/build`, the vfs driver, so layers are cached
 //! between deploys), then a push to the org's repository in the cloud's registry. Its output is
@@ -15,6 +15,76 @@ pub struct BuildSpec<'a> {
     pub context: PathBuf,
     pub args: Vec<(String, String)>,
     pub target: Option<&'a str>,
+}
+
+/// The TCP port an image exposes (its config's first `ExposedPorts` entry), read from the
+/// cloud's registry: `name:tag` is in the org's repository there, `host:port/path:tag` anywhere.
+/// `None` when it cannot be read or exposes none.
+pub async fn exposed_port(ctx: &Ctx, org: &str, image: &str) -> Option<u16> {
+    let (registry, path) = match image.split_once('/') {
+        Some((host, rest)) if host.contains('.') || host.contains(':') => {
+            (host.to_string(), rest.to_string())
+        }
+        Some(_) => (registry(ctx), image.to_string()),
+        None => (registry(ctx), format!("{org}/{image}")),
+    };
+    let (repo, tag) = match path.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+        _ => (path.clone(), "latest".to_string()),
+    };
+    let token = ctx.client_config().ok()?.token;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .ok()?;
+    let get = |url: String| {
+        http.get(url)
+            .basic_auth("x", Some(&token))
+            .header(
+                "accept",
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json",
+            )
+            .send()
+    };
+    let base = format!("http://{registry}/v2/{repo}");
+    let mut manifest: serde_json::Value = get(format!("{base}/manifests/{tag}"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    // An index: its linux/amd64 manifest.
+    if let Some(list) = manifest["manifests"].as_array() {
+        let digest = list
+            .iter()
+            .find(|m| m["platform"]["architecture"] == "amd64")
+            .or_else(|| list.first())?["digest"]
+            .as_str()?
+            .to_string();
+        manifest = get(format!("{base}/manifests/{digest}"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+    }
+    let config_digest = manifest["config"]["digest"].as_str()?;
+    let config: serde_json::Value = get(format!("{base}/blobs/{config_digest}"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let mut ports: Vec<u16> = config["config"]["ExposedPorts"]
+        .as_object()?
+        .keys()
+        .filter_map(|k| {
+            let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            (proto == "tcp").then(|| port.parse().ok())?
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.first().copied()
 }
 
 /// The registry's `host:port`: `$ALOFT_REGISTRY`, else the one `aloft dev up` wrote to the data

@@ -1,6 +1,6 @@
 //! `aloft launch`: a new app from an image (or the Dockerfile here, which `aloft deploy` builds),
 //! as the reference's `fly launch`: creates the app,
-//! writes a `fly.toml` with sensible defaults (an `[http_service]` on the app's port, machines
+//! writes a `fly.toml` with sensible defaults (an `[http_service]` on the image's exposed port, machines
 //! stopped when idle and started on the next request, the smallest size), and deploys it unless
 //! `--no-deploy`. It never overwrites a config: one that exists is deployed with `aloft deploy`.
 
@@ -30,9 +30,10 @@ pub struct LaunchArgs {
     /// The primary region (default: the platform's first).
     #[arg(short = 'r', long)]
     region: Option<String>,
-    /// The port the app listens on inside its machines.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    internal_port: u16,
+    /// The port the app listens on inside its machines (default: the image's first exposed TCP
+    /// port, else 8080).
+    #[arg(long)]
+    internal_port: Option<u16>,
     /// Write the config and create the app, but do not deploy.
     #[arg(long)]
     no_deploy: bool,
@@ -104,11 +105,18 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
         ),
         Err(e) => return Err(e.into()),
     }
-    std::fs::write(
-        &path,
-        config_text(&name, &region, &image, args.internal_port),
-    )
-    .with_context(|| format!("writing {}", path.display()))?;
+    let port = match (args.internal_port, &image) {
+        (Some(port), _) => port,
+        (None, Source::Image(i)) => {
+            let org = client.get_app(&name).await?.organization.slug;
+            crate::build::exposed_port(ctx, &org, i)
+                .await
+                .unwrap_or(DEFAULT_PORT)
+        }
+        (None, Source::Dockerfile) => DEFAULT_PORT,
+    };
+    std::fs::write(&path, config_text(&name, &region, &image, port))
+        .with_context(|| format!("writing {}", path.display()))?;
     if !ctx.json {
         println!(
             "Created app `{name}` in {region} and wrote {} ({}, port {}).",
@@ -117,7 +125,7 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
                 Source::Image(i) => format!("image {i}"),
                 Source::Dockerfile => "built from the Dockerfile".into(),
             },
-            args.internal_port
+            port
         );
     }
     if args.no_deploy {
