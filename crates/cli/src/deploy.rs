@@ -245,6 +245,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         steps: Vec::new(),
         changed: Vec::new(),
         created: Vec::new(),
+        blue: Vec::new(),
     };
     let release_command = config
         .deploy
@@ -292,6 +293,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
                 }
             }
         }
+        deploy.retire_blue().await;
         Ok::<(), anyhow::Error>(())
     };
     let result = tokio::select! {
@@ -394,6 +396,7 @@ pub(crate) async fn update_each(
         steps: Vec::new(),
         changed: Vec::new(),
         created: Vec::new(),
+        blue: Vec::new(),
     };
     let work = async {
         for m in machines {
@@ -458,6 +461,8 @@ struct Deploy<'a> {
     /// What a roll-back undoes.
     changed: Vec<Changed>,
     created: Vec<String>,
+    /// bluegreen's old machines (group, id), retired once every group passed.
+    blue: Vec<(String, String)>,
 }
 
 impl Deploy<'_> {
@@ -684,10 +689,21 @@ impl Deploy<'_> {
             let m = self.healthy(id).await?;
             self.record(group, "created", &m);
         }
-        // Committed: the new machines serve. The old ones go without taking requests with them.
+        // The old ones go once every group's new machines serve (a later group's failure rolls
+        // this one back too).
+        self.blue.extend(
+            machines
+                .iter()
+                .map(|m| (group.to_string(), m.id.to_string())),
+        );
+        Ok(())
+    }
+
+    /// After every group passed: the release is committed, and the blue machines go (cordoned
+    /// first, so they take no request with them); one that will not go is only a warning.
+    async fn retire_blue(&mut self) {
         self.created.clear();
-        for m in machines {
-            let id = m.id.to_string();
+        for (group, id) in std::mem::take(&mut self.blue) {
             match self.scope.retire(&id).await {
                 Ok(()) => self.say(format!("  {group}: blue machine {id} destroyed")),
                 Err(e) => eprintln!(
@@ -696,7 +712,6 @@ impl Deploy<'_> {
                 ),
             }
         }
-        Ok(())
     }
 
     /// `canary`: one new machine with the new config in `region`, started and passing its
