@@ -334,6 +334,23 @@ fn a_deploy_whose_checks_fail_is_rolled_back_and_an_interrupted_one_releases_its
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["config"]["env"]["GREETING"], "v3");
     assert_eq!(release_statuses(&dev)[0], "rolled_back");
+
+    // One whose machine cannot even start: said at once, not after the timeout.
+    let text = fs::read_to_string(&migrating)
+        .unwrap()
+        .replace("SIM_EXIT_CODE = \"3\"", "SIM_FAIL_START = \"1\"");
+    fs::write(&migrating, text).unwrap();
+    let started = std::time::Instant::now();
+    let out = dev.aloft(&["deploy", "-c", &migrating]);
+    assert!(
+        out.fails()
+            .contains("the release command `migrate --all` failed"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{out}"
+    );
 }
 
 /// The app's machines, as `(id, GREETING)`.

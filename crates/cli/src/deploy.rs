@@ -499,6 +499,8 @@ impl Deploy<'_> {
         ));
         let id = created.id.to_string();
         self.created.push(id.clone());
+        // Its image's pull, as `machine run` shows it (on stderr).
+        crate::machine::follow_pull(self.scope, &id).await?;
         Ok(id)
     }
 
@@ -621,11 +623,16 @@ impl Deploy<'_> {
         self.say(format!(
             "  running release command `{command}` in machine {id}"
         ));
+        let launched = crate::machine::follow_pull(self.scope, &id).await?;
         let started = Instant::now();
-        let ended = self
-            .scope
-            .await_state(&id, MachineState::Stopped, timeout)
-            .await;
+        // A machine that could not start (`failed`) never stops: no wait for it.
+        let ended = if launched.state == MachineState::Failed {
+            Ok(launched)
+        } else {
+            self.scope
+                .await_state(&id, MachineState::Stopped, timeout)
+                .await
+        };
         let exit_code = match &ended {
             Ok(m) => m
                 .events

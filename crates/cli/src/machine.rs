@@ -576,7 +576,7 @@ async fn run_machine(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
 /// While the machine launches (`created`, `starting`), looks at it every [`PULL_POLL`] and shows
 /// the pull of its image on stderr. Returns the machine once it has left those states, or when
 /// nothing has changed for [`START_WAIT`].
-async fn follow_pull(scope: &Scope, id: &str) -> Result<Machine> {
+pub(crate) async fn follow_pull(scope: &Scope, id: &str) -> Result<Machine> {
     let mut line = PullLine::new(std::io::stderr().is_terminal());
     let mut last: Option<ImagePull> = None;
     let mut changed = Instant::now();
