@@ -201,7 +201,7 @@ impl ControlPlane {
                 ),
             ));
         }
-        self.list_secrets(caller, &app.name).await
+        self.secrets_listed(&app.name).await
     }
 
     /// `GET /v1/apps/{app}/secrets`.
@@ -211,10 +211,15 @@ impl ControlPlane {
         app: &str,
     ) -> Result<Vec<Secret>, ApiError> {
         let app = self.app_of(caller, app).await?;
+        self.secrets_listed(&app.name).await
+    }
+
+    /// The app's secrets as listed: names and digests.
+    async fn secrets_listed(&self, app: &str) -> Result<Vec<Secret>, ApiError> {
         Ok(self
             .inner
             .store
-            .secrets(&app.name)
+            .secrets(app)
             .await?
             .into_iter()
             .map(|s| Secret {
@@ -242,7 +247,7 @@ impl ControlPlane {
                 app.name
             )));
         }
-        self.list_secrets(caller, &app.name).await
+        self.secrets_listed(&app.name).await
     }
 
     /// `GET /internal/v1/apps/{app}/secrets`: the values, for the host agent starting one of

@@ -95,11 +95,7 @@ fn registry(ctx: &Ctx) -> String {
     {
         return r.trim().trim_start_matches("http://").to_string();
     }
-    ctx.data_dir()
-        .ok()
-        .and_then(|d| std::fs::read_to_string(d.join("registry-url")).ok())
-        .map(|u| u.trim().trim_start_matches("http://").to_string())
-        .unwrap_or_else(|| "127.0.0.1:5000".into())
+    ctx.registry_url().trim_start_matches("http://").to_string()
 }
 
 /// Builds `spec` and pushes it as `<org>/<app>:<tag>`; the image as machines name it

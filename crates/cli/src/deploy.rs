@@ -206,12 +206,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         let machine_config = config
             .machine_config(group, &image, dir)
             .map_err(|e| anyhow!("{}: {e}", loaded.path.display()))?;
-        let checks = machine_config.checks.len()
-            + machine_config
-                .services
-                .iter()
-                .map(|s| s.checks.len())
-                .sum::<usize>();
+        let checks = check_count(&machine_config);
         if strategy == Strategy::Bluegreen && checks == 0 {
             bail!(
                 "the bluegreen strategy needs a health check to know the new machines work, and process group `{group}` has none: add one under [checks] or [[http_service.checks]] in {}, or deploy with --strategy rolling",
@@ -421,6 +416,16 @@ async fn release_held(scope: &Scope, held: &Mutex<Vec<(String, String)>>) {
     for (id, nonce) in leftover {
         let _ = scope.client.release_lease(&scope.app, &id, &nonce).await;
     }
+}
+
+/// How many health checks a machine config has (its own and its services').
+fn check_count(config: &MachineConfig) -> usize {
+    config.checks.len()
+        + config
+            .services
+            .iter()
+            .map(|s| s.checks.len())
+            .sum::<usize>()
 }
 
 /// An update to `config` that leaves everything else as it is.
@@ -842,13 +847,7 @@ impl Deploy<'_> {
             Err(WaitFailure::Error(e)) => return Err(e),
         };
         // Every check of the config has to report passing (one not run yet counts as failing).
-        let expected = machine.config.checks.len()
-            + machine
-                .config
-                .services
-                .iter()
-                .map(|s| s.checks.len())
-                .sum::<usize>();
+        let expected = check_count(&machine.config);
         let mut machine = machine;
         loop {
             let mut failing: Vec<&str> = machine

@@ -8,7 +8,6 @@
 
 use crate::Ctx;
 use crate::output::{Table, megabytes, or_dash, print_json};
-use crate::registry::{DEFAULT_REGISTRY_URL, REGISTRY_URL_FILE};
 use aloft_appconfig::values::split_command;
 use aloft_image::ImageDefaults;
 use aloft_image::oci_layout::{self, LayoutBuilder};
@@ -389,13 +388,8 @@ async fn build(ctx: &Ctx, args: BuildArgs) -> Result<ExitCode> {
         .context("building the image stopped unexpectedly")?
         .with_context(|| format!("writing the image into {}", dir.display()))?;
 
-    let registry = ctx
-        .env
-        .data_dir(ctx.data_dir.as_deref())
-        .ok()
-        .and_then(|d| std::fs::read_to_string(d.join(REGISTRY_URL_FILE)).ok())
-        .unwrap_or_else(|| DEFAULT_REGISTRY_URL.to_string());
-    let registry = registry.trim().trim_start_matches("http://");
+    let registry = ctx.registry_url();
+    let registry = registry.trim_start_matches("http://");
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())

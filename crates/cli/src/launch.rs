@@ -91,7 +91,7 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
                 )
             })?,
     };
-    match client
+    let org = match client
         .create_app(&CreateAppRequest {
             app_name: name.clone(),
             org_slug: None,
@@ -99,20 +99,17 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
         })
         .await
     {
-        Ok(_) => {}
+        Ok(app) => app.organization.slug,
         Err(ClientError::Api(ApiError::Conflict(_))) => bail!(
             "an app named `{name}` exists already (app names are global): pick another with --name"
         ),
         Err(e) => return Err(e.into()),
-    }
+    };
     let port = match (args.internal_port, &image) {
         (Some(port), _) => port,
-        (None, Source::Image(i)) => {
-            let org = client.get_app(&name).await?.organization.slug;
-            crate::build::exposed_port(ctx, &org, i)
-                .await
-                .unwrap_or(DEFAULT_PORT)
-        }
+        (None, Source::Image(i)) => crate::build::exposed_port(ctx, &org, i)
+            .await
+            .unwrap_or(DEFAULT_PORT),
         (None, Source::Dockerfile) => DEFAULT_PORT,
     };
     std::fs::write(&path, config_text(&name, &region, &image, port))

@@ -128,6 +128,16 @@ impl Ctx {
         self.env.client(self.data_dir.as_deref())
     }
 
+    /// The registry's URL: the one `aloft dev up` wrote to the data dir, else
+    /// `http://127.0.0.1:5000` (the dev cluster's).
+    fn registry_url(&self) -> String {
+        self.data_dir()
+            .ok()
+            .and_then(|d| std::fs::read_to_string(d.join(registry::REGISTRY_URL_FILE)).ok())
+            .map(|u| u.trim().to_string())
+            .unwrap_or_else(|| registry::DEFAULT_REGISTRY_URL.to_string())
+    }
+
     /// The dev data dir (`--data-dir`, `$ALOFT_DATA_DIR`, `~/.local/share/aloft/dev`).
     fn data_dir(&self) -> Result<PathBuf> {
         self.env.data_dir(self.data_dir.as_deref())

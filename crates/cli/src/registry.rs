@@ -223,12 +223,7 @@ pub async fn serve(args: ServeArgs, ctx: &Ctx) -> Result<ExitCode> {
 pub async fn run(cmd: RegistryCommand, ctx: &Ctx) -> Result<ExitCode> {
     let RegistryCommand::Gc(args) = cmd;
     let data_dir = ctx.env.data_dir(ctx.data_dir.as_deref())?;
-    let url = match args.registry {
-        Some(u) => u,
-        None => std::fs::read_to_string(data_dir.join(REGISTRY_URL_FILE))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| DEFAULT_REGISTRY_URL.to_string()),
-    };
+    let url = args.registry.unwrap_or_else(|| ctx.registry_url());
     let internal_token = read_secret(&data_dir.join("internal-token"))?;
     let resp = reqwest::Client::new()
         .post(format!(
