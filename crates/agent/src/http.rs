@@ -137,6 +137,14 @@ pub(crate) fn router(agent: Agent) -> Router {
         )
         .route("/internal/v1/images", get(images_list))
         .route("/internal/v1/images/prune", post(images_prune))
+        .route(
+            "/internal/v1/volumes/{id}",
+            axum::routing::delete(volumes_delete),
+        )
+        .route(
+            "/internal/v1/volumes/{id}/snapshots",
+            post(volumes_snapshot),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -996,4 +1004,23 @@ async fn images_list(State(agent): State<Agent>) -> ApiResult<Vec<HostImage>> {
 /// `POST /internal/v1/images/prune`: removes the images no machine (not destroyed) uses.
 async fn images_prune(State(agent): State<Agent>) -> ApiResult<PruneImagesResponse> {
     Ok(Json(agent.prune_images().await?))
+}
+
+/// `DELETE /internal/v1/volumes/{id}`: removes the volume's data and snapshots from this host.
+async fn volumes_delete(
+    State(agent): State<Agent>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<OkResponse> {
+    agent.delete_volume(&id).await?;
+    Ok(Json(OkResponse::ok()))
+}
+
+/// `POST /internal/v1/volumes/{id}/snapshots`: copies the volume's disk as a snapshot.
+async fn volumes_snapshot(
+    State(agent): State<Agent>,
+    PathParams(id): PathParams<String>,
+    Body(req): Body<aloft_types::api::TakeSnapshotRequest>,
+) -> ApiResult<aloft_types::api::TakenSnapshot> {
+    let size = agent.snapshot_volume(&id, &req.snapshot_id).await?;
+    Ok(Json(aloft_types::api::TakenSnapshot { size }))
 }

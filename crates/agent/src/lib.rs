@@ -34,6 +34,7 @@ mod runs;
 pub mod secrets;
 mod store;
 mod tasks;
+mod volumes;
 
 #[cfg(test)]
 mod proptests;

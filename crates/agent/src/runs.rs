@@ -39,6 +39,7 @@ pub(crate) fn spec_of(
         config: rec.config.clone(),
         image,
         internal_dns,
+        volumes: Vec::new(),
     }
 }
 
@@ -107,16 +108,8 @@ impl Agent {
         let image = match self.prepare_image(m, creds).await {
             Ok(image) => image,
             Err(failure) => {
-                let id = m.rec.id.clone();
                 let why = failure.message(&m.rec);
-                self.save(
-                    m,
-                    MachineState::Failed,
-                    vec![event(kind, MachineState::Failed, source, Some(why.clone()))],
-                )?;
-                return Err(ApiError::Internal(format!(
-                    "machine {id} could not start and is now failed: {why}"
-                )));
+                return Err(self.start_failed(m, kind, source, why));
             }
         };
         let mut spec = spec_of(&m.rec, image, self.inner.internal_dns.get().cloned());
@@ -133,6 +126,10 @@ impl Agent {
             (Some(m), Some(n)) => Some(format!("{m}; {n}")),
             (m, n) => m.or(n),
         };
+        match self.attach_volumes(&m.rec).await {
+            Ok(volumes) => spec.volumes = volumes,
+            Err(why) => return Err(self.start_failed(m, kind, source, why)),
+        }
         let mut started = match runtime.create(&spec).await {
             Ok(()) => runtime.start(&spec).await,
             Err(e) => Err(e),
@@ -162,16 +159,28 @@ impl Agent {
                 let why = format!(
                     "{e}; fix the machine's config (aloft machine update {id}) and start it again"
                 );
-                self.save(
-                    m,
-                    MachineState::Failed,
-                    vec![event(kind, MachineState::Failed, source, Some(why.clone()))],
-                )?;
-                Err(ApiError::Internal(format!(
-                    "machine {id} could not start and is now failed: {why}"
-                )))
+                Err(self.start_failed(m, kind, source, why))
             }
         }
+    }
+
+    /// A start that cannot go on: the machine is `failed`, with an event of `kind` saying why;
+    /// the error to answer.
+    fn start_failed(
+        &self,
+        m: &mut Locked,
+        kind: EventType,
+        source: EventSource,
+        why: String,
+    ) -> ApiError {
+        let id = m.rec.id.clone();
+        let event = event(kind, MachineState::Failed, source, Some(why.clone()));
+        if let Err(e) = self.save(m, MachineState::Failed, vec![event]) {
+            return e;
+        }
+        ApiError::Internal(format!(
+            "machine {id} could not start and is now failed: {why}"
+        ))
     }
 
     /// Ends the current run on purpose (`signal`, then SIGKILL after `timeout`) and says how it

@@ -1,20 +1,25 @@
-//! App secrets for the machines this host starts: asked of the control plane
-//! (`GET {cp}/internal/v1/apps/{app}/secrets`, internal token) at every start and added to the
-//! machine's environment, never to its config (the API never shows them).
+//! App secrets and volume keys for the machines this host starts: asked of the control plane
+//! (`GET {cp}/internal/v1/apps/{app}/secrets`, `GET {cp}/internal/v1/volumes/{id}`, internal
+//! token) at every start. Secrets are added to the machine's environment, never to its config
+//! (the API never shows them); volume keys are kept in memory only (see `crate::volumes`).
 //!
 //! Availability first: when the control plane does not answer, the last values this agent got for
 //! the app are used; with none, the machine starts without secrets and its start event says so
 //! (an app without secrets, the common case, must survive a control-plane outage).
 
 use crate::agent::Agent;
+use aloft_types::api::VolumeAccess;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Where an app's secret values come from.
+/// Where an app's secret values and its volumes' keys come from.
 #[async_trait]
 pub trait SecretSource: Send + Sync {
     async fn secrets(&self, app: &str) -> Result<BTreeMap<String, String>, String>;
+
+    /// A volume's size, host and key.
+    async fn volume(&self, id: &str) -> Result<VolumeAccess, String>;
 }
 
 /// The control plane's internal endpoint.
@@ -39,16 +44,30 @@ impl ControlPlaneSecrets {
 #[async_trait]
 impl SecretSource for ControlPlaneSecrets {
     async fn secrets(&self, app: &str) -> Result<BTreeMap<String, String>, String> {
-        let url = format!("{}/internal/v1/apps/{app}/secrets", self.url);
+        self.get(&format!("{}/internal/v1/apps/{app}/secrets", self.url))
+            .await
+    }
+
+    async fn volume(&self, id: &str) -> Result<VolumeAccess, String> {
+        self.get(&format!("{}/internal/v1/volumes/{id}", self.url))
+            .await
+    }
+}
+
+impl ControlPlaneSecrets {
+    /// A JSON answer of the control plane's internal API.
+    async fn get<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
         let resp = self
             .http
-            .get(&url)
+            .get(url)
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| format!("asking {url}: {e}"))?;
         if !resp.status().is_success() {
-            return Err(format!("{url} answered {}", resp.status()));
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(format!("{url} answered {status}: {}", body.trim()));
         }
         resp.json().await.map_err(|e| format!("reading {url}: {e}"))
     }

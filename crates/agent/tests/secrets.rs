@@ -24,6 +24,10 @@ impl SecretSource for Source {
         }
         Ok(BTreeMap::from([("DB_PASSWORD".into(), "s3cret".into())]))
     }
+
+    async fn volume(&self, id: &str) -> Result<aloft_types::api::VolumeAccess, String> {
+        Err(format!("no volume {id} here"))
+    }
 }
 
 async fn env_of(t: &TestAgent, id: &str) -> String {

@@ -40,6 +40,7 @@ mod placement;
 mod secrets;
 mod service;
 mod store;
+mod volumes;
 
 pub use error::ControlPlaneError;
 pub use openapi::{ControlPlaneApiDoc, openapi_document};

@@ -59,7 +59,7 @@ impl ControlPlane {
     }
 
     /// The caller's app, or 404 exactly as if it did not exist when it belongs to another org.
-    async fn app_of(&self, caller: &Caller, name: &str) -> Result<AppRecord, ApiError> {
+    pub(crate) async fn app_of(&self, caller: &Caller, name: &str) -> Result<AppRecord, ApiError> {
         match self.inner.store.app(name).await? {
             Some(app) if app.org_slug == caller.org.slug => Ok(app),
             _ => Err(ApiError::NotFound(format!(
@@ -542,6 +542,21 @@ impl ControlPlane {
                 },
             ));
         }
+        // Then the volumes' data on their hosts: an app is not gone while its data is kept.
+        for v in self.inner.store.volumes_of_app(&app.name).await? {
+            self.remove_volume_data(&v).await.map_err(|e| {
+                ApiError::from_response(
+                    e.status(),
+                    ErrorBody {
+                        error: format!(
+                            "app `{name}` was not deleted (its machines were): {e}; delete the app again once the volume's host answers"
+                        ),
+                        ..e.body()
+                    },
+                )
+            })?;
+            self.inner.store.delete_volume(&v.id).await?;
+        }
         self.inner.store.delete_app(&app.name).await?;
         Ok(())
     }
@@ -578,11 +593,29 @@ impl ControlPlane {
                 *app_machines.entry(m.host_id).or_insert(0) += 1;
             }
         }
+        // A machine that mounts a volume runs on the volume's host, or nowhere.
+        let volume = match crate::volumes::mounted_volume(&body.config) {
+            Some(id) => Some(
+                self.volume_placement(&app.name, id, body.region.as_deref(), None)
+                    .await?,
+            ),
+            None => None,
+        };
+        let candidates = match &volume {
+            Some((_, host)) => vec![host],
+            None => placement::candidates(&hosts, &region, guest, &app_machines)?,
+        };
         let mut refusals = Vec::new();
-        for host in placement::candidates(&hosts, &region, guest, &app_machines)? {
+        for host in candidates {
             match self.inner.forwarder.send(host, caller, &req).await {
                 Ok(reply) if reply.status.is_success() => {
-                    self.index_new_machine(&app, host, &reply).await?;
+                    let id = self.index_new_machine(&app, host, &reply).await?;
+                    if let Some((v, _)) = &volume
+                        && let Err(holder) =
+                            self.inner.store.attach_volume(&v.id, Some(&id)).await?
+                    {
+                        tracing::error!(volume = %v.id, machine = %id, %holder, "two machines were created on one volume at once");
+                    }
                     let allocated = self.inner.store.add_allocation(
                         &host.info.id,
                         guest.cpus,
@@ -598,6 +631,10 @@ impl ControlPlane {
                     refusals.push(format!("{}: {}", host.info.id, agent_error(&reply)));
                 }
                 Ok(reply) => return Ok(reply),
+                Err(e) if e.is_connect() && volume.is_some() => {
+                    let (v, _) = volume.as_ref().expect("checked");
+                    return Err(crate::volumes::volume_host_down(v, &e.to_string()));
+                }
                 // Only a request that never reached the agent is safe to send elsewhere.
                 Err(e) if e.is_connect() => refusals.push(e.to_string()),
                 Err(e) => return Err(e.into()),
@@ -610,12 +647,13 @@ impl ControlPlane {
         )))
     }
 
+    /// Indexes the machine an agent created; its id.
     async fn index_new_machine(
         &self,
         app: &AppRecord,
         host: &HostRecord,
         reply: &AgentReply,
-    ) -> Result<(), ApiError> {
+    ) -> Result<String, ApiError> {
         let json = reply.json().unwrap_or_default();
         let (Some(id), Some(name)) = (json["id"].as_str(), json["name"].as_str()) else {
             tracing::error!(host = %host.info.id, "agent answered a create without a machine id and name");
@@ -639,7 +677,7 @@ impl ControlPlane {
                 now_ms(),
             )
             .await?;
-        Ok(())
+        Ok(id.to_string())
     }
 
     /// Serializes name checks within an app, so two creates cannot both take a free name.
@@ -796,6 +834,12 @@ impl ControlPlane {
             .await?
             .ok_or_else(|| host_gone(&machine))?;
         let is_update = req.method == Method::POST && sub_path.is_none();
+        // An update may mount a volume only if it lives on the machine's host.
+        let volume = if is_update {
+            self.update_volume(&app.name, &machine, &req.body).await?
+        } else {
+            None
+        };
         let new_name = if is_update {
             serde_json::from_slice::<Value>(&req.body)
                 .ok()
@@ -819,6 +863,11 @@ impl ControlPlane {
             if req.method == Method::DELETE || (req.method == Method::GET && is_destroyed(&reply)) {
                 store.mark_destroyed(&machine.id).await?;
             } else if is_update {
+                if let Some(v) = &volume
+                    && let Err(holder) = store.attach_volume(v, Some(&machine.id)).await?
+                {
+                    tracing::error!(volume = %v, machine = %machine.id, %holder, "two machines were given one volume at once");
+                }
                 let renamed = reply
                     .json()
                     .and_then(|v| v["name"].as_str().map(str::to_owned));
@@ -828,6 +877,37 @@ impl ControlPlane {
             }
         }
         Ok(reply)
+    }
+
+    /// The volume an update's config mounts, checked against the machine: the app's, on the
+    /// machine's host, not mounted by another live machine. `None` without one (or a body the
+    /// agent will refuse anyway).
+    async fn update_volume(
+        &self,
+        app: &str,
+        machine: &MachineRecord,
+        body: &[u8],
+    ) -> Result<Option<String>, ApiError> {
+        let Ok(update) = serde_json::from_slice::<aloft_types::api::UpdateMachineRequest>(body)
+        else {
+            return Ok(None);
+        };
+        let Some(id) = crate::volumes::mounted_volume(&update.config) else {
+            return Ok(None);
+        };
+        let (v, _) = self
+            .volume_placement(app, id, None, Some(&machine.id))
+            .await?;
+        if v.host_id != machine.host_id {
+            return Err(ApiError::invalid(
+                "config.mounts[0].volume",
+                format!(
+                    "volume {} lives on host `{}` but machine {} runs on `{}`; a machine cannot move: create a new machine with the volume instead",
+                    v.id, v.host_id, machine.id, machine.host_id
+                ),
+            ));
+        }
+        Ok(Some(v.id))
     }
 
     pub(crate) async fn regions(&self) -> Result<RegionList, ApiError> {

@@ -88,6 +88,25 @@ CREATE TABLE IF NOT EXISTS secrets (
     created_at   BIGINT NOT NULL,
     PRIMARY KEY (app_name, name)
 );
+CREATE TABLE IF NOT EXISTS volumes (
+    id                   TEXT PRIMARY KEY,
+    app_name             TEXT NOT NULL REFERENCES apps (name),
+    name                 TEXT NOT NULL,
+    region               TEXT NOT NULL,
+    host_id              TEXT NOT NULL,
+    size_gb              BIGINT NOT NULL,
+    key_nonce            TEXT NOT NULL,
+    key_ciphertext       TEXT NOT NULL,
+    attached_machine_id  TEXT,
+    created_at           BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS volumes_by_app ON volumes (app_name);
+CREATE TABLE IF NOT EXISTS volume_snapshots (
+    id           TEXT PRIMARY KEY,
+    volume_id    TEXT NOT NULL REFERENCES volumes (id),
+    size         BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS certificates (
     hostname     TEXT PRIMARY KEY,
     app_name     TEXT NOT NULL REFERENCES apps (name),
@@ -209,6 +228,51 @@ impl From<CertRecord> for ProxyCertificate {
             private_key: c.private_key,
         }
     }
+}
+
+/// A volume: where it lives, its key (sealed, see `crate::secrets`) and who mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRecord {
+    pub id: String,
+    pub app: String,
+    pub name: String,
+    pub region: String,
+    pub host_id: String,
+    pub size_gb: u32,
+    pub key: crate::secrets::Sealed,
+    pub attached_machine_id: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+const VOLUME_SELECT: &str = "SELECT id, app_name, name, region, host_id, size_gb, key_nonce, \
+     key_ciphertext, attached_machine_id, created_at FROM volumes";
+
+fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRecord> {
+    Ok(VolumeRecord {
+        id: r.get(0)?,
+        app: r.get(1)?,
+        name: r.get(2)?,
+        region: r.get(3)?,
+        host_id: r.get(4)?,
+        size_gb: r.get(5)?,
+        key: crate::secrets::Sealed {
+            nonce: r.get(6)?,
+            ciphertext: r.get(7)?,
+        },
+        attached_machine_id: r.get(8)?,
+        created_at: r.get(9)?,
+    })
+}
+
+/// A snapshot of a volume, kept on the volume's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub volume_id: String,
+    pub size: u64,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
 }
 
 /// One entry of the machine index.
@@ -404,6 +468,12 @@ impl Store {
             tx.execute("DELETE FROM certificates WHERE app_name = ?1", [&name])?;
             tx.execute("DELETE FROM releases WHERE app_name = ?1", [&name])?;
             tx.execute("DELETE FROM secrets WHERE app_name = ?1", [&name])?;
+            tx.execute(
+                "DELETE FROM volume_snapshots WHERE volume_id IN
+                     (SELECT id FROM volumes WHERE app_name = ?1)",
+                [&name],
+            )?;
+            tx.execute("DELETE FROM volumes WHERE app_name = ?1", [&name])?;
             tx.execute("DELETE FROM apps WHERE name = ?1", [&name])?;
             tx.commit()
         })
@@ -872,11 +942,153 @@ impl Store {
         .await
     }
 
+    /// Marks a machine destroyed; the volume it mounted is free again.
     pub async fn mark_destroyed(&self, id: &str) -> Result<(), ControlPlaneError> {
         let id = id.to_string();
         self.call("mark machine destroyed", move |c| {
-            c.execute("UPDATE machines SET destroyed = TRUE WHERE id = ?1", [id])
-                .map(drop)
+            let tx = c.transaction()?;
+            tx.execute("UPDATE machines SET destroyed = TRUE WHERE id = ?1", [&id])?;
+            tx.execute(
+                "UPDATE volumes SET attached_machine_id = NULL WHERE attached_machine_id = ?1",
+                [&id],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    pub async fn insert_volume(&self, v: VolumeRecord) -> Result<(), ControlPlaneError> {
+        self.call("create volume", move |c| {
+            c.execute(
+                "INSERT INTO volumes (id, app_name, name, region, host_id, size_gb, key_nonce,
+                     key_ciphertext, attached_machine_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    v.id,
+                    v.app,
+                    v.name,
+                    v.region,
+                    v.host_id,
+                    v.size_gb,
+                    v.key.nonce,
+                    v.key.ciphertext,
+                    v.attached_machine_id,
+                    v.created_at
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    pub async fn volume(&self, id: &str) -> Result<Option<VolumeRecord>, ControlPlaneError> {
+        let id = id.to_string();
+        self.call("find volume", move |c| {
+            c.query_row(&format!("{VOLUME_SELECT} WHERE id = ?1"), [id], volume_row)
+                .optional()
+        })
+        .await
+    }
+
+    /// The app's volumes, oldest first.
+    pub async fn volumes_of_app(&self, app: &str) -> Result<Vec<VolumeRecord>, ControlPlaneError> {
+        let app = app.to_string();
+        self.call("list volumes", move |c| {
+            let mut stmt = c.prepare(&format!(
+                "{VOLUME_SELECT} WHERE app_name = ?1 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map([app], volume_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Makes `machine` the one mounting `volume` unless another live machine does; `Err` with
+    /// that machine. With `machine` `None`, frees the volume.
+    pub async fn attach_volume(
+        &self,
+        volume: &str,
+        machine: Option<&str>,
+    ) -> Result<Result<(), String>, ControlPlaneError> {
+        let (volume, machine) = (volume.to_string(), machine.map(str::to_string));
+        self.call("attach volume", move |c| {
+            let tx = c.transaction()?;
+            let holder: Option<String> = tx
+                .query_row(
+                    "SELECT v.attached_machine_id FROM volumes v JOIN machines m
+                     ON m.id = v.attached_machine_id WHERE v.id = ?1 AND NOT m.destroyed",
+                    [&volume],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let (Some(holder), Some(machine)) = (&holder, &machine)
+                && holder != machine
+            {
+                return Ok(Err(holder.clone()));
+            }
+            tx.execute(
+                "UPDATE volumes SET attached_machine_id = ?2 WHERE id = ?1",
+                params![volume, machine],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })
+        .await
+    }
+
+    pub async fn set_volume_size(&self, id: &str, size_gb: u32) -> Result<(), ControlPlaneError> {
+        let id = id.to_string();
+        self.call("extend volume", move |c| {
+            c.execute(
+                "UPDATE volumes SET size_gb = ?2 WHERE id = ?1",
+                params![id, size_gb],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Removes a volume and its snapshots' records.
+    pub async fn delete_volume(&self, id: &str) -> Result<(), ControlPlaneError> {
+        let id = id.to_string();
+        self.call("destroy volume", move |c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM volume_snapshots WHERE volume_id = ?1", [&id])?;
+            tx.execute("DELETE FROM volumes WHERE id = ?1", [&id])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    pub async fn insert_snapshot(&self, s: SnapshotRecord) -> Result<(), ControlPlaneError> {
+        self.call("record snapshot", move |c| {
+            c.execute(
+                "INSERT INTO volume_snapshots (id, volume_id, size, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![s.id, s.volume_id, to_i64(s.size), s.created_at],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// The volume's snapshots, oldest first.
+    pub async fn snapshots(&self, volume: &str) -> Result<Vec<SnapshotRecord>, ControlPlaneError> {
+        let volume = volume.to_string();
+        self.call("list snapshots", move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, volume_id, size, created_at FROM volume_snapshots
+                 WHERE volume_id = ?1 ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([volume], |r| {
+                Ok(SnapshotRecord {
+                    id: r.get(0)?,
+                    volume_id: r.get(1)?,
+                    size: to_u64(r.get(2)?),
+                    created_at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
         })
         .await
     }

@@ -7,7 +7,7 @@ use crate::values::Seconds;
 use aloft_types::MachineConfig;
 use aloft_types::config::{
     Check, CheckHeader, CheckType, Concurrency, CpuKind, DurationStr, File, Guest, Handler,
-    InitConfig, Port, Protocol, Restart, Service, StopConfig,
+    InitConfig, Mount, Port, Protocol, Restart, Service, StopConfig,
 };
 use aloft_types::signal::Signal;
 use std::collections::BTreeMap;
@@ -181,6 +181,21 @@ impl AppConfig {
                     max_retries: r.retries,
                 }),
             files,
+            // The volume itself is per machine: a deploy fills in `volume` (an unmounted volume
+            // of this name in the machine's region, else a new one of `size_gb`).
+            mounts: self
+                .mounts
+                .iter()
+                .find(|m| applies(&m.processes))
+                .map(|m| Mount {
+                    volume: String::new(),
+                    path: m.destination.clone(),
+                    name: Some(m.source.clone()),
+                    size_gb: Some(m.initial_size.map_or(1, |s| s.0)),
+                    encrypted: Some(true),
+                })
+                .into_iter()
+                .collect(),
             stop_config: Some(StopConfig {
                 signal: Some(self.kill_signal.unwrap_or(KILL_SIGNAL)),
                 timeout: Some(duration(Seconds(

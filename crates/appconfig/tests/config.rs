@@ -303,6 +303,18 @@ fn mounts_may_be_one_table_or_many() {
         "[[mounts]]\nsource = \"a\"\ndestination = \"/a\"\n[[mounts]]\nsource = \"b\"\ndestination = \"/b\"\n",
     );
     assert_eq!(two.config.mounts.len(), 2);
+
+    // A machine's mount names the volume by name and size; a deploy picks the volume itself.
+    let dir = tempfile::tempdir().unwrap();
+    let m = one
+        .config
+        .machine_config("app", "hello:v1", dir.path())
+        .unwrap();
+    assert_eq!(m.mounts.len(), 1);
+    assert_eq!(m.mounts[0].volume, "");
+    assert_eq!(m.mounts[0].path, "/data");
+    assert_eq!(m.mounts[0].name.as_deref(), Some("data"));
+    assert_eq!(m.mounts[0].size_gb, Some(10));
 }
 
 #[test]

@@ -10,6 +10,9 @@ use aloft_types::api::{
     Secret, SetSecretsRequest, SignalRequest, StartResponse, StopRequest, SuspendResponse,
     UnsetSecretsRequest, UpdateMachineRequest, UpdateReleaseRequest, WaitQuery, WaitResponse,
 };
+use aloft_types::api::{
+    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, Volume, VolumeSnapshot,
+};
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
 use serde::de::DeserializeOwned;
@@ -224,6 +227,66 @@ impl Client {
         ))
         .await
         .map(drop)
+    }
+
+    pub async fn create_volume(
+        &self,
+        app: &str,
+        req: &CreateVolumeRequest,
+    ) -> Result<Volume, ClientError> {
+        self.send(
+            self.request(Method::POST, &["v1", "apps", app, "volumes"])
+                .json(req),
+        )
+        .await
+    }
+
+    pub async fn volumes(&self, app: &str) -> Result<Vec<Volume>, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "apps", app, "volumes"]))
+            .await
+    }
+
+    pub async fn volume(&self, app: &str, id: &str) -> Result<Volume, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "apps", app, "volumes", id]))
+            .await
+    }
+
+    pub async fn extend_volume(
+        &self,
+        app: &str,
+        id: &str,
+        size_gb: u32,
+    ) -> Result<ExtendVolumeResponse, ClientError> {
+        self.send(
+            self.request(Method::PUT, &["v1", "apps", app, "volumes", id, "extend"])
+                .json(&ExtendVolumeRequest { size_gb }),
+        )
+        .await
+    }
+
+    pub async fn destroy_volume(&self, app: &str, id: &str) -> Result<Volume, ClientError> {
+        self.send(self.request(Method::DELETE, &["v1", "apps", app, "volumes", id]))
+            .await
+    }
+
+    pub async fn create_snapshot(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> Result<VolumeSnapshot, ClientError> {
+        self.send(self.request(
+            Method::POST,
+            &["v1", "apps", app, "volumes", id, "snapshots"],
+        ))
+        .await
+    }
+
+    pub async fn snapshots(&self, app: &str, id: &str) -> Result<Vec<VolumeSnapshot>, ClientError> {
+        self.send(self.request(
+            Method::GET,
+            &["v1", "apps", app, "volumes", id, "snapshots"],
+        ))
+        .await
     }
 
     pub async fn set_secrets(

@@ -123,6 +123,19 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         Some("bluegreen") => Strategy::Bluegreen,
         Some(other) => bail!("--strategy {other}: use rolling, immediate, canary or bluegreen"),
     };
+    // A volume is mounted by one machine at a time: no new machine can stand beside an old one.
+    let strategy = match strategy {
+        Strategy::Canary | Strategy::Bluegreen if !config.mounts.is_empty() => {
+            if !ctx.json {
+                println!(
+                    "==> {app} mounts volumes ([[mounts]]), and a volume is mounted by one machine at a time, so {} (new machines beside the old) cannot be used: deploying with rolling",
+                    strategy.as_str()
+                );
+            }
+            Strategy::Rolling
+        }
+        s => s,
+    };
     let wait = args
         .wait_timeout
         .or_else(|| {
@@ -241,6 +254,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         changed: Vec::new(),
         created: Vec::new(),
         blue: Vec::new(),
+        volumes_taken: Vec::new(),
     };
     let release_command = config
         .deploy
@@ -392,6 +406,7 @@ pub(crate) async fn update_each(
         changed: Vec::new(),
         created: Vec::new(),
         blue: Vec::new(),
+        volumes_taken: Vec::new(),
     };
     let work = async {
         for m in machines {
@@ -468,6 +483,8 @@ struct Deploy<'a> {
     created: Vec<String>,
     /// bluegreen's old machines (group, id), retired once every group passed.
     blue: Vec<(String, String)>,
+    /// Volumes given to machines of this deploy (not mounted yet, so not shown as attached).
+    volumes_taken: Vec<String>,
 }
 
 impl Deploy<'_> {
@@ -484,8 +501,11 @@ impl Deploy<'_> {
         config: &MachineConfig,
         region: Option<String>,
     ) -> Result<String> {
+        let mut config = config.clone();
+        self.give_volume(&mut config, None, region.as_deref())
+            .await?;
         let req = CreateMachineRequest {
-            config: config.clone(),
+            config,
             name: None,
             region,
             skip_launch: false,
@@ -549,7 +569,15 @@ impl Deploy<'_> {
                     done += 1;
                     let id = m.id.to_string();
                     self.say(format!("  {group}: updating machine {id} ({done}/{total})"));
-                    let req = new_config(config.clone());
+                    let mut config = config.clone();
+                    if let Err(e) = self
+                        .give_volume(&mut config, Some(m), Some(&m.region))
+                        .await
+                    {
+                        result = Err(e);
+                        break;
+                    }
+                    let req = new_config(config);
                     if let Err(e) = self
                         .scope
                         .client
@@ -586,6 +614,43 @@ impl Deploy<'_> {
         Ok(())
     }
 
+    /// Fills in the volume of `config`'s mount (`[[mounts]]` names it, the machine needs its
+    /// own): the one `machine` mounts already, else a free one of that name in `region`, else a
+    /// new one.
+    async fn give_volume(
+        &mut self,
+        config: &mut MachineConfig,
+        machine: Option<&Machine>,
+        region: Option<&str>,
+    ) -> Result<()> {
+        let Some(mount) = config.mounts.first_mut().filter(|m| m.volume.is_empty()) else {
+            return Ok(());
+        };
+        if let Some(current) = machine.and_then(|m| m.config.mounts.first()) {
+            mount.volume = current.volume.clone();
+            return Ok(());
+        }
+        let name = mount.name.clone().unwrap_or_else(|| "data".into());
+        let region = region.ok_or_else(|| {
+            anyhow!(
+                "a machine with volume `{name}` needs a region to put the volume in: set primary_region in the config or pass --region"
+            )
+        })?;
+        let v = crate::volumes::volume_for(
+            &self.scope.client,
+            &self.scope.app,
+            &name,
+            region,
+            mount.size_gb.unwrap_or(1),
+            &self.volumes_taken,
+            self.quiet,
+        )
+        .await?;
+        self.volumes_taken.push(v.id.clone());
+        mount.volume = v.id;
+        Ok(())
+    }
+
     /// Runs `[deploy] release_command` once, before any machine changes, in a temporary machine
     /// with the release's config (no services or checks, never restarted) in `region`; anything
     /// but exit code 0 (or running past `timeout`) stops the deploy with the command's last output.
@@ -604,6 +669,8 @@ impl Deploy<'_> {
         });
         config.services.clear();
         config.checks.clear();
+        // Volumes stay with the app's machines (as the reference's release machines, none).
+        config.mounts.clear();
         config.restart = Some(Restart {
             policy: RestartPolicy::No,
             max_retries: None,

@@ -33,6 +33,7 @@ mod scale;
 mod secrets;
 mod server;
 mod status;
+mod volumes;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -91,6 +92,9 @@ enum Command {
     /// Set, remove and list an app's secrets (environment variables kept encrypted).
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Create, list, extend and destroy an app's volumes, and take snapshots.
+    #[command(subcommand, alias = "volume", alias = "vol")]
+    Volumes(volumes::VolumesCommand),
     /// Change how many machines an app runs in each region.
     #[command(subcommand)]
     Scale(scale::ScaleCommand),
@@ -210,6 +214,7 @@ async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Releases(args) => releases::run(args, &ctx).await,
         Command::Scale(command) => scale::run(command, &ctx).await,
         Command::Secrets(command) => secrets::run(command, &ctx).await,
+        Command::Volumes(command) => volumes::run(command, &ctx).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Dev(cmd) => dev::run(cmd, &ctx).await,

@@ -228,9 +228,31 @@ async fn count(args: CountArgs, ctx: &Ctx) -> Result<ExitCode> {
                 args.count
             );
         }
+        let mut volumes_taken = Vec::new();
         for _ in have.len()..args.count {
+            let mut config = template.config.clone();
+            // Each machine mounts a volume of its own: of the template's volume's name.
+            if let Some(mount) = config.mounts.first_mut() {
+                let name = match &mount.name {
+                    Some(n) => n.clone(),
+                    None => scope.client.volume(&app, &mount.volume).await?.name,
+                };
+                let size = mount.size_gb.unwrap_or(1);
+                let v = crate::volumes::volume_for(
+                    &scope.client,
+                    &app,
+                    &name,
+                    region,
+                    size,
+                    &volumes_taken,
+                    ctx.json,
+                )
+                .await?;
+                volumes_taken.push(v.id.clone());
+                mount.volume = v.id;
+            }
             let req = CreateMachineRequest {
-                config: template.config.clone(),
+                config,
                 name: None,
                 region: Some(region.clone()),
                 skip_launch: false,

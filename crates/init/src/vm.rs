@@ -125,6 +125,9 @@ fn boot(cfg: &InitConfig) -> Result<(), String> {
         )
     })
     .map_err(|e| format!("mounting the root disk {}: {e}", vm.root_device))?;
+    for v in &vm.volumes {
+        mount_volume(v)?;
+    }
     if let Some(net) = &cfg.network {
         crate::netlink::configure(net)?;
     }
@@ -141,6 +144,40 @@ fn boot(cfg: &InitConfig) -> Result<(), String> {
     rustix::process::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     Ok(())
+}
+
+/// Mounts a volume's disk (found by its serial: disk names follow probe order) under the new
+/// root at its path.
+fn mount_volume(v: &aloft_types::init::VmVolume) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let device = loop {
+        let found = fs::read_dir("/sys/block").ok().and_then(|entries| {
+            entries.flatten().find_map(|e| {
+                let serial = fs::read_to_string(e.path().join("serial")).ok()?;
+                (serial.trim() == v.serial)
+                    .then(|| format!("/dev/{}", e.file_name().to_string_lossy()))
+            })
+        });
+        match found {
+            Some(d) => break d,
+            None if Instant::now() > deadline => {
+                return Err(format!(
+                    "volume {}'s disk did not appear within 10 s",
+                    v.serial
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let target = format!("/newroot{}", v.path);
+    fs::create_dir_all(&target).map_err(|e| format!("creating {}: {e}", v.path))?;
+    mount_fs(
+        &device,
+        &target,
+        "ext4",
+        MountFlags::NOSUID | MountFlags::NODEV,
+    )
+    .map_err(|e| format!("mounting volume {} at {}: {e}", v.serial, v.path))
 }
 
 /// The device of the virtio-serial port called `name` (no udev here: found through sysfs).

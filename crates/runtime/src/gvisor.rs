@@ -19,6 +19,7 @@ use crate::cgroup::{CpuAllocator, Limits, MachineCgroup};
 use crate::guest::init_config;
 use crate::net::{HostNetwork, NetworkOptions};
 use crate::supervise;
+use crate::volume::VolumeStore;
 use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
 use aloft_types::MachineId;
 use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
@@ -242,6 +243,7 @@ impl GvisorRuntime {
         dir: &Path,
         rootfs: &Path,
         cgroup: &MachineCgroup,
+        volumes: &[(PathBuf, String)],
     ) -> Result<PathBuf, RuntimeError> {
         let bundle = dir.join("bundle");
         fs::create_dir_all(&bundle).map_err(io_err("writing the OCI bundle", &spec.id))?;
@@ -262,6 +264,25 @@ impl GvisorRuntime {
             "CAP_AUDIT_WRITE",
             "CAP_SYS_ADMIN",
         ];
+        let mut mounts = vec![
+            json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+            json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+            json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]}),
+            json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=755"]}),
+        ];
+        for (source, destination) in volumes {
+            mounts.push(
+                json!({"destination": destination, "type": "bind", "source": source,
+                "options": ["rbind", "rw", "nosuid", "nodev"]}),
+            );
+        }
         let config = json!({
             "ociVersion": "1.0.2",
             "process": {
@@ -277,19 +298,7 @@ impl GvisorRuntime {
             },
             "root": {"path": rootfs, "readonly": false},
             "hostname": spec.id.as_str(),
-            "mounts": [
-                {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-                 "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-                {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-                 "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-                {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                 "options": ["nosuid", "noexec", "nodev", "ro"]},
-                {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
-                 "options": ["nosuid", "nodev", "mode=755"]},
-            ],
+            "mounts": mounts,
             "linux": {
                 "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
                 "cgroupsPath": cgroup.sandbox_path(),
@@ -303,7 +312,51 @@ impl GvisorRuntime {
         Ok(bundle)
     }
 
-    /// After the sandbox ended: remove it and unmount its root filesystem (idempotent).
+    /// Mounts the machine's volumes on the host (each decrypted, see [`crate::volume`]) and
+    /// records them for [`Self::teardown_run`]; (host directory, guest path) pairs.
+    async fn mount_volumes(
+        &self,
+        spec: &MachineSpec,
+        dir: &Path,
+    ) -> Result<Vec<(PathBuf, String)>, RuntimeError> {
+        let stores: Vec<(&str, &VolumeStore)> = spec
+            .volumes
+            .iter()
+            .map(|v| (v.id.as_str(), &v.store))
+            .collect();
+        fs::write(
+            dir.join("volumes.json"),
+            serde_json::to_vec(&stores).expect("serializable"),
+        )
+        .map_err(io_err("recording the machine's volumes", &spec.id))?;
+        let mut mounted = Vec::new();
+        for v in &spec.volumes {
+            let mnt =
+                v.store
+                    .mount(&v.id, &v.key)
+                    .await
+                    .map_err(|reason| RuntimeError::StartFailed {
+                        id: spec.id.clone(),
+                        reason: format!("volume {}: {reason}", v.id),
+                    })?;
+            mounted.push((mnt, v.path.clone()));
+        }
+        Ok(mounted)
+    }
+
+    /// Unmounts the volumes the machine's last start mounted.
+    async fn unmount_volumes(&self, id: &MachineId) {
+        let recorded: Vec<(String, VolumeStore)> = fs::read(self.dir(id).join("volumes.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for (volume, store) in recorded {
+            store.unmount(&volume).await;
+        }
+    }
+
+    /// After the sandbox ended: remove it, unmount its volumes and its root filesystem
+    /// (idempotent).
     async fn teardown_run(&self, id: &MachineId) {
         self.cpus.release(id.as_str());
         // runsc keeps `<id>_sandbox:<id>.state` in its root while it knows the container;
@@ -313,16 +366,15 @@ impl GvisorRuntime {
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().starts_with(id.as_str()))
         });
-        if !known {
-            Self::unmount(&self.dir(id));
-            return;
+        if known {
+            let _ = self
+                .runsc_cmd(id)
+                .args(["delete", "--force", id.as_str()])
+                .stdin(Stdio::null())
+                .output()
+                .await;
         }
-        let _ = self
-            .runsc_cmd(id)
-            .args(["delete", "--force", id.as_str()])
-            .stdin(Stdio::null())
-            .output()
-            .await;
+        self.unmount_volumes(id).await;
         Self::unmount(&self.dir(id));
     }
 
@@ -415,7 +467,8 @@ impl Runtime for GvisorRuntime {
             })
             .map_err(io_err("setting the machine's limits (cgroup)", id))?;
         let _ = fs::write(dir.join("oom-before"), cgroup.oom_counter().to_string());
-        let bundle = self.write_bundle(spec, &dir, &rootfs, &cgroup)?;
+        let volumes = self.mount_volumes(spec, &dir).await?;
+        let bundle = self.write_bundle(spec, &dir, &rootfs, &cgroup, &volumes)?;
         let _ = fs::write(dir.join("instance"), &spec.instance_id);
         let cmd: Vec<OsString> = vec![
             self.runsc.clone().into(),

@@ -24,6 +24,7 @@ pub mod microvm;
 pub mod net;
 pub mod sim;
 pub mod supervise;
+pub mod volume;
 
 pub use host::{Backend, DEFAULT_KERNEL_DIR, HostOptions, find_init_binary, open};
 
@@ -55,6 +56,8 @@ pub struct MachineSpec {
     /// The host's internal DNS server (`fdaa::3`), when one serves its machines: their name
     /// server unless their config names others. `None`: the host's upstream resolvers.
     pub internal_dns: Option<String>,
+    /// The volumes it mounts, ready on this host ([`volume::VolumeStore::prepare`]).
+    pub volumes: Vec<volume::AttachedVolume>,
 }
 
 /// An image pulled and assembled on this host, and the process to run from it.

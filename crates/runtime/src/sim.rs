@@ -602,6 +602,7 @@ mod tests {
             config,
             image: None,
             internal_dns: None,
+            volumes: Vec::new(),
         }
     }
 

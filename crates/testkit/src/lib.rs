@@ -312,6 +312,14 @@ impl Cluster {
         self.reopen_agent(i, node).await;
     }
 
+    /// Stops agent `i` for good (`Agent::shutdown`, its API and heartbeat gone): its host stays
+    /// registered but does not answer. The agents after it move down one index.
+    pub async fn stop_agent(&mut self, i: usize) {
+        let node = self.agents.remove(i);
+        node.heartbeat.abort();
+        node.agent.shutdown().await;
+    }
+
     /// Restarts the control plane on the same data dir and port (agents keep running).
     pub async fn restart_control_plane(&mut self) {
         let addr = self.control_plane.server.addr;
@@ -375,6 +383,10 @@ async fn start_agent(
     let agent = Agent::open(config.clone(), Arc::new(runtime.clone()))
         .await
         .unwrap_or_else(|e| panic!("testkit: cannot open agent {}: {e}", config.host_id));
+    // Secrets and volume keys from the control plane, as in `aloft server host`.
+    let source = aloft_agent::secrets::ControlPlaneSecrets::new(api_url, &config.internal_token)
+        .unwrap_or_else(|e| panic!("testkit: cannot build the secrets client: {e}"));
+    agent.use_secrets(Arc::new(source));
     let server = Server::start(agent.router(), addr).await;
     let heartbeat = aloft_agent::spawn_heartbeat(agent.clone(), api_url.to_string(), server.url());
     AgentNode {

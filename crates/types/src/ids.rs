@@ -76,6 +76,36 @@ impl fmt::Display for InstanceId {
     }
 }
 
+/// A new volume id: `vol_` + 16 lowercase hex characters.
+pub fn new_volume_id() -> String {
+    format!("vol_{}", random_hex(8))
+}
+
+/// Whether `s` is a volume id (safe as a file name on the volume's host).
+pub fn is_volume_id(s: &str) -> bool {
+    is_prefixed_hex(s, "vol_")
+}
+
+/// `prefix` + 16 lowercase hex characters.
+fn is_prefixed_hex(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == 16
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// A new volume snapshot id: `vs_` + 16 lowercase hex characters.
+pub fn new_snapshot_id() -> String {
+    format!("vs_{}", random_hex(8))
+}
+
+/// Whether `s` is a volume snapshot id.
+pub fn is_snapshot_id(s: &str) -> bool {
+    is_prefixed_hex(s, "vs_")
+}
+
 /// `n` random bytes from the operating system as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
@@ -93,6 +123,10 @@ mod tests {
         assert_eq!(id.as_str().len(), 14);
         assert!(MachineId::parse(id.as_str()).is_some());
         assert!(MachineId::parse("xyz").is_none());
+        assert!(is_volume_id(&new_volume_id()));
+        assert!(is_snapshot_id(&new_snapshot_id()));
+        assert!(!is_volume_id("vol_../../etc/passwd"));
+        assert!(!is_volume_id("vol_ABCDEF0123456789"));
         assert!(MachineId::parse("3D8D9016B24E89").is_none());
     }
 }

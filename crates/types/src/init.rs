@@ -120,6 +120,17 @@ pub struct VmBoot {
     /// The root block device (`/dev/vda`), ext4, mounted read-write (its writes go to the
     /// per-machine copy-on-write overlay on the host).
     pub root_device: String,
+    /// Volumes to mount once the root disk is mounted, before the process starts.
+    #[serde(default)]
+    pub volumes: Vec<VmVolume>,
+}
+
+/// A volume attached to a microVM as a virtio disk, found by its serial (the volume id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmVolume {
+    pub serial: String,
+    /// Where the machine sees it (ext4, mounted nosuid, nodev).
+    pub path: String,
 }
 
 /// How the machine's process ended, as init saw it.

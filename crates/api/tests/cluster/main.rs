@@ -8,6 +8,7 @@ mod certificates;
 mod machines;
 mod placement;
 mod restart;
+mod volumes;
 
 use aloft_testkit::Client;
 use serde_json::{Value, json};

@@ -26,7 +26,7 @@ use aloft_types::MachineId;
 use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
 use aloft_types::init::{
     CONTROL_PORT, ControlOp, ControlRequest, ControlResult, EXIT_PORT, ExitReport, GuestMessage,
-    NetworkConfig, Route, VM_CONFIG_PATH, VmBoot,
+    NetworkConfig, Route, VM_CONFIG_PATH, VmBoot, VmVolume,
 };
 use aloft_types::signal::Signal;
 use async_trait::async_trait;
@@ -347,6 +347,14 @@ impl MicrovmRuntime {
         let vm = VmBoot {
             modules: self.modules.clone(),
             root_device: "/dev/vda".into(),
+            volumes: spec
+                .volumes
+                .iter()
+                .map(|v| VmVolume {
+                    serial: v.id.clone(),
+                    path: v.path.clone(),
+                })
+                .collect(),
         };
         let cfg = init_config(spec, Some(network), Some(vm))?;
         let disk = self.disk(spec).await?;
@@ -448,16 +456,54 @@ impl MicrovmRuntime {
         .into_iter()
         .map(OsString::from)
         .collect();
+        // Volumes: encrypted disks QEMU opens with their keys (files removed once it runs).
+        let mut cmd = cmd;
+        let mut keys = Vec::new();
+        for (i, v) in spec.volumes.iter().enumerate() {
+            let key = dir.join(format!("volkey{i}"));
+            keys.push(
+                crate::volume::KeyFile::write(key.clone(), &v.key)
+                    .map_err(io_err("writing a volume key", id))?,
+            );
+            cmd.extend(
+                [
+                    "-object".to_string(),
+                    format!("secret,id=volkey{i},file={}", key.display()),
+                    "-blockdev".into(),
+                    crate::volume::blockdev(
+                        &format!("vol{i}"),
+                        &v.store.disk(&v.id),
+                        &format!("volkey{i}"),
+                    ),
+                    "-device".into(),
+                    format!("virtio-blk-device,drive=vol{i},serial={}", v.id),
+                ]
+                .map(OsString::from),
+            );
+        }
         let pid = supervise::spawn(&self.opts.init_binary, &dir, None, &cmd)
             .await
             .map_err(|e| RuntimeError::StartFailed {
                 id: id.clone(),
                 reason: e.to_string(),
             })?;
-        // Started when init answers on the control port (it serves once the process runs).
+        // Started when init answers on the control port (it serves once the process runs), by
+        // which time QEMU has read the volume keys.
+        let booted = self.await_boot(spec, &dir).await;
+        drop(keys);
+        booted?;
+        Ok(Running {
+            instance_id: spec.instance_id.clone(),
+            pid: Some(pid),
+        })
+    }
+
+    /// Waits until init answers on the control port, or says why the guest did not boot.
+    async fn await_boot(&self, spec: &MachineSpec, dir: &Path) -> Result<(), RuntimeError> {
+        let id = &spec.id;
         let deadline = Instant::now() + self.opts.boot_timeout;
         loop {
-            if !supervise::is_running(&dir) {
+            if !supervise::is_running(dir) {
                 // The guest ended before init answered: a boot failure (init's report says
                 // why, or there is none), or a process that ended at once or could not start
                 // at all (127: not found, 126: not runnable). Those are runs that ended, as in
@@ -505,10 +551,7 @@ impl MicrovmRuntime {
                 }
             }
         }
-        Ok(Running {
-            instance_id: spec.instance_id.clone(),
-            pid: Some(pid),
-        })
+        Ok(())
     }
 
     /// QMP `quit`: QEMU exits at once.

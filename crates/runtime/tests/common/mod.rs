@@ -114,6 +114,7 @@ pub fn spec(rootfs: &Path, script: &str, memory_mb: u32) -> MachineSpec {
         instance_id: "v1".into(),
         config,
         internal_dns: None,
+        volumes: Vec::new(),
         image: Some(PreparedImage {
             manifest_digest: "sha256:00".into(),
             rootfs: rootfs.to_path_buf(),

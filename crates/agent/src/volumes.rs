@@ -1,0 +1,130 @@
+//! The volumes on this host (`<data_dir>/volumes`, see `aloft_runtime::volume`): made, grown and
+//! handed to the runtime when a machine that mounts one starts; removed and snapshotted when the
+//! control plane asks (`DELETE /internal/v1/volumes/{id}`, `POST .../snapshots`).
+//!
+//! A volume's key is asked of the control plane at each start and kept in memory only, so
+//! without the control plane a machine with a volume does not start (its start event says
+//! why); machines already running keep running.
+
+use crate::agent::Agent;
+use crate::store::Record;
+use aloft_runtime::volume::{AttachedVolume, VolumeKey, VolumeStore};
+use aloft_types::{ApiError, MachineState};
+
+impl Agent {
+    /// This host's volumes.
+    pub(crate) fn volume_store(&self) -> VolumeStore {
+        VolumeStore::new(self.inner.config.data_dir.join("volumes"))
+    }
+
+    /// The volumes the machine's config mounts, made or grown as the control plane says and
+    /// ready for the runtime. `Err` says why the machine cannot start.
+    pub(crate) async fn attach_volumes(&self, rec: &Record) -> Result<Vec<AttachedVolume>, String> {
+        let mut attached = Vec::new();
+        for m in &rec.config.mounts {
+            if !aloft_types::ids::is_volume_id(&m.volume) {
+                return Err(format!(
+                    "config.mounts: `{}` is not a volume id (vol_ + 16 hex digits): `aloft volumes list` shows them",
+                    m.volume
+                ));
+            }
+            let Some(source) = self.inner.secrets.get() else {
+                return Err(format!(
+                    "volume {}: this host has no control plane to get the volume's key from",
+                    m.volume
+                ));
+            };
+            let access = source.volume(&m.volume).await.map_err(|e| {
+                format!(
+                    "volume {}: cannot get its key from the control plane ({e}); start the machine again once it answers",
+                    m.volume
+                )
+            })?;
+            if access.app != rec.app || access.host_id != self.inner.config.host_id {
+                return Err(format!(
+                    "volume {} belongs to app `{}` on host `{}`, not to this machine's app `{}` on `{}`",
+                    m.volume, access.app, access.host_id, rec.app, self.inner.config.host_id
+                ));
+            }
+            let store = self.volume_store();
+            let key = VolumeKey::new(access.key);
+            store
+                .prepare(&m.volume, access.size_gb, &key)
+                .await
+                .map_err(|e| format!("volume {}: {e}", m.volume))?;
+            attached.push(AttachedVolume {
+                id: m.volume.clone(),
+                path: m.path.clone(),
+                store,
+                key,
+            });
+        }
+        Ok(attached)
+    }
+
+    /// Machines of this host (not destroyed) whose config mounts `volume`.
+    fn machines_mounting(&self, volume: &str) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .inner
+            .store
+            .list()
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .into_iter()
+            .filter(|r| r.state != MachineState::Destroyed)
+            .filter(|r| r.config.mounts.iter().any(|m| m.volume == volume))
+            .map(|r| r.id.to_string())
+            .collect())
+    }
+
+    /// Removes a volume's data and snapshots; 409 while a machine here mounts it, 404 when this
+    /// host has none of it.
+    pub async fn delete_volume(&self, id: &str) -> Result<(), ApiError> {
+        check_volume_id(id)?;
+        let users = self.machines_mounting(id)?;
+        if !users.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "volume {id} is mounted by machine {}; destroy it first",
+                users.join(", ")
+            )));
+        }
+        match self.volume_store().delete(id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::NotFound(format!(
+                "this host has no data of volume {id}"
+            ))),
+            Err(e) => Err(ApiError::Internal(e)),
+        }
+    }
+
+    /// Copies the volume's disk as snapshot `snapshot`; its size in bytes. 409 when the volume
+    /// has no data yet.
+    pub async fn snapshot_volume(&self, id: &str, snapshot: &str) -> Result<u64, ApiError> {
+        check_volume_id(id)?;
+        if !aloft_types::ids::is_snapshot_id(snapshot) {
+            return Err(ApiError::invalid(
+                "snapshot_id",
+                format!("`{snapshot}` is not a snapshot id (vs_ + 16 hex digits)"),
+            ));
+        }
+        let store = self.volume_store();
+        if !store.exists(id) {
+            return Err(ApiError::Conflict(format!(
+                "volume {id} has no data yet: it is made at the first start of a machine that mounts it, so there is nothing to snapshot"
+            )));
+        }
+        store
+            .snapshot(id, snapshot)
+            .await
+            .map_err(ApiError::Internal)
+    }
+}
+
+fn check_volume_id(id: &str) -> Result<(), ApiError> {
+    if aloft_types::ids::is_volume_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "`{id}` is not a volume id (vol_ + 16 hex digits)"
+        )))
+    }
+}

@@ -1,0 +1,386 @@
+//! Volumes: persistent storage that lives on one host, encrypted at rest with a key of its own.
+//!
+//! The control plane keeps each volume's record (app, name, region, host, size, who mounts it)
+//! and its key, sealed like secrets (`crate::secrets`, with `volume:<id>` as the name). The host
+//! keeps the data: an encrypted qcow2 file it makes at the first start of a machine that mounts
+//! the volume, with the key it asks for then (`GET /internal/v1/volumes/{id}`). So a machine
+//! that mounts a volume is placed on the volume's host and nowhere else: when that host does not
+//! answer, the create fails saying so, and no empty volume is made elsewhere.
+
+use crate::ControlPlane;
+use crate::forward::{AgentReply, Outbound};
+use crate::placement;
+use crate::service::agent_error;
+use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
+use aloft_types::api::{
+    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, TakeSnapshotRequest,
+    TakenSnapshot, Volume, VolumeAccess, VolumeSnapshot,
+};
+use aloft_types::config::{Guest, MachineConfig};
+use aloft_types::ids::{new_snapshot_id, new_volume_id, random_hex};
+use aloft_types::time::{now_ms, rfc3339};
+use aloft_types::{ApiError, ErrorBody};
+use axum::http::{Method, StatusCode};
+use std::collections::BTreeMap;
+
+/// Sizes a volume may have, in GB.
+pub(crate) const MAX_VOLUME_GB: u32 = 500;
+
+/// The name a volume's key is sealed under (with the app as the rest of the AAD).
+fn key_name(id: &str) -> String {
+    format!("volume:{id}")
+}
+
+/// Whether `name` is a volume name: 1-30 letters, digits and underscores (the reference's rule).
+fn name_problem(name: &str) -> Option<String> {
+    let ok = (1..=30).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    (!ok).then(|| {
+        format!(
+            "volume name `{name}` must be 1 to 30 letters, digits and underscores, such as `data` or `pg_data`"
+        )
+    })
+}
+
+fn volume_json(v: VolumeRecord) -> Volume {
+    Volume {
+        id: v.id,
+        name: v.name,
+        app: v.app,
+        state: "created".into(),
+        size_gb: v.size_gb,
+        region: v.region,
+        zone: v.host_id,
+        encrypted: true,
+        attached_machine_id: v.attached_machine_id,
+        created_at: rfc3339(v.created_at),
+    }
+}
+
+fn snapshot_json(s: SnapshotRecord) -> VolumeSnapshot {
+    VolumeSnapshot {
+        id: s.id,
+        volume_id: s.volume_id,
+        status: "created".into(),
+        size: s.size,
+        created_at: rfc3339(s.created_at),
+    }
+}
+
+/// The volume a machine config mounts, if any (a config mounts at most one).
+pub(crate) fn mounted_volume(config: &MachineConfig) -> Option<&str> {
+    config.mounts.first().map(|m| m.volume.as_str())
+}
+
+impl ControlPlane {
+    /// `POST /v1/apps/{app}/volumes`: records a volume on a host of the region (the one with
+    /// the fewest of the app's volumes, then the most free memory). Its data is made on that
+    /// host at the first start of a machine that mounts it.
+    pub(crate) async fn create_volume(
+        &self,
+        caller: &Caller,
+        app: &str,
+        body: &[u8],
+    ) -> Result<Volume, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        let req: CreateVolumeRequest = ApiError::parse_json(body)?;
+        if let Some(problem) = name_problem(&req.name) {
+            return Err(ApiError::invalid("name", problem));
+        }
+        let size_gb = req.size_gb.unwrap_or(1);
+        if !(1..=MAX_VOLUME_GB).contains(&size_gb) {
+            return Err(ApiError::invalid(
+                "size_gb",
+                format!("size_gb {size_gb} must be 1 to {MAX_VOLUME_GB}"),
+            ));
+        }
+        let hosts = self.inner.store.hosts().await?;
+        let mut app_volumes = BTreeMap::new();
+        for v in self.inner.store.volumes_of_app(&app.name).await? {
+            *app_volumes.entry(v.host_id).or_insert(0) += 1;
+        }
+        let host = placement::candidates(&hosts, &req.region, &Guest::default(), &app_volumes)?
+            .first()
+            .map(|h| h.info.id.clone())
+            .expect("candidates is never empty");
+        let id = new_volume_id();
+        let key = random_hex(32);
+        let record = VolumeRecord {
+            key: self.inner.secrets.seal(&app.name, &key_name(&id), &key),
+            id,
+            app: app.name.clone(),
+            name: req.name,
+            region: req.region,
+            host_id: host,
+            size_gb,
+            attached_machine_id: None,
+            created_at: now_ms(),
+        };
+        self.inner.store.insert_volume(record.clone()).await?;
+        Ok(volume_json(record))
+    }
+
+    /// `GET /v1/apps/{app}/volumes`.
+    pub(crate) async fn list_volumes(
+        &self,
+        caller: &Caller,
+        app: &str,
+    ) -> Result<Vec<Volume>, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        let volumes = self.inner.store.volumes_of_app(&app.name).await?;
+        Ok(volumes.into_iter().map(volume_json).collect())
+    }
+
+    /// The app's volume `id`, 404 naming the fix otherwise.
+    async fn volume_of(
+        &self,
+        caller: &Caller,
+        app: &str,
+        id: &str,
+    ) -> Result<VolumeRecord, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        match self.inner.store.volume(id).await? {
+            Some(v) if v.app == app.name => Ok(v),
+            _ => Err(ApiError::NotFound(format!(
+                "app `{}` has no volume `{id}`; `aloft volumes list -a {}` shows its volumes",
+                app.name, app.name
+            ))),
+        }
+    }
+
+    /// `GET /v1/apps/{app}/volumes/{id}`.
+    pub(crate) async fn get_volume(
+        &self,
+        caller: &Caller,
+        app: &str,
+        id: &str,
+    ) -> Result<Volume, ApiError> {
+        Ok(volume_json(self.volume_of(caller, app, id).await?))
+    }
+
+    /// `PUT /v1/apps/{app}/volumes/{id}/extend`: a larger size, which the volume's host applies
+    /// (image and filesystem) at the next start of the machine that mounts it.
+    pub(crate) async fn extend_volume(
+        &self,
+        caller: &Caller,
+        app: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Result<ExtendVolumeResponse, ApiError> {
+        let mut v = self.volume_of(caller, app, id).await?;
+        let req: ExtendVolumeRequest = ApiError::parse_json(body)?;
+        if req.size_gb <= v.size_gb || req.size_gb > MAX_VOLUME_GB {
+            return Err(ApiError::invalid(
+                "size_gb",
+                format!(
+                    "size_gb {} must be larger than the volume's {} GB and at most {MAX_VOLUME_GB} (volumes only grow)",
+                    req.size_gb, v.size_gb
+                ),
+            ));
+        }
+        self.inner.store.set_volume_size(&v.id, req.size_gb).await?;
+        v.size_gb = req.size_gb;
+        let needs_restart = v.attached_machine_id.is_some();
+        Ok(ExtendVolumeResponse {
+            volume: volume_json(v),
+            needs_restart,
+        })
+    }
+
+    /// `DELETE /v1/apps/{app}/volumes/{id}`: refused while a machine mounts it; the host removes
+    /// the data (and the snapshots) first, and the record goes only once it has.
+    pub(crate) async fn destroy_volume(
+        &self,
+        caller: &Caller,
+        app: &str,
+        id: &str,
+    ) -> Result<Volume, ApiError> {
+        let v = self.volume_of(caller, app, id).await?;
+        if let Some(machine) = &v.attached_machine_id {
+            return Err(ApiError::Conflict(format!(
+                "volume {} is mounted by machine {machine}; destroy that machine first (aloft machine destroy {machine} -a {})",
+                v.id, v.app
+            )));
+        }
+        self.remove_volume_data(&v).await?;
+        self.inner.store.delete_volume(&v.id).await?;
+        Ok(volume_json(v))
+    }
+
+    /// Asks the volume's host to remove its data; 503 when the host cannot (the record stays).
+    pub(crate) async fn remove_volume_data(&self, v: &VolumeRecord) -> Result<(), ApiError> {
+        let req = Outbound::bodiless(Method::DELETE, format!("/internal/v1/volumes/{}", v.id));
+        let reply = self.ask_volume_host(v, &req).await?;
+        if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(agent_error(&reply))
+        }
+    }
+
+    /// `POST /v1/apps/{app}/volumes/{id}/snapshots`: a copy taken now on the volume's host.
+    pub(crate) async fn create_snapshot(
+        &self,
+        caller: &Caller,
+        app: &str,
+        id: &str,
+    ) -> Result<VolumeSnapshot, ApiError> {
+        let v = self.volume_of(caller, app, id).await?;
+        let snapshot_id = new_snapshot_id();
+        let body = serde_json::to_vec(&TakeSnapshotRequest {
+            snapshot_id: snapshot_id.clone(),
+        })
+        .expect("serializable");
+        let req = Outbound {
+            body: body.into(),
+            content_type: Some(axum::http::HeaderValue::from_static("application/json")),
+            ..Outbound::bodiless(
+                Method::POST,
+                format!("/internal/v1/volumes/{}/snapshots", v.id),
+            )
+        };
+        let reply = self.ask_volume_host(&v, &req).await?;
+        if !reply.status.is_success() {
+            return Err(agent_error(&reply));
+        }
+        let taken: TakenSnapshot = serde_json::from_slice(&reply.body).map_err(|e| {
+            ApiError::Internal(format!(
+                "host {} took the snapshot but answered in a form the control plane cannot read: {e}",
+                v.host_id
+            ))
+        })?;
+        let record = SnapshotRecord {
+            id: snapshot_id,
+            volume_id: v.id,
+            size: taken.size,
+            created_at: now_ms(),
+        };
+        self.inner.store.insert_snapshot(record.clone()).await?;
+        Ok(snapshot_json(record))
+    }
+
+    /// `GET /v1/apps/{app}/volumes/{id}/snapshots`.
+    pub(crate) async fn list_snapshots(
+        &self,
+        caller: &Caller,
+        app: &str,
+        id: &str,
+    ) -> Result<Vec<VolumeSnapshot>, ApiError> {
+        let v = self.volume_of(caller, app, id).await?;
+        let snapshots = self.inner.store.snapshots(&v.id).await?;
+        Ok(snapshots.into_iter().map(snapshot_json).collect())
+    }
+
+    /// `GET /internal/v1/volumes/{id}`: what the volume's host needs to open it.
+    pub(crate) async fn volume_access(&self, id: &str) -> Result<VolumeAccess, ApiError> {
+        let v = self
+            .inner
+            .store
+            .volume(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no volume `{id}`")))?;
+        let key = self
+            .inner
+            .secrets
+            .open(&v.app, &key_name(&v.id), &v.key)
+            .ok_or_else(|| {
+                ApiError::Internal(format!(
+                    "volume {}'s key does not open with this control plane's secrets.key; its data cannot be read without the key it was made with",
+                    v.id
+                ))
+            })?;
+        Ok(VolumeAccess {
+            id: v.id,
+            app: v.app,
+            size_gb: v.size_gb,
+            host_id: v.host_id,
+            key,
+        })
+    }
+
+    /// For a machine create or update that mounts a volume: the volume (the app's, in the
+    /// requested region, not mounted by another live machine) and its host, which must be
+    /// registered; the caller then sends the request to that host only.
+    pub(crate) async fn volume_placement(
+        &self,
+        app: &str,
+        volume_id: &str,
+        region: Option<&str>,
+        machine: Option<&str>,
+    ) -> Result<(VolumeRecord, HostRecord), ApiError> {
+        let field = "config.mounts[0].volume";
+        let v = match self.inner.store.volume(volume_id).await? {
+            Some(v) if v.app == app => v,
+            _ => {
+                return Err(ApiError::invalid(
+                    field,
+                    format!(
+                        "app `{app}` has no volume `{volume_id}`; create one with `aloft volumes create NAME --region REGION -a {app}` and mount it by its id"
+                    ),
+                ));
+            }
+        };
+        if let Some(region) = region.filter(|r| *r != v.region) {
+            return Err(ApiError::invalid(
+                "region",
+                format!(
+                    "volume {} is in region `{}`, so a machine mounting it runs there, not in `{region}`",
+                    v.id, v.region
+                ),
+            ));
+        }
+        if let Some(holder) = v
+            .attached_machine_id
+            .as_deref()
+            .filter(|h| Some(*h) != machine)
+            && self
+                .inner
+                .store
+                .machine(holder)
+                .await?
+                .is_some_and(|m| !m.destroyed)
+        {
+            return Err(ApiError::Conflict(format!(
+                "volume {} is mounted by machine {holder}; a volume is mounted by one machine at a time: create another volume (aloft volumes create {} --region {} -a {app}) or destroy that machine",
+                v.id, v.name, v.region
+            )));
+        }
+        let host = self.inner.store.host(&v.host_id).await?.ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "volume {} lives on host `{}`, which is not registered; its data is only there, so no machine can mount it until that host's agent is back",
+                v.id, v.host_id
+            ))
+        })?;
+        Ok((v, host))
+    }
+
+    /// Sends an internal request to the volume's host; 503 naming the volume when the host
+    /// does not answer.
+    async fn ask_volume_host(
+        &self,
+        v: &VolumeRecord,
+        req: &Outbound,
+    ) -> Result<AgentReply, ApiError> {
+        let host = self.inner.store.host(&v.host_id).await?;
+        let sent = match &host {
+            Some(host) => self.inner.forwarder.send_internal(host, req).await,
+            None => return Err(volume_host_down(v, "it is not registered")),
+        };
+        sent.map_err(|e| volume_host_down(v, &e.to_string()))
+    }
+}
+
+/// 503: the volume's host is down. Nothing is made elsewhere: the data is only there.
+pub(crate) fn volume_host_down(v: &VolumeRecord, why: &str) -> ApiError {
+    ApiError::from_response(
+        StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+        ErrorBody {
+            error: format!(
+                "volume {} ({}) lives on host `{}` in {}, which does not answer ({why}); its data is only there, so nothing was done: bring that host back, or create a new, empty volume with `aloft volumes create {} --region {} -a {}`",
+                v.id, v.name, v.host_id, v.region, v.name, v.region, v.app
+            ),
+            field: None,
+            allowed: Vec::new(),
+        },
+    )
+}

@@ -1,0 +1,389 @@
+//! Volumes on a host: one encrypted disk per volume, the same format for every backend.
+//!
+//! A volume is a qcow2 file encrypted with LUKS (`qemu-img`), holding an ext4 filesystem, under
+//! `<state>/volumes/<id>/disk.qcow2`. Its key comes from the control plane at each start and is
+//! only on this host's disk for the moment a QEMU process reads it (`key`, 0600, removed right
+//! after), so a copy of the host's disk holds ciphertext only.
+//!
+//! - A **microVM** attaches the disk as a virtio block device (QEMU decrypts it); aloft-init
+//!   mounts it at the config's path.
+//! - A **gVisor** machine gets the filesystem as a bind mount: `qemu-storage-daemon` decrypts the
+//!   disk into a FUSE file (`export`), which is mounted through a loop device at `mnt/` and
+//!   bound into the sandbox at the config's path. gVisor cannot open block devices itself, and
+//!   these hosts have no device-mapper (so no dm-crypt); the FUSE export keeps one disk format
+//!   for both backends, so a volume does not care which backend mounts it.
+//!
+//! The disk is made (and formatted) at the first start of a machine that mounts the volume,
+//! grown when the volume was extended, and outlives every machine. Snapshots are copies of the
+//! disk kept beside it (`snapshots/<id>.qcow2`), encrypted with the same key.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+/// LUKS key derivation time. The key is 32 random bytes, not a password, so stretching it buys
+/// nothing; QEMU's default (2 s) would be paid at every open.
+const LUKS_ITER_TIME_MS: u32 = 10;
+
+/// A volume's key: the passphrase of its LUKS header. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VolumeKey(String);
+
+impl VolumeKey {
+    pub fn new(key: String) -> Self {
+        Self(key)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for VolumeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VolumeKey(..)")
+    }
+}
+
+/// A volume a machine mounts, ready on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedVolume {
+    pub id: String,
+    /// Where the machine sees it.
+    pub path: String,
+    /// The store holding it.
+    pub store: VolumeStore,
+    pub key: VolumeKey,
+}
+
+/// A volume's key in a file (0600) for as long as a QEMU process needs to read it: removed
+/// when dropped.
+pub(crate) struct KeyFile(PathBuf);
+
+impl KeyFile {
+    pub(crate) fn write(path: PathBuf, key: &VolumeKey) -> io::Result<Self> {
+        let _ = fs::remove_file(&path);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        io::Write::write_all(&mut f, key.as_bytes())?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// QEMU's block-device JSON for an encrypted disk, with its key in the secret `secret`.
+pub(crate) fn blockdev(node: &str, disk: &Path, secret: &str) -> String {
+    serde_json::json!({
+        "driver": "qcow2",
+        "node-name": node,
+        "encrypt": {"format": "luks", "key-secret": secret},
+        "file": {"driver": "file", "filename": disk},
+    })
+    .to_string()
+}
+
+/// The volumes of one host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeStore {
+    dir: PathBuf,
+}
+
+impl VolumeStore {
+    /// Volumes under `dir` (`<state>/volumes`).
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// The volume's encrypted disk (it may not exist yet).
+    pub fn disk(&self, id: &str) -> PathBuf {
+        self.dir_of(id).join("disk.qcow2")
+    }
+
+    /// Whether the volume has data on this host.
+    pub fn exists(&self, id: &str) -> bool {
+        self.disk(id).exists()
+    }
+
+    /// Makes the volume's disk when it has none (encrypted, formatted ext4) and grows it (and
+    /// its filesystem) to `size_gb` when it is smaller. Returns the disk.
+    pub async fn prepare(
+        &self,
+        id: &str,
+        size_gb: u32,
+        key: &VolumeKey,
+    ) -> Result<PathBuf, String> {
+        let dir = self.dir_of(id);
+        fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let disk = self.disk(id);
+        let bytes = u64::from(size_gb) << 30;
+        if !disk.exists() {
+            // Made under another name and renamed once formatted: a crash half-way leaves no
+            // disk that looks ready.
+            let fresh = dir.join("disk.new.qcow2");
+            let _ = fs::remove_file(&fresh);
+            let keyfile = KeyFile::write(dir.join("key"), key)
+                .map_err(|e| format!("writing the volume key: {e}"))?;
+            let mut attempt = 0;
+            loop {
+                let created = run(Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2", "--object"])
+                    .arg(format!("secret,id=k,file={}", keyfile.0.display()))
+                    .arg("-o")
+                    .arg(format!(
+                        "encrypt.format=luks,encrypt.key-secret=k,encrypt.iter-time={LUKS_ITER_TIME_MS}"
+                    ))
+                    .arg(&fresh)
+                    .arg(bytes.to_string()))
+                .await;
+                match created {
+                    // QEMU before 9.2 sometimes fails its own PBKDF benchmark on fast CPUs
+                    // ("crypto: fix bogus error benchmarking pbkdf on fast machines"); a new
+                    // run measures again.
+                    Err(e) if e.contains("accurate CPU usage") && attempt < 5 => attempt += 1,
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
+            drop(keyfile);
+            let export = self.open_export(id, &fresh, key).await?;
+            let formatted = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&export)).await;
+            self.close_export(id).await;
+            formatted?;
+            fs::rename(&fresh, &disk).map_err(|e| format!("keeping the new volume: {e}"))?;
+            return Ok(disk);
+        }
+        if virtual_size(&disk).await? < bytes {
+            let keyfile = KeyFile::write(dir.join("key"), key)
+                .map_err(|e| format!("writing the volume key: {e}"))?;
+            run(Command::new("qemu-img")
+                .args(["resize", "-q", "--object"])
+                .arg(format!("secret,id=k,file={}", keyfile.0.display()))
+                .arg("--image-opts")
+                .arg(format!(
+                    "driver=qcow2,encrypt.key-secret=k,file.filename={}",
+                    disk.display()
+                ))
+                .arg(bytes.to_string()))
+            .await?;
+            drop(keyfile);
+            let export = self.open_export(id, &disk, key).await?;
+            let grown = async {
+                // resize2fs wants a freshly checked filesystem; -p repairs only what is safe.
+                run(Command::new("e2fsck").args(["-f", "-p"]).arg(&export)).await?;
+                run(Command::new("resize2fs").arg(&export)).await
+            }
+            .await;
+            self.close_export(id).await;
+            grown?;
+        }
+        Ok(disk)
+    }
+
+    /// Opens the disk's filesystem on this host (for gVisor): decrypted into a FUSE file,
+    /// mounted through a loop device at `<volume>/mnt`, which is returned.
+    pub async fn mount(&self, id: &str, key: &VolumeKey) -> Result<PathBuf, String> {
+        self.unmount(id).await;
+        let export = self.open_export(id, &self.disk(id), key).await?;
+        let mnt = self.dir_of(id).join("mnt");
+        fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
+        let mounted = run(Command::new("mount")
+            .args(["-t", "ext4", "-o", "loop,nodev,nosuid"])
+            .arg(&export)
+            .arg(&mnt))
+        .await;
+        if let Err(e) = mounted {
+            self.close_export(id).await;
+            return Err(e);
+        }
+        Ok(mnt)
+    }
+
+    /// Undoes [`VolumeStore::mount`] (whatever part of it is there).
+    pub async fn unmount(&self, id: &str) {
+        let mnt = self.dir_of(id).join("mnt");
+        if is_mounted(&mnt) {
+            let plain = run(Command::new("umount").arg(&mnt)).await;
+            if let Err(e) = plain {
+                tracing::warn!(volume = id, error = %e, "volume busy; detaching it");
+                let _ = rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH);
+            }
+        }
+        self.close_export(id).await;
+    }
+
+    /// Whether the volume's filesystem is mounted on this host.
+    pub fn is_mounted(&self, id: &str) -> bool {
+        is_mounted(&self.dir_of(id).join("mnt"))
+    }
+
+    /// A copy of the disk as snapshot `snapshot`; its size in bytes. A mounted filesystem is
+    /// frozen for the copy, so the snapshot is consistent.
+    pub async fn snapshot(&self, id: &str, snapshot: &str) -> Result<u64, String> {
+        let disk = self.disk(id);
+        if !disk.exists() {
+            return Err(format!(
+                "volume {id} has no data yet (no machine has mounted it): nothing to snapshot"
+            ));
+        }
+        let dir = self.dir_of(id).join("snapshots");
+        fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let target = dir.join(format!("{snapshot}.qcow2"));
+        let mnt = self.dir_of(id).join("mnt");
+        let frozen = is_mounted(&mnt)
+            && run(Command::new("fsfreeze").arg("-f").arg(&mnt))
+                .await
+                .is_ok();
+        let copied = tokio::fs::copy(&disk, &target).await;
+        if frozen {
+            let _ = run(Command::new("fsfreeze").arg("-u").arg(&mnt)).await;
+        }
+        copied.map_err(|e| format!("copying {} to {}: {e}", disk.display(), target.display()))
+    }
+
+    /// Removes the volume's data and snapshots from this host; whether it had any.
+    pub async fn delete(&self, id: &str) -> Result<bool, String> {
+        self.unmount(id).await;
+        match fs::remove_dir_all(self.dir_of(id)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(format!("removing volume {id}'s data: {e}")),
+        }
+    }
+
+    /// Starts `qemu-storage-daemon` serving `disk` decrypted at `<volume>/export`.
+    async fn open_export(&self, id: &str, disk: &Path, key: &VolumeKey) -> Result<PathBuf, String> {
+        let dir = self.dir_of(id);
+        self.close_export(id).await;
+        let export = dir.join("export");
+        fs::write(&export, b"").map_err(|e| format!("creating {}: {e}", export.display()))?;
+        let _ = fs::set_permissions(&export, fs::Permissions::from_mode(0o600));
+        let keyfile = KeyFile::write(dir.join("key"), key)
+            .map_err(|e| format!("writing the volume key: {e}"))?;
+        // --daemonize returns once the export is up; the daemon outlives the agent, like the
+        // machine using it. It keeps the descriptors it was given: none that a caller waits on.
+        let log = dir.join("qsd.log");
+        let stderr =
+            fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        let status = Command::new("qemu-storage-daemon")
+            .arg("--daemonize")
+            .arg("--pidfile")
+            .arg(dir.join("qsd.pid"))
+            .arg("--object")
+            .arg(format!("secret,id=k,file={}", keyfile.0.display()))
+            .arg("--blockdev")
+            .arg(blockdev("v", disk, "k"))
+            .arg("--export")
+            .arg(format!(
+                "type=fuse,id=e,node-name=v,mountpoint={},writable=on",
+                export.display()
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .status()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot run qemu-storage-daemon: {e} (install qemu-utils: scripts/setup.sh)"
+                )
+            })?;
+        if !status.success() {
+            return Err(format!(
+                "opening volume {id} failed (a wrong key, or a damaged disk?): {}",
+                fs::read_to_string(&log).unwrap_or_default().trim()
+            ));
+        }
+        Ok(export)
+    }
+
+    /// Stops serving the decrypted disk: unmounts the FUSE file, then ends the daemon.
+    async fn close_export(&self, id: &str) {
+        let dir = self.dir_of(id);
+        let export = dir.join("export");
+        if is_mounted(&export) {
+            let _ = rustix::mount::unmount(&export, rustix::mount::UnmountFlags::empty())
+                .or_else(|_| rustix::mount::unmount(&export, rustix::mount::UnmountFlags::DETACH));
+        }
+        let pidfile = dir.join("qsd.pid");
+        let pid = fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let is_qsd = fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero()))
+                .is_ok_and(|c| c.windows(20).any(|w| w == b"qemu-storage-daemon\0"));
+            if is_qsd {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists()
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        let _ = fs::remove_file(pidfile);
+    }
+}
+
+/// Whether something is mounted at `path`.
+fn is_mounted(path: &Path) -> bool {
+    let path = path.to_string_lossy();
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(&*path))
+}
+
+/// The disk's size as its guest sees it.
+async fn virtual_size(disk: &Path) -> Result<u64, String> {
+    let out = run(Command::new("qemu-img")
+        .args(["info", "--output=json", "-U"])
+        .arg(disk))
+    .await?;
+    let info: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("qemu-img info answered no JSON: {e}"))?;
+    info["virtual-size"]
+        .as_u64()
+        .ok_or_else(|| format!("qemu-img info says no size for {}", disk.display()))
+}
+
+/// Runs a command to the end; its stdout, or an error with its stderr.
+async fn run(cmd: &mut Command) -> Result<String, String> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot run {program}: {e} (install qemu-utils and e2fsprogs: scripts/setup.sh)"
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
