@@ -611,8 +611,11 @@ impl ControlPlane {
                 Ok(reply) if reply.status.is_success() => {
                     let id = self.index_new_machine(&app, host, &reply).await?;
                     if let Some((v, _)) = &volume
-                        && let Err(holder) =
-                            self.inner.store.attach_volume(&v.id, Some(&id)).await?
+                        && let Err(holder) = self
+                            .inner
+                            .store
+                            .set_machine_volume(&id, Some(&v.id))
+                            .await?
                     {
                         tracing::error!(volume = %v.id, machine = %id, %holder, "two machines were created on one volume at once");
                     }
@@ -864,9 +867,9 @@ impl ControlPlane {
                 store.mark_destroyed(&machine.id).await?;
             } else if is_update {
                 if let Some(v) = &volume
-                    && let Err(holder) = store.attach_volume(v, Some(&machine.id)).await?
+                    && let Err(holder) = store.set_machine_volume(&machine.id, v.as_deref()).await?
                 {
-                    tracing::error!(volume = %v, machine = %machine.id, %holder, "two machines were given one volume at once");
+                    tracing::error!(volume = ?v, machine = %machine.id, %holder, "two machines were given one volume at once");
                 }
                 let renamed = reply
                     .json()
@@ -879,21 +882,21 @@ impl ControlPlane {
         Ok(reply)
     }
 
-    /// The volume an update's config mounts, checked against the machine: the app's, on the
-    /// machine's host, not mounted by another live machine. `None` without one (or a body the
-    /// agent will refuse anyway).
+    /// The volume an update's config mounts (`Some(None)`: none), checked against the machine:
+    /// the app's, on the machine's host, not mounted by another live machine. `None` for a body
+    /// the agent will refuse anyway.
     async fn update_volume(
         &self,
         app: &str,
         machine: &MachineRecord,
         body: &[u8],
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<Option<String>>, ApiError> {
         let Ok(update) = serde_json::from_slice::<aloft_types::api::UpdateMachineRequest>(body)
         else {
             return Ok(None);
         };
         let Some(id) = crate::volumes::mounted_volume(&update.config) else {
-            return Ok(None);
+            return Ok(Some(None));
         };
         let (v, _) = self
             .volume_placement(app, id, None, Some(&machine.id))
@@ -907,7 +910,7 @@ impl ControlPlane {
                 ),
             ));
         }
-        Ok(Some(v.id))
+        Ok(Some(Some(v.id)))
     }
 
     pub(crate) async fn regions(&self) -> Result<RegionList, ApiError> {

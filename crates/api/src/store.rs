@@ -1003,33 +1003,39 @@ impl Store {
         .await
     }
 
-    /// Makes `machine` the one mounting `volume` unless another live machine does; `Err` with
-    /// that machine. With `machine` `None`, frees the volume.
-    pub async fn attach_volume(
+    /// Records which volume `machine` mounts (`None`: none): any other it held is free again.
+    /// `Err` with the live machine that mounts `volume` already, changing nothing.
+    pub async fn set_machine_volume(
         &self,
-        volume: &str,
-        machine: Option<&str>,
+        machine: &str,
+        volume: Option<&str>,
     ) -> Result<Result<(), String>, ControlPlaneError> {
-        let (volume, machine) = (volume.to_string(), machine.map(str::to_string));
+        let (machine, volume) = (machine.to_string(), volume.map(str::to_string));
         self.call("attach volume", move |c| {
             let tx = c.transaction()?;
-            let holder: Option<String> = tx
-                .query_row(
-                    "SELECT v.attached_machine_id FROM volumes v JOIN machines m
-                     ON m.id = v.attached_machine_id WHERE v.id = ?1 AND NOT m.destroyed",
-                    [&volume],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let (Some(holder), Some(machine)) = (&holder, &machine)
-                && holder != machine
-            {
-                return Ok(Err(holder.clone()));
+            if let Some(volume) = &volume {
+                let holder: Option<String> = tx
+                    .query_row(
+                        "SELECT v.attached_machine_id FROM volumes v JOIN machines m
+                         ON m.id = v.attached_machine_id WHERE v.id = ?1 AND NOT m.destroyed",
+                        [volume],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(holder) = holder.filter(|h| *h != machine) {
+                    return Ok(Err(holder));
+                }
             }
             tx.execute(
-                "UPDATE volumes SET attached_machine_id = ?2 WHERE id = ?1",
-                params![volume, machine],
+                "UPDATE volumes SET attached_machine_id = NULL WHERE attached_machine_id = ?1",
+                [&machine],
             )?;
+            if let Some(volume) = &volume {
+                tx.execute(
+                    "UPDATE volumes SET attached_machine_id = ?2 WHERE id = ?1",
+                    params![volume, machine],
+                )?;
+            }
             tx.commit()?;
             Ok(Ok(()))
         })

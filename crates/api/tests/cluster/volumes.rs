@@ -160,6 +160,23 @@ async fn a_volume_lives_on_one_host_and_its_machines_go_there_or_nowhere() {
         .await;
     assert_eq!(snaps[0]["id"], snap["id"]);
 
+    // An update without the mount frees the volume; one with it takes it back.
+    let update = |body: Value| {
+        api.post(&format!("/v1/apps/hello/machines/{machine}"))
+            .json(&body)
+    };
+    let (status, m) = api.send(update(json!({"config": {"image": "x"}}))).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(volume(&api, &id).await["attached_machine_id"], Value::Null);
+    crate::wait_for(&api, "hello", &machine, "started").await;
+    let (status, m) = api.send(update(mounting(&id, "ord"))).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(
+        volume(&api, &id).await["attached_machine_id"],
+        machine.as_str()
+    );
+    crate::wait_for(&api, "hello", &machine, "started").await;
+
     // Its machine destroyed, the volume is free for the next one, again on its host.
     let (status, _) = api
         .send(api.delete(&format!("/v1/apps/hello/machines/{machine}?force=true")))
