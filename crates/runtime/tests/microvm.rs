@@ -6,6 +6,7 @@
 mod common;
 
 use aloft_runtime::microvm::{Accel, MicrovmOptions, MicrovmRuntime, kvm_usable, tcg_tsc_khz};
+use aloft_runtime::volume::{AttachedVolume, VolumeKey, VolumeStore};
 use aloft_runtime::{DEFAULT_KERNEL_DIR, Runtime, find_init_binary};
 use aloft_types::signal::Signal;
 use common::*;
@@ -78,11 +79,24 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     let rt =
         MicrovmRuntime::new(options(&tmp.path().join("state"), Duration::from_secs(120))).unwrap();
     eprintln!("accel: {:?}", rt.accel());
-    let spec = spec(
+    let mut spec = spec(
         &rootfs,
-        "touch /ran; echo booted $FLY_MACHINE_ID; trap 'echo bye; exit 0' TERM; httpd -f -p 8080 -h /srv & wait",
+        "touch /ran; echo persisted > /data/f; sync; echo booted $FLY_MACHINE_ID; trap 'echo bye; exit 0' TERM; httpd -f -p 8080 -h /srv & wait",
         256,
     );
+    // A volume at /data: an encrypted disk QEMU opens with its key, mounted by init.
+    let volumes = VolumeStore::new(tmp.path().join("volumes"));
+    let key = VolumeKey::new("v".repeat(64));
+    let disk = volumes
+        .prepare("vol_0123456789abcdef", 1, &key)
+        .await
+        .unwrap();
+    spec.volumes = vec![AttachedVolume {
+        id: "vol_0123456789abcdef".into(),
+        path: "/data".into(),
+        store: volumes.clone(),
+        key,
+    }];
     rt.create(&spec).await.unwrap();
     let t0 = Instant::now();
     if let Err(e) = rt.start(&spec).await {
@@ -152,12 +166,19 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     );
     assert!(logs.iter().any(|l| l.message.contains("bye")), "{logs:?}");
 
-    // The same machine again, from a fresh disk (no /ran), with a process that exits with 3.
+    // The volume's data is on its disk, encrypted; its key is not left on the host.
+    let on_disk = std::fs::read(&disk).unwrap();
+    assert!(!on_disk.windows(9).any(|w| w == b"persisted"));
+    let machine_dir = tmp.path().join("state/machines").join(spec.id.as_str());
+    assert!(!machine_dir.join("volkey0").exists());
+
+    // The same machine again, from a fresh disk (no /ran) but with its volume's data, with a
+    // process that exits with 3.
     let mut three = spec.clone();
     three.image.as_mut().unwrap().process.argv = vec![
         "/bin/sh".into(),
         "-c".into(),
-        "test -e /ran || exit 3".into(),
+        "test -e /ran && exit 5; test \"$(cat /data/f)\" = persisted || exit 6; exit 3".into(),
     ];
     let t0 = Instant::now();
     rt.start(&three).await.unwrap();
