@@ -194,6 +194,42 @@ fn a_volume_keeps_its_data_through_deploys_crashes_and_new_machines() {
     assert_eq!(holders, ids);
     assert!(list.iter().all(|v| v["name"] == "data"));
 
+    // `machine run --volume` mounts a volume made by hand; a malformed one is explained.
+    let extra = dev
+        .aloft(&[
+            "--json", "volumes", "create", "extra", "--region", "local", "-a", "hello",
+        ])
+        .json();
+    let extra = extra["id"].as_str().unwrap();
+    let err = dev
+        .aloft(&[
+            "machine", "run", "hello:v1", "-a", "hello", "--volume", "extra",
+        ])
+        .fails()
+        .to_string();
+    assert!(err.contains("VOLUME_ID:/path"), "{err}");
+    let out = dev.aloft(&[
+        "--json",
+        "machine",
+        "run",
+        "hello:v1",
+        "-a",
+        "hello",
+        "--volume",
+        &format!("{extra}:/extra"),
+        "--entrypoint",
+        "/bin/sh -c",
+        "--cmd",
+        "\"echo by-hand > /extra/x && exec sleep 600\"",
+    ]);
+    let by_hand = out.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(sh(&dev, &by_hand, "cat /extra/x").trim(), "by-hand");
+    dev.aloft(&["machine", "destroy", &by_hand, "-a", "hello", "--force"])
+        .ok();
+    dev.aloft(&["volumes", "destroy", extra, "-a", "hello", "--yes"])
+        .ok();
+    assert!(!data.join("agent/volumes").join(extra).exists());
+
     // Destroying a volume asks first, and never takes one a machine mounts.
     let err = dev
         .aloft(&["volumes", "destroy", &vol, "-a", "hello"])

@@ -9,8 +9,8 @@ use aloft_types::api::{
     ExecRequest, ListMachinesQuery, RestartQuery, SignalRequest, StopRequest, WaitQuery,
 };
 use aloft_types::config::{
-    Autostop, Check, CheckType, CpuKind, DurationStr, Guest, Handler, InitConfig, Port, Protocol,
-    Restart, RestartPolicy, Service,
+    Autostop, Check, CheckType, CpuKind, DurationStr, Guest, Handler, InitConfig, Mount, Port,
+    Protocol, Restart, RestartPolicy, Service,
 };
 use aloft_types::machine::{ImagePull, ImagePullPhase, ImageRef};
 use aloft_types::signal::Signal;
@@ -171,6 +171,10 @@ pub struct RunArgs {
     /// (repeatable): every 15 s; the proxy sends nothing to a machine whose check fails.
     #[arg(long, value_name = "NAME=CHECK")]
     check: Vec<String>,
+    /// A volume to mount, `VOLUME_ID:/path` (`aloft volumes create` makes one); the machine
+    /// runs on the volume's host.
+    #[arg(long, short = 'v', value_name = "VOLUME:PATH")]
+    volume: Option<String>,
     /// Create the machine without starting it.
     #[arg(long)]
     skip_launch: bool,
@@ -753,6 +757,18 @@ fn build_config(args: &RunArgs) -> Result<MachineConfig> {
     for spec in &args.check {
         let (name, check) = parse_check(spec)?;
         config.checks.insert(name, check);
+    }
+    if let Some(v) = &args.volume {
+        let (volume, path) = v.split_once(':').filter(|(v, p)| !v.is_empty() && p.starts_with('/')).ok_or_else(|| {
+            anyhow!("--volume `{v}` is not VOLUME_ID:/path; write it like --volume vol_0123456789abcdef:/data")
+        })?;
+        config.mounts = vec![Mount {
+            volume: volume.to_string(),
+            path: path.to_string(),
+            name: None,
+            size_gb: None,
+            encrypted: None,
+        }];
     }
     config.restart = args.restart.map(|r| Restart {
         policy: match r {
