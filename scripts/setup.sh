@@ -18,7 +18,8 @@ done
 # registry client, used by the tests and to push images), e2fsprogs (mkfs.ext4 for microVM root
 # filesystems), busybox-static (the base of the test images), buildah (`aloft deploy` of a
 # Dockerfile, no Docker daemon). Machines: runsc (gVisor),
-# qemu-system-x86 + qemu-utils (microVMs and their copy-on-write disks), iproute2 + nftables (the
+# qemu-system-x86 + qemu-utils (microVMs and their copy-on-write disks; volumes: qemu-img and
+# qemu-storage-daemon, with e2fsprogs for their filesystems), iproute2 + nftables (the
 # host's bridge, network namespaces and isolation rules), kmod + xz-utils (the guest kernel's
 # modules). Tests: curl.
 packages=(gcc pkg-config curl ca-certificates procps skopeo e2fsprogs busybox-static buildah
