@@ -93,6 +93,12 @@ pub(crate) fn blockdev(node: &str, disk: &Path, secret: &str) -> String {
     .to_string()
 }
 
+/// One operation at a time per volume (a restart's unmount must not meet a snapshot's freeze,
+/// nor two starts one disk), for every store of the process.
+static BUSY: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
 /// The volumes of one host.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VolumeStore {
@@ -107,6 +113,17 @@ impl VolumeStore {
 
     fn dir_of(&self, id: &str) -> PathBuf {
         self.dir.join(id)
+    }
+
+    /// Waits until no other operation works on the volume; it is this one's until dropped.
+    async fn hold(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = BUSY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(self.dir_of(id))
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// The volume's encrypted disk (it may not exist yet).
@@ -127,6 +144,7 @@ impl VolumeStore {
         size_gb: u32,
         key: &VolumeKey,
     ) -> Result<PathBuf, String> {
+        let _busy = self.hold(id).await;
         let dir = self.dir_of(id);
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let disk = self.disk(id);
@@ -169,7 +187,12 @@ impl VolumeStore {
             fs::rename(&fresh, &disk).map_err(|e| format!("keeping the new volume: {e}"))?;
             return Ok(disk);
         }
-        if virtual_size(&disk).await? < bytes {
+        // Growing is two steps (the image, then its filesystem); `growing` marks a grow that
+        // was cut short (the agent killed), so the next start finishes it.
+        let growing = dir.join("growing");
+        let small = virtual_size(&disk).await? < bytes;
+        if small {
+            fs::write(&growing, b"").map_err(|e| format!("marking the grow: {e}"))?;
             let keyfile = KeyFile::write(dir.join("key"), key)
                 .map_err(|e| format!("writing the volume key: {e}"))?;
             run(Command::new("qemu-img")
@@ -183,6 +206,8 @@ impl VolumeStore {
                 .arg(bytes.to_string()))
             .await?;
             drop(keyfile);
+        }
+        if small || growing.exists() {
             let export = self.open_export(id, &disk, key).await?;
             let grown = async {
                 // resize2fs wants a freshly checked filesystem; -p repairs only what is safe.
@@ -192,6 +217,7 @@ impl VolumeStore {
             .await;
             self.close_export(id).await;
             grown?;
+            let _ = fs::remove_file(&growing);
         }
         Ok(disk)
     }
@@ -199,7 +225,8 @@ impl VolumeStore {
     /// Opens the disk's filesystem on this host (for gVisor): decrypted into a FUSE file,
     /// mounted through a loop device at `<volume>/mnt`, which is returned.
     pub async fn mount(&self, id: &str, key: &VolumeKey) -> Result<PathBuf, String> {
-        self.unmount(id).await;
+        let _busy = self.hold(id).await;
+        self.unmount_held(id).await;
         let export = self.open_export(id, &self.disk(id), key).await?;
         let mnt = self.dir_of(id).join("mnt");
         fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
@@ -217,6 +244,11 @@ impl VolumeStore {
 
     /// Undoes [`VolumeStore::mount`] (whatever part of it is there).
     pub async fn unmount(&self, id: &str) {
+        let _busy = self.hold(id).await;
+        self.unmount_held(id).await;
+    }
+
+    async fn unmount_held(&self, id: &str) {
         let mnt = self.dir_of(id).join("mnt");
         if is_mounted(&mnt) {
             let plain = run(Command::new("umount").arg(&mnt)).await;
@@ -236,6 +268,7 @@ impl VolumeStore {
     /// A copy of the disk as snapshot `snapshot`; its size in bytes. A mounted filesystem is
     /// frozen for the copy, so the snapshot is consistent.
     pub async fn snapshot(&self, id: &str, snapshot: &str) -> Result<u64, String> {
+        let _busy = self.hold(id).await;
         let disk = self.disk(id);
         if !disk.exists() {
             return Err(format!(
@@ -259,8 +292,13 @@ impl VolumeStore {
 
     /// Removes the volume's data and snapshots from this host; whether it had any.
     pub async fn delete(&self, id: &str) -> Result<bool, String> {
-        self.unmount(id).await;
-        match fs::remove_dir_all(self.dir_of(id)) {
+        let _busy = self.hold(id).await;
+        self.unmount_held(id).await;
+        let removed = fs::remove_dir_all(self.dir_of(id));
+        BUSY.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.dir_of(id));
+        match removed {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(format!("removing volume {id}'s data: {e}")),

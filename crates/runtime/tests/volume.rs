@@ -87,6 +87,37 @@ async fn a_volume_is_encrypted_keeps_its_data_grows_and_is_snapshotted() {
     assert_eq!(std::fs::metadata(&snapshot).unwrap().len(), size);
     assert!(!contains(&snapshot, secret));
     std::fs::write(mnt.join("after.txt"), b"still writable").unwrap();
+    store.unmount(id).await;
+
+    // An agent killed between growing the image and its filesystem: the next start finishes.
+    let dir = tmp.path().join("volumes").join(id);
+    std::fs::write(dir.join("growing"), b"").unwrap();
+    std::fs::write(tmp.path().join("key"), "k".repeat(64)).unwrap();
+    let resized = Command::new("qemu-img")
+        .arg("resize")
+        .arg("--object")
+        .arg(format!(
+            "secret,id=k,file={}",
+            tmp.path().join("key").display()
+        ))
+        .arg("--image-opts")
+        .arg(format!(
+            "driver=qcow2,encrypt.key-secret=k,file.filename={}",
+            disk.display()
+        ))
+        .arg("3G")
+        .output()
+        .unwrap();
+    assert!(resized.status.success(), "{resized:?}");
+    store.prepare(id, 3, &key).await.unwrap();
+    assert!(!dir.join("growing").exists());
+    let mnt = store.mount(id, &key).await.unwrap();
+    let three_gb = fs_size(&mnt);
+    assert!(three_gb > two_gb + (900 << 20), "{two_gb} -> {three_gb}");
+    assert_eq!(
+        std::fs::read(mnt.join("after.txt")).unwrap(),
+        b"still writable"
+    );
 
     assert!(store.delete(id).await.unwrap());
     assert!(!store.is_mounted(id));
