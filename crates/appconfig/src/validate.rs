@@ -121,6 +121,34 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
     for (i, f) in c.files.iter().enumerate() {
         known_groups(root().key("files").index(i), &f.processes);
     }
+    // A machine mounts one volume, at an absolute path other than /.
+    let mut mounted: Vec<(&str, usize)> = Vec::new();
+    for (i, m) in c.mounts.iter().enumerate() {
+        if !m.destination.starts_with('/') || m.destination == "/" {
+            problem(
+                root().key("mounts").index(i).key("destination"),
+                format!(
+                    "`{}` is not a place to mount a volume: use an absolute path such as /data",
+                    m.destination
+                ),
+            );
+        }
+        for g in groups
+            .iter()
+            .filter(|g| m.processes.is_empty() || m.processes.iter().any(|p| p == *g))
+        {
+            match mounted.iter().find(|(other, _)| other == g) {
+                Some((_, first)) => problem(
+                    root().key("mounts").index(i),
+                    format!(
+                        "process group `{g}` already mounts a volume ([[mounts]] number {}), and a machine mounts one: give each [[mounts]] the processes it is for",
+                        first + 1
+                    ),
+                ),
+                None => mounted.push((g, i)),
+            }
+        }
+    }
 
     // Public ports: each used once ([http_service] takes 80 and 443).
     let mut public: BTreeMap<u16, String> = BTreeMap::new();

@@ -300,9 +300,23 @@ fn mounts_may_be_one_table_or_many() {
     assert_eq!(one.config.mounts.len(), 1);
     assert_eq!(one.config.mounts[0].initial_size.unwrap().0, 10);
     let two = ok(
-        "[[mounts]]\nsource = \"a\"\ndestination = \"/a\"\n[[mounts]]\nsource = \"b\"\ndestination = \"/b\"\n",
+        "[processes]\nweb = \"web\"\ndb = \"db\"\n[[mounts]]\nsource = \"a\"\ndestination = \"/a\"\nprocesses = [\"web\"]\n[[mounts]]\nsource = \"b\"\ndestination = \"/b\"\nprocesses = [\"db\"]\n",
     );
     assert_eq!(two.config.mounts.len(), 2);
+    // A machine mounts one volume, at an absolute path.
+    let p = problems(
+        "[[mounts]]\nsource = \"a\"\ndestination = \"/a\"\n[[mounts]]\nsource = \"b\"\ndestination = \"data\"\n",
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p.iter()
+            .any(|p| p.message.contains("already mounts a volume")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|p| p.message.contains("absolute path")),
+        "{p:?}"
+    );
 
     // A machine's mount names the volume by name and size; a deploy picks the volume itself.
     let dir = tempfile::tempdir().unwrap();
