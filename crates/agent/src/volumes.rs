@@ -28,6 +28,18 @@ impl Agent {
                     m.volume
                 ));
             }
+            // One machine at a time per volume, whatever the control plane believed.
+            let users = self
+                .machines_mounting(&m.volume)
+                .map_err(|e| e.to_string())?;
+            if let Some(other) = users.iter().find(|r| {
+                r.id != rec.id && matches!(r.state, MachineState::Started | MachineState::Starting)
+            }) {
+                return Err(format!(
+                    "volume {} is mounted by machine {}, which is running; a volume is mounted by one machine at a time",
+                    m.volume, other.id
+                ));
+            }
             let Some(source) = self.inner.secrets.get() else {
                 return Err(format!(
                     "volume {}: this host has no control plane to get the volume's key from",
@@ -63,7 +75,7 @@ impl Agent {
     }
 
     /// Machines of this host (not destroyed) whose config mounts `volume`.
-    fn machines_mounting(&self, volume: &str) -> Result<Vec<String>, ApiError> {
+    fn machines_mounting(&self, volume: &str) -> Result<Vec<Record>, ApiError> {
         Ok(self
             .inner
             .store
@@ -72,7 +84,6 @@ impl Agent {
             .into_iter()
             .filter(|r| r.state != MachineState::Destroyed)
             .filter(|r| r.config.mounts.iter().any(|m| m.volume == volume))
-            .map(|r| r.id.to_string())
             .collect())
     }
 
@@ -80,7 +91,11 @@ impl Agent {
     /// host has none of it.
     pub async fn delete_volume(&self, id: &str) -> Result<(), ApiError> {
         check_volume_id(id)?;
-        let users = self.machines_mounting(id)?;
+        let users: Vec<String> = self
+            .machines_mounting(id)?
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
         if !users.is_empty() {
             return Err(ApiError::Conflict(format!(
                 "volume {id} is mounted by machine {}; destroy it first",

@@ -573,14 +573,16 @@ impl ControlPlane {
         let app = self.app_of(caller, app).await?;
         let body: CreateMachineRequest = ApiError::parse_json(&req.body)?;
         body.config.validate()?;
-        let _name_guard = match &body.name {
-            Some(name) => {
-                let guard = self.lock_names(&app.name).await;
-                self.ensure_name_free(caller, &app.name, name, None).await?;
-                Some(guard)
-            }
-            None => None,
+        // Names and volumes are taken under the app's lock: two creates cannot both take one.
+        let mounts_volume = crate::volumes::mounted_volume(&body.config).is_some();
+        let _guard = if body.name.is_some() || mounts_volume {
+            Some(self.lock_names(&app.name).await)
+        } else {
+            None
         };
+        if let Some(name) = &body.name {
+            self.ensure_name_free(caller, &app.name, name, None).await?;
+        }
         let region = body
             .region
             .clone()
@@ -617,6 +619,8 @@ impl ControlPlane {
                             .set_machine_volume(&id, Some(&v.id))
                             .await?
                     {
+                        // Not reached while creates hold the app's lock; the host refuses to
+                        // start a second machine on a volume anyway.
                         tracing::error!(volume = %v.id, machine = %id, %holder, "two machines were created on one volume at once");
                     }
                     let allocated = self.inner.store.add_allocation(
@@ -683,7 +687,8 @@ impl ControlPlane {
         Ok(id.to_string())
     }
 
-    /// Serializes name checks within an app, so two creates cannot both take a free name.
+    /// Serializes name and volume checks within an app, so two creates cannot both take a free
+    /// name or a free volume.
     async fn lock_names(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self

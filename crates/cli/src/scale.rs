@@ -233,11 +233,14 @@ async fn count(args: CountArgs, ctx: &Ctx) -> Result<ExitCode> {
             let mut config = template.config.clone();
             // Each machine mounts a volume of its own: of the template's volume's name.
             if let Some(mount) = config.mounts.first_mut() {
-                let name = match &mount.name {
-                    Some(n) => n.clone(),
-                    None => scope.client.volume(&app, &mount.volume).await?.name,
+                let (name, size) = match (&mount.name, mount.size_gb) {
+                    (Some(n), Some(size)) => (n.clone(), size),
+                    // A machine given its volume by hand (`machine run --volume`): as that one.
+                    _ => {
+                        let v = scope.client.volume(&app, &mount.volume).await?;
+                        (v.name, v.size_gb)
+                    }
                 };
-                let size = mount.size_gb.unwrap_or(1);
                 let v = crate::volumes::volume_for(
                     &scope.client,
                     &app,
