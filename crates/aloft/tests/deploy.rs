@@ -351,6 +351,51 @@ fn a_deploy_whose_checks_fail_is_rolled_back_and_an_interrupted_one_releases_its
         started.elapsed() < std::time::Duration::from_secs(60),
         "{out}"
     );
+
+    // Leases are short and refreshed while the deploy works: held past their length while it
+    // waits, and gone soon after a deploy that is killed outright (no stale lease blocks the
+    // next one).
+    let failing = fly_toml(
+        tmp.path(),
+        "v6",
+        "\n[checks.alive]\n  type = \"tcp\"\n  port = 8080\n  interval = \"1s\"\n",
+    );
+    let mut deploy = dev.aloft_background(&[
+        "deploy",
+        "-c",
+        &failing,
+        "--wait-timeout",
+        "60s",
+        "--lease-timeout",
+        "2s",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while lease_status(&dev, token.trim(), &id) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy never took the lease"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for _ in 0..8 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(
+            lease_status(&dev, token.trim(), &id),
+            200,
+            "the lease was not refreshed"
+        );
+    }
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        lease_status(&dev, token.trim(), &id),
+        404,
+        "a killed deploy's lease outlived its length"
+    );
+    let config = fly_toml(tmp.path(), "v7", "");
+    let out = dev.aloft(&["deploy", "-c", &config]);
+    assert!(out.ok().contains("Deployed release"), "{out}");
 }
 
 /// The app's machines, as `(id, GREETING)`.

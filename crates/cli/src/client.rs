@@ -529,6 +529,22 @@ impl Client {
             .await
     }
 
+    /// `POST .../lease` with the lease's nonce: holds it `req.ttl` longer.
+    pub async fn refresh_lease(
+        &self,
+        app: &str,
+        id: &str,
+        nonce: &str,
+        req: &LeaseRequest,
+    ) -> Result<LeaseResponse, ClientError> {
+        self.send(
+            self.machine(Method::POST, app, id, "lease")
+                .header(LEASE_NONCE_HEADER, nonce)
+                .json(req),
+        )
+        .await
+    }
+
     /// `POST .../machines/{id}`: a new config (a new version), under the lease `nonce`.
     pub async fn update_machine(
         &self,

@@ -34,6 +34,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A lease's length when the command does not say (the reference's `--lease-timeout`).
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(13);
+
 /// How long a machine has to start and pass its checks, unless `[deploy] wait_timeout` says.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -81,6 +84,10 @@ pub struct DeployArgs {
     /// `[deploy] wait_timeout`, else 5m).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub wait_timeout: Option<Duration>,
+    /// How long each machine's lease lasts: the deploy refreshes it while it works, so a deploy
+    /// that is killed leaves no lease for longer than this (as the reference's, default 13s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "13s")]
+    pub lease_timeout: Duration,
 }
 
 /// What happened to one machine.
@@ -245,10 +252,13 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
     }
     // The leases held, for Ctrl-C to release.
     let held: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    // Leases expire on whole seconds: below 2 s a refresh could come after the expiry.
+    let deploy_ttl = args.lease_timeout.max(Duration::from_secs(2));
     let mut deploy = Deploy {
         scope: &scope,
         held: held.clone(),
         wait,
+        lease_ttl: deploy_ttl,
         quiet: ctx.json,
         steps: Vec::new(),
         changed: Vec::new(),
@@ -308,6 +318,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
     let result = tokio::select! {
         r = work => r.map_err(Some),
         _ = tokio::signal::ctrl_c() => Err(None),
+        () = keep_leases(&scope, &held, deploy_ttl) => unreachable!("keep_leases never ends"),
     };
     // Whatever happened, no lease stays behind.
     release_held(&scope, &held).await;
@@ -337,6 +348,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
             let rolled_back = tokio::select! {
                 r = deploy.roll_back() => r,
                 _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C)")),
+                () = keep_leases(&scope, &held, deploy_ttl) => unreachable!("keep_leases never ends"),
             };
             release_held(&scope, &held).await;
             let outcome = match rolled_back {
@@ -401,6 +413,7 @@ pub(crate) async fn update_each(
         scope,
         held: held.clone(),
         wait: WAIT_TIMEOUT,
+        lease_ttl: LEASE_TTL,
         quiet,
         steps: Vec::new(),
         changed: Vec::new(),
@@ -419,10 +432,34 @@ pub(crate) async fn update_each(
     let result = tokio::select! {
         r = work => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C): machines already changed keep the change")),
+        () = keep_leases(scope, &held, LEASE_TTL) => unreachable!("keep_leases never ends"),
     };
     release_held(scope, &held).await;
     result?;
     Ok(deploy.steps.len())
+}
+
+/// Refreshes every lease in `held` three times per `ttl`, for as long as it is polled: a lease
+/// outlives the deploy that holds it by at most `ttl`, however long the deploy waits. A refresh
+/// that fails is left to the next round (the step using the lease then says what is wrong).
+async fn keep_leases(scope: &Scope, held: &Mutex<Vec<(String, String)>>, ttl: Duration) {
+    let req = LeaseRequest {
+        ttl: Some(ttl.as_secs()),
+        description: Some("aloft deploy".into()),
+    };
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let leases = held.lock().expect("lock").clone();
+        for (id, nonce) in leases {
+            if let Err(e) = scope
+                .client
+                .refresh_lease(&scope.app, &id, &nonce, &req)
+                .await
+            {
+                eprintln!("Warning: refreshing machine {id}'s lease: {e}");
+            }
+        }
+    }
 }
 
 /// Releases every lease in `held` (what an interrupted or failed step left).
@@ -476,6 +513,8 @@ struct Deploy<'a> {
     scope: &'a Scope,
     held: Arc<Mutex<Vec<(String, String)>>>,
     wait: Duration,
+    /// Each lease's length; refreshed by [`keep_leases`] while held.
+    lease_ttl: Duration,
     quiet: bool,
     steps: Vec<Step>,
     /// What a roll-back undoes.
@@ -860,7 +899,7 @@ impl Deploy<'_> {
     /// Takes the machine's lease (for as long as a wait may take) and remembers it for Ctrl-C.
     async fn lease(&self, id: &str) -> Result<String> {
         let req = LeaseRequest {
-            ttl: Some(self.wait.as_secs() + 60),
+            ttl: Some(self.lease_ttl.as_secs()),
             description: Some("aloft deploy".into()),
         };
         let lease = self

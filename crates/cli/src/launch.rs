@@ -139,6 +139,7 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
             strategy: None,
             region: None,
             wait_timeout: None,
+            lease_timeout: deploy::LEASE_TTL,
         },
         ctx,
     )
