@@ -55,6 +55,9 @@ pub(crate) struct Inner {
     /// Where app secrets come from ([`Agent::use_secrets`]), and the last values got per app.
     pub secrets: std::sync::OnceLock<Arc<dyn crate::secrets::SecretSource>>,
     pub secret_cache: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
+    /// The last size, host and key the control plane gave per volume (memory only), for starts
+    /// while it does not answer.
+    pub volume_cache: Mutex<HashMap<String, aloft_types::api::VolumeAccess>>,
 }
 
 /// The in-memory side of one machine.
@@ -119,11 +122,14 @@ impl Agent {
                 internal_dns: std::sync::OnceLock::new(),
                 secrets: std::sync::OnceLock::new(),
                 secret_cache: Mutex::default(),
+                volume_cache: Mutex::default(),
             }),
         };
         for rec in &records {
             agent.slot(rec);
         }
+        // A snapshot cut short by a crash may have left a volume frozen under its machine.
+        agent.volume_store().thaw_all();
         agent.reconcile(records).await?;
         Ok(agent)
     }
@@ -457,6 +463,6 @@ pub(crate) fn kind_name(kind: EventType) -> &'static str {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

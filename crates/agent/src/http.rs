@@ -1,7 +1,8 @@
 //! The agent's internal HTTP API: the machine endpoints of the Machines API on the public paths
 //! and JSON (the control plane forwards requests unchanged), plus `GET /internal/v1/host`,
-//! `GET /internal/v1/images` and `POST /internal/v1/images/prune`. Every request needs
-//! `Authorization: Bearer <internal token>`.
+//! `GET /internal/v1/images`, `POST /internal/v1/images/prune`, and the volumes' data
+//! (`DELETE /internal/v1/volumes/{id}`, `POST /internal/v1/volumes/{id}/snapshots`). Every
+//! request needs `Authorization: Bearer <internal token>`.
 //!
 //! Handlers stay thin: read the request, call one [`Agent`] method, write the answer. Every error
 //! (including axum's own rejections of a bad path, query or body) is an
@@ -331,7 +332,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn not_found(uri: Uri) -> HttpError {
     HttpError(ApiError::NotFound(format!(
-        "no endpoint at {}; the agent serves /v1/apps/{{app}}/machines/..., /internal/v1/host and /internal/v1/images",
+        "no endpoint at {}; the agent serves /v1/apps/{{app}}/machines/..., /internal/v1/host, /internal/v1/images and /internal/v1/volumes/...",
         uri.path()
     )))
 }

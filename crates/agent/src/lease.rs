@@ -69,6 +69,14 @@ impl Agent {
                 ..held
             },
             Some(held) => return Err(conflict(rec, &held)),
+            // A refresh of a lease that is gone (expired or released) makes no new one: its
+            // holder would not know the new nonce.
+            None if nonce.is_some() => {
+                return Err(ApiError::Conflict(format!(
+                    "machine {}'s lease with that nonce expired or was released; take a new one (POST .../lease without the nonce header)",
+                    rec.id
+                )));
+            }
             None => Lease {
                 nonce: random_hex(8),
                 expires_at,

@@ -2,11 +2,12 @@
 //! handed to the runtime when a machine that mounts one starts; removed and snapshotted when the
 //! control plane asks (`DELETE /internal/v1/volumes/{id}`, `POST .../snapshots`).
 //!
-//! A volume's key is asked of the control plane at each start and kept in memory only, so
-//! without the control plane a machine with a volume does not start (its start event says
-//! why); machines already running keep running.
+//! A volume's key is asked of the control plane at each start and kept in memory only: when the
+//! control plane does not answer, the last key this agent was given is used (restarts and
+//! autostarts go on), and a volume this agent never opened does not start (its start event
+//! says why). Machines already running keep running.
 
-use crate::agent::Agent;
+use crate::agent::{Agent, lock};
 use crate::store::Record;
 use aloft_runtime::volume::{AttachedVolume, VolumeKey, VolumeStore};
 use aloft_types::{ApiError, MachineState};
@@ -32,9 +33,10 @@ impl Agent {
             let users = self
                 .machines_mounting(&m.volume)
                 .map_err(|e| e.to_string())?;
-            if let Some(other) = users.iter().find(|r| {
-                r.id != rec.id && matches!(r.state, MachineState::Started | MachineState::Starting)
-            }) {
+            if let Some(other) = users
+                .iter()
+                .find(|r| r.id != rec.id && holds_volume(r.state))
+            {
                 return Err(format!(
                     "volume {} is mounted by machine {}, which is running; a volume is mounted by one machine at a time",
                     m.volume, other.id
@@ -46,12 +48,25 @@ impl Agent {
                     m.volume
                 ));
             };
-            let access = source.volume(&m.volume).await.map_err(|e| {
-                format!(
-                    "volume {}: cannot get its key from the control plane ({e}); start the machine again once it answers",
-                    m.volume
-                )
-            })?;
+            let access = match source.volume(&m.volume).await {
+                Ok(access) => {
+                    lock(&self.inner.volume_cache).insert(m.volume.clone(), access.clone());
+                    access
+                }
+                // Availability first, as with secrets: the last key this agent was given.
+                Err(e) => match lock(&self.inner.volume_cache).get(&m.volume).cloned() {
+                    Some(access) => {
+                        tracing::warn!(volume = %m.volume, error = %e, "the control plane did not answer; using the volume's last known key");
+                        access
+                    }
+                    None => {
+                        return Err(format!(
+                            "volume {}: cannot get its key from the control plane ({e}); start the machine again once it answers",
+                            m.volume
+                        ));
+                    }
+                },
+            };
             if access.app != rec.app || access.host_id != self.inner.config.host_id {
                 return Err(format!(
                     "volume {} belongs to app `{}` on host `{}`, not to this machine's app `{}` on `{}`",
@@ -121,6 +136,19 @@ impl Agent {
                 format!("`{snapshot}` is not a snapshot id (vs_ + 16 hex digits)"),
             ));
         }
+        // A microVM writes the disk itself (QEMU caches qcow2 metadata): a copy taken under it
+        // would be torn. gVisor volumes are frozen for the copy by the store.
+        if self.inner.runtime.name() == "microvm"
+            && let Some(m) = self
+                .machines_mounting(id)?
+                .into_iter()
+                .find(|r| holds_volume(r.state))
+        {
+            return Err(ApiError::Conflict(format!(
+                "volume {id} is in use by microVM {}, whose disk cannot be copied consistently while it runs: stop it (aloft machine stop {}), take the snapshot, start it again",
+                m.id, m.id
+            )));
+        }
         let store = self.volume_store();
         if !store.exists(id) {
             return Err(ApiError::Conflict(format!(
@@ -132,6 +160,18 @@ impl Agent {
             .await
             .map_err(ApiError::Internal)
     }
+}
+
+/// Whether a machine in `state` may be running, and so holding its volume: all but the states
+/// with no run.
+fn holds_volume(state: MachineState) -> bool {
+    !matches!(
+        state,
+        MachineState::Created
+            | MachineState::Stopped
+            | MachineState::Failed
+            | MachineState::Destroyed
+    )
 }
 
 fn check_volume_id(id: &str) -> Result<(), ApiError> {

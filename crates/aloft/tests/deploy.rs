@@ -635,3 +635,37 @@ fn a_dockerfile_is_built_pushed_and_deployed_and_a_failed_build_changes_nothing(
     let config = fs::read_to_string(again.join("fly.toml")).unwrap();
     assert!(config.contains("internal_port = 9090"), "{config}");
 }
+
+#[test]
+fn machines_without_a_volume_cannot_gain_one_through_a_deploy() {
+    let (tmp, data) = temp_data_dir();
+    let dev = DevUp::start_no_pull(&data, "deploy-mounts");
+    dev.aloft(&["apps", "create", "hello"]).ok();
+    dev.aloft(&["deploy", "-c", &fly_toml(tmp.path(), "v1", "")])
+        .ok();
+    let id = dev
+        .aloft(&["--json", "machine", "list", "-a", "hello"])
+        .json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mounting = fly_toml(
+        tmp.path(),
+        "v2",
+        "\n[[mounts]]\n  source = \"data\"\n  destination = \"/data\"\n",
+    );
+    let out = dev.aloft(&["deploy", "-c", &mounting]);
+    let err = out.fails();
+    assert!(
+        err.contains(&format!(
+            "its machine {id} has none, and a machine cannot gain one"
+        )),
+        "{out}"
+    );
+    // Nothing was made: no release, no volume.
+    assert_eq!(release_statuses(&dev), ["complete"]);
+    let volumes = dev
+        .aloft(&["--json", "volumes", "list", "-a", "hello"])
+        .json();
+    assert_eq!(volumes.as_array().unwrap().len(), 0, "{volumes}");
+}

@@ -647,6 +647,14 @@ impl ControlPlane {
                 Err(e) => return Err(e.into()),
             }
         }
+        if let Some((v, host)) = &volume {
+            return Err(ApiError::Unavailable(format!(
+                "host `{}`, where volume {} lives, cannot take the machine: {}; a machine with this volume runs there only: free room on it, or use another volume",
+                host.info.id,
+                v.id,
+                refusals.join("; ")
+            )));
+        }
         Err(ApiError::Unavailable(format!(
             "no host in region `{region}` could take the machine: {}; retry later or pick another \
              region",
@@ -842,28 +850,33 @@ impl ControlPlane {
             .await?
             .ok_or_else(|| host_gone(&machine))?;
         let is_update = req.method == Method::POST && sub_path.is_none();
+        let update: Option<Value> = is_update
+            .then(|| serde_json::from_slice(&req.body).ok())
+            .flatten();
+        let new_name = update
+            .as_ref()
+            .and_then(|v| v["name"].as_str().map(str::to_owned))
+            .filter(|n| !n.is_empty() && *n != machine.name);
+        let mounts = update.as_ref().is_some_and(|v| {
+            v["config"]["mounts"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        });
+        // Names and volumes are taken under the app's lock, as on create.
+        let _guard = if new_name.is_some() || mounts {
+            Some(self.lock_names(&app.name).await)
+        } else {
+            None
+        };
+        if let Some(name) = &new_name {
+            self.ensure_name_free(caller, &app.name, name, Some(&machine.id))
+                .await?;
+        }
         // An update may mount a volume only if it lives on the machine's host.
         let volume = if is_update {
             self.update_volume(&app.name, &machine, &req.body).await?
         } else {
             None
-        };
-        let new_name = if is_update {
-            serde_json::from_slice::<Value>(&req.body)
-                .ok()
-                .and_then(|v| v["name"].as_str().map(str::to_owned))
-                .filter(|n| !n.is_empty() && *n != machine.name)
-        } else {
-            None
-        };
-        let _name_guard = match &new_name {
-            Some(name) => {
-                let guard = self.lock_names(&app.name).await;
-                self.ensure_name_free(caller, &app.name, name, Some(&machine.id))
-                    .await?;
-                Some(guard)
-            }
-            None => None,
         };
         let reply = self.inner.forwarder.send(&host, caller, &req).await?;
         if reply.status.is_success() && sub_path.is_none() {

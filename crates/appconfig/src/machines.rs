@@ -192,7 +192,7 @@ impl AppConfig {
                     path: m.destination.clone(),
                     name: Some(m.source.clone()),
                     size_gb: Some(m.initial_size.map_or(1, |s| s.0)),
-                    encrypted: Some(true),
+                    encrypted: None,
                 })
                 .into_iter()
                 .collect(),

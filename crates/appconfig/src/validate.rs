@@ -124,13 +124,10 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
     // A machine mounts one volume, at an absolute path other than /.
     let mut mounted: Vec<(&str, usize)> = Vec::new();
     for (i, m) in c.mounts.iter().enumerate() {
-        if !m.destination.starts_with('/') || m.destination == "/" {
+        if let Some(why) = aloft_types::config::mount_path_problem(&m.destination) {
             problem(
                 root().key("mounts").index(i).key("destination"),
-                format!(
-                    "`{}` is not a place to mount a volume: use an absolute path such as /data",
-                    m.destination
-                ),
+                format!("`{}` {why}", m.destination),
             );
         }
         for g in groups

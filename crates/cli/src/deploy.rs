@@ -233,6 +233,24 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
                 loaded.path.display()
             );
         }
+        // A machine cannot gain a volume (it lives on one host; the machine may be elsewhere).
+        if !machine_config.mounts.is_empty() {
+            let bare: Vec<String> = machines
+                .iter()
+                .filter(|m| group_of(m) == *group && m.config.mounts.is_empty())
+                .map(|m| m.id.to_string())
+                .collect();
+            if !bare.is_empty() {
+                bail!(
+                    "{} now mounts a volume in process group `{group}`, but its machine{} {} {} none, and a machine cannot gain one: destroy {} (aloft machine destroy ID -a {app} --force) and deploy again, which creates machines with their volumes",
+                    loaded.path.display(),
+                    if bare.len() == 1 { "" } else { "s" },
+                    bare.join(", "),
+                    if bare.len() == 1 { "has" } else { "have" },
+                    if bare.len() == 1 { "it" } else { "them" },
+                );
+            }
+        }
         group_configs.push((group, machine_config));
     }
     let release = scope
@@ -450,13 +468,26 @@ async fn keep_leases(scope: &Scope, held: &Mutex<Vec<(String, String)>>, ttl: Du
     loop {
         tokio::time::sleep(ttl / 3).await;
         let leases = held.lock().expect("lock").clone();
+        // All at once, each bounded: one machine busy with a long operation must not hold up
+        // the others' refreshes. A lease released meanwhile is not revived: the agent refuses
+        // to refresh a lease that is gone.
+        let mut refreshes = tokio::task::JoinSet::new();
         for (id, nonce) in leases {
-            if let Err(e) = scope
-                .client
-                .refresh_lease(&scope.app, &id, &nonce, &req)
-                .await
-            {
-                eprintln!("Warning: refreshing machine {id}'s lease: {e}");
+            let (client, app, req) = (scope.client.clone(), scope.app.clone(), req.clone());
+            refreshes.spawn(async move {
+                let refreshed =
+                    tokio::time::timeout(ttl / 3, client.refresh_lease(&app, &id, &nonce, &req))
+                        .await;
+                (id, refreshed)
+            });
+        }
+        while let Some(Ok((id, refreshed))) = refreshes.join_next().await {
+            let still_held = held.lock().expect("lock").iter().any(|(h, _)| *h == id);
+            match refreshed {
+                Ok(Ok(_)) => {}
+                _ if !still_held => {}
+                Ok(Err(e)) => eprintln!("Warning: refreshing machine {id}'s lease: {e}"),
+                Err(_) => eprintln!("Warning: refreshing machine {id}'s lease: no answer in time"),
             }
         }
     }

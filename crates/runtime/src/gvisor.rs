@@ -331,14 +331,14 @@ impl GvisorRuntime {
         .map_err(io_err("recording the machine's volumes", &spec.id))?;
         let mut mounted = Vec::new();
         for v in &spec.volumes {
-            let mnt =
-                v.store
-                    .mount(&v.id, &v.key)
-                    .await
-                    .map_err(|reason| RuntimeError::StartFailed {
-                        id: spec.id.clone(),
-                        reason: format!("volume {}: {reason}", v.id),
-                    })?;
+            let mnt = v
+                .store
+                .mount(&v.id, &v.key, spec.id.as_str())
+                .await
+                .map_err(|reason| RuntimeError::StartFailed {
+                    id: spec.id.clone(),
+                    reason: format!("volume {}: {reason}", v.id),
+                })?;
             mounted.push((mnt, v.path.clone()));
         }
         Ok(mounted)
@@ -467,54 +467,66 @@ impl Runtime for GvisorRuntime {
             })
             .map_err(io_err("setting the machine's limits (cgroup)", id))?;
         let _ = fs::write(dir.join("oom-before"), cgroup.oom_counter().to_string());
-        let volumes = self.mount_volumes(spec, &dir).await?;
-        let bundle = self.write_bundle(spec, &dir, &rootfs, &cgroup, &volumes)?;
-        let _ = fs::write(dir.join("instance"), &spec.instance_id);
-        let cmd: Vec<OsString> = vec![
-            self.runsc.clone().into(),
-            "--root".into(),
-            self.runsc_root().into(),
-            format!("--platform={}", self.platform).into(),
-            "--network=host".into(),
-            "run".into(),
-            // runsc returns once the container runs; the sandbox is left to the shim, which
-            // adopts it. A `runsc run` in the foreground would cost ~40 MB per machine.
-            "--detach".into(),
-            "--bundle".into(),
-            bundle.into(),
-            id.as_str().into(),
-        ];
-        let t_bundle = t0.elapsed();
-        let pid = supervise::spawn(&self.opts.init_binary, &dir, net.netns.as_deref(), &cmd)
-            .await
-            .map_err(|e| RuntimeError::StartFailed {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
-        let t_runsc = t0.elapsed();
-        // Running once init has started the machine's process (it writes `/.aloft/started`);
-        // a sandbox or process that fails to start ends `runsc run`, and `wait` says how.
-        let started = dir.join("upper/.aloft/started");
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !started.exists() && supervise::is_running(&dir) {
-            if Instant::now() > deadline {
-                let _ = self.kill(id).await;
-                return Err(RuntimeError::StartFailed {
+        // Whatever fails from here on leaves no volume mounted (decrypted) behind.
+        let launched = async {
+            let volumes = self.mount_volumes(spec, &dir).await?;
+            let bundle = self.write_bundle(spec, &dir, &rootfs, &cgroup, &volumes)?;
+            let _ = fs::write(dir.join("instance"), &spec.instance_id);
+            let cmd: Vec<OsString> = vec![
+                self.runsc.clone().into(),
+                "--root".into(),
+                self.runsc_root().into(),
+                format!("--platform={}", self.platform).into(),
+                "--network=host".into(),
+                "run".into(),
+                // runsc returns once the container runs; the sandbox is left to the shim, which
+                // adopts it. A `runsc run` in the foreground would cost ~40 MB per machine.
+                "--detach".into(),
+                "--bundle".into(),
+                bundle.into(),
+                id.as_str().into(),
+            ];
+            let t_bundle = t0.elapsed();
+            let pid = supervise::spawn(&self.opts.init_binary, &dir, net.netns.as_deref(), &cmd)
+                .await
+                .map_err(|e| RuntimeError::StartFailed {
                     id: id.clone(),
-                    reason: format!("the sandbox did not start within {START_TIMEOUT:?}"),
-                });
+                    reason: e.to_string(),
+                })?;
+            let t_runsc = t0.elapsed();
+            // Running once init has started the machine's process (it writes `/.aloft/started`);
+            // a sandbox or process that fails to start ends `runsc run`, and `wait` says how.
+            let started = dir.join("upper/.aloft/started");
+            let deadline = Instant::now() + START_TIMEOUT;
+            while !started.exists() && supervise::is_running(&dir) {
+                if Instant::now() > deadline {
+                    let _ = self.kill(id).await;
+                    return Err(RuntimeError::StartFailed {
+                        id: id.clone(),
+                        reason: format!("the sandbox did not start within {START_TIMEOUT:?}"),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tracing::debug!(
+                machine = %id,
+                rootfs_ms = t_rootfs.as_millis(),
+                network_ms = (t_network - t_rootfs).as_millis(),
+                cgroup_bundle_ms = (t_bundle - t_network).as_millis(),
+                runsc_run_ms = (t_runsc - t_bundle).as_millis(),
+                process_ms = (t0.elapsed() - t_runsc).as_millis(),
+                "machine started"
+            );
+            Ok::<u32, RuntimeError>(pid)
         }
-        tracing::debug!(
-            machine = %id,
-            rootfs_ms = t_rootfs.as_millis(),
-            network_ms = (t_network - t_rootfs).as_millis(),
-            cgroup_bundle_ms = (t_bundle - t_network).as_millis(),
-            runsc_run_ms = (t_runsc - t_bundle).as_millis(),
-            process_ms = (t0.elapsed() - t_runsc).as_millis(),
-            "machine started"
-        );
+        .await;
+        let pid = match launched {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.unmount_volumes(id).await;
+                return Err(e);
+            }
+        };
         Ok(Running {
             instance_id: spec.instance_id.clone(),
             pid: Some(pid),

@@ -3,7 +3,7 @@
 //! A volume is a qcow2 file encrypted with LUKS (`qemu-img`), holding an ext4 filesystem, under
 //! `<state>/volumes/<id>/disk.qcow2`. Its key comes from the control plane at each start and is
 //! only on this host's disk for the moment a QEMU process reads it (`key`, 0600, removed right
-//! after), so a copy of the host's disk holds ciphertext only.
+//! after, and at agent start after a crash), so the data on the host's disk is ciphertext.
 //!
 //! - A **microVM** attaches the disk as a virtio block device (QEMU decrypts it); aloft-init
 //!   mounts it at the config's path.
@@ -211,8 +211,9 @@ impl VolumeStore {
         if small || growing.exists() {
             let export = self.open_export(id, &disk, key).await?;
             let grown = async {
-                // resize2fs wants a freshly checked filesystem; -p repairs only what is safe.
-                run(Command::new("e2fsck").args(["-f", "-p"]).arg(&export)).await?;
+                // resize2fs wants a freshly checked filesystem; -p repairs only what is safe
+                // (exit 1 and 2: repaired; 4 and up: it needs a person).
+                fsck(&export).await?;
                 run(Command::new("resize2fs").arg(&export)).await
             }
             .await;
@@ -223,13 +224,23 @@ impl VolumeStore {
         Ok(disk)
     }
 
-    /// Opens the disk's filesystem on this host (for gVisor): decrypted into a FUSE file,
-    /// mounted through a loop device at `<volume>/mnt`, which is returned.
-    pub async fn mount(&self, id: &str, key: &VolumeKey) -> Result<PathBuf, String> {
+    /// Opens the disk's filesystem on this host for `machine` (gVisor): decrypted into a FUSE
+    /// file, mounted through a loop device at `<volume>/mnt`, which is returned. Refused while
+    /// another machine has it mounted; `machine`'s own leftover mount is replaced.
+    pub async fn mount(&self, id: &str, key: &VolumeKey, machine: &str) -> Result<PathBuf, String> {
         let _busy = self.hold(id).await;
+        let owner_file = self.dir_of(id).join("owner");
+        let mnt = self.dir_of(id).join("mnt");
+        if is_mounted(&mnt) {
+            let owner = fs::read_to_string(&owner_file).unwrap_or_default();
+            if !owner.is_empty() && owner != machine {
+                return Err(format!(
+                    "it is mounted by machine {owner} on this host; a volume is mounted by one machine at a time"
+                ));
+            }
+        }
         self.unmount_held(id).await;
         let export = self.open_export(id, &self.disk(id), key).await?;
-        let mnt = self.dir_of(id).join("mnt");
         fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
         let mounted = run(Command::new("mount")
             .args(["-t", "ext4", "-o", "loop,nodev,nosuid"])
@@ -240,6 +251,7 @@ impl VolumeStore {
             self.close_export(id).await;
             return Err(e);
         }
+        let _ = fs::write(&owner_file, machine);
         Ok(mnt)
     }
 
@@ -259,6 +271,7 @@ impl VolumeStore {
             }
         }
         self.close_export(id).await;
+        let _ = fs::remove_file(self.dir_of(id).join("owner"));
     }
 
     /// Whether the volume's filesystem is mounted on this host.
@@ -268,38 +281,68 @@ impl VolumeStore {
 
     /// A copy of the disk as snapshot `snapshot`; its size in bytes. A mounted filesystem is
     /// frozen for the copy, so the snapshot is consistent.
+    /// The copy is made under another name and renamed once whole. The filesystem stays frozen
+    /// for the copy (writes in the machine wait): thawed when this returns or is dropped, and by
+    /// [`VolumeStore::thaw_all`] after a crash.
     pub async fn snapshot(&self, id: &str, snapshot: &str) -> Result<u64, String> {
         let _busy = self.hold(id).await;
         let disk = self.disk(id);
-        if !disk.exists() {
-            return Err(format!(
-                "volume {id} has no data yet (no machine has mounted it): nothing to snapshot"
-            ));
-        }
         let dir = self.dir_of(id).join("snapshots");
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let target = dir.join(format!("{snapshot}.qcow2"));
+        let partial = dir.join(format!("{snapshot}.partial"));
+        // A full copy: refused unless the host keeps a tenth of its disk free after it.
+        let need = fs::metadata(&disk)
+            .map_err(|e| format!("reading {}: {e}", disk.display()))?
+            .len();
+        if let Ok(fs) = rustix::fs::statvfs(&dir) {
+            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+            let total = fs.f_blocks.saturating_mul(fs.f_frsize);
+            if free < need.saturating_add(total / 10) {
+                return Err(format!(
+                    "this host has {} MB free and the snapshot needs {} MB (plus a tenth of the disk kept free): destroy volumes or snapshots you no longer need",
+                    free / 1_000_000,
+                    need / 1_000_000
+                ));
+            }
+        }
         let mnt = self.dir_of(id).join("mnt");
-        let frozen = is_mounted(&mnt)
-            && run(Command::new("fsfreeze").arg("-f").arg(&mnt))
-                .await
-                .is_ok();
-        let copied = tokio::fs::copy(&disk, &target).await;
-        if frozen {
-            let _ = run(Command::new("fsfreeze").arg("-u").arg(&mnt)).await;
+        let _frozen = match is_mounted(&mnt) {
+            true => {
+                run(Command::new("fsfreeze").arg("-f").arg(&mnt)).await?;
+                Some(Thaw(mnt))
+            }
+            false => None,
+        };
+        let copied = tokio::fs::copy(&disk, &partial)
+            .await
+            .and_then(|size| fs::rename(&partial, &target).map(|()| size));
+        if copied.is_err() {
+            let _ = fs::remove_file(&partial);
         }
         copied.map_err(|e| format!("copying {} to {}: {e}", disk.display(), target.display()))
+    }
+
+    /// Thaws every volume filesystem of this host that a snapshot cut short left frozen (an
+    /// agent killed during the copy), and removes key files such a crash left. For agent start.
+    pub fn thaw_all(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let _ = fs::remove_file(e.path().join("key"));
+            let mnt = e.path().join("mnt");
+            if is_mounted(&mnt) {
+                drop(Thaw(mnt));
+            }
+        }
     }
 
     /// Removes the volume's data and snapshots from this host; whether it had any.
     pub async fn delete(&self, id: &str) -> Result<bool, String> {
         let _busy = self.hold(id).await;
         self.unmount_held(id).await;
-        let removed = fs::remove_dir_all(self.dir_of(id));
-        BUSY.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.dir_of(id));
-        match removed {
+        match fs::remove_dir_all(self.dir_of(id)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(format!("removing volume {id}'s data: {e}")),
@@ -366,15 +409,22 @@ impl VolumeStore {
             .and_then(|p| p.trim().parse::<i32>().ok())
             .and_then(rustix::process::Pid::from_raw);
         if let Some(pid) = pid {
-            let is_qsd = fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero()))
-                .is_ok_and(|c| c.windows(20).any(|w| w == b"qemu-storage-daemon\0"));
-            if is_qsd {
+            // This volume's daemon only: a pid from before a reboot may be another's now.
+            let mine = format!("mountpoint={},", export.display());
+            let is_ours = fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero()))
+                .is_ok_and(|c| c.windows(mine.len()).any(|w| w == mine.as_bytes()));
+            if is_ours {
+                let alive = || Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists();
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
                 let deadline = Instant::now() + Duration::from_secs(5);
-                while Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists()
-                    && Instant::now() < deadline
-                {
+                while alive() && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if alive() {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    while alive() && Instant::now() < deadline + Duration::from_secs(5) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
             }
         }
@@ -402,6 +452,41 @@ async fn virtual_size(disk: &Path) -> Result<u64, String> {
     info["virtual-size"]
         .as_u64()
         .ok_or_else(|| format!("qemu-img info says no size for {}", disk.display()))
+}
+
+/// `e2fsck -f -p` of the volume's filesystem: fine when it is clean or was repaired.
+async fn fsck(export: &Path) -> Result<(), String> {
+    let out = Command::new("e2fsck")
+        .args(["-f", "-p"])
+        .arg(export)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run e2fsck: {e} (install e2fsprogs: scripts/setup.sh)"))?;
+    match out.status.code() {
+        Some(0..=2) => Ok(()),
+        _ => Err(format!(
+            "the volume's filesystem has errors e2fsck cannot repair on its own ({}): {} {}; take a snapshot, then repair it by hand (e2fsck -f on the volume's decrypted export)",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// Thaws a frozen filesystem when dropped (also when the snapshot that froze it is cancelled).
+struct Thaw(PathBuf);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&self.0)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// Runs a command to the end; its stdout, or an error with its stderr.

@@ -46,7 +46,11 @@ async fn a_volume_is_encrypted_keeps_its_data_grows_and_is_snapshotted() {
 
     let disk = store.prepare(id, 1, &key).await.unwrap();
     assert!(disk.exists());
-    let mnt = store.mount(id, &key).await.unwrap();
+    let mnt = store.mount(id, &key, "m1").await.unwrap();
+    assert!(store.is_mounted(id));
+    // One machine at a time: another's mount is refused, the first keeps its volume.
+    let taken = store.mount(id, &key, "m2").await.unwrap_err();
+    assert!(taken.contains("mounted by machine m1"), "{taken}");
     assert!(store.is_mounted(id));
     std::fs::write(mnt.join("recipe.txt"), secret).unwrap();
     let one_gb = fs_size(&mnt);
@@ -64,7 +68,7 @@ async fn a_volume_is_encrypted_keeps_its_data_grows_and_is_snapshotted() {
 
     // The wrong key opens nothing, and says what may be wrong.
     let wrong = store
-        .mount(id, &VolumeKey::new("x".repeat(64)))
+        .mount(id, &VolumeKey::new("x".repeat(64)), "m1")
         .await
         .unwrap_err();
     assert!(wrong.contains("wrong key"), "{wrong}");
@@ -72,7 +76,7 @@ async fn a_volume_is_encrypted_keeps_its_data_grows_and_is_snapshotted() {
 
     // Grown to 2 GB: the filesystem too, the data kept.
     store.prepare(id, 2, &key).await.unwrap();
-    let mnt = store.mount(id, &key).await.unwrap();
+    let mnt = store.mount(id, &key, "m1").await.unwrap();
     assert_eq!(std::fs::read(mnt.join("recipe.txt")).unwrap(), secret);
     let two_gb = fs_size(&mnt);
     assert!(two_gb > one_gb + (900 << 20), "{one_gb} -> {two_gb}");
@@ -111,7 +115,7 @@ async fn a_volume_is_encrypted_keeps_its_data_grows_and_is_snapshotted() {
     assert!(resized.status.success(), "{resized:?}");
     store.prepare(id, 3, &key).await.unwrap();
     assert!(!dir.join("growing").exists());
-    let mnt = store.mount(id, &key).await.unwrap();
+    let mnt = store.mount(id, &key, "m1").await.unwrap();
     let three_gb = fs_size(&mnt);
     assert!(three_gb > two_gb + (900 << 20), "{two_gb} -> {three_gb}");
     assert_eq!(

@@ -690,13 +690,10 @@ impl MachineConfig {
             ));
         }
         for (i, m) in self.mounts.iter().enumerate() {
-            if !m.path.starts_with('/') {
+            if let Some(problem) = mount_path_problem(&m.path) {
                 return Err(ApiError::invalid(
                     format!("config.mounts[{i}].path"),
-                    format!(
-                        "config.mounts[{i}].path `{}` must be an absolute path",
-                        m.path
-                    ),
+                    format!("config.mounts[{i}].path `{}` {problem}", m.path),
                 ));
             }
             if m.volume.is_empty() {
@@ -818,6 +815,31 @@ fn is_base64(s: &str) -> bool {
     s.len() - t.len() <= 2
         && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// Why a volume cannot be mounted at `path`, if it cannot: it must be absolute and plain (no
+/// `.`, `..` or empty parts), not `/`, and not where the platform mounts its own filesystems.
+pub fn mount_path_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("must be an absolute path, such as /data");
+    }
+    let parts: Vec<&str> = path[1..]
+        .strip_suffix('/')
+        .unwrap_or(&path[1..])
+        .split('/')
+        .collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Some("must be a plain absolute path (no `.`, `..` or `//`), such as /data");
+    }
+    if ["proc", "dev", "sys", "run", ".aloft"].contains(&parts[0]) {
+        return Some(
+            "is where the platform mounts its own filesystems: pick another path, such as /data",
+        );
+    }
+    None
 }
 
 #[cfg(test)]
@@ -949,6 +971,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.body().field.as_deref(), Some("config.mounts"));
+        for bad in [
+            "data",
+            "/",
+            "/a/../proc",
+            "/proc/x",
+            "/dev",
+            "/a//b",
+            "/.aloft",
+        ] {
+            let body = format!(r#"{{"image":"a","mounts":[{{"volume":"v","path":"{bad}"}}]}}"#);
+            let e = serde_json::from_str::<MachineConfig>(&body)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert_eq!(
+                e.body().field.as_deref(),
+                Some("config.mounts[0].path"),
+                "{bad}"
+            );
+        }
+        let ok = r#"{"image":"a","mounts":[{"volume":"v","path":"/var/lib/data/"}]}"#;
+        serde_json::from_str::<MachineConfig>(ok)
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -487,11 +487,20 @@ impl MicrovmRuntime {
                 id: id.clone(),
                 reason: e.to_string(),
             })?;
-        // Started when init answers on the control port (it serves once the process runs), by
-        // which time QEMU has read the volume keys.
-        let booted = self.await_boot(spec, &dir).await;
+        // QEMU reads the secrets' files when it makes the objects, before it opens its QMP
+        // socket: the keys go as soon as the socket is there (or the guest answers, or fails).
+        if !keys.is_empty() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !dir.join("qmp.sock").exists()
+                && supervise::is_running(&dir)
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         drop(keys);
-        booted?;
+        // Started when init answers on the control port (it serves once the process runs).
+        self.await_boot(spec, &dir).await?;
         Ok(Running {
             instance_id: spec.instance_id.clone(),
             pid: Some(pid),
