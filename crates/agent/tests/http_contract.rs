@@ -616,6 +616,23 @@ async fn leases_guard_every_write() {
     assert_eq!(status, 200, "{body}");
     let (status, _) = t.get(&lease).await;
     assert_eq!(status, 404);
+    // Refreshing a lease that is gone makes no new one (its holder would not know the nonce).
+    let (status, body) = t
+        .send(
+            t.req(Method::POST, &lease)
+                .header("fly-machine-lease-nonce", &nonce)
+                .json(&json!({"ttl": 120})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("expired or was released")
+    );
+    let (status, _) = t.get(&lease).await;
+    assert_eq!(status, 404);
     let (status, _) = t
         .post(&format!("{}/start", t.machine(&id)), json!({}))
         .await;
