@@ -153,6 +153,16 @@ fn a_volume_keeps_its_data_through_deploys_crashes_and_new_machines() {
         ])
         .json();
     assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    // The filesystem was frozen for the copy only: the machine writes again.
+    assert_eq!(
+        sh(
+            &dev,
+            &machine,
+            "echo after > /data/after && sync && cat /data/after"
+        )
+        .trim(),
+        "after"
+    );
     let out = dev
         .aloft(&["volumes", "extend", &vol, "--size", "2", "-a", "hello"])
         .ok()
