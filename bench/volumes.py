@@ -119,6 +119,12 @@ def main():
         print(f"  to the machine's root fs (peer)      {rate(to_rootfs):6.0f} MB/s")
         print(f"  by the host to its own disk (floor)  {rate(on_host):6.0f} MB/s")
     finally:
+        # Machines outlive `dev up`: a run that failed half-way must not leave any behind.
+        listed = subprocess.run([ALOFT, "--json", "machine", "list", "-a", "bench"],
+                                capture_output=True, text=True, env=dev.env)
+        for m in json.loads(listed.stdout or "[]"):
+            subprocess.run([ALOFT, "machine", "destroy", m["id"], "-a", "bench", "--force"],
+                           capture_output=True, env=dev.env)
         dev.stop()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -345,7 +345,12 @@ impl GvisorRuntime {
     }
 
     /// Unmounts the volumes the machine's last start mounted.
+    /// Never while a sandbox of the machine runs: a late teardown of an ended run (a second
+    /// `wait`) must not take the volumes of the run that followed it.
     async fn unmount_volumes(&self, id: &MachineId) {
+        if supervise::is_running(&self.dir(id)) {
+            return;
+        }
         let recorded: Vec<(String, VolumeStore)> = fs::read(self.dir(id).join("volumes.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

@@ -270,6 +270,20 @@ impl VolumeStore {
                 let _ = rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH);
             }
         }
+        // The loop device lets go of the export a moment after the unmount: until it has, the
+        // export cannot be unmounted and the daemon does not end.
+        let export = self.dir_of(id).join("export");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let devices = loop_devices_of(&export);
+            if devices.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for device in devices {
+                let _ = run(Command::new("losetup").arg("-d").arg(device)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.close_export(id).await;
         let _ = fs::remove_file(self.dir_of(id).join("owner"));
     }
@@ -430,6 +444,21 @@ impl VolumeStore {
         }
         let _ = fs::remove_file(pidfile);
     }
+}
+
+/// The loop devices (`/dev/loopN`) backed by `file`.
+fn loop_devices_of(file: &Path) -> Vec<PathBuf> {
+    let file = file.to_string_lossy();
+    let Ok(entries) = fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            fs::read_to_string(e.path().join("loop/backing_file")).is_ok_and(|b| b.trim() == file)
+        })
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .collect()
 }
 
 /// Whether something is mounted at `path`.
