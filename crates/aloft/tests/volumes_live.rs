@@ -268,4 +268,21 @@ fn a_volume_keeps_its_data_through_deploys_crashes_and_new_machines() {
     dev.aloft(&["apps", "destroy", "hello", "--yes"]).ok();
     let dir = data.join("agent/volumes").join(&vol);
     assert!(!dir.exists(), "{} is still there", dir.display());
+    // And no daemon or mount of any of its volumes is left on the host.
+    let needle = data.to_string_lossy().into_owned();
+    let daemons: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("qemu-storage-daemon") && c.contains(&needle))
+        .collect();
+    assert!(daemons.is_empty(), "{daemons:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(&format!("{needle}/agent/volumes"))),
+        "{mounts}"
+    );
 }
