@@ -1,7 +1,7 @@
 //! The agent's internal HTTP API: the machine endpoints of the Machines API on the public paths
 //! and JSON (the control plane forwards requests unchanged), plus `GET /internal/v1/host`,
 //! `GET /internal/v1/images`, `POST /internal/v1/images/prune`, and the volumes' data
-//! (`DELETE /internal/v1/volumes/{id}`, `POST /internal/v1/volumes/{id}/snapshots`). Every
+//! (`POST`/`DELETE /internal/v1/volumes/{id}`, `POST /internal/v1/volumes/{id}/snapshots`). Every
 //! request needs `Authorization: Bearer <internal token>`.
 //!
 //! Handlers stay thin: read the request, call one [`Agent`] method, write the answer. Every error
@@ -140,7 +140,7 @@ pub(crate) fn router(agent: Agent) -> Router {
         .route("/internal/v1/images/prune", post(images_prune))
         .route(
             "/internal/v1/volumes/{id}",
-            axum::routing::delete(volumes_delete),
+            axum::routing::delete(volumes_delete).post(volumes_make),
         )
         .route(
             "/internal/v1/volumes/{id}/snapshots",
@@ -1005,6 +1005,16 @@ async fn images_list(State(agent): State<Agent>) -> ApiResult<Vec<HostImage>> {
 /// `POST /internal/v1/images/prune`: removes the images no machine (not destroyed) uses.
 async fn images_prune(State(agent): State<Agent>) -> ApiResult<PruneImagesResponse> {
     Ok(Json(agent.prune_images().await?))
+}
+
+/// `POST /internal/v1/volumes/{id}`: makes the volume's encrypted disk on this host.
+async fn volumes_make(
+    State(agent): State<Agent>,
+    PathParams(id): PathParams<String>,
+    Body(req): Body<aloft_types::api::MakeVolumeRequest>,
+) -> ApiResult<OkResponse> {
+    agent.make_volume(&id, req).await?;
+    Ok(Json(OkResponse::ok()))
 }
 
 /// `DELETE /internal/v1/volumes/{id}`: removes the volume's data and snapshots from this host.

@@ -1,6 +1,7 @@
-//! The volumes on this host (`<data_dir>/volumes`, see `aloft_runtime::volume`): made, grown and
-//! handed to the runtime when a machine that mounts one starts; removed and snapshotted when the
-//! control plane asks (`DELETE /internal/v1/volumes/{id}`, `POST .../snapshots`).
+//! The volumes on this host (`<data_dir>/volumes`, see `aloft_runtime::volume`): made when the
+//! control plane creates one (`POST /internal/v1/volumes/{id}`), grown and handed to the runtime
+//! when a machine that mounts one starts; removed and snapshotted when the control plane asks
+//! (`DELETE /internal/v1/volumes/{id}`, `POST .../snapshots`).
 //!
 //! A volume's key is asked of the control plane at each start and kept in memory only: when the
 //! control plane does not answer, the last key this agent was given is used (restarts and
@@ -102,6 +103,28 @@ impl Agent {
             .collect())
     }
 
+    /// Makes a new volume's encrypted disk (at `volumes create`, so a machine's first start
+    /// does not wait for it).
+    pub async fn make_volume(
+        &self,
+        id: &str,
+        req: aloft_types::api::MakeVolumeRequest,
+    ) -> Result<(), ApiError> {
+        check_volume_id(id)?;
+        if !(1..=500).contains(&req.size_gb) || req.key.len() != 64 {
+            return Err(ApiError::invalid(
+                "size_gb",
+                "a volume is 1 to 500 GB with a 64-hex-digit key",
+            ));
+        }
+        let store = self.volume_store();
+        store
+            .prepare(id, req.size_gb, &VolumeKey::new(req.key))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("making volume {id} on this host: {e}")))?;
+        Ok(())
+    }
+
     /// Removes a volume's data and snapshots; 409 while a machine here mounts it, 404 when this
     /// host has none of it.
     pub async fn delete_volume(&self, id: &str) -> Result<(), ApiError> {
@@ -152,7 +175,7 @@ impl Agent {
         let store = self.volume_store();
         if !store.exists(id) {
             return Err(ApiError::Conflict(format!(
-                "volume {id} has no data yet: it is made at the first start of a machine that mounts it, so there is nothing to snapshot"
+                "this host has no data of volume {id} yet (its disk was not made here): nothing to snapshot"
             )));
         }
         store

@@ -408,6 +408,7 @@ async fn secret_values(
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
         (status = 404, description = "No such app in the token's org", body = ErrorBody),
         (status = 422, description = "A bad name or size, or a region without hosts", body = ErrorBody),
+        (status = 503, description = "No host of the region could make the volume's disk", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_volume(

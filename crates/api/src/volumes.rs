@@ -2,8 +2,9 @@
 //!
 //! The control plane keeps each volume's record (app, name, region, host, size, who mounts it)
 //! and its key, sealed like secrets (`crate::secrets`, with `volume:<id>` as the name). The host
-//! keeps the data: an encrypted qcow2 file it makes at the first start of a machine that mounts
-//! the volume, with the key it asks for then (`GET /internal/v1/volumes/{id}`). So a machine
+//! keeps the data: an encrypted qcow2 file it makes when the volume is created
+//! (`POST /internal/v1/volumes/{id}` with the key), opened at each start of a machine that mounts
+//! it with the key it asks for then (`GET /internal/v1/volumes/{id}`). So a machine
 //! that mounts a volume is placed on the volume's host and nowhere else: when that host does not
 //! answer, the create fails saying so, and no empty volume is made elsewhere.
 
@@ -13,8 +14,8 @@ use crate::placement;
 use crate::service::agent_error;
 use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
 use aloft_types::api::{
-    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, TakeSnapshotRequest,
-    TakenSnapshot, Volume, VolumeAccess, VolumeSnapshot,
+    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MakeVolumeRequest,
+    TakeSnapshotRequest, TakenSnapshot, Volume, VolumeAccess, VolumeSnapshot,
 };
 use aloft_types::config::{Guest, MachineConfig};
 use aloft_types::ids::{new_snapshot_id, new_volume_id, random_hex};
@@ -73,9 +74,8 @@ pub(crate) fn mounted_volume(config: &MachineConfig) -> Option<&str> {
 }
 
 impl ControlPlane {
-    /// `POST /v1/apps/{app}/volumes`: records a volume on a host of the region (the one with
-    /// the fewest of the app's volumes, then the most free memory). Its data is made on that
-    /// host at the first start of a machine that mounts it.
+    /// `POST /v1/apps/{app}/volumes`: makes a volume on a host of the region (the one with the
+    /// fewest of the app's volumes, then the most free memory, that makes its disk).
     pub(crate) async fn create_volume(
         &self,
         caller: &Caller,
@@ -99,25 +99,47 @@ impl ControlPlane {
         for v in self.inner.store.volumes_of_app(&app.name).await? {
             *app_volumes.entry(v.host_id).or_insert(0) += 1;
         }
-        let host = placement::candidates(&hosts, &req.region, &Guest::default(), &app_volumes)?
-            .first()
-            .map(|h| h.info.id.clone())
-            .expect("candidates is never empty");
         let id = new_volume_id();
         let key = random_hex(32);
-        let record = VolumeRecord {
-            key: self.inner.secrets.seal(&app.name, &key_name(&id), &key),
-            id,
-            app: app.name.clone(),
-            name: req.name,
-            region: req.region,
-            host_id: host,
+        // The host makes the encrypted disk now (a machine's first start does not wait for it);
+        // the volume exists once one host has, the next host tried when one cannot.
+        let body = serde_json::to_vec(&MakeVolumeRequest {
             size_gb,
-            attached_machine_id: None,
-            created_at: now_ms(),
+            key: key.clone(),
+        })
+        .expect("serializable");
+        let make = Outbound {
+            body: body.into(),
+            content_type: Some(axum::http::HeaderValue::from_static("application/json")),
+            ..Outbound::bodiless(Method::POST, format!("/internal/v1/volumes/{id}"))
         };
-        self.inner.store.insert_volume(record.clone()).await?;
-        Ok(volume_json(record))
+        let mut refusals = Vec::new();
+        for host in placement::candidates(&hosts, &req.region, &Guest::default(), &app_volumes)? {
+            match self.inner.forwarder.send_internal(host, &make).await {
+                Ok(reply) if reply.status.is_success() => {
+                    let record = VolumeRecord {
+                        key: self.inner.secrets.seal(&app.name, &key_name(&id), &key),
+                        id,
+                        app: app.name.clone(),
+                        name: req.name,
+                        region: req.region,
+                        host_id: host.info.id.clone(),
+                        size_gb,
+                        attached_machine_id: None,
+                        created_at: now_ms(),
+                    };
+                    self.inner.store.insert_volume(record.clone()).await?;
+                    return Ok(volume_json(record));
+                }
+                Ok(reply) => refusals.push(format!("{}: {}", host.info.id, agent_error(&reply))),
+                Err(e) => refusals.push(format!("{}: {e}", host.info.id)),
+            }
+        }
+        Err(ApiError::Unavailable(format!(
+            "no host in region `{}` could make the volume ({}); retry later or pick another region",
+            req.region,
+            refusals.join("; ")
+        )))
     }
 
     /// `GET /v1/apps/{app}/volumes`.

@@ -13,8 +13,9 @@
 //!   these hosts have no device-mapper (so no dm-crypt); the FUSE export keeps one disk format
 //!   for both backends, so a volume does not care which backend mounts it.
 //!
-//! The disk is made (and formatted) at the first start of a machine that mounts the volume,
-//! grown when the volume was extended, and outlives every machine. Snapshots are copies of the
+//! The disk is made (and formatted) when the volume is created (or at the first start of a
+//! machine that mounts it, if it is not there), grown when the volume was extended, and outlives
+//! every machine. Snapshots are copies of the
 //! disk kept beside it (`snapshots/<id>.qcow2`), encrypted with the same key.
 
 use std::fs;

@@ -170,6 +170,14 @@ impl std::fmt::Debug for VolumeAccess {
     }
 }
 
+/// Internal API: `POST /internal/v1/volumes/{id}` on the chosen host: make the volume's disk.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MakeVolumeRequest {
+    pub size_gb: u32,
+    /// The volume's encryption key (64 hex digits).
+    pub key: String,
+}
+
 /// Internal API: `POST /internal/v1/volumes/{id}/snapshots` on the volume's host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TakeSnapshotRequest {

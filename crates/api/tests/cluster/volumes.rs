@@ -83,11 +83,11 @@ async fn a_volume_lives_on_one_host_and_its_machines_go_there_or_nowhere() {
     let (_, list) = api.send(api.get("/v1/apps/hello/volumes")).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
-    // No data before a machine mounts it: nothing to snapshot.
-    let (status, err) = api
+    // Its disk is made on its host at create: a snapshot works before any machine mounts it.
+    let (status, snap) = api
         .send(api.post(&format!("/v1/apps/hello/volumes/{id}/snapshots")))
         .await;
-    assert_eq!(status, 409, "{err}");
+    assert_eq!(status, 201, "{snap}");
 
     // A machine that mounts it runs on its host, and holds it.
     let m = api.create_machine("hello", mounting(&id, "ord")).await;
@@ -158,7 +158,8 @@ async fn a_volume_lives_on_one_host_and_its_machines_go_there_or_nowhere() {
     let (_, snaps) = api
         .send(api.get(&format!("/v1/apps/hello/volumes/{id}/snapshots")))
         .await;
-    assert_eq!(snaps[0]["id"], snap["id"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    assert_eq!(snaps[1]["id"], snap["id"]);
 
     // An update without the mount frees the volume; one with it takes it back.
     let update = |body: Value| {
@@ -213,6 +214,15 @@ async fn a_volume_lives_on_one_host_and_its_machines_go_there_or_nowhere() {
     assert_eq!(status, 503, "{err}");
     let (_, list) = api.send(api.get("/v1/apps/hello/volumes")).await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // A new volume of the region goes to a host that answers.
+    let (status, other) = api
+        .send(
+            api.post("/v1/apps/hello/volumes")
+                .json(&json!({"name": "data", "region": "ord"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{other}");
+    assert_ne!(other["zone"], host.as_str(), "{other}");
     let (_, machines) = api.send(api.get("/v1/apps/hello/machines")).await;
     assert!(
         machines
