@@ -221,6 +221,18 @@ fn lease_status(dev: &DevUp, token: &str, id: &str) -> u16 {
     .0
 }
 
+/// Waits (at most 10 s) until a deploy in the background holds `id`'s lease.
+fn await_lease(dev: &DevUp, token: &str, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while lease_status(dev, token, id) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy never took the lease"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The statuses of the app's releases, newest first.
 fn release_statuses(dev: &DevUp) -> Vec<String> {
     dev.aloft(&["--json", "releases", "-a", "hello"])
@@ -279,14 +291,7 @@ fn a_deploy_whose_checks_fail_is_rolled_back_and_an_interrupted_one_releases_its
 
     // Ctrl-C while it waits: the lease is released, and the next deploy goes through.
     let mut deploy = dev.aloft_background(&["deploy", "-c", &failing, "--wait-timeout", "60s"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while lease_status(&dev, token.trim(), &id) != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the deploy never took the lease"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    await_lease(&dev, token.trim(), &id);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let killed = std::process::Command::new("kill")
         .args(["-INT", &deploy.id().to_string()])
@@ -369,14 +374,7 @@ fn a_deploy_whose_checks_fail_is_rolled_back_and_an_interrupted_one_releases_its
         "--lease-timeout",
         "2s",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while lease_status(&dev, token.trim(), &id) != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the deploy never took the lease"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    await_lease(&dev, token.trim(), &id);
     for _ in 0..8 {
         std::thread::sleep(std::time::Duration::from_millis(500));
         assert_eq!(

@@ -36,6 +36,15 @@ impl Outbound {
             lease_nonce: None,
         }
     }
+
+    /// A request with `body` as JSON.
+    pub fn json(method: Method, path_and_query: String, body: &impl serde::Serialize) -> Self {
+        Self {
+            body: serde_json::to_vec(body).expect("serializable").into(),
+            content_type: Some(HeaderValue::from_static("application/json")),
+            ..Self::bodiless(method, path_and_query)
+        }
+    }
 }
 
 /// An agent's answer.

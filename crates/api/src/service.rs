@@ -589,12 +589,6 @@ impl ControlPlane {
             .unwrap_or_else(|| self.inner.config.default_region.clone());
         let hosts = self.inner.store.hosts().await?;
         let guest = &body.config.guest;
-        let mut app_machines = std::collections::BTreeMap::new();
-        for m in self.inner.store.machines_of_app(&app.name).await? {
-            if !m.destroyed {
-                *app_machines.entry(m.host_id).or_insert(0) += 1;
-            }
-        }
         // A machine that mounts a volume runs on the volume's host, or nowhere.
         let volume = match crate::volumes::mounted_volume(&body.config) {
             Some(id) => Some(
@@ -605,7 +599,15 @@ impl ControlPlane {
         };
         let candidates = match &volume {
             Some((_, host)) => vec![host],
-            None => placement::candidates(&hosts, &region, guest, &app_machines)?,
+            None => {
+                let mut app_machines = std::collections::BTreeMap::new();
+                for m in self.inner.store.machines_of_app(&app.name).await? {
+                    if !m.destroyed {
+                        *app_machines.entry(m.host_id).or_insert(0) += 1;
+                    }
+                }
+                placement::candidates(&hosts, &region, guest, &app_machines)?
+            }
         };
         let mut refusals = Vec::new();
         for host in candidates {

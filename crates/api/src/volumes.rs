@@ -103,16 +103,14 @@ impl ControlPlane {
         let key = random_hex(32);
         // The host makes the encrypted disk now (a machine's first start does not wait for it);
         // the volume exists once one host has, the next host tried when one cannot.
-        let body = serde_json::to_vec(&MakeVolumeRequest {
-            size_gb,
-            key: key.clone(),
-        })
-        .expect("serializable");
-        let make = Outbound {
-            body: body.into(),
-            content_type: Some(axum::http::HeaderValue::from_static("application/json")),
-            ..Outbound::bodiless(Method::POST, format!("/internal/v1/volumes/{id}"))
-        };
+        let make = Outbound::json(
+            Method::POST,
+            format!("/internal/v1/volumes/{id}"),
+            &MakeVolumeRequest {
+                size_gb,
+                key: key.clone(),
+            },
+        );
         let mut refusals = Vec::new();
         for host in placement::candidates(&hosts, &req.region, &Guest::default(), &app_volumes)? {
             match self.inner.forwarder.send_internal(host, &make).await {
@@ -249,18 +247,13 @@ impl ControlPlane {
     ) -> Result<VolumeSnapshot, ApiError> {
         let v = self.volume_of(caller, app, id).await?;
         let snapshot_id = new_snapshot_id();
-        let body = serde_json::to_vec(&TakeSnapshotRequest {
-            snapshot_id: snapshot_id.clone(),
-        })
-        .expect("serializable");
-        let req = Outbound {
-            body: body.into(),
-            content_type: Some(axum::http::HeaderValue::from_static("application/json")),
-            ..Outbound::bodiless(
-                Method::POST,
-                format!("/internal/v1/volumes/{}/snapshots", v.id),
-            )
-        };
+        let req = Outbound::json(
+            Method::POST,
+            format!("/internal/v1/volumes/{}/snapshots", v.id),
+            &TakeSnapshotRequest {
+                snapshot_id: snapshot_id.clone(),
+            },
+        );
         let reply = self.ask_volume_host(&v, &req).await?;
         if !reply.status.is_success() {
             return Err(agent_error(&reply));

@@ -518,31 +518,20 @@ impl Client {
         self.send(self.machine(Method::GET, app, id, "lease")).await
     }
 
-    /// `POST .../lease`: takes the machine's lease (409 when someone else holds it).
+    /// `POST .../lease`: takes the machine's lease (409 when someone else holds it), or with
+    /// the `nonce` of one held, holds it `req.ttl` longer (409 when it is gone).
     pub async fn acquire_lease(
         &self,
         app: &str,
         id: &str,
         req: &LeaseRequest,
+        nonce: Option<&str>,
     ) -> Result<LeaseResponse, ClientError> {
-        self.send(self.machine(Method::POST, app, id, "lease").json(req))
-            .await
-    }
-
-    /// `POST .../lease` with the lease's nonce: holds it `req.ttl` longer.
-    pub async fn refresh_lease(
-        &self,
-        app: &str,
-        id: &str,
-        nonce: &str,
-        req: &LeaseRequest,
-    ) -> Result<LeaseResponse, ClientError> {
-        self.send(
-            self.machine(Method::POST, app, id, "lease")
-                .header(LEASE_NONCE_HEADER, nonce)
-                .json(req),
-        )
-        .await
+        let mut rb = self.machine(Method::POST, app, id, "lease").json(req);
+        if let Some(nonce) = nonce {
+            rb = rb.header(LEASE_NONCE_HEADER, nonce);
+        }
+        self.send(rb).await
     }
 
     /// `POST .../machines/{id}`: a new config (a new version), under the lease `nonce`.

@@ -475,9 +475,11 @@ async fn keep_leases(scope: &Scope, held: &Mutex<Vec<(String, String)>>, ttl: Du
         for (id, nonce) in leases {
             let (client, app, req) = (scope.client.clone(), scope.app.clone(), req.clone());
             refreshes.spawn(async move {
-                let refreshed =
-                    tokio::time::timeout(ttl / 3, client.refresh_lease(&app, &id, &nonce, &req))
-                        .await;
+                let refreshed = tokio::time::timeout(
+                    ttl / 3,
+                    client.acquire_lease(&app, &id, &req, Some(&nonce)),
+                )
+                .await;
                 (id, refreshed)
             });
         }
@@ -936,7 +938,7 @@ impl Deploy<'_> {
         let lease = self
             .scope
             .client
-            .acquire_lease(&self.scope.app, id, &req)
+            .acquire_lease(&self.scope.app, id, &req, None)
             .await
             .with_context(|| {
                 format!(

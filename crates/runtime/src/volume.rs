@@ -83,6 +83,11 @@ impl Drop for KeyFile {
     }
 }
 
+/// The volume's key in `<volume>/key` for the QEMU process about to run.
+fn key_file(dir: &Path, key: &VolumeKey) -> Result<KeyFile, String> {
+    KeyFile::write(dir.join("key"), key).map_err(|e| format!("writing the volume key: {e}"))
+}
+
 /// QEMU's block-device JSON for an encrypted disk, with its key in the secret `secret`.
 pub(crate) fn blockdev(node: &str, disk: &Path, secret: &str) -> String {
     serde_json::json!({
@@ -155,8 +160,7 @@ impl VolumeStore {
             // disk that looks ready.
             let fresh = dir.join("disk.new.qcow2");
             let _ = fs::remove_file(&fresh);
-            let keyfile = KeyFile::write(dir.join("key"), key)
-                .map_err(|e| format!("writing the volume key: {e}"))?;
+            let keyfile = key_file(&dir, key)?;
             let mut attempt = 0;
             loop {
                 let created = run(Command::new("qemu-img")
@@ -195,8 +199,7 @@ impl VolumeStore {
         let small = virtual_size(&disk).await? < bytes;
         if small {
             fs::write(&growing, b"").map_err(|e| format!("marking the grow: {e}"))?;
-            let keyfile = KeyFile::write(dir.join("key"), key)
-                .map_err(|e| format!("writing the volume key: {e}"))?;
+            let keyfile = key_file(&dir, key)?;
             run(Command::new("qemu-img")
                 .args(["resize", "-q", "--object"])
                 .arg(format!("secret,id=k,file={}", keyfile.0.display()))
@@ -371,8 +374,7 @@ impl VolumeStore {
         let export = dir.join("export");
         fs::write(&export, b"").map_err(|e| format!("creating {}: {e}", export.display()))?;
         let _ = fs::set_permissions(&export, fs::Permissions::from_mode(0o600));
-        let keyfile = KeyFile::write(dir.join("key"), key)
-            .map_err(|e| format!("writing the volume key: {e}"))?;
+        let keyfile = key_file(&dir, key)?;
         // --daemonize returns once the export is up; the daemon outlives the agent, like the
         // machine using it. It keeps the descriptors it was given: none that a caller waits on.
         let log = dir.join("qsd.log");
