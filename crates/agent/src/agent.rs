@@ -47,13 +47,10 @@ pub(crate) struct Inner {
     pub checks: Mutex<HashMap<MachineId, Vec<CheckStatus>>>,
     /// The address the heartbeat advertises, once one runs.
     advertise: Mutex<Option<String>>,
-    /// The proxy's requests in flight per machine, when a proxy routes to this host's machines:
-    /// a stop waits for them ([`Agent::drain_with`]).
-    pub proxy_load: std::sync::OnceLock<Arc<aloft_proxy::load::Load>>,
-    /// The internal DNS server machines started from now on use ([`Agent::use_internal_dns`]).
-    pub internal_dns: std::sync::OnceLock<String>,
-    /// Where app secrets come from ([`Agent::use_secrets`]), and the last values got per app.
-    pub secrets: std::sync::OnceLock<Arc<dyn crate::secrets::SecretSource>>,
+    /// The collaborators it was opened with.
+    pub deps: AgentDeps,
+    /// The last secret values got per app (memory only), for starts while the control plane
+    /// does not answer.
     pub secret_cache: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
     /// The last size, host and key the control plane gave per volume (memory only), for starts
     /// while it does not answer.
@@ -101,10 +98,30 @@ pub(crate) struct Locked {
     _guard: OwnedMutexGuard<()>,
 }
 
+/// What an agent works with besides its config and runtime. All of it is given at
+/// [`Agent::open`], before reconcile restarts any machine, so a machine restarted during boot
+/// recovery gets its secrets, its name server and its drain like any later start.
+#[derive(Clone, Default)]
+pub struct AgentDeps {
+    /// Where app secrets and volume keys come from (the control plane). `None`: machines start
+    /// without secrets and cannot mount volumes.
+    pub secrets: Option<Arc<dyn crate::secrets::SecretSource>>,
+    /// The host's internal DNS server, machines' name server unless their config names others.
+    /// `None`: the host's resolvers.
+    pub internal_dns: Option<String>,
+    /// The proxy's requests in flight per machine, when a proxy routes to this host's machines:
+    /// a stop waits for them (at most a few seconds) before signalling the machine.
+    pub drain: Option<Arc<aloft_proxy::load::Load>>,
+}
+
 impl Agent {
     /// Opens (or creates) the store and reconciles with the runtime (reattach). A data dir that
     /// cannot be written is an error naming the path and the fix, before anything is written.
-    pub async fn open(config: AgentConfig, runtime: Arc<dyn Runtime>) -> Result<Agent, AgentError> {
+    pub async fn open(
+        config: AgentConfig,
+        runtime: Arc<dyn Runtime>,
+        deps: AgentDeps,
+    ) -> Result<Agent, AgentError> {
         let store = Store::open(&config.data_dir)?;
         let records = store.list()?;
         let agent = Agent {
@@ -118,9 +135,7 @@ impl Agent {
                 slots: Mutex::new(HashMap::new()),
                 checks: Mutex::new(HashMap::new()),
                 advertise: Mutex::new(None),
-                proxy_load: std::sync::OnceLock::new(),
-                internal_dns: std::sync::OnceLock::new(),
-                secrets: std::sync::OnceLock::new(),
+                deps,
                 secret_cache: Mutex::default(),
                 volume_cache: Mutex::default(),
             }),
@@ -359,18 +374,6 @@ impl Agent {
             .filter(|r| r.state != MachineState::Destroyed)
             .map(|r| self.machine_object(&r, None, Vec::new()))
             .collect())
-    }
-
-    /// Has stops wait for the proxy's requests in flight on a machine (at most the stop's
-    /// timeout) before signalling it: requests a machine is serving finish. Set once.
-    pub fn drain_with(&self, load: Arc<aloft_proxy::load::Load>) {
-        let _ = self.inner.proxy_load.set(load);
-    }
-
-    /// Machines started from now on use `server` as their name server (unless their config names
-    /// others): the host's internal DNS serves there. Set once.
-    pub fn use_internal_dns(&self, server: String) {
-        let _ = self.inner.internal_dns.set(server);
     }
 
     /// Moves on whenever a machine on this host changes (state, config, a new or destroyed one).

@@ -39,7 +39,7 @@ mod volumes;
 #[cfg(test)]
 mod proptests;
 
-pub use agent::Agent;
+pub use agent::{Agent, AgentDeps};
 pub use catalog::{CatalogView, LocalCatalog, Placed};
 pub use checks::spawn_health_checks;
 pub use error::AgentError;

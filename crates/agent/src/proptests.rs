@@ -208,9 +208,13 @@ impl Case {
     }
 
     async fn reopen(&mut self) {
-        self.agent = Agent::open(config(self.dir.path()), Arc::new(self.rt.clone()))
-            .await
-            .expect("the agent reopens");
+        self.agent = Agent::open(
+            config(self.dir.path()),
+            Arc::new(self.rt.clone()),
+            Default::default(),
+        )
+        .await
+        .expect("the agent reopens");
         self.router = self.agent.router();
     }
 
@@ -352,7 +356,7 @@ impl Case {
 async fn run_case(setups: Vec<Setup>, ops: Vec<Op>) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let rt = SimRuntime::new();
-    let agent = Agent::open(config(dir.path()), Arc::new(rt.clone()))
+    let agent = Agent::open(config(dir.path()), Arc::new(rt.clone()), Default::default())
         .await
         .expect("the agent opens");
     let router = agent.router();

@@ -250,7 +250,7 @@ mod tests {
     async fn machine(skip_launch: bool) -> (tempfile::TempDir, SimRuntime, MachineId) {
         let dir = tempfile::tempdir().unwrap();
         let rt = SimRuntime::new();
-        let agent = Agent::open(config(dir.path()), Arc::new(rt.clone()))
+        let agent = Agent::open(config(dir.path()), Arc::new(rt.clone()), Default::default())
             .await
             .unwrap();
         let mut cfg = MachineConfig::for_image("img");
@@ -292,7 +292,7 @@ mod tests {
     }
 
     async fn reopen(dir: &std::path::Path, rt: &SimRuntime) -> (Agent, Record) {
-        let agent = Agent::open(config(dir), Arc::new(rt.clone()))
+        let agent = Agent::open(config(dir), Arc::new(rt.clone()), Default::default())
             .await
             .unwrap();
         let rec = agent

@@ -112,7 +112,7 @@ impl Agent {
                 return Err(self.start_failed(m, kind, source, why));
             }
         };
-        let mut spec = spec_of(&m.rec, image, self.inner.internal_dns.get().cloned());
+        let mut spec = spec_of(&m.rec, image, self.inner.deps.internal_dns.clone());
         // Secrets go into this run's environment only, never the record (the API never shows
         // them). Their names never start with FLY_ or ALOFT_: the platform's variables stay.
         let (secrets, secrets_note) = self.app_secrets(&m.rec.app).await;
@@ -212,7 +212,7 @@ impl Agent {
     /// that a stop lets them end before the signal. The machine's state says it is stopping
     /// already, so the proxy sends it nothing new.
     async fn drain(&self, id: &MachineId, within: Duration) {
-        let Some(load) = self.inner.proxy_load.get() else {
+        let Some(load) = &self.inner.deps.drain else {
             return;
         };
         let deadline = tokio::time::Instant::now() + within;

@@ -74,17 +74,12 @@ impl ControlPlaneSecrets {
 }
 
 impl Agent {
-    /// Machines started from now on get their app's secrets from `source`. Set once.
-    pub fn use_secrets(&self, source: std::sync::Arc<dyn SecretSource>) {
-        let _ = self.inner.secrets.set(source);
-    }
-
     /// The app's secrets for a start, and a note when they could not be had fresh.
     pub(crate) async fn app_secrets(
         &self,
         app: &str,
     ) -> (BTreeMap<String, String>, Option<String>) {
-        let Some(source) = self.inner.secrets.get() else {
+        let Some(source) = &self.inner.deps.secrets else {
             return (BTreeMap::new(), None);
         };
         match source.secrets(app).await {

@@ -43,7 +43,7 @@ impl Agent {
                     m.volume, other.id
                 ));
             }
-            let Some(source) = self.inner.secrets.get() else {
+            let Some(source) = &self.inner.deps.secrets else {
                 return Err(format!(
                     "volume {}: this host has no control plane to get the volume's key from",
                     m.volume

@@ -380,10 +380,13 @@ async fn stop_start_restart_signal_suspend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_lets_the_proxys_requests_in_flight_finish_first() {
-    let t = TestAgent::start().await;
-    let id = t.create_started(sim_config(&[])).await;
     let load = std::sync::Arc::new(aloft_proxy::load::Load::default());
-    t.agent.drain_with(load.clone());
+    let t = TestAgent::with_deps(aloft_agent::AgentDeps {
+        drain: Some(load.clone()),
+        ..Default::default()
+    })
+    .await;
+    let id = t.create_started(sim_config(&[])).await;
     let stop_url = format!("{}/stop", t.machine(&id));
 
     // A request in flight: the machine is stopping (no new requests) but not signalled yet.

@@ -20,6 +20,7 @@ async fn a_data_dir_under_a_file_is_a_clear_error() {
     let err = match Agent::open(
         common::config(&data_dir, 4, 4096),
         Arc::new(SimRuntime::new()),
+        Default::default(),
     )
     .await
     {
@@ -46,7 +47,13 @@ async fn a_read_only_data_dir_is_a_clear_error_and_stays_empty() {
         eprintln!("skipped: permissions are not enforced for this user");
         return;
     }
-    let err = match Agent::open(common::config(&dir, 4, 4096), Arc::new(SimRuntime::new())).await {
+    let err = match Agent::open(
+        common::config(&dir, 4, 4096),
+        Arc::new(SimRuntime::new()),
+        Default::default(),
+    )
+    .await
+    {
         Ok(_) => panic!("opened an agent in a read-only dir"),
         Err(e) => e,
     };

@@ -43,11 +43,14 @@ async fn env_of(t: &TestAgent, id: &str) -> String {
 
 #[tokio::test]
 async fn secrets_reach_the_process_and_outlast_a_control_plane_outage() {
-    let t = TestAgent::start().await;
     let source = Arc::new(Source {
         down: AtomicBool::new(false),
     });
-    t.agent.use_secrets(source.clone());
+    let t = TestAgent::with_deps(aloft_agent::AgentDeps {
+        secrets: Some(source.clone()),
+        ..Default::default()
+    })
+    .await;
     let id = t.create_started(sim_config(&[("GREETING", "hi")])).await;
     let env = env_of(&t, &id).await;
     assert!(
@@ -67,4 +70,50 @@ async fn secrets_reach_the_process_and_outlast_a_control_plane_outage() {
     let events = t.events(&id).await;
     let last = events.last().unwrap().to_string();
     assert!(last.contains("last copy"), "{last}");
+}
+
+/// A machine whose process ended while the agent was down is restarted by its restart policy
+/// while the agent opens (boot recovery). That start gets the app's secrets and the host's
+/// internal DNS like any other: the agent is given both at open, before it reconciles.
+#[tokio::test]
+async fn a_machine_restarted_at_agent_start_has_its_secrets_and_internal_dns() {
+    use aloft_runtime::Runtime;
+    let source = Arc::new(Source {
+        down: AtomicBool::new(false),
+    });
+    let mut t = TestAgent::with_deps(aloft_agent::AgentDeps {
+        secrets: Some(source.clone()),
+        internal_dns: Some("fdaa::3".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut config = sim_config(&[]);
+    config["restart"] = json!({"policy": "always"});
+    let id = t.create_started(config).await;
+    assert_eq!(t.starts(&id), 1);
+
+    // The agent dies, then the machine's process ends while nobody watches it.
+    t.agent.crash();
+    t.rt.stop(
+        &common::mid(&id),
+        aloft_types::signal::Signal::KILL,
+        std::time::Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.live_runs(&id), 0);
+
+    t.reopen().await;
+    t.wait_for(&id, "started").await;
+    assert_eq!(t.starts(&id), 2, "the restart policy started it again");
+    let env = env_of(&t, &id).await;
+    assert!(env.contains("DB_PASSWORD=s3cret"), "{env}");
+    let (status, out) = t
+        .post(
+            &format!("{}/exec", t.machine(&id)),
+            json!({"command": ["cat", "/etc/resolv.conf"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["stdout"], "nameserver fdaa::3\n", "{out}");
 }

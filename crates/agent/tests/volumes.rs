@@ -93,11 +93,14 @@ async fn one_running_machine_per_volume_and_only_on_its_host() {
     if !can_mount() {
         return;
     }
-    let t = TestAgent::start().await;
     let source = Arc::new(Source {
         down: AtomicBool::new(false),
     });
-    t.agent.use_secrets(source.clone());
+    let t = TestAgent::with_deps(aloft_agent::AgentDeps {
+        secrets: Some(source.clone()),
+        ..Default::default()
+    })
+    .await;
 
     let first = t.create(json!({ "config": mounting(VOLUME) })).await;
     let first = first["id"].as_str().unwrap().to_string();

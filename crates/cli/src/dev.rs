@@ -14,7 +14,9 @@ use crate::config::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE};
 use crate::output::print_json;
 use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
 use crate::server::stopped;
-use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
+use aloft_agent::{
+    Agent, AgentConfig, AgentDeps, LocalCatalog, spawn_health_checks, spawn_heartbeat,
+};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::tls::{Certificates, DevCa, Domains};
@@ -190,6 +192,25 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         .host_number(&host_id)
         .await
         .context("numbering this host")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Served before the agent opens: machines it restarts while it opens get their secrets.
+    let api_server = tokio::spawn(
+        axum::serve(api_listener, control_plane.router())
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let dns_sockets = bind_internal_dns(runtime_name).await;
+    let load = Arc::new(aloft_proxy::load::Load::default());
+    let deps = AgentDeps {
+        secrets: Some(Arc::new(
+            aloft_agent::secrets::ControlPlaneSecrets::new(&api_url, &internal_token)
+                .context("building the secrets client")?,
+        )),
+        internal_dns: dns_sockets
+            .is_some()
+            .then(|| aloft_dns::INTERNAL_DNS.to_string()),
+        drain: Some(load.clone()),
+    };
     let agent = Agent::open(
         AgentConfig {
             data_dir: data.root.join("agent"),
@@ -203,6 +224,7 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
             registry: registry_host,
         },
         runtime,
+        deps,
     )
     .await
     .context("starting the host agent")?;
@@ -216,12 +238,6 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let agent_listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), "--api-addr").await?;
     let agent_url = url_for(agent_listener.local_addr()?);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let api_server = tokio::spawn(
-        axum::serve(api_listener, control_plane.router())
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
     let registry_server = tokio::spawn(
         axum::serve(
             registry_listener,
@@ -241,18 +257,18 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let domains = Arc::new(Domains::default());
     let domains_sync = spawn_domains_sync(control_plane.clone(), domains.clone());
     let catalog = Arc::new(LocalCatalog::new(agent.clone()));
-    let dns = spawn_internal_dns(runtime_name, &agent, catalog.clone(), &args.region).await;
+    let dns = dns_sockets.map(|sockets| serve_internal_dns(sockets, catalog.clone(), &args.region));
     let proxy = Proxy::new(
         ProxyConfig {
             drain_timeout: DRAIN_TIMEOUT,
             tls: Some(Arc::new(Certificates::new(ca, None, domains.clone()))),
             https_port,
             domains,
+            load,
             ..ProxyConfig::new(args.region.clone())
         },
         catalog.clone(),
     );
-    agent.drain_with(proxy.load().clone());
     let checks = spawn_health_checks(agent.clone());
     let autostop = {
         let proxy = proxy.clone();
@@ -279,10 +295,6 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         .register_host(agent.host_info(&agent_url))
         .await
         .context("registering the host agent with the control plane")?;
-    agent.use_secrets(std::sync::Arc::new(
-        aloft_agent::secrets::ControlPlaneSecrets::new(&api_url, &internal_token)
-            .context("building the secrets client")?,
-    ));
     let heartbeat = spawn_heartbeat(agent.clone(), api_url.clone(), agent_url.clone());
     control_plane
         .ensure_org(ORG)
@@ -349,16 +361,10 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves internal DNS at `fdaa::3` (on the machines' bridge) from `catalog`, and has the agent
-/// give it to machines as their name server. Not with the sim runtime (no bridge), nor when the
-/// address cannot be bound (another cloud on this host has it): machines then get the host's
-/// resolvers.
-pub(crate) async fn spawn_internal_dns(
-    runtime: &str,
-    agent: &Agent,
-    catalog: Arc<dyn aloft_dns::server::Directory>,
-    region: &str,
-) -> Option<tokio::task::JoinHandle<()>> {
+/// The sockets internal DNS serves on at `fdaa::3` (on the machines' bridge). `None` with the
+/// sim runtime (no bridge), or when the address cannot be bound (another cloud on this host has
+/// it): machines then get the host's resolvers.
+pub(crate) async fn bind_internal_dns(runtime: &str) -> Option<DnsSockets> {
     if runtime == "sim" {
         return None;
     }
@@ -366,30 +372,43 @@ pub(crate) async fn spawn_internal_dns(
     let bound = async {
         let udp = tokio::net::UdpSocket::bind(at).await?;
         let tcp = TcpListener::bind(at).await?;
-        Ok::<_, std::io::Error>((udp, tcp))
+        Ok::<_, std::io::Error>(DnsSockets { udp, tcp })
     };
-    let (socket, tcp) = match bound.await {
-        Ok(s) => s,
+    match bound.await {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(
                 "internal DNS is off: cannot listen on {at}: {e}; machines use the host's resolvers"
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Where internal DNS listens (UDP and TCP port 53 at `fdaa::3`).
+pub(crate) struct DnsSockets {
+    udp: tokio::net::UdpSocket,
+    tcp: TcpListener,
+}
+
+/// Serves internal DNS on `sockets` from `catalog`.
+pub(crate) fn serve_internal_dns(
+    sockets: DnsSockets,
+    catalog: Arc<dyn aloft_dns::server::Directory>,
+    region: &str,
+) -> tokio::task::JoinHandle<()> {
     let upstreams = aloft_dns::server::host_upstreams();
     let dns = Arc::new(aloft_dns::server::Dns::new(
         catalog,
         upstreams,
         region.to_string(),
     ));
-    agent.use_internal_dns(aloft_dns::INTERNAL_DNS.to_string());
-    Some(tokio::spawn(async move {
+    tokio::spawn(async move {
         tokio::join!(
-            dns.clone().serve(socket, std::future::pending()),
-            dns.serve_tcp(tcp, std::future::pending())
+            dns.clone().serve(sockets.udp, std::future::pending()),
+            dns.serve_tcp(sockets.tcp, std::future::pending())
         );
-    }))
+    })
 }
 
 /// Keeps the proxy's hostnames (`aloft certs`) in step with the control plane: loaded now and

@@ -11,12 +11,14 @@
 
 use crate::Ctx;
 use crate::dev::{
-    DRAIN_TIMEOUT, RuntimeKind, bind, drain, host_capacity, parse_subnet, runtime_for,
-    spawn_internal_dns, url_for,
+    DRAIN_TIMEOUT, RuntimeKind, bind, bind_internal_dns, drain, host_capacity, parse_subnet,
+    runtime_for, serve_internal_dns, url_for,
 };
 use crate::mesh::{Joined, Members, MeshFile};
 use crate::registry::{self, ControlPlaneTokens, read_secret};
-use aloft_agent::{Agent, AgentConfig, LocalCatalog, spawn_health_checks, spawn_heartbeat};
+use aloft_agent::{
+    Agent, AgentConfig, AgentDeps, LocalCatalog, spawn_health_checks, spawn_heartbeat,
+};
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_cluster::{ClusterCatalog, ClusterConfig};
 use aloft_image::{ImageConfig, ImageStore};
@@ -495,6 +497,18 @@ async fn host(config: HostFile) -> Result<ExitCode> {
         })
         .transpose()
         .context("opening the image store")?;
+    let dns_sockets = bind_internal_dns(runtime_name).await;
+    let load = Arc::new(aloft_proxy::load::Load::default());
+    let deps = AgentDeps {
+        secrets: Some(Arc::new(
+            aloft_agent::secrets::ControlPlaneSecrets::new(&control_plane, &token)
+                .context("building the secrets client")?,
+        )),
+        internal_dns: dns_sockets
+            .is_some()
+            .then(|| aloft_dns::INTERNAL_DNS.to_string()),
+        drain: Some(load.clone()),
+    };
     let agent = Agent::open(
         AgentConfig {
             data_dir: config.data_dir.join("agent"),
@@ -508,6 +522,7 @@ async fn host(config: HostFile) -> Result<ExitCode> {
             registry: config.registry.clone(),
         },
         runtime,
+        deps,
     )
     .await
     .context("starting the host agent")?;
@@ -543,7 +558,7 @@ async fn host(config: HostFile) -> Result<ExitCode> {
         )
         .await?,
     );
-    let dns = spawn_internal_dns(runtime_name, &agent, catalog.clone(), &config.region).await;
+    let dns = dns_sockets.map(|s| serve_internal_dns(s, catalog.clone(), &config.region));
     let https_listener = match config.proxy.https {
         Some(a) => Some(bind(a, "`proxy.https` in the config").await?),
         None => None,
@@ -576,12 +591,12 @@ async fn host(config: HostFile) -> Result<ExitCode> {
                 None => 443,
             },
             domains,
+            load,
             ..ProxyConfig::new(config.region.clone())
         },
         catalog.clone(),
     );
     catalog.publish_load(proxy.load().clone());
-    agent.drain_with(proxy.load().clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent_server = tokio::spawn(
@@ -633,10 +648,6 @@ async fn host(config: HostFile) -> Result<ExitCode> {
             Ok(())
         })
     };
-    agent.use_secrets(std::sync::Arc::new(
-        aloft_agent::secrets::ControlPlaneSecrets::new(&control_plane, &token)
-            .context("building the secrets client")?,
-    ));
     let heartbeat = spawn_heartbeat(agent.clone(), control_plane.clone(), agent_url.clone());
     println!(
         "aloft host {} (region {}, host number {number}, {runtime_name} runtime): agent {agent_url}, proxy http://{} (worker {worker}), gossip {}, control plane {control_plane}{}",

@@ -25,6 +25,14 @@ pub struct Load {
     freed: Notify,
 }
 
+impl std::fmt::Debug for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Load")
+            .field("machines", &self.snapshot().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for Load {
     fn default() -> Self {
         Self {

@@ -144,6 +144,9 @@ pub struct ProxyConfig {
     /// The secret edges send to the worker listeners of other hosts' proxies, and the worker
     /// listener requires (`None`: the worker listener refuses every request).
     pub worker_token: Option<String>,
+    /// The proxy's count of requests in flight per machine. Made before the proxy when others
+    /// read it too (the host agent drains a stopping machine's requests).
+    pub load: Arc<Load>,
 }
 
 impl ProxyConfig {
@@ -160,6 +163,7 @@ impl ProxyConfig {
             https_port: 443,
             domains: Arc::default(),
             tls_default_name: None,
+            load: Arc::default(),
             worker_token: None,
         }
     }
@@ -364,6 +368,7 @@ impl Proxy {
                 .inspect_err(|e| tracing::error!("HTTPS is off: {e}"))
                 .ok()
         });
+        let load = config.load.clone();
         Self {
             inner: Arc::new(Inner {
                 http: Arc::new(http_builder(&config.protection)),
@@ -376,7 +381,7 @@ impl Proxy {
                 clients: Clients::new(config.protection.clients),
                 config,
                 catalog,
-                load: Arc::new(Load::default()),
+                load,
                 upstream,
                 upstream_h2,
                 upstream_fresh,

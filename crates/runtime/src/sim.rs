@@ -18,7 +18,8 @@
 //!
 //! Exec understands `echo`, `true`, `false`, `env` (the process environment; without an image,
 //! the machine config's `env`), `hostname`, `cat` (echoes stdin; with an image, `cat PATH...`
-//! prints files of the root filesystem), `ls [PATH...]` and `argv` (the main process's argv, one
+//! prints files of the root filesystem; without one, `cat /etc/resolv.conf` names the run's
+//! internal DNS server as aloft-init would write it), `ls [PATH...]` and `argv` (the main process's argv, one
 //! per line) on machines with an image, `sleep N` and `exit N`; anything else exits 127, as a
 //! shell would for a missing command. Paths are resolved inside the root filesystem as the
 //! machine would see them (relative to the working directory; symlinks followed inside it, never
@@ -69,6 +70,8 @@ struct Run {
     ignore_term: bool,
     env: Vec<(String, String)>,
     image: Option<PreparedImage>,
+    /// The name server the run was given ([`MachineSpec::internal_dns`]).
+    internal_dns: Option<String>,
     exit: watch::Sender<Option<ExitStatus>>,
     started: std::time::Instant,
 }
@@ -233,6 +236,7 @@ impl Runtime for SimRuntime {
                 ignore_term: env_flag(&env, "SIM_IGNORE_SIGTERM"),
                 env: env.clone(),
                 image: spec.image.clone(),
+                internal_dns: spec.internal_dns.clone(),
                 exit: tx,
                 started: std::time::Instant::now(),
             });
@@ -340,7 +344,9 @@ impl Runtime for SimRuntime {
         stdin: Option<&str>,
         timeout: Duration,
     ) -> Result<ExecResponse, RuntimeError> {
-        let (env, image) = self.with_run(id, |r| (r.env.clone(), r.image.clone()))?;
+        let (env, image, dns) = self.with_run(id, |r| {
+            (r.env.clone(), r.image.clone(), r.internal_dns.clone())
+        })?;
         let args = &argv[1.min(argv.len())..];
         if let Some(image) = image
             && let Some(command @ ("cat" | "ls" | "argv")) = argv.first().map(String::as_str)
@@ -360,6 +366,7 @@ impl Runtime for SimRuntime {
             },
             Some("env") => ok(env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()),
             Some("hostname") => ok(format!("{id}\n")),
+            Some("cat") if args == ["/etc/resolv.conf"] => ok(resolv_conf(dns.as_deref())),
             Some("cat") => ok(stdin.unwrap_or_default().to_string()),
             Some("exit") => ExecResponse {
                 exit_code: args.first().and_then(|a| a.parse().ok()).unwrap_or(0),
@@ -442,6 +449,15 @@ impl Runtime for SimRuntime {
                 pid: Some(r.pid),
             })
             .ok())
+    }
+}
+
+/// The name servers a machine without an image sees, as aloft-init writes them in real
+/// machines: the host's internal DNS when the run was given one.
+fn resolv_conf(internal_dns: Option<&str>) -> String {
+    match internal_dns {
+        Some(server) => format!("nameserver {server}\n"),
+        None => "# the host's resolvers\n".to_string(),
     }
 }
 

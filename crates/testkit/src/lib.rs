@@ -380,13 +380,16 @@ async fn start_agent(
     api_url: &str,
     addr: SocketAddr,
 ) -> AgentNode {
-    let agent = Agent::open(config.clone(), Arc::new(runtime.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("testkit: cannot open agent {}: {e}", config.host_id));
     // Secrets and volume keys from the control plane, as in `aloft server host`.
     let source = aloft_agent::secrets::ControlPlaneSecrets::new(api_url, &config.internal_token)
         .unwrap_or_else(|e| panic!("testkit: cannot build the secrets client: {e}"));
-    agent.use_secrets(Arc::new(source));
+    let deps = aloft_agent::AgentDeps {
+        secrets: Some(Arc::new(source)),
+        ..Default::default()
+    };
+    let agent = Agent::open(config.clone(), Arc::new(runtime.clone()), deps)
+        .await
+        .unwrap_or_else(|e| panic!("testkit: cannot open agent {}: {e}", config.host_id));
     let server = Server::start(agent.router(), addr).await;
     let heartbeat = aloft_agent::spawn_heartbeat(agent.clone(), api_url.to_string(), server.url());
     AgentNode {

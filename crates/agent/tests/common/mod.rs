@@ -1,7 +1,7 @@
 //! A test agent on 127.0.0.1:0 with a temp data dir and a shared `SimRuntime`.
 #![allow(dead_code)]
 
-use aloft_agent::{Agent, AgentConfig};
+use aloft_agent::{Agent, AgentConfig, AgentDeps};
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_runtime::sim::SimRuntime;
 use aloft_types::MachineId;
@@ -24,6 +24,8 @@ pub struct TestAgent {
     /// The image store's config, when the agent pulls images (opened again on every reopen,
     /// as a new agent process would).
     pub images: Option<ImageConfig>,
+    /// What the agent is opened with (again on every reopen).
+    pub deps: AgentDeps,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -72,16 +74,26 @@ impl TestAgent {
     }
 
     pub async fn with_capacity(cpus: u32, memory_mb: u64) -> TestAgent {
-        Self::open(cpus, memory_mb, None).await
+        Self::open(cpus, memory_mb, None, AgentDeps::default()).await
+    }
+
+    /// An agent opened with `deps` (secrets, internal DNS, drain), on every open.
+    pub async fn with_deps(deps: AgentDeps) -> TestAgent {
+        Self::open(64, 65536, None, deps).await
     }
 
     /// An agent that pulls images into a store made from `images` (its `data_dir` is ignored:
     /// the store lives in the agent's temp dir, under `images`).
     pub async fn with_images(images: ImageConfig) -> TestAgent {
-        Self::open(64, 65536, Some(images)).await
+        Self::open(64, 65536, Some(images), AgentDeps::default()).await
     }
 
-    async fn open(cpus: u32, memory_mb: u64, images: Option<ImageConfig>) -> TestAgent {
+    async fn open(
+        cpus: u32,
+        memory_mb: u64,
+        images: Option<ImageConfig>,
+        deps: AgentDeps,
+    ) -> TestAgent {
         let dir = tempfile::tempdir().unwrap();
         let images = images.map(|c| ImageConfig {
             data_dir: dir.path().join("images"),
@@ -91,6 +103,7 @@ impl TestAgent {
         let agent = Agent::open(
             config_with_images(dir.path(), cpus, memory_mb, images.as_ref()),
             Arc::new(rt.clone()),
+            deps.clone(),
         )
         .await
         .unwrap();
@@ -109,6 +122,7 @@ impl TestAgent {
             cpus,
             memory_mb,
             images,
+            deps,
             server,
         }
     }
@@ -137,6 +151,7 @@ impl TestAgent {
                 self.images.as_ref(),
             ),
             Arc::new(self.rt.clone()),
+            self.deps.clone(),
         )
         .await
         .unwrap();
