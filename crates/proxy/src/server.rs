@@ -9,6 +9,7 @@ use crate::catalog::{Catalog, Target};
 use crate::clients::{ClientLimits, Clients};
 use crate::load::{Load, Slot};
 use crate::metrics::{Event, Metrics};
+use crate::names::app_of_name;
 use crate::replay::{self, Fallback, Replay};
 use crate::tls::{self, Certificates, Domains};
 use aloft_types::MachineState;
@@ -1516,13 +1517,6 @@ fn autostop_choices(
         }
     }
     chosen
-}
-
-/// The app served as `name` (lowercase, no port): `<app>.localhost` or `<app>.<domain>`.
-pub(crate) fn app_of_name<'a>(name: &'a str, domain: Option<&str>) -> Option<&'a str> {
-    name.strip_suffix(".localhost")
-        .or_else(|| domain.and_then(|d| name.strip_suffix(&format!(".{d}"))))
-        .filter(|a| !a.is_empty() && !a.contains('.'))
 }
 
 #[cfg(test)]
