@@ -13,13 +13,15 @@
 //! - [`headers`]: the forwarding and internal headers, and the PROXY protocol header;
 //! - [`tcp`]: the non-HTTP public ports.
 //!
-//! The cut differs from a plain `listen/edge/worker/forward/headers/wake/tcp` in two places:
-//! choosing a machine (`pick`) is its own module because the HTTP loop, the TCP loop and the
-//! worker's tunnel all use it and it in turn uses `wake`; and the worker's `CONNECT` tunnel
-//! lives in `worker` (not `tcp`), so that `tcp` (which serves `http` ports through `listen`)
-//! and `listen` (which dispatches to `worker`) do not import each other. The modules import
-//! each other one way only: `listen` -> `edge`/`worker` -> `forward` -> `pick` -> `wake`, with
-//! `headers` and `ctx` below them all and `tcp` beside `listen`.
+//! The cut differs from a plain `listen/edge/worker/forward/headers/wake/tcp` in three places:
+//! the request context has a module of its own (`ctx`), which every phase uses; choosing a
+//! machine (`pick`) is its own module because the forward loop (for requests and for
+//! passed-through connections) and the worker's tunnel both use it, and it in turn uses
+//! `wake`; and the worker's `CONNECT` tunnel lives in `worker` (not `tcp`), so that `tcp`
+//! (which serves `http` ports through `listen`) and `listen` (which dispatches to `worker`) do
+//! not import each other. The modules import each other one way only: `edge` and `worker` ->
+//! `forward` -> `ctx` -> `pick`, which calls `wake`; `headers` is below them all; `listen`
+//! calls `edge` and `worker`; `tcp` calls `listen` (for its `http` ports) and `forward`.
 //!
 //! The errors users see carry the reference's codes: PC01 refused connection, PR01 no machine
 //! to take it, PR04 every machine at its hard limit, PA01 body too large to replay, PA03

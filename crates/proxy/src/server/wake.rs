@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// Takes a machine out of [`Inner::waking`] when dropped.
+/// Takes a machine out of the proxy's `waking` set when dropped.
 struct NotWaking<'a>(&'a Proxy, &'a str);
 
 impl Drop for NotWaking<'_> {
