@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod clients;
 pub mod load;
 pub mod metrics;
+mod names;
 pub mod replay;
 mod server;
 pub mod tls;

@@ -152,7 +152,7 @@ impl Certificates {
             }) => return Some(c),
             Some(_) => {}
             None => {
-                crate::server::app_of_name(&name, self.app_domain.as_deref())?;
+                crate::names::app_of_name(&name, self.app_domain.as_deref())?;
             }
         }
         let mut issued = self.issued.lock().expect("lock");

@@ -4,22 +4,20 @@
 //! requests as the HTTP listeners do; otherwise the connection is passed through whole to the
 //! least-loaded machine, starting with a PROXY protocol header when the port has `proxy_proto`.
 //! A machine that refuses the connection is skipped for the next one, as for requests. A machine
-//! on another host is reached through that host's worker listener (`Proxy::tunnel`).
+//! on another host is reached through that host's worker listener (`Proxy::tunnel`; the
+//! worker's side is in `worker`). Connecting goes through the same forward-with-retries
+//! loop as requests (`forward`), with [`PassThrough`] as its attempt.
 
-use super::{
-    ALOFT_PORT, ALOFT_TARGET, ALOFT_TCP, ALOFT_WORKER_TOKEN, Conn, Constraint, Failure, Listener,
-    Proxy, WORKER_CONNECT_TIMEOUT, header_str, socket,
-};
-use crate::body::{self, ProxyBody};
+use super::ctx::Ctx;
+use super::forward::{Attempt, Next};
+use super::headers::{ALOFT_PORT, ALOFT_TARGET, ALOFT_TCP, ALOFT_WORKER_TOKEN, proxy_header};
+use super::pick::Constraint;
+use super::{Conn, Listener, Proxy, WORKER_CONNECT_TIMEOUT, socket};
 use crate::catalog::{PublicPort, Target};
-use crate::metrics::Event;
-use aloft_types::config::ProxyProtoVersion;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use crate::load::Slot;
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -217,105 +215,127 @@ impl Proxy {
     where
         I: AsyncRead + AsyncWrite + Unpin,
     {
-        let inner = &self.inner;
-        let started = Instant::now();
-        let mut constraint = Constraint {
+        let mut ctx = Ctx::new(conn, String::new());
+        ctx.app = Some(app.to_string());
+        ctx.constraint = Constraint {
             app: app.to_string(),
             tcp: true,
             ..Constraint::default()
         };
-        let port = conn.listener.public_port;
-        // What the client sent before a machine on another host was connected: it travels with
-        // the CONNECT, so that the machine gets it as soon as it accepts, as from a local edge
-        // (some servers drop a connection that stays silent). Read once, sent to every attempt.
-        let mut first: Option<Vec<u8>> = None;
-        loop {
-            let (target, slot) = match self.pick(&constraint, conn).await {
-                Ok(picked) => picked,
-                Err(f) => {
-                    tracing::info!(
-                        target: "aloft_proxy::access",
-                        client = %conn.peer.ip(),
-                        app,
-                        port,
-                        code = f.code.unwrap_or("-"),
-                        "connection closed: {}",
-                        f.message
-                    );
-                    return;
-                }
-            };
-            if target.via.is_some() && first.is_none() {
-                let mut buf = vec![0u8; 16 * 1024];
-                let read = tokio::time::timeout(FIRST_BYTES_WAIT, client.read(&mut buf)).await;
-                buf.truncate(read.ok().and_then(Result::ok).unwrap_or(0));
-                first = Some(buf);
-            }
-            let early_out = first.as_deref().unwrap_or_default();
-            let connected = match target.via {
-                Some(worker) => {
-                    self.tunnel(worker, &target, conn, app, local, early_out)
-                        .await
-                }
-                None => tokio::time::timeout(
-                    inner.config.connect_timeout,
-                    TcpStream::connect(socket(&target)),
-                )
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
-                .and_then(|r| r)
-                .map(|s| (s, Vec::new())),
-            };
-            let (mut upstream, early) = match connected {
-                Ok(s) => s,
-                Err(e) => {
-                    drop(slot);
-                    if self.just_woken(&target.machine_id) {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                    tracing::debug!(machine = target.machine_id, "connect failed: {e}");
-                    constraint.exclude_failed(&target);
-                    inner.metrics.count(Event::Retry, app);
-                    continue;
-                }
-            };
-            let _ = upstream.set_nodelay(true);
-            // (Through a worker, the worker writes the PROXY header.)
-            if let Some(version) = target.handlers.proxy_proto.filter(|_| target.via.is_none()) {
-                let header = proxy_header(version, conn.peer, local);
-                if let Err(e) = upstream.write_all(&header).await {
-                    tracing::debug!(machine = target.machine_id, "PROXY header: {e}");
-                    return;
-                }
-            }
-            // What the client sent early (a local machine gets it now), and what the machine
-            // sent before the worker's answer was read to its end.
-            if target.via.is_none()
-                && !early_out.is_empty()
-                && upstream.write_all(early_out).await.is_err()
-            {
-                return;
-            }
-            if !early.is_empty() && client.write_all(&early).await.is_err() {
-                return;
-            }
-            let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            let (sent, received) = copied.unwrap_or((0, 0));
+        let mut attempt = PassThrough {
+            client: &mut client,
+            local,
+            first: None,
+        };
+        if let Err(f) = self.forward(&mut ctx, &mut attempt).await {
             tracing::info!(
                 target: "aloft_proxy::access",
                 client = %conn.peer.ip(),
                 app,
-                port,
-                machine = target.machine_id,
-                sent,
-                received,
-                ms = started.elapsed().as_millis() as u64,
-                "connection",
+                port = conn.listener.public_port,
+                code = f.code.unwrap_or("-"),
+                "connection closed: {}",
+                f.message
             );
-            drop(slot);
-            return;
         }
+    }
+}
+
+/// A client's connection, passed through whole to the machine the forward loop picks.
+struct PassThrough<'a, I> {
+    client: &'a mut I,
+    /// The address the client connected to (for the PROXY header).
+    local: SocketAddr,
+    /// What the client sent before a machine on another host was connected: it travels with
+    /// the CONNECT, so that the machine gets it as soon as it accepts, as from a local edge
+    /// (some servers drop a connection that stays silent). Read once, sent to every attempt.
+    first: Option<Vec<u8>>,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Attempt for PassThrough<'_, I> {
+    type Output = ();
+
+    async fn attempt(
+        &mut self,
+        proxy: &Proxy,
+        ctx: &mut Ctx,
+        target: Target,
+        slot: Slot,
+    ) -> Next<()> {
+        let conn = ctx.conn;
+        let app = ctx.app_name().to_string();
+        let app = app.as_str();
+        let port = conn.listener.public_port;
+        let local = self.local;
+        if target.via.is_some() && self.first.is_none() {
+            let mut buf = vec![0u8; 16 * 1024];
+            let read = tokio::time::timeout(FIRST_BYTES_WAIT, self.client.read(&mut buf)).await;
+            buf.truncate(read.ok().and_then(Result::ok).unwrap_or(0));
+            self.first = Some(buf);
+        }
+        let early_out = self.first.as_deref().unwrap_or_default();
+        let connected = match target.via {
+            Some(worker) => {
+                proxy
+                    .tunnel(worker, &target, conn, app, local, early_out)
+                    .await
+            }
+            None => tokio::time::timeout(
+                proxy.inner.config.connect_timeout,
+                TcpStream::connect(socket(&target)),
+            )
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+            .and_then(|r| r)
+            .map(|s| (s, Vec::new())),
+        };
+        let (mut upstream, early) = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                drop(slot);
+                if proxy.just_woken(&target.machine_id) {
+                    return Next::Again(Some(Duration::from_millis(100)));
+                }
+                tracing::debug!(machine = target.machine_id, "connect failed: {e}");
+                proxy.try_another(ctx, &target, None);
+                return Next::Again(None);
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        // (Through a worker, the worker writes the PROXY header.)
+        if let Some(version) = target.handlers.proxy_proto.filter(|_| target.via.is_none()) {
+            let header = proxy_header(version, conn.peer, local);
+            if let Err(e) = upstream.write_all(&header).await {
+                tracing::debug!(machine = target.machine_id, "PROXY header: {e}");
+                return Next::Done(());
+            }
+        }
+        // What the client sent early (a local machine gets it now), and what the machine
+        // sent before the worker's answer was read to its end.
+        if target.via.is_none()
+            && !early_out.is_empty()
+            && upstream.write_all(early_out).await.is_err()
+        {
+            return Next::Done(());
+        }
+        if !early.is_empty() && self.client.write_all(&early).await.is_err() {
+            return Next::Done(());
+        }
+        let copied = tokio::io::copy_bidirectional(&mut *self.client, &mut upstream).await;
+        let (sent, received) = copied.unwrap_or((0, 0));
+        tracing::info!(
+            target: "aloft_proxy::access",
+            client = %conn.peer.ip(),
+            app,
+            port,
+            machine = target.machine_id,
+            sent,
+            received,
+            ms = ctx.started.elapsed().as_millis() as u64,
+            "connection",
+        );
+        drop(slot);
+        Next::Done(())
     }
 }
 
@@ -379,182 +399,5 @@ impl Proxy {
             )));
         }
         Ok((stream, answer.split_off(end)))
-    }
-
-    /// On the worker listener: an edge's `CONNECT` for a connection passed through whole to
-    /// one of this host's machines (the one it names, if it has room). The answer is `200` once
-    /// the machine accepted; the bytes then flow both ways until either side closes, counting
-    /// against the machine's limits. A machine without room, or refusing, is an error page
-    /// with `aloft-refused`: the edge tries another.
-    pub(super) async fn worker_tunnel(
-        &self,
-        mut req: Request<Incoming>,
-        conn: Conn,
-    ) -> Result<(Response<ProxyBody>, Option<String>, String), (Failure, Option<String>)> {
-        let app = self.app_of(&req).map_err(|f| (f, None))?;
-        let fail = |mut f: Failure| {
-            f.refused = true;
-            (f, Some(app.clone()))
-        };
-        let addresses = header_str(req.headers(), &ALOFT_TCP).unwrap_or_default();
-        let mut addresses = addresses
-            .split(' ')
-            .filter_map(|a| a.parse::<SocketAddr>().ok());
-        let (client, local) = (
-            addresses.next().unwrap_or(conn.peer),
-            addresses.next().unwrap_or(conn.peer),
-        );
-        let constraint = Constraint {
-            app: app.clone(),
-            instance: header_str(req.headers(), &ALOFT_TARGET),
-            timeout: Some(Duration::ZERO),
-            from_edge: true,
-            tcp: true,
-            ..Constraint::default()
-        };
-        let (target, slot) = self.pick(&constraint, conn).await.map_err(fail)?;
-        let mut upstream = tokio::time::timeout(
-            self.inner.config.connect_timeout,
-            TcpStream::connect(socket(&target)),
-        )
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
-        .and_then(|r| r)
-        .map_err(|e| {
-            fail(Failure::new(
-                StatusCode::BAD_GATEWAY,
-                Some("PC01"),
-                format!("machine {} refused the connection: {e}", target.machine_id),
-            ))
-        })?;
-        let _ = upstream.set_nodelay(true);
-        let upgrade = hyper::upgrade::on(&mut req);
-        let machine = target.machine_id.clone();
-        tokio::spawn(async move {
-            let upgraded = match upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::warn!(
-                        machine = target.machine_id,
-                        "an edge's tunnel did not open: {e}"
-                    );
-                    return;
-                }
-            };
-            let mut edge = TokioIo::new(upgraded);
-            if let Some(version) = target.handlers.proxy_proto {
-                let header = proxy_header(version, client, local);
-                if upstream.write_all(&header).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tokio::io::copy_bidirectional(&mut edge, &mut upstream).await;
-            drop(slot);
-        });
-        Ok((Response::new(body::empty()), Some(app), machine))
-    }
-}
-
-/// The PROXY protocol header telling the machine who the client is (`source`) and which
-/// address it connected to (`destination`). Mixed families are written as IPv6 (IPv4-mapped).
-pub(crate) fn proxy_header(
-    version: ProxyProtoVersion,
-    source: SocketAddr,
-    destination: SocketAddr,
-) -> Vec<u8> {
-    let (source, destination) = match (source.ip(), destination.ip()) {
-        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => (source, destination),
-        _ => (v6(source), v6(destination)),
-    };
-    match version {
-        ProxyProtoVersion::V1 => {
-            let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
-            format!(
-                "PROXY {family} {} {} {} {}\r\n",
-                source.ip(),
-                destination.ip(),
-                source.port(),
-                destination.port()
-            )
-            .into_bytes()
-        }
-        ProxyProtoVersion::V2 => {
-            let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-            h.push(0x21); // version 2, PROXY
-            let mut addresses = Vec::with_capacity(36);
-            match (source.ip(), destination.ip()) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => {
-                    h.push(0x11); // TCP over IPv4
-                    addresses.extend(s.octets());
-                    addresses.extend(d.octets());
-                }
-                (s, d) => {
-                    h.push(0x21); // TCP over IPv6
-                    addresses.extend(v6_of(s).octets());
-                    addresses.extend(v6_of(d).octets());
-                }
-            }
-            addresses.extend(source.port().to_be_bytes());
-            addresses.extend(destination.port().to_be_bytes());
-            h.extend((addresses.len() as u16).to_be_bytes());
-            h.extend(addresses);
-            h
-        }
-    }
-}
-
-fn v6(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(IpAddr::V6(v6_of(a.ip())), a.port())
-}
-
-fn v6_of(ip: IpAddr) -> Ipv6Addr {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_v1_is_one_line() {
-        let h = proxy_header(
-            ProxyProtoVersion::V1,
-            "192.0.2.1:5555".parse().unwrap(),
-            "127.0.0.1:5432".parse().unwrap(),
-        );
-        assert_eq!(h, b"PROXY TCP4 192.0.2.1 127.0.0.1 5555 5432\r\n");
-        let h = proxy_header(
-            ProxyProtoVersion::V1,
-            "[2001:db8::1]:5555".parse().unwrap(),
-            "127.0.0.1:5432".parse().unwrap(),
-        );
-        assert_eq!(
-            h,
-            b"PROXY TCP6 2001:db8::1 ::ffff:127.0.0.1 5555 5432\r\n".to_vec()
-        );
-    }
-
-    #[test]
-    fn proxy_v2_is_the_binary_header() {
-        let h = proxy_header(
-            ProxyProtoVersion::V2,
-            "192.0.2.1:5555".parse().unwrap(),
-            "127.0.0.1:5432".parse().unwrap(),
-        );
-        let mut expected = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-        expected.extend([0x21, 0x11, 0, 12, 192, 0, 2, 1, 127, 0, 0, 1]);
-        expected.extend(5555u16.to_be_bytes());
-        expected.extend(5432u16.to_be_bytes());
-        assert_eq!(h, expected);
-        let h = proxy_header(
-            ProxyProtoVersion::V2,
-            "[2001:db8::1]:1".parse().unwrap(),
-            "[::1]:2".parse().unwrap(),
-        );
-        assert_eq!(&h[12..16], &[0x21, 0x21, 0, 36]);
-        assert_eq!(h.len(), 16 + 36);
     }
 }

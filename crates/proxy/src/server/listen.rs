@@ -1,0 +1,253 @@
+//! The HTTP listeners (public and worker) and the metrics listener: accepting connections
+//! (per-client connection limits, TLS), serving them until shutdown and draining them, and one
+//! request's start and end: its [`Ctx`], the edge or worker path by listener, the error page a
+//! failure becomes, the headers every response gets, the metrics and the access log.
+
+use super::ctx::{Ctx, Role};
+use super::headers::{ALOFT_REFUSED, finish_headers};
+use super::{Conn, Failure, Listener, Proxy};
+use crate::body::{self, ProxyBody};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+impl Proxy {
+    /// Serves `GET /metrics` on `listener` until `shutdown`.
+    pub async fn serve_metrics(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+                () = &mut shutdown => return,
+            };
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let proxy = proxy.clone();
+                    async move {
+                        let mut resp = if req.uri().path() == "/metrics" {
+                            let mut r = Response::new(body::full(proxy.metrics_text()));
+                            r.headers_mut().insert(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("text/plain; version=0.0.4"),
+                            );
+                            r
+                        } else {
+                            Response::new(body::full("the metrics are at /metrics\n"))
+                        };
+                        if req.uri().path() != "/metrics" {
+                            *resp.status_mut() = StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then lets requests in flight finish
+    /// (for at most the drain timeout).
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        at: Listener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Counters of machines that serve nothing (destroyed ones among them) are dropped now
+        // and then.
+        let load = Arc::downgrade(&self.inner.load);
+        let compact = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let Some(load) = load.upgrade() else { return };
+                load.compact(Duration::from_secs(3600));
+            }
+        });
+        let open = Arc::new(());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!("accepting a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            // Edges are not clients: their connections carry many clients' requests.
+            let place = if at.worker {
+                None
+            } else {
+                match self.inner.clients.connect(peer.ip()) {
+                    Some(place) => Some(place),
+                    None => {
+                        tracing::debug!(%peer, "too many connections from one client: closed");
+                        continue;
+                    }
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            let mut stop = stop_rx.clone();
+            let open = open.clone();
+            let tls = at.https.then(|| self.inner.https.clone());
+            tokio::spawn(async move {
+                let conn = Conn { peer, listener: at };
+                match tls {
+                    None => proxy.connection(stream, conn, &mut stop).await,
+                    Some(None) => {
+                        tracing::warn!("an HTTPS listener without a TLS configuration: closed");
+                    }
+                    Some(Some(config)) => {
+                        if let Some(tls) = proxy.accept_tls(config, stream, peer).await {
+                            proxy.connection(tls, conn, &mut stop).await;
+                        }
+                    }
+                }
+                drop((place, open));
+            });
+        }
+        compact.abort();
+        let _ = stop_tx.send(true);
+        let deadline = Instant::now() + self.inner.config.drain_timeout;
+        while Arc::strong_count(&open) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The TLS handshake with a client, given the header-read timeout to finish.
+    pub(super) async fn accept_tls(
+        &self,
+        config: Arc<rustls::ServerConfig>,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let timeout = self.inner.config.protection.header_read_timeout;
+        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake: too slow");
+                None
+            }
+        }
+    }
+
+    /// Serves one client connection until it closes, or gracefully ends it when `stop` says so.
+    pub(super) async fn connection<I>(&self, io: I, conn: Conn, stop: &mut watch::Receiver<bool>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
+        });
+        let http = if conn.listener.worker {
+            &self.inner.http_worker
+        } else {
+            &self.inner.http
+        };
+        let connection = http.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            () = async { let _ = stop.wait_for(|s| *s).await; } => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+    }
+
+    /// One request, start to end: never fails, errors are pages. The edge or the worker (by
+    /// the listener) routes it; what they learned along the way is in its [`Ctx`].
+    async fn handle(&self, req: Request<Incoming>, conn: Conn) -> Response<ProxyBody> {
+        let request_id = format!("{}-{}", ulid::Ulid::new(), self.inner.config.region);
+        let mut ctx = Ctx::new(conn, request_id);
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let routed = match ctx.role() {
+            Role::Edge => self.edge(req, &mut ctx).await,
+            Role::Worker => self.worker(req, &mut ctx).await,
+        };
+        let (mut response, machine, code) = match routed {
+            Ok(resp) => (resp, ctx.machine.take(), None),
+            Err(failure) => {
+                let code = failure.code;
+                (self.error_page(failure), None, code)
+            }
+        };
+        let app = ctx.app.take();
+        self.inner.metrics.response(
+            app.as_deref().unwrap_or("-"),
+            response.status().as_u16(),
+            machine.as_deref(),
+            ctx.started.elapsed(),
+            code,
+        );
+        finish_headers(response.headers_mut(), &ctx.request_id);
+        tracing::info!(
+            target: "aloft_proxy::access",
+            request_id = ctx.request_id,
+            client = %conn.peer.ip(),
+            app = app.as_deref().unwrap_or("-"),
+            machine = machine.as_deref().unwrap_or("-"),
+            %method,
+            path,
+            status = response.status().as_u16(),
+            ms = ctx.started.elapsed().as_millis() as u64,
+        );
+        response
+    }
+
+    fn error_page(&self, f: Failure) -> Response<ProxyBody> {
+        let text = match f.code {
+            Some(code) => format!("aloft proxy: {} ({code})\n", f.message),
+            None => format!("aloft proxy: {}\n", f.message),
+        };
+        let mut resp = Response::new(body::full(text));
+        *resp.status_mut() = f.status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(code) = f.code {
+            h.insert("aloft-error-code", HeaderValue::from_static(code));
+        }
+        if f.refused {
+            h.insert(ALOFT_REFUSED, HeaderValue::from_static("1"));
+        }
+        if f.status == StatusCode::TOO_MANY_REQUESTS {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
