@@ -642,3 +642,53 @@ mod tests {
         assert_eq!(org_prefix(a), "fdaa:0:7::/48");
     }
 }
+
+#[cfg(test)]
+mod rules_pin {
+    //! The nftables ruleset pinned byte for byte for two representative inputs.
+    use super::*;
+
+    fn network(bridge: &str) -> HostNetwork {
+        HostNetwork {
+            opts: NetworkOptions {
+                bridge: bridge.into(),
+                subnet_v4: (Ipv4Addr::new(172, 19, 0, 0), 16),
+            },
+            file: PathBuf::from("/nonexistent/net.json"),
+            leases: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(None),
+        }
+    }
+
+    fn port(host_if: &str, org: u32, n: u8) -> MachineNet {
+        MachineNet {
+            netns: None,
+            host_if: host_if.into(),
+            ipv4: Ipv4Addr::new(172, 19, 0, n),
+            prefix_v4: 16,
+            gateway_v4: Ipv4Addr::new(172, 19, 0, 1),
+            ipv6: aloft_types::sixpn::machine_address(org, 1, u32::from(n)),
+            mac: format!("52:54:ac:13:00:{n:02x}"),
+        }
+    }
+
+    #[test]
+    fn the_ruleset_without_machines_is_pinned() {
+        let net = network("aloft0");
+        assert_eq!(net.rules(&[]), include_str!("net/testdata/no_machines.nft"));
+    }
+
+    #[test]
+    fn the_ruleset_of_three_machines_in_two_orgs_is_pinned() {
+        let net = network("aloft0");
+        let ports = [
+            port("alv00000001", 7, 2),
+            port("alt00000002", 7, 3),
+            port("alv00000003", 9, 4),
+        ];
+        assert_eq!(
+            net.rules(&ports),
+            include_str!("net/testdata/three_machines_two_orgs.nft")
+        );
+    }
+}
