@@ -11,6 +11,7 @@
 //! - [`AppConfig::machine_config`] ([`machines`]) turns it into the Machines API's config for the
 //!   machines of each process group.
 
+mod keypath;
 pub mod load;
 pub mod machines;
 pub mod schema;

@@ -17,6 +17,11 @@ use std::time::Duration;
 /// Metadata key naming a machine's process group, as the reference's.
 pub const PROCESS_GROUP_KEY: &str = "fly_process_group";
 
+/// Whether a section for `processes` (all groups when empty) applies to `group`.
+fn applies(processes: &[String], group: &str) -> bool {
+    processes.is_empty() || processes.iter().any(|p| p == group)
+}
+
 /// The reference's stop defaults: SIGINT, then 5 s.
 const KILL_SIGNAL: Signal = Signal::INT;
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,8 +44,41 @@ impl AppConfig {
         image: &str,
         dir: &Path,
     ) -> Result<MachineConfig, String> {
-        let applies =
-            |processes: &[String]| processes.is_empty() || processes.iter().any(|p| p == group);
+        let env = self.machine_env();
+        let services = self.machine_services(group);
+        let checks = self
+            .checks
+            .iter()
+            .filter(|(_, c)| applies(&c.processes, group))
+            .map(|(name, c)| (name.clone(), top_check(c)))
+            .collect();
+        let init = self.machine_init(group);
+        let files = self.machine_files(group, dir)?;
+        let mut metadata = BTreeMap::new();
+        metadata.insert(PROCESS_GROUP_KEY.to_string(), group.to_string());
+        Ok(MachineConfig {
+            image: image.to_string(),
+            guest: self.guest(group)?,
+            env,
+            metadata,
+            init: (init != InitConfig::default()).then_some(init),
+            services,
+            checks,
+            restart: self.machine_restart(group),
+            files,
+            mounts: self.machine_mount(group).into_iter().collect(),
+            stop_config: Some(StopConfig {
+                signal: Some(self.kill_signal.unwrap_or(KILL_SIGNAL)),
+                timeout: Some(duration(Seconds(
+                    self.kill_timeout.map_or(KILL_TIMEOUT, |t| t.0),
+                ))),
+            }),
+            ..MachineConfig::default()
+        })
+    }
+
+    /// `[env]`, with `PRIMARY_REGION` from `primary_region` unless `[env]` sets it.
+    fn machine_env(&self) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = self
             .env
             .iter()
@@ -50,8 +88,17 @@ impl AppConfig {
             env.entry("PRIMARY_REGION".into())
                 .or_insert_with(|| primary.clone());
         }
+        env
+    }
+
+    /// `group`'s services: `[http_service]` (ports 80 and 443), then each `[[services]]`.
+    fn machine_services(&self, group: &str) -> Vec<Service> {
         let mut services = Vec::new();
-        if let Some(h) = self.http_service.as_ref().filter(|h| applies(&h.processes)) {
+        if let Some(h) = self
+            .http_service
+            .as_ref()
+            .filter(|h| applies(&h.processes, group))
+        {
             services.push(Service {
                 protocol: Protocol::Tcp,
                 internal_port: u32::from(h.internal_port.0),
@@ -79,7 +126,11 @@ impl AppConfig {
                 ..Service::default()
             });
         }
-        for s in self.services.iter().filter(|s| applies(&s.processes)) {
+        for s in self
+            .services
+            .iter()
+            .filter(|s| applies(&s.processes, group))
+        {
             services.push(Service {
                 protocol: s.protocol,
                 internal_port: u32::from(s.internal_port.0),
@@ -110,13 +161,11 @@ impl AppConfig {
                 ..Service::default()
             });
         }
-        let checks = self
-            .checks
-            .iter()
-            .filter(|(_, c)| applies(&c.processes))
-            .map(|(name, c)| (name.clone(), top_check(c)))
-            .collect();
+        services
+    }
 
+    /// `swap_size_mb`, `[experimental]`'s command overrides, and `group`'s command.
+    fn machine_init(&self, group: &str) -> InitConfig {
         let mut init = InitConfig {
             swap_size_mb: self.swap_size_mb,
             ..InitConfig::default()
@@ -133,9 +182,13 @@ impl AppConfig {
         if let Some(command) = self.processes.get(group) {
             init.cmd = command.0.clone();
         }
+        init
+    }
 
+    /// `group`'s `[[files]]`, a `local_path` read (relative to `dir`) into its value.
+    fn machine_files(&self, group: &str, dir: &Path) -> Result<Vec<File>, String> {
         let mut files = Vec::new();
-        for f in self.files.iter().filter(|f| applies(&f.processes)) {
+        for f in self.files.iter().filter(|f| applies(&f.processes, group)) {
             let raw_value = match &f.local_path {
                 Some(local) => {
                     let path = dir.join(local);
@@ -157,53 +210,38 @@ impl AppConfig {
                 mode: None,
             });
         }
+        Ok(files)
+    }
 
-        let mut metadata = BTreeMap::new();
-        metadata.insert(PROCESS_GROUP_KEY.to_string(), group.to_string());
-        Ok(MachineConfig {
-            image: image.to_string(),
-            guest: self.guest(group)?,
-            env,
-            metadata,
-            init: (init != InitConfig::default()).then_some(init),
-            services,
-            checks,
-            restart: self
-                .restart
-                .iter()
-                .find(|r| applies(&r.processes))
-                .map(|r| Restart {
-                    policy: match r.policy {
-                        RestartPolicy::Always => aloft_types::config::RestartPolicy::Always,
-                        RestartPolicy::Never => aloft_types::config::RestartPolicy::No,
-                        RestartPolicy::OnFailure => aloft_types::config::RestartPolicy::OnFailure,
-                    },
-                    max_retries: r.retries,
-                }),
-            files,
-            // The volume itself is per machine: a deploy fills in `volume` (an unmounted volume
-            // of this name in the machine's region, else a new one of `size_gb`).
-            mounts: self
-                .mounts
-                .iter()
-                .find(|m| applies(&m.processes))
-                .map(|m| Mount {
-                    volume: String::new(),
-                    path: m.destination.clone(),
-                    name: Some(m.source.clone()),
-                    size_gb: Some(m.initial_size.map_or(1, |s| s.0)),
-                    encrypted: None,
-                })
-                .into_iter()
-                .collect(),
-            stop_config: Some(StopConfig {
-                signal: Some(self.kill_signal.unwrap_or(KILL_SIGNAL)),
-                timeout: Some(duration(Seconds(
-                    self.kill_timeout.map_or(KILL_TIMEOUT, |t| t.0),
-                ))),
-            }),
-            ..MachineConfig::default()
-        })
+    /// The first `[[restart]]` for `group`.
+    fn machine_restart(&self, group: &str) -> Option<Restart> {
+        self.restart
+            .iter()
+            .find(|r| applies(&r.processes, group))
+            .map(|r| Restart {
+                policy: match r.policy {
+                    RestartPolicy::Always => aloft_types::config::RestartPolicy::Always,
+                    RestartPolicy::Never => aloft_types::config::RestartPolicy::No,
+                    RestartPolicy::OnFailure => aloft_types::config::RestartPolicy::OnFailure,
+                },
+                max_retries: r.retries,
+            })
+    }
+
+    /// The first `[[mounts]]` for `group`. The volume itself is per machine: a deploy fills in
+    /// `volume` (an unmounted volume of this name in the machine's region, else a new one of
+    /// `size_gb`).
+    fn machine_mount(&self, group: &str) -> Option<Mount> {
+        self.mounts
+            .iter()
+            .find(|m| applies(&m.processes, group))
+            .map(|m| Mount {
+                volume: String::new(),
+                path: m.destination.clone(),
+                name: Some(m.source.clone()),
+                size_gb: Some(m.initial_size.map_or(1, |s| s.0)),
+                encrypted: None,
+            })
     }
 
     /// `group`'s machine size: its `[[vm]]` (the one naming it, else the one naming no group),

@@ -1,7 +1,7 @@
 //! Checks across keys that the types alone cannot make: each problem with the key it is about and
 //! what to do.
 
-use crate::load::KeyPath;
+use crate::keypath::KeyPath;
 use crate::schema::{AppConfig, Strategy};
 use aloft_types::ids::is_dns_label;
 use std::collections::BTreeMap;
@@ -40,9 +40,31 @@ pub fn vm_size(name: &str) -> Result<(&'static str, u32, u32), String> {
 /// The process group of an app without `[processes]`.
 pub const DEFAULT_GROUP: &str = "app";
 
+/// A problem: the key it is about, and what to do.
+type Problems = Vec<(KeyPath, String)>;
+
 /// Every problem found, with its key.
 pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
     let mut problems = Vec::new();
+    names(c, &mut problems);
+    // Process groups named by sections must exist.
+    let groups: Vec<&str> = if c.processes.is_empty() {
+        vec![DEFAULT_GROUP]
+    } else {
+        c.processes.keys().map(String::as_str).collect()
+    };
+    known_groups(c, &groups, &mut problems);
+    mounts(c, &groups, &mut problems);
+    public_ports(c, &mut problems);
+    check_ports(c, &mut problems);
+    vm(c, &mut problems);
+    files(c, &mut problems);
+    deploy(c, &mut problems);
+    problems
+}
+
+/// The app's name, its environment variables' names and its process groups.
+fn names(c: &AppConfig, problems: &mut Problems) {
     let mut problem = |key: KeyPath, message: String| problems.push((key, message));
     let root = KeyPath::default;
 
@@ -80,23 +102,21 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
             );
         }
     }
+}
 
-    // Process groups named by sections must exist.
-    let groups: Vec<&str> = if c.processes.is_empty() {
-        vec![DEFAULT_GROUP]
-    } else {
-        c.processes.keys().map(String::as_str).collect()
-    };
+/// The process groups every section names are among `groups`.
+fn known_groups(c: &AppConfig, groups: &[&str], problems: &mut Problems) {
+    let root = KeyPath::default;
     let mut known_groups = |key: KeyPath, named: &[String]| {
         for g in named {
             if !groups.contains(&g.as_str()) {
-                problem(
+                problems.push((
                     key.clone().key("processes"),
                     format!(
                         "no process group `{g}`: the groups are {} (from [processes])",
                         groups.join(", ")
                     ),
-                );
+                ));
             }
         }
     };
@@ -121,7 +141,12 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
     for (i, f) in c.files.iter().enumerate() {
         known_groups(root().key("files").index(i), &f.processes);
     }
-    // A machine mounts one volume, at an absolute path other than /.
+}
+
+/// A machine mounts one volume, at an absolute path other than /.
+fn mounts(c: &AppConfig, groups: &[&str], problems: &mut Problems) {
+    let mut problem = |key: KeyPath, message: String| problems.push((key, message));
+    let root = KeyPath::default;
     let mut mounted: Vec<(&str, usize)> = Vec::new();
     for (i, m) in c.mounts.iter().enumerate() {
         if let Some(why) = aloft_types::config::mount_path_problem(&m.destination) {
@@ -146,8 +171,12 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
             }
         }
     }
+}
 
-    // Public ports: each used once ([http_service] takes 80 and 443).
+/// Public ports: each used once ([http_service] takes 80 and 443).
+fn public_ports(c: &AppConfig, problems: &mut Problems) {
+    let mut problem = |key: KeyPath, message: String| problems.push((key, message));
+    let root = KeyPath::default;
     let mut public: BTreeMap<u16, String> = BTreeMap::new();
     if c.http_service.is_some() {
         public.insert(80, "[http_service]".into());
@@ -187,8 +216,11 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
             }
         }
     }
+}
 
-    // Checks on ports that some service serves.
+/// Checks on ports that some service serves.
+fn check_ports(c: &AppConfig, problems: &mut Problems) {
+    let root = KeyPath::default;
     let internal: Vec<u16> = c
         .http_service
         .iter()
@@ -211,40 +243,54 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
                         .join(", ")
                 )
             };
-            problem(
+            problems.push((
                 root().key("checks").key(name).key("port"),
                 format!(
                     "no service has internal_port {port} ({served}): the check would never pass; check a port the app serves"
                 ),
-            );
+            ));
         }
     }
+}
 
+/// `[[vm]]`: a known size, and memory given once.
+fn vm(c: &AppConfig, problems: &mut Problems) {
+    let root = KeyPath::default;
     for (i, v) in c.vm.iter().enumerate() {
         if let Some(Err(e)) = v.size.as_deref().map(vm_size) {
-            problem(root().key("vm").index(i).key("size"), e);
+            problems.push((root().key("vm").index(i).key("size"), e));
         }
         if v.memory.is_some() && v.memory_mb.is_some() {
-            problem(
+            problems.push((
                 root().key("vm").index(i),
                 "give `memory` or `memory_mb`, not both".into(),
-            );
+            ));
         }
     }
+}
 
+/// `[[files]]`: each with one source.
+fn files(c: &AppConfig, problems: &mut Problems) {
+    let root = KeyPath::default;
     for (i, f) in c.files.iter().enumerate() {
         let sources = [&f.raw_value, &f.local_path, &f.secret_name]
             .iter()
             .filter(|s| s.is_some())
             .count();
         if sources != 1 {
-            problem(
+            problems.push((
                 root().key("files").index(i),
                 "give exactly one of raw_value, local_path or secret_name".into(),
-            );
+            ));
         }
     }
+}
 
+/// `[deploy]`: machines can be replaced, and the strategy can work with the app's checks and
+/// volumes.
+fn deploy(c: &AppConfig, problems: &mut Problems) {
+    let mut problem = |key: KeyPath, message: String| problems.push((key, message));
+    let root = KeyPath::default;
     if let Some(d) = &c.deploy {
         let key = || root().key("deploy");
         if let Some(m) = d.max_unavailable
@@ -280,5 +326,4 @@ pub fn check(c: &AppConfig) -> Vec<(KeyPath, String)> {
             );
         }
     }
-    problems
 }

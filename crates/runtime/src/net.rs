@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
+mod rules;
+
 /// The bridge and IPv4 subnet of a host's machines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkOptions {
@@ -328,91 +330,7 @@ impl HostNetwork {
     /// link-local or multicast traffic between machines (which no org prefix covers) is
     /// neighbour discovery only.
     fn rules(&self, ports: &[MachineNet]) -> String {
-        let orgs: std::collections::BTreeSet<String> =
-            ports.iter().map(|p| org_prefix(p.ipv6)).collect();
-        let br = &self.opts.bridge;
-        let (net, len) = self.opts.subnet_v4;
-        // Bridge-family chains see every bridge of the host: only frames from this bridge's
-        // machine ports go through its rules (other bridges, Docker's say, are left alone).
-        let from_machines = if ports.is_empty() {
-            String::new()
-        } else {
-            let names: Vec<String> = ports.iter().map(|p| format!("\"{}\"", p.host_if)).collect();
-            format!("iifname {{ {} }} jump machines", names.join(", "))
-        };
-        // What a machine sends through its gateway stays in its org's /48. Bridged traffic
-        // passes here too where br_netfilter is loaded, so neighbour discovery's multicast
-        // is let through (the bridge table limits it).
-        let routed_orgs: Vec<String> = orgs
-            .iter()
-            .map(|p| {
-                format!("iifname \"{br}\" ip6 saddr {p} ip6 daddr != {{ {p}, ff00::/8 }} drop")
-            })
-            .collect();
-        let routed_orgs = routed_orgs.join("\n");
-        let mut script = format!(
-            "table ip aloft_nat_{br}\n\
-             delete table ip aloft_nat_{br}\n\
-             table ip aloft_nat_{br} {{\n\
-               chain postrouting {{\n\
-                 type nat hook postrouting priority srcnat; policy accept;\n\
-                 ip saddr {net}/{len} oifname != \"{br}\" masquerade\n\
-               }}\n\
-             }}\n\
-             table inet aloft_route_{br}\n\
-             delete table inet aloft_route_{br}\n\
-             table inet aloft_route_{br} {{\n\
-               chain forward {{\n\
-                 type filter hook forward priority filter; policy accept;\n\
-                 iifname \"{br}\" oifname \"{br}\" meta nfproto ipv4 drop\n\
-                 {routed_orgs}\n\
-               }}\n\
-             }}\n\
-             table bridge aloft_{br}\n\
-             delete table bridge aloft_{br}\n\
-             table bridge aloft_{br} {{\n\
-               chain forward {{\n\
-                 type filter hook forward priority filter; policy accept;\n\
-                 {from_machines}\n\
-               }}\n\
-               chain machines {{\n\
-                 ether type ip drop\n\
-                 ip6 daddr ff00::/8 meta l4proto != ipv6-icmp drop\n\
-                 ip6 daddr ff00::/8 accept\n\
-                 ip6 saddr fe80::/10 meta l4proto != ipv6-icmp drop\n\
-                 ip6 saddr fe80::/10 icmpv6 type != {{ nd-neighbor-solicit, nd-neighbor-advert }} drop\n"
-        );
-        for p in &orgs {
-            script.push_str(&format!(
-                "                 ip6 saddr {p} ip6 daddr != {p} drop\n"
-            ));
-        }
-        script.push_str(
-            "               }\n\
-               chain prerouting {\n\
-                 type filter hook prerouting priority filter; policy accept;\n",
-        );
-        for p in ports {
-            let own = own_prefix(p.ipv6);
-            // The first 112 bits of the machine's address, to compare a neighbour
-            // advertisement's target with (bytes 8-23 of the ICMPv6 message; fe80::/10 is
-            // 0x3fa in its first 10 bits).
-            let s = p.ipv6.segments();
-            let own_bits: String = s[..7].iter().map(|w| format!("{w:04x}")).collect();
-            script.push_str(&format!(
-                "                 iifname \"{i}\" ether saddr != {mac} drop\n\
-                                   iifname \"{i}\" ether type ip6 ip6 saddr != {{ {own}, fe80::/10, ::/128 }} drop\n\
-                                   iifname \"{i}\" ether type ip ip saddr != {{ {v4}, 0.0.0.0 }} drop\n\
-                                   iifname \"{i}\" ether type arp arp saddr ip != {v4} drop\n\
-                                   iifname \"{i}\" icmpv6 type {{ nd-router-advert, nd-redirect }} drop\n\
-                                   iifname \"{i}\" icmpv6 type nd-neighbor-advert @th,64,112 != 0x{own_bits} @th,64,10 != 0x3fa drop\n",
-                i = p.host_if,
-                mac = p.mac,
-                v4 = p.ipv4,
-            ));
-        }
-        script.push_str("               }\n             }\n");
-        script
+        rules::ruleset(&self.opts.bridge, self.opts.subnet_v4, ports)
     }
 
     fn save(&self, leases: &BTreeMap<String, MachineNet>) -> Result<(), NetError> {
@@ -640,5 +558,55 @@ mod tests {
         assert!(format!("alv{t}").len() <= 15);
         let a = aloft_types::sixpn::machine_address(7, 1, 3);
         assert_eq!(org_prefix(a), "fdaa:0:7::/48");
+    }
+}
+
+#[cfg(test)]
+mod rules_pin {
+    //! The nftables ruleset pinned byte for byte for two representative inputs.
+    use super::*;
+
+    fn network(bridge: &str) -> HostNetwork {
+        HostNetwork {
+            opts: NetworkOptions {
+                bridge: bridge.into(),
+                subnet_v4: (Ipv4Addr::new(172, 19, 0, 0), 16),
+            },
+            file: PathBuf::from("/nonexistent/net.json"),
+            leases: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(None),
+        }
+    }
+
+    fn port(host_if: &str, org: u32, n: u8) -> MachineNet {
+        MachineNet {
+            netns: None,
+            host_if: host_if.into(),
+            ipv4: Ipv4Addr::new(172, 19, 0, n),
+            prefix_v4: 16,
+            gateway_v4: Ipv4Addr::new(172, 19, 0, 1),
+            ipv6: aloft_types::sixpn::machine_address(org, 1, u32::from(n)),
+            mac: format!("52:54:ac:13:00:{n:02x}"),
+        }
+    }
+
+    #[test]
+    fn the_ruleset_without_machines_is_pinned() {
+        let net = network("aloft0");
+        assert_eq!(net.rules(&[]), include_str!("net/testdata/no_machines.nft"));
+    }
+
+    #[test]
+    fn the_ruleset_of_three_machines_in_two_orgs_is_pinned() {
+        let net = network("aloft0");
+        let ports = [
+            port("alv00000001", 7, 2),
+            port("alt00000002", 7, 3),
+            port("alv00000003", 9, 4),
+        ];
+        assert_eq!(
+            net.rules(&ports),
+            include_str!("net/testdata/three_machines_two_orgs.nft")
+        );
     }
 }

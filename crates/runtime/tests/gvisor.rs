@@ -98,6 +98,15 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     let body = get_eventually(&spec.private_ip, Duration::from_secs(20));
     assert!(body.contains("hello from busybox"), "{body}");
 
+    execs_see_the_machine(&rt, &spec).await;
+    logs_have_both_streams(&rt, &spec).await;
+    the_writable_layer_is_reset_on_start(&rt, &spec).await;
+    let rt = a_new_runtime_reattaches(&tmp, rt, &spec).await;
+    destroy_leaves_nothing(&tmp, &rt, &spec).await;
+}
+
+/// Phase of the test above: execs see the machine's environment, hosts, DNS, processes and stats.
+async fn execs_see_the_machine(rt: &GvisorRuntime, spec: &aloft_runtime::MachineSpec) {
     // Exec gets the machine's environment; stdin and exit codes come back.
     let out = rt
         .exec(
@@ -154,7 +163,10 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     assert!(ps.iter().any(|p| p.command.contains("httpd")), "{ps:?}");
     let stats = rt.stats(&spec.id).await.unwrap();
     assert!(stats.memory_bytes > 0, "{stats:?}");
+}
 
+/// Phase of the test above: the logs have every line, with its stream.
+async fn logs_have_both_streams(rt: &GvisorRuntime, spec: &aloft_runtime::MachineSpec) {
     // Logs: every line, with its stream.
     let logs = rt.logs(&spec.id).await.unwrap();
     assert!(
@@ -167,7 +179,13 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
             .any(|l| l.message == "to-stderr" && l.stream == "stderr"),
         "{logs:?}"
     );
+}
 
+/// Phase of the test above: a restart begins from the image again.
+async fn the_writable_layer_is_reset_on_start(
+    rt: &GvisorRuntime,
+    spec: &aloft_runtime::MachineSpec,
+) {
     // A file written in one run is gone in the next: the writable layer is reset on start.
     rt.exec(
         &spec.id,
@@ -183,7 +201,7 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
         .unwrap();
     assert_eq!(status.signal, Some(15), "{status:?}");
     assert!(rt.reattach(&spec.id).await.unwrap().is_none());
-    rt.start(&spec).await.unwrap();
+    rt.start(spec).await.unwrap();
     get_eventually(&spec.private_ip, Duration::from_secs(20));
     let ls = rt
         .exec(
@@ -196,7 +214,14 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
         .unwrap()
         .stdout;
     assert!(!ls.contains("scratch"), "{ls}");
+}
 
+/// Phase of the test above: a new runtime object finds the machine running (returned).
+async fn a_new_runtime_reattaches(
+    tmp: &tempfile::TempDir,
+    rt: GvisorRuntime,
+    spec: &aloft_runtime::MachineSpec,
+) -> GvisorRuntime {
     // The agent goes away; a new runtime object (same state dir and bridge) finds the machine
     // running and can wait on it.
     let opts = options(&tmp.path().join("state"), rt.network().options().clone());
@@ -208,7 +233,15 @@ async fn a_machine_serves_execs_logs_and_restarts_from_its_image() {
     rt.kill(&spec.id).await.unwrap();
     let status = rt.wait(&spec.id).await.unwrap();
     assert_eq!(status.signal, Some(9), "{status:?}");
+    rt
+}
 
+/// Phase of the test above: destroy leaves nothing behind.
+async fn destroy_leaves_nothing(
+    tmp: &tempfile::TempDir,
+    rt: &GvisorRuntime,
+    spec: &aloft_runtime::MachineSpec,
+) {
     // Destroy leaves nothing: no process, namespace, mount or file.
     rt.destroy(&spec.id).await.unwrap();
     assert!(!Path::new(&format!("/var/run/netns/aloft-{}", spec.id)).exists());

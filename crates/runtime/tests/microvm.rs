@@ -106,6 +106,30 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     }
     eprintln!("booted in {:?}", t0.elapsed());
 
+    it_serves_and_execs(&rt, &spec).await;
+    let rt = a_new_runtime_reattaches(&tmp, rt, &spec).await;
+    sigterm_reaches_the_process(&rt, &spec).await;
+
+    // The volume's data is on its disk, encrypted; its key is not left on the host.
+    let on_disk = std::fs::read(&disk).unwrap();
+    assert!(!on_disk.windows(9).any(|w| w == b"persisted"));
+    let machine_dir = tmp.path().join("state/machines").join(spec.id.as_str());
+    assert!(!machine_dir.join("volkey0").exists());
+
+    later_runs_report_their_exit(&rt, &spec).await;
+
+    rt.destroy(&spec.id).await.unwrap();
+    assert!(
+        !tmp.path()
+            .join("state/machines")
+            .join(spec.id.as_str())
+            .exists()
+    );
+    rt.network().remove().unwrap();
+}
+
+/// Phase of the test above: it serves HTTP on both addresses, and execs and stats reach it.
+async fn it_serves_and_execs(rt: &MicrovmRuntime, spec: &aloft_runtime::MachineSpec) {
     // Served on its 6PN address and on its IPv4 address on the bridge.
     let body = get_eventually(&spec.private_ip, Duration::from_secs(30));
     assert!(body.contains("hello from busybox"), "{body}");
@@ -130,7 +154,14 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
     let ps = rt.ps(&spec.id).await.unwrap();
     assert!(ps.iter().any(|p| p.command.contains("httpd")), "{ps:?}");
     assert!(rt.stats(&spec.id).await.unwrap().memory_bytes > 0);
+}
 
+/// Phase of the test above: a new runtime object finds the guest running (returned).
+async fn a_new_runtime_reattaches(
+    tmp: &tempfile::TempDir,
+    rt: MicrovmRuntime,
+    spec: &aloft_runtime::MachineSpec,
+) -> MicrovmRuntime {
     // The agent goes away: a new runtime object finds the guest running and talks to it.
     // (Same bridge and subnet as before: the machine is on them.)
     let network = rt.network().options().clone();
@@ -151,7 +182,11 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
         .await
         .unwrap();
     assert_eq!(out.stdout, "again\n");
+    rt
+}
 
+/// Phase of the test above: a stop's SIGTERM reaches the process, and the logs have its lines.
+async fn sigterm_reaches_the_process(rt: &MicrovmRuntime, spec: &aloft_runtime::MachineSpec) {
     // SIGTERM goes to the process through init; its exit comes back through the exit port.
     let status = rt
         .stop(&spec.id, Signal::TERM, Duration::from_secs(30))
@@ -165,13 +200,11 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
         "{logs:?}"
     );
     assert!(logs.iter().any(|l| l.message.contains("bye")), "{logs:?}");
+}
 
-    // The volume's data is on its disk, encrypted; its key is not left on the host.
-    let on_disk = std::fs::read(&disk).unwrap();
-    assert!(!on_disk.windows(9).any(|w| w == b"persisted"));
-    let machine_dir = tmp.path().join("state/machines").join(spec.id.as_str());
-    assert!(!machine_dir.join("volkey0").exists());
-
+/// Phase of the test above: later runs of the machine (an exit code, a missing program, an OOM
+/// kill) report how they ended.
+async fn later_runs_report_their_exit(rt: &MicrovmRuntime, spec: &aloft_runtime::MachineSpec) {
     // The same machine again, from a fresh disk (no /ran) but with its volume's data, with a
     // process that exits with 3.
     let mut three = spec.clone();
@@ -214,15 +247,6 @@ async fn a_microvm_boots_serves_execs_and_reports_its_exit() {
         .unwrap()
         .unwrap();
     assert!(status.oom_killed && status.signal == Some(9), "{status:?}");
-
-    rt.destroy(&spec.id).await.unwrap();
-    assert!(
-        !tmp.path()
-            .join("state/machines")
-            .join(spec.id.as_str())
-            .exists()
-    );
-    rt.network().remove().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,20 +18,15 @@
 //!   Under TCG every guest is told its TSC frequency, measured once per host ([`probe`]),
 //!   because the kernel's own calibration fails now and then there and the guest then hangs.
 
-use crate::guest::init_config;
 use crate::net::{HostNetwork, NetworkOptions};
 use crate::supervise;
 use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
 use aloft_types::MachineId;
 use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
-use aloft_types::init::{
-    CONTROL_PORT, ControlOp, ControlRequest, ControlResult, EXIT_PORT, ExitReport, GuestMessage,
-    NetworkConfig, Route, VM_CONFIG_PATH, VmBoot, VmVolume,
-};
+use aloft_types::init::{ControlOp, ControlRequest, ControlResult, ExitReport, GuestMessage};
 use aloft_types::signal::Signal;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,10 +37,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
+mod boot;
 mod initramfs;
 mod probe;
 
-use initramfs::Cpio;
 pub use probe::{kvm_usable, tcg_tsc_khz};
 
 /// Log lines kept in memory per machine.
@@ -309,202 +304,6 @@ impl MicrovmRuntime {
                 )))
             }
         }
-    }
-
-    /// Everything of a start but the clean-up after a failure.
-    async fn boot(&self, spec: &MachineSpec) -> Result<Running, RuntimeError> {
-        let id = &spec.id;
-        let dir = self.dir(id);
-        fs::create_dir_all(&dir).map_err(io_err("creating the machine", id))?;
-        let ipv6 = spec
-            .private_ip
-            .parse()
-            .map_err(|_| RuntimeError::StartFailed {
-                id: id.clone(),
-                reason: format!("private_ip `{}` is not an IPv6 address", spec.private_ip),
-            })?;
-        let tap =
-            self.net
-                .attach_tap(id.as_str(), ipv6)
-                .map_err(|e| RuntimeError::StartFailed {
-                    id: id.clone(),
-                    reason: format!("network: {e}"),
-                })?;
-        let network = NetworkConfig {
-            interface: "eth0".into(),
-            addresses: vec![tap.ipv4_cidr(), tap.ipv6_cidr()],
-            gateway_v4: Some(tap.gateway_v4.to_string()),
-            routes_v6: tap
-                .routes_v6()
-                .into_iter()
-                .map(|(destination, gateway)| Route {
-                    destination,
-                    gateway: gateway.map(str::to_string),
-                })
-                .collect(),
-            mtu: None,
-        };
-        let vm = VmBoot {
-            modules: self.modules.clone(),
-            root_device: "/dev/vda".into(),
-            volumes: spec
-                .volumes
-                .iter()
-                .map(|v| VmVolume {
-                    serial: v.id.clone(),
-                    path: v.path.clone(),
-                })
-                .collect(),
-        };
-        let cfg = init_config(spec, Some(network), Some(vm))?;
-        let disk = self.disk(spec).await?;
-        // A fresh copy-on-write layer over the image's disk: every start begins from the image.
-        let overlay = dir.join("overlay.qcow2");
-        let _ = fs::remove_file(&overlay);
-        let out = tokio::process::Command::new(&self.qemu_img)
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&disk)
-            .arg(&overlay)
-            .output()
-            .await
-            .map_err(io_err("running qemu-img", id))?;
-        if !out.status.success() {
-            return Err(RuntimeError::StartFailed {
-                id: id.clone(),
-                reason: format!(
-                    "qemu-img create failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-        let mut initrd = self.initramfs.clone();
-        initrd.extend(Cpio::config(
-            VM_CONFIG_PATH,
-            &serde_json::to_vec(&cfg).expect("serializable"),
-        ));
-        fs::write(dir.join("initrd"), &initrd).map_err(io_err("writing the initrd", id))?;
-        for f in ["exit.json", "control.sock", "qmp.sock"] {
-            let _ = fs::remove_file(dir.join(f));
-        }
-        let _ = fs::write(dir.join("instance"), &spec.instance_id);
-        let guest = &spec.config.guest;
-        let accel = if self.accel == Accel::Kvm {
-            "kvm"
-        } else {
-            "tcg"
-        };
-        let mut append = String::from("console=ttyS0 panic=-1 reboot=t quiet loglevel=3");
-        if let (Accel::Tcg, Some(khz)) = (self.accel, self.tsc_khz) {
-            // Under TCG the kernel's own TSC calibration fails now and then and the guest
-            // hangs (see `probe`); the guest's TSC is the host's, steadier than any emulated
-            // timer it could be checked against.
-            append.push_str(&format!(" tsc_early_khz={khz} tsc=reliable"));
-        }
-        for a in &guest.kernel_args {
-            append.push(' ');
-            append.push_str(a);
-        }
-        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let cmd: Vec<OsString> = [
-            self.qemu.to_string_lossy().into_owned(),
-            "-M".into(),
-            probe::MACHINE.into(),
-            "-accel".into(),
-            accel.into(),
-            "-cpu".into(),
-            "max".into(),
-            "-m".into(),
-            guest.memory_mb.to_string(),
-            "-smp".into(),
-            guest.cpus.to_string(),
-            "-nodefaults".into(),
-            "-no-user-config".into(),
-            "-nographic".into(),
-            "-no-reboot".into(),
-            "-kernel".into(),
-            self.kernel.to_string_lossy().into_owned(),
-            "-initrd".into(),
-            d("initrd"),
-            "-append".into(),
-            append,
-            "-serial".into(),
-            "stdio".into(),
-            "-drive".into(),
-            format!("id=root,file={},format=qcow2,if=none", d("overlay.qcow2")),
-            "-device".into(),
-            "virtio-blk-device,drive=root".into(),
-            "-netdev".into(),
-            format!("tap,id=n0,ifname={},script=no,downscript=no", tap.host_if),
-            "-device".into(),
-            format!("virtio-net-device,netdev=n0,mac={}", tap.mac),
-            "-device".into(),
-            "virtio-serial-device".into(),
-            "-chardev".into(),
-            format!(
-                "socket,id=ctl,path={},server=on,wait=off",
-                d("control.sock")
-            ),
-            "-device".into(),
-            format!("virtserialport,chardev=ctl,name={CONTROL_PORT}"),
-            "-chardev".into(),
-            format!("file,id=ex,path={}", d("exit.json")),
-            "-device".into(),
-            format!("virtserialport,chardev=ex,name={EXIT_PORT}"),
-            "-qmp".into(),
-            format!("unix:{},server=on,wait=off", d("qmp.sock")),
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-        // Volumes: encrypted disks QEMU opens with their keys (files removed once it runs).
-        let mut cmd = cmd;
-        let mut keys = Vec::new();
-        for (i, v) in spec.volumes.iter().enumerate() {
-            let key = dir.join(format!("volkey{i}"));
-            keys.push(
-                crate::volume::KeyFile::write(key.clone(), &v.key)
-                    .map_err(io_err("writing a volume key", id))?,
-            );
-            cmd.extend(
-                [
-                    "-object".to_string(),
-                    format!("secret,id=volkey{i},file={}", key.display()),
-                    "-blockdev".into(),
-                    crate::volume::blockdev(
-                        &format!("vol{i}"),
-                        &v.store.disk(&v.id),
-                        &format!("volkey{i}"),
-                    ),
-                    "-device".into(),
-                    format!("virtio-blk-device,drive=vol{i},serial={}", v.id),
-                ]
-                .map(OsString::from),
-            );
-        }
-        let pid = supervise::spawn(&self.opts.init_binary, &dir, None, &cmd)
-            .await
-            .map_err(|e| RuntimeError::StartFailed {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
-        // QEMU reads the secrets' files when it makes the objects, before it opens its QMP
-        // socket: the keys go as soon as the socket is there (or the guest answers, or fails).
-        if !keys.is_empty() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !dir.join("qmp.sock").exists()
-                && supervise::is_running(&dir)
-                && Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-        drop(keys);
-        // Started when init answers on the control port (it serves once the process runs).
-        self.await_boot(spec, &dir).await?;
-        Ok(Running {
-            instance_id: spec.instance_id.clone(),
-            pid: Some(pid),
-        })
     }
 
     /// Waits until init answers on the control port, or says why the guest did not boot.

@@ -1,0 +1,75 @@
+//! Health checks (a service's, or the machine's own) and the durations they are written with.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// `tcp` or `http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckType {
+    Tcp,
+    Http,
+}
+
+/// A header sent by an http check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckHeader {
+    pub name: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// A health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    /// The port to check (inside the machine); defaults to the service's internal port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<DurationStr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationStr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<DurationStr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<CheckHeader>,
+}
+
+/// A duration as the reference writes it (`"15s"`); a bare number means seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "15s")]
+pub struct DurationStr(pub String);
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = match Value::deserialize(d)? {
+            Value::String(s) => s,
+            Value::Number(n) if n.as_u64().is_some() => format!("{}s", n.as_u64().unwrap_or(0)),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "expected a duration like \"15s\", got {other}"
+                )));
+            }
+        };
+        crate::time::parse_duration(&s).map_err(serde::de::Error::custom)?;
+        Ok(Self(s))
+    }
+}
+
+impl DurationStr {
+    pub fn get(&self) -> std::time::Duration {
+        crate::time::parse_duration(&self.0).unwrap_or_default()
+    }
+}

@@ -1,0 +1,106 @@
+//! A machine's size: CPU kind, CPUs and memory, as the reference allows them.
+
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// CPU kind: `shared` (a share of a core) or `performance` (dedicated cores).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuKind {
+    #[default]
+    Shared,
+    Performance,
+}
+
+impl CpuKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Performance => "performance",
+        }
+    }
+}
+
+/// A machine's size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guest {
+    #[serde(default)]
+    pub cpu_kind: CpuKind,
+    #[serde(default = "one")]
+    pub cpus: u32,
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_args: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_memory() -> u32 {
+    256
+}
+
+impl Default for Guest {
+    fn default() -> Self {
+        Self {
+            cpu_kind: CpuKind::Shared,
+            cpus: 1,
+            memory_mb: 256,
+            kernel_args: Vec::new(),
+        }
+    }
+}
+
+impl Guest {
+    /// CPU counts allowed for a CPU kind.
+    pub fn allowed_cpus(kind: CpuKind) -> &'static [u32] {
+        match kind {
+            CpuKind::Shared => &[1, 2, 4, 6, 8],
+            CpuKind::Performance => &[1, 2, 4, 8, 16],
+        }
+    }
+
+    /// The memory range (MB) for a CPU kind and count; sizes go in steps of 256 MB.
+    pub fn memory_range(kind: CpuKind, cpus: u32) -> (u32, u32) {
+        match kind {
+            CpuKind::Shared => (256 * cpus, 2048 * cpus),
+            CpuKind::Performance => (2048 * cpus, 8192 * cpus),
+        }
+    }
+
+    /// The reference's size name for this guest, e.g. `shared-cpu-1x`.
+    pub fn size_name(&self) -> String {
+        format!("{}-cpu-{}x", self.cpu_kind.as_str(), self.cpus)
+    }
+
+    /// Its CPUs and memory are a size the reference allows (part of [`super::MachineConfig::validate`]).
+    pub(super) fn validate(&self) -> Result<(), ApiError> {
+        let allowed = Self::allowed_cpus(self.cpu_kind);
+        if !allowed.contains(&self.cpus) {
+            let names: Vec<String> = allowed.iter().map(|c| c.to_string()).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            return Err(ApiError::invalid_choice(
+                "config.guest.cpus",
+                format!("{} (for cpu_kind {})", self.cpus, self.cpu_kind.as_str()),
+                &refs,
+            ));
+        }
+        let (lo, hi) = Self::memory_range(self.cpu_kind, self.cpus);
+        if self.memory_mb < lo || self.memory_mb > hi || !self.memory_mb.is_multiple_of(256) {
+            return Err(ApiError::Invalid {
+                message: format!(
+                    "config.guest.memory_mb: {} MB is not allowed for {} cpus of kind {}; use a multiple of 256 from {lo} to {hi}",
+                    self.memory_mb,
+                    self.cpus,
+                    self.cpu_kind.as_str()
+                ),
+                field: "config.guest.memory_mb".into(),
+                allowed: vec![format!("{lo}..={hi} in steps of 256")],
+            });
+        }
+        Ok(())
+    }
+}
