@@ -27,8 +27,10 @@ pub(crate) use plan::group_of;
 
 use crate::Ctx;
 use crate::app_config::{ConfigFile, load};
+use crate::client::{Client, ClientError};
 use crate::machine::{Scope, app_missing};
 use aloft_appconfig::AppConfig;
+use aloft_types::ApiError;
 use aloft_types::api::ListMachinesQuery;
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
@@ -86,13 +88,7 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
     let strategy = plan::strategy(args.strategy.as_deref(), config)?;
     report::strategy(ctx.json, &app, &strategy);
     let client = ctx.client()?;
-    let org = match client.get_app(&app).await {
-        Ok(found) => found.organization.slug,
-        Err(crate::client::ClientError::Api(aloft_types::ApiError::NotFound(_))) => {
-            return Err(app_missing(&client, &app).await);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let org = org_of(&client, &app).await?;
     let image = image_to_deploy(ctx, config, path, named_image, &org, &app)?;
     let scope = Scope::for_app(client, app.clone());
     let machines = scope
@@ -124,6 +120,15 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         &done.steps,
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The org of `app`, or the app-missing sentence when there is no such app.
+async fn org_of(client: &Client, app: &str) -> Result<String> {
+    match client.get_app(app).await {
+        Ok(found) => Ok(found.organization.slug),
+        Err(ClientError::Api(ApiError::NotFound(_))) => Err(app_missing(client, app).await),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The image: named (--image, [build] image), else built from the Dockerfile ([build]
