@@ -17,7 +17,7 @@
 //!    from it when the environment has none).
 
 use crate::error::ImageError;
-use crate::manifest::ContainerConfig;
+use aloft_oci::manifest::ContainerConfig;
 use aloft_types::MachineConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

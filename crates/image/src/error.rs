@@ -171,3 +171,28 @@ impl ImageError {
         }
     }
 }
+
+impl From<aloft_oci::manifest::ManifestError> for ImageError {
+    fn from(e: aloft_oci::manifest::ManifestError) -> Self {
+        use aloft_oci::manifest::ManifestError as M;
+        match e {
+            M::Invalid { reference, detail } => ImageError::InvalidManifest { reference, detail },
+            M::UnsupportedMediaType {
+                what,
+                media_type,
+                hint,
+            } => ImageError::UnsupportedMediaType {
+                what,
+                media_type,
+                hint,
+            },
+            M::NoPlatform {
+                reference,
+                available,
+            } => ImageError::NoPlatform {
+                reference,
+                available,
+            },
+        }
+    }
+}

@@ -115,11 +115,9 @@
 mod assemble;
 mod config;
 mod defaults;
-mod digest;
 mod error;
 mod ext4;
 mod fsmeta;
-mod manifest;
 pub mod oci_layout;
 mod reference;
 mod registry;

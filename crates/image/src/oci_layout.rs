@@ -7,13 +7,12 @@
 //! reproducible: the same input gives the same digests (entries get a fixed mtime, owner root).
 
 use crate::defaults::{DEFAULT_PATH, ImageDefaults};
-use crate::digest;
 use crate::error::ImageError;
-use crate::manifest::{
-    ConfigFile, ContainerConfig, Descriptor, Index, Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
-    Platform, RootFs,
-};
 use crate::unpack::Compression;
+use aloft_oci::manifest::{
+    ConfigFile, ContainerConfig, Descriptor, Index, Manifest, Platform, RootFs,
+};
+use aloft_oci::media_type::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
@@ -172,7 +171,7 @@ impl LayoutBuilder {
                 LayerSource::Dir(d) => tar_of_dir(d)?,
                 LayerSource::Tar(t) => t.clone(),
             };
-            diff_ids.push(digest::of_bytes(&tar));
+            diff_ids.push(aloft_oci::Digest::of(&tar).into_string());
             let (blob, media_type) = compress(&tar, self.compression)?;
             layers.push(write_blob(dir, &blob, media_type)?);
         }
@@ -254,7 +253,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
 }
 
 fn write_blob(layout: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor, ImageError> {
-    let digest = digest::of_bytes(bytes);
+    let digest = aloft_oci::Digest::of(bytes).into_string();
     let path = layout
         .join("blobs")
         .join("sha256")
