@@ -1,6 +1,6 @@
 //! OCI / Docker schema2 manifests, indexes and image configs: the JSON aloft reads (and the
 //! OCI layout writer produces), their size limits, the image pipeline's strict parse, and
-//! linux/amd64 selection from an index. (The registry's lenient reading is in [`crate::refs`].)
+//! linux/amd64 selection from an index. (The registry's lenient reading is in `refs`.)
 
 use crate::digest;
 use crate::media_type::{

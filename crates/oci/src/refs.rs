@@ -1,5 +1,5 @@
 //! The registry's reading of a manifest: which media type it is and what it references (blobs
-//! and child manifests). Lenient where the image pipeline's [`crate::manifest::parse`] is strict:
+//! and child manifests). Lenient where the image pipeline's `manifest::parse` is strict:
 //! descriptors need only a digest, any config type is accepted, and foreign layers are skipped,
 //! because a registry stores what it is given and only checks and garbage-collects references.
 
