@@ -196,3 +196,29 @@ impl From<aloft_oci::manifest::ManifestError> for ImageError {
         }
     }
 }
+
+impl From<aloft_oci::layout::LayoutError> for ImageError {
+    fn from(e: aloft_oci::layout::LayoutError) -> Self {
+        use aloft_oci::layout::LayoutError as L;
+        match e {
+            L::Io {
+                action,
+                path,
+                source,
+            } => ImageError::io(action, path, source),
+            L::InvalidIndex { reference, detail } => {
+                ImageError::InvalidManifest { reference, detail }
+            }
+            L::ToolMissing { tool, package } => ImageError::ToolMissing { tool, package },
+            L::ToolFailed {
+                tool,
+                status,
+                stderr,
+            } => ImageError::ToolFailed {
+                tool,
+                status,
+                stderr,
+            },
+        }
+    }
+}

@@ -21,13 +21,13 @@
 
 use crate::assemble::{self, LayerDir};
 use crate::config::ImageConfig;
-use crate::defaults::ImageDefaults;
 use crate::error::ImageError;
 use crate::ext4;
 use crate::fsmeta;
 use crate::reference::Reference;
 use crate::registry::{Credentials, Resolved, Session};
 use crate::unpack::{self, Compression, UnpackOptions};
+use aloft_oci::defaults::ImageDefaults;
 use aloft_oci::digest;
 use aloft_oci::flight::{Flight, Flights};
 use aloft_oci::manifest::{ConfigFile, Descriptor};

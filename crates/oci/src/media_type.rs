@@ -1,5 +1,8 @@
 //! Media types of OCI and Docker schema2 content: manifests, indexes, configs and layers, the
-//! `Accept` header of manifest requests, and which layers are foreign (never pushed).
+//! `Accept` header of manifest requests, which layers are foreign (never pushed), and how a
+//! layer is compressed ([`Compression`]).
+
+use serde::{Deserialize, Serialize};
 
 /// An OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -21,6 +24,41 @@ pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// A zstd-compressed OCI layer.
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
+/// How a layer's tar stream is compressed (detected from its first bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// A plain tar stream.
+    None,
+    /// gzip (`1f 8b`), possibly several members.
+    #[default]
+    Gzip,
+    /// zstd (`28 b5 2f fd`), possibly several frames.
+    Zstd,
+}
+
+impl Compression {
+    /// The compression of a stream that starts with `head` (trusted over any media type).
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The OCI layer media type of a tar stream compressed this way.
+    pub fn layer_media_type(self) -> &'static str {
+        match self {
+            Compression::None => OCI_LAYER_TAR,
+            Compression::Gzip => OCI_LAYER_GZIP,
+            Compression::Zstd => OCI_LAYER_ZSTD,
+        }
+    }
+}
 
 /// Every manifest type aloft stores and runs (image manifests and indexes, OCI and Docker).
 pub const MANIFEST_TYPES: [&str; 4] = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST];
