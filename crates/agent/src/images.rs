@@ -18,7 +18,9 @@
 
 use crate::agent::{Agent, Locked, Slot};
 use crate::store::Record;
-use aloft_image::{Credentials, Image, ImageError, ImageStore, PullPhase, PullProgress, Reference};
+use aloft_image::{
+    Credentials, Image, ImageError, ImageProcess, ImageStore, PullPhase, PullProgress, Reference,
+};
 use aloft_runtime::PreparedImage;
 use aloft_types::api::{HostImage, PruneImagesResponse};
 use aloft_types::machine::{ImagePull, ImagePullPhase, ImageRef};

@@ -80,7 +80,7 @@ fn skopeo_pushes_and_pulls_with_the_org_token() {
     let (tmp, data) = temp_data_dir();
     let dev = DevUp::start(&data, "registry");
     let source = tmp.path().join("source");
-    let built = aloft_image::oci_layout::build_busybox_layout(&source, "v1").expect("layout");
+    let built = aloft_oci::layout::build_busybox_layout(&source, "v1").expect("layout");
     let token = token(&data);
     let creds = format!("x:{token}");
     let remote = format!("docker://{}/personal/busybox:v1", host(&dev.registry_url));
@@ -195,7 +195,7 @@ fn a_regional_cache_pulls_through_and_writes_through() {
     let cache = server_registry(&dev, &tmp.path().join("cache"));
     let creds = format!("x:{}", token(&data));
     let source = tmp.path().join("source");
-    let built = aloft_image::oci_layout::build_busybox_layout(&source, "v1").expect("layout");
+    let built = aloft_oci::layout::build_busybox_layout(&source, "v1").expect("layout");
 
     // A push through the cache lands in the upstream.
     let (ok, out) = copy(

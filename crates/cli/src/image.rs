@@ -9,8 +9,8 @@
 use crate::Ctx;
 use crate::output::{Table, megabytes, or_dash, print_json};
 use aloft_appconfig::values::split_command;
-use aloft_image::ImageDefaults;
-use aloft_image::oci_layout::{self, LayoutBuilder};
+use aloft_oci::ImageDefaults;
+use aloft_oci::layout::{self as oci_layout, LayoutBuilder};
 use aloft_types::ErrorBody;
 use aloft_types::api::{HostImage, HostInfo, PruneImagesResponse};
 use anyhow::{Context, Result, anyhow, bail};

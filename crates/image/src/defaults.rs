@@ -17,36 +17,10 @@
 //!    from it when the environment has none).
 
 use crate::error::ImageError;
-use crate::manifest::ContainerConfig;
+use aloft_oci::defaults::{DEFAULT_PATH, ImageDefaults};
 use aloft_types::MachineConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// `PATH` when the image sets none (Docker's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The run settings of an image config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageDefaults {
-    /// `Entrypoint`.
-    #[serde(default)]
-    pub entrypoint: Vec<String>,
-    /// `Cmd`.
-    #[serde(default)]
-    pub cmd: Vec<String>,
-    /// `Env`, as `NAME=value` strings in the image's order.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// `WorkingDir` (empty when unset).
-    #[serde(default)]
-    pub working_dir: String,
-    /// `User` (`name`, `uid`, `name:group`, `uid:gid`; empty when unset).
-    #[serde(default)]
-    pub user: String,
-    /// `ExposedPorts` keys such as `8080/tcp`, sorted.
-    #[serde(default)]
-    pub exposed_ports: Vec<String>,
-}
 
 /// The process a machine runs: what the guest init execs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,27 +35,15 @@ pub struct ProcessSpec {
     pub user: String,
 }
 
-impl ImageDefaults {
-    pub(crate) fn from_config(c: Option<&ContainerConfig>) -> ImageDefaults {
-        let Some(c) = c else {
-            return ImageDefaults::default();
-        };
-        ImageDefaults {
-            entrypoint: c.entrypoint.clone().unwrap_or_default(),
-            cmd: c.cmd.clone().unwrap_or_default(),
-            env: c.env.clone().unwrap_or_default(),
-            working_dir: c.working_dir.clone().unwrap_or_default(),
-            user: c.user.clone().unwrap_or_default(),
-            exposed_ports: c
-                .exposed_ports
-                .as_ref()
-                .map(|p| p.keys().cloned().collect())
-                .unwrap_or_default(),
-        }
-    }
-
+/// How a machine config's `init` and `env` combine with an image's [`ImageDefaults`] into the
+/// process to start (the rules of the module doc). Import it to call `image.config.process(..)`.
+pub trait ImageProcess {
     /// The process to start for `config` on this image (rules in the module doc).
-    pub fn process(&self, config: &MachineConfig) -> Result<ProcessSpec, ImageError> {
+    fn process(&self, config: &MachineConfig) -> Result<ProcessSpec, ImageError>;
+}
+
+impl ImageProcess for ImageDefaults {
+    fn process(&self, config: &MachineConfig) -> Result<ProcessSpec, ImageError> {
         let init = config.init.clone().unwrap_or_default();
         let argv = if !init.exec.is_empty() {
             init.exec

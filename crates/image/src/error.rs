@@ -171,3 +171,54 @@ impl ImageError {
         }
     }
 }
+
+impl From<aloft_oci::manifest::ManifestError> for ImageError {
+    fn from(e: aloft_oci::manifest::ManifestError) -> Self {
+        use aloft_oci::manifest::ManifestError as M;
+        match e {
+            M::Invalid { reference, detail } => ImageError::InvalidManifest { reference, detail },
+            M::UnsupportedMediaType {
+                what,
+                media_type,
+                hint,
+            } => ImageError::UnsupportedMediaType {
+                what,
+                media_type,
+                hint,
+            },
+            M::NoPlatform {
+                reference,
+                available,
+            } => ImageError::NoPlatform {
+                reference,
+                available,
+            },
+        }
+    }
+}
+
+impl From<aloft_oci::layout::LayoutError> for ImageError {
+    fn from(e: aloft_oci::layout::LayoutError) -> Self {
+        use aloft_oci::layout::LayoutError as L;
+        match e {
+            L::Io {
+                action,
+                path,
+                source,
+            } => ImageError::io(action, path, source),
+            L::InvalidIndex { reference, detail } => {
+                ImageError::InvalidManifest { reference, detail }
+            }
+            L::ToolMissing { tool, package } => ImageError::ToolMissing { tool, package },
+            L::ToolFailed {
+                tool,
+                status,
+                stderr,
+            } => ImageError::ToolFailed {
+                tool,
+                status,
+                stderr,
+            },
+        }
+    }
+}

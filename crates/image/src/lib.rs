@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), aloft_image::ImageError> {
-//! use aloft_image::{Credentials, ImageConfig, ImageStore, Reference};
+//! use aloft_image::{Credentials, ImageConfig, ImageProcess, ImageStore, Reference};
 //!
 //! let store = ImageStore::open(ImageConfig::new("/var/lib/aloft/images"))?;
 //! let reference = Reference::parse("hello:v1", &store.config().default_registry, "personal")?;
@@ -23,7 +23,7 @@
 //! [`ImageStore::ext4`], [`ImageStore::list`], [`ImageStore::prune`]), [`ImageConfig`] and
 //! [`Limits`], [`Reference`], [`Credentials`], [`Image`], [`ImageDefaults`] and
 //! [`ProcessSpec`] (how `init`/`env` of a machine config combine with the image config — see
-//! [`ImageDefaults::process`]), [`PullProgress`], [`ImageInfo`], [`PruneReport`],
+//! [`ImageProcess::process`]), [`PullProgress`], [`ImageInfo`], [`PruneReport`],
 //! [`ImageError`]; and [`oci_layout`], which writes OCI layouts with no network (aloft's own
 //! test images from Debian's `busybox-static`).
 //!
@@ -115,19 +115,19 @@
 mod assemble;
 mod config;
 mod defaults;
-mod digest;
 mod error;
 mod ext4;
 mod fsmeta;
-mod manifest;
-pub mod oci_layout;
 mod reference;
 mod registry;
 mod store;
 mod unpack;
 
+pub use aloft_oci::defaults::{DEFAULT_PATH, ImageDefaults};
+/// Writing OCI image layouts (moved to `aloft_oci::layout`; kept here for this crate's users).
+pub use aloft_oci::layout as oci_layout;
 pub use config::{ImageConfig, Limits};
-pub use defaults::{DEFAULT_PATH, ImageDefaults, ProcessSpec};
+pub use defaults::{ImageProcess, ProcessSpec};
 pub use error::ImageError;
 pub use reference::Reference;
 pub use registry::Credentials;

@@ -1,7 +1,7 @@
 //! [`Reference`]: which image to pull, from which registry.
 
-use crate::digest;
 use crate::error::ImageError;
+use aloft_oci::{digest, name};
 use std::fmt;
 
 /// A parsed image reference: `registry/repository[:tag][@sha256:<hex>]`.
@@ -43,7 +43,7 @@ impl Reference {
         }
         let (rest, digest) = match s.split_once('@') {
             Some((rest, d)) => {
-                digest::hex_of(d).map_err(invalid)?;
+                digest::hex_of(d).map_err(|e| invalid(e.detail()))?;
                 (rest, Some(d.to_string()))
             }
             None => (s, None),
@@ -121,14 +121,9 @@ fn validate_host(host: &str) -> Result<(), String> {
     }
 }
 
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}` (the distribution spec's tag grammar).
+/// The distribution spec's tag grammar ([`aloft_oci::name::is_valid_tag`]).
 fn validate_tag(tag: &str) -> Result<(), String> {
-    let mut chars = tag.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if first_ok && rest_ok && tag.len() <= 128 {
+    if name::is_valid_tag(tag) {
         Ok(())
     } else {
         Err(format!(
@@ -137,43 +132,15 @@ fn validate_tag(tag: &str) -> Result<(), String> {
     }
 }
 
-/// Components of `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` separated by `/`.
+/// The distribution spec's repository grammar ([`aloft_oci::name::is_valid_repository`]).
 fn validate_repository(repo: &str) -> Result<(), String> {
-    let component_ok = |c: &str| {
-        let b = c.as_bytes();
-        if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            if is_alnum(b[i]) {
-                i += 1;
-                continue;
-            }
-            // a separator run: `.`, `_`, `__` or `-+`
-            let start = i;
-            while i < b.len() && !is_alnum(b[i]) {
-                i += 1;
-            }
-            let sep = &c[start..i];
-            let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-            if !ok {
-                return false;
-            }
-        }
-        true
-    };
-    if repo.len() <= 255 && repo.split('/').all(component_ok) {
+    if name::is_valid_repository(repo) {
         Ok(())
     } else {
         Err(format!(
             "repository `{repo}` must be lowercase letters and digits separated by `/`, `.`, `_`, `__` or `-`"
         ))
     }
-}
-
-fn is_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
 }
 
 #[cfg(test)]

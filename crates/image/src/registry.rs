@@ -4,10 +4,10 @@
 //! Registries are spoken to over plain HTTP (this build has no TLS client): aloft's own
 //! registry on the host or the private network, or Debian's `docker-registry`.
 
-use crate::digest;
 use crate::error::ImageError;
-use crate::manifest::{self, Descriptor, Parsed};
 use crate::reference::Reference;
+use aloft_oci::manifest::{self, Descriptor, Parsed};
+use aloft_oci::media_type;
 use base64::Engine;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
@@ -312,7 +312,7 @@ impl Session {
         let (body, content_type, header_digest) = self
             .retrying("manifest", || self.manifest_once(&url, reference))
             .await?;
-        let actual = digest::of_bytes(&body);
+        let actual = aloft_oci::Digest::of(&body).into_string();
         let expected = if reference.starts_with("sha256:") {
             Some(reference.to_string())
         } else {
@@ -335,7 +335,7 @@ impl Session {
         url: &str,
         reference: &str,
     ) -> Result<(Vec<u8>, Option<String>, Option<String>), Failure> {
-        let resp = self.get(url, Some(manifest::ACCEPT)).await?;
+        let resp = self.get(url, Some(media_type::ACCEPT)).await?;
         self.check_status(&resp, &format!("manifest {reference}"), url)?;
         let header = |name: &str| {
             resp.headers()
@@ -355,7 +355,7 @@ impl Session {
         let (body, content_type) = self.manifest(reference.manifest_ref()).await?;
         match manifest::parse(&body, content_type.as_deref(), &name)? {
             Parsed::Manifest(m) => Ok(Resolved {
-                digest: digest::of_bytes(&body),
+                digest: aloft_oci::Digest::of(&body).into_string(),
                 manifest: m,
             }),
             Parsed::Index(index) => {
@@ -395,7 +395,7 @@ impl Session {
             &desc.digest,
             desc.size,
             body.len() as u64,
-            digest::of_bytes(&body),
+            aloft_oci::Digest::of(&body).into_string(),
         )?;
         Ok(body)
     }
@@ -466,7 +466,7 @@ impl Session {
         out.flush()
             .await
             .map_err(|e| ImageError::io("write", path, e))?;
-        Ok((len, digest::finish(hasher.finalize().into())))
+        Ok((len, aloft_oci::Digest::from_hasher(hasher).into_string()))
     }
 
     fn check_status(&self, resp: &reqwest::Response, what: &str, url: &str) -> Result<(), Failure> {

@@ -21,26 +21,26 @@
 
 use crate::assemble::{self, LayerDir};
 use crate::config::ImageConfig;
-use crate::defaults::ImageDefaults;
-use crate::digest;
 use crate::error::ImageError;
 use crate::ext4;
 use crate::fsmeta;
-use crate::manifest::{ConfigFile, Descriptor};
 use crate::reference::Reference;
 use crate::registry::{Credentials, Resolved, Session};
 use crate::unpack::{self, Compression, UnpackOptions};
+use aloft_oci::defaults::ImageDefaults;
+use aloft_oci::digest;
+use aloft_oci::flight::{Flight, Flights};
+use aloft_oci::manifest::{ConfigFile, Descriptor};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::future::Future;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OnceCell, RwLock, Semaphore, watch};
+use tokio::sync::{RwLock, Semaphore, watch};
 
 /// An image pulled and assembled on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,9 +173,13 @@ struct Inner {
     layers_dir: PathBuf,
     images_dir: PathBuf,
     blobs_dir: PathBuf,
-    layer_flights: Flights<Flight<LayerInfo>>,
-    image_flights: Flights<ImageFlight>,
-    ext4_flights: Flights<Flight<PathBuf>>,
+    /// Single flights (layers, images, ext4 images): work done once for everyone who asks for
+    /// it at the same time. A failure is handed to everyone waiting rather than retried by each
+    /// in turn (which, with a registry down, would multiply the retries by the number of
+    /// waiters); a cancelled pull lets the next waiter do the work.
+    layer_flights: Flights<LayerInfo, ImageError>,
+    image_flights: Flights<StoredImage, ImageError, watch::Sender<PullProgress>>,
+    ext4_flights: Flights<PathBuf, ImageError>,
     /// Pulls and ext4 builds hold it shared, prune exclusively: prune never removes what a
     /// pull is using.
     gc: RwLock<()>,
@@ -183,116 +187,9 @@ struct Inner {
     records: Mutex<()>,
 }
 
-/// One piece of work (a layer, an image, an ext4 image) done once for everyone who asks for
-/// it at the same time. A failure is handed to everyone waiting rather than retried by each in
-/// turn (which, with a registry down, would multiply the retries by the number of waiters).
-struct Flight<T> {
-    cell: OnceCell<T>,
-    failed: Mutex<Option<ImageError>>,
-}
-
-impl<T> Default for Flight<T> {
-    fn default() -> Self {
-        Flight {
-            cell: OnceCell::new(),
-            failed: Mutex::new(None),
-        }
-    }
-}
-
-impl<T: Clone> Flight<T> {
-    async fn run<F: Future<Output = Result<T, ImageError>>>(
-        &self,
-        work: impl FnOnce() -> F,
-    ) -> Result<T, ImageError> {
-        let value = self
-            .cell
-            .get_or_try_init(|| async {
-                let earlier = self
-                    .failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                if let Some(e) = earlier {
-                    return Err(e);
-                }
-                let result = work().await;
-                if let Err(e) = &result {
-                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-                }
-                result
-            })
-            .await?;
-        Ok(value.clone())
-    }
-}
-
 /// One pull of one image on this host, shared by every concurrent pull of it, with its
-/// progress.
-struct ImageFlight {
-    work: Flight<StoredImage>,
-    progress: watch::Sender<PullProgress>,
-}
-
-impl Default for ImageFlight {
-    fn default() -> Self {
-        ImageFlight {
-            work: Flight::default(),
-            progress: watch::Sender::new(PullProgress::default()),
-        }
-    }
-}
-
-/// Per-key single flight: everyone asking for the same key at the same time gets the same
-/// value (a `OnceCell` inside), and the entry goes away when the last of them is done. The
-/// std mutex is only held to look up the map, never across an await.
-struct Flights<V> {
-    map: Mutex<HashMap<String, Arc<V>>>,
-}
-
-impl<V: Default> Flights<V> {
-    fn new() -> Self {
-        Flights {
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn join<'a>(&'a self, key: &str) -> FlightGuard<'a, V> {
-        let value = self
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.to_string())
-            .or_default()
-            .clone();
-        FlightGuard {
-            flights: self,
-            key: key.to_string(),
-            value,
-        }
-    }
-}
-
-struct FlightGuard<'a, V> {
-    flights: &'a Flights<V>,
-    key: String,
-    value: Arc<V>,
-}
-
-impl<V> Drop for FlightGuard<'_, V> {
-    fn drop(&mut self) {
-        // Whoever leaves first removes the entry: those still holding the value keep waiting on
-        // it, and newcomers start afresh (and find the finished work on disk). An entry never
-        // outlives its users, so a value can never be served stale after a prune.
-        let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map
-            .get(&self.key)
-            .is_some_and(|v| Arc::ptr_eq(v, &self.value))
-        {
-            map.remove(&self.key);
-        }
-    }
-}
+/// progress (the flight's shared state).
+type ImageFlight = Flight<StoredImage, ImageError, watch::Sender<PullProgress>>;
 
 fn create_private_dir(path: &Path) -> Result<(), ImageError> {
     fs::DirBuilder::new()
@@ -343,9 +240,9 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Ima
 }
 
 fn hex(digest: &str) -> Result<&str, ImageError> {
-    digest::hex_of(digest).map_err(|reason| ImageError::InvalidReference {
+    digest::hex_of(digest).map_err(|e| ImageError::InvalidReference {
         reference: digest.to_string(),
-        reason,
+        reason: e.detail(),
     })
 }
 
@@ -450,14 +347,14 @@ impl ImageStore {
             return self.inner.finish(stored, reference, None, &progress);
         }
         let flight = self.inner.image_flights.join(&resolved.digest);
-        let mut rx = flight.value.progress.subscribe();
-        let build = flight.value.work.run(|| {
+        let mut rx = flight.state().subscribe();
+        let build = flight.run(|| {
             Inner::build_image(
                 self.inner.clone(),
                 session,
                 resolved,
                 reference.to_string(),
-                flight.value.clone(),
+                flight.flight().clone(),
             )
         });
         let stored = {
@@ -495,7 +392,6 @@ impl ImageStore {
         }
         let flight = self.inner.ext4_flights.join(h);
         flight
-            .value
             .run(|| async {
                 if !out.is_file() {
                     ext4::build(&dir.join("rootfs"), &out).await?;
@@ -658,7 +554,7 @@ impl Inner {
                 None => missing.push((*d).clone()),
             }
         }
-        flight.progress.send_modify(|p| {
+        flight.state().send_modify(|p| {
             p.phase = PullPhase::Fetching;
             p.layers_total = distinct.len();
             p.layers_cached = infos.len();
@@ -685,9 +581,9 @@ impl Inner {
                 if failed.load(Ordering::SeqCst) {
                     return None;
                 }
-                let info = Inner::ensure_layer(&inner, &session, &desc, &flight.progress).await;
+                let info = Inner::ensure_layer(&inner, &session, &desc, flight.state()).await;
                 match &info {
-                    Ok(_) => flight.progress.send_modify(|p| p.layers_done += 1),
+                    Ok(_) => flight.state().send_modify(|p| p.layers_done += 1),
                     Err(_) => failed.store(true, Ordering::SeqCst),
                 }
                 Some(info)
@@ -722,7 +618,7 @@ impl Inner {
             });
         }
         flight
-            .progress
+            .state()
             .send_modify(|p| p.phase = PullPhase::Assembling);
         let stored = StoredImage {
             manifest_digest: resolved.digest.clone(),
@@ -746,7 +642,6 @@ impl Inner {
     ) -> Result<LayerInfo, ImageError> {
         let flight = inner.layer_flights.join(&desc.digest);
         flight
-            .value
             .run(|| async {
                 if let Some(info) = inner.load_layer(&desc.digest)? {
                     return Ok(info);

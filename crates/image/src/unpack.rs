@@ -11,6 +11,7 @@
 use crate::config::Limits;
 use crate::error::ImageError;
 use crate::fsmeta::{self, Kind, Meta};
+pub use aloft_oci::media_type::Compression;
 use filetime::FileTime;
 use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
@@ -27,31 +28,6 @@ mod guard;
 /// Deepest path accepted in a layer (components). Real images stay far below; the limit keeps
 /// every later walk of the tree (assembly is recursive) within its stack.
 const MAX_DEPTH: usize = 256;
-
-/// How a layer's tar stream is compressed (detected from its first bytes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// A plain tar stream.
-    None,
-    /// gzip (`1f 8b`), possibly several members.
-    #[default]
-    Gzip,
-    /// zstd (`28 b5 2f fd`), possibly several frames.
-    Zstd,
-}
-
-impl Compression {
-    fn detect(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
 
 /// What to unpack and under which limits.
 pub(crate) struct UnpackOptions<'a> {

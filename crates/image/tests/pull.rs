@@ -3,7 +3,7 @@
 mod common;
 
 use aloft_image::oci_layout::{LayerEntry, LayoutBuilder};
-use aloft_image::{Compression, Credentials, ImageError, PullPhase, PullProgress};
+use aloft_image::{Compression, Credentials, ImageError, ImageProcess, PullPhase, PullProgress};
 use common::server::{Auth, TestRegistry};
 use common::*;
 use std::os::unix::fs::MetadataExt;

@@ -171,5 +171,63 @@ impl RegistryError {
     }
 }
 
+impl From<aloft_oci::DigestError> for RegistryError {
+    fn from(e: aloft_oci::DigestError) -> Self {
+        RegistryError::api(ErrorCode::DigestInvalid, e.to_string())
+    }
+}
+
+impl From<aloft_oci::NameError> for RegistryError {
+    fn from(e: aloft_oci::NameError) -> Self {
+        match e {
+            aloft_oci::NameError::Repository(m) => RegistryError::api(ErrorCode::NameInvalid, m),
+            aloft_oci::NameError::Tag(m) => RegistryError::api(ErrorCode::TagInvalid, m),
+            aloft_oci::NameError::Digest(e) => e.into(),
+        }
+    }
+}
+
+impl From<aloft_oci::refs::RefsError> for RegistryError {
+    fn from(e: aloft_oci::refs::RefsError) -> Self {
+        let message = match e {
+            aloft_oci::refs::RefsError::Invalid(m) => m,
+            aloft_oci::refs::RefsError::BadDigest { what, error } => format!(
+                "a {what} descriptor has a bad digest: {}",
+                RegistryError::from(error)
+            ),
+        };
+        RegistryError::api(ErrorCode::ManifestInvalid, message)
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub(crate) type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_oci::{Digest, ManifestRef, RepoName, refs};
+
+    #[test]
+    fn shared_grammar_errors_keep_their_spec_codes() {
+        let code = |e: RegistryError| e.code();
+        for bad in ["Acme/app", "app", "acme//app"] {
+            let err = RepoName::parse(bad).expect_err(bad);
+            assert_eq!(code(err.into()), ErrorCode::NameInvalid, "{bad}");
+        }
+        let err = ManifestRef::parse("-bad").expect_err("tag");
+        assert_eq!(code(err.into()), ErrorCode::TagInvalid);
+        let err = ManifestRef::parse("sha256:abc").expect_err("digest");
+        assert_eq!(code(err.into()), ErrorCode::DigestInvalid);
+        let err = Digest::parse("sha512:00").expect_err("digest");
+        assert_eq!(code(err.into()), ErrorCode::DigestInvalid);
+        let body = br#"{"schemaVersion": 2, "config": {"digest": "md5:abc"}, "layers": []}"#;
+        let err = RegistryError::from(refs::parse(None, body).expect_err("bad digest"));
+        assert_eq!(err.code(), ErrorCode::ManifestInvalid);
+        assert!(
+            err.to_string()
+                .contains("a config descriptor has a bad digest: DIGEST_INVALID: `md5:abc`"),
+            "{err}"
+        );
+    }
+}

@@ -7,8 +7,7 @@
 
 use crate::Registry;
 use crate::error::{ErrorCode, RegistryError, Result};
-use crate::manifest;
-use crate::reference::Digest;
+use aloft_oci::{Digest, refs};
 use std::collections::HashSet;
 use std::time::SystemTime;
 
@@ -46,7 +45,8 @@ impl Registry {
             for (digest, media_type) in store.revisions(repo).await? {
                 report.manifests += 1;
                 if let Some(bytes) = store.read_blob_bytes(&digest).await? {
-                    let parsed = manifest::parse(Some(&media_type), &bytes).map_err(|e| {
+                    let parsed = refs::parse(Some(&media_type), &bytes).map_err(|e| {
+                        let e = RegistryError::from(e);
                         RegistryError::api(
                             ErrorCode::Internal,
                             format!(

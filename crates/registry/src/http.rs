@@ -8,8 +8,9 @@ use crate::Registry;
 use crate::auth::{Caller, basic_token, presented_token, rfc3339};
 use crate::body::{ChunkSource, FileBody};
 use crate::error::{ErrorCode, RegistryError, Result};
-use crate::reference::{Digest, Reference, RepoName, is_valid_org};
 use crate::service::{Listing, PageRequest};
+use aloft_oci::name::is_valid_org;
+use aloft_oci::{Digest, ManifestRef, RepoName};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -382,7 +383,7 @@ impl Request<'_> {
                 "the `digest` query parameter is required to complete an upload",
             )
         })?;
-        Digest::parse(digest)
+        Ok(Digest::parse(digest)?)
     }
 
     fn content_range(&self) -> Result<Option<(u64, u64)>> {
@@ -475,7 +476,7 @@ impl Request<'_> {
     }
 
     async fn get_manifest(&self, reference: &str, head: bool) -> Result<Response> {
-        let reference = Reference::parse(reference)?;
+        let reference = ManifestRef::parse(reference)?;
         let (digest, manifest) = self
             .registry
             .get_manifest(self.caller, self.repo, &reference)
@@ -501,7 +502,7 @@ impl Request<'_> {
     }
 
     async fn put_manifest(&self, reference: &str, body: Body) -> Result<Response> {
-        let reference = Reference::parse(reference)?;
+        let reference = ManifestRef::parse(reference)?;
         let max = self.registry.inner.config.max_manifest_bytes;
         let bytes = read_limited(body, self.headers, max).await?;
         let content_type = self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -524,7 +525,7 @@ impl Request<'_> {
     }
 
     async fn delete_manifest(&self, reference: &str) -> Result<Response> {
-        let reference = Reference::parse(reference)?;
+        let reference = ManifestRef::parse(reference)?;
         self.registry
             .delete_manifest(self.caller, self.repo, &reference)
             .await?;

@@ -83,11 +83,8 @@ mod auth;
 mod body;
 mod config;
 mod error;
-mod flight;
 mod gc;
 mod http;
-mod manifest;
-mod reference;
 mod service;
 mod store;
 mod upload;
@@ -113,7 +110,8 @@ struct Inner {
     store: store::Store,
     uploads: upload::Uploads,
     upstream: Option<upstream::UpstreamClient>,
-    flights: flight::Flights,
+    /// Upstream fetches in progress (one per blob or manifest), shared by concurrent pulls.
+    flights: aloft_oci::flight::Flights<(), Arc<RegistryError>>,
     /// Held for reading while manifests are stored and blobs linked, for writing by GC.
     gc_lock: tokio::sync::RwLock<()>,
 }
@@ -140,7 +138,7 @@ impl Registry {
                 store,
                 uploads,
                 upstream,
-                flights: flight::Flights::default(),
+                flights: aloft_oci::flight::Flights::default(),
                 gc_lock: tokio::sync::RwLock::new(()),
             }),
         })

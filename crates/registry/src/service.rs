@@ -6,11 +6,10 @@ use crate::Registry;
 use crate::auth::Caller;
 use crate::body::ChunkSource;
 use crate::error::{ErrorCode, RegistryError, Result};
-use crate::manifest;
-use crate::reference::{Digest, Reference, RepoName};
 use crate::store::StoredManifest;
 use crate::upload::Upload;
 use crate::upstream::{ListPage, UpstreamClient};
+use aloft_oci::{Digest, ManifestRef, RepoName, refs};
 use std::sync::Arc;
 
 /// One page of a sorted list (tags, repositories).
@@ -143,10 +142,14 @@ impl Registry {
             let (led, outcome) = self
                 .inner
                 .flights
-                .run(&format!("blob:{digest}"), move || async move {
-                    leader.download_blob(&token, &lead_repo, &lead_digest).await
+                .run_detached(&format!("blob:{digest}"), move || async move {
+                    leader
+                        .download_blob(&token, &lead_repo, &lead_digest)
+                        .await
+                        .map_err(Arc::new)
                 })
                 .await;
+            let outcome = flown(outcome);
             if store.layer_size(repo, digest).await?.is_some() {
                 return Ok(());
             }
@@ -320,16 +323,16 @@ impl Registry {
         &self,
         caller: &Caller,
         repo: &RepoName,
-        reference: &Reference,
+        reference: &ManifestRef,
     ) -> Result<(Digest, StoredManifest)> {
         let store = &self.inner.store;
         let digest = match (reference, self.upstream()) {
-            (Reference::Digest(digest), _) => digest.clone(),
-            (Reference::Tag(tag), None) => store
+            (ManifestRef::Digest(digest), _) => digest.clone(),
+            (ManifestRef::Tag(tag), None) => store
                 .tag(repo, tag)
                 .await?
                 .ok_or_else(|| manifest_unknown(repo, reference))?,
-            (Reference::Tag(tag), Some(upstream)) => {
+            (ManifestRef::Tag(tag), Some(upstream)) => {
                 match upstream.resolve(&caller.token, repo, tag).await {
                     Ok(Some(digest)) => {
                         self.pull_manifest(caller, repo, &digest).await?;
@@ -377,13 +380,14 @@ impl Registry {
         let (_, outcome) = self
             .inner
             .flights
-            .run(&format!("manifest:{repo}@{digest}"), move || async move {
+            .run_detached(&format!("manifest:{repo}@{digest}"), move || async move {
                 leader
                     .download_manifest(&token, &lead_repo, &lead_digest)
                     .await
+                    .map_err(Arc::new)
             })
             .await;
-        outcome.map_err(|e| unshare(&e))
+        flown(outcome).map_err(|e| unshare(&e))
     }
 
     async fn download_manifest(&self, token: &str, repo: &RepoName, digest: &Digest) -> Result<()> {
@@ -408,7 +412,7 @@ impl Registry {
                 message: format!("asked for manifest {digest}, the upstream sent {actual}"),
             });
         }
-        let parsed = manifest::parse(fetched.media_type.as_deref(), &fetched.bytes)?;
+        let parsed = refs::parse(fetched.media_type.as_deref(), &fetched.bytes)?;
         let _gc = self.inner.gc_lock.read().await;
         self.inner
             .store
@@ -422,12 +426,12 @@ impl Registry {
         &self,
         caller: &Caller,
         repo: &RepoName,
-        reference: &Reference,
+        reference: &ManifestRef,
         content_type: Option<&str>,
         bytes: &[u8],
     ) -> Result<Digest> {
         let digest = Digest::of(bytes);
-        if let Reference::Digest(expected) = reference
+        if let ManifestRef::Digest(expected) = reference
             && expected != &digest
         {
             return Err(RegistryError::api(
@@ -437,7 +441,7 @@ impl Registry {
                 ),
             ));
         }
-        let parsed = manifest::parse(content_type, bytes)?;
+        let parsed = refs::parse(content_type, bytes)?;
         if let Some(upstream) = self.upstream() {
             upstream
                 .push_manifest(
@@ -457,13 +461,13 @@ impl Registry {
         store
             .put_manifest(repo, &digest, &parsed.media_type, bytes)
             .await?;
-        if let Reference::Tag(tag) = reference {
+        if let ManifestRef::Tag(tag) = reference {
             store.set_tag(repo, tag, &digest).await?;
         }
         Ok(digest)
     }
 
-    async fn check_references(&self, repo: &RepoName, parsed: &manifest::Parsed) -> Result<()> {
+    async fn check_references(&self, repo: &RepoName, parsed: &refs::Refs) -> Result<()> {
         let store = &self.inner.store;
         let mut missing = Vec::new();
         for blob in &parsed.blobs {
@@ -493,7 +497,7 @@ impl Registry {
         &self,
         caller: &Caller,
         repo: &RepoName,
-        reference: &Reference,
+        reference: &ManifestRef,
     ) -> Result<()> {
         if let Some(upstream) = self.upstream() {
             upstream
@@ -502,8 +506,8 @@ impl Registry {
         }
         let store = &self.inner.store;
         let removed = match reference {
-            Reference::Digest(digest) => store.delete_manifest(repo, digest).await?,
-            Reference::Tag(tag) => store.delete_tag(repo, tag).await?,
+            ManifestRef::Digest(digest) => store.delete_manifest(repo, digest).await?,
+            ManifestRef::Tag(tag) => store.delete_tag(repo, tag).await?,
         };
         if removed || self.upstream().is_some() {
             Ok(())
@@ -575,6 +579,16 @@ fn page_query(page: &PageRequest) -> String {
 }
 
 /// A copy of a shared flight error for one caller.
+/// The outcome of an upstream fetch's flight; none means the fetch stopped before it had one.
+fn flown(outcome: Option<Result<(), Arc<RegistryError>>>) -> Result<(), Arc<RegistryError>> {
+    outcome.unwrap_or_else(|| {
+        Err(Arc::new(RegistryError::api(
+            ErrorCode::Internal,
+            "a fetch from the upstream registry stopped unexpectedly; retry",
+        )))
+    })
+}
+
 fn unshare(error: &Arc<RegistryError>) -> RegistryError {
     match error.as_ref() {
         RegistryError::Api { code, message } => RegistryError::api(*code, message.clone()),
@@ -635,7 +649,7 @@ mod tests {
             .expect("blob");
         let manifest = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": manifest::OCI_MANIFEST,
+            "mediaType": aloft_oci::media_type::OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.as_str(), "size": 2},
             "layers": [],
         })
@@ -649,7 +663,7 @@ mod tests {
                     .put_manifest(
                         &caller,
                         &repo,
-                        &Reference::Tag("v1".into()),
+                        &ManifestRef::Tag("v1".into()),
                         None,
                         manifest.as_bytes(),
                     )

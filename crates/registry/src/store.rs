@@ -18,7 +18,7 @@
 use crate::body::ChunkSource;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::random_id;
-use crate::reference::{Digest, RepoName};
+use aloft_oci::{Digest, RepoName};
 use sha2::{Digest as _, Sha256};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

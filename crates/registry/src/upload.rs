@@ -7,9 +7,9 @@
 
 use crate::body::ChunkSource;
 use crate::error::{ErrorCode, RegistryError, Result};
-use crate::reference::{Digest, RepoName};
 use crate::store::{Store, copy_hashing, exists, list_dir};
 use crate::{lock, random_id, unix_now};
+use aloft_oci::{Digest, RepoName};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;

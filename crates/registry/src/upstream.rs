@@ -10,9 +10,9 @@ use crate::auth::basic_header;
 use crate::body::FileBody;
 use crate::config::Upstream;
 use crate::error::{RegistryError, Result};
-use crate::manifest::ACCEPT_ALL;
-use crate::reference::{Digest, RepoName};
 use crate::store::{Ingest, Store};
+use aloft_oci::media_type;
+use aloft_oci::{Digest, RepoName};
 use http::StatusCode;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION};
 use reqwest::{RequestBuilder, Response};
@@ -148,7 +148,7 @@ impl UpstreamClient {
         let response = self
             .send_retrying("HEAD manifest", || {
                 self.request(reqwest::Method::HEAD, &url, token)
-                    .header(ACCEPT, ACCEPT_ALL)
+                    .header(ACCEPT, media_type::ACCEPT)
             })
             .await?;
         if response.status() == StatusCode::NOT_FOUND {
@@ -181,7 +181,7 @@ impl UpstreamClient {
         self.retry("GET manifest", || async {
             let request = self
                 .request(reqwest::Method::GET, &url, token)
-                .header(ACCEPT, ACCEPT_ALL);
+                .header(ACCEPT, media_type::ACCEPT);
             let mut response = match self.send(request).await {
                 Step::Done(response) => response,
                 Step::Retry(why) => return Ok(Step::Retry(why)),

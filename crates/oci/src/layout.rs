@@ -7,18 +7,54 @@
 //! reproducible: the same input gives the same digests (entries get a fixed mtime, owner root).
 
 use crate::defaults::{DEFAULT_PATH, ImageDefaults};
-use crate::digest;
-use crate::error::ImageError;
-use crate::manifest::{
-    ConfigFile, ContainerConfig, Descriptor, Index, Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
-    Platform, RootFs,
-};
-use crate::unpack::Compression;
+use crate::digest::Digest;
+use crate::manifest::{ConfigFile, Descriptor, Index, Manifest, Platform, RootFs};
+use crate::media_type::{Compression, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// Why a layout could not be written. The image pipeline turns each variant into its own
+/// error of the same name and sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A filesystem operation (or an encoding) failed.
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The layout's `index.json` is not an index.
+    #[error("invalid manifest for {reference}: {detail}")]
+    InvalidIndex { reference: String, detail: String },
+    /// An external tool is not installed.
+    #[error("{tool} was not found: install it with `apt-get install {package}`")]
+    ToolMissing {
+        tool: &'static str,
+        package: &'static str,
+    },
+    /// An external tool failed.
+    #[error("{tool} failed ({status}): {stderr}")]
+    ToolFailed {
+        tool: &'static str,
+        status: String,
+        stderr: String,
+    },
+}
+
+impl LayoutError {
+    fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        LayoutError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
 
 /// The annotation that names a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -84,8 +120,8 @@ enum LayerSource {
 /// Builds an image into an OCI layout.
 ///
 /// ```no_run
-/// # fn f() -> Result<(), aloft_image::ImageError> {
-/// use aloft_image::{ImageDefaults, oci_layout::{LayerEntry, LayoutBuilder}};
+/// # fn f() -> Result<(), aloft_oci::layout::LayoutError> {
+/// use aloft_oci::{ImageDefaults, layout::{LayerEntry, LayoutBuilder}};
 /// let image = LayoutBuilder::new()
 ///     .layer(vec![LayerEntry::file("app/server", std::fs::read("target/server").unwrap(), 0o755)])
 ///     .config(ImageDefaults { cmd: vec!["/app/server".into()], ..Default::default() })
@@ -157,9 +193,9 @@ impl LayoutBuilder {
     }
 
     /// Writes the image into the layout at `dir` (created if needed) under `tag`.
-    pub fn write(&self, dir: &Path, tag: &str) -> Result<LayoutImage, ImageError> {
+    pub fn write(&self, dir: &Path, tag: &str) -> Result<LayoutImage, LayoutError> {
         let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).map_err(|e| ImageError::io("create directory", &blobs, e))?;
+        fs::create_dir_all(&blobs).map_err(|e| LayoutError::io("create directory", &blobs, e))?;
         let marker = dir.join("oci-layout");
         if !marker.exists() {
             write_file(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -172,29 +208,14 @@ impl LayoutBuilder {
                 LayerSource::Dir(d) => tar_of_dir(d)?,
                 LayerSource::Tar(t) => t.clone(),
             };
-            diff_ids.push(digest::of_bytes(&tar));
-            let (blob, media_type) = compress(&tar, self.compression)?;
-            layers.push(write_blob(dir, &blob, media_type)?);
+            diff_ids.push(Digest::of(&tar).into_string());
+            let blob = compress(&tar, self.compression)?;
+            layers.push(write_blob(dir, &blob, self.compression.layer_media_type())?);
         }
-        let c = &self.config;
-        let some = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-        let some_s = |v: &String| (!v.is_empty()).then(|| v.clone());
         let config = ConfigFile {
             architecture: "amd64".into(),
             os: "linux".into(),
-            config: Some(ContainerConfig {
-                entrypoint: some(&c.entrypoint),
-                cmd: some(&c.cmd),
-                env: some(&c.env),
-                working_dir: some_s(&c.working_dir),
-                user: some_s(&c.user),
-                exposed_ports: (!c.exposed_ports.is_empty()).then(|| {
-                    c.exposed_ports
-                        .iter()
-                        .map(|p| (p.clone(), serde_json::json!({})))
-                        .collect()
-                }),
-            }),
+            config: Some(self.config.to_config()),
             rootfs: Some(RootFs {
                 kind: "layers".into(),
                 diff_ids,
@@ -219,18 +240,18 @@ impl LayoutBuilder {
 
         let index_path = dir.join("index.json");
         let mut index = match fs::read(&index_path) {
-            Ok(bytes) => serde_json::from_slice::<Index>(&bytes).map_err(|e| {
-                ImageError::InvalidManifest {
+            Ok(bytes) => {
+                serde_json::from_slice::<Index>(&bytes).map_err(|e| LayoutError::InvalidIndex {
                     reference: index_path.display().to_string(),
                     detail: e.to_string(),
-                }
-            })?,
+                })?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Index {
                 schema_version: 2,
                 media_type: Some(OCI_INDEX.into()),
                 manifests: Vec::new(),
             },
-            Err(e) => return Err(ImageError::io("read", &index_path, e)),
+            Err(e) => return Err(LayoutError::io("read", &index_path, e)),
         };
         index
             .manifests
@@ -245,16 +266,16 @@ impl LayoutBuilder {
     }
 }
 
-fn to_json(v: &impl serde::Serialize) -> Result<Vec<u8>, ImageError> {
-    serde_json::to_vec(v).map_err(|e| ImageError::io("encode", "<json>", io::Error::other(e)))
+fn to_json(v: &impl serde::Serialize) -> Result<Vec<u8>, LayoutError> {
+    serde_json::to_vec(v).map_err(|e| LayoutError::io("encode", "<json>", io::Error::other(e)))
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    fs::write(path, bytes).map_err(|e| ImageError::io("write", path, e))
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    fs::write(path, bytes).map_err(|e| LayoutError::io("write", path, e))
 }
 
-fn write_blob(layout: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor, ImageError> {
-    let digest = digest::of_bytes(bytes);
+fn write_blob(layout: &Path, bytes: &[u8], media_type: &str) -> Result<Descriptor, LayoutError> {
+    let digest = Digest::of(bytes).into_string();
     let path = layout
         .join("blobs")
         .join("sha256")
@@ -271,24 +292,22 @@ fn write_blob(layout: &Path, bytes: &[u8], media_type: &str) -> Result<Descripto
     })
 }
 
-fn compress(tar: &[u8], c: Compression) -> Result<(Vec<u8>, &'static str), ImageError> {
+fn compress(tar: &[u8], c: Compression) -> Result<Vec<u8>, LayoutError> {
     Ok(match c {
-        Compression::None => (tar.to_vec(), "application/vnd.oci.image.layer.v1.tar"),
+        Compression::None => tar.to_vec(),
         Compression::Gzip => {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             let encoded = enc.write_all(tar).and_then(|()| enc.finish());
-            let bytes = encoded.map_err(|e| ImageError::io("compress", "<layer>", e))?;
-            (bytes, "application/vnd.oci.image.layer.v1.tar+gzip")
+            encoded.map_err(|e| LayoutError::io("compress", "<layer>", e))?
         }
-        Compression::Zstd => (
-            ruzstd::encoding::compress_to_vec(tar, ruzstd::encoding::CompressionLevel::Fastest),
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-        ),
+        Compression::Zstd => {
+            ruzstd::encoding::compress_to_vec(tar, ruzstd::encoding::CompressionLevel::Fastest)
+        }
     })
 }
 
-fn tar_error(path: &str, e: io::Error) -> ImageError {
-    ImageError::io("add to a layer", path, e)
+fn tar_error(path: &str, e: io::Error) -> LayoutError {
+    LayoutError::io("add to a layer", path, e)
 }
 
 fn header(kind: tar::EntryType, mode: u32, mtime: u64, size: u64) -> tar::Header {
@@ -302,7 +321,7 @@ fn header(kind: tar::EntryType, mode: u32, mtime: u64, size: u64) -> tar::Header
     h
 }
 
-fn tar_of_entries(entries: &[LayerEntry]) -> Result<Vec<u8>, ImageError> {
+fn tar_of_entries(entries: &[LayerEntry]) -> Result<Vec<u8>, LayoutError> {
     use tar::EntryType as T;
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
@@ -332,7 +351,7 @@ fn tar_of_entries(entries: &[LayerEntry]) -> Result<Vec<u8>, ImageError> {
     b.into_inner().map_err(|e| tar_error("<end>", e))
 }
 
-fn tar_of_dir(root: &Path) -> Result<Vec<u8>, ImageError> {
+fn tar_of_dir(root: &Path) -> Result<Vec<u8>, LayoutError> {
     use tar::EntryType as T;
     let mut b = tar::Builder::new(Vec::new());
     let mut seen: HashMap<(u64, u64), String> = HashMap::new();
@@ -340,13 +359,13 @@ fn tar_of_dir(root: &Path) -> Result<Vec<u8>, ImageError> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let path = root.join(&rel);
-        let m = fs::symlink_metadata(&path).map_err(|e| ImageError::io("inspect", &path, e))?;
+        let m = fs::symlink_metadata(&path).map_err(|e| LayoutError::io("inspect", &path, e))?;
         if m.is_dir() {
             let mut names: Vec<_> = fs::read_dir(&path)
-                .map_err(|e| ImageError::io("read directory", &path, e))?
+                .map_err(|e| LayoutError::io("read directory", &path, e))?
                 .map(|e| e.map(|e| e.file_name()))
                 .collect::<Result<_, _>>()
-                .map_err(|e| ImageError::io("read directory", &path, e))?;
+                .map_err(|e| LayoutError::io("read directory", &path, e))?;
             names.sort();
             stack.extend(names.into_iter().rev().map(|n| rel.join(n)));
         }
@@ -361,7 +380,7 @@ fn tar_of_dir(root: &Path) -> Result<Vec<u8>, ImageError> {
             b.append_data(&mut h, &name, io::empty())
                 .map_err(|e| tar_error(&name, e))?;
         } else if m.file_type().is_symlink() {
-            let target = fs::read_link(&path).map_err(|e| ImageError::io("read", &path, e))?;
+            let target = fs::read_link(&path).map_err(|e| LayoutError::io("read", &path, e))?;
             let mut h = header(T::Symlink, mode, mtime, 0);
             b.append_link(&mut h, &name, &target)
                 .map_err(|e| tar_error(&name, e))?;
@@ -375,12 +394,12 @@ fn tar_of_dir(root: &Path) -> Result<Vec<u8>, ImageError> {
                 }
                 seen.insert((m.dev(), m.ino()), name.clone());
             }
-            let file = fs::File::open(&path).map_err(|e| ImageError::io("open", &path, e))?;
+            let file = fs::File::open(&path).map_err(|e| LayoutError::io("open", &path, e))?;
             let mut h = header(T::Regular, mode, mtime, m.len());
             b.append_data(&mut h, &name, file)
                 .map_err(|e| tar_error(&name, e))?;
         } else {
-            return Err(ImageError::io(
+            return Err(LayoutError::io(
                 "add to a layer",
                 path,
                 io::Error::other("sockets, fifos and devices are not put into images"),
@@ -391,20 +410,20 @@ fn tar_of_dir(root: &Path) -> Result<Vec<u8>, ImageError> {
 }
 
 /// Where Debian's `busybox-static` puts its binary.
-fn find_busybox() -> Result<PathBuf, ImageError> {
+fn find_busybox() -> Result<PathBuf, LayoutError> {
     let path = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .ok_or(ImageError::ToolMissing {
+        .ok_or(LayoutError::ToolMissing {
             tool: "busybox",
             package: "busybox-static",
         })?;
-    let bytes = fs::read(&path).map_err(|e| ImageError::io("read", &path, e))?;
+    let bytes = fs::read(&path).map_err(|e| LayoutError::io("read", &path, e))?;
     // a dynamically linked busybox (Debian's `busybox` package) names its loader near the start
     let head = &bytes[..bytes.len().min(4096)];
     if head.windows(7).any(|w| w == b"ld-linu") {
-        return Err(ImageError::ToolMissing {
+        return Err(LayoutError::ToolMissing {
             tool: "a statically linked busybox",
             package: "busybox-static",
         });
@@ -416,15 +435,15 @@ fn find_busybox() -> Result<PathBuf, ImageError> {
 /// `busybox-static`), a symlink `/bin/<applet> -> busybox` for every applet (`/bin/sh`
 /// included), `/etc/passwd` and `/etc/group` with root and nobody, and the usual directories
 /// (`/tmp` 1777, `/root` 0700, empty `/proc`, `/sys`, `/dev` mount points).
-pub fn busybox_entries() -> Result<Vec<LayerEntry>, ImageError> {
+pub fn busybox_entries() -> Result<Vec<LayerEntry>, LayoutError> {
     let path = find_busybox()?;
-    let binary = fs::read(&path).map_err(|e| ImageError::io("read", &path, e))?;
+    let binary = fs::read(&path).map_err(|e| LayoutError::io("read", &path, e))?;
     let output = std::process::Command::new(&path)
         .arg("--list")
         .output()
-        .map_err(|e| ImageError::io("run", &path, e))?;
+        .map_err(|e| LayoutError::io("run", &path, e))?;
     if !output.status.success() {
-        return Err(ImageError::ToolFailed {
+        return Err(LayoutError::ToolFailed {
             tool: "busybox",
             status: output.status.to_string(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -465,7 +484,7 @@ pub fn busybox_entries() -> Result<Vec<LayerEntry>, ImageError> {
 
 /// Writes a one-layer busybox image (see [`busybox_entries`]) with `Entrypoint ["/bin/sh"]`
 /// into the layout at `dir` under `tag`.
-pub fn build_busybox_layout(dir: &Path, tag: &str) -> Result<LayoutImage, ImageError> {
+pub fn build_busybox_layout(dir: &Path, tag: &str) -> Result<LayoutImage, LayoutError> {
     LayoutBuilder::new()
         .layer(busybox_entries()?)
         .config(busybox_config())

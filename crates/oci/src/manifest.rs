@@ -1,31 +1,48 @@
 //! OCI / Docker schema2 manifests, indexes and image configs: the JSON aloft reads (and the
-//! OCI layout writer produces), media types, and linux/amd64 selection from an index.
+//! OCI layout writer produces), their size limits, the image pipeline's strict parse, and
+//! linux/amd64 selection from an index. (The registry's lenient reading is in `refs`.)
 
 use crate::digest;
-use crate::error::ImageError;
+use crate::media_type::{
+    DOCKER_LIST, DOCKER_MANIFEST, DOCKER_SCHEMA1, OCI_INDEX, OCI_MANIFEST, is_config,
+    is_image_manifest, is_layer,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1";
-
-/// The `Accept` header of manifest requests.
-pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+/// A manifest that aloft cannot run, with the reference it was read for. The image pipeline
+/// turns each variant into its own error of the same name and sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON, not the expected shape, or a bad digest.
+    #[error("invalid manifest for {reference}: {detail}")]
+    Invalid { reference: String, detail: String },
+    /// A media type aloft does not run.
+    #[error("unsupported media type `{media_type}` for {what}: {hint}")]
+    UnsupportedMediaType {
+        what: String,
+        media_type: String,
+        hint: &'static str,
+    },
+    /// An index without a linux/amd64 manifest.
+    #[error(
+        "image {reference} has no linux/amd64 variant (it has: {available}); aloft hosts run linux/amd64, so build and push the image for that platform"
+    )]
+    NoPlatform {
+        reference: String,
+        available: String,
+    },
+}
 
 /// Largest manifest or index aloft reads (the distribution spec suggests registries accept 4 MiB).
-pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Largest image config aloft reads.
-pub(crate) const MAX_CONFIG_BYTES: u64 = 8 << 20;
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
 /// A content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Descriptor {
+pub struct Descriptor {
     pub media_type: String,
     pub digest: String,
     pub size: u64,
@@ -37,7 +54,7 @@ pub(crate) struct Descriptor {
 
 /// The platform of an index entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Platform {
+pub struct Platform {
     pub architecture: String,
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +64,7 @@ pub(crate) struct Platform {
 /// An image manifest (OCI or Docker schema2: same shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Manifest {
+pub struct Manifest {
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -58,7 +75,7 @@ pub(crate) struct Manifest {
 /// An image index / manifest list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Index {
+pub struct Index {
     pub schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -67,7 +84,7 @@ pub(crate) struct Index {
 
 /// The parts of an image config aloft uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ConfigFile {
+pub struct ConfigFile {
     #[serde(default)]
     pub architecture: String,
     #[serde(default)]
@@ -81,7 +98,7 @@ pub(crate) struct ConfigFile {
 /// `config` inside an image config (Docker's capitalised field names).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct ContainerConfig {
+pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,26 +115,26 @@ pub(crate) struct ContainerConfig {
 
 /// `rootfs` of an image config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RootFs {
+pub struct RootFs {
     #[serde(rename = "type")]
     pub kind: String,
     pub diff_ids: Vec<String>,
 }
 
 /// A manifest body as the registry sent it.
-pub(crate) enum Parsed {
+pub enum Parsed {
     Manifest(Manifest),
     Index(Index),
 }
 
 /// Parses a manifest or index, by the Content-Type the registry sent, else by the body's own
 /// `mediaType`, else by its shape.
-pub(crate) fn parse(
+pub fn parse(
     body: &[u8],
     content_type: Option<&str>,
     reference: &str,
-) -> Result<Parsed, ImageError> {
-    let invalid = |detail: String| ImageError::InvalidManifest {
+) -> Result<Parsed, ManifestError> {
+    let invalid = |detail: String| ManifestError::Invalid {
         reference: reference.to_string(),
         detail,
     };
@@ -133,14 +150,14 @@ pub(crate) fn parse(
         Some(OCI_MANIFEST) | Some(DOCKER_MANIFEST) => "manifest",
         Some(OCI_INDEX) | Some(DOCKER_LIST) => "index",
         Some(t) if t.starts_with(DOCKER_SCHEMA1) => {
-            return Err(ImageError::UnsupportedMediaType {
+            return Err(ManifestError::UnsupportedMediaType {
                 what: format!("manifest of {reference}"),
                 media_type: t.to_string(),
                 hint: "Docker schema1 manifests are deprecated; push the image again with a current tool",
             });
         }
         Some(t) => {
-            return Err(ImageError::UnsupportedMediaType {
+            return Err(ManifestError::UnsupportedMediaType {
                 what: format!("manifest of {reference}"),
                 media_type: t.to_string(),
                 hint: "aloft runs OCI and Docker schema2 images",
@@ -162,8 +179,8 @@ pub(crate) fn parse(
 }
 
 /// Checks the digests and media types of a manifest's config and layers.
-fn validate_manifest(m: &Manifest, reference: &str) -> Result<(), ImageError> {
-    let invalid = |detail: String| ImageError::InvalidManifest {
+fn validate_manifest(m: &Manifest, reference: &str) -> Result<(), ManifestError> {
+    let invalid = |detail: String| ManifestError::Invalid {
         reference: reference.to_string(),
         detail,
     };
@@ -173,9 +190,9 @@ fn validate_manifest(m: &Manifest, reference: &str) -> Result<(), ImageError> {
             m.schema_version
         )));
     }
-    digest::hex_of(&m.config.digest).map_err(&invalid)?;
-    if m.config.media_type != OCI_CONFIG && m.config.media_type != DOCKER_CONFIG {
-        return Err(ImageError::UnsupportedMediaType {
+    digest::hex_of(&m.config.digest).map_err(|e| invalid(e.detail()))?;
+    if !is_config(&m.config.media_type) {
+        return Err(ManifestError::UnsupportedMediaType {
             what: format!("the config of {reference}"),
             media_type: m.config.media_type.clone(),
             hint: "this is not a container image (an artifact such as a Helm chart or a signature?)",
@@ -188,9 +205,9 @@ fn validate_manifest(m: &Manifest, reference: &str) -> Result<(), ImageError> {
         )));
     }
     for layer in &m.layers {
-        digest::hex_of(&layer.digest).map_err(&invalid)?;
-        if !is_layer_type(&layer.media_type) {
-            return Err(ImageError::UnsupportedMediaType {
+        digest::hex_of(&layer.digest).map_err(|e| invalid(e.detail()))?;
+        if !is_layer(&layer.media_type) {
+            return Err(ManifestError::UnsupportedMediaType {
                 what: format!("layer {} of {reference}", layer.digest),
                 media_type: layer.media_type.clone(),
                 hint: "aloft unpacks tar layers, uncompressed or compressed with gzip or zstd (encrypted layers are not supported)",
@@ -200,38 +217,21 @@ fn validate_manifest(m: &Manifest, reference: &str) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// Layer media types aloft unpacks (compression is detected from the bytes themselves).
-fn is_layer_type(t: &str) -> bool {
-    matches!(
-        t,
-        "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-    )
-}
-
 /// The linux/amd64 manifest of an index, or an error listing the platforms it has.
-pub(crate) fn select_platform<'a>(
+pub fn select_platform<'a>(
     index: &'a Index,
     reference: &str,
-) -> Result<&'a Descriptor, ImageError> {
-    let is_manifest =
-        |d: &Descriptor| d.media_type == OCI_MANIFEST || d.media_type == DOCKER_MANIFEST;
+) -> Result<&'a Descriptor, ManifestError> {
     let found = index.manifests.iter().find(|d| {
-        is_manifest(d)
+        is_image_manifest(&d.media_type)
             && d.platform
                 .as_ref()
                 .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
     });
     if let Some(d) = found {
-        digest::hex_of(&d.digest).map_err(|detail| ImageError::InvalidManifest {
+        digest::hex_of(&d.digest).map_err(|e| ManifestError::Invalid {
             reference: reference.to_string(),
-            detail,
+            detail: e.detail(),
         })?;
         return Ok(d);
     }
@@ -247,7 +247,7 @@ pub(crate) fn select_platform<'a>(
         })
         .collect();
     available.dedup();
-    Err(ImageError::NoPlatform {
+    Err(ManifestError::NoPlatform {
         reference: reference.to_string(),
         available: if available.is_empty() {
             "no platform listed".to_string()
@@ -260,6 +260,7 @@ pub(crate) fn select_platform<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media_type::DOCKER_CONFIG;
 
     fn desc(os: &str, arch: &str, variant: Option<&str>, n: u8) -> Descriptor {
         Descriptor {

@@ -1,33 +1,27 @@
-//! Manifests: which media types are accepted and what a manifest references. The registry never
-//! rewrites a manifest; it only reads enough of it to check and garbage-collect what it points to.
+//! The registry's reading of a manifest: which media type it is and what it references (blobs
+//! and child manifests). Lenient where the image pipeline's `manifest::parse` is strict:
+//! descriptors need only a digest, any config type is accepted, and foreign layers are skipped,
+//! because a registry stores what it is given and only checks and garbage-collects references.
 
-use crate::error::{ErrorCode, RegistryError, Result};
-use crate::reference::Digest;
+use crate::digest::{Digest, DigestError};
+use crate::media_type::{DOCKER_LIST, OCI_INDEX, OCI_MANIFEST, is_foreign_layer, manifest_type};
 use serde::Deserialize;
 
-pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// The `Accept` header a cache sends upstream: every type it can store.
-pub(crate) const ACCEPT_ALL: &str = "application/vnd.oci.image.index.v1+json, \
-     application/vnd.oci.image.manifest.v1+json, \
-     application/vnd.docker.distribution.manifest.list.v2+json, \
-     application/vnd.docker.distribution.manifest.v2+json";
-
-/// Layers that are never pushed to a registry (their `urls` point elsewhere), so a manifest may
-/// reference them without the blob being present.
-fn is_foreign_layer(media_type: Option<&str>) -> bool {
-    media_type.is_some_and(|t| {
-        t == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-            || t.starts_with("application/vnd.oci.image.layer.nondistributable.")
-    })
+/// Why a manifest is refused (the registry answers `MANIFEST_INVALID` with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefsError {
+    /// Not JSON, an unsupported schema or type, or a missing field; the sentence says which.
+    Invalid(String),
+    /// A descriptor (of `config`, `layers` or `manifests`) holds a bad digest.
+    BadDigest {
+        what: &'static str,
+        error: DigestError,
+    },
 }
 
 /// What a stored manifest points to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Parsed {
+pub struct Refs {
     /// The manifest's media type, as stored and served.
     pub media_type: String,
     /// Blobs (config and layers) that must be in the repository.
@@ -53,22 +47,14 @@ struct Descriptor {
     digest: String,
 }
 
-fn invalid(message: String) -> RegistryError {
-    RegistryError::api(ErrorCode::ManifestInvalid, message)
-}
-
-/// The media type named by a `Content-Type` header, without parameters, if it is a manifest type.
-fn known_type(content_type: Option<&str>) -> Option<&'static str> {
-    let essence = content_type?.split(';').next()?.trim();
-    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST]
-        .into_iter()
-        .find(|t| t.eq_ignore_ascii_case(essence))
+fn invalid(message: String) -> RefsError {
+    RefsError::Invalid(message)
 }
 
 /// Parses a manifest sent with `content_type`. The type comes from the header when it names a
 /// manifest type, else from the body's `mediaType`, else from its shape (OCI allows both to be
 /// absent); a body whose `mediaType` contradicts the header is refused.
-pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed> {
+pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Refs, RefsError> {
     let raw: Raw = serde_json::from_slice(bytes)
         .map_err(|e| invalid(format!("the manifest is not valid JSON: {e}")))?;
     if raw.schema_version != Some(2) {
@@ -77,7 +63,7 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed> 
             raw.schema_version
         )));
     }
-    let header_type = known_type(content_type);
+    let header_type = manifest_type(content_type);
     let body_type = raw.media_type.as_deref();
     let media_type = match (header_type, body_type) {
         (Some(h), Some(b)) if !h.eq_ignore_ascii_case(b) => {
@@ -86,7 +72,7 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed> 
             )));
         }
         (Some(h), _) => h,
-        (None, Some(b)) => known_type(Some(b)).ok_or_else(|| {
+        (None, Some(b)) => manifest_type(Some(b)).ok_or_else(|| {
             invalid(format!(
                 "manifest type `{b}` is not supported; push an OCI image manifest or index, or a Docker v2 manifest or manifest list"
             ))
@@ -94,14 +80,13 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed> 
         (None, None) if raw.manifests.is_some() => OCI_INDEX,
         (None, None) => OCI_MANIFEST,
     };
-    let digests = |descriptors: Vec<Descriptor>, what: &str| -> Result<Vec<Digest>> {
+    let digests = |descriptors: Vec<Descriptor>,
+                   what: &'static str|
+     -> Result<Vec<Digest>, RefsError> {
         descriptors
             .into_iter()
             .filter(|d| !is_foreign_layer(d.media_type.as_deref()))
-            .map(|d| {
-                Digest::parse(&d.digest)
-                    .map_err(|e| invalid(format!("a {what} descriptor has a bad digest: {e}")))
-            })
+            .map(|d| Digest::parse(&d.digest).map_err(|error| RefsError::BadDigest { what, error }))
             .collect()
     };
     match media_type {
@@ -109,7 +94,7 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed> 
             let children = raw
                 .manifests
                 .ok_or_else(|| invalid(format!("a {media_type} needs a `manifests` array")))?;
-            Ok(Parsed {
+            Ok(Refs {
                 media_type: media_type.to_string(),
                 blobs: Vec::new(),
                 manifests: digests(children, "manifests")?,
@@ -121,7 +106,7 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed> 
                 .ok_or_else(|| invalid(format!("a {media_type} needs a `config` descriptor")))?;
             let mut blobs = digests(vec![config], "config")?;
             blobs.extend(digests(raw.layers.unwrap_or_default(), "layers")?);
-            Ok(Parsed {
+            Ok(Refs {
                 media_type: media_type.to_string(),
                 blobs,
                 manifests: Vec::new(),
@@ -133,6 +118,7 @@ pub(crate) fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media_type::DOCKER_MANIFEST;
     use serde_json::json;
 
     fn d(s: &str) -> String {
@@ -215,7 +201,10 @@ mod tests {
         ];
         for (body, content_type) in cases {
             let err = parse(content_type, body.as_bytes()).expect_err(body);
-            assert_eq!(err.code(), ErrorCode::ManifestInvalid, "{body}: {err}");
+            assert!(
+                matches!(err, RefsError::Invalid(_) | RefsError::BadDigest { .. }),
+                "{body}: {err:?}"
+            );
         }
     }
 }
