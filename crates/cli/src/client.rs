@@ -2,7 +2,7 @@
 //! and response bodies of `aloft_types::api`, and errors rebuilt with [`ApiError::from_response`].
 
 use crate::config::ClientConfig;
-use aloft_api::http::PARTIAL_HEADER;
+use aloft_types::api::PARTIAL_HEADER;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
     CreateReleaseRequest, ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseRequest,

@@ -10,12 +10,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 
-/// Where the Machines API listens unless `ALOFT_API_URL` says otherwise (the external contract).
-pub const DEFAULT_API_URL: &str = "http://127.0.0.1:4280";
-/// The name of the token file inside the dev data dir.
-pub const TOKEN_FILE: &str = "token";
-/// The name of the file inside the dev data dir holding the cluster's internal token.
-pub const INTERNAL_TOKEN_FILE: &str = "internal-token";
+pub use aloft_types::datadir::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE};
 
 /// A snapshot of the environment variables aloft reads. Empty values count as unset.
 #[derive(Debug, Clone, Default)]

@@ -1,154 +1,15 @@
-//! The registry role: `aloft server registry` (a registry on its own: a region's pull-through
-//! cache, or a registry host apart from the control plane), `aloft registry gc`, and the pieces
-//! `aloft dev up` uses to serve the registry in its own process.
-//!
-//! Org tokens are checked by the control plane: in-process in `dev up` ([`ControlPlaneTokens`]),
-//! over its internal API (`POST /internal/v1/tokens/verify`) everywhere else ([`RemoteTokens`]).
-//! Garbage collection runs inside the registry process (`POST /internal/v1/registry/gc`, behind the
-//! cluster's internal token), so it takes the same lock as pushes.
+//! `aloft registry gc`: garbage collection of the registry, run inside the registry process
+//! (`POST /internal/v1/registry/gc`, behind the cluster's internal token) so it takes the same
+//! lock as pushes. The registry itself is served by the node roles (`aloft dev up`,
+//! `aloft server control|registry`).
 
 use crate::Ctx;
 use crate::output::{Table, print_json};
-use aloft_api::ControlPlane;
-use aloft_registry::{GcReport, Registry, RegistryConfig, TokenAuthority, Upstream};
-use aloft_types::api::{VerifyTokenRequest, VerifyTokenResponse};
 use anyhow::{Context, Result, bail};
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use clap::{Args, Subcommand};
-use std::future::IntoFuture;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-/// The file in the dev data dir holding the registry's URL.
-pub(crate) const REGISTRY_URL_FILE: &str = "registry-url";
-/// The registry's URL when nothing says otherwise (the external contract's port).
-pub(crate) const DEFAULT_REGISTRY_URL: &str = "http://127.0.0.1:5000";
-
-/// Org tokens checked by a control plane in this process.
-pub(crate) struct ControlPlaneTokens(pub ControlPlane);
-
-#[async_trait::async_trait]
-impl TokenAuthority for ControlPlaneTokens {
-    async fn org_of_token(&self, token: &str) -> Option<String> {
-        self.0.org_of_token(token).await
-    }
-}
-
-/// Org tokens checked by a remote control plane over its internal API.
-struct RemoteTokens {
-    verify_url: String,
-    internal_token: String,
-    http: reqwest::Client,
-}
-
-#[async_trait::async_trait]
-impl TokenAuthority for RemoteTokens {
-    async fn org_of_token(&self, token: &str) -> Option<String> {
-        let resp = self
-            .http
-            .post(&self.verify_url)
-            .bearer_auth(&self.internal_token)
-            .json(&VerifyTokenRequest {
-                token: token.to_string(),
-            })
-            .send()
-            .await;
-        match resp {
-            Ok(r) if r.status().is_success() => {
-                r.json::<VerifyTokenResponse>().await.ok().map(|v| v.org)
-            }
-            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => None,
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), url = %self.verify_url, "the control plane refused a token check; is --internal-token-file the cluster's internal token?");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(url = %self.verify_url, "cannot reach the control plane to check a token: {e}");
-                None
-            }
-        }
-    }
-}
-
-/// The registry's routes plus its admin endpoint (`POST /internal/v1/registry/gc?dry_run=`),
-/// which needs the cluster's internal token.
-pub(crate) fn router(registry: Registry, internal_token: String) -> Router {
-    let admin = Router::new()
-        .route("/internal/v1/registry/gc", post(gc_endpoint))
-        .with_state((registry.clone(), Arc::new(internal_token)));
-    registry.router().merge(admin)
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct GcQuery {
-    #[serde(default)]
-    dry_run: bool,
-}
-
-async fn gc_endpoint(
-    State((registry, internal_token)): State<(Registry, Arc<String>)>,
-    headers: HeaderMap,
-    Query(q): Query<GcQuery>,
-) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented != Some(internal_token.as_str()) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(serde_json::json!({"error": "registry GC needs the cluster's internal token (the `internal-token` file of `aloft dev up`)"})),
-        )
-            .into_response();
-    }
-    match registry.gc(q.dry_run).await {
-        Ok(report) => axum::Json(report_json(&report)).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({"error": format!("garbage collection failed: {e}")})),
-        )
-            .into_response(),
-    }
-}
-
-fn report_json(r: &GcReport) -> serde_json::Value {
-    serde_json::json!({
-        "dry_run": r.dry_run,
-        "manifests": r.manifests,
-        "blobs_referenced": r.blobs_referenced,
-        "blobs_young": r.blobs_young,
-        "blobs_deleted": r.blobs_deleted,
-        "bytes_deleted": r.bytes_deleted,
-        "links_removed": r.links_removed,
-    })
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Where the registry listens (`127.0.0.1:0` picks a free port; the URL is printed).
-    #[arg(long, default_value = "127.0.0.1:5000")]
-    addr: SocketAddr,
-    /// Where blobs, manifests and uploads are kept.
-    #[arg(long, value_name = "DIR")]
-    storage: PathBuf,
-    /// Serve as a regional cache of this registry: pulls are fetched from it once, pushes go
-    /// through to it.
-    #[arg(long, value_name = "URL")]
-    upstream: Option<String>,
-    /// The control plane that checks org tokens [default: $ALOFT_API_URL, else
-    /// http://127.0.0.1:4280].
-    #[arg(long, value_name = "URL")]
-    control_plane: Option<String>,
-    /// A file holding the cluster's internal token [default: <dev data dir>/internal-token].
-    #[arg(long, value_name = "FILE")]
-    internal_token_file: Option<PathBuf>,
-}
+pub(crate) use aloft_types::datadir::{DEFAULT_REGISTRY_URL, REGISTRY_URL_FILE};
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
@@ -167,64 +28,10 @@ pub struct GcArgs {
     registry: Option<String>,
 }
 
-pub async fn serve(args: ServeArgs, ctx: &Ctx) -> Result<ExitCode> {
-    let data_dir = ctx.env.data_dir(ctx.data_dir.as_deref())?;
-    let token_file = args
-        .internal_token_file
-        .unwrap_or_else(|| data_dir.join("internal-token"));
-    let internal_token = read_secret(&token_file)?;
-    let control_plane = args.control_plane.unwrap_or_else(|| ctx.env.api_url());
-    let tokens = RemoteTokens {
-        verify_url: format!(
-            "{}/internal/v1/tokens/verify",
-            control_plane.trim_end_matches('/')
-        ),
-        internal_token: internal_token.clone(),
-        http: reqwest::Client::new(),
-    };
-    let mut config = RegistryConfig::new(&args.storage);
-    config.upstream = args.upstream.as_deref().map(Upstream::new);
-    let registry = Registry::open(config, Arc::new(tokens))
-        .await
-        .with_context(|| format!("opening the registry storage {}", args.storage.display()))?;
-    let janitor = registry.spawn_janitor();
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}: is another registry running there? stop it or pass --addr",
-                args.addr
-            )
-        })?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let mut banner = format!("aloft registry listening on {url}\n");
-    match &args.upstream {
-        Some(up) => banner.push_str(&format!("  a pull-through, write-through cache of {up}\n")),
-        None => banner.push_str(&format!("  storage {}\n", args.storage.display())),
-    }
-    banner.push_str(&format!(
-        "  org tokens checked by the control plane at {control_plane}\n"
-    ));
-    // One write, and a closed stdout is not an error: whoever started the server may read
-    // the first line only and go away (`println!` would panic on the broken pipe).
-    use std::io::Write;
-    let mut stdout = std::io::stdout();
-    let _ = stdout
-        .write_all(banner.as_bytes())
-        .and_then(|()| stdout.flush());
-    let server = axum::serve(listener, router(registry, internal_token))
-        .with_graceful_shutdown(stop_signal())
-        .into_future();
-    server.await.context("the registry server failed")?;
-    janitor.abort();
-    Ok(ExitCode::SUCCESS)
-}
-
 pub async fn run(cmd: RegistryCommand, ctx: &Ctx) -> Result<ExitCode> {
     let RegistryCommand::Gc(args) = cmd;
-    let data_dir = ctx.env.data_dir(ctx.data_dir.as_deref())?;
     let url = args.registry.unwrap_or_else(|| ctx.registry_url());
-    let internal_token = read_secret(&data_dir.join("internal-token"))?;
+    let internal_token = ctx.env.internal_token(ctx.data_dir.as_deref())?;
     let resp = reqwest::Client::new()
         .post(format!(
             "{}/internal/v1/registry/gc?dry_run={}",
@@ -272,38 +79,4 @@ pub async fn run(cmd: RegistryCommand, ctx: &Ctx) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
-
-pub(crate) fn read_secret(path: &std::path::Path) -> Result<String> {
-    let s = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read the internal token from {}: pass --internal-token-file, or run this where `aloft dev up` keeps its data",
-            path.display()
-        )
-    })?;
-    let s = s.trim().to_string();
-    if s.is_empty() {
-        bail!(
-            "{} is empty: it should hold the cluster's internal token",
-            path.display()
-        );
-    }
-    Ok(s)
 }

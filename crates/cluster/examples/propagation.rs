@@ -79,6 +79,7 @@ async fn run(n: usize, machines: usize, interval: Duration) -> Vec<Duration> {
             worker: SocketAddr::from(([127, 0, 0, 1], 9000)),
             agent: cluster.agent_url(i),
             gossip_interval: interval,
+            load: Arc::default(),
         };
         let local = Arc::new(LocalCatalog::new(cluster.agent(i).clone()));
         catalogs.push(ClusterCatalog::start(config, local).await.expect("gossip"));

@@ -33,7 +33,7 @@ use seal::Seal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,6 +66,8 @@ pub struct ClusterConfig {
     pub agent: String,
     /// How often this host gossips with a few others and publishes its machines' load.
     pub gossip_interval: Duration,
+    /// This host's proxy's count of requests in flight per machine, published with the machines.
+    pub load: Arc<Load>,
 }
 
 /// What a host publishes about itself.
@@ -91,7 +93,6 @@ pub struct ClusterCatalog {
     remote: watch::Receiver<Arc<Remote>>,
     /// The merged view, and the local view and remote copy it was made from.
     merged: Mutex<Option<Merged>>,
-    load: Arc<OnceLock<Arc<Load>>>,
     /// Measured round-trip time to each other region's nearest host.
     rtts: Arc<Mutex<Arc<HashMap<String, Duration>>>>,
     http: reqwest::Client,
@@ -150,7 +151,6 @@ impl ClusterCatalog {
         .with_context(|| format!("starting gossip on {listen}"))?;
         let nodes = handle.chitchat().lock().await.live_nodes_watcher();
         let (remote_tx, remote) = watch::channel(Arc::new(Remote::default()));
-        let load: Arc<OnceLock<Arc<Load>>> = Arc::default();
         let rtts: Arc<Mutex<Arc<HashMap<String, Duration>>>> = Arc::default();
         let tasks = vec![
             tokio::spawn(measure(remote.clone(), rtts.clone())),
@@ -162,7 +162,7 @@ impl ClusterCatalog {
                     seal,
                 },
                 local.clone(),
-                load.clone(),
+                config.load.clone(),
                 interval,
             )),
         ];
@@ -171,7 +171,6 @@ impl ClusterCatalog {
             handle: Some(handle),
             remote,
             merged: Mutex::new(None),
-            load,
             rtts,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(65))
@@ -180,11 +179,6 @@ impl ClusterCatalog {
             token: config.token,
             tasks,
         })
-    }
-
-    /// Publishes the proxy's count of requests in flight per machine, with the machines.
-    pub fn publish_load(&self, load: Arc<Load>) {
-        let _ = self.load.set(load);
     }
 
     /// The other live hosts, as gossip last said.
@@ -372,12 +366,7 @@ struct Publisher {
 
 /// Publishes this host's machines whenever they change, and their load every `interval`: only
 /// the keys whose value changed are written.
-async fn publish(
-    to: Publisher,
-    local: Arc<LocalCatalog>,
-    load: Arc<OnceLock<Arc<Load>>>,
-    interval: Duration,
-) {
+async fn publish(to: Publisher, local: Arc<LocalCatalog>, load: Arc<Load>, interval: Duration) {
     let mut changes = local.agent().machine_changes();
     let mut published: HashMap<String, String> = HashMap::new();
     loop {
@@ -390,11 +379,9 @@ async fn publish(
                 }
                 Err(e) => tracing::warn!(machine = m.entry.id, "cannot publish: {e}"),
             }
-            if let Some(load) = load.get() {
-                let n = load.current(&m.entry.id);
-                if n > 0 {
-                    wanted.insert(format!("{LOAD_PREFIX}{}", m.entry.id), n.to_string());
-                }
+            let n = load.current(&m.entry.id);
+            if n > 0 {
+                wanted.insert(format!("{LOAD_PREFIX}{}", m.entry.id), n.to_string());
             }
         }
         if wanted != published {

@@ -43,6 +43,7 @@ fn config(cluster: &Cluster, i: usize, gossip: SocketAddr, seeds: &[SocketAddr])
         worker: worker(i),
         agent: cluster.agent_url(i),
         gossip_interval: INTERVAL,
+        load: Arc::default(),
     }
 }
 

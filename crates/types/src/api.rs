@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
+/// The header naming the hosts that did not answer a listing (the list is partial).
+pub const PARTIAL_HEADER: &str = "x-aloft-partial";
+
 /// The header that carries a lease's nonce on writes.
 pub const LEASE_NONCE_HEADER: &str = "fly-machine-lease-nonce";
 

@@ -9,28 +9,26 @@
 //! plane and the agent use between them), `registry-url` and `api-url` (where the API really
 //! listens, written last, once everything is ready, and removed on a clean stop).
 
-use crate::Ctx;
-use crate::config::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE};
-use crate::output::print_json;
-use crate::registry::{self, ControlPlaneTokens, REGISTRY_URL_FILE};
-use crate::server::stopped;
-use aloft_agent::{
-    Agent, AgentConfig, AgentDeps, LocalCatalog, spawn_health_checks, spawn_heartbeat,
-};
+use crate::roles::control::{ControlConfig, ControlRole, RegistrySetup};
+use crate::roles::host::{HostConfig, HostRole, ProxyListeners};
+use crate::supervisor::{DRAIN_TIMEOUT, Stopped, Supervisor};
+use crate::{NodeCtx, print_json};
+use aloft_agent::AgentConfig;
 use aloft_api::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
+use aloft_proxy::ProxyConfig;
 use aloft_proxy::tls::{Certificates, DevCa, Domains};
-use aloft_proxy::{Listener, Proxy, ProxyConfig};
-use aloft_registry::{Registry, RegistryConfig};
 use aloft_runtime::net::NetworkOptions;
 use aloft_runtime::sim::SimRuntime;
 use aloft_runtime::{Backend, HostOptions, Runtime};
 use aloft_types::api::ProxyCertificate;
+use aloft_types::datadir::{
+    API_URL_FILE, DEFAULT_API_URL, INTERNAL_TOKEN_FILE, REGISTRY_URL_FILE, TOKEN_FILE,
+};
 use aloft_types::time::parse_duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use std::fs;
-use std::future::IntoFuture;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -39,21 +37,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
 /// The org `dev up` creates and writes a token for.
 const ORG: &str = "personal";
-/// The file holding the URL the API listens on.
-const API_URL_FILE: &str = "api-url";
 /// The files holding the URLs the proxy serves apps on.
 const PROXY_URL_FILE: &str = "proxy-url";
 const PROXY_HTTPS_URL_FILE: &str = "proxy-https-url";
 const METRICS_URL_FILE: &str = "metrics-url";
 /// The file holding the pid of the `dev up` that uses the data dir.
 const PID_FILE: &str = "dev-up.pid";
-/// How long in-flight requests get to finish after a stop signal.
-pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `dev up` prints when it stops.
 const STOPPED: &str = "aloft dev up stopped. Machines were left running (gVisor and microVM machines outlive it; simulated ones end with it); the next `aloft dev up` reattaches those still running and applies the restart policy to the others.";
@@ -65,7 +57,7 @@ pub enum DevCommand {
     Up(Box<UpArgs>),
     /// A cluster of several regions on this machine, one network namespace per host (root).
     #[command(subcommand)]
-    Cluster(crate::cluster::ClusterCommand),
+    Cluster(crate::devcluster::ClusterCommand),
 }
 
 #[derive(Debug, Args)]
@@ -120,9 +112,9 @@ pub struct UpArgs {
     no_pull: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum RuntimeKind {
+pub enum RuntimeKind {
     /// Simulated machines (no image is run).
     Sim,
     /// gVisor sandboxes (runsc).
@@ -133,15 +125,15 @@ pub(crate) enum RuntimeKind {
     Auto,
 }
 
-pub async fn run(cmd: DevCommand, ctx: &Ctx) -> Result<ExitCode> {
+pub async fn run(cmd: DevCommand, ctx: &NodeCtx) -> Result<ExitCode> {
     match cmd {
         DevCommand::Up(args) => up(ctx, *args).await,
-        DevCommand::Cluster(cmd) => crate::cluster::run(cmd, ctx).await,
+        DevCommand::Cluster(cmd) => crate::devcluster::run(cmd, ctx).await,
     }
 }
 
-async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
-    let data_root = ctx.env.data_dir(ctx.data_dir.as_deref())?;
+async fn up(ctx: &NodeCtx, args: UpArgs) -> Result<ExitCode> {
+    let data_root = ctx.data_dir()?;
     let network = NetworkOptions {
         bridge: args.bridge.clone(),
         subnet_v4: args.machine_subnet,
@@ -149,27 +141,18 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     let runtime = runtime_for(args.runtime, &data_root.join("runtime"), network)?;
     let runtime_name = runtime.name();
     // Installed first, so that a signal during start-up still ends in a clean stop.
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
-
-    let api_listener = bind(args.api_addr, "--api-addr").await?;
-    let api_url = url_for(api_listener.local_addr()?);
-    let registry_listener = bind(args.registry_addr, "--registry-addr").await?;
-    let registry_url = url_for(registry_listener.local_addr()?);
-    let proxy_listener = bind(args.proxy_addr, "--proxy-addr").await?;
-    let proxy_url = url_for(proxy_listener.local_addr()?);
-    let https_listener = bind(args.proxy_https_addr, "--proxy-https-addr").await?;
-    let https_port = https_listener.local_addr()?.port();
-    let proxy_https_url = format!("https://{}", https_listener.local_addr()?);
-    let metrics_listener = bind(args.metrics_addr, "--metrics-addr").await?;
-    let metrics_url = format!("{}/metrics", url_for(metrics_listener.local_addr()?));
-    let data = DataDir::prepare(&ctx.env.data_dir(ctx.data_dir.as_deref())?)?;
+    let mut supervisor = Supervisor::install()?;
+    let listen = Listeners::bind(&args).await?;
+    let data = DataDir::prepare(&data_root)?;
     let internal_token = data.internal_token()?;
     let (host_cpus, host_memory_mb) = host_capacity()?;
     let cpus = args.host_cpus.unwrap_or(host_cpus);
     let memory_mb = args.host_memory_mb.unwrap_or(host_memory_mb);
     // `name:tag` images are on this registry; the agent pulls them with the caller's token.
-    let registry_host = registry_url.trim_start_matches("http://").to_string();
+    let registry_host = listen
+        .registry_url
+        .trim_start_matches("http://")
+        .to_string();
     let images = if args.no_pull {
         None
     } else {
@@ -180,177 +163,120 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
         Some(ImageStore::open(config).context("opening the image store")?)
     };
 
-    let control_plane = ControlPlane::open(ControlPlaneConfig {
-        data_dir: data.root.join("control"),
-        internal_token: internal_token.clone(),
-        default_region: args.region.clone(),
-    })
-    .await
-    .context("starting the control plane")?;
+    // Served before the agent opens: machines it restarts while it opens get their secrets.
+    let control = ControlRole::start(
+        ControlConfig {
+            plane: ControlPlaneConfig {
+                data_dir: data.root.join("control"),
+                internal_token: internal_token.clone(),
+                default_region: args.region.clone(),
+            },
+            listeners: vec![listen.api],
+            registry: Some(RegistrySetup {
+                storage: data.root.join("registry"),
+                listeners: vec![listen.registry],
+            }),
+        },
+        &mut supervisor,
+    )
+    .await?;
     let host_id = format!("{}-1", args.region);
-    let host_number = control_plane
+    let host_number = control
+        .plane
         .host_number(&host_id)
         .await
         .context("numbering this host")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    // Served before the agent opens: machines it restarts while it opens get their secrets.
-    let api_server = tokio::spawn(
-        axum::serve(api_listener, control_plane.router())
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
-    let dns_sockets = bind_internal_dns(runtime_name).await;
-    let load = Arc::new(aloft_proxy::load::Load::default());
-    let deps = AgentDeps {
-        secrets: Some(Arc::new(
-            aloft_agent::secrets::ControlPlaneSecrets::new(&api_url, &internal_token)
-                .context("building the secrets client")?,
-        )),
-        internal_dns: dns_sockets
-            .is_some()
-            .then(|| aloft_dns::INTERNAL_DNS.to_string()),
-        drain: Some(load.clone()),
-    };
-    let agent = Agent::open(
-        AgentConfig {
-            data_dir: data.root.join("agent"),
-            host_id: host_id.clone(),
-            host_number,
-            region: args.region.clone(),
-            cpus,
-            memory_mb,
-            internal_token: internal_token.clone(),
-            images,
-            registry: registry_host,
-        },
-        runtime,
-        deps,
-    )
-    .await
-    .context("starting the host agent")?;
-    let registry = Registry::open(
-        RegistryConfig::new(data.root.join("registry")),
-        Arc::new(ControlPlaneTokens(control_plane.clone())),
-    )
-    .await
-    .context("starting the registry")?;
-    let janitor = registry.spawn_janitor();
     let agent_listener = bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), "--api-addr").await?;
     let agent_url = url_for(agent_listener.local_addr()?);
-
-    let registry_server = tokio::spawn(
-        axum::serve(
-            registry_listener,
-            registry::router(registry, internal_token.clone()),
-        )
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future(),
-    );
-    let agent_server = tokio::spawn(
-        axum::serve(agent_listener, agent.router())
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
     let ca = DevCa::load_or_create(&data.root.join("proxy"))
         .context("making the proxy's development CA")?;
     let ca_path = ca.cert_path.clone();
     let domains = Arc::new(Domains::default());
-    let domains_sync = spawn_domains_sync(control_plane.clone(), domains.clone());
-    let catalog = Arc::new(LocalCatalog::new(agent.clone()));
-    let dns = dns_sockets.map(|sockets| serve_internal_dns(sockets, catalog.clone(), &args.region));
-    let proxy = Proxy::new(
-        ProxyConfig {
-            drain_timeout: DRAIN_TIMEOUT,
-            tls: Some(Arc::new(Certificates::new(ca, None, domains.clone()))),
-            https_port,
-            domains,
-            load,
-            ..ProxyConfig::new(args.region.clone())
+    supervisor.task(spawn_domains_sync(control.plane.clone(), domains.clone()));
+    let host = HostRole::start(
+        HostConfig {
+            agent: AgentConfig {
+                data_dir: data.root.join("agent"),
+                host_id: host_id.clone(),
+                host_number,
+                region: args.region.clone(),
+                cpus,
+                memory_mb,
+                internal_token: internal_token.clone(),
+                images,
+                registry: registry_host,
+            },
+            runtime,
+            control_plane: listen.api_url.clone(),
+            agent_listener,
+            agent_url: agent_url.clone(),
+            proxy: ProxyConfig {
+                drain_timeout: DRAIN_TIMEOUT,
+                tls: Some(Arc::new(Certificates::new(ca, None, domains.clone()))),
+                https_port: listen.https_port,
+                domains,
+                ..ProxyConfig::new(args.region.clone())
+            },
+            listeners: ProxyListeners {
+                http: listen.proxy,
+                https: Some(listen.https),
+                worker: None,
+                metrics: Some(listen.metrics),
+            },
+            autostop_every: args.autostop_interval,
+            gossip: None,
         },
-        catalog.clone(),
-    );
-    let checks = spawn_health_checks(agent.clone());
-    let autostop = {
-        let proxy = proxy.clone();
-        let every = args.autostop_interval;
-        tokio::spawn(async move { proxy.autostop(every, std::future::pending()).await })
-    };
-    let proxy_server = tokio::spawn(async move {
-        let http = Listener::http(80);
-        let https = Listener::https(443);
-        // Other public ports (raw TCP, `tls`, `proxy_proto`, HTTP on ports besides 80 and 443)
-        // are listened on at the same address, at the service's own port number.
-        let ports_ip = proxy_listener.local_addr()?.ip();
-        tokio::join!(
-            proxy.serve_ports(ports_ip, &[80, 443], stopped(stop_rx.clone())),
-            proxy.serve(proxy_listener, http, stopped(stop_rx.clone())),
-            proxy.serve(https_listener, https, stopped(stop_rx.clone())),
-            proxy.serve_metrics(metrics_listener, stopped(stop_rx)),
-        );
-        Ok(())
-    });
-    tracing::info!(%api_url, %registry_url, %agent_url, host = %host_id, cpus, memory_mb, "control plane and host agent listening");
+        &mut supervisor,
+    )
+    .await?;
+    tracing::info!(api_url = %listen.api_url, registry_url = %listen.registry_url, %agent_url, host = %host_id, cpus, memory_mb, "control plane and host agent listening");
 
-    control_plane
-        .register_host(agent.host_info(&agent_url))
+    control
+        .plane
+        .register_host(host.agent.host_info(&agent_url))
         .await
         .context("registering the host agent with the control plane")?;
-    let heartbeat = spawn_heartbeat(agent.clone(), api_url.clone(), agent_url.clone());
-    control_plane
+    control
+        .plane
         .ensure_org(ORG)
         .await
         .with_context(|| format!("creating the org `{ORG}`"))?;
-    let token_file = data.api_token(&control_plane).await?;
-    write_atomic(&data.root.join(REGISTRY_URL_FILE), &registry_url, 0o644)?;
-    write_atomic(&data.root.join(PROXY_URL_FILE), &proxy_url, 0o644)?;
+    let token_file = data.api_token(&control.plane).await?;
     write_atomic(
-        &data.root.join(PROXY_HTTPS_URL_FILE),
-        &proxy_https_url,
+        &data.root.join(REGISTRY_URL_FILE),
+        &listen.registry_url,
         0o644,
     )?;
-    write_atomic(&data.root.join(METRICS_URL_FILE), &metrics_url, 0o644)?;
-    data.write_api_url(&api_url)?;
+    write_atomic(&data.root.join(PROXY_URL_FILE), &listen.proxy_url, 0o644)?;
+    write_atomic(
+        &data.root.join(PROXY_HTTPS_URL_FILE),
+        &listen.proxy_https_url,
+        0o644,
+    )?;
+    write_atomic(
+        &data.root.join(METRICS_URL_FILE),
+        &listen.metrics_url,
+        0o644,
+    )?;
+    data.write_api_url(&listen.api_url)?;
 
     let urls = Urls {
-        api: &api_url,
-        registry: &registry_url,
-        proxy: &proxy_url,
-        https: &proxy_https_url,
+        api: &listen.api_url,
+        registry: &listen.registry_url,
+        proxy: &listen.proxy_url,
+        https: &listen.proxy_https_url,
         ca: &ca_path,
-        metrics: &metrics_url,
+        metrics: &listen.metrics_url,
     };
     print_usage(ctx, &args, runtime_name, &data.root, &token_file, &urls)?;
 
-    let which = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
-    };
+    let which = supervisor.wait().await;
     tracing::info!(
         "{which} received: stopping. Requests in flight get {}s, operations in progress the agent's grace period; send the signal again to stop at once",
         DRAIN_TIMEOUT.as_secs()
     );
-    heartbeat.abort();
-    janitor.abort();
-    autostop.abort();
-    domains_sync.abort();
-    if let Some(dns) = dns {
-        dns.abort();
-    }
-    checks.abort();
-    let _ = stop_tx.send(true);
-    let graceful = async {
-        tokio::join!(
-            drain("API", api_server),
-            drain("registry", registry_server),
-            drain("agent", agent_server),
-            drain("proxy", proxy_server),
-            agent.shutdown()
-        )
-    };
-    tokio::select! {
-        _ = graceful => {}
-        _ = sigterm.recv() => return Ok(stop_at_once(&data)),
-        _ = sigint.recv() => return Ok(stop_at_once(&data)),
+    if supervisor.shutdown(host.shutdown()).await == Stopped::AtOnce {
+        return Ok(stop_at_once(&data));
     }
     data.release();
     if ctx.json {
@@ -361,54 +287,43 @@ async fn up(ctx: &Ctx, args: UpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The sockets internal DNS serves on at `fdaa::3` (on the machines' bridge). `None` with the
-/// sim runtime (no bridge), or when the address cannot be bound (another cloud on this host has
-/// it): machines then get the host's resolvers.
-pub(crate) async fn bind_internal_dns(runtime: &str) -> Option<DnsSockets> {
-    if runtime == "sim" {
-        return None;
-    }
-    let at = SocketAddr::new(aloft_dns::INTERNAL_DNS.into(), 53);
-    let bound = async {
-        let udp = tokio::net::UdpSocket::bind(at).await?;
-        let tcp = TcpListener::bind(at).await?;
-        Ok::<_, std::io::Error>(DnsSockets { udp, tcp })
-    };
-    match bound.await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(
-                "internal DNS is off: cannot listen on {at}: {e}; machines use the host's resolvers"
-            );
-            None
-        }
-    }
+/// The listeners of a `dev up`, bound before anything starts (a port in use is an error that
+/// names its flag), and the URLs they are reached at.
+struct Listeners {
+    api: TcpListener,
+    api_url: String,
+    registry: TcpListener,
+    registry_url: String,
+    proxy: TcpListener,
+    proxy_url: String,
+    https: TcpListener,
+    https_port: u16,
+    proxy_https_url: String,
+    metrics: TcpListener,
+    metrics_url: String,
 }
 
-/// Where internal DNS listens (UDP and TCP port 53 at `fdaa::3`).
-pub(crate) struct DnsSockets {
-    udp: tokio::net::UdpSocket,
-    tcp: TcpListener,
-}
-
-/// Serves internal DNS on `sockets` from `catalog`.
-pub(crate) fn serve_internal_dns(
-    sockets: DnsSockets,
-    catalog: Arc<dyn aloft_dns::server::Directory>,
-    region: &str,
-) -> tokio::task::JoinHandle<()> {
-    let upstreams = aloft_dns::server::host_upstreams();
-    let dns = Arc::new(aloft_dns::server::Dns::new(
-        catalog,
-        upstreams,
-        region.to_string(),
-    ));
-    tokio::spawn(async move {
-        tokio::join!(
-            dns.clone().serve(sockets.udp, std::future::pending()),
-            dns.serve_tcp(sockets.tcp, std::future::pending())
-        );
-    })
+impl Listeners {
+    async fn bind(args: &UpArgs) -> Result<Self> {
+        let api = bind(args.api_addr, "--api-addr").await?;
+        let registry = bind(args.registry_addr, "--registry-addr").await?;
+        let proxy = bind(args.proxy_addr, "--proxy-addr").await?;
+        let https = bind(args.proxy_https_addr, "--proxy-https-addr").await?;
+        let metrics = bind(args.metrics_addr, "--metrics-addr").await?;
+        Ok(Self {
+            api_url: url_for(api.local_addr()?),
+            registry_url: url_for(registry.local_addr()?),
+            proxy_url: url_for(proxy.local_addr()?),
+            https_port: https.local_addr()?.port(),
+            proxy_https_url: format!("https://{}", https.local_addr()?),
+            metrics_url: format!("{}/metrics", url_for(metrics.local_addr()?)),
+            api,
+            registry,
+            proxy,
+            https,
+            metrics,
+        })
+    }
 }
 
 /// Keeps the proxy's hostnames (`aloft certs`) in step with the control plane: loaded now and
@@ -434,22 +349,6 @@ fn spawn_domains_sync(
             }
         }
     })
-}
-
-/// Waits for a server to finish its requests, for at most [`DRAIN_TIMEOUT`].
-pub(crate) async fn drain(name: &str, server: tokio::task::JoinHandle<std::io::Result<()>>) {
-    let abort = server.abort_handle();
-    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!("the {name} server ended with an error: {e}"),
-        Ok(Err(e)) => tracing::warn!("the {name} server task failed: {e}"),
-        Err(_) => {
-            tracing::warn!(
-                "the {name} server still had requests after {DRAIN_TIMEOUT:?}; dropping them"
-            );
-            abort.abort();
-        }
-    }
 }
 
 /// A second signal while stopping: end now, as a crash would (everything written so far is
@@ -552,7 +451,7 @@ struct Urls<'a> {
 }
 
 fn print_usage(
-    ctx: &Ctx,
+    ctx: &NodeCtx,
     args: &UpArgs,
     runtime: &str,
     root: &Path,

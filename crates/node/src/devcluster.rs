@@ -13,14 +13,20 @@
 //! Everything it starts is recorded in `<data-dir>/cluster.json`; `down` stops it and removes
 //! every namespace, link, process, mount and file it made.
 
-use crate::Ctx;
 use crate::dev::{RuntimeKind, write_atomic};
-use crate::output::print_json;
+use crate::mesh::MeshFile;
+use crate::server::{
+    AgentFile, ControlFile, GossipFile, HostFile, OrgFile, ProxyFile, RegistryFile,
+};
+use crate::{NodeCtx, print_json};
+use aloft_types::datadir::TOKEN_FILE;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::Ipv4Addr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -173,8 +179,8 @@ struct ClientState {
     edge: Ipv4Addr,
 }
 
-pub async fn run(cmd: ClusterCommand, ctx: &Ctx) -> Result<ExitCode> {
-    let dir = ctx.env.data_dir(ctx.data_dir.as_deref())?;
+pub async fn run(cmd: ClusterCommand, ctx: &NodeCtx) -> Result<ExitCode> {
+    let dir = ctx.data_dir()?;
     // Absolute: it is written into configs and looked for in processes' command lines.
     let dir = std::path::absolute(&dir)
         .with_context(|| format!("cannot make {} absolute", dir.display()))?;
@@ -284,7 +290,7 @@ fn spawn(netns: Option<&str>, args: &[String], log: &Path) -> Result<u32> {
     Ok(child.id())
 }
 
-async fn up(ctx: &Ctx, dir: &Path, args: UpArgs) -> Result<ExitCode> {
+async fn up(ctx: &NodeCtx, dir: &Path, args: UpArgs) -> Result<ExitCode> {
     if !rustix::process::geteuid().is_root() {
         bail!("`aloft dev cluster up` makes network namespaces: run it as root");
     }
@@ -318,7 +324,7 @@ async fn up(ctx: &Ctx, dir: &Path, args: UpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Result<()> {
+async fn build(ctx: &NodeCtx, dir: &Path, args: &UpArgs, state: &mut State) -> Result<()> {
     sh("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
     // (Fixed, so that it does not change as hosts join: see `bridge_mac`.)
     let mac = aloft_runtime::net::bridge_mac(BRIDGE);
@@ -333,14 +339,8 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
     if !token_file.exists() {
         write_atomic(&token_file, &aloft_types::ids::random_hex(24), 0o600)?;
     }
-    let control = format!(
-        "data_dir = {data:?}\ninternal_token_file = {token:?}\nlisten = [\"127.0.0.1:4280\", \"{BRIDGE_IP}:4280\"]\ndefault_region = {region:?}\n\n[org]\nslug = \"personal\"\ntoken_file = {api_token:?}\n\n[registry]\nlisten = [\"127.0.0.1:5000\", \"{BRIDGE_IP}:5000\"]\nstorage = {storage:?}\n\n[mesh]\nlisten = \"{BRIDGE_IP}:{MESH_PORT}\"\ninterface = \"{CONTROL_MESH_IF}\"\n",
-        data = dir.join("control").display().to_string(),
-        token = token_file.display().to_string(),
-        region = args.regions[0],
-        api_token = dir.join(crate::config::TOKEN_FILE).display().to_string(),
-        storage = dir.join("registry").display().to_string(),
-    );
+    let control = toml::to_string(&control_config(dir, &token_file, &args.regions[0]))
+        .context("writing the control plane's config")?;
     let control_file = dir.join("control.toml");
     fs::write(&control_file, control)?;
     state.control_pid = Some(spawn(
@@ -407,23 +407,15 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
             &hdir.join("registry.log"),
         )?;
         state.hosts[i].registry_pid = Some(registry_pid);
-        let config = format!(
-            "id = {id:?}\nregion = {region:?}\ndata_dir = {data:?}\nruntime = {runtime:?}\ncontrol_plane = \"http://{BRIDGE_IP}:4280\"\ninternal_token_file = {token:?}\nregistry = \"127.0.0.1:5000\"\n\n[agent]\nlisten = \"{ip}:4281\"\n\n[proxy]\nhttp = \"0.0.0.0:80\"\nhttps = \"0.0.0.0:443\"\nca_dir = {ca:?}\nworker = \"{ip}:4282\"\nmetrics = \"127.0.0.1:9091\"\n\n[gossip]\nlisten = \"{ip}:4283\"\ninterval_ms = 100\n\n[mesh]\nlisten = \"{ip}:{MESH_PORT}\"\nemulated_rtt_ms = {{ {rtts} }}\n",
-            rtts = args
-                .regions
-                .iter()
-                .filter(|r| **r != h.region)
-                .map(|r| format!("{r} = {}", rtt_ms(&h.region, r, &overrides)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            id = h.id,
-            region = h.region,
-            data = hdir.display().to_string(),
-            runtime = runtime_name(args.runtime),
-            token = token_file.display().to_string(),
-            ca = ca_dir.display().to_string(),
-            ip = h.ip,
-        );
+        let rtts = args
+            .regions
+            .iter()
+            .filter(|r| **r != h.region)
+            .map(|r| (r.clone(), rtt_ms(&h.region, r, &overrides)))
+            .collect();
+        let config = host_config(&h, &hdir, args.runtime, &token_file, &ca_dir, rtts);
+        let config =
+            toml::to_string(&config).with_context(|| format!("writing host {}'s config", h.id))?;
         let config_file = hdir.join("host.toml");
         fs::write(&config_file, config)?;
         state.hosts[i].pid = Some(spawn(
@@ -473,12 +465,84 @@ async fn build(ctx: &Ctx, dir: &Path, args: &UpArgs, state: &mut State) -> Resul
     wait_ready(ctx, dir, state).await
 }
 
-fn runtime_name(kind: RuntimeKind) -> &'static str {
-    match kind {
-        RuntimeKind::Sim => "sim",
-        RuntimeKind::Gvisor => "gvisor",
-        RuntimeKind::Microvm => "microvm",
-        RuntimeKind::Auto => "auto",
+/// The control plane's config: the API and the registry on loopback (the external contract's
+/// ports) and on the bridge, the org `personal` with its token in the data dir, the mesh.
+fn control_config(dir: &Path, token_file: &Path, default_region: &str) -> ControlFile {
+    ControlFile {
+        data_dir: dir.join("control"),
+        internal_token_file: token_file.to_path_buf(),
+        listen: vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 4280)),
+            SocketAddr::from((BRIDGE_IP, 4280)),
+        ],
+        default_region: default_region.to_string(),
+        org: Some(OrgFile {
+            slug: "personal".into(),
+            token_file: dir.join(TOKEN_FILE),
+        }),
+        registry: Some(RegistryFile {
+            listen: vec![
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 5000)),
+                SocketAddr::from((BRIDGE_IP, 5000)),
+            ],
+            storage: dir.join("registry"),
+        }),
+        mesh: Some(MeshFile {
+            listen: SocketAddr::from((BRIDGE_IP, MESH_PORT)),
+            advertise: None,
+            interface: CONTROL_MESH_IF.into(),
+            emulated_rtt_ms: BTreeMap::new(),
+        }),
+    }
+}
+
+/// A host's config: its services on its own address in its namespace, public HTTP(S) on every
+/// address, its region cache as the registry, the emulated round trips to the other regions.
+fn host_config(
+    h: &HostState,
+    hdir: &Path,
+    runtime: RuntimeKind,
+    token_file: &Path,
+    ca_dir: &Path,
+    emulated_rtt_ms: BTreeMap<String, u64>,
+) -> HostFile {
+    let at = |port: u16| SocketAddr::from((h.ip, port));
+    HostFile {
+        id: h.id.clone(),
+        region: h.region.clone(),
+        data_dir: hdir.to_path_buf(),
+        runtime,
+        control_plane: format!("http://{BRIDGE_IP}:4280"),
+        internal_token_file: token_file.to_path_buf(),
+        registry: "127.0.0.1:5000".into(),
+        cpus: None,
+        memory_mb: None,
+        agent: AgentFile {
+            listen: at(4281),
+            advertise: None,
+        },
+        proxy: ProxyFile {
+            http: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
+            https: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 443))),
+            ca_dir: Some(ca_dir.to_path_buf()),
+            worker: at(4282),
+            worker_advertise: None,
+            metrics: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9091))),
+            autostop_interval: None,
+        },
+        gossip: GossipFile {
+            listen: at(4283),
+            advertise: None,
+            seeds: Vec::new(),
+            interval_ms: 100,
+        },
+        network: None,
+        mesh: Some(MeshFile {
+            listen: at(MESH_PORT),
+            advertise: None,
+            interface: "alwg0".into(),
+            emulated_rtt_ms,
+        }),
     }
 }
 
@@ -487,7 +551,7 @@ fn path_arg(p: &Path) -> String {
 }
 
 /// Until the control plane answers and every host has registered (or a process died).
-async fn wait_ready(_ctx: &Ctx, dir: &Path, state: &State) -> Result<()> {
+async fn wait_ready(_ctx: &NodeCtx, dir: &Path, state: &State) -> Result<()> {
     let token = fs::read_to_string(dir.join("internal-token"))?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -642,19 +706,19 @@ fn heal(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(ctx: &Ctx, dir: &Path) -> Result<ExitCode> {
+fn status(ctx: &NodeCtx, dir: &Path) -> Result<ExitCode> {
     let state = read_state(dir)?;
     print_status(ctx, dir, &state)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_status(ctx: &Ctx, dir: &Path, state: &State) -> Result<()> {
+fn print_status(ctx: &NodeCtx, dir: &Path, state: &State) -> Result<()> {
     if ctx.json {
         return print_json(&serde_json::json!({
             "data_dir": dir,
             "api_url": "http://127.0.0.1:4280",
             "registry_url": "http://127.0.0.1:5000",
-            "token_file": dir.join(crate::config::TOKEN_FILE),
+            "token_file": dir.join(TOKEN_FILE),
             "ca": dir.join("ca").join("ca.pem"),
             "regions": state.regions,
             "hosts": state.hosts.iter().map(|h| serde_json::json!({
@@ -672,7 +736,7 @@ fn print_status(ctx: &Ctx, dir: &Path, state: &State) -> Result<()> {
         state.regions.len(),
         state.hosts.len(),
         dir.display(),
-        dir.join(crate::config::TOKEN_FILE).display()
+        dir.join(TOKEN_FILE).display()
     );
     out.push_str("  HOST        REGION  ADDRESS      NETNS              RUNNING\n");
     for h in &state.hosts {
@@ -846,5 +910,49 @@ fn unmount_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = sh("umount", &["-l", p]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `dev cluster up` writes is what `aloft server control|host` reads (unknown keys are
+    /// refused there, so a field written under another name would fail here).
+    #[test]
+    fn the_configs_it_writes_read_back_as_the_roles_read_them() {
+        let dir = Path::new("/var/lib/aloft/cluster");
+        let token = dir.join("internal-token");
+        let control = toml::to_string(&control_config(dir, &token, "ord")).unwrap();
+        let back: ControlFile = toml::from_str(&control).unwrap();
+        assert_eq!(back.listen.len(), 2);
+        assert_eq!(back.org.unwrap().token_file, dir.join(TOKEN_FILE));
+        assert_eq!(back.mesh.unwrap().interface, CONTROL_MESH_IF);
+
+        let h = HostState {
+            id: "ams-1".into(),
+            region: "ams".into(),
+            netns: "alc-ams-1".into(),
+            ip: Ipv4Addr::new(10, 77, 1, 2),
+            pid: None,
+            registry_pid: None,
+        };
+        let rtts = BTreeMap::from([("ord".to_string(), 95)]);
+        let host = host_config(
+            &h,
+            &dir.join("hosts/ams-1"),
+            RuntimeKind::Gvisor,
+            &token,
+            &dir.join("ca"),
+            rtts.clone(),
+        );
+        let text = toml::to_string(&host).unwrap();
+        let back: HostFile = toml::from_str(&text).unwrap();
+        assert_eq!(back.runtime, RuntimeKind::Gvisor);
+        assert_eq!(back.agent.listen, "10.77.1.2:4281".parse().unwrap());
+        assert_eq!(back.proxy.https, Some("0.0.0.0:443".parse().unwrap()));
+        assert_eq!(back.gossip.interval_ms, 100);
+        assert_eq!(back.mesh.unwrap().emulated_rtt_ms, rtts);
+        assert!(text.contains("runtime = \"gvisor\""), "{text}");
     }
 }

@@ -6,7 +6,7 @@ use aloft_api::ControlPlane;
 use aloft_mesh::{Key, Mesh, MeshConfig, Peer};
 use aloft_types::api::{MeshJoin, MeshPeer};
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 /// How often a member reads the list of members again.
 const REFRESH: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct MeshFile {
+pub struct MeshFile {
     /// WireGuard's UDP address.
     pub listen: SocketAddr,
     /// The address other hosts send to [default: `listen`].
