@@ -41,7 +41,7 @@ pub fn spawn_heartbeat(
             let info = agent.host_info(&advertise_url);
             let sent = client
                 .post(&url)
-                .bearer_auth(&agent.inner.config.internal_token)
+                .bearer_auth(&agent.config().internal_token)
                 .json(&info)
                 .send()
                 .await;

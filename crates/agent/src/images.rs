@@ -16,7 +16,8 @@
 //! - **Prune** keeps every image a machine that is not destroyed names, and never runs between
 //!   a pull and the write that names its image (`image_gc`).
 
-use crate::agent::{Agent, Locked, Slot};
+use crate::agent::Agent;
+use crate::machine::slot::{Locked, Slot};
 use crate::store::Record;
 use aloft_image::{Credentials, Image, ImageError, ImageStore, PullPhase, PullProgress, Reference};
 use aloft_runtime::PreparedImage;
@@ -189,7 +190,7 @@ impl Agent {
     /// 422 naming `config.image` when it is not an image reference (only when this agent pulls
     /// images: without, any string is accepted, as the sim runtime runs no image).
     pub(crate) fn check_image(&self, config: &MachineConfig, org: &str) -> Result<(), ApiError> {
-        if self.inner.config.images.is_none() {
+        if self.config().images.is_none() {
             return Ok(());
         }
         self.reference(&config.image, org)
@@ -202,8 +203,7 @@ impl Agent {
     /// as written when this agent pulls no images.
     pub(crate) fn unpulled_image_ref(&self, rec: &Record) -> ImageRef {
         let resolved = self
-            .inner
-            .config
+            .config()
             .images
             .as_ref()
             .and_then(|_| self.reference(&rec.config.image, &rec.org).ok());
@@ -219,7 +219,7 @@ impl Agent {
     }
 
     fn reference(&self, image: &str, org: &str) -> Result<Reference, ImageError> {
-        Reference::parse(image, &self.inner.config.registry, org)
+        Reference::parse(image, &self.config().registry, org)
     }
 
     /// The image of the machine's current version, ready on this host, and the process to run
@@ -231,10 +231,10 @@ impl Agent {
         m: &mut Locked,
         creds: Option<&Credentials>,
     ) -> Result<Option<PreparedImage>, ImageFailure> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(None);
         };
-        let _gc = self.inner.image_gc.read().await;
+        let _gc = self.image_gc().read().await;
         let pinned = m.rec.image_ref.as_ref().filter(|r| !r.digest.is_empty());
         let (reference, tag) = match pinned {
             Some(r) => (
@@ -272,7 +272,7 @@ impl Agent {
             .process(&m.rec.config)
             .map_err(ImageFailure::Process)?;
         process.env.extend(platform_env(&m.rec));
-        let disk = if self.inner.runtime.capabilities().disk_image {
+        let disk = if self.any_runtime().capabilities().disk_image {
             Some(
                 store
                     .ext4(&image)
@@ -303,7 +303,7 @@ impl Agent {
         config: &MachineConfig,
         creds: Option<&Credentials>,
     ) -> Result<Option<ImageRef>, ImageFailure> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(None);
         };
         let reference = self
@@ -353,7 +353,7 @@ impl Agent {
 
     /// `GET /internal/v1/images`: the images on this host and the machines that use them.
     pub(crate) async fn list_images(&self) -> Result<Vec<HostImage>, ApiError> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(Vec::new());
         };
         let mut users = self.image_users()?;
@@ -376,10 +376,10 @@ impl Agent {
     /// `POST /internal/v1/images/prune`: removes every image no machine (that is not destroyed)
     /// names, and the layers only they used.
     pub(crate) async fn prune_images(&self) -> Result<PruneImagesResponse, ApiError> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(PruneImagesResponse::default());
         };
-        let _gc = self.inner.image_gc.write().await;
+        let _gc = self.image_gc().write().await;
         let keep: Vec<String> = self.image_users()?.into_keys().collect();
         let on_host: BTreeSet<String> = store
             .list()
@@ -401,7 +401,7 @@ impl Agent {
     /// Manifest digest -> the machines (not destroyed) whose current version names it.
     fn image_users(&self) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
         let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for rec in self.inner.store.list()? {
+        for rec in self.store().list()? {
             if rec.state == MachineState::Destroyed {
                 continue;
             }

@@ -9,7 +9,7 @@
 //! [`ErrorBody`] with the status of its [`ApiError`].
 
 use crate::agent::Agent;
-use crate::ops::Caller;
+use crate::machine::Caller;
 use aloft_types::api::internal::{ACTOR_HEADER, NETWORK_HEADER, ORG_HEADER, REGISTRY_TOKEN_HEADER};
 use aloft_types::api::{
     CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, HostImage, HostInfo,
@@ -93,8 +93,16 @@ const TAG: &str = "Machines";
 )]
 pub struct MachinesApiDoc;
 
+impl Agent {
+    /// The internal HTTP API: the machine endpoints on the public paths
+    /// (/v1/apps/{app}/machines/...) plus GET /internal/v1/host; bearer `internal_token` required.
+    pub fn router(&self) -> axum::Router {
+        router(self.clone())
+    }
+}
+
 /// The router behind the internal token.
-pub(crate) fn router(agent: Agent) -> Router {
+fn router(agent: Agent) -> Router {
     let machine = "/v1/apps/{app}/machines/{id}";
     Router::new()
         .route(
@@ -300,7 +308,7 @@ struct MetadataPath {
 }
 
 async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> Response {
-    let expected = agent.inner.config.internal_token.as_bytes();
+    let expected = agent.config().internal_token.as_bytes();
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
