@@ -15,6 +15,11 @@
 //!   no registry.
 //! - **Prune** keeps every image a machine that is not destroyed names, and never runs between
 //!   a pull and the write that names its image (`image_gc`).
+//!
+//! State: the host's image store (`AgentConfig::images`, on disk) and each machine's pull in
+//! progress (in its slot, memory only). Locks: the agent's `image_gc` (shared by a pull until
+//! the record names its image, exclusive for prune); pulls for an operation run under that
+//! machine's lock.
 
 use crate::agent::Agent;
 use crate::machine::slot::{Locked, Slot};

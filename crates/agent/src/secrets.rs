@@ -7,7 +7,7 @@
 //! the app are used; with none, the machine starts without secrets and its start event says so
 //! (an app without secrets, the common case, must survive a control-plane outage).
 //!
-//! State: the agent's [`Secrets`], the source it was opened with and the last values got per app
+//! State: the agent's `Secrets`, the source it was opened with and the last values got per app
 //! and per volume, each map behind a `std` mutex held only to read or write it.
 
 use aloft_types::api::VolumeAccess;

@@ -7,6 +7,11 @@
 //! control plane does not answer, the last key this agent was given is used (restarts and
 //! autostarts go on), and a volume this agent never opened does not start (its start event
 //! says why). Machines already running keep running.
+//!
+//! State: the volumes' disks under `<data_dir>/volumes` (`VolumeStore`) and, through the
+//! agent's `secrets`, the last key per volume. No lock of its own: attaching runs under the
+//! starting machine's lock; a volume is mounted by one machine at a time, checked against the
+//! store.
 
 use crate::agent::Agent;
 use crate::store::Record;

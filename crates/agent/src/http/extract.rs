@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-/// An [`ApiError`] as an HTTP response: its status and its [`ErrorBody`].
+/// An [`ApiError`] as an HTTP response: its status and its [`ErrorBody`](aloft_types::ErrorBody).
 pub(super) struct HttpError(pub ApiError);
 
 impl From<ApiError> for HttpError {

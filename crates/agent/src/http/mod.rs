@@ -9,7 +9,7 @@
 //! [`ErrorBody`] with the status of its [`ApiError`].
 //!
 //! - this module: the router, the bearer-token check and the fallbacks;
-//! - `extract`: the error response and the extractors (body, path, query, [`Caller`]);
+//! - `extract`: the error response and the extractors (body, path, query, `Caller`);
 //! - `machines`: the machine endpoints; `internal`: host, images, volumes and autostart;
 //! - `openapi`: [`MachinesApiDoc`].
 //!

@@ -1,5 +1,8 @@
 //! Leases: a caller holding a machine's lease is the only one whose writes go through (others
 //! get 409) until it expires or is released. Expired leases are ignored.
+//!
+//! State: the lease of each machine, in the store. Taking and releasing a lease run under the
+//! machine's lock; the check every write makes reads the store under that write's lock.
 
 use super::{Caller, destroyed};
 use crate::agent::Agent;

@@ -2,7 +2,12 @@
 //!
 //! Each write runs as an operation task the agent owns ([`Agent::run_op`]), under the machine's
 //! lock, after the lease check; it writes its intent (`starting`, `stopping`, ...) before acting
-//! and the state it reached after. Reads and `wait` never take the lock.
+//! and the state it reached after. Reads and `wait` (in `reads`) never take the lock.
+//!
+//! No state of its own. Locks, in order: the machine's lock (held for the whole operation),
+//! then the agent's `image_gc` (shared, from an update's pull until the new version naming the
+//! image is written), then its `room` (while capacity is checked and allocated). Create takes
+//! `room` alone, and the new machine's lock only once it is written.
 
 use super::lease::validate_ttl;
 use super::runs::exit_events;

@@ -2,6 +2,9 @@
 //! what runs (`Runtime::reattach`). Running machines are adopted (never started twice); a
 //! machine left in a transient state by a crash is driven to where its operation was going; a
 //! `started` machine whose process is gone is treated as an exit while the agent was away.
+//!
+//! No state of its own: it runs once per [`Agent::open`](crate::Agent), one operation task per
+//! machine, each under that machine's lock.
 
 use super::runs::exit_events;
 use super::slot::{Locked, event};

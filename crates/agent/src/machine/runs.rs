@@ -4,6 +4,11 @@
 //!
 //! Each helper expects its caller to hold the machine's lock and to have written the intent
 //! (`starting`, `stopping`, ...) first; each writes the state it reached.
+//!
+//! State: each slot's run generation (moved on by every start and requested stop, so a
+//! supervisor tells its own run's crash from an exit someone asked for) and one watcher task per
+//! run, owned by the agent. Locks: the machine's lock, taken by the exit handling a supervisor
+//! spawns.
 
 use super::slot::{Locked, event, kind_name};
 use crate::agent::Agent;
