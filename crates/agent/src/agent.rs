@@ -1,101 +1,63 @@
-//! The [`Agent`] handle: its store, runtime, per-machine slots (lock, run generation, state
-//! channel) and owned tasks, plus the helpers every operation is built from.
+//! The [`Agent`] handle: what it was opened with (config, runtime, [`AgentDeps`]), its store,
+//! its owned tasks and the in-memory side of its machines, plus the helpers every operation is
+//! built from (find, lock, save, run as an owned task).
+//!
+//! State lives in one private `Inner` behind an `Arc` (the handle is cheap to clone); other
+//! modules reach it through methods. Locks: `room` (tokio, serializes capacity checks with the
+//! writes that allocate), `image_gc` (tokio `RwLock`: pulls shared, prune exclusive), each
+//! machine's operation lock in its [`Slot`], and short `std` mutexes (slots, check results,
+//! the advertised address, the secrets' caches) never held across an `.await`.
+//!
+//! The operations themselves are `impl Agent` blocks in the modules that own them (`machine`,
+//! `images`, `volumes`, `checks`, `http` for [`Agent::router`]); this module names none of them
+//! but boot reconcile and the volume thaw that [`Agent::open`] runs.
 
 use crate::AgentConfig;
 use crate::error::AgentError;
+use crate::machine::slot::{CheckResults, Locked, Slot, Slots, lock};
+use crate::secrets::{SecretSource, Secrets};
 use crate::store::{Record, Store};
 use crate::tasks::{TaskKind, Tasks};
+use aloft_proxy::load::Load;
 use aloft_runtime::Runtime;
 use aloft_types::api::HostInfo;
-use aloft_types::config::CpuKind;
-use aloft_types::machine::{
-    CheckStatus, EventRequest, EventSource, EventType, HostStatus, ImagePull,
-};
-use aloft_types::time::{now_ms, rfc3339};
-use aloft_types::{ApiError, InstanceId, Machine, MachineEvent, MachineId, MachineState};
-use std::collections::HashMap;
+use aloft_types::machine::ImagePull;
+use aloft_types::time::now_ms;
+use aloft_types::{ApiError, MachineEvent, MachineId, MachineState};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{OwnedMutexGuard, watch};
 
 /// How long shutdown lets running operations finish before aborting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// How many events the machine object carries (all of them: `GET .../events`).
-const EVENTS_IN_MACHINE: u32 = 10;
-
 /// The host agent: the source of truth for the machines on one host. Cheap to clone.
 #[derive(Clone)]
 pub struct Agent {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub config: AgentConfig,
-    pub runtime: Arc<dyn Runtime>,
-    pub store: Store,
-    pub tasks: Tasks,
+struct Inner {
+    config: AgentConfig,
+    runtime: Arc<dyn Runtime>,
+    store: Store,
+    tasks: Tasks,
     /// Serializes capacity checks with the writes that allocate (create, update).
-    pub room: tokio::sync::Mutex<()>,
+    room: tokio::sync::Mutex<()>,
     /// Held shared from the start of a pull until the machine record names the image, and
     /// exclusively by prune: prune never removes an image a machine is about to use.
-    pub image_gc: tokio::sync::RwLock<()>,
-    slots: Mutex<HashMap<MachineId, Arc<Slot>>>,
-    /// The latest health check results of started machines ([`crate::checks`]).
-    pub checks: Mutex<HashMap<MachineId, Vec<CheckStatus>>>,
+    image_gc: tokio::sync::RwLock<()>,
+    slots: Slots,
+    /// The latest health check results of started machines (`checks`).
+    checks: CheckResults,
     /// The address the heartbeat advertises, once one runs.
     advertise: Mutex<Option<String>>,
-    /// The collaborators it was opened with.
-    pub deps: AgentDeps,
-    /// The last secret values got per app (memory only), for starts while the control plane
-    /// does not answer.
-    pub secret_cache: Mutex<HashMap<String, std::collections::BTreeMap<String, String>>>,
-    /// The last size, host and key the control plane gave per volume (memory only), for starts
-    /// while it does not answer.
-    pub volume_cache: Mutex<HashMap<String, aloft_types::api::VolumeAccess>>,
-}
-
-/// The in-memory side of one machine.
-pub(crate) struct Slot {
-    /// Serializes operations on the machine; held across runtime calls. Reads and waits never
-    /// take it.
-    lock: Arc<tokio::sync::Mutex<()>>,
-    /// The generation of the current run. Every start and every requested stop moves it on, so
-    /// a supervisor can tell a crash of its own run from an exit someone asked for.
-    run: AtomicU64,
-    /// The machine's state and version, for `wait`.
-    state: watch::Sender<(MachineState, InstanceId)>,
-    /// The pull of the machine's image in progress, if one is (in memory only).
-    pull: Mutex<Option<ImagePull>>,
-}
-
-impl Slot {
-    /// Starts a new run generation and returns it.
-    pub fn next_run(&self) -> u64 {
-        self.run.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    pub fn current_run(&self) -> u64 {
-        self.run.load(Ordering::SeqCst)
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<(MachineState, InstanceId)> {
-        self.state.subscribe()
-    }
-
-    /// Shows (or, with `None`, stops showing) the progress of a pull of the machine's image.
-    pub fn set_pull(&self, pull: Option<ImagePull>) {
-        *lock(&self.pull) = pull;
-    }
-}
-
-/// A machine locked for an operation, with its record fresh from the store.
-pub(crate) struct Locked {
-    pub slot: Arc<Slot>,
-    pub rec: Record,
-    _guard: OwnedMutexGuard<()>,
+    /// App secrets and volume keys ([`AgentDeps::secrets`]), with the last values got.
+    secrets: Secrets,
+    /// [`AgentDeps::internal_dns`].
+    internal_dns: Option<String>,
+    /// [`AgentDeps::drain`].
+    drain: Option<Arc<Load>>,
 }
 
 /// What an agent works with besides its config and runtime. All of it is given at
@@ -105,13 +67,13 @@ pub(crate) struct Locked {
 pub struct AgentDeps {
     /// Where app secrets and volume keys come from (the control plane). `None`: machines start
     /// without secrets and cannot mount volumes.
-    pub secrets: Option<Arc<dyn crate::secrets::SecretSource>>,
+    pub secrets: Option<Arc<dyn SecretSource>>,
     /// The host's internal DNS server, machines' name server unless their config names others.
     /// `None`: the host's resolvers.
     pub internal_dns: Option<String>,
     /// The proxy's requests in flight per machine, when a proxy routes to this host's machines:
     /// a stop waits for them (at most a few seconds) before signalling the machine.
-    pub drain: Option<Arc<aloft_proxy::load::Load>>,
+    pub drain: Option<Arc<Load>>,
 }
 
 impl Agent {
@@ -132,12 +94,12 @@ impl Agent {
                 tasks: Tasks::new(),
                 room: tokio::sync::Mutex::new(()),
                 image_gc: tokio::sync::RwLock::new(()),
-                slots: Mutex::new(HashMap::new()),
-                checks: Mutex::new(HashMap::new()),
+                slots: Slots::default(),
+                checks: CheckResults::default(),
                 advertise: Mutex::new(None),
-                deps,
-                secret_cache: Mutex::default(),
-                volume_cache: Mutex::default(),
+                secrets: Secrets::new(deps.secrets),
+                internal_dns: deps.internal_dns,
+                drain: deps.drain,
             }),
         };
         for rec in &records {
@@ -147,12 +109,6 @@ impl Agent {
         agent.volume_store().thaw_all();
         agent.reconcile(records).await?;
         Ok(agent)
-    }
-
-    /// The internal HTTP API: the machine endpoints on the public paths
-    /// (/v1/apps/{app}/machines/...) plus GET /internal/v1/host; bearer `internal_token` required.
-    pub fn router(&self) -> axum::Router {
-        crate::http::router(self.clone())
     }
 
     /// What this host tells the control plane: region, address, capacity and what is allocated.
@@ -213,17 +169,12 @@ impl Agent {
 
     /// The machine's slot, made from its record if it has none yet.
     pub(crate) fn slot(&self, rec: &Record) -> Arc<Slot> {
-        lock(&self.inner.slots)
-            .entry(rec.id.clone())
-            .or_insert_with(|| {
-                Arc::new(Slot {
-                    lock: Arc::default(),
-                    run: AtomicU64::new(0),
-                    state: watch::Sender::new((rec.state, rec.instance_id.clone())),
-                    pull: Mutex::new(None),
-                })
-            })
-            .clone()
+        self.inner.slots.of(rec)
+    }
+
+    /// The pull of the machine's image in progress, if one is.
+    pub(crate) fn image_pull(&self, id: &MachineId) -> Option<ImagePull> {
+        self.inner.slots.pull(id)
     }
 
     /// The machine `id` of `app`, or 404.
@@ -254,27 +205,19 @@ impl Agent {
             return Ok(None);
         };
         let slot = self.slot(&rec);
-        let guard = slot.lock.clone().lock_owned().await;
+        let guard = slot.lock_owned().await;
         // Fresh: another operation may have changed it while this one waited for the lock.
         let Some(rec) = self.inner.store.get(id)? else {
             return Ok(None);
         };
-        Ok(Some(Locked {
-            slot,
-            rec,
-            _guard: guard,
-        }))
+        Ok(Some(Locked::new(slot, rec, guard)))
     }
 
     /// Locks a machine that was just inserted (uncontended: nobody else knows it yet).
     pub(crate) async fn lock_new(&self, rec: Record) -> Locked {
         let slot = self.slot(&rec);
-        let guard = slot.lock.clone().lock_owned().await;
-        Locked {
-            slot,
-            rec,
-            _guard: guard,
-        }
+        let guard = slot.lock_owned().await;
+        Locked::new(slot, rec, guard)
     }
 
     /// Moves the machine to `state` and records `events`, in one write, then tells waiters.
@@ -308,10 +251,7 @@ impl Agent {
         rec.state = state;
         rec.updated_at = now_ms();
         self.inner.store.save(&rec, &events, version)?;
-        m.slot
-            .state
-            .send_replace((rec.state, rec.instance_id.clone()));
-        m.rec = rec;
+        m.written(rec);
         Ok(())
     }
 
@@ -353,119 +293,56 @@ impl Agent {
         }
     }
 
-    /// The machine object the API returns.
-    pub(crate) fn machine_json(
-        &self,
-        rec: &Record,
-        nonce: Option<String>,
-    ) -> Result<Machine, ApiError> {
-        let events = self.inner.store.events(&rec.id, Some(EVENTS_IN_MACHINE))?;
-        Ok(self.machine_object(rec, nonce, events))
+    /// What the agent was set up with.
+    pub(crate) fn config(&self) -> &AgentConfig {
+        &self.inner.config
     }
 
-    /// Every machine on this host that is not destroyed, without their events: what the
-    /// proxy routes from ([`crate::LocalCatalog`]).
-    pub fn machines(&self) -> Result<Vec<Machine>, ApiError> {
-        Ok(self
-            .inner
-            .store
-            .list()?
-            .into_iter()
-            .filter(|r| r.state != MachineState::Destroyed)
-            .map(|r| self.machine_object(&r, None, Vec::new()))
-            .collect())
+    /// The machines' store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
-    /// Moves on whenever a machine on this host changes (state, config, a new or destroyed one).
-    pub fn machine_changes(&self) -> watch::Receiver<u64> {
-        self.inner.store.changes()
+    /// The tasks the agent owns.
+    pub(crate) fn tasks(&self) -> &Tasks {
+        &self.inner.tasks
     }
 
-    fn machine_object(
-        &self,
-        rec: &Record,
-        nonce: Option<String>,
-        events: Vec<MachineEvent>,
-    ) -> Machine {
-        Machine {
-            id: rec.id.clone(),
-            name: rec.name.clone(),
-            state: rec.state,
-            region: rec.region.clone(),
-            instance_id: rec.instance_id.clone(),
-            private_ip: rec.private_ip.clone(),
-            config: rec.config.clone(),
-            image_ref: rec
-                .image_ref
-                .clone()
-                .unwrap_or_else(|| self.unpulled_image_ref(rec)),
-            created_at: rfc3339(rec.created_at),
-            updated_at: rfc3339(rec.updated_at),
-            events,
-            checks: self.check_results(&rec.id),
-            host_status: HostStatus::Ok,
-            app_name: rec.app.clone(),
-            cordoned: rec.cordoned,
-            host_id: self.inner.config.host_id.clone(),
-            nonce,
-            image_pull: lock(&self.inner.slots)
-                .get(&rec.id)
-                .and_then(|slot| lock(&slot.pull).clone()),
-        }
+    /// The runtime, whether or not the agent still runs: for reads and for what a run already
+    /// started needs (waiting for it, its exit message). Writes use [`Agent::runtime`].
+    pub(crate) fn any_runtime(&self) -> &dyn Runtime {
+        self.inner.runtime.as_ref()
     }
 
-    /// Dedicated CPUs and memory (MB) held by machines that are not destroyed, leaving out
-    /// `except`. `shared` CPUs are oversubscribed (as on the reference platform and in the control
-    /// plane's placement), so only `performance` guests hold CPUs.
-    pub(crate) fn allocated(&self, except: Option<&MachineId>) -> Result<(u32, u64), ApiError> {
-        let mut cpus = 0u32;
-        let mut memory = 0u64;
-        for rec in self.inner.store.list()? {
-            if rec.state != MachineState::Destroyed && Some(&rec.id) != except {
-                if rec.config.guest.cpu_kind == CpuKind::Performance {
-                    cpus = cpus.saturating_add(rec.config.guest.cpus);
-                }
-                memory = memory.saturating_add(u64::from(rec.config.guest.memory_mb));
-            }
-        }
-        Ok((cpus, memory))
+    /// Held by capacity checks and the writes that allocate (create, update), so two of them
+    /// never both see the same room.
+    pub(crate) fn room(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.room
     }
-}
 
-/// A new event reaching `status`.
-pub(crate) fn event(
-    kind: EventType,
-    status: MachineState,
-    source: EventSource,
-    message: Option<String>,
-) -> MachineEvent {
-    MachineEvent {
-        id: ulid::Ulid::new().to_string(),
-        kind,
-        status: status.as_str().to_string(),
-        source,
-        timestamp: now_ms(),
-        request: message.map(|message| EventRequest {
-            exit_event: None,
-            message: Some(message),
-        }),
+    /// Held shared from the start of a pull until the machine record names the image, and
+    /// exclusively by prune.
+    pub(crate) fn image_gc(&self) -> &tokio::sync::RwLock<()> {
+        &self.inner.image_gc
     }
-}
 
-/// The event type as the API spells it.
-pub(crate) fn kind_name(kind: EventType) -> &'static str {
-    match kind {
-        EventType::Launch => "launch",
-        EventType::Start => "start",
-        EventType::Stop => "stop",
-        EventType::Exit => "exit",
-        EventType::Restart => "restart",
-        EventType::Update => "update",
-        EventType::Destroy => "destroy",
-        EventType::Suspend => "suspend",
+    /// The latest health check results of started machines.
+    pub(crate) fn checks(&self) -> &CheckResults {
+        &self.inner.checks
     }
-}
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    /// App secrets and volume keys, from the control plane or this host's last copy.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+
+    /// The name server machines get unless their config names others (`None`: the host's).
+    pub(crate) fn internal_dns(&self) -> Option<String> {
+        self.inner.internal_dns.clone()
+    }
+
+    /// The proxy's requests in flight per machine, when a proxy routes to this host.
+    pub(crate) fn in_flight(&self) -> Option<&Load> {
+        self.inner.drain.as_deref()
+    }
 }

@@ -2,6 +2,9 @@
 //! its store only when a machine changed, with each app's targets per port (and DNS's started
 //! machines) worked out once per reload, so a request or a query costs a map lookup, not a
 //! store query.
+//!
+//! State: each [`LocalCatalog`] keeps its change receiver and its current view, each behind a
+//! `std` mutex held only to check or swap it; the view is shared as an `Arc` and never changed.
 
 use crate::Agent;
 use aloft_dns::names::Entry;

@@ -6,6 +6,9 @@
 //! `servicecheck-<service>-<check>`, as on the reference platform). A started machine's checks
 //! run at once, then every `interval` (default 15 s), each with its `timeout` (default 2 s);
 //! failures within the `grace_period` after a start count as `warning`, not `critical`.
+//!
+//! State: the results are the agent's (`CheckResults` in `machine::slot`, one `std` mutex); when
+//! each check is due lives in the scheduler's task.
 
 use crate::Agent;
 use aloft_types::config::{Check, CheckType, MachineConfig};
@@ -147,32 +150,14 @@ struct Run {
 impl Agent {
     /// The latest results of the machine's checks.
     pub(crate) fn check_results(&self, id: &MachineId) -> Vec<CheckStatus> {
-        self.inner
-            .checks
-            .lock()
-            .expect("lock")
-            .get(id)
-            .cloned()
-            .unwrap_or_default()
+        self.checks().of(id)
     }
 
     /// Records a result; a change between critical and not moves the machines' change counter
     /// (the proxy routes by it).
     fn record_check(&self, id: &MachineId, status: CheckStatus) {
-        let mut all = self.inner.checks.lock().expect("lock");
-        let list = all.entry(id.clone()).or_default();
-        let was_critical = list.iter().any(|c| c.status == CheckState::Critical);
-        match list.iter_mut().find(|c| c.name == status.name) {
-            Some(c) => *c = status,
-            None => {
-                list.push(status);
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-            }
-        }
-        let critical = list.iter().any(|c| c.status == CheckState::Critical);
-        drop(all);
-        if critical != was_critical {
-            self.inner.store.touch();
+        if self.checks().record(id, status) {
+            self.store().touch();
         }
     }
 }
@@ -194,17 +179,14 @@ pub fn spawn_health_checks(agent: Agent) -> tokio::task::JoinHandle<()> {
             // Machines that stopped lose their results; a new run starts its checks afresh.
             runs.retain(|id, _| started.iter().any(|m| &m.id == id));
             agent
-                .inner
-                .checks
-                .lock()
-                .expect("lock")
-                .retain(|id, _| started.iter().any(|m| &m.id == id));
+                .checks()
+                .retain_machines(|id| started.iter().any(|m| &m.id == id));
             for m in &started {
                 let plan = planned(&m.config);
                 // Results of checks the machine's config no longer has are dropped.
-                if let Some(results) = agent.inner.checks.lock().expect("lock").get_mut(&m.id) {
-                    results.retain(|r| plan.iter().any(|p| p.name == r.name));
-                }
+                agent
+                    .checks()
+                    .retain_checks(&m.id, |name| plan.iter().any(|p| p.name == name));
                 if plan.is_empty() {
                     continue;
                 }
@@ -218,7 +200,7 @@ pub fn spawn_health_checks(agent: Agent) -> tokio::task::JoinHandle<()> {
                 });
                 if run.instance != m.instance_id.as_str() {
                     // A new version: the old one's results do not speak for it.
-                    agent.inner.checks.lock().expect("lock").remove(&m.id);
+                    agent.checks().forget(&m.id);
                     *run = Run {
                         instance: m.instance_id.to_string(),
                         started: Instant::now(),

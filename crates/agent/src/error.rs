@@ -1,4 +1,5 @@
 //! The agent's own errors (opening and using its store), and how they reach API callers.
+//! No state.
 
 use aloft_types::ApiError;
 use std::path::PathBuf;

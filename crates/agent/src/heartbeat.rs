@@ -1,6 +1,9 @@
 //! Registration with the control plane: `POST {cp}/internal/v1/hosts` with this host's
 //! [`HostInfo`](aloft_types::api::HostInfo), at once and then every 10 s, for as long as the agent
 //! runs.
+//!
+//! State: the task it spawns, and the address it advertises, kept by the agent
+//! (`Agent::set_advertise`) for `GET /internal/v1/host`.
 
 use crate::agent::Agent;
 use std::time::Duration;
@@ -41,7 +44,7 @@ pub fn spawn_heartbeat(
             let info = agent.host_info(&advertise_url);
             let sent = client
                 .post(&url)
-                .bearer_auth(&agent.inner.config.internal_token)
+                .bearer_auth(&agent.config().internal_token)
                 .json(&info)
                 .send()
                 .await;

@@ -15,8 +15,14 @@
 //!   no registry.
 //! - **Prune** keeps every image a machine that is not destroyed names, and never runs between
 //!   a pull and the write that names its image (`image_gc`).
+//!
+//! State: the host's image store (`AgentConfig::images`, on disk) and each machine's pull in
+//! progress (in its slot, memory only). Locks: the agent's `image_gc` (shared by a pull until
+//! the record names its image, exclusive for prune); pulls for an operation run under that
+//! machine's lock.
 
-use crate::agent::{Agent, Locked, Slot};
+use crate::agent::Agent;
+use crate::machine::slot::{Locked, Slot};
 use crate::store::Record;
 use aloft_image::{
     Credentials, Image, ImageError, ImageProcess, ImageStore, PullPhase, PullProgress, Reference,
@@ -191,7 +197,7 @@ impl Agent {
     /// 422 naming `config.image` when it is not an image reference (only when this agent pulls
     /// images: without, any string is accepted, as the sim runtime runs no image).
     pub(crate) fn check_image(&self, config: &MachineConfig, org: &str) -> Result<(), ApiError> {
-        if self.inner.config.images.is_none() {
+        if self.config().images.is_none() {
             return Ok(());
         }
         self.reference(&config.image, org)
@@ -204,8 +210,7 @@ impl Agent {
     /// as written when this agent pulls no images.
     pub(crate) fn unpulled_image_ref(&self, rec: &Record) -> ImageRef {
         let resolved = self
-            .inner
-            .config
+            .config()
             .images
             .as_ref()
             .and_then(|_| self.reference(&rec.config.image, &rec.org).ok());
@@ -221,7 +226,7 @@ impl Agent {
     }
 
     fn reference(&self, image: &str, org: &str) -> Result<Reference, ImageError> {
-        Reference::parse(image, &self.inner.config.registry, org)
+        Reference::parse(image, &self.config().registry, org)
     }
 
     /// The image of the machine's current version, ready on this host, and the process to run
@@ -233,10 +238,10 @@ impl Agent {
         m: &mut Locked,
         creds: Option<&Credentials>,
     ) -> Result<Option<PreparedImage>, ImageFailure> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(None);
         };
-        let _gc = self.inner.image_gc.read().await;
+        let _gc = self.image_gc().read().await;
         let pinned = m.rec.image_ref.as_ref().filter(|r| !r.digest.is_empty());
         let (reference, tag) = match pinned {
             Some(r) => (
@@ -274,7 +279,7 @@ impl Agent {
             .process(&m.rec.config)
             .map_err(ImageFailure::Process)?;
         process.env.extend(platform_env(&m.rec));
-        let disk = if self.inner.runtime.capabilities().disk_image {
+        let disk = if self.any_runtime().capabilities().disk_image {
             Some(
                 store
                     .ext4(&image)
@@ -305,7 +310,7 @@ impl Agent {
         config: &MachineConfig,
         creds: Option<&Credentials>,
     ) -> Result<Option<ImageRef>, ImageFailure> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(None);
         };
         let reference = self
@@ -355,7 +360,7 @@ impl Agent {
 
     /// `GET /internal/v1/images`: the images on this host and the machines that use them.
     pub(crate) async fn list_images(&self) -> Result<Vec<HostImage>, ApiError> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(Vec::new());
         };
         let mut users = self.image_users()?;
@@ -378,10 +383,10 @@ impl Agent {
     /// `POST /internal/v1/images/prune`: removes every image no machine (that is not destroyed)
     /// names, and the layers only they used.
     pub(crate) async fn prune_images(&self) -> Result<PruneImagesResponse, ApiError> {
-        let Some(store) = &self.inner.config.images else {
+        let Some(store) = &self.config().images else {
             return Ok(PruneImagesResponse::default());
         };
-        let _gc = self.inner.image_gc.write().await;
+        let _gc = self.image_gc().write().await;
         let keep: Vec<String> = self.image_users()?.into_keys().collect();
         let on_host: BTreeSet<String> = store
             .list()
@@ -403,7 +408,7 @@ impl Agent {
     /// Manifest digest -> the machines (not destroyed) whose current version names it.
     fn image_users(&self) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
         let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for rec in self.inner.store.list()? {
+        for rec in self.store().list()? {
             if rec.state == MachineState::Destroyed {
                 continue;
             }

@@ -7,14 +7,17 @@
 //!
 //! - `store`: the SQLite store; every transition is written before it is acted on, and the
 //!   state it reached after.
-//! - `ops`, `lease`: the API's operations and leases; each write runs as a task the agent owns,
-//!   under the machine's lock.
-//! - `runs`: starting and stopping runs, the supervisor per run, restart policies.
+//! - `agent`: the [`Agent`] handle, opened with everything it works with ([`AgentDeps`]).
+//! - `machine`: the machines' in-memory side (`slot`), the API's operations (`ops`, `reads`) and
+//!   leases (`lease`); each write runs as a task the agent owns, under the machine's lock.
+//!   `runs`: starting and stopping runs, the supervisor per run, restart policies. `reconcile`: at
+//!   start-up, adopt what still runs and finish what a crash interrupted.
 //! - `images`: machines' images — `config.image` resolved, pulled with the caller's registry
 //!   token (in memory, for that request only) while the machine shows the pull's progress,
 //!   pinned per version by manifest digest, the process and the platform's environment; the
 //!   host's image list and prune.
-//! - `reconcile`: at start-up, adopt what still runs and finish what a crash interrupted.
+//! - `secrets`, `volumes`, `checks`: app secrets and volume keys from the control plane, the
+//!   host's volumes, health checks.
 //! - [`http`]: the axum router and its OpenAPI document ([`http::MachinesApiDoc`]).
 //! - [`spawn_heartbeat`]: registration with the control plane every 10 s.
 //!
@@ -27,10 +30,7 @@ mod error;
 mod heartbeat;
 pub mod http;
 mod images;
-mod lease;
-mod ops;
-mod reconcile;
-mod runs;
+mod machine;
 pub mod secrets;
 mod store;
 mod tasks;

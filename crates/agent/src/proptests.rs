@@ -143,7 +143,7 @@ async fn call(router: &axum::Router, method: &str, uri: &str, body: Option<Value
 /// Waits until no operation has run for a little while.
 async fn settle(agent: &Agent) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut last = agent.inner.tasks.activity();
+    let mut last = agent.tasks().activity();
     let mut quiet = 0;
     while quiet < 4 {
         assert!(
@@ -151,7 +151,7 @@ async fn settle(agent: &Agent) {
             "the agent never settled"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
-        let now = agent.inner.tasks.activity();
+        let now = agent.tasks().activity();
         if now.0 == 0 && now == last {
             quiet += 1;
         } else {
@@ -271,13 +271,7 @@ impl Case {
         if let Some((id, starts)) = exiting {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             loop {
-                let state = self
-                    .agent
-                    .inner
-                    .store
-                    .get(&id)
-                    .expect("store")
-                    .map(|r| r.state);
+                let state = self.agent.store().get(&id).expect("store").map(|r| r.state);
                 if state != Some(MachineState::Started) || self.rt.starts(&id) > starts {
                     break;
                 }
@@ -295,8 +289,7 @@ impl Case {
         for id in self.ids.clone() {
             let rec: Record = self
                 .agent
-                .inner
-                .store
+                .store()
                 .get(&id)
                 .expect("the store answers")
                 .expect("machines are never removed");
@@ -321,12 +314,7 @@ impl Case {
             if state == MachineState::Destroyed {
                 self.destroyed.insert(id.clone());
             }
-            let events = self
-                .agent
-                .inner
-                .store
-                .events(&id, Some(10))
-                .expect("events");
+            let events = self.agent.store().events(&id, Some(10)).expect("events");
             assert_eq!(
                 events.first().map(|e| e.status.as_str()),
                 Some(state.as_str()),

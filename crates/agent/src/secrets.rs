@@ -1,16 +1,19 @@
 //! App secrets and volume keys for the machines this host starts: asked of the control plane
 //! (`GET {cp}/internal/v1/apps/{app}/secrets`, `GET {cp}/internal/v1/volumes/{id}`, internal
 //! token) at every start. Secrets are added to the machine's environment, never to its config
-//! (the API never shows them); volume keys are kept in memory only (see `crate::volumes`).
+//! (the API never shows them); volume keys are kept in memory only (see the `volumes` module).
 //!
 //! Availability first: when the control plane does not answer, the last values this agent got for
 //! the app are used; with none, the machine starts without secrets and its start event says so
 //! (an app without secrets, the common case, must survive a control-plane outage).
+//!
+//! State: the agent's `Secrets`, the source it was opened with and the last values got per app
+//! and per volume, each map behind a `std` mutex held only to read or write it.
 
-use crate::agent::Agent;
 use aloft_types::api::VolumeAccess;
 use async_trait::async_trait;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where an app's secret values and its volumes' keys come from.
@@ -73,32 +76,40 @@ impl ControlPlaneSecrets {
     }
 }
 
-impl Agent {
+/// The agent's side of a [`SecretSource`]: the source it was opened with and the last values it
+/// got from it (memory only), for starts while the control plane does not answer.
+#[derive(Default)]
+pub(crate) struct Secrets {
+    source: Option<Arc<dyn SecretSource>>,
+    /// The last secret values got per app.
+    apps: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    /// The last size, host and key got per volume.
+    volumes: Mutex<HashMap<String, VolumeAccess>>,
+}
+
+impl Secrets {
+    pub fn new(source: Option<Arc<dyn SecretSource>>) -> Self {
+        Secrets {
+            source,
+            ..Secrets::default()
+        }
+    }
+
     /// The app's secrets for a start, and a note when they could not be had fresh.
-    pub(crate) async fn app_secrets(
-        &self,
-        app: &str,
-    ) -> (BTreeMap<String, String>, Option<String>) {
-        let Some(source) = &self.inner.deps.secrets else {
+    pub async fn app_secrets(&self, app: &str) -> (BTreeMap<String, String>, Option<String>) {
+        let Some(source) = &self.source else {
             return (BTreeMap::new(), None);
         };
         match source.secrets(app).await {
             Ok(values) => {
-                self.inner
-                    .secret_cache
+                self.apps
                     .lock()
                     .expect("lock")
                     .insert(app.to_string(), values.clone());
                 (values, None)
             }
             Err(e) => {
-                let cached = self
-                    .inner
-                    .secret_cache
-                    .lock()
-                    .expect("lock")
-                    .get(app)
-                    .cloned();
+                let cached = self.apps.lock().expect("lock").get(app).cloned();
                 tracing::warn!(app, error = %e, cached = cached.is_some(), "cannot fetch the app's secrets");
                 match cached {
                     Some(values) => (
@@ -117,4 +128,34 @@ impl Agent {
             }
         }
     }
+
+    /// The size, host and key of `volume` for a start. `Err` says why the machine cannot start.
+    pub async fn volume_access(&self, volume: &str) -> Result<VolumeAccess, String> {
+        let Some(source) = &self.source else {
+            return Err(format!(
+                "volume {volume}: this host has no control plane to get the volume's key from"
+            ));
+        };
+        match source.volume(volume).await {
+            Ok(access) => {
+                lock(&self.volumes).insert(volume.to_string(), access.clone());
+                Ok(access)
+            }
+            // Availability first, as with secrets: the last key this agent was given.
+            Err(e) => match lock(&self.volumes).get(volume).cloned() {
+                Some(access) => {
+                    tracing::warn!(volume = %volume, error = %e, "the control plane did not answer; using the volume's last known key");
+                    Ok(access)
+                }
+                None => Err(format!(
+                    "volume {volume}: cannot get its key from the control plane ({e}); start the machine again once it answers"
+                )),
+            },
+        }
+    }
+}
+
+/// Locks a mutex, recovering it if a panicking holder poisoned it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -5,6 +5,9 @@
 //! state change and the events it produces are written in one transaction, so a crash never
 //! leaves one without the other. Once [`Store::close`] has run (shutdown, or a simulated crash),
 //! every method fails with [`AgentError::Closed`] and nothing more is written.
+//!
+//! State: one SQLite connection behind a `std` mutex (`None` once closed), and a change counter
+//! (a `watch` channel) that moves on after every committed change to a machine record.
 
 use crate::error::AgentError;
 use aloft_types::api::{Lease, MachineVersion};

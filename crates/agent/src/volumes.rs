@@ -7,8 +7,13 @@
 //! control plane does not answer, the last key this agent was given is used (restarts and
 //! autostarts go on), and a volume this agent never opened does not start (its start event
 //! says why). Machines already running keep running.
+//!
+//! State: the volumes' disks under `<data_dir>/volumes` (`VolumeStore`) and, through the
+//! agent's `secrets`, the last key per volume. No lock of its own: attaching runs under the
+//! starting machine's lock; a volume is mounted by one machine at a time, checked against the
+//! store.
 
-use crate::agent::{Agent, lock};
+use crate::agent::Agent;
 use crate::store::Record;
 use aloft_runtime::volume::{AttachedVolume, VolumeKey, VolumeStore};
 use aloft_types::{ApiError, MachineState};
@@ -16,7 +21,7 @@ use aloft_types::{ApiError, MachineState};
 impl Agent {
     /// This host's volumes.
     pub(crate) fn volume_store(&self) -> VolumeStore {
-        VolumeStore::new(self.inner.config.data_dir.join("volumes"))
+        VolumeStore::new(self.config().data_dir.join("volumes"))
     }
 
     /// The volumes the machine's config mounts, made or grown as the control plane says and
@@ -43,35 +48,15 @@ impl Agent {
                     m.volume, other.id
                 ));
             }
-            let Some(source) = &self.inner.deps.secrets else {
-                return Err(format!(
-                    "volume {}: this host has no control plane to get the volume's key from",
-                    m.volume
-                ));
-            };
-            let access = match source.volume(&m.volume).await {
-                Ok(access) => {
-                    lock(&self.inner.volume_cache).insert(m.volume.clone(), access.clone());
-                    access
-                }
-                // Availability first, as with secrets: the last key this agent was given.
-                Err(e) => match lock(&self.inner.volume_cache).get(&m.volume).cloned() {
-                    Some(access) => {
-                        tracing::warn!(volume = %m.volume, error = %e, "the control plane did not answer; using the volume's last known key");
-                        access
-                    }
-                    None => {
-                        return Err(format!(
-                            "volume {}: cannot get its key from the control plane ({e}); start the machine again once it answers",
-                            m.volume
-                        ));
-                    }
-                },
-            };
-            if access.app != rec.app || access.host_id != self.inner.config.host_id {
+            let access = self.secrets().volume_access(&m.volume).await?;
+            if access.app != rec.app || access.host_id != self.config().host_id {
                 return Err(format!(
                     "volume {} belongs to app `{}` on host `{}`, not to this machine's app `{}` on `{}`",
-                    m.volume, access.app, access.host_id, rec.app, self.inner.config.host_id
+                    m.volume,
+                    access.app,
+                    access.host_id,
+                    rec.app,
+                    self.config().host_id
                 ));
             }
             let store = self.volume_store();
@@ -93,8 +78,7 @@ impl Agent {
     /// Machines of this host (not destroyed) whose config mounts `volume`.
     fn machines_mounting(&self, volume: &str) -> Result<Vec<Record>, ApiError> {
         Ok(self
-            .inner
-            .store
+            .store()
             .list()
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .into_iter()
@@ -161,7 +145,7 @@ impl Agent {
         }
         // A microVM writes the disk itself (QEMU caches qcow2 metadata): a copy taken under it
         // would be torn. gVisor volumes are frozen for the copy by the store.
-        if self.inner.runtime.name() == "microvm"
+        if self.any_runtime().name() == "microvm"
             && let Some(m) = self
                 .machines_mounting(id)?
                 .into_iter()

@@ -4,8 +4,14 @@
 //!
 //! Each helper expects its caller to hold the machine's lock and to have written the intent
 //! (`starting`, `stopping`, ...) first; each writes the state it reached.
+//!
+//! State: each slot's run generation (moved on by every start and requested stop, so a
+//! supervisor tells its own run's crash from an exit someone asked for) and one watcher task per
+//! run, owned by the agent. Locks: the machine's lock, taken by the exit handling a supervisor
+//! spawns.
 
-use crate::agent::{Agent, Locked, event, kind_name};
+use super::slot::{Locked, event, kind_name};
+use crate::agent::Agent;
 use crate::store::Record;
 use crate::tasks::TaskKind;
 use aloft_image::Credentials;
@@ -112,10 +118,10 @@ impl Agent {
                 return Err(self.start_failed(m, kind, source, why));
             }
         };
-        let mut spec = spec_of(&m.rec, image, self.inner.deps.internal_dns.clone());
+        let mut spec = spec_of(&m.rec, image, self.internal_dns());
         // Secrets go into this run's environment only, never the record (the API never shows
         // them). Their names never start with FLY_ or ALOFT_: the platform's variables stay.
-        let (secrets, secrets_note) = self.app_secrets(&m.rec.app).await;
+        let (secrets, secrets_note) = self.secrets().app_secrets(&m.rec.app).await;
         for (name, value) in secrets {
             if let Some(image) = spec.image.as_mut() {
                 image.process.env.insert(name.clone(), value.clone());
@@ -212,7 +218,7 @@ impl Agent {
     /// that a stop lets them end before the signal. The machine's state says it is stopping
     /// already, so the proxy sends it nothing new.
     async fn drain(&self, id: &MachineId, within: Duration) {
-        let Some(load) = &self.inner.deps.drain else {
+        let Some(load) = self.in_flight() else {
             return;
         };
         let deadline = tokio::time::Instant::now() + within;
@@ -244,7 +250,7 @@ impl Agent {
         err: RuntimeError,
     ) -> ApiError {
         let id = m.rec.id.clone();
-        let running = matches!(self.inner.runtime.reattach(&id).await, Ok(Some(_)));
+        let running = matches!(self.any_runtime().reattach(&id).await, Ok(Some(_)));
         let state = if running {
             MachineState::Started
         } else {
@@ -306,15 +312,15 @@ impl Agent {
                 message,
             )],
         )?;
-        self.inner.store.delete_lease(&m.rec.id)?;
+        self.store().delete_lease(&m.rec.id)?;
         Ok(())
     }
 
     /// Watches run `run` of machine `id`: when it ends, an operation handles the exit.
     pub(crate) fn supervise(&self, id: MachineId, run: u64) {
         let agent = self.clone();
-        let spawned = self.inner.tasks.spawn(TaskKind::Watcher, async move {
-            let status = agent.inner.runtime.wait(&id).await;
+        let spawned = self.tasks().spawn(TaskKind::Watcher, async move {
+            let status = agent.any_runtime().wait(&id).await;
             let handler = agent.clone();
             agent.spawn_op("handling an exit", async move {
                 handler.run_ended(id, run, status).await
@@ -342,7 +348,7 @@ impl Agent {
         let status = match status {
             Ok(st) => Some(st),
             Err(e) => {
-                if let Ok(Some(_)) = self.inner.runtime.reattach(&id).await {
+                if let Ok(Some(_)) = self.any_runtime().reattach(&id).await {
                     // It still runs; the runtime only failed to wait. Watch it again, gently.
                     tracing::warn!(machine = %id, "cannot wait for the machine's process ({e}); retrying");
                     drop(m);
@@ -355,7 +361,7 @@ impl Agent {
         };
         // Why the process could not start, when the guest's init said (e.g. a missing
         // entrypoint): the exit event carries it.
-        let message = self.inner.runtime.exit_message(&id).await;
+        let message = self.any_runtime().exit_message(&id).await;
         self.process_exited(&mut m, status, message).await
     }
 

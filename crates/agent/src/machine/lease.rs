@@ -1,8 +1,11 @@
 //! Leases: a caller holding a machine's lease is the only one whose writes go through (others
 //! get 409) until it expires or is released. Expired leases are ignored.
+//!
+//! State: the lease of each machine, in the store. Taking and releasing a lease run under the
+//! machine's lock; the check every write makes reads the store under that write's lock.
 
+use super::{Caller, destroyed};
 use crate::agent::Agent;
-use crate::ops::{Caller, destroyed};
 use crate::store::Record;
 use aloft_types::api::{LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, OkResponse};
 use aloft_types::time::{now_ms, rfc3339};
@@ -37,8 +40,7 @@ impl Agent {
     /// The machine's lease, if one is held and has not expired.
     fn live_lease(&self, rec: &Record) -> Result<Option<Lease>, ApiError> {
         Ok(self
-            .inner
-            .store
+            .store()
             .lease(&rec.id)?
             .filter(|l| l.expires_at > now_secs()))
     }
@@ -85,7 +87,7 @@ impl Agent {
                 version: rec.instance_id.to_string(),
             },
         };
-        self.inner.store.put_lease(&rec.id, &lease)?;
+        self.store().put_lease(&rec.id, &lease)?;
         Ok(lease)
     }
 
@@ -138,7 +140,7 @@ impl Agent {
         let nonce = caller.nonce.clone();
         self.with_machine_unleased(app, id, move |agent, m| async move {
             agent.check_lease(&m.rec, nonce.as_deref())?;
-            agent.inner.store.delete_lease(&m.rec.id)?;
+            agent.store().delete_lease(&m.rec.id)?;
             Ok(OkResponse::ok())
         })
         .await

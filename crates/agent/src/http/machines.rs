@@ -1,349 +1,54 @@
-//! The agent's internal HTTP API: the machine endpoints of the Machines API on the public paths
-//! and JSON (the control plane forwards requests unchanged), plus `GET /internal/v1/host`,
-//! `GET /internal/v1/images`, `POST /internal/v1/images/prune`, and the volumes' data
-//! (`POST`/`DELETE /internal/v1/volumes/{id}`, `POST /internal/v1/volumes/{id}/snapshots`). Every
-//! request needs `Authorization: Bearer <internal token>`.
-//!
-//! Handlers stay thin: read the request, call one [`Agent`] method, write the answer. Every error
-//! (including axum's own rejections of a bad path, query or body) is an
-//! [`ErrorBody`] with the status of its [`ApiError`].
+//! The machine endpoints of the Machines API (`/v1/apps/{app}/machines/...`), each with its
+//! OpenAPI description: read the request, call one [`Agent`] method, write the answer. No state.
 
+use super::extract::{ApiResult, Body, HttpError, OptionalBody, PathParams, QueryParams};
 use crate::agent::Agent;
-use crate::ops::Caller;
-use aloft_types::api::internal::{ACTOR_HEADER, NETWORK_HEADER, ORG_HEADER, REGISTRY_TOKEN_HEADER};
+use crate::machine::Caller;
 use aloft_types::api::{
-    CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, HostImage, HostInfo,
-    LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, ListMachinesQuery, LogLine, LogsQuery,
-    MachineVersion, MetadataValue, OkResponse, ProcessInfo, PruneImagesResponse, RestartQuery,
-    SignalRequest, StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest, WaitQuery,
-    WaitResponse,
+    CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, LeaseRequest, LeaseResponse,
+    ListMachinesQuery, LogLine, LogsQuery, MachineVersion, MetadataValue, OkResponse, ProcessInfo,
+    RestartQuery, SignalRequest, StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest,
+    WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, ErrorBody, Machine, MachineEvent};
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use utoipa::IntoParams;
-
-/// The largest request body accepted (1 MiB).
-const MAX_BODY: usize = 1 << 20;
 
 /// The OpenAPI tag of every machine endpoint.
 const TAG: &str = "Machines";
 
-/// The OpenAPI document of the agent's machine endpoints. The control plane merges it into the
-/// public Machines API document (the paths and bodies are the same).
-#[derive(utoipa::OpenApi)]
-#[openapi(
-    paths(
-        machines_list,
-        machines_create,
-        machines_show,
-        machines_update,
-        machines_delete,
-        machines_start,
-        machines_stop,
-        machines_restart,
-        machines_signal,
-        machines_suspend,
-        machines_wait,
-        machines_create_lease,
-        machines_show_lease,
-        machines_release_lease,
-        machines_cordon,
-        machines_uncordon,
-        machines_show_metadata,
-        machines_update_metadata,
-        machines_delete_metadata,
-        machines_list_events,
-        machines_list_versions,
-        machines_list_processes,
-        machines_exec,
-        machines_logs,
-    ),
-    components(schemas(
-        Machine,
-        MachineEvent,
-        CreateMachineRequest,
-        UpdateMachineRequest,
-        StopRequest,
-        SignalRequest,
-        StartResponse,
-        SuspendResponse,
-        WaitResponse,
-        OkResponse,
-        LeaseRequest,
-        LeaseResponse,
-        MetadataValue,
-        ExecRequest,
-        ExecResponse,
-        MachineVersion,
-        ProcessInfo,
-        LogLine,
-        ErrorBody,
-    )),
-    tags((name = "Machines", description = "Create machines and drive their lifecycle: start, stop, update, wait, lease, exec."))
-)]
-pub struct MachinesApiDoc;
-
-/// The router behind the internal token.
-pub(crate) fn router(agent: Agent) -> Router {
-    let machine = "/v1/apps/{app}/machines/{id}";
-    Router::new()
-        .route(
-            "/v1/apps/{app}/machines",
-            get(machines_list).post(machines_create),
-        )
-        .route(
-            machine,
-            get(machines_show)
-                .post(machines_update)
-                .delete(machines_delete),
-        )
-        .route(&format!("{machine}/start"), post(machines_start))
-        .route(&format!("{machine}/stop"), post(machines_stop))
-        .route(&format!("{machine}/restart"), post(machines_restart))
-        .route(&format!("{machine}/signal"), post(machines_signal))
-        .route(&format!("{machine}/suspend"), post(machines_suspend))
-        .route(&format!("{machine}/wait"), get(machines_wait))
-        .route(
-            &format!("{machine}/lease"),
-            get(machines_show_lease)
-                .post(machines_create_lease)
-                .delete(machines_release_lease),
-        )
-        .route(&format!("{machine}/cordon"), post(machines_cordon))
-        .route(&format!("{machine}/uncordon"), post(machines_uncordon))
-        .route(&format!("{machine}/metadata"), get(machines_show_metadata))
-        .route(
-            &format!("{machine}/metadata/{{key}}"),
-            post(machines_update_metadata).delete(machines_delete_metadata),
-        )
-        .route(&format!("{machine}/events"), get(machines_list_events))
-        .route(&format!("{machine}/versions"), get(machines_list_versions))
-        .route(&format!("{machine}/ps"), get(machines_list_processes))
-        .route(&format!("{machine}/exec"), post(machines_exec))
-        .route(&format!("{machine}/logs"), get(machines_logs))
-        .route("/internal/v1/host", get(host_show))
-        .route(
-            "/internal/v1/apps/{app}/machines/{id}/autostart",
-            post(machines_autostart),
-        )
-        .route("/internal/v1/images", get(images_list))
-        .route("/internal/v1/images/prune", post(images_prune))
-        .route(
-            "/internal/v1/volumes/{id}",
-            axum::routing::delete(volumes_delete).post(volumes_make),
-        )
-        .route(
-            "/internal/v1/volumes/{id}/snapshots",
-            post(volumes_snapshot),
-        )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(agent.clone(), require_token))
-        .with_state(agent)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors and extractors
-
-/// An [`ApiError`] as an HTTP response: its status and its [`ErrorBody`].
-pub(crate) struct HttpError(ApiError);
-
-impl From<ApiError> for HttpError {
-    fn from(e: ApiError) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0.body())).into_response()
-    }
-}
-
-type ApiResult<T> = Result<Json<T>, HttpError>;
-
-/// A JSON body: malformed is 400, a bad value 422 naming the field, over 1 MiB 413.
-struct Body<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
-    type Rejection = HttpError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req, state).await?;
-        Ok(Self(ApiError::parse_json(&bytes)?))
-    }
-}
-
-/// A JSON body that may be left out (an empty body means the defaults).
-struct OptionalBody<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
-    type Rejection = HttpError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = read_body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self(T::default()));
-        }
-        Ok(Self(ApiError::parse_json(&bytes)?))
-    }
-}
-
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, HttpError> {
-    Bytes::from_request(req, state).await.map_err(|r| {
-        HttpError(if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "the request body is larger than {MAX_BODY} bytes (1 MiB); send a smaller body"
-            ))
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {}", r.body_text()))
-        })
-    })
-}
-
-/// Path parameters; a bad one is a 400 in the API's error shape.
-struct PathParams<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(v)| Self(v))
-            .map_err(|r| HttpError(ApiError::BadRequest(format!("bad path: {}", r.body_text()))))
-    }
-}
-
-/// Query parameters; a bad one is a 400 in the API's error shape.
-struct QueryParams<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
-    type Rejection = HttpError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| Self(v))
-            .map_err(|r| {
-                HttpError(ApiError::BadRequest(format!(
-                    "bad query string: {}",
-                    r.body_text()
-                )))
-            })
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        Ok(Caller {
-            nonce: header(LEASE_NONCE_HEADER),
-            actor: header(ACTOR_HEADER),
-            org: header(ORG_HEADER),
-            network_id: header(NETWORK_HEADER),
-            registry: header(REGISTRY_TOKEN_HEADER).map(|t| crate::images::credentials(&t)),
-        })
-    }
-}
-
 /// `{app}`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-struct AppPath {
+pub(super) struct AppPath {
     /// The app's name.
-    app: String,
+    pub app: String,
 }
 
 /// `{app}` and `{id}`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-struct MachinePath {
+pub(super) struct MachinePath {
     /// The app's name.
-    app: String,
+    pub app: String,
     /// The machine's id (14 hex characters).
-    id: String,
+    pub id: String,
 }
 
 /// `{app}`, `{id}` and a metadata `{key}`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-struct MetadataPath {
+pub(super) struct MetadataPath {
     /// The app's name.
-    app: String,
+    pub app: String,
     /// The machine's id (14 hex characters).
-    id: String,
+    pub id: String,
     /// The metadata key.
-    key: String,
-}
-
-async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> Response {
-    let expected = agent.inner.config.internal_token.as_bytes();
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-        });
-    match given {
-        Some(token) if !expected.is_empty() && constant_time_eq(token.as_bytes(), expected) => {
-            next.run(req).await
-        }
-        Some(_) => HttpError(ApiError::Unauthorized(
-            "the bearer token is not this agent's internal token; send the cluster's internal token".into(),
-        ))
-        .into_response(),
-        None => HttpError(ApiError::Unauthorized(
-            "missing bearer token: the agent's API is internal, send `Authorization: Bearer <internal token>`".into(),
-        ))
-        .into_response(),
-    }
-}
-
-/// Compares without stopping at the first difference (the token is a secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn not_found(uri: Uri) -> HttpError {
-    HttpError(ApiError::NotFound(format!(
-        "no endpoint at {}; the agent serves /v1/apps/{{app}}/machines/..., /internal/v1/host, /internal/v1/images and /internal/v1/volumes/...",
-        uri.path()
-    )))
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    let body = ErrorBody {
-        error: format!("{method} is not allowed on {}", uri.path()),
-        field: None,
-        allowed: Vec::new(),
-    };
-    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+    pub key: String,
 }
 
 /// Builds the list query from the raw pairs (`metadata.{key}=value` filters included).
@@ -394,7 +99,7 @@ fn list_query(pairs: Vec<(String, String)>) -> Result<ListMachinesQuery, ApiErro
         (status = 401, description = "No or wrong token", body = ErrorBody),
     )
 )]
-async fn machines_list(
+pub(super) async fn machines_list(
     State(agent): State<Agent>,
     PathParams(p): PathParams<AppPath>,
     QueryParams(pairs): QueryParams<Vec<(String, String)>>,
@@ -420,7 +125,7 @@ async fn machines_list(
         (status = 503, description = "The host has no room for the guest", body = ErrorBody),
     )
 )]
-async fn machines_create(
+pub(super) async fn machines_create(
     State(agent): State<Agent>,
     PathParams(p): PathParams<AppPath>,
     caller: Caller,
@@ -442,7 +147,7 @@ async fn machines_create(
         (status = 404, description = "No such machine in the app", body = ErrorBody),
     )
 )]
-async fn machines_show(
+pub(super) async fn machines_show(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
 ) -> ApiResult<Machine> {
@@ -470,7 +175,7 @@ async fn machines_show(
         (status = 503, description = "The host has no room for the new guest size, or the registry does not answer (the machine is left as it was)", body = ErrorBody),
     )
 )]
-async fn machines_update(
+pub(super) async fn machines_update(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -497,7 +202,7 @@ async fn machines_update(
         (status = 412, description = "The machine is started and force is not set", body = ErrorBody),
     )
 )]
-async fn machines_delete(
+pub(super) async fn machines_delete(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     QueryParams(q): QueryParams<DestroyQuery>,
@@ -525,7 +230,7 @@ async fn machines_delete(
         (status = 500, description = "The runtime could not start it (the machine is `failed`)", body = ErrorBody),
     )
 )]
-async fn machines_start(
+pub(super) async fn machines_start(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -551,7 +256,7 @@ async fn machines_start(
         (status = 422, description = "An invalid signal or timeout", body = ErrorBody),
     )
 )]
-async fn machines_stop(
+pub(super) async fn machines_stop(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -578,7 +283,7 @@ async fn machines_stop(
         (status = 500, description = "The runtime could not start it again (the machine is `failed`)", body = ErrorBody),
     )
 )]
-async fn machines_restart(
+pub(super) async fn machines_restart(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     QueryParams(q): QueryParams<RestartQuery>,
@@ -607,7 +312,7 @@ async fn machines_restart(
         (status = 422, description = "An unknown signal", body = ErrorBody),
     )
 )]
-async fn machines_signal(
+pub(super) async fn machines_signal(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -633,7 +338,7 @@ async fn machines_signal(
         (status = 412, description = "The machine is not started", body = ErrorBody),
     )
 )]
-async fn machines_suspend(
+pub(super) async fn machines_suspend(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -657,7 +362,7 @@ async fn machines_suspend(
         (status = 412, description = "The machine was destroyed and can never reach the state", body = ErrorBody),
     )
 )]
-async fn machines_wait(
+pub(super) async fn machines_wait(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     QueryParams(q): QueryParams<WaitQuery>,
@@ -683,7 +388,7 @@ async fn machines_wait(
         (status = 422, description = "An invalid ttl", body = ErrorBody),
     )
 )]
-async fn machines_create_lease(
+pub(super) async fn machines_create_lease(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -707,7 +412,7 @@ async fn machines_create_lease(
         (status = 404, description = "No such machine, or no lease held", body = ErrorBody),
     )
 )]
-async fn machines_show_lease(
+pub(super) async fn machines_show_lease(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
 ) -> ApiResult<LeaseResponse> {
@@ -728,7 +433,7 @@ async fn machines_show_lease(
         (status = 409, description = "The nonce is not the lease's", body = ErrorBody),
     )
 )]
-async fn machines_release_lease(
+pub(super) async fn machines_release_lease(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -751,7 +456,7 @@ async fn machines_release_lease(
         (status = 412, description = "The machine is destroyed", body = ErrorBody),
     )
 )]
-async fn machines_cordon(
+pub(super) async fn machines_cordon(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -776,7 +481,7 @@ async fn machines_cordon(
         (status = 412, description = "The machine is destroyed", body = ErrorBody),
     )
 )]
-async fn machines_uncordon(
+pub(super) async fn machines_uncordon(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
@@ -799,7 +504,7 @@ async fn machines_uncordon(
         (status = 404, description = "No such machine in the app", body = ErrorBody),
     )
 )]
-async fn machines_show_metadata(
+pub(super) async fn machines_show_metadata(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
 ) -> ApiResult<BTreeMap<String, String>> {
@@ -824,7 +529,7 @@ async fn machines_show_metadata(
         (status = 422, description = "An invalid key", body = ErrorBody),
     )
 )]
-async fn machines_update_metadata(
+pub(super) async fn machines_update_metadata(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MetadataPath>,
     caller: Caller,
@@ -852,7 +557,7 @@ async fn machines_update_metadata(
         (status = 422, description = "An invalid key", body = ErrorBody),
     )
 )]
-async fn machines_delete_metadata(
+pub(super) async fn machines_delete_metadata(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MetadataPath>,
     caller: Caller,
@@ -876,7 +581,7 @@ async fn machines_delete_metadata(
         (status = 404, description = "No such machine in the app", body = ErrorBody),
     )
 )]
-async fn machines_list_events(
+pub(super) async fn machines_list_events(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
 ) -> ApiResult<Vec<MachineEvent>> {
@@ -896,7 +601,7 @@ async fn machines_list_events(
         (status = 404, description = "No such machine in the app", body = ErrorBody),
     )
 )]
-async fn machines_list_versions(
+pub(super) async fn machines_list_versions(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
 ) -> ApiResult<Vec<MachineVersion>> {
@@ -917,7 +622,7 @@ async fn machines_list_versions(
         (status = 412, description = "The machine is not started", body = ErrorBody),
     )
 )]
-async fn machines_list_processes(
+pub(super) async fn machines_list_processes(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
 ) -> ApiResult<Vec<ProcessInfo>> {
@@ -942,7 +647,7 @@ async fn machines_list_processes(
         (status = 422, description = "No command, or a timeout outside 1..300", body = ErrorBody),
     )
 )]
-async fn machines_exec(
+pub(super) async fn machines_exec(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     Body(req): Body<ExecRequest>,
@@ -963,75 +668,10 @@ async fn machines_exec(
         (status = 404, description = "No such machine in the app", body = ErrorBody),
     )
 )]
-async fn machines_logs(
+pub(super) async fn machines_logs(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     QueryParams(q): QueryParams<LogsQuery>,
 ) -> ApiResult<Vec<LogLine>> {
     Ok(Json(agent.logs(&p.app, &p.id, q.since).await?))
-}
-
-/// `GET /internal/v1/host`: internal only, so not part of [`MachinesApiDoc`] (the public API the
-/// control plane publishes has no such path).
-async fn host_show(State(agent): State<Agent>, headers: HeaderMap) -> Json<HostInfo> {
-    let address = agent
-        .advertise()
-        .or_else(|| {
-            headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| format!("http://{h}"))
-        })
-        .unwrap_or_default();
-    Json(agent.host_info(&address))
-}
-
-/// `POST /internal/v1/apps/{app}/machines/{id}/autostart`: another host's proxy starts a
-/// machine of this host for a request (as this host's proxy does in process).
-async fn machines_autostart(
-    State(agent): State<Agent>,
-    PathParams(p): PathParams<MachinePath>,
-) -> ApiResult<OkResponse> {
-    agent.autostart(&p.app, &p.id).await?;
-    Ok(Json(OkResponse::ok()))
-}
-
-/// `GET /internal/v1/images`: the images on this host and the machines using each (internal:
-/// operators reach it through the control plane, `GET /internal/v1/hosts/{host}/images`).
-async fn images_list(State(agent): State<Agent>) -> ApiResult<Vec<HostImage>> {
-    Ok(Json(agent.list_images().await?))
-}
-
-/// `POST /internal/v1/images/prune`: removes the images no machine (not destroyed) uses.
-async fn images_prune(State(agent): State<Agent>) -> ApiResult<PruneImagesResponse> {
-    Ok(Json(agent.prune_images().await?))
-}
-
-/// `POST /internal/v1/volumes/{id}`: makes the volume's encrypted disk on this host.
-async fn volumes_make(
-    State(agent): State<Agent>,
-    PathParams(id): PathParams<String>,
-    Body(req): Body<aloft_types::api::MakeVolumeRequest>,
-) -> ApiResult<OkResponse> {
-    agent.make_volume(&id, req).await?;
-    Ok(Json(OkResponse::ok()))
-}
-
-/// `DELETE /internal/v1/volumes/{id}`: removes the volume's data and snapshots from this host.
-async fn volumes_delete(
-    State(agent): State<Agent>,
-    PathParams(id): PathParams<String>,
-) -> ApiResult<OkResponse> {
-    agent.delete_volume(&id).await?;
-    Ok(Json(OkResponse::ok()))
-}
-
-/// `POST /internal/v1/volumes/{id}/snapshots`: copies the volume's disk as a snapshot.
-async fn volumes_snapshot(
-    State(agent): State<Agent>,
-    PathParams(id): PathParams<String>,
-    Body(req): Body<aloft_types::api::TakeSnapshotRequest>,
-) -> ApiResult<aloft_types::api::TakenSnapshot> {
-    let size = agent.snapshot_volume(&id, &req.snapshot_id).await?;
-    Ok(Json(aloft_types::api::TakenSnapshot { size }))
 }

@@ -2,9 +2,13 @@
 //! what runs (`Runtime::reattach`). Running machines are adopted (never started twice); a
 //! machine left in a transient state by a crash is driven to where its operation was going; a
 //! `started` machine whose process is gone is treated as an exit while the agent was away.
+//!
+//! No state of its own: it runs once per [`Agent::open`](crate::Agent), one operation task per
+//! machine, each under that machine's lock.
 
-use crate::agent::{Agent, Locked, event};
-use crate::runs::exit_events;
+use super::runs::exit_events;
+use super::slot::{Locked, event};
+use crate::agent::Agent;
 use crate::store::Record;
 use crate::tasks::TaskKind;
 use aloft_runtime::Running;
@@ -27,8 +31,7 @@ impl Agent {
             }
             let agent = self.clone();
             let handle = self
-                .inner
-                .tasks
+                .tasks()
                 .spawn(TaskKind::Operation, async move {
                     let result = agent.reconcile_machine(&rec.id).await;
                     (rec.id, result)
@@ -223,7 +226,7 @@ impl Agent {
 
 #[cfg(test)]
 mod tests {
-    use crate::ops::Caller;
+    use crate::machine::Caller;
     use crate::store::{Record, Store};
     use crate::{Agent, AgentConfig};
     use aloft_runtime::sim::SimRuntime;
@@ -295,19 +298,13 @@ mod tests {
         let agent = Agent::open(config(dir), Arc::new(rt.clone()), Default::default())
             .await
             .unwrap();
-        let rec = agent
-            .inner
-            .store
-            .get(&agent_ids(&agent)[0])
-            .unwrap()
-            .unwrap();
+        let rec = agent.store().get(&agent_ids(&agent)[0]).unwrap().unwrap();
         (agent, rec)
     }
 
     fn agent_ids(agent: &Agent) -> Vec<MachineId> {
         agent
-            .inner
-            .store
+            .store()
             .list()
             .unwrap()
             .into_iter()
@@ -316,12 +313,7 @@ mod tests {
     }
 
     fn last_event(agent: &Agent, rec: &Record) -> (EventType, String, EventSource) {
-        let e = agent
-            .inner
-            .store
-            .events(&rec.id, Some(1))
-            .unwrap()
-            .remove(0);
+        let e = agent.store().events(&rec.id, Some(1)).unwrap().remove(0);
         (e.kind, e.status, e.source)
     }
 

@@ -2,18 +2,23 @@
 //!
 //! Each write runs as an operation task the agent owns ([`Agent::run_op`]), under the machine's
 //! lock, after the lease check; it writes its intent (`starting`, `stopping`, ...) before acting
-//! and the state it reached after. Reads and `wait` never take the lock.
+//! and the state it reached after. Reads and `wait` (in `reads`) never take the lock.
+//!
+//! No state of its own. Locks, in order: the machine's lock (held for the whole operation),
+//! then the agent's `image_gc` (shared, from an update's pull until the new version naming the
+//! image is written), then its `room` (while capacity is checked and allocated). Create takes
+//! `room` alone, and the new machine's lock only once it is written.
 
-use crate::agent::{Agent, Locked, event};
-use crate::lease::validate_ttl;
-use crate::runs::exit_events;
+use super::lease::validate_ttl;
+use super::runs::exit_events;
+use super::slot::{Locked, event};
+use super::{Caller, busy, destroyed, not_started};
+use crate::agent::Agent;
 use crate::store::Record;
-use aloft_image::Credentials;
 use aloft_runtime::RuntimeError;
 use aloft_types::api::{
-    CreateMachineRequest, ExecRequest, ExecResponse, ListMachinesQuery, LogLine, MachineVersion,
-    OkResponse, ProcessInfo, RestartQuery, SignalRequest, StartResponse, StopRequest,
-    SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
+    CreateMachineRequest, OkResponse, RestartQuery, SignalRequest, StartResponse, StopRequest,
+    SuspendResponse, UpdateMachineRequest,
 };
 use aloft_types::config::{CpuKind, Guest};
 use aloft_types::ids::random_hex;
@@ -21,80 +26,11 @@ use aloft_types::machine::{EventSource, EventType};
 use aloft_types::signal::Signal;
 use aloft_types::time::now_ms;
 use aloft_types::{ApiError, InstanceId, Machine, MachineEvent, MachineId, MachineState};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 /// The org a machine belongs to when the request does not say (direct calls, tests).
 const DEFAULT_ORG: &str = "personal";
-/// The default and longest `exec` timeouts, in seconds.
-const EXEC_TIMEOUT: u64 = 30;
-const EXEC_MAX_TIMEOUT: u64 = 300;
-/// The default and longest `wait` timeouts, in seconds.
-const WAIT_MAX_TIMEOUT: u64 = 60;
-
-/// Who is asking, from the headers the control plane adds when it forwards a request.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Caller {
-    /// `fly-machine-lease-nonce`.
-    pub nonce: Option<String>,
-    /// `x-aloft-actor`: who would own a lease.
-    pub actor: Option<String>,
-    /// `x-aloft-org`: the org that owns the app.
-    pub org: Option<String>,
-    /// `x-aloft-network-id`, unparsed (only create needs it).
-    pub network_id: Option<String>,
-    /// `x-aloft-registry-token`: the caller's org token as registry credentials, for the pulls
-    /// this request triggers (in memory only).
-    pub registry: Option<Credentials>,
-}
-
-impl Caller {
-    /// The owner of a lease this caller takes.
-    pub fn owner(&self) -> String {
-        self.actor.clone().unwrap_or_else(|| "unknown".into())
-    }
-
-    fn network_id(&self) -> Result<u32, ApiError> {
-        match self.network_id.as_deref() {
-            None => Ok(1),
-            Some(raw) => raw.trim().parse().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "header {}: `{raw}` is not a network id (a number from 0 to 4294967295)",
-                    aloft_types::api::internal::NETWORK_HEADER
-                ))
-            }),
-        }
-    }
-}
-
-/// 412 for any write to a destroyed machine.
-pub(crate) fn destroyed(rec: &Record) -> ApiError {
-    ApiError::Precondition(format!(
-        "machine {} is destroyed; create a new machine instead",
-        rec.id
-    ))
-}
-
-/// 412 for an operation that needs a started machine.
-fn not_started(rec: &Record) -> ApiError {
-    if rec.state == MachineState::Destroyed {
-        return destroyed(rec);
-    }
-    ApiError::Precondition(format!(
-        "machine {id} is {state}; start it first (aloft machine start {id})",
-        id = rec.id,
-        state = rec.state
-    ))
-}
-
-/// 412 for a machine an interrupted operation left in a transient state.
-fn busy(rec: &Record) -> ApiError {
-    ApiError::Precondition(format!(
-        "machine {} is {}; wait for it to settle and retry",
-        rec.id, rec.state
-    ))
-}
 
 impl Agent {
     /// Runs `op` as an operation task on the locked machine, after the lease check.
@@ -142,7 +78,7 @@ impl Agent {
     /// 503 unless this host has room for `guest` (besides machine `except`, being replaced).
     fn check_room(&self, guest: &Guest, except: Option<&MachineId>) -> Result<(), ApiError> {
         let (cpus, memory) = self.allocated(except)?;
-        let c = &self.inner.config;
+        let c = &self.config();
         let dedicated = if guest.cpu_kind == CpuKind::Performance {
             guest.cpus
         } else {
@@ -166,66 +102,15 @@ impl Agent {
 
     fn check_region(&self, region: Option<&str>) -> Result<(), ApiError> {
         match region {
-            Some(r) if r != self.inner.config.region => Err(ApiError::invalid(
+            Some(r) if r != self.config().region => Err(ApiError::invalid(
                 "region",
                 format!(
                     "region: this host serves region `{}`, not `{r}`; machines stay in the region they were created in",
-                    self.inner.config.region
+                    self.config().region
                 ),
             )),
             _ => Ok(()),
         }
-    }
-
-    /// `GET /v1/apps/{app}/machines`.
-    pub(crate) fn list_machines(
-        &self,
-        app: &str,
-        query: &ListMachinesQuery,
-    ) -> Result<Vec<Machine>, ApiError> {
-        let states = match query.state.as_deref().filter(|s| !s.trim().is_empty()) {
-            None => None,
-            Some(list) => Some(
-                list.split(',')
-                    .map(|s| {
-                        MachineState::parse(s.trim()).ok_or_else(|| {
-                            ApiError::BadRequest(format!(
-                                "state: `{}` is not a machine state; use a comma-separated list of: {}",
-                                s.trim(),
-                                MachineState::ALL.map(MachineState::as_str).join(", ")
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-        };
-        let include_deleted = query.include_deleted.unwrap_or(false);
-        self.inner
-            .store
-            .list()?
-            .into_iter()
-            .filter(|r| r.app == app)
-            .filter(|r| include_deleted || r.state != MachineState::Destroyed)
-            .filter(|r| {
-                query
-                    .region
-                    .as_ref()
-                    .is_none_or(|region| &r.region == region)
-            })
-            .filter(|r| states.as_ref().is_none_or(|s| s.contains(&r.state)))
-            .filter(|r| {
-                query
-                    .metadata
-                    .iter()
-                    .all(|(k, v)| r.config.metadata.get(k) == Some(v))
-            })
-            .map(|r| self.machine_json(&r, None))
-            .collect()
-    }
-
-    /// `GET /v1/apps/{app}/machines/{id}`.
-    pub(crate) fn get_machine(&self, app: &str, id: &str) -> Result<Machine, ApiError> {
-        self.machine_json(&self.find(app, id)?, None)
     }
 
     /// `POST /v1/apps/{app}/machines`: checks `config.image` (422 when it is not a reference),
@@ -255,16 +140,16 @@ impl Agent {
         let app = app.to_string();
         let agent = self.clone();
         self.run_op(async move {
-            let room = agent.inner.room.lock().await;
+            let room = agent.room().lock().await;
             agent.check_room(&req.config.guest, None)?;
             let mut id = MachineId::random();
-            while agent.inner.store.get(&id)?.is_some() {
+            while agent.store().get(&id)?.is_some() {
                 id = MachineId::random();
             }
             let now = now_ms();
-            let host_number = agent.inner.config.host_number;
-            let region = agent.inner.config.region.clone();
-            let rec = agent.inner.store.create_machine(
+            let host_number = agent.config().host_number;
+            let region = agent.config().region.clone();
+            let rec = agent.store().create_machine(
                 |n| Record {
                     id,
                     app,
@@ -345,7 +230,7 @@ impl Agent {
             }
             // The new image first: a pull that fails leaves the machine as it is. Prune waits
             // until the new version naming it is written.
-            let image_gc = agent.inner.image_gc.read().await;
+            let image_gc = agent.image_gc().read().await;
             let image_ref = agent
                 .pull_for_update(&m, &req.config, creds.as_ref())
                 .await
@@ -358,7 +243,7 @@ impl Agent {
                 other => other,
             };
             {
-                let _room = agent.inner.room.lock().await;
+                let _room = agent.room().lock().await;
                 agent.check_room(&req.config.guest, Some(&m.rec.id))?;
                 m.rec.config = req.config;
                 m.rec.instance_id = InstanceId::new();
@@ -728,74 +613,6 @@ impl Agent {
         .await
     }
 
-    /// `GET .../wait`: until the machine reaches the state (and version), or the timeout.
-    pub(crate) async fn wait_machine(
-        &self,
-        app: &str,
-        id: &str,
-        query: WaitQuery,
-    ) -> Result<WaitResponse, ApiError> {
-        let allowed = || MachineState::WAITABLE.map(MachineState::as_str).join(", ");
-        let target = match query.state.as_deref() {
-            None => MachineState::Started,
-            Some(s) => MachineState::parse(s)
-                .filter(|st| MachineState::WAITABLE.contains(st))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "state: cannot wait for `{s}`; use one of: {}",
-                        allowed()
-                    ))
-                })?,
-        };
-        let secs = match query.timeout.as_deref() {
-            None => WAIT_MAX_TIMEOUT,
-            Some(t) => t
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=WAIT_MAX_TIMEOUT).contains(n))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "timeout: `{t}` is not allowed; give a whole number of seconds from 1 to {WAIT_MAX_TIMEOUT}"
-                    ))
-                })?,
-        };
-        let rec = self.find(app, id)?;
-        let mut rx = self.slot(&rec).subscribe();
-        let instance = query.instance_id;
-        let reached = |(state, version): &(MachineState, InstanceId)| {
-            *state == target
-                && (target == MachineState::Destroyed
-                    || instance
-                        .as_deref()
-                        .is_none_or(|want| want == version.as_str()))
-        };
-        let waited = tokio::time::timeout(
-            Duration::from_secs(secs),
-            rx.wait_for(|v| reached(v) || v.0 == MachineState::Destroyed),
-        )
-        .await
-        .map(|r| r.map(|v| v.clone()));
-        match waited {
-            Ok(Ok(v)) if reached(&v) => Ok(WaitResponse {
-                ok: true,
-                state: target,
-            }),
-            Ok(Ok(_)) => Err(ApiError::Precondition(format!(
-                "machine {} was destroyed; it will never be {target}",
-                rec.id
-            ))),
-            Ok(Err(_)) => Err(crate::error::AgentError::Closed.into()),
-            Err(_) => {
-                let now = rx.borrow().0;
-                Err(ApiError::Timeout(format!(
-                    "machine {} did not reach {target} within {secs}s (it is {now}); wait again or check its events (aloft machine status {})",
-                    rec.id, rec.id
-                )))
-            }
-        }
-    }
-
     /// `POST .../cordon` and `.../uncordon`.
     pub(crate) async fn set_cordoned(
         &self,
@@ -814,15 +631,6 @@ impl Agent {
             Ok(OkResponse::ok())
         })
         .await
-    }
-
-    /// `GET .../metadata`.
-    pub(crate) fn metadata(
-        &self,
-        app: &str,
-        id: &str,
-    ) -> Result<BTreeMap<String, String>, ApiError> {
-        Ok(self.find(app, id)?.config.metadata)
     }
 
     /// `POST .../metadata/{key}` (`Some`) and `DELETE .../metadata/{key}` (`None`). Metadata is
@@ -849,91 +657,6 @@ impl Agent {
         })
         .await
     }
-
-    /// `GET .../events`: all of them, newest first.
-    pub(crate) fn events(&self, app: &str, id: &str) -> Result<Vec<MachineEvent>, ApiError> {
-        let rec = self.find(app, id)?;
-        Ok(self.inner.store.events(&rec.id, None)?)
-    }
-
-    /// `GET .../versions`: newest first.
-    pub(crate) fn versions(&self, app: &str, id: &str) -> Result<Vec<MachineVersion>, ApiError> {
-        let rec = self.find(app, id)?;
-        Ok(self.inner.store.versions(&rec.id)?)
-    }
-
-    /// `GET .../ps`.
-    pub(crate) async fn ps(&self, app: &str, id: &str) -> Result<Vec<ProcessInfo>, ApiError> {
-        let rec = self.find(app, id)?;
-        if rec.state != MachineState::Started {
-            return Err(not_started(&rec));
-        }
-        self.inner
-            .runtime
-            .ps(&rec.id)
-            .await
-            .map_err(|e| runtime_read_error(&rec, e))
-    }
-
-    /// `POST .../exec`.
-    pub(crate) async fn exec(
-        &self,
-        app: &str,
-        id: &str,
-        req: ExecRequest,
-    ) -> Result<ExecResponse, ApiError> {
-        let argv = req.argv();
-        if argv.is_empty() {
-            return Err(ApiError::invalid(
-                "command",
-                "command: give the program and its arguments, e.g. [\"ls\", \"-l\"]",
-            ));
-        }
-        let secs = req.timeout.unwrap_or(EXEC_TIMEOUT);
-        if !(1..=EXEC_MAX_TIMEOUT).contains(&secs) {
-            return Err(ApiError::Invalid {
-                message: format!(
-                    "timeout: {secs} seconds is not allowed; use 1 to {EXEC_MAX_TIMEOUT}"
-                ),
-                field: "timeout".into(),
-                allowed: vec![format!("1..={EXEC_MAX_TIMEOUT}")],
-            });
-        }
-        let rec = self.find(app, id)?;
-        if rec.state != MachineState::Started {
-            return Err(not_started(&rec));
-        }
-        self.inner
-            .runtime
-            .exec(
-                &rec.id,
-                &argv,
-                req.stdin.as_deref(),
-                Duration::from_secs(secs),
-            )
-            .await
-            .map_err(|e| runtime_read_error(&rec, e))
-    }
-
-    /// `GET .../logs`: the runtime's recent lines, from `since` (ms) if given.
-    pub(crate) async fn logs(
-        &self,
-        app: &str,
-        id: &str,
-        since: Option<i64>,
-    ) -> Result<Vec<LogLine>, ApiError> {
-        let rec = self.find(app, id)?;
-        match self.inner.runtime.logs(&rec.id).await {
-            Ok(mut lines) => {
-                if let Some(since) = since {
-                    lines.retain(|l| l.timestamp >= since);
-                }
-                Ok(lines)
-            }
-            Err(RuntimeError::NotFound(_)) => Ok(Vec::new()),
-            Err(e) => Err(runtime_read_error(&rec, e)),
-        }
-    }
 }
 
 /// The proxy, as a caller of machine operations: no lease, no registry credentials (the
@@ -952,16 +675,6 @@ fn stopped_event(message: Option<String>) -> MachineEvent {
         EventSource::User,
         message,
     )
-}
-
-fn runtime_read_error(rec: &Record, e: RuntimeError) -> ApiError {
-    match e {
-        RuntimeError::NotRunning(_) | RuntimeError::NotFound(_) => ApiError::Precondition(format!(
-            "machine {id} is not running; start it first (aloft machine start {id})",
-            id = rec.id
-        )),
-        other => ApiError::Internal(format!("machine {}: {other}", rec.id)),
-    }
 }
 
 /// A machine name: 1 to 63 letters, digits, `-`, `_` or `.`.
