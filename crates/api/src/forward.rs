@@ -4,6 +4,7 @@
 use crate::error::ControlPlaneError;
 use crate::store::{Caller, HostRecord};
 use aloft_types::api::{LEASE_NONCE_HEADER, internal};
+use aloft_types::{ApiError, ErrorBody};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use std::time::Duration;
@@ -188,4 +189,20 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+/// The error an agent answered with, rebuilt (its message when the body is an error body).
+pub(crate) fn agent_error(reply: &AgentReply) -> ApiError {
+    let body = serde_json::from_slice::<ErrorBody>(&reply.body).unwrap_or_else(|_| ErrorBody {
+        error: String::from_utf8_lossy(&reply.body).trim().to_string(),
+        field: None,
+        allowed: Vec::new(),
+    });
+    ApiError::from_response(reply.status.as_u16(), body)
+}
+
+impl From<ForwardError> for ApiError {
+    fn from(e: ForwardError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
 }

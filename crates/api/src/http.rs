@@ -7,8 +7,8 @@
 
 use crate::ControlPlane;
 use crate::forward::{AgentReply, Outbound};
+use crate::machines::Listing;
 use crate::openapi::openapi_document;
-use crate::service::Listing;
 use crate::store::Caller;
 use aloft_types::api::{
     App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,

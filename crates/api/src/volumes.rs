@@ -9,9 +9,9 @@
 //! answer, the create fails saying so, and no empty volume is made elsewhere.
 
 use crate::ControlPlane;
+use crate::forward::agent_error;
 use crate::forward::{AgentReply, Outbound};
 use crate::placement;
-use crate::service::agent_error;
 use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MakeVolumeRequest,
