@@ -40,14 +40,13 @@ mod forward;
 mod hosts;
 pub mod http;
 mod machines;
-mod openapi;
 mod placement;
 mod secrets;
 mod store;
 mod volumes;
 
 pub use error::ControlPlaneError;
-pub use openapi::{ControlPlaneApiDoc, openapi_document};
+pub use http::openapi::{ControlPlaneApiDoc, openapi_document};
 pub use store::CertRecord;
 
 use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
