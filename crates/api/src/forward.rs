@@ -138,12 +138,12 @@ impl Forwarder {
             builder = builder.body(req.body.clone());
         }
         let failed = |source: reqwest::Error| {
-            tracing::warn!(host = %host.info.id, %url, error = %source, "agent did not answer");
+            // The URL and reqwest's causes are for the operator's log, not for the caller.
+            tracing::warn!(host = %host.info.id, %url, error = %error_chain(&source), "agent did not answer");
             ForwardError {
                 host_id: host.info.id.clone(),
-                address: host.info.address.clone(),
                 connect: source.is_connect(),
-                reason: error_chain(&source),
+                timeout: source.is_timeout(),
             }
         };
         let resp = builder.send().await.map_err(failed)?;
@@ -158,21 +158,34 @@ impl Forwarder {
     }
 }
 
-/// An agent that could not be reached or did not answer in time.
+/// An agent that could not be reached or did not answer in time. What it says is for callers: the
+/// host's address and the HTTP client's causes are logged where it is made, not carried here.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "host `{host_id}` ({address}) did not answer: {reason}; check that its agent is running and \
-     reachable from the control plane"
+    "host `{host_id}` did not answer ({}); check that its agent is running and reachable from the \
+     control plane",
+    self.what()
 )]
 pub(crate) struct ForwardError {
     host_id: String,
-    address: String,
     /// The request never reached the agent.
     connect: bool,
-    reason: String,
+    /// The agent did not answer in time.
+    timeout: bool,
 }
 
 impl ForwardError {
+    /// What went wrong, in a few words.
+    fn what(&self) -> &'static str {
+        if self.connect {
+            "it cannot be connected to"
+        } else if self.timeout {
+            "it took too long"
+        } else {
+            "the exchange with it failed"
+        }
+    }
+
     /// The request never reached the agent (so sending it elsewhere cannot duplicate it).
     pub fn is_connect(&self) -> bool {
         self.connect

@@ -9,6 +9,7 @@ mod secrets;
 
 use crate::ControlPlane;
 use crate::auth;
+use crate::error::internal;
 use crate::forward::{Outbound, agent_error};
 use crate::machines::host_gone;
 use crate::store::{AppRecord, Caller, MachineRecord};
@@ -166,7 +167,12 @@ impl ControlPlane {
         }
         let mut failures = Vec::new();
         while let Some(done) = tasks.join_next().await {
-            let (id, result) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
+            let (id, result) = done.map_err(|e| {
+                internal(
+                    "the control plane failed (a request to a host did not finish)",
+                    &e,
+                )
+            })?;
             match result {
                 Ok(r) if r.status.is_success() || r.status == StatusCode::NOT_FOUND => {
                     self.inner.store.mark_destroyed(&id).await?;

@@ -19,6 +19,8 @@ pub(crate) mod openapi;
 mod platform;
 mod releases;
 mod secrets;
+#[cfg(test)]
+mod tests;
 mod volumes;
 
 use crate::ControlPlane;

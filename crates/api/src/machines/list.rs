@@ -2,6 +2,7 @@
 //! answer are named instead of failing the list.
 
 use crate::ControlPlane;
+use crate::error::internal;
 use crate::forward::{AgentReply, Outbound};
 use crate::store::{Caller, MachineRecord};
 use aloft_types::api::ListMachinesQuery;
@@ -74,7 +75,12 @@ impl ControlPlane {
         }
         let mut machines = Vec::new();
         while let Some(done) = tasks.join_next().await {
-            let (host_id, result) = done.map_err(|e| ApiError::Internal(e.to_string()))?;
+            let (host_id, result) = done.map_err(|e| {
+                internal(
+                    "the control plane failed (a request to a host did not finish)",
+                    &e,
+                )
+            })?;
             match result {
                 Ok(r) if r.status.is_success() => {
                     match serde_json::from_slice::<Vec<Value>>(&r.body) {
