@@ -43,6 +43,7 @@ mod machines;
 mod placement;
 mod secrets;
 mod store;
+mod tls;
 mod volumes;
 
 pub use error::ControlPlaneError;

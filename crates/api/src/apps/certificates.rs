@@ -52,7 +52,7 @@ impl ControlPlane {
         }
         let pem = match (req.certificate, req.private_key) {
             (Some(c), Some(k)) => {
-                aloft_proxy::tls::certified_key_from_pem(&c, &k)
+                crate::tls::check_certificate_pair(&c, &k)
                     .map_err(|e| ApiError::invalid("certificate", e))?;
                 Some((c, k))
             }
