@@ -219,3 +219,45 @@ impl From<ForwardError> for ApiError {
         ApiError::Unavailable(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_types::api::HostInfo;
+
+    #[tokio::test]
+    async fn an_unreachable_agent_is_named_without_its_address_or_the_clients_causes() {
+        // A port nothing listens on: the connection is refused.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", free.local_addr().unwrap());
+        drop(free);
+        let host = HostRecord {
+            info: HostInfo {
+                id: "ord-1".into(),
+                region: "ord".into(),
+                address: address.clone(),
+                runtime: "sim".into(),
+                cpus: 1,
+                memory_mb: 1024,
+                allocated_cpus: 0,
+                allocated_memory_mb: 0,
+            },
+            last_seen: 0,
+        };
+        let fwd = Forwarder::new("internal".into()).unwrap();
+        let req = Outbound::bodiless(Method::GET, "/internal/v1/images".into());
+        let err = fwd.send_internal(&host, &req).await.unwrap_err();
+        assert!(err.is_connect());
+        let msg = ApiError::from(err).body().error;
+        assert!(msg.contains("host `ord-1`"), "{msg}");
+        assert!(msg.contains("cannot be connected to"), "{msg}");
+        for leak in [
+            address.as_str(),
+            "127.0.0.1",
+            "os error",
+            "error sending request",
+        ] {
+            assert!(!msg.contains(leak), "`{leak}` reached the caller: {msg}");
+        }
+    }
+}
