@@ -1,5 +1,9 @@
 //! Failures of the control plane itself (its store, its data dir), as opposed to [`ApiError`]s,
 //! which are answers to a caller. Every message names what failed and what to do.
+//!
+//! Such a failure reaches a caller as a 500 that says what to do and carries an error id; the
+//! failure itself (SQLite's text, paths) goes to the control plane's log under that id, not to
+//! the caller (see [`internal`]).
 
 use aloft_types::ApiError;
 use std::path::PathBuf;
@@ -79,12 +83,42 @@ impl From<ControlPlaneError> for ApiError {
                 ApiError::invalid("token_name", err.to_string())
             }
             ControlPlaneError::UnknownOrg(_) => ApiError::NotFound(err.to_string()),
-            other => {
-                tracing::error!(error = %other, "control plane failure");
-                ApiError::Internal(format!(
-                    "the control plane failed: {other}; retry, and tell the operator if it persists"
-                ))
-            }
+            other => internal("the control plane failed (an internal error)", &other),
         }
+    }
+}
+
+/// A 500 for a failure inside the control plane: the caller gets `summary`, an error id and what
+/// to do; the failure itself is logged under that id (it can hold SQLite's text, paths or
+/// addresses, which are not the caller's business).
+pub(crate) fn internal(summary: &str, failure: &dyn std::fmt::Display) -> ApiError {
+    let error_id = aloft_types::ids::random_hex(6);
+    tracing::error!(%error_id, error = %failure, "{summary}");
+    ApiError::Internal(format!(
+        "{summary}; the control plane's log has the details under error id {error_id}: retry, and \
+         tell the operator if it persists"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_failure_is_summarized_not_sent() {
+        let failure = ControlPlaneError::Store {
+            op: "list apps",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(1),
+                Some("no such table: apps".into()),
+            ),
+        };
+        let err = ApiError::from(failure);
+        assert_eq!(err.status(), 500);
+        let msg = err.body().error;
+        assert!(!msg.contains("no such table"), "{msg}");
+        assert!(!msg.contains("list apps"), "{msg}");
+        assert!(msg.contains("error id "), "{msg}");
+        assert!(msg.contains("retry"), "{msg}");
     }
 }

@@ -4,6 +4,7 @@
 use crate::error::ControlPlaneError;
 use crate::store::{Caller, HostRecord};
 use aloft_types::api::{LEASE_NONCE_HEADER, internal};
+use aloft_types::{ApiError, ErrorBody};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use std::time::Duration;
@@ -137,12 +138,12 @@ impl Forwarder {
             builder = builder.body(req.body.clone());
         }
         let failed = |source: reqwest::Error| {
-            tracing::warn!(host = %host.info.id, %url, error = %source, "agent did not answer");
+            // The URL and reqwest's causes are for the operator's log, not for the caller.
+            tracing::warn!(host = %host.info.id, %url, error = %error_chain(&source), "agent did not answer");
             ForwardError {
                 host_id: host.info.id.clone(),
-                address: host.info.address.clone(),
                 connect: source.is_connect(),
-                reason: error_chain(&source),
+                timeout: source.is_timeout(),
             }
         };
         let resp = builder.send().await.map_err(failed)?;
@@ -157,21 +158,34 @@ impl Forwarder {
     }
 }
 
-/// An agent that could not be reached or did not answer in time.
+/// An agent that could not be reached or did not answer in time. What it says is for callers: the
+/// host's address and the HTTP client's causes are logged where it is made, not carried here.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "host `{host_id}` ({address}) did not answer: {reason}; check that its agent is running and \
-     reachable from the control plane"
+    "host `{host_id}` did not answer ({}); check that its agent is running and reachable from the \
+     control plane",
+    self.what()
 )]
 pub(crate) struct ForwardError {
     host_id: String,
-    address: String,
     /// The request never reached the agent.
     connect: bool,
-    reason: String,
+    /// The agent did not answer in time.
+    timeout: bool,
 }
 
 impl ForwardError {
+    /// What went wrong, in a few words.
+    fn what(&self) -> &'static str {
+        if self.connect {
+            "it cannot be connected to"
+        } else if self.timeout {
+            "it took too long"
+        } else {
+            "the exchange with it failed"
+        }
+    }
+
     /// The request never reached the agent (so sending it elsewhere cannot duplicate it).
     pub fn is_connect(&self) -> bool {
         self.connect
@@ -188,4 +202,62 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+/// The error an agent answered with, rebuilt (its message when the body is an error body).
+pub(crate) fn agent_error(reply: &AgentReply) -> ApiError {
+    let body = serde_json::from_slice::<ErrorBody>(&reply.body).unwrap_or_else(|_| ErrorBody {
+        error: String::from_utf8_lossy(&reply.body).trim().to_string(),
+        field: None,
+        allowed: Vec::new(),
+    });
+    ApiError::from_response(reply.status.as_u16(), body)
+}
+
+impl From<ForwardError> for ApiError {
+    fn from(e: ForwardError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_types::api::HostInfo;
+
+    #[tokio::test]
+    async fn an_unreachable_agent_is_named_without_its_address_or_the_clients_causes() {
+        // A port nothing listens on: the connection is refused.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", free.local_addr().unwrap());
+        drop(free);
+        let host = HostRecord {
+            info: HostInfo {
+                id: "ord-1".into(),
+                region: "ord".into(),
+                address: address.clone(),
+                runtime: "sim".into(),
+                cpus: 1,
+                memory_mb: 1024,
+                allocated_cpus: 0,
+                allocated_memory_mb: 0,
+            },
+            last_seen: 0,
+        };
+        let fwd = Forwarder::new("internal".into()).unwrap();
+        let req = Outbound::bodiless(Method::GET, "/internal/v1/images".into());
+        let err = fwd.send_internal(&host, &req).await.unwrap_err();
+        assert!(err.is_connect());
+        let msg = ApiError::from(err).body().error;
+        assert!(msg.contains("host `ord-1`"), "{msg}");
+        assert!(msg.contains("cannot be connected to"), "{msg}");
+        for leak in [
+            address.as_str(),
+            "127.0.0.1",
+            "os error",
+            "error sending request",
+        ] {
+            assert!(!msg.contains(leak), "`{leak}` reached the caller: {msg}");
+        }
+    }
 }

@@ -12,8 +12,10 @@
 //! not answer are named in the `x-aloft-partial` response header. Operators reach each host's
 //! images through `GET /internal/v1/hosts/{host}/images` and `POST .../images/prune`.
 //!
-//! Layers: [`http`] (routes, extractors, thin handlers) -> `service` (authz, rules,
-//! placement, index upkeep) -> `store` (SQLite) and `forward` (one pooled HTTP client to agents).
+//! Layers: [`http`] (routes, extractors, thin handlers) -> the app layer, one module per concern
+//! (`apps`: authn, the org rule, apps and their secrets, releases and certificates; `machines`:
+//! placement, index upkeep, forwarding; `volumes`; `hosts`) -> `store` (SQLite) and `forward`
+//! (one pooled HTTP client to agents).
 //! [`openapi_document`] describes the API; `openapi/machines-api.json` is its checked-in copy.
 //!
 //! Decisions:
@@ -31,19 +33,21 @@
 //!   agent operations need no change here; paths with `.`/`..`/empty segments are refused (400)
 //!   so that no request can climb out of the machine it was authorized for.
 
+mod apps;
 mod auth;
 mod error;
 mod forward;
+mod hosts;
 pub mod http;
-mod openapi;
+mod machines;
 mod placement;
 mod secrets;
-mod service;
 mod store;
+mod tls;
 mod volumes;
 
 pub use error::ControlPlaneError;
-pub use openapi::{ControlPlaneApiDoc, openapi_document};
+pub use http::openapi::{ControlPlaneApiDoc, openapi_document};
 pub use store::CertRecord;
 
 use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};

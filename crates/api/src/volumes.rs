@@ -9,9 +9,10 @@
 //! answer, the create fails saying so, and no empty volume is made elsewhere.
 
 use crate::ControlPlane;
+use crate::error::internal;
+use crate::forward::agent_error;
 use crate::forward::{AgentReply, Outbound};
 use crate::placement;
-use crate::service::agent_error;
 use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MakeVolumeRequest,
@@ -259,10 +260,13 @@ impl ControlPlane {
             return Err(agent_error(&reply));
         }
         let taken: TakenSnapshot = serde_json::from_slice(&reply.body).map_err(|e| {
-            ApiError::Internal(format!(
-                "host {} took the snapshot but answered in a form the control plane cannot read: {e}",
-                v.host_id
-            ))
+            internal(
+                &format!(
+                    "host {} took the snapshot but answered in a form the control plane cannot read",
+                    v.host_id
+                ),
+                &e,
+            )
         })?;
         let record = SnapshotRecord {
             id: snapshot_id,

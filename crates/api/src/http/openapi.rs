@@ -4,7 +4,7 @@
 //! users call. The document is checked in at `openapi/machines-api.json`; a test fails when it
 //! drifts from the code.
 
-use crate::http;
+use super::{apps, certificates, machines, platform, releases, secrets, volumes};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -19,30 +19,30 @@ use utoipa::{Modify, OpenApi};
                        document needs `Authorization: Bearer <org token>`."
     ),
     paths(
-        http::list_apps,
-        http::create_app,
-        http::get_app,
-        http::delete_app,
-        http::add_certificate,
-        http::list_certificates,
-        http::remove_certificate,
-        http::set_secrets,
-        http::list_secrets,
-        http::unset_secrets,
-        http::create_volume,
-        http::list_volumes,
-        http::get_volume,
-        http::destroy_volume,
-        http::extend_volume,
-        http::create_snapshot,
-        http::list_snapshots,
-        http::create_release,
-        http::list_releases,
-        http::finish_release,
-        http::list_machines,
-        http::create_machine,
-        http::list_regions,
-        http::openapi_json,
+        apps::list_apps,
+        apps::create_app,
+        apps::get_app,
+        apps::delete_app,
+        certificates::add_certificate,
+        certificates::list_certificates,
+        certificates::remove_certificate,
+        secrets::set_secrets,
+        secrets::list_secrets,
+        secrets::unset_secrets,
+        volumes::create_volume,
+        volumes::list_volumes,
+        volumes::get_volume,
+        volumes::destroy_volume,
+        volumes::extend_volume,
+        volumes::create_snapshot,
+        volumes::list_snapshots,
+        releases::create_release,
+        releases::list_releases,
+        releases::finish_release,
+        machines::list_machines,
+        machines::create_machine,
+        platform::list_regions,
+        openapi_json,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -78,4 +78,13 @@ pub fn openapi_document() -> OpenApiDoc {
     let mut doc = ControlPlaneApiDoc::openapi();
     doc.merge(aloft_agent::http::MachinesApiDoc::openapi());
     doc
+}
+
+/// This document (no token needed).
+#[utoipa::path(
+    get, path = "/v1/openapi.json", tag = "Platform", operation_id = "Platform_openapi", security(()),
+    responses((status = 200, description = "The OpenAPI document of the Machines API", content_type = "application/json"))
+)]
+pub(crate) async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi_document())
 }

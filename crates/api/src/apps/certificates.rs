@@ -1,0 +1,130 @@
+//! The hostnames an app is served at, with the user's certificate and key (checked here) or one
+//! from the development CA.
+
+use crate::ControlPlane;
+use crate::auth;
+use crate::store::{Caller, CertRecord};
+use aloft_types::ApiError;
+use aloft_types::api::{Certificate, CreateCertificateRequest};
+use aloft_types::time::{now_ms, rfc3339};
+
+fn certificate_json(r: CertRecord) -> Certificate {
+    Certificate {
+        source: if r.certificate.is_some() {
+            "uploaded"
+        } else {
+            "development-ca"
+        }
+        .into(),
+        hostname: r.hostname,
+        app: r.app,
+        created_at: rfc3339(r.created_at),
+    }
+}
+
+impl ControlPlane {
+    /// `POST /v1/apps/{app}/certificates`.
+    pub(crate) async fn add_certificate(
+        &self,
+        caller: &Caller,
+        app: &str,
+        body: &[u8],
+    ) -> Result<Certificate, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        let req: CreateCertificateRequest = ApiError::parse_json(body)?;
+        let hostname = req
+            .hostname
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let valid = hostname.split('.').count() >= 2
+            && hostname.split('.').all(auth::is_dns_label)
+            && !hostname.ends_with(".localhost");
+        if !valid {
+            return Err(ApiError::invalid(
+                "hostname",
+                format!(
+                    "hostname `{}` is not a DNS name the app can be served at: use something like \
+                     \"www.example.com\" (`<app>.localhost` is served already)",
+                    req.hostname
+                ),
+            ));
+        }
+        let pem = match (req.certificate, req.private_key) {
+            (Some(c), Some(k)) => {
+                crate::tls::check_certificate_pair(&c, &k)
+                    .map_err(|e| ApiError::invalid("certificate", e))?;
+                Some((c, k))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ApiError::invalid(
+                    "certificate",
+                    "give both certificate and private_key, or neither (for a certificate from \
+                     the development CA)",
+                ));
+            }
+        };
+        let record = CertRecord {
+            hostname: hostname.clone(),
+            app: app.name.clone(),
+            certificate: pem.as_ref().map(|(c, _)| c.clone()),
+            private_key: pem.map(|(_, k)| k),
+            created_at: now_ms(),
+        };
+        if self
+            .inner
+            .store
+            .insert_certificate(record.clone())
+            .await?
+            .is_err()
+        {
+            return Err(ApiError::Conflict(format!(
+                "hostname `{hostname}` is served by another app already; remove it there first"
+            )));
+        }
+        self.inner.certificates.send_modify(|n| *n += 1);
+        Ok(certificate_json(record))
+    }
+
+    /// `GET /v1/apps/{app}/certificates`.
+    pub(crate) async fn list_certificates(
+        &self,
+        caller: &Caller,
+        app: &str,
+    ) -> Result<Vec<Certificate>, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        Ok(self
+            .inner
+            .store
+            .certificates(Some(&app.name))
+            .await?
+            .into_iter()
+            .map(certificate_json)
+            .collect())
+    }
+
+    /// `DELETE /v1/apps/{app}/certificates/{hostname}`.
+    pub(crate) async fn remove_certificate(
+        &self,
+        caller: &Caller,
+        app: &str,
+        hostname: &str,
+    ) -> Result<(), ApiError> {
+        let app = self.app_of(caller, app).await?;
+        let hostname = hostname.to_ascii_lowercase();
+        if !self
+            .inner
+            .store
+            .delete_certificate(&app.name, &hostname)
+            .await?
+        {
+            return Err(ApiError::NotFound(format!(
+                "app `{}` has no certificate for `{hostname}`; `aloft certs list -a {}` shows its hostnames",
+                app.name, app.name
+            )));
+        }
+        self.inner.certificates.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}

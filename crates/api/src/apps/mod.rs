@@ -1,0 +1,219 @@
+//! The app layer between the HTTP handlers and the store/agents for apps: who calls
+//! (authentication), the org rule (an app of another org is "not found", exactly like a missing
+//! one), and the apps themselves. Child modules hold what belongs to one app: its secrets, its
+//! releases and the hostnames it is served at.
+
+mod certificates;
+mod releases;
+mod secrets;
+
+use crate::ControlPlane;
+use crate::auth;
+use crate::error::internal;
+use crate::forward::{Outbound, agent_error};
+use crate::machines::host_gone;
+use crate::store::{AppRecord, Caller, MachineRecord};
+use aloft_types::api::{App, AppList, OrgRef};
+use aloft_types::time::{now_ms, rfc3339};
+use aloft_types::{ApiError, ErrorBody};
+use axum::http::{Method, StatusCode};
+use tokio::task::JoinSet;
+
+impl ControlPlane {
+    /// The caller behind an `Authorization` header value.
+    pub(crate) async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
+        let token = auth::bearer(header)?;
+        self.inner
+            .store
+            .caller(auth::hash_token(token), auth::ApiToken::new(token))
+            .await?
+            .ok_or_else(auth::invalid_token)
+    }
+
+    /// Checks the cluster-internal token (agents and operators).
+    pub(crate) fn authenticate_internal(&self, header: Option<&str>) -> Result<(), ApiError> {
+        let token = auth::bearer(header)?;
+        if auth::constant_time_eq(token, &self.inner.config.internal_token) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized(
+                "this endpoint needs the cluster's internal token (the one agents are started with)"
+                    .into(),
+            ))
+        }
+    }
+
+    /// The caller's app, or 404 exactly as if it did not exist when it belongs to another org.
+    pub(crate) async fn app_of(&self, caller: &Caller, name: &str) -> Result<AppRecord, ApiError> {
+        match self.inner.store.app(name).await? {
+            Some(app) if app.org_slug == caller.org.slug => Ok(app),
+            _ => Err(ApiError::NotFound(format!(
+                "app `{name}` not found; list your apps with `aloft apps list` or GET /v1/apps"
+            ))),
+        }
+    }
+
+    /// `org_slug` as the caller named it: only its own org (another org is 404, as if missing).
+    fn own_org(&self, caller: &Caller, org_slug: Option<&str>) -> Result<(), ApiError> {
+        match org_slug {
+            Some(slug) if slug != caller.org.slug => Err(ApiError::NotFound(format!(
+                "org `{slug}` not found; your token belongs to the org `{}`",
+                caller.org.slug
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn app_json(&self, app: AppRecord) -> App {
+        App {
+            id: app.id,
+            organization: OrgRef {
+                name: app.org_slug.clone(),
+                slug: app.org_slug,
+            },
+            status: if app.machine_count > 0 {
+                "deployed"
+            } else {
+                "pending"
+            }
+            .into(),
+            machine_count: app.machine_count,
+            network: "default".into(),
+            created_at: rfc3339(app.created_at),
+            name: app.name,
+        }
+    }
+
+    pub(crate) async fn list_apps(
+        &self,
+        caller: &Caller,
+        org_slug: Option<&str>,
+    ) -> Result<AppList, ApiError> {
+        self.own_org(caller, org_slug)?;
+        let apps: Vec<App> = self
+            .inner
+            .store
+            .apps_of_org(&caller.org.slug)
+            .await?
+            .into_iter()
+            .map(|a| self.app_json(a))
+            .collect();
+        Ok(AppList {
+            total_apps: u32::try_from(apps.len()).unwrap_or(u32::MAX),
+            apps,
+        })
+    }
+
+    pub(crate) async fn create_app(&self, caller: &Caller, body: &[u8]) -> Result<App, ApiError> {
+        let req: aloft_types::api::CreateAppRequest = ApiError::parse_json(body)?;
+        if !auth::is_dns_label(&req.app_name) {
+            return Err(ApiError::invalid(
+                "app_name",
+                format!(
+                    "app_name `{}` is not allowed: use 1-63 lowercase letters, digits and hyphens, \
+                     not starting or ending with a hyphen (e.g. \"my-app\")",
+                    req.app_name
+                ),
+            ));
+        }
+        self.own_org(caller, req.org_slug.as_deref())?;
+        let app = AppRecord {
+            id: aloft_types::ids::random_hex(8),
+            name: req.app_name.clone(),
+            org_slug: caller.org.slug.clone(),
+            created_at: now_ms(),
+            machine_count: 0,
+        };
+        if !self.inner.store.insert_app(app.clone()).await? {
+            return Err(ApiError::Conflict(format!(
+                "an app named `{}` already exists (app names are global); pick another name",
+                req.app_name
+            )));
+        }
+        Ok(self.app_json(app))
+    }
+
+    pub(crate) async fn get_app(&self, caller: &Caller, name: &str) -> Result<App, ApiError> {
+        Ok(self.app_json(self.app_of(caller, name).await?))
+    }
+
+    /// Destroys every machine of the app (force) on its host, then the app. When a machine
+    /// cannot be destroyed the app is kept and the error says which machine and why.
+    pub(crate) async fn delete_app(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+        let app = self.app_of(caller, name).await?;
+        let live: Vec<MachineRecord> = self
+            .inner
+            .store
+            .machines_of_app(&app.name)
+            .await?
+            .into_iter()
+            .filter(|m| !m.destroyed)
+            .collect();
+        let mut targets = Vec::with_capacity(live.len());
+        for m in live {
+            match self.inner.store.host(&m.host_id).await? {
+                Some(host) => targets.push((m, host)),
+                None => return Err(host_gone(&m)),
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for (m, host) in targets {
+            let req = Outbound::bodiless(
+                Method::DELETE,
+                format!("/v1/apps/{}/machines/{}?force=true", app.name, m.id),
+            );
+            let (fwd, caller) = (self.inner.forwarder.clone(), caller.clone());
+            tasks.spawn(async move { (m.id, fwd.send(&host, &caller, &req).await) });
+        }
+        let mut failures = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let (id, result) = done.map_err(|e| {
+                internal(
+                    "the control plane failed (a request to a host did not finish)",
+                    &e,
+                )
+            })?;
+            match result {
+                Ok(r) if r.status.is_success() || r.status == StatusCode::NOT_FOUND => {
+                    self.inner.store.mark_destroyed(&id).await?;
+                }
+                Ok(r) => failures.push((id, agent_error(&r))),
+                Err(e) => failures.push((id, ApiError::from(e))),
+            }
+        }
+        if let Some((_, first)) = failures.first() {
+            let reasons: Vec<String> = failures
+                .iter()
+                .map(|(id, e)| format!("machine {id}: {e}"))
+                .collect();
+            return Err(ApiError::from_response(
+                first.status(),
+                ErrorBody {
+                    error: format!(
+                        "app `{name}` was not deleted because some of its machines could not be \
+                         destroyed ({}); fix that and delete the app again",
+                        reasons.join("; ")
+                    ),
+                    ..first.body()
+                },
+            ));
+        }
+        // Then the volumes' data on their hosts: an app is not gone while its data is kept.
+        for v in self.inner.store.volumes_of_app(&app.name).await? {
+            self.remove_volume_data(&v).await.map_err(|e| {
+                ApiError::from_response(
+                    e.status(),
+                    ErrorBody {
+                        error: format!(
+                            "app `{name}` was not deleted (its machines were): {e}; delete the app again once the volume's host answers"
+                        ),
+                        ..e.body()
+                    },
+                )
+            })?;
+            self.inner.store.delete_volume(&v.id).await?;
+        }
+        self.inner.store.delete_app(&app.name).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! Hosts as the app layer sees them: regions for users, and for operators and agents the
+//! registry of hosts, a request to one host, and registrations and heartbeats.
+
+use crate::ControlPlane;
+use crate::forward::{AgentReply, Outbound};
+use crate::placement;
+use aloft_types::ApiError;
+use aloft_types::api::{HostInfo, RegionList};
+use aloft_types::time::now_ms;
+use axum::http::Method;
+
+impl ControlPlane {
+    pub(crate) async fn regions(&self) -> Result<RegionList, ApiError> {
+        let hosts = self.inner.store.hosts().await?;
+        Ok(RegionList {
+            regions: placement::regions(&hosts),
+        })
+    }
+
+    /// The registered hosts (operators: `aloft image list` asks each of them).
+    pub(crate) async fn hosts(&self) -> Result<Vec<HostInfo>, ApiError> {
+        Ok(self
+            .inner
+            .store
+            .hosts()
+            .await?
+            .into_iter()
+            .map(|h| h.info)
+            .collect())
+    }
+
+    /// An operator request about one host (its images), answered by its agent as is.
+    pub(crate) async fn ask_host(
+        &self,
+        host_id: &str,
+        method: Method,
+        agent_path: &str,
+    ) -> Result<AgentReply, ApiError> {
+        let Some(host) = self.inner.store.host(host_id).await? else {
+            let known: Vec<String> = self.hosts().await?.into_iter().map(|h| h.id).collect();
+            return Err(ApiError::NotFound(format!(
+                "no host `{host_id}` is registered; the hosts are: {}",
+                if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let req = Outbound::bodiless(method, agent_path.to_string());
+        Ok(self.inner.forwarder.send_internal(&host, &req).await?)
+    }
+
+    /// Records an agent's registration or heartbeat.
+    pub(crate) async fn record_host(&self, info: HostInfo) -> Result<(), ApiError> {
+        for (field, value) in [
+            ("id", &info.id),
+            ("region", &info.region),
+            ("address", &info.address),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    field,
+                    format!(
+                        "{field} is required: a host registers with its id, region and address"
+                    ),
+                ));
+            }
+        }
+        if !info.address.starts_with("http://") && !info.address.starts_with("https://") {
+            return Err(ApiError::invalid(
+                "address",
+                format!(
+                    "address `{}` must be a URL such as http://host-1.example:4281",
+                    info.address
+                ),
+            ));
+        }
+        self.inner.store.upsert_host(info, now_ms()).await?;
+        Ok(())
+    }
+}

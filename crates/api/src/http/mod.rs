@@ -1,0 +1,162 @@
+//! The control plane's HTTP edge: routes, extractors that turn every rejection into the API's
+//! JSON error shape, and handlers that stay a few lines long (parse -> app layer -> reply).
+//!
+//! Machine endpoints other than create and list are forwarded whatever their sub-path, so every
+//! operation the agent serves (`/start`, `/wait`, `/lease`, `/exec`, ...) is reachable without
+//! listing it here; the agent is the one that knows them.
+//!
+//! This module holds the router and the error reply; `extract` the extractors; one child module per
+//! resource holds its handlers (`apps`, `secrets`, `volumes`, `releases`, `certificates`,
+//! `machines`, `platform`, and `internal` for the cluster-internal endpoints); `openapi` lists
+//! them in the OpenAPI document.
+
+mod apps;
+mod certificates;
+mod extract;
+mod internal;
+mod machines;
+pub(crate) mod openapi;
+mod platform;
+mod releases;
+mod secrets;
+#[cfg(test)]
+mod tests;
+mod volumes;
+
+use crate::ControlPlane;
+use aloft_types::{ApiError, ErrorBody};
+use apps::{create_app, delete_app, get_app, list_apps};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post, put};
+use certificates::{add_certificate, list_certificates, proxy_certificates, remove_certificate};
+use internal::{
+    create_org, host_images, host_images_prune, host_number, join_mesh, list_hosts, mesh_peers,
+    register_host, verify_token,
+};
+use machines::{create_machine, list_machines, machine, machine_sub_path};
+use openapi::openapi_json;
+use platform::list_regions;
+use releases::{create_release, finish_release, list_releases};
+use secrets::{list_secrets, secret_values, set_secrets, unset_secrets};
+use volumes::{
+    create_snapshot, create_volume, destroy_volume, extend_volume, get_volume, list_snapshots,
+    list_volumes, volume_access,
+};
+
+/// The largest request body accepted (413 above).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The header listing hosts whose machines are missing from a machine list because they did not
+/// answer (comma-separated host ids). Absent when every host answered.
+pub const PARTIAL_HEADER: &str = "x-aloft-partial";
+
+pub(crate) fn router(cp: ControlPlane) -> Router {
+    Router::new()
+        .route("/v1/apps", get(list_apps).post(create_app))
+        .route("/v1/apps/{app}", get(get_app).delete(delete_app))
+        .route(
+            "/v1/apps/{app}/certificates",
+            get(list_certificates).post(add_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/secrets",
+            get(list_secrets).post(set_secrets),
+        )
+        .route("/v1/apps/{app}/secrets/unset", post(unset_secrets))
+        .route("/internal/v1/apps/{app}/secrets", get(secret_values))
+        .route(
+            "/v1/apps/{app}/volumes",
+            get(list_volumes).post(create_volume),
+        )
+        .route(
+            "/v1/apps/{app}/volumes/{id}",
+            get(get_volume).delete(destroy_volume),
+        )
+        .route("/v1/apps/{app}/volumes/{id}/extend", put(extend_volume))
+        .route(
+            "/v1/apps/{app}/volumes/{id}/snapshots",
+            get(list_snapshots).post(create_snapshot),
+        )
+        .route("/internal/v1/volumes/{id}", get(volume_access))
+        .route(
+            "/v1/apps/{app}/releases",
+            get(list_releases).post(create_release),
+        )
+        .route(
+            "/v1/apps/{app}/releases/{version}",
+            axum::routing::patch(finish_release),
+        )
+        .route(
+            "/v1/apps/{app}/certificates/{hostname}",
+            axum::routing::delete(remove_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/machines",
+            get(list_machines).post(create_machine),
+        )
+        .route("/v1/apps/{app}/machines/{id}", any(machine))
+        .route(
+            "/v1/apps/{app}/machines/{id}/{*rest}",
+            any(machine_sub_path),
+        )
+        .route("/v1/platform/regions", get(list_regions))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/internal/v1/hosts", get(list_hosts).post(register_host))
+        .route("/internal/v1/hosts/{host}/images", get(host_images))
+        .route("/internal/v1/hosts/{host}/number", post(host_number))
+        .route("/internal/v1/mesh", get(mesh_peers))
+        .route("/internal/v1/certificates", get(proxy_certificates))
+        .route("/internal/v1/mesh/{host}", put(join_mesh))
+        .route(
+            "/internal/v1/hosts/{host}/images/prune",
+            post(host_images_prune),
+        )
+        .route("/internal/v1/orgs", post(create_org))
+        .route("/internal/v1/tokens/verify", post(verify_token))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(cp)
+}
+
+/// An [`ApiError`] as a response: its status and [`ErrorBody`].
+#[derive(Debug)]
+pub(crate) struct HttpError(ApiError);
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.0.body())).into_response()
+    }
+}
+
+type Reply<T> = Result<T, HttpError>;
+
+pub(super) async fn no_route(method: Method, uri: Uri) -> HttpError {
+    HttpError(ApiError::NotFound(format!(
+        "no endpoint {method} {}; the API is described at /v1/openapi.json",
+        uri.path()
+    )))
+}
+
+pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let body = ErrorBody {
+        error: format!(
+            "{method} is not allowed on {}; the API is described at /v1/openapi.json",
+            uri.path()
+        ),
+        field: None,
+        allowed: Vec::new(),
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}

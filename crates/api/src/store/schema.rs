@@ -1,0 +1,106 @@
+//! The control plane's SQL schema. Plain SQL (TEXT, BIGINT, BOOLEAN, `ON CONFLICT`) so it can
+//! move to PostgreSQL.
+
+/// The schema version this code writes; a database with a higher one is refused.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orgs (
+    slug        TEXT PRIMARY KEY,
+    network_id  BIGINT NOT NULL UNIQUE,
+    created_at  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    org_slug    TEXT NOT NULL REFERENCES orgs (slug),
+    name        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS apps (
+    name        TEXT PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    org_slug    TEXT NOT NULL REFERENCES orgs (slug),
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS apps_by_org ON apps (org_slug);
+CREATE TABLE IF NOT EXISTS hosts (
+    id                   TEXT PRIMARY KEY,
+    region               TEXT NOT NULL,
+    address              TEXT NOT NULL,
+    runtime              TEXT NOT NULL,
+    cpus                 BIGINT NOT NULL,
+    memory_mb            BIGINT NOT NULL,
+    allocated_cpus       BIGINT NOT NULL,
+    allocated_memory_mb  BIGINT NOT NULL,
+    last_seen            BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS host_numbers (
+    host_id     TEXT PRIMARY KEY,
+    number      BIGINT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS mesh_members (
+    host_id     TEXT PRIMARY KEY REFERENCES host_numbers (host_id),
+    region      TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    endpoint    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS machines (
+    id          TEXT PRIMARY KEY,
+    app_name    TEXT NOT NULL REFERENCES apps (name),
+    host_id     TEXT NOT NULL REFERENCES hosts (id),
+    name        TEXT NOT NULL,
+    destroyed   BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS machines_by_app ON machines (app_name);
+CREATE TABLE IF NOT EXISTS releases (
+    app_name     TEXT NOT NULL REFERENCES apps (name),
+    version      BIGINT NOT NULL,
+    image        TEXT NOT NULL,
+    strategy     TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    description  TEXT,
+    reason       TEXT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    PRIMARY KEY (app_name, version)
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    app_name     TEXT NOT NULL REFERENCES apps (name),
+    name         TEXT NOT NULL,
+    nonce        TEXT NOT NULL,
+    ciphertext   TEXT NOT NULL,
+    digest       TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    PRIMARY KEY (app_name, name)
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    id                   TEXT PRIMARY KEY,
+    app_name             TEXT NOT NULL REFERENCES apps (name),
+    name                 TEXT NOT NULL,
+    region               TEXT NOT NULL,
+    host_id              TEXT NOT NULL,
+    size_gb              BIGINT NOT NULL,
+    key_nonce            TEXT NOT NULL,
+    key_ciphertext       TEXT NOT NULL,
+    attached_machine_id  TEXT,
+    created_at           BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS volumes_by_app ON volumes (app_name);
+CREATE TABLE IF NOT EXISTS volume_snapshots (
+    id           TEXT PRIMARY KEY,
+    volume_id    TEXT NOT NULL REFERENCES volumes (id),
+    size         BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    hostname     TEXT PRIMARY KEY,
+    app_name     TEXT NOT NULL REFERENCES apps (name),
+    certificate  TEXT,
+    private_key  TEXT,
+    created_at   BIGINT NOT NULL
+);
+";
