@@ -13,7 +13,8 @@
 //! Everything it starts is recorded in `<data-dir>/cluster.json`; `down` stops it and removes
 //! every namespace, link, process, mount and file it made.
 
-use crate::dev::{RuntimeKind, write_atomic};
+use crate::files::write_atomic;
+use crate::host_setup::RuntimeKind;
 use crate::mesh::MeshFile;
 use crate::server::{
     AgentFile, ControlFile, GossipFile, HostFile, OrgFile, ProxyFile, RegistryFile,

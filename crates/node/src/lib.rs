@@ -15,6 +15,9 @@
 
 mod dev;
 mod devcluster;
+mod files;
+mod host_setup;
+mod listen;
 mod mesh;
 pub mod roles;
 mod server;

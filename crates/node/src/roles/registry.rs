@@ -8,11 +8,12 @@
 //! cluster's internal token), so it takes the same lock as pushes.
 
 use crate::NodeCtx;
+use crate::files::read_secret;
 use crate::supervisor::Supervisor;
 use aloft_api::ControlPlane;
 use aloft_registry::{GcReport, Registry, RegistryConfig, TokenAuthority, Upstream};
 use aloft_types::api::{VerifyTokenRequest, VerifyTokenResponse};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -196,21 +197,4 @@ pub async fn serve(args: ServeArgs, ctx: &NodeCtx) -> Result<ExitCode> {
     tracing::info!("{which} received: stopping");
     supervisor.shutdown(async {}).await;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn read_secret(path: &std::path::Path) -> Result<String> {
-    let s = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read the internal token from {}: pass --internal-token-file, or run this where `aloft dev up` keeps its data",
-            path.display()
-        )
-    })?;
-    let s = s.trim().to_string();
-    if s.is_empty() {
-        bail!(
-            "{} is empty: it should hold the cluster's internal token",
-            path.display()
-        );
-    }
-    Ok(s)
 }

@@ -2,7 +2,7 @@
 //! be a silent default). `aloft dev cluster` writes them with `toml::to_string`, so what it
 //! starts is what an operator would write by hand; the README has a three-region example.
 
-use crate::dev::RuntimeKind;
+use crate::host_setup::RuntimeKind;
 use crate::mesh::MeshFile;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

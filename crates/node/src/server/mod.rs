@@ -16,11 +16,13 @@ pub(crate) use config::{
 };
 
 use crate::NodeCtx;
-use crate::dev::{bind, host_capacity, parse_subnet, runtime_for, url_for};
+use crate::files::read_secret;
+use crate::host_setup::{host_capacity, parse_subnet, runtime_for};
+use crate::listen::{bind, url_for};
 use crate::mesh::{Joined, Members};
 use crate::roles::control::{ControlConfig, ControlRole, RegistrySetup};
 use crate::roles::host::{HostConfig, HostRole, ProxyListeners};
-use crate::roles::registry::{self, read_secret};
+use crate::roles::registry;
 use crate::supervisor::{DRAIN_TIMEOUT, Supervisor};
 use aloft_agent::AgentConfig;
 use aloft_api::ControlPlaneConfig;
@@ -119,7 +121,7 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
                 .create_token(&org.slug, "server-control")
                 .await
                 .context("creating an API token")?;
-            crate::dev::write_atomic(&org.token_file, &token, 0o600)?;
+            crate::files::write_atomic(&org.token_file, &token, 0o600)?;
         }
     }
     let joined = match &config.mesh {
@@ -320,21 +322,13 @@ async fn host(config: HostFile) -> Result<ExitCode> {
     };
     let domains = Arc::new(Domains::default());
     let tls = match &https_listener {
-        Some(_) => {
-            let dir = config
-                .proxy
-                .ca_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("proxy"));
-            let ca = DevCa::load_or_create(&dir)
-                .with_context(|| format!("loading the proxy's CA in {}", dir.display()))?;
-            supervisor.task(spawn_certificates_sync(
-                control_plane.clone(),
-                token.clone(),
-                domains.clone(),
-            ));
-            Some(Arc::new(Certificates::new(ca, None, domains.clone())))
-        }
+        Some(_) => Some(proxy_tls(
+            &config,
+            &control_plane,
+            &token,
+            &domains,
+            &mut supervisor,
+        )?),
         None => None,
     };
     let autostop_every = match &config.proxy.autostop_interval {
@@ -412,6 +406,30 @@ async fn host(config: HostFile) -> Result<ExitCode> {
     supervisor.shutdown(host.shutdown()).await;
     drop(joined);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The certificates of a host's HTTPS listener: users' (`aloft certs`) kept in step with the
+/// control plane, others issued by the CA in `proxy.ca_dir`.
+fn proxy_tls(
+    config: &HostFile,
+    control_plane: &str,
+    token: &str,
+    domains: &Arc<Domains>,
+    supervisor: &mut Supervisor,
+) -> Result<Arc<Certificates>> {
+    let dir = config
+        .proxy
+        .ca_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("proxy"));
+    let ca = DevCa::load_or_create(&dir)
+        .with_context(|| format!("loading the proxy's CA in {}", dir.display()))?;
+    supervisor.task(spawn_certificates_sync(
+        control_plane.to_string(),
+        token.to_string(),
+        domains.clone(),
+    ));
+    Ok(Arc::new(Certificates::new(ca, None, domains.clone())))
 }
 
 /// The gossip seeds and the control plane's URL of a host: as configured, and on the mesh,
