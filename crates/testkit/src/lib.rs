@@ -1,6 +1,8 @@
-//! One harness that starts an aloft cluster in-process for tests: a control plane and N host
-//! agents, each serving HTTP on `127.0.0.1:0`, in temp dirs, sharing a random internal token and
-//! one [`SimRuntime`] (so machines keep "running" across an agent restart or crash, as real
+//! One harness that starts an aloft cluster in-process for tests: a control plane and N hosts,
+//! started by the same roles production runs (`aloft_node::roles::control::ControlRole` and
+//! `aloft_node::roles::host::HostRole`: agent, proxy, catalog, health checks, heartbeat), each
+//! serving HTTP on `127.0.0.1:0`, in temp dirs, sharing a random internal token and one
+//! [`SimRuntime`] (so machines keep "running" across an agent restart or crash, as real
 //! machines outlive their agent). The org `personal` exists with a token; every agent is
 //! registered (heartbeat running) before [`Cluster::start`] returns. Dropping the cluster stops
 //! every server and task and deletes the temp dirs.
@@ -21,7 +23,11 @@
 //! a failed test.
 
 use aloft_agent::{Agent, AgentConfig};
-use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_api::ControlPlaneConfig;
+use aloft_node::roles::control::{ControlConfig, ControlRole};
+use aloft_node::roles::host::{HostConfig, HostRole, ProxyListeners};
+use aloft_node::supervisor::Supervisor;
+use aloft_proxy::ProxyConfig;
 use aloft_runtime::sim::SimRuntime;
 use aloft_types::ids::random_hex;
 use serde_json::Value;
@@ -29,7 +35,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 pub use reqwest;
 
@@ -114,62 +119,57 @@ pub struct Cluster {
 
 struct ControlPlaneNode {
     config: ControlPlaneConfig,
-    server: Server,
+    addr: SocketAddr,
+    supervisor: Supervisor,
 }
 
+/// One host: the role and the supervisor that owns its tasks, while it runs.
 struct AgentNode {
     config: AgentConfig,
-    agent: Agent,
-    server: Server,
-    heartbeat: JoinHandle<()>,
+    /// Where its agent's API listens (kept across restarts).
+    addr: SocketAddr,
+    running: Option<(HostRole, Supervisor)>,
+}
+
+impl AgentNode {
+    fn host(&self) -> &HostRole {
+        &self
+            .running
+            .as_ref()
+            .unwrap_or_else(|| panic!("testkit: host {} is not running", self.config.host_id))
+            .0
+    }
+
+    /// Stops the host as `Agent::shutdown` does (operations finish, servers drain).
+    async fn shutdown(&mut self) {
+        if let Some((host, supervisor)) = self.running.take() {
+            supervisor.shutdown(host.shutdown()).await;
+        }
+    }
 }
 
 impl Drop for AgentNode {
+    /// As SIGKILL would: nothing more is written, every task ends.
     fn drop(&mut self) {
-        self.heartbeat.abort();
-        self.agent.crash();
+        if let Some((host, supervisor)) = self.running.take() {
+            host.agent.crash();
+            drop(supervisor);
+        }
     }
 }
 
-/// An HTTP server task; aborted on drop (idle connections close, in-flight requests finish).
-struct Server {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    /// Serves `router` on `addr` (port 0 for a free port). Re-binding a port that was just
-    /// released is retried for a while.
-    async fn start(router: axum::Router, addr: SocketAddr) -> Server {
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        let listener = loop {
-            match TcpListener::bind(addr).await {
-                Ok(l) => break l,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("testkit: cannot listen on {addr}: {e}"),
+/// Listens on `addr` (port 0 for a free port). Re-binding a port that was just released is
+/// retried for a while.
+async fn listen(addr: SocketAddr) -> TcpListener {
+    let deadline = Instant::now() + STARTUP_DEADLINE;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-        };
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("testkit: no local address for {addr}: {e}"));
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                eprintln!("testkit: server on {addr} stopped: {e}");
-            }
-        });
-        Server { addr, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
+            Err(e) => panic!("testkit: cannot listen on {addr}: {e}"),
+        }
     }
 }
 
@@ -200,7 +200,8 @@ impl Cluster {
             internal_token: internal_token.clone(),
             default_region: opts.default_region.clone(),
         };
-        let cp = open_control_plane(&cp_config).await;
+        let control_plane = start_control_plane(cp_config, loopback()).await;
+        let cp = &control_plane.1;
         cp.ensure_org("personal")
             .await
             .expect("testkit: cannot create the org `personal`");
@@ -208,8 +209,8 @@ impl Cluster {
             .create_token("personal", "testkit")
             .await
             .expect("testkit: cannot create a token");
-        let server = Server::start(cp.router(), loopback()).await;
-        let api_url = server.url();
+        let control_plane = control_plane.0;
+        let api_url = format!("http://{}", control_plane.addr);
 
         let runtime = SimRuntime::new();
         let mut agents = Vec::new();
@@ -240,10 +241,7 @@ impl Cluster {
             token,
             internal_token,
             runtime,
-            control_plane: ControlPlaneNode {
-                config: cp_config,
-                server,
-            },
+            control_plane,
             agents,
             http: reqwest::Client::new(),
             _dir: dir,
@@ -286,46 +284,43 @@ impl Cluster {
 
     /// Agent `i`, for tests that drive it directly.
     pub fn agent(&self, i: usize) -> &Agent {
-        &self.node(i).agent
+        &self.node(i).host().agent
     }
 
     /// The base URL of agent `i`'s internal API.
     pub fn agent_url(&self, i: usize) -> String {
-        self.node(i).server.url()
+        format!("http://{}", self.node(i).addr)
     }
 
-    /// Clean restart of agent `i`: `Agent::shutdown`, then reopen on the same data dir, runtime
-    /// and port.
+    /// Clean restart of agent `i`: its host stops as `Agent::shutdown` does, then starts again
+    /// on the same data dir, runtime and port.
     pub async fn restart_agent(&mut self, i: usize) {
-        let node = self.agents.remove(i);
-        node.heartbeat.abort();
-        node.agent.shutdown().await;
+        let mut node = self.agents.remove(i);
+        node.shutdown().await;
         self.reopen_agent(i, node).await;
     }
 
-    /// Crash of agent `i`: `Agent::crash` (nothing more is written), then reopen on the same
-    /// data dir, runtime and port.
+    /// Crash of agent `i`: `Agent::crash` (nothing more is written) and every task of its host
+    /// aborted, then a start on the same data dir, runtime and port.
     pub async fn crash_agent(&mut self, i: usize) {
         let node = self.agents.remove(i);
-        node.heartbeat.abort();
-        node.agent.crash();
         self.reopen_agent(i, node).await;
     }
 
-    /// Stops agent `i` for good (`Agent::shutdown`, its API and heartbeat gone): its host stays
+    /// Stops agent `i` for good (its host stopped as `Agent::shutdown` does): its host stays
     /// registered but does not answer. The agents after it move down one index.
     pub async fn stop_agent(&mut self, i: usize) {
-        let node = self.agents.remove(i);
-        node.heartbeat.abort();
-        node.agent.shutdown().await;
+        let mut node = self.agents.remove(i);
+        node.shutdown().await;
     }
 
     /// Restarts the control plane on the same data dir and port (agents keep running).
     pub async fn restart_control_plane(&mut self) {
-        let addr = self.control_plane.server.addr;
-        self.control_plane.server.task.abort();
-        let cp = open_control_plane(&self.control_plane.config).await;
-        self.control_plane.server = Server::start(cp.router(), addr).await;
+        let config = self.control_plane.config.clone();
+        let addr = self.control_plane.addr;
+        // Aborted, not drained: as a control plane that is killed.
+        self.control_plane.supervisor = Supervisor::new();
+        self.control_plane = start_control_plane(config, addr).await.0;
         self.wait_for_hosts().await;
     }
 
@@ -335,8 +330,9 @@ impl Cluster {
             .unwrap_or_else(|| panic!("testkit: there is no agent {i}"))
     }
 
+    /// Starts `node`'s host again (dropping it first: a crash, if it still ran).
     async fn reopen_agent(&mut self, i: usize, node: AgentNode) {
-        let addr = node.server.addr;
+        let addr = node.addr;
         let config = node.config.clone();
         drop(node);
         let fresh = start_agent(config, &self.runtime, &self.api_url, addr).await;
@@ -368,35 +364,69 @@ impl Cluster {
     }
 }
 
-async fn open_control_plane(config: &ControlPlaneConfig) -> ControlPlane {
-    ControlPlane::open(config.clone())
-        .await
-        .unwrap_or_else(|e| panic!("testkit: cannot open the control plane: {e}"))
+/// The control-plane role on `addr`, and the control plane.
+async fn start_control_plane(
+    config: ControlPlaneConfig,
+    addr: SocketAddr,
+) -> (ControlPlaneNode, aloft_api::ControlPlane) {
+    let listener = listen(addr).await;
+    let addr = listener.local_addr().expect("a bound address");
+    let mut supervisor = Supervisor::new();
+    let role = ControlRole::start(
+        ControlConfig {
+            plane: config.clone(),
+            listeners: vec![listener],
+            registry: None,
+        },
+        &mut supervisor,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("testkit: cannot start the control plane: {e:#}"));
+    let node = ControlPlaneNode {
+        config,
+        addr,
+        supervisor,
+    };
+    (node, role.plane)
 }
 
+/// The host role with the sim runtime, its agent's API on `addr`, its proxy on a free port
+/// (no other public ports: the cluster's hosts share one address).
 async fn start_agent(
     config: AgentConfig,
     runtime: &SimRuntime,
     api_url: &str,
     addr: SocketAddr,
 ) -> AgentNode {
-    // Secrets and volume keys from the control plane, as in `aloft server host`.
-    let source = aloft_agent::secrets::ControlPlaneSecrets::new(api_url, &config.internal_token)
-        .unwrap_or_else(|e| panic!("testkit: cannot build the secrets client: {e}"));
-    let deps = aloft_agent::AgentDeps {
-        secrets: Some(Arc::new(source)),
-        ..Default::default()
-    };
-    let agent = Agent::open(config.clone(), Arc::new(runtime.clone()), deps)
-        .await
-        .unwrap_or_else(|e| panic!("testkit: cannot open agent {}: {e}", config.host_id));
-    let server = Server::start(agent.router(), addr).await;
-    let heartbeat = aloft_agent::spawn_heartbeat(agent.clone(), api_url.to_string(), server.url());
+    let agent_listener = listen(addr).await;
+    let addr = agent_listener.local_addr().expect("a bound address");
+    let mut supervisor = Supervisor::new();
+    let host = HostRole::start(
+        HostConfig {
+            agent: config.clone(),
+            runtime: Arc::new(runtime.clone()),
+            control_plane: api_url.to_string(),
+            agent_listener,
+            agent_url: format!("http://{addr}"),
+            proxy: ProxyConfig::new(config.region.clone()),
+            listeners: ProxyListeners {
+                public_ports: false,
+                http: listen(loopback()).await,
+                https: None,
+                worker: None,
+                metrics: None,
+            },
+            autostop_every: Duration::from_secs(120),
+            gossip: None,
+        },
+        &mut supervisor,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("testkit: cannot start host {}: {e:#}", config.host_id));
     AgentNode {
         config,
-        agent,
-        server,
-        heartbeat,
+        addr,
+        running: Some((host, supervisor)),
     }
 }
 

@@ -200,6 +200,7 @@ async fn up(ctx: &NodeCtx, args: UpArgs) -> Result<ExitCode> {
                 ..ProxyConfig::new(args.region.clone())
             },
             listeners: ProxyListeners {
+                public_ports: true,
                 http: listen.proxy,
                 https: Some(listen.https),
                 worker: None,

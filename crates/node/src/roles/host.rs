@@ -43,9 +43,12 @@ pub struct HostConfig {
     pub gossip: Option<ClusterConfig>,
 }
 
-/// The proxy's listeners. Other public ports (raw TCP, `tls`, `proxy_proto`, HTTP on ports
-/// besides 80 and 443) are listened on at `http`'s address, at the service's own port number.
+/// The proxy's listeners.
 pub struct ProxyListeners {
+    /// Whether services' other public ports (raw TCP, `tls`, `proxy_proto`, HTTP on ports
+    /// besides 80 and 443) are listened on at `http`'s address, at the service's own port
+    /// number. Off where several hosts share one address (the test harness).
+    pub public_ports: bool,
     /// Public HTTP (stands for port 80).
     pub http: TcpListener,
     /// Public HTTPS (stands for port 443).
@@ -152,6 +155,13 @@ fn serve_proxy(
     let stop = supervisor.stop_signal();
     tokio::spawn(async move {
         let ports_ip = listeners.http.local_addr()?.ip();
+        let ports = async {
+            if listeners.public_ports {
+                proxy
+                    .serve_ports(ports_ip, &[80, 443], stop.stopping())
+                    .await;
+            }
+        };
         let metrics = async {
             if let Some(l) = listeners.metrics {
                 proxy.serve_metrics(l, stop.stopping()).await;
@@ -168,7 +178,7 @@ fn serve_proxy(
             }
         };
         tokio::join!(
-            proxy.serve_ports(ports_ip, &[80, 443], stop.stopping()),
+            ports,
             proxy.serve(listeners.http, Listener::http(80), stop.stopping()),
             https,
             worker,

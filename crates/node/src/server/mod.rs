@@ -366,6 +366,7 @@ async fn host(config: HostFile) -> Result<ExitCode> {
                 ..ProxyConfig::new(config.region.clone())
             },
             listeners: ProxyListeners {
+                public_ports: true,
                 http: http_listener,
                 https: https_listener,
                 worker: Some(worker_listener),
