@@ -10,8 +10,6 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The most secrets an app may have, and the largest value.
@@ -40,16 +38,7 @@ impl SecretBox {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = vec![0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e.to_string())))?;
-                let tmp = path.with_extension("tmp");
-                let mut f = fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(io)?;
-                f.write_all(&key).and_then(|()| f.sync_all()).map_err(io)?;
-                fs::rename(&tmp, path).map_err(io)?;
+                aloft_durable::write(path, &key, 0o600).map_err(io)?;
                 key
             }
             Err(e) => return Err(io(e)),

@@ -286,14 +286,13 @@ fn oom_kills() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes the report where the host reads it (temp file + rename: never half a report).
+/// Writes the report where the host reads it (whole or not at all: never half a report).
 pub fn write_report(path: &Path, report: &ExitReport) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, serde_json::to_vec(report).expect("serializable"))?;
-    fs::rename(&tmp, path)
+    let bytes = serde_json::to_vec(report).expect("serializable");
+    aloft_durable::write(path, &bytes, 0o644)
 }
 
 /// The main process's pid while it runs (for the VM's control service).

@@ -132,9 +132,7 @@ fn detach(args: &Args) -> io::Result<()> {
 }
 
 fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, content)?;
-    fs::rename(&tmp, path)
+    aloft_durable::write(path, content, 0o644)
 }
 
 fn supervise(args: &Args) -> io::Result<()> {

@@ -3,37 +3,17 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Writes a file whole or not at all (a temporary file, then a rename), with `mode`.
+/// Writes `contents` and a newline to `path`, whole or not at all, with `mode`.
 pub(crate) fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    write_then_rename(&tmp, path, contents, mode).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
+    aloft_durable::write(path, format!("{contents}\n").as_bytes(), mode).map_err(|e| {
         anyhow!(
             "cannot write {}: {e}; check the data directory's permissions and free space",
             path.display()
         )
     })
-}
-
-fn write_then_rename(tmp: &Path, path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
-    let _ = fs::remove_file(tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    fs::rename(tmp, path)
 }
 
 /// Makes a secret file readable by its owner only.

@@ -450,21 +450,15 @@ impl Store {
 
     /// Writes `bytes` to `path` so that readers see the old file or the whole new one.
     async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = self.tmp_path()?;
-        let mut file = tokio::fs::File::create(&tmp)
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        tokio::fs::create_dir_all(dir)
             .await
-            .map_err(|e| RegistryError::io("create", &tmp, e))?;
-        let written = async {
-            file.write_all(bytes).await?;
-            file.sync_all().await
-        }
-        .await;
-        drop(file);
-        if let Err(e) = written {
-            remove_file(&tmp).await?;
-            return Err(RegistryError::io("write", tmp, e));
-        }
-        rename_into_place(&tmp, path).await
+            .map_err(|e| RegistryError::io("create", dir, e))?;
+        let (target, bytes) = (path.to_path_buf(), bytes.to_vec());
+        tokio::task::spawn_blocking(move || aloft_durable::write(&target, &bytes, 0o644))
+            .await
+            .map_err(|e| RegistryError::io("write", path, std::io::Error::other(e)))?
+            .map_err(|e| RegistryError::io("write", path, e))
     }
 }
 

@@ -399,10 +399,12 @@ impl CpuAllocator {
     }
 
     fn save(&self, dedicated: &BTreeMap<String, Vec<u32>>) {
-        let tmp = self.file.with_extension("tmp");
         let bytes = serde_json::to_vec(dedicated).expect("serializable");
-        if fs::write(&tmp, bytes).is_ok() {
-            let _ = fs::rename(&tmp, &self.file);
+        if let Err(e) = aloft_durable::write(&self.file, &bytes, 0o644) {
+            tracing::warn!(
+                "cannot save the CPU assignments to {}: {e}",
+                self.file.display()
+            );
         }
     }
 

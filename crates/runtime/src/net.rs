@@ -334,13 +334,9 @@ impl HostNetwork {
     }
 
     fn save(&self, leases: &BTreeMap<String, MachineNet>) -> Result<(), NetError> {
-        let tmp = self.file.with_extension("tmp");
-        fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(leases).expect("serializable"),
-        )
-        .and_then(|()| fs::rename(&tmp, &self.file))
-        .map_err(|e| NetError::Io(format!("writing {}", self.file.display()), e))
+        let bytes = serde_json::to_vec_pretty(leases).expect("serializable");
+        aloft_durable::write(&self.file, &bytes, 0o644)
+            .map_err(|e| NetError::Io(format!("writing {}", self.file.display()), e))
     }
 
     /// The machine's addresses: the ones it holds, or new ones.

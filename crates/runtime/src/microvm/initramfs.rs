@@ -224,9 +224,7 @@ pub(super) fn base(
         cpio.file(guest.trim_start_matches('/'), 0o644, &data);
     }
     let bytes = cpio.finish();
-    let tmp = cache.with_extension("tmp");
-    fs::write(&tmp, &bytes)
-        .and_then(|()| fs::rename(&tmp, &cache))
+    aloft_durable::write(&cache, &bytes, 0o644)
         .map_err(|e| other(format!("caching the initramfs in {}: {e}", cache.display())))?;
     // Builds for another kernel or init binary are not used again.
     for e in fs::read_dir(state_dir).into_iter().flatten().flatten() {

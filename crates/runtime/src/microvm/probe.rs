@@ -49,10 +49,11 @@ fn cached(state_dir: &Path, file: &str, key: &str) -> Option<String> {
 
 fn store(state_dir: &Path, file: &str, key: &str, verdict: &str) {
     let _ = fs::create_dir_all(state_dir);
-    let tmp = state_dir.join(format!("{file}.tmp"));
-    if fs::write(&tmp, format!("{verdict}\n{key}")).is_ok() {
-        let _ = fs::rename(&tmp, state_dir.join(file));
-    }
+    let _ = aloft_durable::write(
+        &state_dir.join(file),
+        format!("{verdict}\n{key}").as_bytes(),
+        0o644,
+    );
 }
 
 fn qemu() -> Result<std::path::PathBuf, RuntimeError> {
