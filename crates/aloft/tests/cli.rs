@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -24,14 +25,35 @@ fn version_is_printed() {
 fn apps_and_machines_from_create_to_destroy() {
     let (_tmp, data) = temp_data_dir();
     let dev = DevUp::start_no_pull(&data, "main");
+    dev_up_says_how_to_connect(&dev);
+    apps_are_created_and_listed(&dev);
+    let web = a_machine_with_every_flag_and_its_logs(&dev);
+    let worker_id = a_plain_machine(&dev, &web);
+    machines_are_listed(&dev, &web);
+    stop_start_and_restart(&dev, &web);
+    exec_prints_and_exits_with_the_status(&dev, &web);
+    wait_for_a_state(&dev, &web);
+    cordon_and_uncordon(&dev, &web);
+    leases_are_viewed_and_cleared(&dev, &data, &web);
+    signal_and_suspend(&dev, &web, &worker_id);
+    status_of_a_machine_and_the_app(&dev, &data, &web);
+    regions_are_listed(&dev);
+    destroy_a_started_machine_needs_force(&dev, &web);
+    destroying_the_app_needs_yes(&dev, &worker_id);
+}
+
+/// `dev up` prints the line that exports the token and names the proxy and the registry.
+fn dev_up_says_how_to_connect(dev: &DevUp) {
     let stdout = dev.stdout();
     assert!(stdout.contains("export ALOFT_API_TOKEN=$(cat "), "{stdout}");
     assert!(
         stdout.contains("proxy") && stdout.contains("registry"),
         "{stdout}"
     );
+}
 
-    // Apps.
+/// Apps: none at first; `hello` is created in the personal org and listed as a table and as JSON.
+fn apps_are_created_and_listed(dev: &DevUp) {
     let out = dev.aloft(&["apps", "list"]);
     assert!(out.ok().contains("No apps yet"), "{out}");
     let out = dev.aloft(&["apps", "create", "hello"]);
@@ -46,8 +68,11 @@ fn apps_and_machines_from_create_to_destroy() {
     let apps = dev.aloft(&["apps", "list", "--json"]).json();
     assert_eq!(apps[0]["name"], "hello");
     assert_eq!(apps[0]["organization"]["slug"], "personal");
+}
 
-    // A machine with every flag `machine run` has.
+/// A machine with every flag `machine run` has: each lands in its config. Then its log lines,
+/// from every machine of the app or one, as text or JSON. Returns the machine's id.
+fn a_machine_with_every_flag_and_its_logs(dev: &DevUp) -> String {
     let web = run_machine(
         &dev,
         &[
@@ -139,8 +164,12 @@ fn apps_and_machines_from_create_to_destroy() {
     );
     assert_eq!(services[1]["internal_port"], 5432);
     assert_eq!(services[1]["ports"][0]["port"], 5432);
+    web
+}
 
-    // A plain one: the command after the image, the restart policy given the reference's way.
+/// A plain one: the command after the image, the restart policy given the reference's way.
+/// Returns its id.
+fn a_plain_machine(dev: &DevUp, web: &str) -> String {
     let out = dev.aloft(&[
         "machine",
         "run",
@@ -162,7 +191,7 @@ fn apps_and_machines_from_create_to_destroy() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["id"] != web.as_str())
+        .find(|m| m["id"] != web)
         .expect("the second machine")
         .clone();
     let worker_id = worker["id"].as_str().unwrap().to_string();
@@ -172,8 +201,11 @@ fn apps_and_machines_from_create_to_destroy() {
     );
     assert_eq!(worker["config"]["restart"]["policy"], "no");
     assert_eq!(worker["config"]["guest"]["memory_mb"], 256);
+    worker_id
+}
 
-    // List.
+/// List: both machines started, as JSON and as a table; none in `stopped`.
+fn machines_are_listed(dev: &DevUp, web: &str) {
     let list = dev
         .aloft(&["machine", "list", "-a", "hello", "--json"])
         .json();
@@ -190,8 +222,10 @@ fn apps_and_machines_from_create_to_destroy() {
         "machine", "list", "-a", "hello", "--state", "stopped", "--json",
     ]);
     assert_eq!(out.json(), serde_json::json!([]));
+}
 
-    // Stop, start, restart.
+/// Stop (with a signal and a timeout), a second stop that says it is a no-op, start, restart.
+fn stop_start_and_restart(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine",
         "stop",
@@ -219,8 +253,10 @@ fn apps_and_machines_from_create_to_destroy() {
     let out = dev.aloft(&["machine", "restart", &web, "-a", "hello"]);
     assert!(out.ok().contains("restarted"), "{out}");
     assert_eq!(state_of(&dev, "hello", &web), "started");
+}
 
-    // Exec prints the output and exits with the command's status.
+/// Exec prints the output and exits with the command's status.
+fn exec_prints_and_exits_with_the_status(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine", "exec", &web, "-a", "hello", "--", "echo", "hello", "world",
     ]);
@@ -231,8 +267,10 @@ fn apps_and_machines_from_create_to_destroy() {
         "machine", "exec", &web, "-a", "hello", "--json", "--", "echo", "x",
     ]);
     assert_eq!(out.json()["stdout"], "x\n");
+}
 
-    // Wait.
+/// Wait: for the state the machine is in, and a timeout for one it never reaches.
+fn wait_for_a_state(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine",
         "wait",
@@ -257,16 +295,21 @@ fn apps_and_machines_from_create_to_destroy() {
         "2s",
     ]);
     assert!(out.fails().contains("did not reach `stopped`"), "{out}");
+}
 
-    // Cordon.
+/// Cordon and uncordon, as the machine's JSON shows them.
+fn cordon_and_uncordon(dev: &DevUp, web: &str) {
     let out = dev.aloft(&["machine", "cordon", &web, "-a", "hello"]);
     assert!(out.ok().contains("cordoned"), "{out}");
     assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], true);
     dev.aloft(&["machine", "uncordon", &web, "-a", "hello"])
         .ok();
     assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], false);
+}
 
-    // Leases.
+/// Leases: none to view or clear; one taken through the API is shown, blocks `machine stop`
+/// with the way out, and is cleared.
+fn leases_are_viewed_and_cleared(dev: &DevUp, data: &Path, web: &str) {
     let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
     assert!(out.ok().contains("no lease"), "{out}");
     assert_eq!(
@@ -305,16 +348,20 @@ fn apps_and_machines_from_create_to_destroy() {
     assert!(out.ok().contains("Cleared the lease"), "{out}");
     let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
     assert!(out.ok().contains("no lease"), "{out}");
+}
 
-    // Signal and suspend (the sim runtime cannot suspend: it stops instead and says so).
+/// Signal and suspend (the sim runtime cannot suspend: it stops instead and says so).
+fn signal_and_suspend(dev: &DevUp, web: &str, worker_id: &str) {
     let out = dev.aloft(&["machine", "signal", &web, "-a", "hello", "-s", "SIGUSR1"]);
     assert!(out.ok().contains("Sent SIGUSR1"), "{out}");
     let out = dev.aloft(&["machine", "suspend", &worker_id, "-a", "hello"]);
     assert!(out.ok().contains(&worker_id), "{out}");
     let state = state_of(&dev, "hello", &worker_id);
     assert!(state == "suspended" || state == "stopped", "{state}");
+}
 
-    // Status.
+/// Status of a machine and of the app, as text and JSON, and the app taken from `ALOFT_APP`.
+fn status_of_a_machine_and_the_app(dev: &DevUp, data: &Path, web: &str) {
     let out = dev.aloft(&["machine", "status", &web, "-a", "hello"]);
     let text = out.ok();
     assert!(text.contains("web-1") && text.contains("Events"), "{out}");
@@ -339,8 +386,10 @@ fn apps_and_machines_from_create_to_destroy() {
         &["status"],
     );
     assert!(out.ok().contains(&web), "ALOFT_APP is read: {out}");
+}
 
-    // Regions.
+/// Regions: `local` listed as text and as JSON.
+fn regions_are_listed(dev: &DevUp) {
     let out = dev.aloft(&["platform", "regions"]);
     assert!(out.ok().lines().any(|l| l.starts_with("local ")), "{out}");
     let regions = dev.aloft(&["platform", "regions", "--json"]).json();
@@ -352,8 +401,10 @@ fn apps_and_machines_from_create_to_destroy() {
             .any(|r| r["code"] == "local"),
         "{regions:#}"
     );
+}
 
-    // Destroy: a started machine only with --force.
+/// Destroy: a started machine only with --force; `--all` still lists it, as destroyed.
+fn destroy_a_started_machine_needs_force(dev: &DevUp, web: &str) {
     let out = dev.aloft(&["machine", "destroy", &web, "-a", "hello"]);
     let err = out.fails();
     assert!(
@@ -374,11 +425,13 @@ fn apps_and_machines_from_create_to_destroy() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["id"] == web.as_str())
+        .find(|m| m["id"] == web)
         .expect("--all lists destroyed machines");
     assert_eq!(gone["state"], "destroyed");
+}
 
-    // Destroying an app asks first; without a terminal it needs --yes.
+/// Destroying an app asks first; without a terminal it needs --yes.
+fn destroying_the_app_needs_yes(dev: &DevUp, worker_id: &str) {
     let out = dev.aloft(&["apps", "destroy", "hello"]);
     assert!(out.fails().contains("--yes"), "{out}");
     dev.aloft(&["machine", "destroy", &worker_id, "-a", "hello", "--force"])
