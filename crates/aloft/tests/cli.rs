@@ -74,7 +74,7 @@ fn apps_are_created_and_listed(dev: &DevUp) {
 /// from every machine of the app or one, as text or JSON. Returns the machine's id.
 fn a_machine_with_every_flag_and_its_logs(dev: &DevUp) -> String {
     let web = run_machine(
-        &dev,
+        dev,
         &[
             "-a",
             "hello",
@@ -113,7 +113,7 @@ fn a_machine_with_every_flag_and_its_logs(dev: &DevUp) -> String {
             "nginx:latest",
         ],
     );
-    let m = machine_json(&dev, "hello", &web);
+    let m = machine_json(dev, "hello", &web);
     let c = &m["config"];
     assert_eq!(m["state"], "started", "{m:#}");
     assert_eq!(m["name"], "web-1");
@@ -215,7 +215,7 @@ fn machines_are_listed(dev: &DevUp, web: &str) {
     let out = dev.aloft(&["machine", "list", "-a", "hello"]);
     assert!(out.ok().starts_with("ID"), "{out}");
     assert!(
-        out.stdout.contains(&web) && out.stdout.contains("web-1"),
+        out.stdout.contains(web) && out.stdout.contains("web-1"),
         "{out}"
     );
     let out = dev.aloft(&[
@@ -229,7 +229,7 @@ fn stop_start_and_restart(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine",
         "stop",
-        &web,
+        web,
         "-a",
         "hello",
         "--signal",
@@ -241,30 +241,30 @@ fn stop_start_and_restart(dev: &DevUp, web: &str) {
         out.ok().contains(&format!("Machine {web} stopped")),
         "{out}"
     );
-    assert_eq!(state_of(&dev, "hello", &web), "stopped");
-    let out = dev.aloft(&["machine", "stop", &web, "-a", "hello"]);
+    assert_eq!(state_of(dev, "hello", web), "stopped");
+    let out = dev.aloft(&["machine", "stop", web, "-a", "hello"]);
     assert!(
         out.ok().contains("is already stopped"),
         "a no-op says so: {out}"
     );
-    let out = dev.aloft(&["machine", "start", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "start", web, "-a", "hello"]);
     assert!(out.ok().contains("started (it was stopped)"), "{out}");
-    assert_eq!(state_of(&dev, "hello", &web), "started");
-    let out = dev.aloft(&["machine", "restart", &web, "-a", "hello"]);
+    assert_eq!(state_of(dev, "hello", web), "started");
+    let out = dev.aloft(&["machine", "restart", web, "-a", "hello"]);
     assert!(out.ok().contains("restarted"), "{out}");
-    assert_eq!(state_of(&dev, "hello", &web), "started");
+    assert_eq!(state_of(dev, "hello", web), "started");
 }
 
 /// Exec prints the output and exits with the command's status.
 fn exec_prints_and_exits_with_the_status(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
-        "machine", "exec", &web, "-a", "hello", "--", "echo", "hello", "world",
+        "machine", "exec", web, "-a", "hello", "--", "echo", "hello", "world",
     ]);
     assert_eq!(out.ok(), "hello world\n");
-    let out = dev.aloft(&["machine", "exec", &web, "-a", "hello", "--", "exit", "3"]);
+    let out = dev.aloft(&["machine", "exec", web, "-a", "hello", "--", "exit", "3"]);
     assert_eq!(out.code, Some(3), "{out}");
     let out = dev.aloft(&[
-        "machine", "exec", &web, "-a", "hello", "--json", "--", "echo", "x",
+        "machine", "exec", web, "-a", "hello", "--json", "--", "echo", "x",
     ]);
     assert_eq!(out.json()["stdout"], "x\n");
 }
@@ -274,7 +274,7 @@ fn wait_for_a_state(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine",
         "wait",
-        &web,
+        web,
         "-a",
         "hello",
         "--state",
@@ -286,7 +286,7 @@ fn wait_for_a_state(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine",
         "wait",
-        &web,
+        web,
         "-a",
         "hello",
         "--state",
@@ -299,25 +299,24 @@ fn wait_for_a_state(dev: &DevUp, web: &str) {
 
 /// Cordon and uncordon, as the machine's JSON shows them.
 fn cordon_and_uncordon(dev: &DevUp, web: &str) {
-    let out = dev.aloft(&["machine", "cordon", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "cordon", web, "-a", "hello"]);
     assert!(out.ok().contains("cordoned"), "{out}");
-    assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], true);
-    dev.aloft(&["machine", "uncordon", &web, "-a", "hello"])
-        .ok();
-    assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], false);
+    assert_eq!(machine_json(dev, "hello", web)["cordoned"], true);
+    dev.aloft(&["machine", "uncordon", web, "-a", "hello"]).ok();
+    assert_eq!(machine_json(dev, "hello", web)["cordoned"], false);
 }
 
 /// Leases: none to view or clear; one taken through the API is shown, blocks `machine stop`
 /// with the way out, and is cleared.
 fn leases_are_viewed_and_cleared(dev: &DevUp, data: &Path, web: &str) {
-    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "view", web, "-a", "hello"]);
     assert!(out.ok().contains("no lease"), "{out}");
     assert_eq!(
-        dev.aloft(&["machine", "leases", "view", &web, "-a", "hello", "--json"])
+        dev.aloft(&["machine", "leases", "view", web, "-a", "hello", "--json"])
             .json(),
         Value::Null
     );
-    let out = dev.aloft(&["machine", "leases", "clear", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "clear", web, "-a", "hello"]);
     assert!(out.ok().contains("nothing to clear"), "{out}");
     let token = fs::read_to_string(data.join("token")).unwrap();
     let (status, body) = http(
@@ -332,47 +331,44 @@ fn leases_are_viewed_and_cleared(dev: &DevUp, data: &Path, web: &str) {
         .as_str()
         .unwrap()
         .to_string();
-    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "view", web, "-a", "hello"]);
     assert!(out.ok().starts_with("NONCE"), "{out}");
     assert!(
         out.stdout.contains(&nonce) && out.stdout.contains("deploy in progress"),
         "{out}"
     );
     let lease = dev
-        .aloft(&["machine", "leases", "view", &web, "-a", "hello", "--json"])
+        .aloft(&["machine", "leases", "view", web, "-a", "hello", "--json"])
         .json();
     assert_eq!(lease["nonce"], nonce.as_str());
-    let out = dev.aloft(&["machine", "stop", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "stop", web, "-a", "hello"]);
     assert!(out.fails().contains("aloft machine leases clear"), "{out}");
-    let out = dev.aloft(&["machine", "leases", "clear", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "clear", web, "-a", "hello"]);
     assert!(out.ok().contains("Cleared the lease"), "{out}");
-    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "view", web, "-a", "hello"]);
     assert!(out.ok().contains("no lease"), "{out}");
 }
 
 /// Signal and suspend (the sim runtime cannot suspend: it stops instead and says so).
 fn signal_and_suspend(dev: &DevUp, web: &str, worker_id: &str) {
-    let out = dev.aloft(&["machine", "signal", &web, "-a", "hello", "-s", "SIGUSR1"]);
+    let out = dev.aloft(&["machine", "signal", web, "-a", "hello", "-s", "SIGUSR1"]);
     assert!(out.ok().contains("Sent SIGUSR1"), "{out}");
-    let out = dev.aloft(&["machine", "suspend", &worker_id, "-a", "hello"]);
-    assert!(out.ok().contains(&worker_id), "{out}");
-    let state = state_of(&dev, "hello", &worker_id);
+    let out = dev.aloft(&["machine", "suspend", worker_id, "-a", "hello"]);
+    assert!(out.ok().contains(worker_id), "{out}");
+    let state = state_of(dev, "hello", worker_id);
     assert!(state == "suspended" || state == "stopped", "{state}");
 }
 
 /// Status of a machine and of the app, as text and JSON, and the app taken from `ALOFT_APP`.
 fn status_of_a_machine_and_the_app(dev: &DevUp, data: &Path, web: &str) {
-    let out = dev.aloft(&["machine", "status", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "status", web, "-a", "hello"]);
     let text = out.ok();
     assert!(text.contains("web-1") && text.contains("Events"), "{out}");
     assert!(text.contains("launch") || text.contains("start"), "{out}");
     let out = dev.aloft(&["status", "-a", "hello"]);
     let text = out.ok();
     assert!(text.contains("hello") && text.contains("personal"), "{out}");
-    assert!(
-        text.contains(&web) && text.contains("nginx:latest"),
-        "{out}"
-    );
+    assert!(text.contains(web) && text.contains("nginx:latest"), "{out}");
     assert!(text.contains("local    2 machines on local-1"), "{out}");
     let status = dev.aloft(&["status", "-a", "hello", "--json"]).json();
     assert_eq!(status["app"]["organization"]["slug"], "personal");
@@ -385,7 +381,7 @@ fn status_of_a_machine_and_the_app(dev: &DevUp, data: &Path, web: &str) {
         ],
         &["status"],
     );
-    assert!(out.ok().contains(&web), "ALOFT_APP is read: {out}");
+    assert!(out.ok().contains(web), "ALOFT_APP is read: {out}");
 }
 
 /// Regions: `local` listed as text and as JSON.
@@ -405,14 +401,14 @@ fn regions_are_listed(dev: &DevUp) {
 
 /// Destroy: a started machine only with --force; `--all` still lists it, as destroyed.
 fn destroy_a_started_machine_needs_force(dev: &DevUp, web: &str) {
-    let out = dev.aloft(&["machine", "destroy", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "destroy", web, "-a", "hello"]);
     let err = out.fails();
     assert!(
         err.contains("--force") && err.contains("aloft machine stop"),
         "{out}"
     );
-    assert_eq!(state_of(&dev, "hello", &web), "started");
-    let out = dev.aloft(&["machine", "destroy", &web, "-a", "hello", "--force"]);
+    assert_eq!(state_of(dev, "hello", web), "started");
+    let out = dev.aloft(&["machine", "destroy", web, "-a", "hello", "--force"]);
     assert!(out.ok().contains("destroyed"), "{out}");
     let list = dev
         .aloft(&["machine", "list", "-a", "hello", "--json"])
@@ -434,7 +430,7 @@ fn destroy_a_started_machine_needs_force(dev: &DevUp, web: &str) {
 fn destroying_the_app_needs_yes(dev: &DevUp, worker_id: &str) {
     let out = dev.aloft(&["apps", "destroy", "hello"]);
     assert!(out.fails().contains("--yes"), "{out}");
-    dev.aloft(&["machine", "destroy", &worker_id, "-a", "hello", "--force"])
+    dev.aloft(&["machine", "destroy", worker_id, "-a", "hello", "--force"])
         .ok();
     dev.aloft(&["apps", "destroy", "hello", "--yes"]).ok();
     let apps = dev.aloft(&["apps", "list", "--json"]).json();

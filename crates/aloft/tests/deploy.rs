@@ -39,7 +39,7 @@ fn deploys_create_then_update_machines_per_process_group() {
 
 /// A deploy names the app it needs when there is none; then the app is created.
 fn a_deploy_needs_its_app(dev: &DevUp, config: &str) {
-    let out = dev.aloft(&["deploy", "-c", &config]);
+    let out = dev.aloft(&["deploy", "-c", config]);
     assert!(out.fails().contains("no app named `hello`"), "{out}");
     dev.aloft(&["apps", "create", "hello"]).ok();
 }
@@ -47,7 +47,7 @@ fn a_deploy_needs_its_app(dev: &DevUp, config: &str) {
 /// First deploy: one machine for the `app` group, in the primary region. Returns its id and its
 /// JSON.
 fn the_first_deploy_creates_a_machine(dev: &DevUp, config: &str) -> (String, serde_json::Value) {
-    let out = dev.aloft(&["deploy", "-c", &config]);
+    let out = dev.aloft(&["deploy", "-c", config]);
     let text = out.ok();
     assert!(
         text.contains("==> Deploying hello (hello:v1, rolling)"),
@@ -90,7 +90,7 @@ fn the_second_deploy_updates_it(
     assert_eq!(report["machines"][0]["action"], "updated");
     assert_eq!(report["release"], 2);
     let m = dev
-        .aloft(&["--json", "machine", "status", &id, "-a", "hello"])
+        .aloft(&["--json", "machine", "status", id, "-a", "hello"])
         .json();
     assert_eq!(m["config"]["env"]["GREETING"], "v2");
     assert_ne!(m["instance_id"], first["instance_id"]);
@@ -115,7 +115,7 @@ fn a_held_lease_stops_the_deploy(dev: &DevUp, token: &str, id: &str, config: &st
         r#"{"ttl": 60}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let out = dev.aloft(&["deploy", "-c", &config]);
+    let out = dev.aloft(&["deploy", "-c", config]);
     let err = out.fails();
     assert!(err.contains("aloft machine leases view"), "{out}");
     assert!(
@@ -123,7 +123,7 @@ fn a_held_lease_stops_the_deploy(dev: &DevUp, token: &str, id: &str, config: &st
         "{out}"
     );
     let nonce: serde_json::Value = serde_json::from_str(&body).unwrap();
-    dev.aloft(&["machine", "leases", "clear", &id, "-a", "hello"])
+    dev.aloft(&["machine", "leases", "clear", id, "-a", "hello"])
         .ok();
     let _ = nonce;
 }
@@ -169,7 +169,7 @@ fn process_groups_get_their_machines(dev: &DevUp, tmp: &tempfile::TempDir, id: &
 
 /// The releases, newest first; `-c` names the app for every app command.
 fn releases_are_listed_newest_first(dev: &DevUp, config: &str) {
-    let releases = dev.aloft(&["--json", "releases", "-c", &config]).json();
+    let releases = dev.aloft(&["--json", "releases", "-c", config]).json();
     let statuses: Vec<(u64, &str)> = releases
         .as_array()
         .unwrap()
@@ -194,14 +194,14 @@ fn releases_are_listed_newest_first(dev: &DevUp, config: &str) {
         releases[1]["reason"].as_str().unwrap().contains("lease"),
         "{releases}"
     );
-    let table = dev.aloft(&["releases", "-c", &config]).ok().to_string();
+    let table = dev.aloft(&["releases", "-c", config]).ok().to_string();
     assert!(
         table.contains("v4") && table.contains("rolled_back"),
         "{table}"
     );
-    let status = dev.aloft(&["status", "-c", &config]).ok().to_string();
+    let status = dev.aloft(&["status", "-c", config]).ok().to_string();
     assert!(status.contains("release  v4 (hello:v1)"), "{status}");
-    let status = dev.aloft(&["--json", "status", "-c", &config]).json();
+    let status = dev.aloft(&["--json", "status", "-c", config]).json();
     assert_eq!(status["release"]["version"], 4);
 }
 
