@@ -501,13 +501,24 @@ async fn leases_guard_every_write() {
     let t = TestAgent::start().await;
     let id = t.create_started(sim_config(&[])).await;
     let lease = format!("{}/lease", t.machine(&id));
+    let stop = format!("{}/stop", t.machine(&id));
+    let (nonce, expires) = a_lease_is_taken(&t, &id, &lease).await;
+    others_writes_are_refused(&t, &id, &lease, &stop).await;
+    the_holders_writes_go_through(&t, &lease, &stop, &nonce, expires).await;
+    releasing_needs_the_nonce(&t, &id, &lease, &nonce).await;
+    an_expired_lease_is_ignored(&t, &id, &lease).await;
+    a_machine_created_with_lease_ttl_holds_one(&t).await;
+}
 
-    let (status, body) = t.get(&lease).await;
+/// A machine has no lease at first; one taken names its owner and description, carries the
+/// machine's version, expires after its ttl and reads back the same. Returns its nonce and expiry.
+async fn a_lease_is_taken(t: &TestAgent, id: &str, lease: &str) -> (String, i64) {
+    let (status, body) = t.get(lease).await;
     assert_eq!(status, 404, "{body}");
 
     let (status, body) = t
         .send(
-            t.req(Method::POST, &lease)
+            t.req(Method::POST, lease)
                 .header("x-aloft-actor", "alice@acme")
                 .json(&json!({"ttl": 60, "description": "deploy"})),
         )
@@ -519,7 +530,7 @@ async fn leases_guard_every_write() {
     assert!(!nonce.is_empty() && nonce.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(data["owner"], "alice@acme");
     assert_eq!(data["description"], "deploy");
-    let (_, m) = t.get(&t.machine(&id)).await;
+    let (_, m) = t.get(&t.machine(id)).await;
     assert_eq!(data["version"], m["instance_id"]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -531,13 +542,16 @@ async fn leases_guard_every_write() {
         "{expires} vs {now}"
     );
 
-    let (status, shown) = t.get(&lease).await;
+    let (status, shown) = t.get(lease).await;
     assert_eq!(status, 200);
     assert_eq!(shown["data"], *data);
+    (nonce, expires)
+}
 
-    // Someone else's writes are refused, naming the owner.
-    let stop = format!("{}/stop", t.machine(&id));
-    let (status, body) = t.post(&stop, json!({})).await;
+/// Someone else's writes are refused, naming the owner; taking it again without the nonce is
+/// refused too; reads are not guarded.
+async fn others_writes_are_refused(t: &TestAgent, id: &str, lease: &str, stop: &str) {
+    let (status, body) = t.post(stop, json!({})).await;
     assert_eq!(status, 409, "{body}");
     let msg = body["error"].as_str().unwrap();
     assert!(
@@ -546,84 +560,95 @@ async fn leases_guard_every_write() {
     );
     let (status, _) = t
         .send(
-            t.req(Method::POST, &stop)
+            t.req(Method::POST, stop)
                 .header("fly-machine-lease-nonce", "0000"),
         )
         .await;
     assert_eq!(status, 409);
     for (method, path) in [
-        (Method::POST, format!("{}/start", t.machine(&id))),
-        (Method::POST, format!("{}/restart", t.machine(&id))),
-        (Method::POST, format!("{}/suspend", t.machine(&id))),
-        (Method::POST, format!("{}/cordon", t.machine(&id))),
-        (Method::POST, format!("{}/uncordon", t.machine(&id))),
-        (Method::DELETE, format!("{}/metadata/role", t.machine(&id))),
-        (Method::DELETE, format!("{}?force=true", t.machine(&id))),
+        (Method::POST, format!("{}/start", t.machine(id))),
+        (Method::POST, format!("{}/restart", t.machine(id))),
+        (Method::POST, format!("{}/suspend", t.machine(id))),
+        (Method::POST, format!("{}/cordon", t.machine(id))),
+        (Method::POST, format!("{}/uncordon", t.machine(id))),
+        (Method::DELETE, format!("{}/metadata/role", t.machine(id))),
+        (Method::DELETE, format!("{}?force=true", t.machine(id))),
     ] {
         let (status, body) = t.send(t.req(method.clone(), &path)).await;
         assert_eq!(status, 409, "{method} {path}: {body}");
     }
     let (status, _) = t
         .post(
-            &format!("{}/signal", t.machine(&id)),
+            &format!("{}/signal", t.machine(id)),
             json!({"signal": "SIGTERM"}),
         )
         .await;
     assert_eq!(status, 409);
     let (status, _) = t
         .post(
-            &format!("{}/metadata/role", t.machine(&id)),
+            &format!("{}/metadata/role", t.machine(id)),
             json!({"value": "x"}),
         )
         .await;
     assert_eq!(status, 409);
     let (status, _) = t
-        .post(&t.machine(&id), json!({"config": sim_config(&[])}))
+        .post(&t.machine(id), json!({"config": sim_config(&[])}))
         .await;
     assert_eq!(status, 409);
     // Taking it again without the nonce: 409.
-    let (status, _) = t.post(&lease, json!({})).await;
+    let (status, _) = t.post(lease, json!({})).await;
     assert_eq!(status, 409);
     // Reads are not guarded.
-    let (status, _) = t.get(&t.machine(&id)).await;
+    let (status, _) = t.get(&t.machine(id)).await;
     assert_eq!(status, 200);
+}
 
-    // The holder's writes go through; refreshing keeps the nonce.
+/// The holder's writes go through; refreshing keeps the nonce.
+async fn the_holders_writes_go_through(
+    t: &TestAgent,
+    lease: &str,
+    stop: &str,
+    nonce: &str,
+    expires: i64,
+) {
     let (status, body) = t
         .send(
-            t.req(Method::POST, &lease)
-                .header("fly-machine-lease-nonce", &nonce)
+            t.req(Method::POST, lease)
+                .header("fly-machine-lease-nonce", nonce)
                 .json(&json!({"ttl": 120})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["nonce"], nonce.as_str());
+    assert_eq!(body["data"]["nonce"], nonce);
     assert!(body["data"]["expires_at"].as_i64().unwrap() > expires);
     let (status, body) = t
         .send(
-            t.req(Method::POST, &stop)
-                .header("fly-machine-lease-nonce", &nonce),
+            t.req(Method::POST, stop)
+                .header("fly-machine-lease-nonce", nonce),
         )
         .await;
     assert_eq!(status, 200, "{body}");
+}
 
-    // Release needs the nonce.
-    let (status, _) = t.send(t.req(Method::DELETE, &lease)).await;
+/// Release needs the nonce; refreshing a lease that is gone makes no new one (its holder would
+/// not know the nonce), and the machine can be written again.
+async fn releasing_needs_the_nonce(t: &TestAgent, id: &str, lease: &str, nonce: &str) {
+    let (status, _) = t.send(t.req(Method::DELETE, lease)).await;
     assert_eq!(status, 409);
     let (status, body) = t
         .send(
-            t.req(Method::DELETE, &lease)
-                .header("fly-machine-lease-nonce", &nonce),
+            t.req(Method::DELETE, lease)
+                .header("fly-machine-lease-nonce", nonce),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = t.get(&lease).await;
+    let (status, _) = t.get(lease).await;
     assert_eq!(status, 404);
     // Refreshing a lease that is gone makes no new one (its holder would not know the nonce).
     let (status, body) = t
         .send(
-            t.req(Method::POST, &lease)
-                .header("fly-machine-lease-nonce", &nonce)
+            t.req(Method::POST, lease)
+                .header("fly-machine-lease-nonce", nonce)
                 .json(&json!({"ttl": 120})),
         )
         .await;
@@ -634,28 +659,30 @@ async fn leases_guard_every_write() {
             .unwrap()
             .contains("expired or was released")
     );
-    let (status, _) = t.get(&lease).await;
+    let (status, _) = t.get(lease).await;
     assert_eq!(status, 404);
-    let (status, _) = t
-        .post(&format!("{}/start", t.machine(&id)), json!({}))
-        .await;
+    let (status, _) = t.post(&format!("{}/start", t.machine(id)), json!({})).await;
     assert_eq!(status, 200);
+}
 
-    // An expired lease is ignored.
-    let (status, _) = t.post(&lease, json!({"ttl": 1})).await;
+/// An expired lease is ignored; a ttl of 0 is refused, naming the field.
+async fn an_expired_lease_is_ignored(t: &TestAgent, id: &str, lease: &str) {
+    let (status, _) = t.post(lease, json!({"ttl": 1})).await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, _) = t.get(&lease).await;
+    let (status, _) = t.get(lease).await;
     assert_eq!(status, 404);
     let (status, body) = t
-        .post(&format!("{}/cordon", t.machine(&id)), json!({}))
+        .post(&format!("{}/cordon", t.machine(id)), json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = t.post(&lease, json!({"ttl": 0})).await;
+    let (status, body) = t.post(lease, json!({"ttl": 0})).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "ttl");
+}
 
-    // A machine created with lease_ttl holds a lease from the start.
+/// A machine created with lease_ttl holds a lease from the start.
+async fn a_machine_created_with_lease_ttl_holds_one(t: &TestAgent) {
     let m = t
         .send(
             t.req(Method::POST, &t.machines())

@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -24,14 +25,35 @@ fn version_is_printed() {
 fn apps_and_machines_from_create_to_destroy() {
     let (_tmp, data) = temp_data_dir();
     let dev = DevUp::start_no_pull(&data, "main");
+    dev_up_says_how_to_connect(&dev);
+    apps_are_created_and_listed(&dev);
+    let web = a_machine_with_every_flag_and_its_logs(&dev);
+    let worker_id = a_plain_machine(&dev, &web);
+    machines_are_listed(&dev, &web);
+    stop_start_and_restart(&dev, &web);
+    exec_prints_and_exits_with_the_status(&dev, &web);
+    wait_for_a_state(&dev, &web);
+    cordon_and_uncordon(&dev, &web);
+    leases_are_viewed_and_cleared(&dev, &data, &web);
+    signal_and_suspend(&dev, &web, &worker_id);
+    status_of_a_machine_and_the_app(&dev, &data, &web);
+    regions_are_listed(&dev);
+    destroy_a_started_machine_needs_force(&dev, &web);
+    destroying_the_app_needs_yes(&dev, &worker_id);
+}
+
+/// `dev up` prints the line that exports the token and names the proxy and the registry.
+fn dev_up_says_how_to_connect(dev: &DevUp) {
     let stdout = dev.stdout();
     assert!(stdout.contains("export ALOFT_API_TOKEN=$(cat "), "{stdout}");
     assert!(
         stdout.contains("proxy") && stdout.contains("registry"),
         "{stdout}"
     );
+}
 
-    // Apps.
+/// Apps: none at first; `hello` is created in the personal org and listed as a table and as JSON.
+fn apps_are_created_and_listed(dev: &DevUp) {
     let out = dev.aloft(&["apps", "list"]);
     assert!(out.ok().contains("No apps yet"), "{out}");
     let out = dev.aloft(&["apps", "create", "hello"]);
@@ -46,10 +68,13 @@ fn apps_and_machines_from_create_to_destroy() {
     let apps = dev.aloft(&["apps", "list", "--json"]).json();
     assert_eq!(apps[0]["name"], "hello");
     assert_eq!(apps[0]["organization"]["slug"], "personal");
+}
 
-    // A machine with every flag `machine run` has.
+/// A machine with every flag `machine run` has: each lands in its config. Then its log lines,
+/// from every machine of the app or one, as text or JSON. Returns the machine's id.
+fn a_machine_with_every_flag_and_its_logs(dev: &DevUp) -> String {
     let web = run_machine(
-        &dev,
+        dev,
         &[
             "-a",
             "hello",
@@ -88,7 +113,7 @@ fn apps_and_machines_from_create_to_destroy() {
             "nginx:latest",
         ],
     );
-    let m = machine_json(&dev, "hello", &web);
+    let m = machine_json(dev, "hello", &web);
     let c = &m["config"];
     assert_eq!(m["state"], "started", "{m:#}");
     assert_eq!(m["name"], "web-1");
@@ -139,8 +164,12 @@ fn apps_and_machines_from_create_to_destroy() {
     );
     assert_eq!(services[1]["internal_port"], 5432);
     assert_eq!(services[1]["ports"][0]["port"], 5432);
+    web
+}
 
-    // A plain one: the command after the image, the restart policy given the reference's way.
+/// A plain one: the command after the image, the restart policy given the reference's way.
+/// Returns its id.
+fn a_plain_machine(dev: &DevUp, web: &str) -> String {
     let out = dev.aloft(&[
         "machine",
         "run",
@@ -162,7 +191,7 @@ fn apps_and_machines_from_create_to_destroy() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["id"] != web.as_str())
+        .find(|m| m["id"] != web)
         .expect("the second machine")
         .clone();
     let worker_id = worker["id"].as_str().unwrap().to_string();
@@ -172,8 +201,11 @@ fn apps_and_machines_from_create_to_destroy() {
     );
     assert_eq!(worker["config"]["restart"]["policy"], "no");
     assert_eq!(worker["config"]["guest"]["memory_mb"], 256);
+    worker_id
+}
 
-    // List.
+/// List: both machines started, as JSON and as a table; none in `stopped`.
+fn machines_are_listed(dev: &DevUp, web: &str) {
     let list = dev
         .aloft(&["machine", "list", "-a", "hello", "--json"])
         .json();
@@ -183,19 +215,21 @@ fn apps_and_machines_from_create_to_destroy() {
     let out = dev.aloft(&["machine", "list", "-a", "hello"]);
     assert!(out.ok().starts_with("ID"), "{out}");
     assert!(
-        out.stdout.contains(&web) && out.stdout.contains("web-1"),
+        out.stdout.contains(web) && out.stdout.contains("web-1"),
         "{out}"
     );
     let out = dev.aloft(&[
         "machine", "list", "-a", "hello", "--state", "stopped", "--json",
     ]);
     assert_eq!(out.json(), serde_json::json!([]));
+}
 
-    // Stop, start, restart.
+/// Stop (with a signal and a timeout), a second stop that says it is a no-op, start, restart.
+fn stop_start_and_restart(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine",
         "stop",
-        &web,
+        web,
         "-a",
         "hello",
         "--signal",
@@ -207,36 +241,40 @@ fn apps_and_machines_from_create_to_destroy() {
         out.ok().contains(&format!("Machine {web} stopped")),
         "{out}"
     );
-    assert_eq!(state_of(&dev, "hello", &web), "stopped");
-    let out = dev.aloft(&["machine", "stop", &web, "-a", "hello"]);
+    assert_eq!(state_of(dev, "hello", web), "stopped");
+    let out = dev.aloft(&["machine", "stop", web, "-a", "hello"]);
     assert!(
         out.ok().contains("is already stopped"),
         "a no-op says so: {out}"
     );
-    let out = dev.aloft(&["machine", "start", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "start", web, "-a", "hello"]);
     assert!(out.ok().contains("started (it was stopped)"), "{out}");
-    assert_eq!(state_of(&dev, "hello", &web), "started");
-    let out = dev.aloft(&["machine", "restart", &web, "-a", "hello"]);
+    assert_eq!(state_of(dev, "hello", web), "started");
+    let out = dev.aloft(&["machine", "restart", web, "-a", "hello"]);
     assert!(out.ok().contains("restarted"), "{out}");
-    assert_eq!(state_of(&dev, "hello", &web), "started");
+    assert_eq!(state_of(dev, "hello", web), "started");
+}
 
-    // Exec prints the output and exits with the command's status.
+/// Exec prints the output and exits with the command's status.
+fn exec_prints_and_exits_with_the_status(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
-        "machine", "exec", &web, "-a", "hello", "--", "echo", "hello", "world",
+        "machine", "exec", web, "-a", "hello", "--", "echo", "hello", "world",
     ]);
     assert_eq!(out.ok(), "hello world\n");
-    let out = dev.aloft(&["machine", "exec", &web, "-a", "hello", "--", "exit", "3"]);
+    let out = dev.aloft(&["machine", "exec", web, "-a", "hello", "--", "exit", "3"]);
     assert_eq!(out.code, Some(3), "{out}");
     let out = dev.aloft(&[
-        "machine", "exec", &web, "-a", "hello", "--json", "--", "echo", "x",
+        "machine", "exec", web, "-a", "hello", "--json", "--", "echo", "x",
     ]);
     assert_eq!(out.json()["stdout"], "x\n");
+}
 
-    // Wait.
+/// Wait: for the state the machine is in, and a timeout for one it never reaches.
+fn wait_for_a_state(dev: &DevUp, web: &str) {
     let out = dev.aloft(&[
         "machine",
         "wait",
-        &web,
+        web,
         "-a",
         "hello",
         "--state",
@@ -248,7 +286,7 @@ fn apps_and_machines_from_create_to_destroy() {
     let out = dev.aloft(&[
         "machine",
         "wait",
-        &web,
+        web,
         "-a",
         "hello",
         "--state",
@@ -257,24 +295,28 @@ fn apps_and_machines_from_create_to_destroy() {
         "2s",
     ]);
     assert!(out.fails().contains("did not reach `stopped`"), "{out}");
+}
 
-    // Cordon.
-    let out = dev.aloft(&["machine", "cordon", &web, "-a", "hello"]);
+/// Cordon and uncordon, as the machine's JSON shows them.
+fn cordon_and_uncordon(dev: &DevUp, web: &str) {
+    let out = dev.aloft(&["machine", "cordon", web, "-a", "hello"]);
     assert!(out.ok().contains("cordoned"), "{out}");
-    assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], true);
-    dev.aloft(&["machine", "uncordon", &web, "-a", "hello"])
-        .ok();
-    assert_eq!(machine_json(&dev, "hello", &web)["cordoned"], false);
+    assert_eq!(machine_json(dev, "hello", web)["cordoned"], true);
+    dev.aloft(&["machine", "uncordon", web, "-a", "hello"]).ok();
+    assert_eq!(machine_json(dev, "hello", web)["cordoned"], false);
+}
 
-    // Leases.
-    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+/// Leases: none to view or clear; one taken through the API is shown, blocks `machine stop`
+/// with the way out, and is cleared.
+fn leases_are_viewed_and_cleared(dev: &DevUp, data: &Path, web: &str) {
+    let out = dev.aloft(&["machine", "leases", "view", web, "-a", "hello"]);
     assert!(out.ok().contains("no lease"), "{out}");
     assert_eq!(
-        dev.aloft(&["machine", "leases", "view", &web, "-a", "hello", "--json"])
+        dev.aloft(&["machine", "leases", "view", web, "-a", "hello", "--json"])
             .json(),
         Value::Null
     );
-    let out = dev.aloft(&["machine", "leases", "clear", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "clear", web, "-a", "hello"]);
     assert!(out.ok().contains("nothing to clear"), "{out}");
     let token = fs::read_to_string(data.join("token")).unwrap();
     let (status, body) = http(
@@ -289,43 +331,44 @@ fn apps_and_machines_from_create_to_destroy() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "view", web, "-a", "hello"]);
     assert!(out.ok().starts_with("NONCE"), "{out}");
     assert!(
         out.stdout.contains(&nonce) && out.stdout.contains("deploy in progress"),
         "{out}"
     );
     let lease = dev
-        .aloft(&["machine", "leases", "view", &web, "-a", "hello", "--json"])
+        .aloft(&["machine", "leases", "view", web, "-a", "hello", "--json"])
         .json();
     assert_eq!(lease["nonce"], nonce.as_str());
-    let out = dev.aloft(&["machine", "stop", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "stop", web, "-a", "hello"]);
     assert!(out.fails().contains("aloft machine leases clear"), "{out}");
-    let out = dev.aloft(&["machine", "leases", "clear", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "clear", web, "-a", "hello"]);
     assert!(out.ok().contains("Cleared the lease"), "{out}");
-    let out = dev.aloft(&["machine", "leases", "view", &web, "-a", "hello"]);
+    let out = dev.aloft(&["machine", "leases", "view", web, "-a", "hello"]);
     assert!(out.ok().contains("no lease"), "{out}");
+}
 
-    // Signal and suspend (the sim runtime cannot suspend: it stops instead and says so).
-    let out = dev.aloft(&["machine", "signal", &web, "-a", "hello", "-s", "SIGUSR1"]);
+/// Signal and suspend (the sim runtime cannot suspend: it stops instead and says so).
+fn signal_and_suspend(dev: &DevUp, web: &str, worker_id: &str) {
+    let out = dev.aloft(&["machine", "signal", web, "-a", "hello", "-s", "SIGUSR1"]);
     assert!(out.ok().contains("Sent SIGUSR1"), "{out}");
-    let out = dev.aloft(&["machine", "suspend", &worker_id, "-a", "hello"]);
-    assert!(out.ok().contains(&worker_id), "{out}");
-    let state = state_of(&dev, "hello", &worker_id);
+    let out = dev.aloft(&["machine", "suspend", worker_id, "-a", "hello"]);
+    assert!(out.ok().contains(worker_id), "{out}");
+    let state = state_of(dev, "hello", worker_id);
     assert!(state == "suspended" || state == "stopped", "{state}");
+}
 
-    // Status.
-    let out = dev.aloft(&["machine", "status", &web, "-a", "hello"]);
+/// Status of a machine and of the app, as text and JSON, and the app taken from `ALOFT_APP`.
+fn status_of_a_machine_and_the_app(dev: &DevUp, data: &Path, web: &str) {
+    let out = dev.aloft(&["machine", "status", web, "-a", "hello"]);
     let text = out.ok();
     assert!(text.contains("web-1") && text.contains("Events"), "{out}");
     assert!(text.contains("launch") || text.contains("start"), "{out}");
     let out = dev.aloft(&["status", "-a", "hello"]);
     let text = out.ok();
     assert!(text.contains("hello") && text.contains("personal"), "{out}");
-    assert!(
-        text.contains(&web) && text.contains("nginx:latest"),
-        "{out}"
-    );
+    assert!(text.contains(web) && text.contains("nginx:latest"), "{out}");
     assert!(text.contains("local    2 machines on local-1"), "{out}");
     let status = dev.aloft(&["status", "-a", "hello", "--json"]).json();
     assert_eq!(status["app"]["organization"]["slug"], "personal");
@@ -338,9 +381,11 @@ fn apps_and_machines_from_create_to_destroy() {
         ],
         &["status"],
     );
-    assert!(out.ok().contains(&web), "ALOFT_APP is read: {out}");
+    assert!(out.ok().contains(web), "ALOFT_APP is read: {out}");
+}
 
-    // Regions.
+/// Regions: `local` listed as text and as JSON.
+fn regions_are_listed(dev: &DevUp) {
     let out = dev.aloft(&["platform", "regions"]);
     assert!(out.ok().lines().any(|l| l.starts_with("local ")), "{out}");
     let regions = dev.aloft(&["platform", "regions", "--json"]).json();
@@ -352,16 +397,18 @@ fn apps_and_machines_from_create_to_destroy() {
             .any(|r| r["code"] == "local"),
         "{regions:#}"
     );
+}
 
-    // Destroy: a started machine only with --force.
-    let out = dev.aloft(&["machine", "destroy", &web, "-a", "hello"]);
+/// Destroy: a started machine only with --force; `--all` still lists it, as destroyed.
+fn destroy_a_started_machine_needs_force(dev: &DevUp, web: &str) {
+    let out = dev.aloft(&["machine", "destroy", web, "-a", "hello"]);
     let err = out.fails();
     assert!(
         err.contains("--force") && err.contains("aloft machine stop"),
         "{out}"
     );
-    assert_eq!(state_of(&dev, "hello", &web), "started");
-    let out = dev.aloft(&["machine", "destroy", &web, "-a", "hello", "--force"]);
+    assert_eq!(state_of(dev, "hello", web), "started");
+    let out = dev.aloft(&["machine", "destroy", web, "-a", "hello", "--force"]);
     assert!(out.ok().contains("destroyed"), "{out}");
     let list = dev
         .aloft(&["machine", "list", "-a", "hello", "--json"])
@@ -374,14 +421,16 @@ fn apps_and_machines_from_create_to_destroy() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["id"] == web.as_str())
+        .find(|m| m["id"] == web)
         .expect("--all lists destroyed machines");
     assert_eq!(gone["state"], "destroyed");
+}
 
-    // Destroying an app asks first; without a terminal it needs --yes.
+/// Destroying an app asks first; without a terminal it needs --yes.
+fn destroying_the_app_needs_yes(dev: &DevUp, worker_id: &str) {
     let out = dev.aloft(&["apps", "destroy", "hello"]);
     assert!(out.fails().contains("--yes"), "{out}");
-    dev.aloft(&["machine", "destroy", &worker_id, "-a", "hello", "--force"])
+    dev.aloft(&["machine", "destroy", worker_id, "-a", "hello", "--force"])
         .ok();
     dev.aloft(&["apps", "destroy", "hello", "--yes"]).ok();
     let apps = dev.aloft(&["apps", "list", "--json"]).json();

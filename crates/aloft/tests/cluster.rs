@@ -192,29 +192,59 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     let status = up.ok();
     assert!(status.contains("syd-1"), "{status}");
     phase("up");
-
-    let token = fs::read_to_string(dir.join("token")).unwrap();
-    push(&layout, token.trim(), "personal");
-
+    the_image_is_pushed(&dir, &layout);
     phase("pushed");
-    aloft_in(&dir, &["apps", "create", "web"]).ok();
+    let ids = web_runs_in_ord_and_ams(&dir);
+    phase("machines started");
+    each_region_is_served_by_its_own(&dir);
+    phase("each region served by its own");
+    writes_are_replayed_to_ord(&dir);
+    phase("fly-replay across regions");
+    let ips = internal_dns_knows_the_other_hosts_machine(&dir, &ids);
+    let (other_token, spy) = another_org_resolves_none_of_them(&dir, &layout, &ips);
+    phase("internal DNS across hosts, per org");
+    six_pn_reaches_across_hosts_per_org(&dir, &ids, &ips, &other_token, &spy);
+    phase("6PN across hosts, per org");
+    a_burst_overflows_to_the_next_region(&dir);
+    phase("a burst overflows to the next region");
+    a_partition_and_its_healing(&dir);
+    phase("partition and heal");
+    syd_is_served_by_the_nearest_region(&dir);
+    phase("nearest region, HTTPS, raw TCP");
+    syd_is_served_after_ams_dies(&dir);
+    phase("ams killed, syd served");
+    drop(_down);
+    nothing_of_the_cluster_is_left(&dir);
+}
+
+/// The example image is pushed to the cluster's registry for the personal org.
+fn the_image_is_pushed(dir: &Path, layout: &Path) {
+    let token = fs::read_to_string(dir.join("token")).unwrap();
+    push(layout, token.trim(), "personal");
+}
+
+/// The app `web` gets a machine in ord and one in ams, and its status shows both. Returns their ids.
+fn web_runs_in_ord_and_ams(dir: &Path) -> Vec<String> {
+    aloft_in(dir, &["apps", "create", "web"]).ok();
     let ids: Vec<String> = ["ord", "ams"]
         .iter()
-        .map(|region| run(&dir, &[], "web", region))
+        .map(|region| run(dir, &[], "web", region))
         .collect();
-    let status = aloft_in(&dir, &["status", "-a", "web"]).ok().to_string();
+    let status = aloft_in(dir, &["status", "-a", "web"]).ok().to_string();
     assert!(
         status.contains("ord      1 machine on ord-1")
             && status.contains("ams      1 machine on ams-1"),
         "{status}"
     );
-    phase("machines started");
+    ids
+}
 
-    // Each region's users are served by their own region's machine once every edge knows it.
+/// Each region's users are served by their own region's machine once every edge knows it.
+fn each_region_is_served_by_its_own(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     for region in ["ord", "ams"] {
         loop {
-            let body = from_region(&dir, region);
+            let body = from_region(dir, region);
             if body == region {
                 break;
             }
@@ -225,13 +255,14 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
-    phase("each region served by its own");
+}
 
-    // A write reaching ams's machine is replayed by ams's edge to ord's machine, on another host
-    // (once gossip has brought ord's machine to ams's edge).
+/// A write reaching ams's machine is replayed by ams's edge to ord's machine, on another host
+/// (once gossip has brought ord's machine to ams's edge); reads stay.
+fn writes_are_replayed_to_ord(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let written = curl_from(&dir, "ams", &["-d", "x", "http://web.localhost/items"]);
+        let written = curl_from(dir, "ams", &["-d", "x", "http://web.localhost/items"]);
         if written == "ord" {
             break;
         }
@@ -239,17 +270,19 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_eq!(
-        get_from(&dir, "ams", "http://web.localhost/"),
+        get_from(dir, "ams", "http://web.localhost/"),
         "ams",
         "reads stay"
     );
-    phase("fly-replay across regions");
+}
 
-    // Internal DNS on ord's host knows ams's machine (the gossip catalog), for its own org only.
+/// Internal DNS on ord's host knows ams's machine (the gossip catalog). Returns the machines'
+/// private addresses.
+fn internal_dns_knows_the_other_hosts_machine(dir: &Path, ids: &[String]) -> Vec<String> {
     let ips: Vec<String> = ids
         .iter()
         .map(|id| {
-            let m = aloft_in(&dir, &["--json", "machine", "status", id, "-a", "web"]).json();
+            let m = aloft_in(dir, &["--json", "machine", "status", id, "-a", "web"]).json();
             m["private_ip"].as_str().unwrap().to_string()
         })
         .collect();
@@ -257,7 +290,7 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let found = aloft_in(
-            &dir,
+            dir,
             &[
                 "machine",
                 "exec",
@@ -276,6 +309,16 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         assert!(Instant::now() < deadline, "{ips:?} missing: {found}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    ips
+}
+
+/// Internal DNS answers for its own org only: a machine of another org (`spy`, in ams) gets
+/// NXDOMAIN and none of `web`'s addresses. Returns the other org's token and its machine's id.
+fn another_org_resolves_none_of_them(
+    dir: &Path,
+    layout: &Path,
+    ips: &[String],
+) -> (String, String) {
     let (status, body) = http(
         "http://127.0.0.1:4280",
         "POST",
@@ -288,10 +331,10 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     assert_eq!(status, 201, "{body}");
     let other: serde_json::Value = serde_json::from_str(&body).unwrap();
     let other_token = other["token"].as_str().unwrap();
-    push(&layout, other_token, "other");
+    push(layout, other_token, "other");
     let env = [("ALOFT_API_TOKEN", other_token)];
     aloft_with(&env, &["apps", "create", "spy"]).ok();
-    let spy = run(&dir, &env, "spy", "ams");
+    let spy = run(dir, &env, "spy", "ams");
     let asked = aloft_with(
         &env,
         &[
@@ -310,17 +353,25 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     );
     let answer = format!("{}{}", asked.stdout, asked.stderr);
     assert!(answer.contains("NXDOMAIN"), "{answer}");
-    for ip in &ips {
+    for ip in ips {
         assert!(
             !answer.contains(ip.as_str()),
             "another org saw {ip}: {answer}"
         );
     }
-    phase("internal DNS across hosts, per org");
+    (other_token.to_string(), spy)
+}
 
-    // 6PN across hosts, over the encrypted mesh: ord's machine reaches ams's by its private
-    // address; the other org's machine reaches neither (ord's through the mesh, ams's on its own
-    // host).
+/// 6PN across hosts, over the encrypted mesh: ord's machine reaches ams's by its private address;
+/// the other org's machine reaches neither (ord's through the mesh, ams's on its own host).
+fn six_pn_reaches_across_hosts_per_org(
+    dir: &Path,
+    ids: &[String],
+    ips: &[String],
+    other_token: &str,
+    spy: &str,
+) {
+    let env = [("ALOFT_API_TOKEN", other_token)];
     let fetch = |env: &[(&str, &str)], app: &str, id: &str, ip: &str| {
         let out = aloft_with(
             env,
@@ -357,15 +408,16 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    for ip in &ips {
-        assert_eq!(fetch(&env, "spy", &spy, ip), "", "another org reached {ip}");
+    for ip in ips {
+        assert_eq!(fetch(&env, "spy", spy, ip), "", "another org reached {ip}");
     }
-    phase("6PN across hosts, per org");
+}
 
-    // A burst larger than ord's machine takes (two at a time) overflows to ams: every request
-    // is answered, none with an error.
+/// A burst larger than ord's machine takes (two at a time) overflows to ams: every request is
+/// answered, none with an error.
+fn a_burst_overflows_to_the_next_region(dir: &Path) {
     let token = fs::read_to_string(dir.join("token")).unwrap();
-    aloft_in(&dir, &["apps", "create", "burst"]).ok();
+    aloft_in(dir, &["apps", "create", "burst"]).ok();
     for (region, hard) in [("ord", 2), ("ams", 20)] {
         let body = serde_json::json!({"region": region, "config": {"image": "web:v1",
             "services": [{"internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}],
@@ -382,13 +434,13 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while ["ord", "ams"]
         .iter()
-        .any(|r| get_from(&dir, "ord", &format!("http://burst.localhost/?{r}")) != "ord")
+        .any(|r| get_from(dir, "ord", &format!("http://burst.localhost/?{r}")) != "ord")
     {
         assert!(Instant::now() < deadline, "burst's machines never served");
         std::thread::sleep(Duration::from_millis(250));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get_from(&dir, "ams", "http://burst.localhost/") != "ams" {
+    while get_from(dir, "ams", "http://burst.localhost/") != "ams" {
         assert!(
             Instant::now() < deadline,
             "ams's burst machine never served"
@@ -397,7 +449,7 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     }
     let burst: Vec<String> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| get_from(&dir, "ord", "http://burst.localhost/?sleep=1000")))
+            .map(|_| s.spawn(|| get_from(dir, "ord", "http://burst.localhost/?sleep=1000")))
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
@@ -410,39 +462,45 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         "nothing overflowed: {burst:?}"
     );
     assert!(burst.iter().any(|b| b == "ord"), "{burst:?}");
-    phase("a burst overflows to the next region");
+}
 
-    // ord and ams cut off from each other: each keeps serving its own users; ord's users asking
-    // for ams are served in ord (slowly while ord still believes in ams, then at once).
-    aloft_in(&dir, &["dev", "cluster", "partition", "ord", "ams"]).ok();
+/// ord and ams cut off from each other: each keeps serving its own users; ord's users asking for
+/// ams are served in ord (slowly while ord still believes in ams, then at once). Healed: ord's edge
+/// learns of ams's machine again.
+fn a_partition_and_its_healing(dir: &Path) {
+    aloft_in(dir, &["dev", "cluster", "partition", "ord", "ams"]).ok();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(8) {
-        let body = from_region_preferring(&dir, "ord", Some("ams"));
+        let body = from_region_preferring(dir, "ord", Some("ams"));
         assert_eq!(body, "ord", "ord's users during the partition");
     }
-    assert_eq!(from_region(&dir, "ams"), "ams");
+    assert_eq!(from_region(dir, "ams"), "ams");
     // Healed: ord's edge learns of ams's machine again.
-    aloft_in(&dir, &["dev", "cluster", "heal"]).ok();
+    aloft_in(dir, &["dev", "cluster", "heal"]).ok();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while from_region_preferring(&dir, "ord", Some("ams")) != "ams" {
+    while from_region_preferring(dir, "ord", Some("ams")) != "ams" {
         assert!(
             Instant::now() < deadline,
             "ord never reached ams again after healing"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    phase("partition and heal");
-    // syd has no machine: its edge sends its users to the nearest region's, as measured over
-    // the mesh (ord at 200 ms, not ams at 280 ms), over HTTPS as well.
-    assert_eq!(from_region(&dir, "syd"), "ord");
-    assert_eq!(get_from(&dir, "syd", "https://web.localhost/"), "ord");
-    assert_eq!(get_from(&dir, "ams", "https://web.localhost/"), "ams");
-    // A raw TCP port: syd's edge passes the connection to ord's machine through ord's worker.
-    assert_eq!(get_from(&dir, "syd", "http://127.0.0.1:8081/"), "ord");
-    phase("nearest region, HTTPS, raw TCP");
+}
 
-    // ams's host dies: its users' edge is gone with it, but syd's users are still served,
-    // from ord, without an error.
+/// syd has no machine: its edge sends its users to the nearest region's, as measured over the
+/// mesh (ord at 200 ms, not ams at 280 ms), over HTTPS as well, and a raw TCP port through ord's
+/// worker.
+fn syd_is_served_by_the_nearest_region(dir: &Path) {
+    assert_eq!(from_region(dir, "syd"), "ord");
+    assert_eq!(get_from(dir, "syd", "https://web.localhost/"), "ord");
+    assert_eq!(get_from(dir, "ams", "https://web.localhost/"), "ams");
+    // A raw TCP port: syd's edge passes the connection to ord's machine through ord's worker.
+    assert_eq!(get_from(dir, "syd", "http://127.0.0.1:8081/"), "ord");
+}
+
+/// ams's host dies: its users' edge is gone with it, but syd's users are still served, from ord,
+/// without an error.
+fn syd_is_served_after_ams_dies(dir: &Path) {
     let state: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("cluster.json")).unwrap()).unwrap();
     let ams = state["hosts"]
@@ -459,7 +517,7 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     let t0 = Instant::now();
     let mut answers = Vec::new();
     while t0.elapsed() < Duration::from_secs(6) {
-        answers.push(from_region(&dir, "syd"));
+        answers.push(from_region(dir, "syd"));
     }
     assert!(
         answers.iter().all(|a| a == "ord" || a == "ams"),
@@ -470,10 +528,11 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
         Some("ord"),
         "{answers:?}"
     );
+}
 
-    phase("ams killed, syd served");
-    // Down: nothing of the cluster is left.
-    drop(_down);
+/// After `dev cluster down`: no network namespace, bridge, data dir or process of the cluster is
+/// left.
+fn nothing_of_the_cluster_is_left(dir: &Path) {
     let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let namespaces = String::from_utf8_lossy(&namespaces.stdout);
     assert!(!namespaces.contains("alc-"), "{namespaces}");

@@ -27,13 +27,27 @@ fn deploys_create_then_update_machines_per_process_group() {
     let dev = DevUp::start_no_pull(&data, "deploy");
     let token = fs::read_to_string(data.join("token")).unwrap();
     let config = fly_toml(tmp.path(), "v1", "");
+    a_deploy_needs_its_app(&dev, &config);
+    let (id, first) = the_first_deploy_creates_a_machine(&dev, &config);
+    let config = the_second_deploy_updates_it(&dev, &tmp, &token, &id, &first);
+    a_held_lease_stops_the_deploy(&dev, &token, &id, &config);
+    let config = process_groups_get_their_machines(&dev, &tmp, &id);
+    releases_are_listed_newest_first(&dev, &config);
+    the_releases_api_refuses_bad_endings(&dev, &token);
+    a_deploy_without_an_image_says_where(&dev, &tmp);
+}
 
-    let out = dev.aloft(&["deploy", "-c", &config]);
+/// A deploy names the app it needs when there is none; then the app is created.
+fn a_deploy_needs_its_app(dev: &DevUp, config: &str) {
+    let out = dev.aloft(&["deploy", "-c", config]);
     assert!(out.fails().contains("no app named `hello`"), "{out}");
     dev.aloft(&["apps", "create", "hello"]).ok();
+}
 
-    // First deploy: one machine for the `app` group, in the primary region.
-    let out = dev.aloft(&["deploy", "-c", &config]);
+/// First deploy: one machine for the `app` group, in the primary region. Returns its id and its
+/// JSON.
+fn the_first_deploy_creates_a_machine(dev: &DevUp, config: &str) -> (String, serde_json::Value) {
+    let out = dev.aloft(&["deploy", "-c", config]);
     let text = out.ok();
     assert!(
         text.contains("==> Deploying hello (hello:v1, rolling)"),
@@ -58,16 +72,25 @@ fn deploys_create_then_update_machines_per_process_group() {
     assert_eq!(first["config"]["metadata"]["fly_release_version"], "1");
     assert_eq!(first["config"]["env"]["GREETING"], "v1");
     assert_eq!(first["config"]["services"][0]["ports"][1]["port"], 443);
+    (id, first)
+}
 
-    // Second deploy: the same machine, a new version; no lease left behind.
+/// Second deploy: the same machine, a new version; no lease left behind. Returns the v2 config.
+fn the_second_deploy_updates_it(
+    dev: &DevUp,
+    tmp: &tempfile::TempDir,
+    token: &str,
+    id: &str,
+    first: &serde_json::Value,
+) -> String {
     let config = fly_toml(tmp.path(), "v2", "");
     let out = dev.aloft(&["--json", "deploy", "-c", &config]);
     let report = out.json();
-    assert_eq!(report["machines"][0]["id"], id.as_str());
+    assert_eq!(report["machines"][0]["id"], id);
     assert_eq!(report["machines"][0]["action"], "updated");
     assert_eq!(report["release"], 2);
     let m = dev
-        .aloft(&["--json", "machine", "status", &id, "-a", "hello"])
+        .aloft(&["--json", "machine", "status", id, "-a", "hello"])
         .json();
     assert_eq!(m["config"]["env"]["GREETING"], "v2");
     assert_ne!(m["instance_id"], first["instance_id"]);
@@ -79,8 +102,11 @@ fn deploys_create_then_update_machines_per_process_group() {
         "",
     );
     assert_eq!(status, 404, "a lease was left: {body}");
+    config
+}
 
-    // Someone else's lease: the deploy stops and says how to see who holds it.
+/// Someone else's lease: the deploy stops and says how to see who holds it.
+fn a_held_lease_stops_the_deploy(dev: &DevUp, token: &str, id: &str, config: &str) {
     let (status, body) = http(
         &dev.api_url,
         "POST",
@@ -89,7 +115,7 @@ fn deploys_create_then_update_machines_per_process_group() {
         r#"{"ttl": 60}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let out = dev.aloft(&["deploy", "-c", &config]);
+    let out = dev.aloft(&["deploy", "-c", config]);
     let err = out.fails();
     assert!(err.contains("aloft machine leases view"), "{out}");
     assert!(
@@ -97,11 +123,14 @@ fn deploys_create_then_update_machines_per_process_group() {
         "{out}"
     );
     let nonce: serde_json::Value = serde_json::from_str(&body).unwrap();
-    dev.aloft(&["machine", "leases", "clear", &id, "-a", "hello"])
+    dev.aloft(&["machine", "leases", "clear", id, "-a", "hello"])
         .ok();
     let _ = nonce;
+}
 
-    // Process groups: each gets its machine; the old `app` group's machine is named.
+/// Process groups: each gets its machine; the old `app` group's machine is named. Returns the v3
+/// config.
+fn process_groups_get_their_machines(dev: &DevUp, tmp: &tempfile::TempDir, id: &str) -> String {
     let config = fly_toml(
         tmp.path(),
         "v3",
@@ -135,9 +164,12 @@ fn deploys_create_then_update_machines_per_process_group() {
             .is_none_or(Vec::is_empty),
         "{worker}"
     );
+    config
+}
 
-    // The releases, newest first; `-c` names the app for every app command.
-    let releases = dev.aloft(&["--json", "releases", "-c", &config]).json();
+/// The releases, newest first; `-c` names the app for every app command.
+fn releases_are_listed_newest_first(dev: &DevUp, config: &str) {
+    let releases = dev.aloft(&["--json", "releases", "-c", config]).json();
     let statuses: Vec<(u64, &str)> = releases
         .as_array()
         .unwrap()
@@ -162,17 +194,19 @@ fn deploys_create_then_update_machines_per_process_group() {
         releases[1]["reason"].as_str().unwrap().contains("lease"),
         "{releases}"
     );
-    let table = dev.aloft(&["releases", "-c", &config]).ok().to_string();
+    let table = dev.aloft(&["releases", "-c", config]).ok().to_string();
     assert!(
         table.contains("v4") && table.contains("rolled_back"),
         "{table}"
     );
-    let status = dev.aloft(&["status", "-c", &config]).ok().to_string();
+    let status = dev.aloft(&["status", "-c", config]).ok().to_string();
     assert!(status.contains("release  v4 (hello:v1)"), "{status}");
-    let status = dev.aloft(&["--json", "status", "-c", &config]).json();
+    let status = dev.aloft(&["--json", "status", "-c", config]).json();
     assert_eq!(status["release"]["version"], 4);
+}
 
-    // The releases API refuses what is not a release's ending, once.
+/// The releases API refuses what is not a release's ending, once.
+fn the_releases_api_refuses_bad_endings(dev: &DevUp, token: &str) {
     let (status, body) = http(
         &dev.api_url,
         "POST",
@@ -201,8 +235,10 @@ fn deploys_create_then_update_machines_per_process_group() {
         );
         assert_eq!(status, expected, "{body}: {reply}");
     }
+}
 
-    // Without an image anywhere, the deploy says where to put one.
+/// Without an image anywhere, the deploy says where to put one.
+fn a_deploy_without_an_image_says_where(dev: &DevUp, tmp: &tempfile::TempDir) {
     fs::write(tmp.path().join("bare.toml"), "app = \"hello\"\n").unwrap();
     let bare = tmp.path().join("bare.toml");
     let out = dev.aloft(&["deploy", "-c", bare.to_str().unwrap()]);

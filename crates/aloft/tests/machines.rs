@@ -125,11 +125,32 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     let (tmp, data) = temp_data_dir();
     let mut dev = DevUp::start_with(&data, "gvisor", &NET);
     build_and_push(&dev, tmp.path());
+    let ids = two_web_machines(&dev);
+    each_machine_serves_on_its_private_address(&dev, &ids);
+    internal_dns_names_the_apps_machines(&dev, &ids);
+    the_proxy_reaches_both_machines(&dev, &ids);
+    the_proxy_counts_what_it_served(&data);
+    https_with_the_dev_ca_and_an_apps_own_hostname(&dev, &data);
+    a_port_without_handlers_passes_through(&ids);
+    a_failing_check_gets_no_requests(&dev, &ids);
+    the_root_filesystem_resets(&dev, &ids);
+    machines_serve_on_through_a_sigkill(&mut dev, &ids);
+    let dev = DevUp::start_with(&data, "gvisor-again", &NET);
+    the_next_dev_up_reattaches_them(&dev, &ids);
+    let failing = a_failing_process_stops_its_machine(&dev);
+    let missing = a_missing_entrypoint_is_named(&dev);
+    let idle = autostop_and_autostart(&dev, &ids);
+    destroy_leaves_nothing_behind(&dev, &data, &ids, failing, missing, idle);
+}
+
+/// Creates the app `web` and runs two machines of web:v1 with an HTTP, a TLS+HTTP and a raw port.
+/// Returns their ids.
+fn two_web_machines(dev: &DevUp) -> Vec<String> {
     dev.aloft(&["apps", "create", "web"]).ok();
     let ids: Vec<String> = (1..=2)
         .map(|i| {
             run_machine(
-                &dev,
+                dev,
                 &[
                     "web:v1",
                     "-a",
@@ -146,32 +167,39 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
             )
         })
         .collect();
+    ids
+}
 
-    // Each machine answers on its private address with the image's content, and has the
-    // platform's variables.
-    for id in &ids {
-        let ip = private_ip(&dev, id);
+/// Each machine answers on its private address with the image's content, and has the platform's
+/// variables.
+fn each_machine_serves_on_its_private_address(dev: &DevUp, ids: &[String]) {
+    for id in ids {
+        let ip = private_ip(dev, id);
         assert!(ip.starts_with("fdaa:"), "{ip}");
         let body = get_eventually(&ip);
         assert!(body.contains("served by busybox httpd"), "{body}");
-        let env = exec(&dev, id, "echo $FLY_MACHINE_ID $FLY_REGION $FLY_APP_NAME");
+        let env = exec(dev, id, "echo $FLY_MACHINE_ID $FLY_REGION $FLY_APP_NAME");
         assert_eq!(env.trim(), format!("{id} local web"));
     }
-    // Internal DNS at fdaa::3: the app's machines by name, from inside one of them.
-    let resolv = exec(&dev, &ids[0], "cat /etc/resolv.conf");
+}
+
+/// Internal DNS at fdaa::3: the app's machines by name, from inside one of them; a name it does
+/// not know is NXDOMAIN.
+fn internal_dns_names_the_apps_machines(dev: &DevUp, ids: &[String]) {
+    let resolv = exec(dev, &ids[0], "cat /etc/resolv.conf");
     assert!(resolv.contains("nameserver fdaa::3"), "{resolv}");
-    let ips: Vec<String> = ids.iter().map(|id| private_ip(&dev, id)).collect();
-    let found = exec(&dev, &ids[0], "nslookup -type=aaaa web.internal fdaa::3");
+    let ips: Vec<String> = ids.iter().map(|id| private_ip(dev, id)).collect();
+    let found = exec(dev, &ids[0], "nslookup -type=aaaa web.internal fdaa::3");
     for ip in &ips {
         assert!(found.contains(ip.as_str()), "{ip} missing from:\n{found}");
     }
     let found = exec(
-        &dev,
+        dev,
         &ids[0],
         &format!("nslookup -type=aaaa {}.vm.web.internal fdaa::3", ids[1]),
     );
     assert!(found.contains(ips[1].as_str()), "{found}");
-    let found = exec(&dev, &ids[0], "nslookup -type=txt vms.web.internal fdaa::3");
+    let found = exec(dev, &ids[0], "nslookup -type=txt vms.web.internal fdaa::3");
     assert!(found.contains(&format!("{} local", ids[1])), "{found}");
     let missing = dev.aloft(&[
         "machine",
@@ -189,14 +217,16 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         format!("{}{}", missing.stdout, missing.stderr).contains("NXDOMAIN"),
         "{missing}"
     );
+}
 
-    // Through the proxy, as web.localhost: requests reach both machines.
-    for id in &ids {
-        exec(&dev, id, "echo $FLY_MACHINE_ID > /srv/id.txt");
+/// Through the proxy, as web.localhost: requests reach both machines; an unknown host is a 404.
+fn the_proxy_reaches_both_machines(dev: &DevUp, ids: &[String]) {
+    for id in ids {
+        exec(dev, id, "echo $FLY_MACHINE_ID > /srv/id.txt");
     }
     let mut served = std::collections::BTreeSet::new();
     for _ in 0..20 {
-        let resp = proxy_get(&dev, "web.localhost", "/id.txt");
+        let resp = proxy_get(dev, "web.localhost", "/id.txt");
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(
             resp.to_ascii_lowercase().contains("fly-request-id: "),
@@ -206,10 +236,12 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     }
     let expected: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(served, expected, "both machines serve the app");
-    let resp = proxy_get(&dev, "nope.localhost", "/");
+    let resp = proxy_get(dev, "nope.localhost", "/");
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+}
 
-    // The proxy's metrics count what it served.
+/// The proxy's metrics count what it served.
+fn the_proxy_counts_what_it_served(data: &Path) {
     let metrics_url = fs::read_to_string(data.join("metrics-url")).unwrap();
     let out = Command::new("curl")
         .args(["-sS", metrics_url.trim()])
@@ -220,8 +252,11 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         metrics.contains("aloft_proxy_requests_total{app=\"web\",status=\"200\"}"),
         "{metrics}"
     );
+}
 
-    // HTTPS, with a certificate from dev up's CA, which curl is told to trust.
+/// HTTPS, with a certificate from dev up's CA, which curl is told to trust; then a hostname of the
+/// app's own (`aloft certs add`), served with a certificate from the CA, and removed.
+fn https_with_the_dev_ca_and_an_apps_own_hostname(dev: &DevUp, data: &Path) {
     let port = dev.proxy_https_url.rsplit(':').next().unwrap().to_string();
     let ca = data.join("proxy/ca.pem");
     let out = Command::new("curl")
@@ -265,9 +300,11 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     }
     dev.aloft(&["certs", "remove", "www.web.test", "-a", "web"])
         .ok();
+}
 
-    // A port with no handler: connections pass through whole to a machine (so the answer is
-    // httpd's own, without the proxy's headers).
+/// A port with no handler: connections pass through whole to a machine (so the answer is httpd's
+/// own, without the proxy's headers).
+fn a_port_without_handlers_passes_through(ids: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let raw = loop {
         let out = Command::new("curl")
@@ -293,10 +330,13 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         ids.iter().any(|id| raw.trim_end().ends_with(id.as_str())),
         "{raw}"
     );
+}
 
-    // A machine whose health check fails gets no requests, and its status says why.
+/// A machine whose health check fails gets no requests, and its status says why; then the first
+/// machine's logs show its boot.
+fn a_failing_check_gets_no_requests(dev: &DevUp, ids: &[String]) {
     let sick = run_machine(
-        &dev,
+        dev,
         &[
             "web:v1",
             "-a",
@@ -311,7 +351,7 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let m = machine_json(&dev, "web", &sick);
+        let m = machine_json(dev, "web", &sick);
         // (Its first runs may find httpd not listening yet: refused, not 404.)
         let output = m["checks"][0]["output"].as_str().unwrap_or("");
         if m["checks"][0]["status"] == "critical" && output.contains("404") {
@@ -332,7 +372,7 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         "{status}"
     );
     for _ in 0..10 {
-        let resp = proxy_get(&dev, "web.localhost", "/id.txt");
+        let resp = proxy_get(dev, "web.localhost", "/id.txt");
         assert!(
             resp.starts_with("HTTP/1.1 200"),
             "routed to the sick machine: {resp}"
@@ -345,22 +385,23 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         .ok()
         .to_string();
     assert!(logs.contains(&format!("booted {}", ids[0])), "{logs}");
+}
 
-    // A file written in the machine is gone after a stop and start: the root filesystem resets.
-    exec(&dev, &ids[0], "echo scratch > /srv/scratch.txt");
-    assert_eq!(
-        exec(&dev, &ids[0], "cat /srv/scratch.txt").trim(),
-        "scratch"
-    );
+/// A file written in the machine is gone after a stop and start: the root filesystem resets.
+fn the_root_filesystem_resets(dev: &DevUp, ids: &[String]) {
+    exec(dev, &ids[0], "echo scratch > /srv/scratch.txt");
+    assert_eq!(exec(dev, &ids[0], "cat /srv/scratch.txt").trim(), "scratch");
     dev.aloft(&["machine", "stop", &ids[0], "-a", "web"]).ok();
-    assert_eq!(state_of(&dev, "web", &ids[0]), "stopped");
+    assert_eq!(state_of(dev, "web", &ids[0]), "stopped");
     dev.aloft(&["machine", "start", &ids[0], "-a", "web"]).ok();
-    get_eventually(&private_ip(&dev, &ids[0]));
-    let after = exec(&dev, &ids[0], "ls /srv");
+    get_eventually(&private_ip(dev, &ids[0]));
+    let after = exec(dev, &ids[0], "ls /srv");
     assert!(!after.contains("scratch.txt"), "{after}");
+}
 
-    // SIGKILL the whole cloud: the machines keep serving, and the next `dev up` reattaches them.
-    let ips: Vec<String> = ids.iter().map(|id| private_ip(&dev, id)).collect();
+/// SIGKILL the whole cloud: the machines keep serving without it.
+fn machines_serve_on_through_a_sigkill(dev: &mut DevUp, ids: &[String]) {
+    let ips: Vec<String> = ids.iter().map(|id| private_ip(dev, id)).collect();
     dev.sigkill();
     for ip in &ips {
         // (This gVisor build's read(2) makes busybox httpd drop a connection now and then:
@@ -370,31 +411,44 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
             "[{ip}] stopped answering with dev up"
         );
     }
-    let dev = DevUp::start_with(&data, "gvisor-again", &NET);
-    for id in &ids {
-        assert_eq!(state_of(&dev, "web", id), "started");
-        let env = exec(&dev, id, "echo $FLY_MACHINE_ID");
+}
+
+/// The next `dev up` reattaches the machines that served through the SIGKILL.
+fn the_next_dev_up_reattaches_them(dev: &DevUp, ids: &[String]) {
+    for id in ids {
+        assert_eq!(state_of(dev, "web", id), "started");
+        let env = exec(dev, id, "echo $FLY_MACHINE_ID");
         assert_eq!(env.trim(), id.as_str());
     }
+}
 
-    // A process that fails: the exit code is in the events and the machine stops (restart
-    // policy `no`).
+/// A process that fails: the exit code is in the events and the machine stops (restart policy
+/// `no`). Returns its id.
+fn a_failing_process_stops_its_machine(dev: &DevUp) -> String {
     let (failing, exit) = run_to_exit(
-        &dev,
+        dev,
         "failing",
         &["--entrypoint", "/bin/sh -c", "--cmd", "'exit 3'"],
     );
     assert_eq!(exit["request"]["exit_event"]["exit_code"], 3, "{exit:#}");
+    failing
+}
 
-    // An entrypoint that is not in the image: the exit event says so (127, and init's sentence).
-    let (missing, exit) = run_to_exit(&dev, "missing", &["--entrypoint", "/app/server"]);
+/// An entrypoint that is not in the image: the exit event says so (127, and init's sentence).
+/// Returns the machine's id.
+fn a_missing_entrypoint_is_named(dev: &DevUp) -> String {
+    let (missing, exit) = run_to_exit(dev, "missing", &["--entrypoint", "/app/server"]);
     assert_eq!(exit["request"]["exit_event"]["exit_code"], 127, "{exit:#}");
     let message = exit["request"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("`/app/server` was not found"), "{exit:#}");
+    missing
+}
 
-    // Autostop: an idle machine of a service with autostop is stopped by the proxy...
+/// Autostop: an idle machine of a service with autostop is stopped by the proxy; and autostart
+/// starts one machine for a request that finds none running. Returns the idle machine's id.
+fn autostop_and_autostart(dev: &DevUp, ids: &[String]) -> String {
     let idle = run_machine(
-        &dev,
+        dev,
         &[
             "web:v1",
             "-a",
@@ -408,25 +462,35 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
         ],
     );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while state_of(&dev, "web", &idle) != "stopped" {
+    while state_of(dev, "web", &idle) != "stopped" {
         assert!(Instant::now() < deadline, "autostop never stopped {idle}");
         std::thread::sleep(Duration::from_millis(200));
     }
     // ...and autostart starts a machine for a request that finds none running.
-    for id in &ids {
+    for id in ids {
         dev.aloft(&["machine", "stop", id, "-a", "web"]).ok();
     }
-    let resp = proxy_get(&dev, "web.localhost", "/");
+    let resp = proxy_get(dev, "web.localhost", "/");
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("served by busybox httpd"), "{resp}");
     let started = ids
         .iter()
         .chain([&idle])
-        .filter(|id| state_of(&dev, "web", id) == "started")
+        .filter(|id| state_of(dev, "web", id) == "started")
         .count();
     assert_eq!(started, 1, "one machine woken for the request");
+    idle
+}
 
-    // Destroy: no process, network namespace or file of the machines is left.
+/// Destroy: no process, network namespace or file of the machines is left.
+fn destroy_leaves_nothing_behind(
+    dev: &DevUp,
+    data: &Path,
+    ids: &[String],
+    failing: String,
+    missing: String,
+    idle: String,
+) {
     let runtime_dir = data.join("runtime/machines");
     for id in ids.iter().chain([&failing, &missing, &idle]) {
         dev.aloft(&["machine", "destroy", id, "-a", "web", "--force"])
