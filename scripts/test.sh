@@ -12,6 +12,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
+echo "==> code shape (scripts/shape.py: function and file sizes, module cycles)"
+python3 scripts/shape.py
+
 echo "==> cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
