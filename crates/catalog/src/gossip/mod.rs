@@ -1,4 +1,4 @@
-//! The hosts of a cluster as one catalog.
+//! The hosts of a cluster as one catalog (this module was the `aloft-cluster` crate).
 //!
 //! Every host runs a [`ClusterCatalog`]: it publishes this host's machines ([`MachineEntry`], no
 //! secrets), their load, and where this host's proxy worker listener and agent are, under its own
@@ -17,11 +17,14 @@
 
 pub mod seal;
 
-use aloft_agent::{CatalogView, LocalCatalog, Placed};
+use crate::entry::MachineEntry;
+use crate::load::Load;
+use crate::local::LocalCatalog;
+use crate::route::Catalog;
+use crate::target::{PublicPort, Target};
+use crate::view::{CatalogView, Placed};
 use aloft_dns::names::Entry;
 use aloft_dns::server::Directory;
-use aloft_proxy::catalog::{Catalog, MachineEntry, PublicPort, Target};
-use aloft_proxy::load::Load;
 use anyhow::Context;
 use async_trait::async_trait;
 use chitchat::transport::UdpTransport;
@@ -367,7 +370,7 @@ struct Publisher {
 /// Publishes this host's machines whenever they change, and their load every `interval`: only
 /// the keys whose value changed are written.
 async fn publish(to: Publisher, local: Arc<LocalCatalog>, load: Arc<Load>, interval: Duration) {
-    let mut changes = local.agent().machine_changes();
+    let mut changes = local.source().changes();
     let mut published: HashMap<String, String> = HashMap::new();
     loop {
         let view = local.current();
