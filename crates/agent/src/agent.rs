@@ -18,7 +18,7 @@ use crate::machine::slot::{CheckResults, Locked, Slot, Slots, lock};
 use crate::secrets::{SecretSource, Secrets};
 use crate::store::{Record, Store};
 use crate::tasks::{TaskKind, Tasks};
-use aloft_proxy::load::Load;
+use aloft_catalog::Load;
 use aloft_runtime::Runtime;
 use aloft_types::api::HostInfo;
 use aloft_types::machine::ImagePull;

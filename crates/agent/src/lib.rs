@@ -20,11 +20,13 @@
 //!   host's volumes, health checks.
 //! - [`http`]: the axum router and its OpenAPI document ([`http::MachinesApiDoc`]).
 //! - [`spawn_heartbeat`]: registration with the control plane every 10 s.
+//! - `catalog`: the agent as the [`MachineSource`](aloft_catalog::MachineSource) of its host's
+//!   [`LocalCatalog`](aloft_catalog::LocalCatalog).
 //!
 //! Restarting the agent never stops machines: [`Agent::open`] reattaches to them.
 
 mod agent;
-pub mod catalog;
+mod catalog;
 mod checks;
 mod error;
 mod heartbeat;
@@ -40,7 +42,6 @@ mod volumes;
 mod proptests;
 
 pub use agent::{Agent, AgentDeps};
-pub use catalog::{CatalogView, LocalCatalog, Placed};
 pub use checks::spawn_health_checks;
 pub use error::AgentError;
 pub use heartbeat::spawn_heartbeat;

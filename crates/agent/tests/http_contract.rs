@@ -380,7 +380,7 @@ async fn stop_start_restart_signal_suspend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_lets_the_proxys_requests_in_flight_finish_first() {
-    let load = std::sync::Arc::new(aloft_proxy::load::Load::default());
+    let load = std::sync::Arc::new(aloft_catalog::Load::default());
     let t = TestAgent::with_deps(aloft_agent::AgentDeps {
         drain: Some(load.clone()),
         ..Default::default()

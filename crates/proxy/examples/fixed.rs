@@ -8,7 +8,7 @@
 //! With `--tls`, HTTPS too, with a certificate for `<APP>.localhost` from a development CA kept
 //! in CA_DIR (given to clients that send no SNI as well).
 
-use aloft_proxy::catalog::{Catalog, Limits, PortHandlers, PublicPort, Target};
+use aloft_catalog::{Catalog, Limits, PortHandlers, PublicPort, Target};
 use aloft_proxy::tls::{Certificates, DevCa};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_types::MachineState;

@@ -6,8 +6,8 @@
 //! those at or over it, then the least loaded; ties are broken at random so equal machines share
 //! the traffic.
 
-use crate::catalog::Target;
-use crate::load::Load;
+use aloft_catalog::Load;
+use aloft_catalog::Target;
 
 /// How far a region is from the proxy's own: 0 for its own region; more for farther ones.
 pub trait Distance {
@@ -52,7 +52,7 @@ mod tests {
             u32::from(region != self.0)
         }
     }
-    use crate::catalog::Limits;
+    use aloft_catalog::Limits;
     use std::sync::Arc;
 
     fn target(id: &str, region: &str, soft: u32, hard: u32) -> Target {

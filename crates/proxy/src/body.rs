@@ -2,7 +2,7 @@
 //! retried and replayed, or streamed when larger; responses that hold their machine's load slot
 //! until the last byte is sent.
 
-use crate::load::Slot;
+use aloft_catalog::load::Slot;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;

@@ -2,20 +2,19 @@
 //! to the closest machine with capacity.
 //!
 //! It plays two roles, shaped for the multi-region split: the *edge* accepts the client, finds
-//! the app from `Host`, ranks the app's machines ([`balance`]) from the [`catalog::Catalog`],
-//! adds the forwarding headers and replays requests a machine bounces with `fly-replay`
-//! ([`replay`]); the *worker* side holds the true load of each local machine ([`load`]) and
-//! refuses a machine at its hard limit, so the edge tries the next one. On one host both roles
-//! run in one process.
+//! the app from `Host`, ranks the app's machines ([`balance`]) from the
+//! [`Catalog`](aloft_catalog::Catalog), adds the forwarding headers and replays requests a
+//! machine bounces with `fly-replay` ([`replay`]); the *worker* side holds the true load of each
+//! local machine ([`Load`](aloft_catalog::Load)) and refuses a machine at its hard limit, so the
+//! edge tries the next one. On one host both roles run in one process. What it routes to (the
+//! machines, their targets and load) is `aloft-catalog`'s; the proxy only reads it.
 //!
 //! Request bodies up to 1 MB are buffered ([`body`]) so a request can be retried on another
 //! machine when a connection fails or a machine is full, and replayed.
 
 pub mod balance;
 pub mod body;
-pub mod catalog;
 pub mod clients;
-pub mod load;
 pub mod metrics;
 mod names;
 pub mod replay;

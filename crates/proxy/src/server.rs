@@ -28,11 +28,11 @@
 //! invalid `fly-replay`.
 
 use crate::body::ProxyBody;
-use crate::catalog::{Catalog, Target};
 use crate::clients::{ClientLimits, Clients};
-use crate::load::Load;
 use crate::metrics::Metrics;
 use crate::tls::{self, Certificates, Domains};
+use aloft_catalog::Load;
+use aloft_catalog::{Catalog, Target};
 use http::StatusCode;
 use http::header::HeaderValue;
 use hyper_util::client::legacy::Client;

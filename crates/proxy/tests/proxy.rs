@@ -2,7 +2,7 @@
 //! (so requests can be malformed, slow or oversized). The catalog is a fixed table: its subject
 //! is elsewhere.
 
-use aloft_proxy::catalog::{Catalog, Limits, PortHandlers, PublicPort, Target};
+use aloft_catalog::{Catalog, Limits, PortHandlers, PublicPort, Target};
 use aloft_proxy::clients::ClientLimits;
 use aloft_proxy::tls::{self, Certificates, DevCa, DomainEntry, Domains};
 use aloft_proxy::{Listener, Protection, Proxy, ProxyConfig};

@@ -250,7 +250,7 @@ impl Agent {
     }
 
     /// Every machine on this host that is not destroyed, without their events: what the
-    /// proxy routes from ([`crate::LocalCatalog`]).
+    /// proxy routes from ([`aloft_catalog::LocalCatalog`]).
     pub fn machines(&self) -> Result<Vec<Machine>, ApiError> {
         Ok(self
             .store()

@@ -11,11 +11,9 @@
 
 use crate::supervisor::Supervisor;
 use aloft_agent::secrets::ControlPlaneSecrets;
-use aloft_agent::{
-    Agent, AgentConfig, AgentDeps, LocalCatalog, spawn_health_checks, spawn_heartbeat,
-};
-use aloft_cluster::{ClusterCatalog, ClusterConfig};
-use aloft_proxy::load::Load;
+use aloft_agent::{Agent, AgentConfig, AgentDeps, spawn_health_checks, spawn_heartbeat};
+use aloft_catalog::gossip::{ClusterCatalog, ClusterConfig};
+use aloft_catalog::{Load, LocalCatalog};
 use aloft_proxy::{Listener, Proxy, ProxyConfig};
 use aloft_runtime::Runtime;
 use anyhow::{Context, Result};
@@ -89,7 +87,7 @@ impl HostRole {
         let local = Arc::new(LocalCatalog::new(agent.clone()));
         let (catalog, proxy_catalog, directory): (
             _,
-            Arc<dyn aloft_proxy::catalog::Catalog>,
+            Arc<dyn aloft_catalog::Catalog>,
             Arc<dyn aloft_dns::server::Directory>,
         ) = match config.gossip {
             Some(gossip) => {

@@ -26,7 +26,7 @@ use crate::roles::registry;
 use crate::supervisor::{DRAIN_TIMEOUT, Supervisor};
 use aloft_agent::AgentConfig;
 use aloft_api::ControlPlaneConfig;
-use aloft_cluster::ClusterConfig;
+use aloft_catalog::gossip::ClusterConfig;
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::ProxyConfig;
 use aloft_proxy::tls::{Certificates, DevCa, Domains};

@@ -13,10 +13,10 @@ use super::headers::{ALOFT_REFUSED, FLY_REPLAY, FLY_REPLAY_SRC, is_upgrade, stri
 use super::pick::Constraint;
 use super::{Failure, Proxy, error_chain, socket};
 use crate::body::{self, Guarded, ProxyBody, RequestBody};
-use crate::catalog::Target;
-use crate::load::Slot;
 use crate::metrics::Event;
 use crate::replay;
+use aloft_catalog::Target;
+use aloft_catalog::load::Slot;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;

@@ -5,8 +5,8 @@
 //! of passed-through connections.
 
 use super::{Conn, Failure, Proxy};
-use crate::catalog::Target;
 use crate::names::app_of_name;
+use aloft_catalog::Target;
 use aloft_types::config::ProxyProtoVersion;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};

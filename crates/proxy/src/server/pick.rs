@@ -5,9 +5,9 @@
 
 use super::{Conn, Failure, Proxy};
 use crate::balance::{Distance, rank};
-use crate::catalog::{Catalog, Target};
-use crate::load::Slot;
 use crate::replay::{Fallback, Replay};
+use aloft_catalog::load::Slot;
+use aloft_catalog::{Catalog, Target};
 use http::StatusCode;
 use std::time::{Duration, Instant};
 

@@ -4,9 +4,9 @@
 
 use super::Proxy;
 use crate::balance::Distance;
-use crate::catalog::Target;
-use crate::load::Load;
 use crate::metrics::Event;
+use aloft_catalog::Load;
+use aloft_catalog::Target;
 use aloft_types::MachineState;
 use aloft_types::config::Autostop;
 use std::collections::HashMap;
@@ -182,7 +182,7 @@ fn autostop_choices(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Limits;
+    use aloft_catalog::Limits;
     use std::sync::Arc;
 
     fn running(id: &str, region: &str, min: u32) -> Target {

@@ -2,6 +2,11 @@
 //! request (or connection) takes a slot with [`Load::try_acquire`], which refuses at the
 //! machine's hard limit, and gives it back when its [`Slot`] is dropped. Autostop asks how long
 //! a machine has served nothing ([`Load::idle_for`]).
+//!
+//! One count per host, shared by three parts, which is why it is the catalog's: the proxy's
+//! worker side counts, the agent waits for a stopping machine's count to drain, gossip publishes
+//! it with the machines. State: a `std` mutex over the map of counters, held only to find or
+//! compact them; the counts themselves are atomics.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

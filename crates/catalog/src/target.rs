@@ -1,61 +1,12 @@
-//! What the proxy routes to. A [`Catalog`] answers "which machines of this app serve this public
-//! port" and can start and stop them (autostart, autostop); on one host it is the local agent's
-//! machines, across hosts the gossip catalog. Lookups are synchronous: they are on every
-//! request's path and must be answered from memory.
+//! The proxy's view of a machine's service on a public port: a [`Target`] with its [`Limits`] and
+//! [`PortHandlers`], worked out from [`MachineEntry`]s, and the [`PublicPort`]s the apps list.
 
+use crate::entry::MachineEntry;
+use aloft_types::MachineState;
 use aloft_types::config::{
     Autostop, ConcurrencyType, Handler, Port, Protocol, ProxyProtoVersion, Service,
 };
-use aloft_types::machine::CheckState;
-use aloft_types::{Machine, MachineState};
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-
-/// A machine as the proxy and internal DNS see it: what a host publishes about each of its
-/// machines in the cluster's catalog (no secrets: no env but `PRIMARY_REGION`, no image).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MachineEntry {
-    pub id: String,
-    pub app: String,
-    pub region: String,
-    /// The machine's private (6PN) address.
-    pub address: IpAddr,
-    /// RFC 3339: the oldest machine's app keeps a contested public port.
-    pub created_at: String,
-    pub state: MachineState,
-    /// Started, not cordoned, its checks passing.
-    pub routable: bool,
-    #[serde(default)]
-    pub services: Vec<Service>,
-    /// `PRIMARY_REGION` of the machine's env, else its own region.
-    pub primary_region: String,
-}
-
-impl MachineEntry {
-    /// `None` for a machine without a private address (never the case for a created one).
-    pub fn of(m: &Machine) -> Option<Self> {
-        Some(Self {
-            id: m.id.to_string(),
-            app: m.app_name.clone(),
-            region: m.region.clone(),
-            address: m.private_ip.parse().ok()?,
-            created_at: m.created_at.clone(),
-            state: m.state,
-            routable: m.state == MachineState::Started
-                && !m.cordoned
-                && !m.checks.iter().any(|c| c.status == CheckState::Critical),
-            services: m.config.services.clone(),
-            primary_region: m
-                .config
-                .env
-                .get("PRIMARY_REGION")
-                .cloned()
-                .unwrap_or_else(|| m.region.clone()),
-        })
-    }
-}
 
 /// How a machine's service counts its load, and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,33 +104,6 @@ impl Target {
     /// A stopped or suspended machine the proxy may start for a request.
     pub fn wakeable(&self) -> bool {
         self.autostart && matches!(self.state, MachineState::Stopped | MachineState::Suspended)
-    }
-}
-
-/// The machines the proxy may route to, and the machine operations it needs.
-#[async_trait]
-pub trait Catalog: Send + Sync + 'static {
-    /// The machines of `app` whose config serves public `port`, in any state. `None` when there
-    /// is no such app.
-    fn targets(&self, app: &str, port: u16) -> Option<Arc<Vec<Target>>>;
-
-    /// Every public TCP port that apps' services list; the proxy listens on those its HTTP
-    /// listeners do not stand for.
-    fn ports(&self) -> Vec<PublicPort>;
-
-    /// Every machine with a service, as a target for its first service (for autostop).
-    fn all_targets(&self) -> Vec<Target>;
-
-    /// Starts a stopped or suspended machine (autostart).
-    async fn start(&self, target: &Target) -> Result<(), String>;
-
-    /// Stops, or with `suspend` suspends, an idle machine (autostop).
-    async fn stop(&self, target: &Target, suspend: bool) -> Result<(), String>;
-
-    /// The round-trip time to `region`'s nearest host, as measured (never configured); `None`
-    /// when not measured (one host, or not yet).
-    fn rtt(&self, _region: &str) -> Option<std::time::Duration> {
-        None
     }
 }
 
@@ -283,6 +207,7 @@ fn target(m: &MachineEntry, service: &Service) -> Option<Target> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aloft_types::Machine;
 
     fn machine(id: &str, app: &str, created_at: &str, services: serde_json::Value) -> MachineEntry {
         let m: Machine = serde_json::from_value(serde_json::json!({

@@ -1,11 +1,13 @@
-//! The hosts of a cluster as one catalog.
+//! The hosts of a cluster as one catalog (this module was the `aloft-cluster` crate).
 //!
-//! Every host runs a [`ClusterCatalog`]: it publishes this host's machines ([`MachineEntry`], no
-//! secrets), their load, and where this host's proxy worker listener and agent are, under its own
-//! keys in a `chitchat` gossip cluster (scuttlebutt anti-entropy, phi-accrual failure
-//! detection), each value signed with the cluster's secret ([`seal`]). It reads the other live hosts'
-//! keys into a copy of its own, and answers the proxy's [`Catalog`] and internal DNS's
-//! [`Directory`] from this host's machines (read live from the agent) merged with that copy.
+//! Every host runs a [`ClusterCatalog`]: it publishes this host's machines
+//! ([`MachineEntry`](crate::MachineEntry), no secrets), their load, and where this host's proxy
+//! worker listener and agent are, under its own keys in a `chitchat` gossip cluster (scuttlebutt
+//! anti-entropy, phi-accrual failure detection), each value signed with the cluster's secret
+//! ([`seal`]). It reads the other live hosts' keys into a copy of its own, and answers the
+//! proxy's [`Catalog`] and internal DNS's [`Directory`] from this host's machines (read live
+//! from the agent) merged with that copy. Its three tasks: `publish` (this host's keys),
+//! `members` (the other hosts' copy), `rtt` (round trips to the other hosts).
 //!
 //! Nothing on the request path waits for gossip: a watcher task swaps in a new copy of the other
 //! hosts' machines whenever gossip changes it, and lookups only clone an `Arc`. The chitchat lock
@@ -15,23 +17,31 @@
 //! It also measures the round-trip time to every other host (a TCP handshake with its worker
 //! listener every 2 s, median of the last 5), which the proxy ranks other regions by.
 
+mod members;
+mod publish;
+mod rtt;
 pub mod seal;
 
-use aloft_agent::{CatalogView, LocalCatalog, Placed};
+use crate::load::Load;
+use crate::local::LocalCatalog;
+use crate::route::Catalog;
+use crate::target::{PublicPort, Target};
+use crate::view::{CatalogView, Placed};
 use aloft_dns::names::Entry;
 use aloft_dns::server::Directory;
-use aloft_proxy::catalog::{Catalog, MachineEntry, PublicPort, Target};
-use aloft_proxy::load::Load;
 use anyhow::Context;
 use async_trait::async_trait;
 use chitchat::transport::UdpTransport;
 use chitchat::{
-    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState, ProtocolVersion,
+    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
     spawn_chitchat,
 };
+use members::watch_members;
+use publish::{Publisher, publish};
+use rtt::measure;
 use seal::Seal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,7 +50,8 @@ use tokio::task::JoinHandle;
 
 /// The key a host publishes itself under.
 const HOST_KEY: &str = "host";
-/// Prefix of a machine's key (`m:<id>`), holding its [`MachineEntry`] as JSON.
+/// Prefix of a machine's key (`m:<id>`), holding its [`MachineEntry`](crate::MachineEntry) as
+/// JSON.
 const MACHINE_PREFIX: &str = "m:";
 /// Prefix of a machine's load key (`l:<id>`): requests in flight, absent when none.
 const LOAD_PREFIX: &str = "l:";
@@ -229,180 +240,6 @@ impl Drop for ClusterCatalog {
         }
         if let Some(handle) = &self.handle {
             handle.abort();
-        }
-    }
-}
-
-/// How often the round-trip time to every other host is measured, and how many samples count.
-const RTT_EVERY: Duration = Duration::from_secs(2);
-const RTT_SAMPLES: usize = 5;
-
-/// Measures the round-trip time to every other live host (a TCP handshake with its worker
-/// listener: one round trip, answered by the host's kernel, refused or not) every
-/// [`RTT_EVERY`]; each region's figure is the median of its nearest host's last samples.
-async fn measure(
-    remote: watch::Receiver<Arc<Remote>>,
-    rtts: Arc<Mutex<Arc<HashMap<String, Duration>>>>,
-) {
-    let mut samples: HashMap<SocketAddr, (String, VecDeque<Duration>)> = HashMap::new();
-    loop {
-        let hosts = remote.borrow().hosts.clone();
-        samples.retain(|worker, _| hosts.iter().any(|h| h.worker == *worker));
-        for h in hosts {
-            let t0 = std::time::Instant::now();
-            let answered = match tokio::time::timeout(
-                Duration::from_secs(1),
-                tokio::net::TcpStream::connect(h.worker),
-            )
-            .await
-            {
-                Ok(Ok(_)) => true,
-                Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
-                Err(_) => false,
-            };
-            if answered {
-                let (_, s) = samples
-                    .entry(h.worker)
-                    .or_insert_with(|| (h.region.clone(), VecDeque::new()));
-                s.push_back(t0.elapsed());
-                if s.len() > RTT_SAMPLES {
-                    s.pop_front();
-                }
-            }
-        }
-        let mut by_region: HashMap<String, Duration> = HashMap::new();
-        for (region, s) in samples.values() {
-            let mut sorted: Vec<Duration> = s.iter().copied().collect();
-            sorted.sort();
-            if let Some(median) = sorted.get(sorted.len() / 2) {
-                let best = by_region.entry(region.clone()).or_insert(*median);
-                *best = (*best).min(*median);
-            }
-        }
-        *rtts.lock().expect("lock") = Arc::new(by_region);
-        tokio::time::sleep(RTT_EVERY).await;
-    }
-}
-
-/// Keeps `remote` in step with the live members' keys (every member but `me`).
-async fn watch_members(
-    me: ChitchatId,
-    seal: Seal,
-    mut nodes: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
-    remote: watch::Sender<Arc<Remote>>,
-) {
-    loop {
-        let copy = {
-            let nodes = nodes.borrow_and_update();
-            remote_of(&me, &seal, &nodes)
-        };
-        remote.send_replace(Arc::new(copy));
-        if nodes.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The machines of every live member but `me`, routed through its worker listener. Values
-/// without a valid signature (not from a member) are left out; a host whose record is not
-/// signed is left out whole.
-fn remote_of(me: &ChitchatId, seal: &Seal, nodes: &BTreeMap<ChitchatId, NodeState>) -> Remote {
-    let mut out = Remote::default();
-    for (id, state) in nodes {
-        let node = &*id.node_id;
-        if node == &*me.node_id {
-            continue;
-        }
-        let Some(host) = state
-            .get(HOST_KEY)
-            .and_then(|h| seal.open(node, HOST_KEY, h))
-            .and_then(|h| serde_json::from_str::<HostRecord>(h).ok())
-            .filter(|h| h.id == node)
-        else {
-            tracing::debug!(
-                node,
-                "a gossip member without a signed host record: ignored"
-            );
-            continue;
-        };
-        for (key, value) in state.key_values() {
-            let Some(machine) = key.strip_prefix(MACHINE_PREFIX) else {
-                continue;
-            };
-            let Some(entry) = seal
-                .open(node, key, value)
-                .and_then(|v| serde_json::from_str::<MachineEntry>(v).ok())
-            else {
-                tracing::debug!(
-                    node,
-                    key,
-                    "an unsigned or unreadable machine entry: ignored"
-                );
-                continue;
-            };
-            let load_key = format!("{LOAD_PREFIX}{machine}");
-            let load = state
-                .get(&load_key)
-                .and_then(|l| seal.open(node, &load_key, l))
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            out.machines.push(Placed {
-                entry,
-                via: Some(host.worker),
-                load,
-            });
-        }
-        out.hosts.push(host);
-    }
-    out
-}
-
-/// Writes this host's keys, signed.
-struct Publisher {
-    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
-    host: String,
-    seal: Seal,
-}
-
-/// Publishes this host's machines whenever they change, and their load every `interval`: only
-/// the keys whose value changed are written.
-async fn publish(to: Publisher, local: Arc<LocalCatalog>, load: Arc<Load>, interval: Duration) {
-    let mut changes = local.agent().machine_changes();
-    let mut published: HashMap<String, String> = HashMap::new();
-    loop {
-        let view = local.current();
-        let mut wanted: HashMap<String, String> = HashMap::new();
-        for m in view.machines() {
-            match serde_json::to_string(&m.entry) {
-                Ok(json) => {
-                    wanted.insert(format!("{MACHINE_PREFIX}{}", m.entry.id), json);
-                }
-                Err(e) => tracing::warn!(machine = m.entry.id, "cannot publish: {e}"),
-            }
-            let n = load.current(&m.entry.id);
-            if n > 0 {
-                wanted.insert(format!("{LOAD_PREFIX}{}", m.entry.id), n.to_string());
-            }
-        }
-        if wanted != published {
-            let mut c = to.chitchat.lock().await;
-            let state = c.self_node_state();
-            for (k, v) in &wanted {
-                if published.get(k) != Some(v) {
-                    state.set(k, to.seal.sign(&to.host, k, v));
-                }
-            }
-            for k in published.keys() {
-                if !wanted.contains_key(k) {
-                    state.delete(k);
-                }
-            }
-            drop(c);
-            published = wanted;
-        }
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -4,14 +4,14 @@
 //! platform reports p99 ~1 s for the same thing, which is the figure to compare with.
 //!
 //! ```text
-//! cargo run --release -p aloft-cluster --example propagation -- [SIZES] [MACHINES] [INTERVAL_MS]
-//! cargo run --release -p aloft-cluster --example propagation -- 3,10,50 30 100
+//! cargo run --release -p aloft-catalog --example propagation -- [SIZES] [MACHINES] [INTERVAL_MS]
+//! cargo run --release -p aloft-catalog --example propagation -- 3,10,50 30 100
 //! ```
 //! (`bench/cluster.sh` runs it.)
 
-use aloft_agent::LocalCatalog;
-use aloft_cluster::{ClusterCatalog, ClusterConfig};
-use aloft_proxy::catalog::Catalog;
+use aloft_catalog::Catalog;
+use aloft_catalog::LocalCatalog;
+use aloft_catalog::gossip::{ClusterCatalog, ClusterConfig};
 use aloft_testkit::{Cluster, ClusterOptions, HostOptions};
 use serde_json::json;
 use std::net::SocketAddr;

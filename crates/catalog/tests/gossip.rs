@@ -2,10 +2,10 @@
 //! syd, each with its own gossip node on loopback. The proxy's use of the catalog (edge to worker)
 //! is tested in the proxy's own tests; here the subject is what each host knows and when.
 
-use aloft_agent::LocalCatalog;
-use aloft_cluster::{ClusterCatalog, ClusterConfig};
+use aloft_catalog::Catalog;
+use aloft_catalog::LocalCatalog;
+use aloft_catalog::gossip::{ClusterCatalog, ClusterConfig};
 use aloft_dns::server::Directory;
-use aloft_proxy::catalog::Catalog;
 use aloft_testkit::{Cluster, ClusterOptions, HostOptions};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -116,7 +116,7 @@ impl Hosts {
     }
 }
 
-fn routes(c: &ClusterCatalog, app: &str, id: &str) -> Option<aloft_proxy::catalog::Target> {
+fn routes(c: &ClusterCatalog, app: &str, id: &str) -> Option<aloft_catalog::Target> {
     c.targets(app, 80)?
         .iter()
         .find(|t| t.machine_id == id)
