@@ -14,7 +14,7 @@ use crate::roles::host::{HostConfig, HostRole, ProxyListeners};
 use crate::supervisor::{DRAIN_TIMEOUT, Stopped, Supervisor};
 use crate::{NodeCtx, print_json};
 use aloft_agent::AgentConfig;
-use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_control::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::ProxyConfig;
 use aloft_proxy::tls::{Certificates, DevCa, Domains};

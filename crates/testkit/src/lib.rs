@@ -21,7 +21,7 @@
 //! a failed test.
 
 use aloft_agent::{Agent, AgentConfig};
-use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_control::{ControlPlane, ControlPlaneConfig};
 use aloft_runtime::sim::SimRuntime;
 use aloft_types::ids::random_hex;
 use serde_json::Value;
