@@ -1,90 +1,37 @@
-//! Forwarding requests to host agents: one pooled HTTP client, the internal headers, and the
-//! agent's reply kept byte for byte.
+//! Calling host agents through the typed [`AgentClient`] of `aloft_agent_api`: one pooled HTTP
+//! client for all of them, the caller as the internal headers, the agent's reply kept byte for
+//! byte, and an agent that does not answer named without its address.
 
 use crate::error::ControlPlaneError;
 use crate::store::{Caller, HostRecord};
-use aloft_types::api::{LEASE_NONCE_HEADER, internal};
-use aloft_types::{ApiError, ErrorBody};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use bytes::Bytes;
-use std::time::Duration;
+use aloft_agent_api::{AgentClient, AgentError, CallerHeaders};
+use aloft_types::ApiError;
+use std::future::Future;
 
-/// How long a forwarded request may take: longer than the longest operation an agent allows
-/// (`exec` runs up to 300 s; `wait` up to 60 s).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(330);
-/// How long connecting to an agent may take before it counts as unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) use aloft_agent_api::{AgentReply, AgentRequest};
 
-/// A request to pass to an agent.
-#[derive(Debug, Clone)]
-pub(crate) struct Outbound {
-    pub method: Method,
-    /// The path and query string, exactly as the caller sent them.
-    pub path_and_query: String,
-    pub body: Bytes,
-    pub content_type: Option<HeaderValue>,
-    pub lease_nonce: Option<HeaderValue>,
-}
-
-impl Outbound {
-    /// A request without a body.
-    pub fn bodiless(method: Method, path_and_query: String) -> Self {
-        Self {
-            method,
-            path_and_query,
-            body: Bytes::new(),
-            content_type: None,
-            lease_nonce: None,
-        }
-    }
-
-    /// A request with `body` as JSON.
-    pub fn json(method: Method, path_and_query: String, body: &impl serde::Serialize) -> Self {
-        Self {
-            body: serde_json::to_vec(body).expect("serializable").into(),
-            content_type: Some(HeaderValue::from_static("application/json")),
-            ..Self::bodiless(method, path_and_query)
-        }
-    }
-}
-
-/// An agent's answer.
-#[derive(Debug, Clone)]
-pub(crate) struct AgentReply {
-    pub status: StatusCode,
-    pub content_type: Option<HeaderValue>,
-    pub body: Bytes,
-}
-
-impl AgentReply {
-    /// The body as JSON, when it is.
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-}
-
-/// Sends requests to agents with the cluster's internal token.
+/// Sends requests to agents with the cluster's internal token, through one pooled HTTP client.
 #[derive(Clone)]
 pub(crate) struct Forwarder {
-    client: reqwest::Client,
+    http: reqwest::Client,
     internal_token: String,
 }
 
 impl Forwarder {
     pub fn new(internal_token: String) -> Result<Self, ControlPlaneError> {
-        let client = reqwest::Client::builder()
-            .timeout(FORWARD_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(ControlPlaneError::HttpClient)?;
+        let http = AgentClient::pool().map_err(ControlPlaneError::HttpClient)?;
         Ok(Self {
-            client,
+            http,
             internal_token,
         })
     }
 
-    /// Sends `req` to `host` on behalf of `caller`: the internal headers say who asks, and the
+    /// The client of `host`'s agent (sharing the pool).
+    fn agent(&self, host: &HostRecord) -> AgentClient {
+        AgentClient::new(self.http.clone(), &host.info.address, &self.internal_token)
+    }
+
+    /// Passes `req` to `host` on behalf of `caller`: the internal headers say who asks, and the
     /// caller's own token goes along (`x-aloft-registry-token`) for the registry pulls the
     /// request triggers. Headers the caller sent other than the content type and the lease
     /// nonce are never forwarded, so a caller cannot set any of these.
@@ -92,69 +39,43 @@ impl Forwarder {
         &self,
         host: &HostRecord,
         caller: &Caller,
-        req: &Outbound,
+        req: &AgentRequest,
     ) -> Result<AgentReply, ForwardError> {
-        self.dispatch(host, Some(caller), req).await
+        let caller = caller_headers(caller);
+        self.ask(
+            host,
+            |agent| async move { agent.forward(&caller, req).await },
+        )
+        .await
     }
 
-    /// Sends `req` to `host` as the cluster itself (operator endpoints: no caller, no org).
-    pub async fn send_internal(
-        &self,
-        host: &HostRecord,
-        req: &Outbound,
-    ) -> Result<AgentReply, ForwardError> {
-        self.dispatch(host, None, req).await
-    }
-
-    async fn dispatch(
-        &self,
-        host: &HostRecord,
-        caller: Option<&Caller>,
-        req: &Outbound,
-    ) -> Result<AgentReply, ForwardError> {
-        let url = format!(
-            "{}{}",
-            host.info.address.trim_end_matches('/'),
-            req.path_and_query
-        );
-        let mut builder = self
-            .client
-            .request(req.method.clone(), &url)
-            .bearer_auth(&self.internal_token);
-        if let Some(caller) = caller {
-            builder = builder
-                .header(internal::ORG_HEADER, &caller.org.slug)
-                .header(internal::NETWORK_HEADER, caller.org.network_id.to_string())
-                .header(internal::ACTOR_HEADER, &caller.token_name)
-                .header(internal::REGISTRY_TOKEN_HEADER, caller.token.expose());
-        }
-        if let Some(ct) = &req.content_type {
-            builder = builder.header(header::CONTENT_TYPE, ct);
-        }
-        if let Some(nonce) = &req.lease_nonce {
-            builder = builder.header(LEASE_NONCE_HEADER, nonce);
-        }
-        if !req.body.is_empty() {
-            builder = builder.body(req.body.clone());
-        }
-        let failed = |source: reqwest::Error| {
+    /// Calls one endpoint of `host`'s agent (`op` gets its client): the answer as it came, or
+    /// the [`ForwardError`] naming the host (the URL and the causes go to the log).
+    pub async fn ask<F, Fut>(&self, host: &HostRecord, op: F) -> Result<AgentReply, ForwardError>
+    where
+        F: FnOnce(AgentClient) -> Fut,
+        Fut: Future<Output = Result<AgentReply, AgentError>>,
+    {
+        op(self.agent(host)).await.map_err(|e| {
             // The URL and reqwest's causes are for the operator's log, not for the caller.
-            tracing::warn!(host = %host.info.id, %url, error = %error_chain(&source), "agent did not answer");
+            tracing::warn!(host = %host.info.id, url = %e.url(), error = %error_chain(e.cause()), "agent did not answer");
             ForwardError {
                 host_id: host.info.id.clone(),
-                connect: source.is_connect(),
-                timeout: source.is_timeout(),
+                connect: e.is_connect(),
+                timeout: e.is_timeout(),
             }
-        };
-        let resp = builder.send().await.map_err(failed)?;
-        let status = resp.status();
-        let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-        let body = resp.bytes().await.map_err(failed)?;
-        Ok(AgentReply {
-            status,
-            content_type,
-            body,
         })
+    }
+}
+
+/// Who asks, as the internal headers say it: the caller's org, its network, the token's name and
+/// the token itself.
+pub(crate) fn caller_headers(caller: &Caller) -> CallerHeaders {
+    CallerHeaders {
+        org: caller.org.slug.clone(),
+        network_id: caller.org.network_id.to_string(),
+        actor: caller.token_name.clone(),
+        registry_token: caller.token.expose().to_string(),
     }
 }
 
@@ -204,16 +125,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// The error an agent answered with, rebuilt (its message when the body is an error body).
-pub(crate) fn agent_error(reply: &AgentReply) -> ApiError {
-    let body = serde_json::from_slice::<ErrorBody>(&reply.body).unwrap_or_else(|_| ErrorBody {
-        error: String::from_utf8_lossy(&reply.body).trim().to_string(),
-        field: None,
-        allowed: Vec::new(),
-    });
-    ApiError::from_response(reply.status.as_u16(), body)
-}
-
 impl From<ForwardError> for ApiError {
     fn from(e: ForwardError) -> Self {
         ApiError::Unavailable(e.to_string())
@@ -245,8 +156,10 @@ mod tests {
             last_seen: 0,
         };
         let fwd = Forwarder::new("internal".into()).unwrap();
-        let req = Outbound::bodiless(Method::GET, "/internal/v1/images".into());
-        let err = fwd.send_internal(&host, &req).await.unwrap_err();
+        let err = fwd
+            .ask(&host, |agent| async move { agent.images().await })
+            .await
+            .unwrap_err();
         assert!(err.is_connect());
         let msg = ApiError::from(err).body().error;
         assert!(msg.contains("host `ord-1`"), "{msg}");
