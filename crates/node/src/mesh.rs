@@ -2,7 +2,7 @@
 //! makes its WireGuard key, brings its mesh endpoint up, tells the control plane how to reach it
 //! and keeps its peers in step with the control plane's list.
 
-use aloft_api::ControlPlane;
+use aloft_control::ControlPlane;
 use aloft_mesh::{Key, Mesh, MeshConfig, Peer};
 use aloft_types::api::{MeshJoin, MeshPeer};
 use anyhow::{Context, Result, bail};

@@ -23,7 +23,7 @@
 //! a failed test.
 
 use aloft_agent::{Agent, AgentConfig};
-use aloft_api::ControlPlaneConfig;
+use aloft_control::ControlPlaneConfig;
 use aloft_node::roles::control::{ControlConfig, ControlRole};
 use aloft_node::roles::host::{HostConfig, HostRole, ProxyListeners};
 use aloft_node::supervisor::Supervisor;
@@ -368,7 +368,7 @@ impl Cluster {
 async fn start_control_plane(
     config: ControlPlaneConfig,
     addr: SocketAddr,
-) -> (ControlPlaneNode, aloft_api::ControlPlane) {
+) -> (ControlPlaneNode, aloft_control::ControlPlane) {
     let listener = listen(addr).await;
     let addr = listener.local_addr().expect("a bound address");
     let mut supervisor = Supervisor::new();

@@ -5,9 +5,10 @@
 use super::MAX_BODY;
 use crate::images::credentials;
 use crate::machine::Caller;
+use aloft_agent_api::headers::{
+    ACTOR_HEADER, LEASE_NONCE_HEADER, NETWORK_HEADER, ORG_HEADER, REGISTRY_TOKEN_HEADER,
+};
 use aloft_types::ApiError;
-use aloft_types::api::LEASE_NONCE_HEADER;
-use aloft_types::api::internal::{ACTOR_HEADER, NETWORK_HEADER, ORG_HEADER, REGISTRY_TOKEN_HEADER};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};

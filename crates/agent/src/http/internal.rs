@@ -3,8 +3,8 @@
 //! the OpenAPI document. No state.
 
 use super::extract::{ApiResult, Body, PathParams};
-use super::machines::MachinePath;
 use crate::agent::Agent;
+use aloft_agent_api::params::MachinePath;
 use aloft_types::api::{HostImage, HostInfo, OkResponse, PruneImagesResponse};
 use axum::Json;
 use axum::extract::State;

@@ -11,18 +11,19 @@
 //! - this module: the router, the bearer-token check and the fallbacks;
 //! - `extract`: the error response and the extractors (body, path, query, `Caller`);
 //! - `machines`: the machine endpoints; `internal`: host, images, volumes and autostart;
-//! - `openapi`: [`MachinesApiDoc`].
+//! - [`MachinesApiDoc`] (re-exported): the OpenAPI document, from `aloft_agent_api`, whose
+//!   `paths` this router is built from.
 //!
 //! No state of its own: every handler gets the [`Agent`] as the router's state.
 
 mod extract;
 mod internal;
 mod machines;
-mod openapi;
 
-pub use openapi::MachinesApiDoc;
+pub use aloft_agent_api::MachinesApiDoc;
 
 use crate::agent::Agent;
+use aloft_agent_api::paths;
 use aloft_types::{ApiError, ErrorBody};
 use axum::Json;
 use axum::Router;
@@ -48,57 +49,47 @@ impl Agent {
 
 /// The router behind the internal token.
 fn router(agent: Agent) -> Router {
-    let machine = "/v1/apps/{app}/machines/{id}";
     Router::new()
+        .route(paths::MACHINES, get(machines_list).post(machines_create))
         .route(
-            "/v1/apps/{app}/machines",
-            get(machines_list).post(machines_create),
-        )
-        .route(
-            machine,
+            paths::MACHINE,
             get(machines_show)
                 .post(machines_update)
                 .delete(machines_delete),
         )
-        .route(&format!("{machine}/start"), post(machines_start))
-        .route(&format!("{machine}/stop"), post(machines_stop))
-        .route(&format!("{machine}/restart"), post(machines_restart))
-        .route(&format!("{machine}/signal"), post(machines_signal))
-        .route(&format!("{machine}/suspend"), post(machines_suspend))
-        .route(&format!("{machine}/wait"), get(machines_wait))
+        .route(paths::MACHINE_START, post(machines_start))
+        .route(paths::MACHINE_STOP, post(machines_stop))
+        .route(paths::MACHINE_RESTART, post(machines_restart))
+        .route(paths::MACHINE_SIGNAL, post(machines_signal))
+        .route(paths::MACHINE_SUSPEND, post(machines_suspend))
+        .route(paths::MACHINE_WAIT, get(machines_wait))
         .route(
-            &format!("{machine}/lease"),
+            paths::MACHINE_LEASE,
             get(machines_show_lease)
                 .post(machines_create_lease)
                 .delete(machines_release_lease),
         )
-        .route(&format!("{machine}/cordon"), post(machines_cordon))
-        .route(&format!("{machine}/uncordon"), post(machines_uncordon))
-        .route(&format!("{machine}/metadata"), get(machines_show_metadata))
+        .route(paths::MACHINE_CORDON, post(machines_cordon))
+        .route(paths::MACHINE_UNCORDON, post(machines_uncordon))
+        .route(paths::MACHINE_METADATA, get(machines_show_metadata))
         .route(
-            &format!("{machine}/metadata/{{key}}"),
+            paths::MACHINE_METADATA_KEY,
             post(machines_update_metadata).delete(machines_delete_metadata),
         )
-        .route(&format!("{machine}/events"), get(machines_list_events))
-        .route(&format!("{machine}/versions"), get(machines_list_versions))
-        .route(&format!("{machine}/ps"), get(machines_list_processes))
-        .route(&format!("{machine}/exec"), post(machines_exec))
-        .route(&format!("{machine}/logs"), get(machines_logs))
-        .route("/internal/v1/host", get(host_show))
+        .route(paths::MACHINE_EVENTS, get(machines_list_events))
+        .route(paths::MACHINE_VERSIONS, get(machines_list_versions))
+        .route(paths::MACHINE_PS, get(machines_list_processes))
+        .route(paths::MACHINE_EXEC, post(machines_exec))
+        .route(paths::MACHINE_LOGS, get(machines_logs))
+        .route(paths::HOST, get(host_show))
+        .route(paths::AUTOSTART, post(machines_autostart))
+        .route(paths::IMAGES, get(images_list))
+        .route(paths::IMAGES_PRUNE, post(images_prune))
         .route(
-            "/internal/v1/apps/{app}/machines/{id}/autostart",
-            post(machines_autostart),
-        )
-        .route("/internal/v1/images", get(images_list))
-        .route("/internal/v1/images/prune", post(images_prune))
-        .route(
-            "/internal/v1/volumes/{id}",
+            paths::VOLUME,
             axum::routing::delete(volumes_delete).post(volumes_make),
         )
-        .route(
-            "/internal/v1/volumes/{id}/snapshots",
-            post(volumes_snapshot),
-        )
+        .route(paths::VOLUME_SNAPSHOTS, post(volumes_snapshot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))

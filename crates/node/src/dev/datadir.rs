@@ -4,7 +4,7 @@
 
 use super::ORG;
 use crate::files::{restrict, write_atomic};
-use aloft_api::ControlPlane;
+use aloft_control::ControlPlane;
 use aloft_types::datadir::{API_URL_FILE, INTERNAL_TOKEN_FILE, TOKEN_FILE};
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs;

@@ -20,7 +20,7 @@ use crate::roles::control::{ControlConfig, ControlRole, RegistrySetup};
 use crate::roles::host::{HostConfig, HostRole, ProxyListeners};
 use crate::supervisor::{DRAIN_TIMEOUT, Stopped, Supervisor};
 use aloft_agent::AgentConfig;
-use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_control::{ControlPlane, ControlPlaneConfig};
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::ProxyConfig;
 use aloft_proxy::tls::{Certificates, DevCa, Domains};

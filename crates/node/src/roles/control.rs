@@ -5,7 +5,7 @@
 
 use crate::roles::registry::{ControlPlaneTokens, router};
 use crate::supervisor::Supervisor;
-use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_control::{ControlPlane, ControlPlaneConfig};
 use aloft_registry::{Registry, RegistryConfig};
 use anyhow::{Context, Result};
 use std::path::PathBuf;

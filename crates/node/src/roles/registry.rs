@@ -10,7 +10,7 @@
 use crate::NodeCtx;
 use crate::files::read_secret;
 use crate::supervisor::Supervisor;
-use aloft_api::ControlPlane;
+use aloft_control::ControlPlane;
 use aloft_registry::{GcReport, Registry, RegistryConfig, TokenAuthority, Upstream};
 use aloft_types::api::{VerifyTokenRequest, VerifyTokenResponse};
 use anyhow::{Context, Result};

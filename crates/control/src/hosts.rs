@@ -2,12 +2,13 @@
 //! registry of hosts, a request to one host, and registrations and heartbeats.
 
 use crate::ControlPlane;
-use crate::forward::{AgentReply, Outbound};
+use crate::forward::AgentReply;
 use crate::placement;
+use aloft_agent_api::{AgentClient, AgentError};
 use aloft_types::ApiError;
 use aloft_types::api::{HostInfo, RegionList};
 use aloft_types::time::now_ms;
-use axum::http::Method;
+use std::future::Future;
 
 impl ControlPlane {
     pub(crate) async fn regions(&self) -> Result<RegionList, ApiError> {
@@ -29,13 +30,17 @@ impl ControlPlane {
             .collect())
     }
 
-    /// An operator request about one host (its images), answered by its agent as is.
-    pub(crate) async fn ask_host(
+    /// An operator request about one host (its images): `op` calls its agent, whose answer is
+    /// returned as is.
+    pub(crate) async fn ask_host<F, Fut>(
         &self,
         host_id: &str,
-        method: Method,
-        agent_path: &str,
-    ) -> Result<AgentReply, ApiError> {
+        op: F,
+    ) -> Result<AgentReply, ApiError>
+    where
+        F: FnOnce(AgentClient) -> Fut,
+        Fut: Future<Output = Result<AgentReply, AgentError>>,
+    {
         let Some(host) = self.inner.store.host(host_id).await? else {
             let known: Vec<String> = self.hosts().await?.into_iter().map(|h| h.id).collect();
             return Err(ApiError::NotFound(format!(
@@ -47,8 +52,7 @@ impl ControlPlane {
                 }
             )));
         };
-        let req = Outbound::bodiless(method, agent_path.to_string());
-        Ok(self.inner.forwarder.send_internal(&host, &req).await?)
+        Ok(self.inner.forwarder.ask(&host, op).await?)
     }
 
     /// Records an agent's registration or heartbeat.

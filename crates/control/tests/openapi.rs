@@ -1,7 +1,7 @@
 //! The checked-in OpenAPI document (`openapi/machines-api.json`) is generated from the code; these
-//! tests fail when the two drift. `UPDATE_OPENAPI=1 cargo test -p aloft-api openapi` rewrites it.
+//! tests fail when the two drift. `UPDATE_OPENAPI=1 cargo test -p aloft-control openapi` rewrites it.
 
-use aloft_api::{ControlPlane, ControlPlaneConfig, openapi_document};
+use aloft_control::{ControlPlane, ControlPlaneConfig, openapi_document};
 use std::path::PathBuf;
 
 fn checked_in_path() -> PathBuf {
@@ -26,7 +26,7 @@ fn openapi_is_current() {
     }
     let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "cannot read {}: {e}; generate it with `UPDATE_OPENAPI=1 cargo test -p aloft-api openapi`",
+            "cannot read {}: {e}; generate it with `UPDATE_OPENAPI=1 cargo test -p aloft-control openapi`",
             path.display()
         )
     });
@@ -42,7 +42,7 @@ fn openapi_is_current() {
             );
         panic!(
             "openapi/machines-api.json is out of date with the code ({first_difference}); review the \
-             API change and run `UPDATE_OPENAPI=1 cargo test -p aloft-api openapi`"
+             API change and run `UPDATE_OPENAPI=1 cargo test -p aloft-control openapi`"
         );
     }
 }

@@ -11,11 +11,12 @@ mod ops;
 pub(crate) use list::Listing;
 
 use crate::ControlPlane;
-use crate::forward::{AgentReply, Outbound};
+use crate::forward::{AgentReply, caller_headers};
 use crate::store::{AppRecord, Caller, HostRecord, MachineRecord};
+use aloft_agent_api::AgentClient;
 use aloft_types::time::now_ms;
 use aloft_types::{ApiError, MachineState};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use std::sync::{Arc, PoisonError};
 
 fn is_destroyed(reply: &AgentReply) -> bool {
@@ -111,8 +112,10 @@ impl ControlPlane {
         let Ok(Some(host)) = self.inner.store.host(&m.host_id).await else {
             return true;
         };
-        let req = Outbound::bodiless(Method::GET, format!("/v1/apps/{}/machines/{}", m.app, m.id));
-        match self.inner.forwarder.send(&host, caller, &req).await {
+        let caller = caller_headers(caller);
+        let (app, id) = (&m.app, &m.id);
+        let get = |agent: AgentClient| async move { agent.get_machine(&caller, app, id).await };
+        match self.inner.forwarder.ask(&host, get).await {
             Ok(r) if r.status == StatusCode::NOT_FOUND => false,
             Ok(r) if r.status.is_success() => !is_destroyed(&r),
             _ => true,

@@ -11,7 +11,7 @@ use aloft_types::api::{
 };
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 /// `POST /internal/v1/hosts`: an agent registers or sends its heartbeat.
@@ -101,7 +101,7 @@ pub(super) async fn host_images(
     ApiPath(host): ApiPath<String>,
 ) -> Reply<AgentReply> {
     Ok(cp
-        .ask_host(&host, Method::GET, "/internal/v1/images")
+        .ask_host(&host, |agent| async move { agent.images().await })
         .await?)
 }
 
@@ -113,7 +113,7 @@ pub(super) async fn host_images_prune(
     ApiPath(host): ApiPath<String>,
 ) -> Reply<AgentReply> {
     Ok(cp
-        .ask_host(&host, Method::POST, "/internal/v1/images/prune")
+        .ask_host(&host, |agent| async move { agent.prune_images().await })
         .await?)
 }
 

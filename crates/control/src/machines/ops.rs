@@ -3,7 +3,7 @@
 
 use super::{host_gone, is_destroyed};
 use crate::ControlPlane;
-use crate::forward::{AgentReply, Outbound};
+use crate::forward::{AgentReply, AgentRequest};
 use crate::store::{Caller, MachineRecord};
 use aloft_types::ApiError;
 use axum::http::Method;
@@ -36,7 +36,7 @@ impl ControlPlane {
         app: &str,
         machine_id: &str,
         sub_path: Option<&str>,
-        req: Outbound,
+        req: AgentRequest,
     ) -> Result<AgentReply, ApiError> {
         let app = self.app_of(caller, app).await?;
         if let Some(rest) = sub_path {

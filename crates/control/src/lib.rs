@@ -15,7 +15,9 @@
 //! Layers: [`http`] (routes, extractors, thin handlers) -> the app layer, one module per concern
 //! (`apps`: authn, the org rule, apps and their secrets, releases and certificates; `machines`:
 //! placement, index upkeep, forwarding; `volumes`; `hosts`) -> `store` (SQLite) and `forward`
-//! (one pooled HTTP client to agents).
+//! (one pooled HTTP client to agents, each called through the typed `AgentClient` of
+//! `aloft_agent_api`, which also gives the agent's paths, headers and OpenAPI document: the
+//! control plane does not link the agent, its runtime or its images).
 //! [`openapi_document`] describes the API; `openapi/machines-api.json` is its checked-in copy.
 //!
 //! Decisions:

@@ -2,7 +2,7 @@
 //! refuses), forwarding, and indexing what the agent created.
 
 use crate::ControlPlane;
-use crate::forward::{AgentReply, Outbound, agent_error};
+use crate::forward::{AgentReply, AgentRequest};
 use crate::placement;
 use crate::store::Caller;
 use aloft_types::ApiError;
@@ -17,7 +17,7 @@ impl ControlPlane {
         &self,
         caller: &Caller,
         app: &str,
-        req: Outbound,
+        req: AgentRequest,
     ) -> Result<AgentReply, ApiError> {
         let app = self.app_of(caller, app).await?;
         let body: CreateMachineRequest = ApiError::parse_json(&req.body)?;
@@ -86,7 +86,7 @@ impl ControlPlane {
                     return Ok(reply);
                 }
                 Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE => {
-                    refusals.push(format!("{}: {}", host.info.id, agent_error(&reply)));
+                    refusals.push(format!("{}: {}", host.info.id, reply.error()));
                 }
                 Ok(reply) => return Ok(reply),
                 Err(e) if e.is_connect() && volume.is_some() => {

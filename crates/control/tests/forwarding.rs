@@ -2,7 +2,7 @@
 //! (the caller's token for registry pulls included), byte-for-byte replies, placement retries,
 //! unreachable hosts, partial listings, and the operators' host image endpoints.
 
-use aloft_api::{ControlPlane, ControlPlaneConfig};
+use aloft_control::{ControlPlane, ControlPlaneConfig};
 use aloft_types::api::HostInfo;
 use axum::Router;
 use axum::body::Bytes;

@@ -1,31 +1,19 @@
 //! Extractors that turn every rejection into the API's JSON error shape: the caller (org
-//! token), the internal token, path, query, body, and a request to pass on to an agent as it came;
-//! and an agent's reply as a response, byte for byte.
+//! token), the internal token, path, query, body, and a request to pass on to an agent as it came
+//! (an agent's reply is a response as it came: `aloft_agent_api::AgentReply`).
 
 use super::MAX_BODY_BYTES;
 use super::{HttpError, Reply};
 use crate::ControlPlane;
-use crate::forward::{AgentReply, Outbound};
+use crate::forward::AgentRequest;
 use crate::store::Caller;
+use aloft_agent_api::headers::LEASE_NONCE_HEADER;
 use aloft_types::ApiError;
-use aloft_types::api::LEASE_NONCE_HEADER;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-
-impl IntoResponse for AgentReply {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status, self.body).into_response();
-        match self.content_type {
-            Some(ct) => resp.headers_mut().insert(header::CONTENT_TYPE, ct),
-            None => resp.headers_mut().remove(header::CONTENT_TYPE),
-        };
-        resp
-    }
-}
 
 fn authorization(parts: &Parts) -> Option<&str> {
     parts
@@ -112,7 +100,9 @@ impl<S: Send + Sync> FromRequest<S> for ApiBody {
 
 /// A request to pass on to an agent as it came: method, path and query, body, content type and
 /// lease nonce.
-impl<S: Send + Sync> FromRequest<S> for Outbound {
+pub(crate) struct Forwarded(pub AgentRequest);
+
+impl<S: Send + Sync> FromRequest<S> for Forwarded {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Reply<Self> {
@@ -124,12 +114,12 @@ impl<S: Send + Sync> FromRequest<S> for Outbound {
         let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
         let lease_nonce = req.headers().get(LEASE_NONCE_HEADER).cloned();
         let ApiBody(body) = ApiBody::from_request(req, state).await?;
-        Ok(Outbound {
+        Ok(Forwarded(AgentRequest {
             method,
             path_and_query,
             body,
             content_type,
             lease_nonce,
-        })
+        }))
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::ControlPlane;
 use crate::error::internal;
-use crate::forward::{AgentReply, Outbound};
+use crate::forward::{AgentReply, AgentRequest};
 use crate::store::{Caller, MachineRecord};
 use aloft_types::api::ListMachinesQuery;
 use aloft_types::{ApiError, MachineState};
@@ -66,7 +66,7 @@ impl ControlPlane {
                 unreachable_hosts.push(host_id.to_string());
                 continue;
             };
-            let req = Outbound::bodiless(Method::GET, path_and_query.clone());
+            let req = AgentRequest::bodiless(Method::GET, path_and_query.clone());
             let (fwd, caller) = (self.inner.forwarder.clone(), caller.clone());
             tasks.spawn(async move {
                 let result = fwd.send(&host, &caller, &req).await;

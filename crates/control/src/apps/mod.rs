@@ -10,13 +10,14 @@ mod secrets;
 use crate::ControlPlane;
 use crate::auth;
 use crate::error::internal;
-use crate::forward::{Outbound, agent_error};
+use crate::forward::caller_headers;
 use crate::machines::host_gone;
 use crate::store::{AppRecord, Caller, MachineRecord};
+use aloft_agent_api::AgentClient;
 use aloft_types::api::{App, AppList, OrgRef};
 use aloft_types::time::{now_ms, rfc3339};
 use aloft_types::{ApiError, ErrorBody};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use tokio::task::JoinSet;
 
 impl ControlPlane {
@@ -158,12 +159,16 @@ impl ControlPlane {
         }
         let mut tasks = JoinSet::new();
         for (m, host) in targets {
-            let req = Outbound::bodiless(
-                Method::DELETE,
-                format!("/v1/apps/{}/machines/{}?force=true", app.name, m.id),
-            );
-            let (fwd, caller) = (self.inner.forwarder.clone(), caller.clone());
-            tasks.spawn(async move { (m.id, fwd.send(&host, &caller, &req).await) });
+            let (fwd, caller) = (self.inner.forwarder.clone(), caller_headers(caller));
+            let app = app.name.clone();
+            tasks.spawn(async move {
+                let (app, id) = (&app, &m.id);
+                let destroy = move |agent: AgentClient| async move {
+                    agent.destroy_machine(&caller, app, id, true).await
+                };
+                let result = fwd.ask(&host, destroy).await;
+                (m.id, result)
+            });
         }
         let mut failures = Vec::new();
         while let Some(done) = tasks.join_next().await {
@@ -177,7 +182,7 @@ impl ControlPlane {
                 Ok(r) if r.status.is_success() || r.status == StatusCode::NOT_FOUND => {
                     self.inner.store.mark_destroyed(&id).await?;
                 }
-                Ok(r) => failures.push((id, agent_error(&r))),
+                Ok(r) => failures.push((id, r.error())),
                 Err(e) => failures.push((id, ApiError::from(e))),
             }
         }

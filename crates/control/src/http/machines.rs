@@ -1,10 +1,10 @@
 //! `/v1/apps/{app}/machines`: create and list here; every other machine path is forwarded to the
 //! machine's host whatever its sub-path.
 
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{ApiPath, ApiQuery, Forwarded};
 use super::{PARTIAL_HEADER, Reply};
 use crate::ControlPlane;
-use crate::forward::{AgentReply, Outbound};
+use crate::forward::AgentReply;
 use crate::machines::Listing;
 use crate::store::Caller;
 use aloft_types::api::{CreateMachineRequest, ListMachinesQuery};
@@ -90,7 +90,7 @@ pub(crate) async fn create_machine(
     State(cp): State<ControlPlane>,
     caller: Caller,
     ApiPath(app): ApiPath<String>,
-    req: Outbound,
+    Forwarded(req): Forwarded,
 ) -> Reply<AgentReply> {
     Ok(cp.create_machine(&caller, &app, req).await?)
 }
@@ -100,7 +100,7 @@ pub(super) async fn machine(
     State(cp): State<ControlPlane>,
     caller: Caller,
     ApiPath((app, id)): ApiPath<(String, String)>,
-    req: Outbound,
+    Forwarded(req): Forwarded,
 ) -> Reply<AgentReply> {
     Ok(cp.forward_machine(&caller, &app, &id, None, req).await?)
 }
@@ -110,7 +110,7 @@ pub(super) async fn machine_sub_path(
     State(cp): State<ControlPlane>,
     caller: Caller,
     ApiPath((app, id, rest)): ApiPath<(String, String, String)>,
-    req: Outbound,
+    Forwarded(req): Forwarded,
 ) -> Reply<AgentReply> {
     Ok(cp
         .forward_machine(&caller, &app, &id, Some(&rest), req)

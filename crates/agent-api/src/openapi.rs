@@ -1,7 +1,7 @@
 //! The OpenAPI document of the agent's machine endpoints ([`MachinesApiDoc`]), from the
-//! descriptions on the handlers in `machines`. No state.
+//! descriptions on the stub operations in [`crate::operations`]. No state.
 
-use super::machines::*;
+use crate::operations::*;
 use aloft_types::api::{
     CreateMachineRequest, ExecRequest, ExecResponse, LeaseRequest, LeaseResponse, LogLine,
     MachineVersion, MetadataValue, OkResponse, ProcessInfo, SignalRequest, StartResponse,

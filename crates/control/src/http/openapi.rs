@@ -76,7 +76,7 @@ impl Modify for BearerAuth {
 /// The Machines API's OpenAPI document (control plane paths + the agent's machine paths).
 pub fn openapi_document() -> OpenApiDoc {
     let mut doc = ControlPlaneApiDoc::openapi();
-    doc.merge(aloft_agent::http::MachinesApiDoc::openapi());
+    doc.merge(aloft_agent_api::MachinesApiDoc::openapi());
     doc
 }
 

@@ -10,10 +10,11 @@
 
 use crate::ControlPlane;
 use crate::error::internal;
-use crate::forward::agent_error;
-use crate::forward::{AgentReply, Outbound};
+
+use crate::forward::AgentReply;
 use crate::placement;
 use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
+use aloft_agent_api::{AgentClient, AgentError};
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MakeVolumeRequest,
     TakeSnapshotRequest, TakenSnapshot, Volume, VolumeAccess, VolumeSnapshot,
@@ -22,8 +23,9 @@ use aloft_types::config::{Guest, MachineConfig};
 use aloft_types::ids::{new_snapshot_id, new_volume_id, random_hex};
 use aloft_types::time::{now_ms, rfc3339};
 use aloft_types::{ApiError, ErrorBody};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use std::collections::BTreeMap;
+use std::future::Future;
 
 /// Sizes a volume may have, in GB.
 pub(crate) const MAX_VOLUME_GB: u32 = 500;
@@ -104,17 +106,16 @@ impl ControlPlane {
         let key = random_hex(32);
         // The host makes the encrypted disk now (a machine's first start does not wait for it);
         // the volume exists once one host has, the next host tried when one cannot.
-        let make = Outbound::json(
-            Method::POST,
-            format!("/internal/v1/volumes/{id}"),
-            &MakeVolumeRequest {
-                size_gb,
-                key: key.clone(),
-            },
-        );
+        let make = MakeVolumeRequest {
+            size_gb,
+            key: key.clone(),
+        };
+        let (volume_id, make) = (&id, &make);
         let mut refusals = Vec::new();
         for host in placement::candidates(&hosts, &req.region, &Guest::default(), &app_volumes)? {
-            match self.inner.forwarder.send_internal(host, &make).await {
+            let ask =
+                move |agent: AgentClient| async move { agent.make_volume(volume_id, make).await };
+            match self.inner.forwarder.ask(host, ask).await {
                 Ok(reply) if reply.status.is_success() => {
                     let record = VolumeRecord {
                         key: self.inner.secrets.seal(&app.name, &key_name(&id), &key),
@@ -130,7 +131,7 @@ impl ControlPlane {
                     self.inner.store.insert_volume(record.clone()).await?;
                     return Ok(volume_json(record));
                 }
-                Ok(reply) => refusals.push(format!("{}: {}", host.info.id, agent_error(&reply))),
+                Ok(reply) => refusals.push(format!("{}: {}", host.info.id, reply.error())),
                 Err(e) => refusals.push(format!("{}: {e}", host.info.id)),
             }
         }
@@ -230,12 +231,12 @@ impl ControlPlane {
 
     /// Asks the volume's host to remove its data; 503 when the host cannot (the record stays).
     pub(crate) async fn remove_volume_data(&self, v: &VolumeRecord) -> Result<(), ApiError> {
-        let req = Outbound::bodiless(Method::DELETE, format!("/internal/v1/volumes/{}", v.id));
-        let reply = self.ask_volume_host(v, &req).await?;
+        let delete = |agent: AgentClient| async move { agent.delete_volume(&v.id).await };
+        let reply = self.ask_volume_host(v, delete).await?;
         if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
             Ok(())
         } else {
-            Err(agent_error(&reply))
+            Err(reply.error())
         }
     }
 
@@ -248,16 +249,15 @@ impl ControlPlane {
     ) -> Result<VolumeSnapshot, ApiError> {
         let v = self.volume_of(caller, app, id).await?;
         let snapshot_id = new_snapshot_id();
-        let req = Outbound::json(
-            Method::POST,
-            format!("/internal/v1/volumes/{}/snapshots", v.id),
-            &TakeSnapshotRequest {
-                snapshot_id: snapshot_id.clone(),
-            },
-        );
-        let reply = self.ask_volume_host(&v, &req).await?;
+        let take = TakeSnapshotRequest {
+            snapshot_id: snapshot_id.clone(),
+        };
+        let (volume_id, take) = (&v.id, &take);
+        let snapshot =
+            move |agent: AgentClient| async move { agent.snapshot_volume(volume_id, take).await };
+        let reply = self.ask_volume_host(&v, snapshot).await?;
         if !reply.status.is_success() {
-            return Err(agent_error(&reply));
+            return Err(reply.error());
         }
         let taken: TakenSnapshot = serde_json::from_slice(&reply.body).map_err(|e| {
             internal(
@@ -373,16 +373,16 @@ impl ControlPlane {
         Ok((v, host))
     }
 
-    /// Sends an internal request to the volume's host; 503 naming the volume when the host
-    /// does not answer.
-    async fn ask_volume_host(
-        &self,
-        v: &VolumeRecord,
-        req: &Outbound,
-    ) -> Result<AgentReply, ApiError> {
+    /// Calls one internal endpoint of the volume's host (`op` gets its agent's client); 503
+    /// naming the volume when the host does not answer.
+    async fn ask_volume_host<F, Fut>(&self, v: &VolumeRecord, op: F) -> Result<AgentReply, ApiError>
+    where
+        F: FnOnce(AgentClient) -> Fut,
+        Fut: Future<Output = Result<AgentReply, AgentError>>,
+    {
         let host = self.inner.store.host(&v.host_id).await?;
         let sent = match &host {
-            Some(host) => self.inner.forwarder.send_internal(host, req).await,
+            Some(host) => self.inner.forwarder.ask(host, op).await,
             None => return Err(volume_host_down(v, "it is not registered")),
         };
         sent.map_err(|e| volume_host_down(v, &e.to_string()))
