@@ -14,7 +14,7 @@
 
 use crate::AgentConfig;
 use crate::error::AgentError;
-use crate::machine::slot::{CheckResults, Locked, Slot, Slots, lock};
+use crate::machine::slot::{CheckResults, Locked, Slot, Slots};
 use crate::secrets::{SecretSource, Secrets};
 use crate::store::{Record, Store};
 use crate::tasks::{TaskKind, Tasks};
@@ -24,8 +24,9 @@ use aloft_types::api::HostInfo;
 use aloft_types::machine::ImagePull;
 use aloft_types::time::now_ms;
 use aloft_types::{ApiError, MachineEvent, MachineId, MachineState};
+use parking_lot::Mutex;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long shutdown lets running operations finish before aborting them.
@@ -151,11 +152,11 @@ impl Agent {
     }
 
     pub(crate) fn set_advertise(&self, url: &str) {
-        *lock(&self.inner.advertise) = Some(url.to_string());
+        *self.inner.advertise.lock() = Some(url.to_string());
     }
 
     pub(crate) fn advertise(&self) -> Option<String> {
-        lock(&self.inner.advertise).clone()
+        self.inner.advertise.lock().clone()
     }
 
     /// The runtime, unless the agent has stopped (then nothing more may act on machines).

@@ -12,8 +12,9 @@
 
 use aloft_types::api::VolumeAccess;
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where an app's secret values and its volumes' keys come from.
@@ -102,14 +103,11 @@ impl Secrets {
         };
         match source.secrets(app).await {
             Ok(values) => {
-                self.apps
-                    .lock()
-                    .expect("lock")
-                    .insert(app.to_string(), values.clone());
+                self.apps.lock().insert(app.to_string(), values.clone());
                 (values, None)
             }
             Err(e) => {
-                let cached = self.apps.lock().expect("lock").get(app).cloned();
+                let cached = self.apps.lock().get(app).cloned();
                 tracing::warn!(app, error = %e, cached = cached.is_some(), "cannot fetch the app's secrets");
                 match cached {
                     Some(values) => (
@@ -138,11 +136,13 @@ impl Secrets {
         };
         match source.volume(volume).await {
             Ok(access) => {
-                lock(&self.volumes).insert(volume.to_string(), access.clone());
+                self.volumes
+                    .lock()
+                    .insert(volume.to_string(), access.clone());
                 Ok(access)
             }
             // Availability first, as with secrets: the last key this agent was given.
-            Err(e) => match lock(&self.volumes).get(volume).cloned() {
+            Err(e) => match self.volumes.lock().get(volume).cloned() {
                 Some(access) => {
                     tracing::warn!(volume = %volume, error = %e, "the control plane did not answer; using the volume's last known key");
                     Ok(access)
@@ -153,9 +153,4 @@ impl Secrets {
             },
         }
     }
-}
-
-/// Locks a mutex, recovering it if a panicking holder poisoned it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -13,9 +13,9 @@ use crate::error::AgentError;
 use aloft_types::api::{Lease, MachineVersion};
 use aloft_types::machine::{EventRequest, EventSource, EventType, ImageRef};
 use aloft_types::{InstanceId, MachineConfig, MachineEvent, MachineId, MachineState};
+use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// The schema version this agent writes (`PRAGMA user_version`). Version 2 added
 /// `machines.image_ref`.
@@ -173,7 +173,7 @@ impl Store {
 
     /// Writes nothing more, ever: every later call fails with [`AgentError::Closed`].
     pub fn close(&self) {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = self.conn.lock();
         *conn = None;
     }
 
@@ -181,7 +181,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, AgentError>,
     ) -> Result<T, AgentError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.conn.lock();
         match guard.as_mut() {
             Some(conn) => f(conn),
             None => Err(AgentError::Closed),

@@ -8,9 +8,10 @@
 //! State: the abort handles of the running tasks by kind, behind a `std` mutex held only to add,
 //! remove or abort, and the count of running operations (a `watch` channel shutdown waits on).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -67,7 +68,7 @@ impl Tasks {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let mut set = lock(&self.set);
+        let mut set = self.set.lock();
         if set.closed {
             return Err(Closed);
         }
@@ -96,13 +97,13 @@ impl Tasks {
     }
 
     pub fn is_closed(&self) -> bool {
-        lock(&self.set).closed
+        self.set.lock().closed
     }
 
     /// Refuses new tasks and aborts every running one at once.
     pub fn abort_all(&self) {
         let (operations, watchers) = {
-            let mut set = lock(&self.set);
+            let mut set = self.set.lock();
             set.closed = true;
             (
                 std::mem::take(&mut set.operations),
@@ -118,7 +119,7 @@ impl Tasks {
     /// aborts what is left.
     pub async fn close(&self, grace: std::time::Duration) {
         let watchers = {
-            let mut set = lock(&self.set);
+            let mut set = self.set.lock();
             set.closed = true;
             std::mem::take(&mut set.watchers)
         };
@@ -159,16 +160,12 @@ struct Done {
 impl Drop for Done {
     fn drop(&mut self) {
         if let Some(set) = self.set.upgrade() {
-            lock(&set).of(self.kind).remove(&self.id);
+            set.lock().of(self.kind).remove(&self.id);
         }
         if self.kind == TaskKind::Operation {
             self.running.send_modify(|n| *n = n.saturating_sub(1));
         }
     }
-}
-
-fn lock(set: &Mutex<TaskSet>) -> std::sync::MutexGuard<'_, TaskSet> {
-    set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

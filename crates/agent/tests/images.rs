@@ -14,11 +14,12 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use common::{TestAgent, mid};
+use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ORG_TOKEN: &str = "org-token";
@@ -33,13 +34,13 @@ struct Traffic {
 
 impl Traffic {
     fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
+        self.requests.lock().len()
     }
 
     /// How many times a blob was downloaded since request number `since`.
     fn blob_gets(&self, digest: &str, since: usize) -> usize {
         let suffix = format!("/blobs/{digest}");
-        self.requests.lock().unwrap()[since..]
+        self.requests.lock()[since..]
             .iter()
             .filter(|r| r.starts_with("GET ") && r.ends_with(&suffix))
             .count()
@@ -48,7 +49,7 @@ impl Traffic {
 
 async fn observe(State(t): State<Traffic>, req: Request, next: Next) -> Response {
     let line = format!("{} {}", req.method(), req.uri().path());
-    t.requests.lock().unwrap().push(line.clone());
+    t.requests.lock().push(line.clone());
     if line.starts_with("GET ") && line.contains("/blobs/") {
         let ms = t.blob_delay_ms.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -478,7 +479,7 @@ async fn pulls_show_progress_and_fetch_each_layer_once() {
 
 impl TestRegistry {
     fn requests_since(&self, since: usize, containing: &str) -> Vec<String> {
-        self.traffic.requests.lock().unwrap()[since..]
+        self.traffic.requests.lock()[since..]
             .iter()
             .filter(|r| r.contains(containing))
             .cloned()

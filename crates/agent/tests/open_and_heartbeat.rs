@@ -8,7 +8,8 @@ use aloft_types::api::HostInfo;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
@@ -81,7 +82,7 @@ async fn register(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    seen.lock().unwrap().push((auth, info));
+    seen.lock().push((auth, info));
     "ok"
 }
 
@@ -104,10 +105,10 @@ async fn the_heartbeat_registers_at_once_and_survives_failures() {
         "http://127.0.0.7:4281".into(),
     );
     t.eventually("the first heartbeat arrived", || async {
-        !seen.lock().unwrap().is_empty()
+        !seen.lock().is_empty()
     })
     .await;
-    let (auth, info) = seen.lock().unwrap()[0].clone();
+    let (auth, info) = seen.lock()[0].clone();
     assert_eq!(
         auth.as_deref(),
         Some(format!("Bearer {}", common::TOKEN).as_str())

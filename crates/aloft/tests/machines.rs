@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// Every `dev up` numbers its host 1 and its first org 1, so two at once would give machines the
 /// same 6PN addresses (the host's route to one would hide the other): one test at a time.
-static ONE_CLOUD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_CLOUD: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 /// This test's own bridge and subnet, so it can run beside other tests and a running `dev up`;
 /// autostop looks for idle machines every second.
@@ -121,7 +121,7 @@ fn gvisor_machines_serve_survive_the_agent_and_leave_nothing_behind() {
     if gvisor_missing("real machines") {
         return;
     }
-    let _one = ONE_CLOUD.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_CLOUD.lock();
     let (tmp, data) = temp_data_dir();
     let mut dev = DevUp::start_with(&data, "gvisor", &NET);
     build_and_push(&dev, tmp.path());
@@ -557,7 +557,7 @@ fn the_example_app_runs_as_a_microvm() {
     if gvisor_missing("real machines") {
         return;
     }
-    let _one = ONE_CLOUD.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_CLOUD.lock();
     let kernel = std::env::var("ALOFT_KERNEL_DIR").unwrap_or("/var/cache/aloft/kernel".into());
     let qemu = Command::new("qemu-system-x86_64")
         .arg("--version")

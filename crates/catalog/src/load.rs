@@ -8,9 +8,10 @@
 //! it with the machines. State: a `std` mutex over the map of counters, held only to find or
 //! compact them; the counts themselves are atomics.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -67,7 +68,6 @@ impl Load {
     fn counter(&self, machine: &str) -> Arc<Counter> {
         self.machines
             .lock()
-            .expect("lock")
             .entry(machine.to_string())
             .or_default()
             .clone()
@@ -77,7 +77,6 @@ impl Load {
     pub fn current(&self, machine: &str) -> u32 {
         self.machines
             .lock()
-            .expect("lock")
             .get(machine)
             .map_or(0, |c| c.in_flight.load(Ordering::SeqCst))
     }
@@ -85,7 +84,7 @@ impl Load {
     /// How long the machine has served nothing: zero while it serves something; since its last
     /// request ended, or since this proxy started when it had none.
     pub fn idle_for(&self, machine: &str) -> Duration {
-        let machines = self.machines.lock().expect("lock");
+        let machines = self.machines.lock();
         let Some(c) = machines.get(machine) else {
             return self.epoch.elapsed();
         };
@@ -116,7 +115,6 @@ impl Load {
         let mut all: Vec<(String, u32)> = self
             .machines
             .lock()
-            .expect("lock")
             .iter()
             .map(|(id, c)| (id.clone(), c.in_flight.load(Ordering::SeqCst)))
             .collect();
@@ -133,7 +131,7 @@ impl Load {
     /// then; counters are recreated on use).
     pub fn compact(&self, idle: Duration) {
         let now = self.epoch.elapsed();
-        self.machines.lock().expect("lock").retain(|_, c| {
+        self.machines.lock().retain(|_, c| {
             let released = Duration::from_millis(c.released_ms.load(Ordering::SeqCst));
             c.in_flight.load(Ordering::SeqCst) > 0
                 || Arc::strong_count(c) > 1
@@ -175,10 +173,10 @@ mod tests {
         let held = load.try_acquire("busy", 2).unwrap();
         drop(load.try_acquire("idle", 2).unwrap());
         load.compact(Duration::ZERO);
-        assert_eq!(load.machines.lock().unwrap().len(), 1);
+        assert_eq!(load.machines.lock().len(), 1);
         assert_eq!(load.current("busy"), 1);
         drop(held);
         load.compact(Duration::ZERO);
-        assert!(load.machines.lock().unwrap().is_empty());
+        assert!(load.machines.lock().is_empty());
     }
 }

@@ -21,7 +21,8 @@ use aloft_dns::names::Entry;
 use aloft_dns::server::Directory;
 use aloft_types::Machine;
 use async_trait::async_trait;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// What the local catalog needs from the machines of one host (the host agent implements it).
@@ -59,10 +60,10 @@ impl LocalCatalog {
 
     /// Whether the machines changed since the last call (true the first time).
     pub fn changed(&self) -> bool {
-        let mut rx = self.changes.lock().expect("lock");
+        let mut rx = self.changes.lock();
         let changed = rx.has_changed().unwrap_or(false);
         rx.mark_unchanged();
-        changed || self.view.lock().expect("lock").is_none()
+        changed || self.view.lock().is_none()
     }
 
     /// Where these machines come from (the host's agent).
@@ -73,7 +74,7 @@ impl LocalCatalog {
     /// This host's machines now (reloaded from the store only when one changed).
     pub fn current(&self) -> Arc<CatalogView> {
         let changed = self.changed();
-        let mut view = self.view.lock().expect("lock");
+        let mut view = self.view.lock();
         if changed {
             match self.source.machines() {
                 Ok(machines) => {

@@ -8,9 +8,10 @@ use crate::entry::MachineEntry;
 use crate::target::{PublicPort, Target, first_service_target, machine_targets, public_ports};
 use aloft_dns::names::Entry;
 use aloft_types::MachineState;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// An app's targets for one public port.
 pub(crate) type Targets = Arc<Vec<Target>>;
@@ -57,7 +58,7 @@ impl CatalogView {
 
     pub fn targets(&self, app: &str, port: u16) -> Option<Targets> {
         let machines = self.by_app.get(app)?;
-        let mut cache = self.targets.lock().expect("lock");
+        let mut cache = self.targets.lock();
         let targets = cache
             .entry((app.to_string(), port))
             .or_insert_with(|| {

@@ -54,9 +54,10 @@ pub use store::CertRecord;
 
 use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
 use aloft_types::time::now_ms;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// How to run a control plane.
 #[derive(Debug, Clone)]
@@ -204,12 +205,12 @@ impl ControlPlane {
 
     /// Makes the control plane a member of the mesh (as number 0), listed with the hosts.
     pub fn set_mesh_self(&self, me: MeshPeer) {
-        *self.inner.mesh_self.lock().expect("lock") = Some(me);
+        *self.inner.mesh_self.lock() = Some(me);
     }
 
     /// Every member of the mesh: the control plane (if it is one), then the hosts by number.
     pub async fn mesh_peers(&self) -> Result<Vec<MeshPeer>, ControlPlaneError> {
-        let me = self.inner.mesh_self.lock().expect("lock").clone();
+        let me = self.inner.mesh_self.lock().clone();
         let mut peers: Vec<MeshPeer> = me.into_iter().collect();
         peers.extend(self.inner.store.mesh_members().await?);
         Ok(peers)

@@ -10,8 +10,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const INTERNAL_TOKEN: &str = "internal-secret";
 
@@ -35,7 +36,7 @@ struct Fake {
 
 impl Fake {
     fn record(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) {
-        self.seen.lock().unwrap().push(Seen {
+        self.seen.lock().push(Seen {
             method,
             uri: uri.to_string(),
             headers,
@@ -44,7 +45,7 @@ impl Fake {
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.seen.lock().clone()
     }
 }
 

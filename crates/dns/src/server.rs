@@ -201,7 +201,7 @@ impl Dns {
     ) {
         let permits = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
         // Connections per client address: one machine cannot take every slot.
-        let per_client: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>> =
+        let per_client: Arc<parking_lot::Mutex<std::collections::HashMap<IpAddr, usize>>> =
             Arc::default();
         tokio::pin!(shutdown);
         loop {
@@ -221,7 +221,7 @@ impl Dns {
             };
             let client = from.ip();
             {
-                let mut open = per_client.lock().expect("lock");
+                let mut open = per_client.lock();
                 let n = open.entry(client).or_default();
                 if *n >= MAX_TCP_PER_CLIENT {
                     tracing::debug!(%client, "too many DNS connections from one client: closed");
@@ -232,7 +232,7 @@ impl Dns {
             let (dns, per_client) = (self.clone(), per_client.clone());
             tokio::spawn(async move {
                 let _ = dns.tcp_connection(stream, client).await;
-                let mut open = per_client.lock().expect("lock");
+                let mut open = per_client.lock();
                 if let Some(n) = open.get_mut(&client) {
                     *n -= 1;
                     if *n == 0 {

@@ -9,7 +9,7 @@
 //! `REFERENCE` is a full `host:port/repo:tag` (or `@sha256:...`).
 
 use aloft_image::{Credentials, ImageConfig, ImageStore, PullProgress, Reference};
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Instant;
 
 const USAGE: &str =
@@ -46,9 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let last = Mutex::new(PullProgress::default());
     let start = Instant::now();
-    let image = store
-        .pull(&reference, &creds, |p| *last.lock().unwrap() = p)
-        .await?;
+    let image = store.pull(&reference, &creds, |p| *last.lock() = p).await?;
     let pulled = start.elapsed().as_secs_f64();
     let (ext4_path, ext4_secs) = if ext4 {
         let start = Instant::now();
@@ -57,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (None, 0.0)
     };
-    let p = last.lock().unwrap().clone();
+    let p = last.lock().clone();
     println!(
         "{}",
         serde_json::json!({

@@ -9,12 +9,13 @@ use crate::reference::Reference;
 use aloft_oci::manifest::{self, Descriptor, Parsed};
 use aloft_oci::media_type;
 use base64::Engine;
+use parking_lot::Mutex;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -120,15 +121,11 @@ impl Session {
     }
 
     fn auth_header(&self) -> Option<String> {
-        self.inner
-            .auth
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.auth.lock().clone()
     }
 
     fn set_auth(&self, value: String) {
-        *self.inner.auth.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+        *self.inner.auth.lock() = Some(value);
     }
 
     fn unauthorized(&self, detail: impl Into<String>) -> ImageError {

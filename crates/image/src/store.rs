@@ -31,14 +31,15 @@ use aloft_oci::defaults::ImageDefaults;
 use aloft_oci::digest;
 use aloft_oci::flight::{Flight, Flights};
 use aloft_oci::manifest::{ConfigFile, Descriptor};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{RwLock, Semaphore, watch};
 
@@ -466,7 +467,7 @@ impl Inner {
     ) -> Result<Image, ImageError> {
         let name = reference.to_string();
         if !stored.references.contains(&name) {
-            let _lock = self.records.lock().unwrap_or_else(|p| p.into_inner());
+            let _lock = self.records.lock();
             let h = hex(&stored.manifest_digest)?;
             let path = self.images_dir.join(h).join("image.json");
             if let Some(current) = read_json::<StoredImage>(&path)? {

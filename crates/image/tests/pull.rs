@@ -6,8 +6,9 @@ use aloft_image::oci_layout::{LayerEntry, LayoutBuilder};
 use aloft_image::{Compression, Credentials, ImageError, ImageProcess, PullPhase, PullProgress};
 use common::server::{Auth, TestRegistry};
 use common::*;
+use parking_lot::Mutex;
 use std::os::unix::fs::MetadataExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn no_progress(_: PullProgress) {}
 
@@ -17,7 +18,7 @@ fn recorder() -> (
 ) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let e = events.clone();
-    (events, move |p| e.lock().unwrap().push(p))
+    (events, move |p| e.lock().push(p))
 }
 
 #[tokio::test]
@@ -73,7 +74,7 @@ async fn pulls_an_image_into_a_rootfs() {
         Some("tool")
     );
 
-    let events = events.lock().unwrap().clone();
+    let events = events.lock().clone();
     let last = events.last().unwrap();
     assert_eq!(last.phase, PullPhase::Done);
     assert_eq!(
@@ -209,7 +210,7 @@ async fn a_second_image_fetches_only_its_new_layer() {
         4 + 2,
         "v1: 3 layers + config; v2: 1 layer + config"
     );
-    let last = events.lock().unwrap().last().unwrap().clone();
+    let last = events.lock().last().unwrap().clone();
     let new_layer = std::fs::metadata(layout.join("blobs/sha256").join(&v2.layers[2][7..]))
         .unwrap()
         .len();
@@ -533,7 +534,7 @@ async fn broken_transfers_are_retried() {
         4 + 2,
         "two broken transfers were retried"
     );
-    let last = events.lock().unwrap().last().unwrap().clone();
+    let last = events.lock().last().unwrap().clone();
     assert!(last.bytes_fetched >= last.bytes_total);
 }
 

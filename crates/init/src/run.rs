@@ -4,13 +4,13 @@
 use crate::process::{self, Unrunnable};
 use crate::setup;
 use aloft_types::init::{ExitReport, InitConfig};
+use parking_lot::{Condvar, Mutex};
 use rustix::process::{Pid, Signal, WaitOptions};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where init finds its config and reports, and how much of the system it sets up.
@@ -135,16 +135,13 @@ fn code_and_signal(s: rustix::process::WaitStatus) -> (i32, i32) {
 /// Waits until init has reaped child `pid`; (exit code, signal), or `None` after `timeout`.
 pub fn wait_child(pid: i32, timeout: Duration) -> Option<(i32, i32)> {
     let deadline = Instant::now() + timeout;
-    let mut reaped = REAPED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut reaped = REAPED.lock();
     loop {
         if let Some(st) = reaped.remove(&pid) {
             return Some(st);
         }
         let left = deadline.checked_duration_since(Instant::now())?;
-        reaped = REAPED_CHANGED
-            .wait_timeout(reaped, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        REAPED_CHANGED.wait_for(&mut reaped, left);
     }
 }
 
@@ -164,7 +161,7 @@ fn reap_until(main: i32) -> Option<rustix::process::WaitStatus> {
 
 /// Records a reaped child for [`wait_child`] (bounded: orphans nobody waits for are forgotten).
 fn record(pid: i32, status: rustix::process::WaitStatus) {
-    let mut reaped = REAPED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut reaped = REAPED.lock();
     if reaped.len() > 1024 {
         reaped.pop_first();
     }

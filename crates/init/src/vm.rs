@@ -10,13 +10,14 @@ use aloft_types::init::{
     CONTROL_PORT, ControlOp, ControlReply, ControlRequest, ControlResult, EXIT_PORT, ExitReport,
     GuestMessage, InitConfig, Sysinfo, VM_CONFIG_PATH,
 };
+use parking_lot::Mutex;
 use rustix::mount::{MountFlags, mount, mount_move};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Whether this process is the init of a microVM (PID 1 with the VM config in its initramfs).
@@ -212,9 +213,7 @@ impl Control {
     fn send(&self, msg: &GuestMessage) {
         let mut line = serde_json::to_vec(msg).expect("serializable");
         line.push(b'\n');
-        if let Ok(mut w) = self.writer.lock() {
-            let _ = w.write_all(&line);
-        }
+        let _ = self.writer.lock().write_all(&line);
     }
 
     /// Serves requests in a thread (each request in its own thread).

@@ -18,13 +18,14 @@ use boringtun::device::tun::TunSocket;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
@@ -221,7 +222,7 @@ impl Mesh {
     /// whose key is unchanged are kept.
     pub fn set_peers(&self, peers: &[Peer]) -> Result<(), MeshError> {
         let mut next = HashMap::new();
-        let mut current = self.inner.peers.lock().expect("lock");
+        let mut current = self.inner.peers.lock();
         for p in peers.iter().filter(|p| p.host != self.inner.me) {
             let key = PublicKey::from(decode(&p.public_key)?);
             let state = match current.remove(&p.host) {
@@ -302,7 +303,7 @@ async fn from_tun(inner: Arc<Inner>) {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let mut peers = inner.peers.lock().expect("lock");
+        let mut peers = inner.peers.lock();
         let Some(p) = peers.get_mut(&host) else {
             tracing::debug!(host, "no mesh peer for this host");
             continue;
@@ -330,7 +331,7 @@ async fn from_network(inner: Arc<Inner>) {
             }
         };
         let datagram = &buf[..n];
-        let mut peers = inner.peers.lock().expect("lock");
+        let mut peers = inner.peers.lock();
         let host = match Tunn::parse_incoming_packet(datagram) {
             Ok(Packet::HandshakeInit(h)) => parse_handshake_anon(&inner.secret, &inner.public, &h)
                 .ok()
@@ -387,7 +388,7 @@ async fn timers(inner: Arc<Inner>) {
     let mut out = vec![0u8; BUF];
     loop {
         tokio::time::sleep(TIMER_TICK).await;
-        let mut peers = inner.peers.lock().expect("lock");
+        let mut peers = inner.peers.lock();
         for p in peers.values_mut() {
             if let TunnResult::WriteToNetwork(d) = p.tunn.update_timers(&mut out) {
                 transmit(&inner, p.endpoint, p.delay, d);

@@ -3,10 +3,11 @@
 
 use aloft_mesh::{Key, Mesh, MeshConfig, Peer};
 use aloft_types::sixpn::{host_address, machine_address};
+use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn root() -> bool {
@@ -166,7 +167,7 @@ fn relay(a: &Host, b: &Host) -> (SocketAddr, SocketAddr, Arc<Mutex<Vec<Vec<u8>>>
         std::thread::spawn(move || {
             let mut buf = [0u8; 65536];
             while let Ok((n, _)) = from.recv_from(&mut buf) {
-                seen.lock().unwrap().push(buf[..n].to_vec());
+                seen.lock().push(buf[..n].to_vec());
                 let _ = to.send_to(&buf[..n], dest);
             }
         });
@@ -231,7 +232,7 @@ fn hosts_reach_each_other_encrypted_and_orgs_stay_apart() {
     let secret = b"a secret the wire must not show";
     let got = send_until_received(&from_a, &at_b, secret, "nothing crossed the mesh");
     assert_eq!(got, (secret.to_vec(), IpAddr::V6(host_address(1))));
-    let wire = seen.lock().unwrap().clone();
+    let wire = seen.lock().clone();
     assert!(!wire.is_empty(), "nothing went through the relay");
     assert!(
         !wire

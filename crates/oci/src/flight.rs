@@ -20,8 +20,9 @@
 //!
 //! The map is behind a std mutex that is never held across an await.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 type Slot<T, E> = Arc<tokio::sync::Mutex<Option<Result<T, E>>>>;
 type Map<T, E, S> = Arc<Mutex<HashMap<String, Arc<Flight<T, E, S>>>>>;
@@ -46,10 +47,6 @@ pub struct Joined<T, E, S = ()> {
     flight: Arc<Flight<T, E, S>>,
 }
 
-fn lock<V>(mutex: &Mutex<V>) -> MutexGuard<'_, V> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<T, E, S> Default for Flights<T, E, S> {
     fn default() -> Self {
         Flights {
@@ -66,7 +63,9 @@ impl<T, E, S: Default> Flights<T, E, S> {
 
     /// Joins the flight for `key`, creating it if none is under way.
     pub fn join(&self, key: &str) -> Joined<T, E, S> {
-        let flight = lock(&self.map)
+        let flight = self
+            .map
+            .lock()
             .entry(key.to_string())
             .or_insert_with(|| Arc::new(Flight::new()))
             .clone();
@@ -93,7 +92,7 @@ impl<T, E, S: Default> Flights<T, E, S> {
         S: Send + Sync + 'static,
     {
         let (flight, leader) = {
-            let mut map = lock(&self.map);
+            let mut map = self.map.lock();
             match map.get(key) {
                 Some(flight) => (Arc::clone(flight), None),
                 None => {
@@ -176,7 +175,7 @@ impl<T, E, S> std::ops::Deref for Joined<T, E, S> {
 
 impl<T, E, S> Drop for Joined<T, E, S> {
     fn drop(&mut self) {
-        let mut map = lock(&self.map);
+        let mut map = self.map.lock();
         if map
             .get(&self.key)
             .is_some_and(|f| Arc::ptr_eq(f, &self.flight))

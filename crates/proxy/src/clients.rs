@@ -1,9 +1,10 @@
 //! Per-client limits (network-level flood protection): connections open at once and requests
 //! per second from one address.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The limits one client address gets.
@@ -35,7 +36,7 @@ pub struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let mut table = self.clients.table.lock().expect("lock");
+        let mut table = self.clients.table.lock();
         if let Some(c) = table.get_mut(&self.ip) {
             c.connections = c.connections.saturating_sub(1);
             if c.connections == 0 {
@@ -55,7 +56,7 @@ impl Clients {
 
     /// A place for a new connection from `ip`, or `None` when it has as many open as allowed.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Option<Connection> {
-        let mut table = self.table.lock().expect("lock");
+        let mut table = self.table.lock();
         let c = table.entry(ip).or_default();
         if c.connections >= self.limits.max_connections {
             return None;
@@ -73,7 +74,7 @@ impl Clients {
         if rate == 0 {
             return true;
         }
-        let mut table = self.table.lock().expect("lock");
+        let mut table = self.table.lock();
         let c = table.entry(ip).or_default();
         let now = Instant::now();
         let rate = f64::from(rate);

@@ -11,9 +11,9 @@
 //! aloft_proxy_machine_load{machine}                      requests in flight (gauge)
 //! ```
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
@@ -67,7 +67,7 @@ impl Metrics {
         took: Duration,
         code: Option<&'static str>,
     ) {
-        let mut m = self.inner.lock().expect("lock");
+        let mut m = self.inner.lock();
         *entry(&mut m.requests, app).entry(status).or_default() += 1;
         if let Some(code) = code {
             *entry(&mut m.errors, app).entry(code).or_default() += 1;
@@ -86,7 +86,7 @@ impl Metrics {
     }
 
     pub fn count(&self, event: Event, app: &str) {
-        let mut m = self.inner.lock().expect("lock");
+        let mut m = self.inner.lock();
         let map = match event {
             Event::Retry => &mut m.retries,
             Event::Replay => &mut m.replays,
@@ -98,7 +98,7 @@ impl Metrics {
 
     /// The text exposition, with `load` as the machines' in-flight gauge.
     pub fn render(&self, load: &[(String, u32)]) -> String {
-        let m = self.inner.lock().expect("lock");
+        let m = self.inner.lock();
         let mut out = String::new();
         family(
             "aloft_proxy_requests_total",

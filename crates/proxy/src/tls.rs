@@ -9,6 +9,7 @@
 //!
 //! A client hello for any other name (or none) gets no certificate: the handshake fails.
 
+use parking_lot::Mutex;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
     SerialNumber,
@@ -22,7 +23,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const CA_NAME: &str = "aloft development CA";
 
@@ -128,7 +129,7 @@ impl std::fmt::Debug for Certificates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Certificates")
             .field("ca", &self.ca.cert_path)
-            .field("issued", &self.issued.lock().map(|m| m.len()).unwrap_or(0))
+            .field("issued", &self.issued.lock().len())
             .finish()
     }
 }
@@ -155,7 +156,7 @@ impl Certificates {
                 crate::names::app_of_name(&name, self.app_domain.as_deref())?;
             }
         }
-        let mut issued = self.issued.lock().expect("lock");
+        let mut issued = self.issued.lock();
         if let Some(c) = issued.get(&name) {
             return Some(c.clone());
         }
@@ -243,12 +244,12 @@ pub struct Domain {
 /// change.
 #[derive(Default)]
 pub struct Domains {
-    map: std::sync::RwLock<HashMap<String, Domain>>,
+    map: parking_lot::RwLock<HashMap<String, Domain>>,
 }
 
 impl std::fmt::Debug for Domains {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.map.read().map(|m| m.len()).unwrap_or(0);
+        let n = self.map.read().len();
         write!(f, "Domains({n})")
     }
 }
@@ -288,10 +289,10 @@ impl Domains {
             };
             map.insert(hostname.to_ascii_lowercase(), Domain { app, certified });
         }
-        *self.map.write().expect("lock") = map;
+        *self.map.write() = map;
     }
 
     pub fn get(&self, hostname: &str) -> Option<Domain> {
-        self.map.read().expect("lock").get(hostname).cloned()
+        self.map.read().get(hostname).cloned()
     }
 }

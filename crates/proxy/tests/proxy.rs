@@ -14,13 +14,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -54,7 +55,7 @@ impl Default for Table {
 
 impl Table {
     fn set_state(&self, id: &str, state: MachineState) {
-        for t in self.apps.lock().unwrap().values_mut().flatten() {
+        for t in self.apps.lock().values_mut().flatten() {
             if t.machine_id == id {
                 t.state = state;
                 t.routable = state == MachineState::Started;
@@ -66,26 +67,20 @@ impl Table {
 #[async_trait::async_trait]
 impl Catalog for Table {
     fn targets(&self, app: &str, _port: u16) -> Option<Arc<Vec<Target>>> {
-        self.apps.lock().unwrap().get(app).cloned().map(Arc::new)
+        self.apps.lock().get(app).cloned().map(Arc::new)
     }
 
     fn ports(&self) -> Vec<PublicPort> {
-        self.ports.lock().unwrap().clone()
+        self.ports.lock().clone()
     }
 
     fn all_targets(&self) -> Vec<Target> {
-        self.apps
-            .lock()
-            .unwrap()
-            .values()
-            .flatten()
-            .cloned()
-            .collect()
+        self.apps.lock().values().flatten().cloned().collect()
     }
 
     async fn start(&self, target: &Target) -> Result<(), String> {
         self.starts.fetch_add(1, Ordering::SeqCst);
-        let delay = *self.start_delay.lock().unwrap();
+        let delay = *self.start_delay.lock();
         let Some(delay) = delay else {
             // A start that never ends (the agent stuck on the machine).
             return std::future::pending().await;
@@ -96,11 +91,11 @@ impl Catalog for Table {
     }
 
     fn rtt(&self, region: &str) -> Option<Duration> {
-        self.rtts.lock().unwrap().get(region).copied()
+        self.rtts.lock().get(region).copied()
     }
 
     async fn stop(&self, target: &Target, _suspend: bool) -> Result<(), String> {
-        self.stops.lock().unwrap().push(target.machine_id.clone());
+        self.stops.lock().push(target.machine_id.clone());
         self.set_state(&target.machine_id, MachineState::Stopped);
         Ok(())
     }
@@ -215,7 +210,7 @@ struct Running {
 
 impl Running {
     fn set(&self, app: &str, targets: Vec<Target>) {
-        self.table.apps.lock().unwrap().insert(app.into(), targets);
+        self.table.apps.lock().insert(app.into(), targets);
     }
 
     /// Stops accepting and waits until requests in flight are done.
@@ -748,7 +743,7 @@ async fn stopping_lets_requests_in_flight_finish() {
 #[tokio::test]
 async fn a_request_for_a_stopped_app_starts_a_machine_and_waits_for_it() {
     let p = proxy().await;
-    *p.table.start_delay.lock().unwrap() = Some(Duration::from_millis(300));
+    *p.table.start_delay.lock() = Some(Duration::from_millis(300));
     let m = echo("sleepy").await;
     p.set("hello", vec![stopped(target("sleepy", "local", m, 20, 25))]);
     let t0 = Instant::now();
@@ -792,7 +787,7 @@ async fn a_machine_that_never_starts_is_a_wake_timeout() {
     let mut c = config();
     c.wake_timeout = Duration::from_millis(300);
     let p = proxy_with(c).await;
-    *p.table.start_delay.lock().unwrap() = None;
+    *p.table.start_delay.lock() = None;
     p.set(
         "hello",
         vec![stopped(target(
@@ -865,7 +860,7 @@ async fn autostop_stops_idle_machines_one_at_a_time_but_never_a_busy_one() {
     tokio::time::sleep(Duration::from_millis(550)).await;
     let _ = stop.send(());
     task.await.unwrap();
-    let stops = p.table.stops.lock().unwrap().clone();
+    let stops = p.table.stops.lock().clone();
     // a and b are idle: one per round; c, alone then, is busy and keeps running.
     assert_eq!(stops, ["a", "b"], "{stops:?}");
 }
@@ -1131,7 +1126,7 @@ impl Running {
     /// Lists public `port` for app `db` with `handlers`, and has the proxy serve public ports
     /// on 127.0.0.1 (80 and 443 excepted).
     fn serve_ports(&self, port: u16, handlers: PortHandlers) {
-        *self.table.ports.lock().unwrap() = vec![PublicPort {
+        *self.table.ports.lock() = vec![PublicPort {
             port,
             app: "db".into(),
             handlers,
@@ -1208,7 +1203,7 @@ async fn tcp_ports_pass_connections_through_skipping_machines_that_refuse() {
     drop(open);
 
     // What the port does changes (here: it serves HTTP now): the listener is replaced at once.
-    p.table.ports.lock().unwrap()[0].handlers = PortHandlers {
+    p.table.ports.lock()[0].handlers = PortHandlers {
         http: true,
         ..PortHandlers::default()
     };
@@ -1232,7 +1227,7 @@ async fn tcp_ports_pass_connections_through_skipping_machines_that_refuse() {
     }
 
     // When the app no longer lists the port, the proxy stops listening on it.
-    p.table.ports.lock().unwrap().clear();
+    p.table.ports.lock().clear();
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
         assert!(Instant::now() < deadline, "port {port} still open");
@@ -1538,7 +1533,7 @@ async fn a_worker_refuses_when_its_machine_is_full_and_the_edge_tries_the_next_r
 
     // A machine the worker no longer runs is refused the same way.
     worker.set("hello", vec![stopped(target("syd-1", "syd", busy, 1, 1))]);
-    worker.table.start_delay.lock().unwrap().take();
+    worker.table.start_delay.lock().take();
     let resp = get(edge.addr, "hello.localhost", "fly-prefer-region: syd\r\n").await;
     assert!(resp.contains("machine: ams-1"), "{resp}");
 }
@@ -1600,7 +1595,7 @@ async fn without_a_machine_in_its_region_an_edge_picks_the_region_measured_neare
         ],
     );
     let rtts = |ord_ms, ams_ms| {
-        *p.table.rtts.lock().unwrap() = HashMap::from([
+        *p.table.rtts.lock() = HashMap::from([
             ("ord".to_string(), Duration::from_millis(ord_ms)),
             ("ams".to_string(), Duration::from_millis(ams_ms)),
         ]);
@@ -1613,7 +1608,7 @@ async fn without_a_machine_in_its_region_an_edge_picks_the_region_measured_neare
         }
     }
     // A region not measured yet comes after every measured one.
-    p.table.rtts.lock().unwrap().remove("ord");
+    p.table.rtts.lock().remove("ord");
     let resp = get(p.addr, "hello.localhost", "").await;
     assert!(resp.contains("machine: ams-m"), "{resp}");
 }

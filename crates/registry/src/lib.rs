@@ -95,7 +95,8 @@ pub use config::{RegistryConfig, Upstream};
 pub use error::{ErrorCode, RegistryError};
 pub use gc::GcReport;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A registry over one data dir. Cheap to clone; clones share everything.
@@ -174,11 +175,6 @@ impl Registry {
             }
         })
     }
-}
-
-/// Locks a std mutex, ignoring poisoning (the data behind ours stays consistent on panic).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// 32 random hex characters (upload ids, temporary file names).

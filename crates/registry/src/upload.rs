@@ -8,14 +8,15 @@
 use crate::body::ChunkSource;
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::store::{Store, copy_hashing, exists, list_dir};
-use crate::{lock, random_id, unix_now};
+use crate::{random_id, unix_now};
 use aloft_oci::{Digest, RepoName};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
@@ -108,7 +109,9 @@ impl Uploads {
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(unknown(id));
         }
-        let session = lock(&self.sessions)
+        let session = self
+            .sessions
+            .lock()
             .entry(id.to_string())
             .or_default()
             .clone();
@@ -121,7 +124,7 @@ impl Uploads {
         let state: State = match tokio::fs::read(&state_path).await {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| unknown(id))?,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                lock(&self.sessions).remove(id);
+                self.sessions.lock().remove(id);
                 return Err(unknown(id));
             }
             Err(e) => return Err(RegistryError::io("read", state_path, e)),
@@ -257,7 +260,7 @@ impl Uploads {
 
     async fn remove(&self, mut upload: Upload) -> Result<()> {
         upload.session.removed = true;
-        lock(&self.sessions).remove(&upload.id);
+        self.sessions.lock().remove(&upload.id);
         match tokio::fs::remove_dir_all(&upload.dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -270,7 +273,7 @@ impl Uploads {
     pub(crate) async fn cleanup(&self, ttl: Duration) -> Result<usize> {
         let mut removed = 0;
         for id in list_dir(&self.dir).await? {
-            let session = lock(&self.sessions).entry(id.clone()).or_default().clone();
+            let session = self.sessions.lock().entry(id.clone()).or_default().clone();
             let Ok(mut session) = session.try_lock_owned() else {
                 continue;
             };
@@ -291,7 +294,7 @@ impl Uploads {
                 continue;
             }
             session.removed = true;
-            lock(&self.sessions).remove(&id);
+            self.sessions.lock().remove(&id);
             match tokio::fs::remove_dir_all(&dir).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}

@@ -10,11 +10,11 @@
 //! first CPU is kept for the host and shared machines, the others are handed out whole to
 //! performance machines, and shared machines are pinned to what is not handed out.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 const ROOT: &str = "/sys/fs/cgroup";
 const PERIOD_US: u64 = 100_000;
@@ -370,7 +370,7 @@ impl CpuAllocator {
     /// that many are free, else the shared ones. Shared machines already running are re-pinned
     /// when cores are handed out.
     pub fn assign(&self, id: &str, cpus: u32, performance: bool) -> Vec<u32> {
-        let mut dedicated = self.dedicated.lock().expect("lock");
+        let mut dedicated = self.dedicated.lock();
         dedicated.remove(id);
         if performance {
             if let Some(cores) = free_cores(&self.host, &dedicated, cpus) {
@@ -391,7 +391,7 @@ impl CpuAllocator {
 
     /// Gives machine `id`'s cores back (its run ended or it is destroyed).
     pub fn release(&self, id: &str) {
-        let mut dedicated = self.dedicated.lock().expect("lock");
+        let mut dedicated = self.dedicated.lock();
         if dedicated.remove(id).is_some() {
             self.save(&dedicated);
             self.repin_shared(&dedicated);

@@ -9,6 +9,7 @@
 //!
 //! Commands are `ip` (iproute2) and `nft` (nftables); what is missing is named in the error.
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,7 +17,6 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 mod rules;
 
@@ -303,14 +303,8 @@ impl HostNetwork {
     fn ensure_rules(&self) -> Result<(), NetError> {
         // Held while the machines are read and the rules written, so that of two machines
         // joining or leaving at once, the later write has both.
-        let mut applied = self.applied.lock().expect("lock");
-        let ports: Vec<MachineNet> = self
-            .leases
-            .lock()
-            .expect("lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut applied = self.applied.lock();
+        let ports: Vec<MachineNet> = self.leases.lock().values().cloned().collect();
         if applied.as_ref() == Some(&ports) {
             return Ok(());
         }
@@ -341,7 +335,7 @@ impl HostNetwork {
 
     /// The machine's addresses: the ones it holds, or new ones.
     fn lease(&self, id: &str, ipv6: Ipv6Addr, netns: bool) -> Result<MachineNet, NetError> {
-        let mut leases = self.leases.lock().expect("lock");
+        let mut leases = self.leases.lock();
         if let Some(m) = leases.get(id)
             && m.ipv6 == ipv6
             && m.netns.is_some() == netns
@@ -477,7 +471,7 @@ impl HostNetwork {
 
     /// Removes the machine's namespace, interfaces and route, and frees its addresses.
     pub fn release(&self, id: &str) -> Result<(), NetError> {
-        let Some(m) = self.leases.lock().expect("lock").get(id).cloned() else {
+        let Some(m) = self.leases.lock().get(id).cloned() else {
             return Ok(());
         };
         let _ = ip(&["-6", "route", "del", &format!("{}/128", m.ipv6)]);
@@ -485,7 +479,7 @@ impl HostNetwork {
         if m.netns.as_ref().is_some_and(|p| p.exists()) {
             ip(&["netns", "del", &format!("aloft-{id}")])?;
         }
-        let mut leases = self.leases.lock().expect("lock");
+        let mut leases = self.leases.lock();
         leases.remove(id);
         self.save(&leases)?;
         drop(leases);
@@ -505,7 +499,7 @@ impl HostNetwork {
 
     /// The addresses a machine holds, if any.
     pub fn get(&self, id: &str) -> Option<MachineNet> {
-        self.leases.lock().expect("lock").get(id).cloned()
+        self.leases.lock().get(id).cloned()
     }
 }
 

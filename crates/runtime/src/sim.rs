@@ -32,9 +32,10 @@ use aloft_types::MachineId;
 use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
 use aloft_types::signal::Signal;
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
@@ -83,12 +84,12 @@ impl SimRuntime {
 
     /// Makes every following `start` pause before the process runs, until `release_starts`.
     pub fn hold_starts(&self) {
-        *self.inner.gate.lock().unwrap() = Some(Arc::new(Notify::new()));
+        *self.inner.gate.lock() = Some(Arc::new(Notify::new()));
     }
 
     /// Lets paused and future starts proceed.
     pub fn release_starts(&self) {
-        if let Some(n) = self.inner.gate.lock().unwrap().take() {
+        if let Some(n) = self.inner.gate.lock().take() {
             n.notify_waiters();
         }
     }
@@ -101,7 +102,7 @@ impl SimRuntime {
 
     /// How many runs of this machine are live right now (never more than one).
     pub fn live_runs(&self, id: &MachineId) -> usize {
-        let m = self.inner.machines.lock().unwrap();
+        let m = self.inner.machines.lock();
         m.get(id)
             .and_then(|s| s.run.as_ref())
             .filter(|r| r.exit.borrow().is_none())
@@ -110,21 +111,16 @@ impl SimRuntime {
 
     /// How many times this machine has been started.
     pub fn starts(&self, id: &MachineId) -> u64 {
-        self.inner
-            .machines
-            .lock()
-            .unwrap()
-            .get(id)
-            .map_or(0, |s| s.starts)
+        self.inner.machines.lock().get(id).map_or(0, |s| s.starts)
     }
 
     /// Whether the runtime holds anything for this machine.
     pub fn knows(&self, id: &MachineId) -> bool {
-        self.inner.machines.lock().unwrap().contains_key(id)
+        self.inner.machines.lock().contains_key(id)
     }
 
     fn log(&self, id: &MachineId, message: impl Into<String>) {
-        if let Some(m) = self.inner.machines.lock().unwrap().get_mut(id) {
+        if let Some(m) = self.inner.machines.lock().get_mut(id) {
             m.logs.push(LogLine {
                 timestamp: aloft_types::time::now_ms(),
                 stream: "stdout".into(),
@@ -139,7 +135,7 @@ impl SimRuntime {
     /// Ends the current run with `status`, unless it already ended.
     fn end_run(&self, id: &MachineId, status: ExitStatus) {
         let ended = {
-            let m = self.inner.machines.lock().unwrap();
+            let m = self.inner.machines.lock();
             match m.get(id).and_then(|s| s.run.as_ref()) {
                 Some(run) if run.exit.borrow().is_none() => {
                     run.exit.send_replace(Some(status));
@@ -154,7 +150,7 @@ impl SimRuntime {
     }
 
     fn with_run<T>(&self, id: &MachineId, f: impl FnOnce(&Run) -> T) -> Result<T, RuntimeError> {
-        let m = self.inner.machines.lock().unwrap();
+        let m = self.inner.machines.lock();
         let sm = m
             .get(id)
             .ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
@@ -193,14 +189,13 @@ impl Runtime for SimRuntime {
         self.inner
             .machines
             .lock()
-            .unwrap()
             .entry(spec.id.clone())
             .or_default();
         Ok(())
     }
 
     async fn start(&self, spec: &MachineSpec) -> Result<Running, RuntimeError> {
-        let gate = self.inner.gate.lock().unwrap().clone();
+        let gate = self.inner.gate.lock().clone();
         if let Some(gate) = gate {
             let notified = gate.notified();
             self.inner.gate_arrivals.send_modify(|c| *c += 1);
@@ -217,7 +212,7 @@ impl Runtime for SimRuntime {
             });
         }
         let pid = {
-            let mut machines = self.inner.machines.lock().unwrap();
+            let mut machines = self.inner.machines.lock();
             let sm = machines.entry(spec.id.clone()).or_default();
             if let Some(run) = &sm.run
                 && run.exit.borrow().is_none()
@@ -275,7 +270,7 @@ impl Runtime for SimRuntime {
             let this = self.clone();
             let id = spec.id.clone();
             let mut rx = {
-                let m = self.inner.machines.lock().unwrap();
+                let m = self.inner.machines.lock();
                 m[&id].run.as_ref().map(|r| r.exit.subscribe())
             };
             tokio::spawn(async move {
@@ -320,7 +315,7 @@ impl Runtime for SimRuntime {
 
     async fn wait(&self, id: &MachineId) -> Result<ExitStatus, RuntimeError> {
         let mut rx = {
-            let m = self.inner.machines.lock().unwrap();
+            let m = self.inner.machines.lock();
             let sm = m
                 .get(id)
                 .ok_or_else(|| RuntimeError::NotFound(id.clone()))?;
@@ -406,7 +401,7 @@ impl Runtime for SimRuntime {
     }
 
     async fn logs(&self, id: &MachineId) -> Result<Vec<LogLine>, RuntimeError> {
-        let m = self.inner.machines.lock().unwrap();
+        let m = self.inner.machines.lock();
         Ok(m.get(id).map(|s| s.logs.clone()).unwrap_or_default())
     }
 
@@ -429,7 +424,7 @@ impl Runtime for SimRuntime {
     }
 
     async fn destroy(&self, id: &MachineId) -> Result<(), RuntimeError> {
-        let mut m = self.inner.machines.lock().unwrap();
+        let mut m = self.inner.machines.lock();
         if let Some(sm) = m.get(id)
             && let Some(run) = &sm.run
             && run.exit.borrow().is_none()

@@ -124,7 +124,7 @@ pub async fn wait(dir: &Path) -> ProcessExit {
 /// the agent; the ring is rebuilt from it after a restart).
 pub struct LogRings {
     cap: usize,
-    rings: std::sync::Mutex<HashMap<PathBuf, Ring>>,
+    rings: parking_lot::Mutex<HashMap<PathBuf, Ring>>,
 }
 
 #[derive(Default)]
@@ -144,7 +144,7 @@ impl LogRings {
 
     /// The last lines of the machine in `dir`, oldest first.
     pub fn read(&self, dir: &Path) -> Vec<LogLine> {
-        let mut rings = self.rings.lock().expect("lock");
+        let mut rings = self.rings.lock();
         let ring = rings.entry(dir.to_path_buf()).or_default();
         ring.refresh(dir, self.cap);
         ring.lines.iter().cloned().collect()
@@ -152,7 +152,7 @@ impl LogRings {
 
     /// Drops the ring of a destroyed machine.
     pub fn forget(&self, dir: &Path) {
-        self.rings.lock().expect("lock").remove(dir);
+        self.rings.lock().remove(dir);
     }
 }
 

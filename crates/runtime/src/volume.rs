@@ -102,7 +102,7 @@ pub(crate) fn blockdev(node: &str, disk: &Path, secret: &str) -> String {
 /// One operation at a time per volume (a restart's unmount must not meet a snapshot's freeze,
 /// nor two starts one disk), for every store of the process.
 static BUSY: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    parking_lot::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 > = std::sync::LazyLock::new(Default::default);
 
 /// The volumes of one host.
@@ -123,12 +123,7 @@ impl VolumeStore {
 
     /// Waits until no other operation works on the volume; it is this one's until dropped.
     async fn hold(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = BUSY
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(self.dir_of(id))
-            .or_default()
-            .clone();
+        let lock = BUSY.lock().entry(self.dir_of(id)).or_default().clone();
         lock.lock_owned().await
     }
 

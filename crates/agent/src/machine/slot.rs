@@ -16,9 +16,10 @@ use aloft_types::machine::{
 };
 use aloft_types::time::now_ms;
 use aloft_types::{InstanceId, MachineEvent, MachineId, MachineState};
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedMutexGuard, watch};
 
 /// The in-memory side of one machine.
@@ -60,12 +61,12 @@ impl Slot {
 
     /// Shows (or, with `None`, stops showing) the progress of a pull of the machine's image.
     pub fn set_pull(&self, pull: Option<ImagePull>) {
-        *lock(&self.pull) = pull;
+        *self.pull.lock() = pull;
     }
 
     /// The pull of the machine's image in progress, if one is.
     pub fn pull(&self) -> Option<ImagePull> {
-        lock(&self.pull).clone()
+        self.pull.lock().clone()
     }
 
     /// Tells waiters the machine's state and version.
@@ -87,7 +88,8 @@ pub(crate) struct Slots(Mutex<HashMap<MachineId, Arc<Slot>>>);
 impl Slots {
     /// The machine's slot, made from its record if it has none yet.
     pub fn of(&self, rec: &Record) -> Arc<Slot> {
-        lock(&self.0)
+        self.0
+            .lock()
             .entry(rec.id.clone())
             .or_insert_with(|| Arc::new(Slot::new(rec)))
             .clone()
@@ -95,7 +97,7 @@ impl Slots {
 
     /// The pull of the machine's image in progress, if it has a slot and a pull.
     pub fn pull(&self, id: &MachineId) -> Option<ImagePull> {
-        lock(&self.0).get(id).and_then(|slot| slot.pull())
+        self.0.lock().get(id).and_then(|slot| slot.pull())
     }
 }
 
@@ -130,17 +132,12 @@ pub(crate) struct CheckResults(Mutex<HashMap<MachineId, Vec<CheckStatus>>>);
 impl CheckResults {
     /// The latest results of the machine's checks.
     pub fn of(&self, id: &MachineId) -> Vec<CheckStatus> {
-        self.0
-            .lock()
-            .expect("lock")
-            .get(id)
-            .cloned()
-            .unwrap_or_default()
+        self.0.lock().get(id).cloned().unwrap_or_default()
     }
 
     /// Records a result; `true` when the machine moved between critical and not.
     pub fn record(&self, id: &MachineId, status: CheckStatus) -> bool {
-        let mut all = self.0.lock().expect("lock");
+        let mut all = self.0.lock();
         let list = all.entry(id.clone()).or_default();
         let was_critical = list.iter().any(|c| c.status == CheckState::Critical);
         match list.iter_mut().find(|c| c.name == status.name) {
@@ -156,19 +153,19 @@ impl CheckResults {
 
     /// Keeps the results of the machines `keep` says yes to.
     pub fn retain_machines(&self, keep: impl Fn(&MachineId) -> bool) {
-        self.0.lock().expect("lock").retain(|id, _| keep(id));
+        self.0.lock().retain(|id, _| keep(id));
     }
 
     /// Keeps the machine's results of the checks `keep` says yes to.
     pub fn retain_checks(&self, id: &MachineId, keep: impl Fn(&str) -> bool) {
-        if let Some(results) = self.0.lock().expect("lock").get_mut(id) {
+        if let Some(results) = self.0.lock().get_mut(id) {
             results.retain(|r| keep(&r.name));
         }
     }
 
     /// Forgets the machine's results.
     pub fn forget(&self, id: &MachineId) {
-        self.0.lock().expect("lock").remove(id);
+        self.0.lock().remove(id);
     }
 }
 
@@ -204,9 +201,4 @@ pub(crate) fn kind_name(kind: EventType) -> &'static str {
         EventType::Destroy => "destroy",
         EventType::Suspend => "suspend",
     }
-}
-
-/// Locks a `std` mutex, recovering it if a panicking holder poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -37,13 +37,14 @@ use chitchat::{
     spawn_chitchat,
 };
 use members::watch_members;
+use parking_lot::Mutex;
 use publish::{Publisher, publish};
 use rtt::measure;
 use seal::Seal;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -201,7 +202,7 @@ impl ClusterCatalog {
     pub fn current(&self) -> Arc<CatalogView> {
         let local = self.local.current();
         let remote = self.remote.borrow().clone();
-        let mut merged = self.merged.lock().expect("lock");
+        let mut merged = self.merged.lock();
         if let Some(m) = merged.as_ref()
             && Arc::ptr_eq(&m.local, &local)
             && Arc::ptr_eq(&m.remote, &remote)
@@ -297,7 +298,7 @@ impl Catalog for ClusterCatalog {
     }
 
     fn rtt(&self, region: &str) -> Option<Duration> {
-        self.rtts.lock().expect("lock").get(region).copied()
+        self.rtts.lock().get(region).copied()
     }
 
     async fn stop(&self, target: &Target, suspend: bool) -> Result<(), String> {

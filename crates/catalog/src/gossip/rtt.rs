@@ -3,9 +3,10 @@
 //! catalog; the figures are swapped in whole behind a `std` mutex held only for the swap.
 
 use super::Remote;
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -55,7 +56,7 @@ pub(super) async fn measure(
                 *best = (*best).min(*median);
             }
         }
-        *rtts.lock().expect("lock") = Arc::new(by_region);
+        *rtts.lock() = Arc::new(by_region);
         tokio::time::sleep(RTT_EVERY).await;
     }
 }

@@ -3,7 +3,8 @@
 
 use crate::machine::Scope;
 use aloft_types::api::LeaseRequest;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The leases held, (machine id, nonce): shared with the refresh loop, and left for Ctrl-C to
@@ -20,7 +21,7 @@ pub(super) async fn keep_leases(scope: &Scope, held: &Mutex<Vec<(String, String)
     };
     loop {
         tokio::time::sleep(ttl / 3).await;
-        let leases = held.lock().expect("lock").clone();
+        let leases = held.lock().clone();
         // All at once, each bounded: one machine busy with a long operation must not hold up
         // the others' refreshes. A lease released meanwhile is not revived: the agent refuses
         // to refresh a lease that is gone.
@@ -37,7 +38,7 @@ pub(super) async fn keep_leases(scope: &Scope, held: &Mutex<Vec<(String, String)
             });
         }
         while let Some(Ok((id, refreshed))) = refreshes.join_next().await {
-            let still_held = held.lock().expect("lock").iter().any(|(h, _)| *h == id);
+            let still_held = held.lock().iter().any(|(h, _)| *h == id);
             match refreshed {
                 Ok(Ok(_)) => {}
                 _ if !still_held => {}
@@ -50,7 +51,7 @@ pub(super) async fn keep_leases(scope: &Scope, held: &Mutex<Vec<(String, String)
 
 /// Releases every lease in `held` (what an interrupted or failed step left).
 pub(super) async fn release_held(scope: &Scope, held: &Mutex<Vec<(String, String)>>) {
-    let leftover: Vec<(String, String)> = std::mem::take(&mut *held.lock().expect("lock"));
+    let leftover: Vec<(String, String)> = std::mem::take(&mut *held.lock());
     for (id, nonce) in leftover {
         let _ = scope.client.release_lease(&scope.app, &id, &nonce).await;
     }

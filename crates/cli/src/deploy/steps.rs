@@ -357,16 +357,12 @@ impl<'a> Deploy<'a> {
             })?;
         self.held
             .lock()
-            .expect("lock")
             .push((id.to_string(), lease.data.nonce.clone()));
         Ok(lease.data.nonce)
     }
 
     async fn release(&self, id: &str, nonce: &str) {
-        self.held
-            .lock()
-            .expect("lock")
-            .retain(|(held, _)| held != id);
+        self.held.lock().retain(|(held, _)| held != id);
         if let Err(e) = self
             .scope
             .client

@@ -17,7 +17,7 @@ use aloft_agent_api::AgentClient;
 use aloft_types::time::now_ms;
 use aloft_types::{ApiError, MachineState};
 use axum::http::StatusCode;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 fn is_destroyed(reply: &AgentReply) -> bool {
     reply
@@ -70,11 +70,7 @@ impl ControlPlane {
     /// name or a free volume.
     async fn lock_names(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
-            let mut locks = self
-                .inner
-                .name_locks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut locks = self.inner.name_locks.lock();
             Arc::clone(locks.entry(app.to_string()).or_default())
         };
         lock.lock_owned().await

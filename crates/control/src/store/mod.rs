@@ -31,10 +31,11 @@ pub use secrets::SecretRecord;
 pub use volumes::{SnapshotRecord, VolumeRecord};
 
 use crate::error::ControlPlaneError;
+use parking_lot::Mutex;
 use rusqlite::Connection;
 use schema::{SCHEMA, SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 /// The store. Cheap to clone; every operation runs on a blocking thread.
 #[derive(Clone)]
@@ -90,7 +91,7 @@ impl Store {
     {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut conn = conn.lock();
             f(&mut conn)
         })
         .await

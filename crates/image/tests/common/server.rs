@@ -12,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -85,7 +86,7 @@ impl TestRegistry {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        *shared.accept_loop.lock().unwrap() = Some(task.abort_handle());
+        *shared.accept_loop.lock() = Some(task.abort_handle());
         TestRegistry { shared }
     }
 
@@ -96,13 +97,7 @@ impl TestRegistry {
 
     /// Requests seen for an exact path (`/v2/<repo>/blobs/<digest>`).
     pub fn requests(&self, path: &str) -> usize {
-        self.shared
-            .requests
-            .lock()
-            .unwrap()
-            .get(path)
-            .copied()
-            .unwrap_or(0)
+        self.shared.requests.lock().get(path).copied().unwrap_or(0)
     }
 
     /// GET requests for a blob.
@@ -116,7 +111,6 @@ impl TestRegistry {
         self.shared
             .requests
             .lock()
-            .unwrap()
             .iter()
             .filter(|(p, _)| p.starts_with(&prefix))
             .map(|(_, n)| n)
@@ -148,7 +142,7 @@ impl Drop for TestRegistry {
 impl Shared {
     fn go_away(&self) {
         self.gone.store(true, Ordering::SeqCst);
-        if let Some(h) = self.accept_loop.lock().unwrap().take() {
+        if let Some(h) = self.accept_loop.lock().take() {
             h.abort();
         }
     }
@@ -157,7 +151,6 @@ impl Shared {
         *self
             .requests
             .lock()
-            .unwrap()
             .entry(uri.path().to_string())
             .or_default() += 1;
     }
@@ -188,7 +181,7 @@ impl Shared {
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.strip_prefix("Bearer "));
-                if given.is_some_and(|t| self.tokens.lock().unwrap().contains(t)) {
+                if given.is_some_and(|t| self.tokens.lock().contains(t)) {
                     return None;
                 }
                 format!(
@@ -255,8 +248,8 @@ async fn token(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Re
     if !s.basic_ok(&headers, u, p) {
         return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
     }
-    let token = format!("tok-{}", s.tokens.lock().unwrap().len() + 1);
-    s.tokens.lock().unwrap().insert(token.clone());
+    let token = format!("tok-{}", s.tokens.lock().len() + 1);
+    s.tokens.lock().insert(token.clone());
     axum::Json(serde_json::json!({ "token": token })).into_response()
 }
 

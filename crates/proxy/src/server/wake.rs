@@ -18,9 +18,7 @@ struct NotWaking<'a>(&'a Proxy, &'a str);
 
 impl Drop for NotWaking<'_> {
     fn drop(&mut self) {
-        if let Ok(mut waking) = self.0.inner.waking.lock() {
-            waking.remove(self.1);
-        }
+        self.0.inner.waking.lock().remove(self.1);
     }
 }
 
@@ -32,9 +30,9 @@ impl Proxy {
     /// whether one is (so a request may wait for it).
     pub(super) fn wake(&self, targets: &[&Target], preference: &dyn Distance) -> bool {
         let timeout = self.inner.config.wake_timeout;
-        let mut woken = self.inner.woken.lock().expect("lock");
+        let mut woken = self.inner.woken.lock();
         woken.retain(|_, at| at.elapsed() < timeout);
-        let mut waking = self.inner.waking.lock().expect("lock");
+        let mut waking = self.inner.waking.lock();
         // A start asked for and not answered yet, or one answered whose checks do not pass
         // yet. A machine woken and then stopped again is wakeable again.
         let starting = targets.iter().any(|t| {
@@ -87,7 +85,6 @@ impl Proxy {
         self.inner
             .woken
             .lock()
-            .expect("lock")
             .get(machine)
             .is_some_and(|at| at.elapsed() < self.inner.config.wake_timeout)
     }

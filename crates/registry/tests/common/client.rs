@@ -4,8 +4,8 @@
 //! service=...,scope=...` challenge, asks the realm for a token with Basic auth, and retries.
 
 use super::{TestImage, digest_of};
+use parking_lot::Mutex;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use std::sync::Mutex;
 
 pub struct Client {
     base: String,
@@ -44,7 +44,7 @@ impl Client {
     /// Sends `build()`, doing the token dance once on a 401.
     pub async fn send(&self, build: impl Fn(&reqwest::Client, &str) -> RequestBuilder) -> Response {
         let url = self.base.as_str();
-        let with_auth = |rb: RequestBuilder| match self.bearer.lock().expect("bearer").clone() {
+        let with_auth = |rb: RequestBuilder| match self.bearer.lock().clone() {
             Some(token) => rb.bearer_auth(token),
             None => rb,
         };
@@ -70,7 +70,7 @@ impl Client {
             .expect("realm in challenge");
         let query: Vec<(String, String)> =
             params.into_iter().filter(|(k, _)| k != "realm").collect();
-        *self.token_requests.lock().expect("count") += 1;
+        *self.token_requests.lock() += 1;
         let token_response = self
             .http
             .get(&realm)
@@ -88,7 +88,7 @@ impl Client {
             .or_else(|| body["access_token"].as_str())
             .expect("token in answer")
             .to_string();
-        *self.bearer.lock().expect("bearer") = Some(token);
+        *self.bearer.lock() = Some(token);
         with_auth(build(&self.http, url))
             .send()
             .await

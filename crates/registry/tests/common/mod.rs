@@ -8,10 +8,11 @@ use aloft_registry::{Registry, RegistryConfig, StaticTokens};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,7 +48,6 @@ impl RequestLog {
     pub fn count(&self, method: &str, path_contains: &str) -> usize {
         self.entries
             .lock()
-            .expect("log")
             .iter()
             .filter(|(m, p)| m == method && p.contains(path_contains))
             .count()
@@ -62,10 +62,7 @@ impl RequestLog {
 async fn record(State(log): State<RequestLog>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    log.entries
-        .lock()
-        .expect("log")
-        .push((method.clone(), path.clone()));
+    log.entries.lock().push((method.clone(), path.clone()));
     let delay = log.blob_delay_ms.load(Ordering::SeqCst);
     if method == "GET" && path.contains("/blobs/sha256:") && delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -332,7 +329,7 @@ impl FlakyProxy {
                         continue;
                     }
                     let task = tokio::spawn(proxy_connection(client, upstream, cap));
-                    connections.lock().expect("conns").push(task);
+                    connections.lock().push(task);
                 }
             })
         };
@@ -346,7 +343,7 @@ impl FlakyProxy {
 
     fn set(&self, limit: u64) {
         self.limit.store(limit, Ordering::SeqCst);
-        for task in self.connections.lock().expect("conns").drain(..) {
+        for task in self.connections.lock().drain(..) {
             task.abort();
         }
     }

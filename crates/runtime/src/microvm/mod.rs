@@ -92,7 +92,7 @@ pub struct MicrovmRuntime {
     tsc_khz: Option<u64>,
     net: HostNetwork,
     logs: supervise::LogRings,
-    controls: std::sync::Mutex<HashMap<MachineId, Arc<Mutex<Control>>>>,
+    controls: parking_lot::Mutex<HashMap<MachineId, Arc<Mutex<Control>>>>,
     next_id: AtomicU64,
 }
 
@@ -241,7 +241,6 @@ impl MicrovmRuntime {
     fn control(&self, id: &MachineId) -> Arc<Mutex<Control>> {
         self.controls
             .lock()
-            .expect("lock")
             .entry(id.clone())
             .or_insert_with(|| Arc::new(Mutex::new(Control { stream: None })))
             .clone()
@@ -435,7 +434,7 @@ impl Runtime for MicrovmRuntime {
                 let _ = self.kill(id).await;
                 let _ = tokio::time::timeout(Duration::from_secs(10), supervise::wait(&dir)).await;
             }
-            self.controls.lock().expect("lock").remove(id);
+            self.controls.lock().remove(id);
             if let Err(e) = self.net.release(id.as_str()) {
                 tracing::warn!(machine = %id, "releasing the network of a failed start: {e}");
             }
@@ -484,7 +483,7 @@ impl Runtime for MicrovmRuntime {
             return Err(RuntimeError::NotRunning(id.clone()));
         }
         let process = supervise::wait(&dir).await;
-        self.controls.lock().expect("lock").remove(id);
+        self.controls.lock().remove(id);
         Ok(self.exit_status(id, process))
     }
 
@@ -563,7 +562,7 @@ impl Runtime for MicrovmRuntime {
             self.kill(id).await?;
             let _ = tokio::time::timeout(Duration::from_secs(10), supervise::wait(&dir)).await;
         }
-        self.controls.lock().expect("lock").remove(id);
+        self.controls.lock().remove(id);
         self.net
             .release(id.as_str())
             .map_err(|e| other(format!("releasing machine {id}'s network: {e}")))?;
