@@ -5,7 +5,7 @@
 //! State lives in one private `Inner` behind an `Arc` (the handle is cheap to clone); other
 //! modules reach it through methods. Locks: `room` (tokio, serializes capacity checks with the
 //! writes that allocate), `image_gc` (tokio `RwLock`: pulls shared, prune exclusive), each
-//! machine's operation lock in its [`Slot`], and short `std` mutexes (slots, check results,
+//! machine's operation lock in its [`Slot`], and short `parking_lot` mutexes (slots, check results,
 //! the advertised address, the secrets' caches) never held across an `.await`.
 //!
 //! The operations themselves are `impl Agent` blocks in the modules that own them (`machine`,

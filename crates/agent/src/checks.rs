@@ -7,7 +7,7 @@
 //! run at once, then every `interval` (default 15 s), each with its `timeout` (default 2 s);
 //! failures within the `grace_period` after a start count as `warning`, not `critical`.
 //!
-//! State: the results are the agent's (`CheckResults` in `machine::slot`, one `std` mutex); when
+//! State: the results are the agent's (`CheckResults` in `machine::slot`, one `parking_lot` mutex); when
 //! each check is due lives in the scheduler's task.
 
 use crate::Agent;

@@ -8,7 +8,7 @@
 //! (an app without secrets, the common case, must survive a control-plane outage).
 //!
 //! State: the agent's `Secrets`, the source it was opened with and the last values got per app
-//! and per volume, each map behind a `std` mutex held only to read or write it.
+//! and per volume, each map behind a `parking_lot` mutex held only to read or write it.
 
 use aloft_types::api::VolumeAccess;
 use async_trait::async_trait;

@@ -6,7 +6,7 @@
 //! leaves one without the other. Once [`Store::close`] has run (shutdown, or a simulated crash),
 //! every method fails with [`AgentError::Closed`] and nothing more is written.
 //!
-//! State: one SQLite connection behind a `std` mutex (`None` once closed), and a change counter
+//! State: one SQLite connection behind a `parking_lot` mutex (`None` once closed), and a change counter
 //! (a `watch` channel) that moves on after every committed change to a machine record.
 
 use crate::error::AgentError;

@@ -5,7 +5,7 @@
 //! reconciling) and *watchers* (supervisors waiting for a process to exit). Shutdown refuses new
 //! tasks, aborts the watchers, and lets running operations finish; a crash aborts everything.
 //!
-//! State: the abort handles of the running tasks by kind, behind a `std` mutex held only to add,
+//! State: the abort handles of the running tasks by kind, behind a `parking_lot` mutex held only to add,
 //! remove or abort, and the count of running operations (a `watch` channel shutdown waits on).
 
 use parking_lot::Mutex;

@@ -5,7 +5,7 @@
 //!
 //! One count per host, shared by three parts, which is why it is the catalog's: the proxy's
 //! worker side counts, the agent waits for a stopping machine's count to drain, gossip publishes
-//! it with the machines. State: a `std` mutex over the map of counters, held only to find or
+//! it with the machines. State: a `parking_lot` mutex over the map of counters, held only to find or
 //! compact them; the counts themselves are atomics.
 
 use parking_lot::Mutex;

@@ -11,7 +11,7 @@
 //! make this crate depend on the agent, or move gossip out of the catalog.
 //!
 //! State: each [`LocalCatalog`] keeps its change receiver and its current view, each behind a
-//! `std` mutex held only to check or swap it; the view is shared as an `Arc` and never changed.
+//! `parking_lot` mutex held only to check or swap it; the view is shared as an `Arc` and never changed.
 
 use crate::entry::MachineEntry;
 use crate::route::Catalog;

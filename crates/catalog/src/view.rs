@@ -2,7 +2,7 @@
 //! and internal DNS ask of them worked out on first use: a request or a query costs a map lookup.
 //!
 //! State: a view is never changed once made; its caches (targets per port, public ports, DNS
-//! entries) fill on first use, the targets' behind a `std` mutex held only for the lookup.
+//! entries) fill on first use, the targets' behind a `parking_lot` mutex held only for the lookup.
 
 use crate::entry::MachineEntry;
 use crate::target::{PublicPort, Target, first_service_target, machine_targets, public_ports};

@@ -4,6 +4,7 @@
 use aloft_types::ApiError;
 use aloft_types::ids::random_hex;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// What every API token starts with, so that a leaked one is easy to recognise.
 pub(crate) const TOKEN_PREFIX: &str = "aloft_";
@@ -82,11 +83,7 @@ pub(crate) fn is_token_name(name: &str) -> bool {
 
 /// Compares two secrets without stopping at the first difference.
 pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 #[cfg(test)]

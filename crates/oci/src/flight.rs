@@ -18,7 +18,7 @@
 //!   caller goes away, and everyone waits for its outcome; the entry leaves the map when the
 //!   work ends.
 //!
-//! The map is behind a std mutex that is never held across an await.
+//! The map is behind a `parking_lot` mutex that is never held across an await.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -417,6 +417,7 @@ async fn start_agent(
                 metrics: None,
             },
             autostop_every: Duration::from_secs(120),
+            certificates: None,
             gossip: None,
         },
         &mut supervisor,

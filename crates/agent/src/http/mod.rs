@@ -35,6 +35,7 @@ use axum::routing::{get, post};
 use extract::HttpError;
 use internal::*;
 use machines::*;
+use subtle::ConstantTimeEq;
 
 /// The largest request body accepted (1 MiB).
 const MAX_BODY: usize = 1 << 20;
@@ -109,7 +110,7 @@ async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> 
                 .map(|(_, token)| token.trim())
         });
     match given {
-        Some(token) if !expected.is_empty() && constant_time_eq(token.as_bytes(), expected) => {
+        Some(token) if !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected)) => {
             next.run(req).await
         }
         Some(_) => HttpError(ApiError::Unauthorized(
@@ -124,10 +125,6 @@ async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> 
 }
 
 /// Compares without stopping at the first difference (the token is a secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn not_found(uri: Uri) -> HttpError {
     HttpError(ApiError::NotFound(format!(
         "no endpoint at {}; the agent serves /v1/apps/{{app}}/machines/..., /internal/v1/host, /internal/v1/images and /internal/v1/volumes/...",

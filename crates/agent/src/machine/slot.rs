@@ -3,10 +3,9 @@
 //! the [`Locked`] guard an operation holds, the latest health check results, and the event
 //! helpers every transition writes with.
 //!
-//! State: [`Slots`] (a `std` mutex over the map, held only to look a slot up) and
-//! [`CheckResults`] (a `std` mutex over the results). The operation lock in each slot is a tokio
-//! mutex held across runtime calls; reads and waits never take it. A poisoned `std` mutex is
-//! recovered ([`lock`]): every value behind one is whole after each write.
+//! State: [`Slots`] (a `parking_lot` mutex over the map, held only to look a slot up) and
+//! [`CheckResults`] (a `parking_lot` mutex over the results). The operation lock in each slot is a tokio
+//! mutex held across runtime calls; reads and waits never take it.
 //!
 //! A leaf: it uses nothing of the crate but the store's [`Record`].
 

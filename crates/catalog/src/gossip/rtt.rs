@@ -1,6 +1,6 @@
 //! The round-trip time to every other live host, measured (never configured): what the proxy
 //! ranks other regions by and internal DNS answers "nearest" with. One task per host's
-//! catalog; the figures are swapped in whole behind a `std` mutex held only for the swap.
+//! catalog; the figures are swapped in whole behind a `parking_lot` mutex held only for the swap.
 
 use super::Remote;
 use parking_lot::Mutex;

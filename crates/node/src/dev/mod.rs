@@ -16,16 +16,16 @@ use crate::NodeCtx;
 use crate::files::write_atomic;
 use crate::host_setup::{RuntimeKind, host_capacity, parse_subnet, runtime_for};
 use crate::listen::{bind, url_for};
+use crate::roles::certificates::CertificateSource;
 use crate::roles::control::{ControlConfig, ControlRole, RegistrySetup};
 use crate::roles::host::{HostConfig, HostRole, ProxyListeners};
 use crate::supervisor::{DRAIN_TIMEOUT, Stopped, Supervisor};
 use aloft_agent::AgentConfig;
-use aloft_control::{ControlPlane, ControlPlaneConfig};
+use aloft_control::ControlPlaneConfig;
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::ProxyConfig;
 use aloft_proxy::tls::{Certificates, DevCa, Domains};
 use aloft_runtime::net::NetworkOptions;
-use aloft_types::api::ProxyCertificate;
 use aloft_types::datadir::REGISTRY_URL_FILE;
 use aloft_types::time::parse_duration;
 use anyhow::{Context, Result};
@@ -174,7 +174,6 @@ async fn up(ctx: &NodeCtx, args: UpArgs) -> Result<ExitCode> {
         .context("making the proxy's development CA")?;
     let ca_path = ca.cert_path.clone();
     let domains = Arc::new(Domains::default());
-    supervisor.task(spawn_domains_sync(control.plane.clone(), domains.clone()));
     let host = HostRole::start(
         HostConfig {
             agent: AgentConfig {
@@ -207,6 +206,7 @@ async fn up(ctx: &NodeCtx, args: UpArgs) -> Result<ExitCode> {
                 metrics: Some(listen.metrics),
             },
             autostop_every: args.autostop_interval,
+            certificates: Some(CertificateSource::InProcess(control.plane.clone())),
             gossip: None,
         },
         &mut supervisor,
@@ -313,31 +313,6 @@ impl Addrs {
         }
         data.write_api_url(&self.api_url)
     }
-}
-
-/// Keeps the proxy's hostnames (`aloft certs`) in step with the control plane: loaded now and
-/// again whenever one is added or removed.
-fn spawn_domains_sync(
-    control_plane: ControlPlane,
-    domains: Arc<Domains>,
-) -> tokio::task::JoinHandle<()> {
-    let mut changes = control_plane.certificate_changes();
-    tokio::spawn(async move {
-        loop {
-            match control_plane.certificates().await {
-                Ok(certs) => domains.replace(
-                    certs
-                        .into_iter()
-                        .map(|c| ProxyCertificate::from(c).into())
-                        .collect(),
-                ),
-                Err(e) => tracing::warn!("reading the apps' hostnames: {e}"),
-            }
-            if changes.changed().await.is_err() {
-                return;
-            }
-        }
-    })
 }
 
 /// A second signal while stopping: end now, as a crash would (everything written so far is

@@ -9,6 +9,7 @@
 //! the health checks, autostop and the heartbeat run. Every task is owned by the caller's
 //! [`Supervisor`]; [`HostRole::shutdown`] is what the supervisor waits for besides its servers.
 
+use crate::roles::certificates::CertificateSource;
 use crate::supervisor::Supervisor;
 use aloft_agent::secrets::ControlPlaneSecrets;
 use aloft_agent::{Agent, AgentConfig, AgentDeps, spawn_health_checks, spawn_heartbeat};
@@ -36,6 +37,9 @@ pub struct HostConfig {
     pub listeners: ProxyListeners,
     /// How often idle machines of services with `autostop` are stopped.
     pub autostop_every: Duration,
+    /// Where the proxy learns users' hostnames and certificates (into `proxy.domains`).
+    /// `None`: only `<app>.localhost` names are served.
+    pub certificates: Option<CertificateSource>,
     /// Gossip with other hosts (its `load` is replaced by the proxy's). `None`: the proxy and
     /// internal DNS route to this host's machines only (`dev up`).
     pub gossip: Option<ClusterConfig>,
@@ -102,6 +106,9 @@ impl HostRole {
         };
         if let Some(sockets) = dns {
             supervisor.task(serve_internal_dns(sockets, directory, &region));
+        }
+        if let Some(source) = config.certificates {
+            supervisor.task(source.spawn_sync(config.proxy.domains.clone()));
         }
         let proxy = Proxy::new(
             ProxyConfig {

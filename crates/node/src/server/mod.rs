@@ -20,6 +20,7 @@ use crate::files::read_secret;
 use crate::host_setup::{host_capacity, parse_subnet, runtime_for};
 use crate::listen::{bind, url_for};
 use crate::mesh::{Joined, Members};
+use crate::roles::certificates::CertificateSource;
 use crate::roles::control::{ControlConfig, ControlRole, RegistrySetup};
 use crate::roles::host::{HostConfig, HostRole, ProxyListeners};
 use crate::roles::registry;
@@ -31,7 +32,7 @@ use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::ProxyConfig;
 use aloft_proxy::tls::{Certificates, DevCa, Domains};
 use aloft_runtime::net::NetworkOptions;
-use aloft_types::api::{HostNumber, MeshPeer, ProxyCertificate};
+use aloft_types::api::{HostNumber, MeshPeer};
 use aloft_types::sixpn::host_address;
 use aloft_types::time::parse_duration;
 use anyhow::{Context, Result, anyhow, bail};
@@ -157,39 +158,6 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
     supervisor.shutdown(async {}).await;
     drop(joined);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Keeps the proxy's hostnames and users' certificates in step with the control plane's (read
-/// every 5 s; the last good list stays when the control plane does not answer).
-fn spawn_certificates_sync(
-    control_plane: String,
-    token: String,
-    domains: Arc<Domains>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let url = format!(
-            "{}/internal/v1/certificates",
-            control_plane.trim_end_matches('/')
-        );
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("an HTTP client");
-        loop {
-            let read = async {
-                let resp = http.get(&url).bearer_auth(&token).send().await?;
-                if !resp.status().is_success() {
-                    bail!("{}", resp.status());
-                }
-                Ok(resp.json::<Vec<ProxyCertificate>>().await?)
-            };
-            match read.await {
-                Ok(certs) => domains.replace(certs.into_iter().map(Into::into).collect()),
-                Err(e) => tracing::warn!("reading the apps' hostnames from {url}: {e:#}"),
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
-    })
 }
 
 /// A mesh member's entry before its key and endpoint are known.
@@ -321,14 +289,9 @@ async fn host(config: HostFile) -> Result<ExitCode> {
         None => None,
     };
     let domains = Arc::new(Domains::default());
+    let tls_on = https_listener.is_some();
     let tls = match &https_listener {
-        Some(_) => Some(proxy_tls(
-            &config,
-            &control_plane,
-            &token,
-            &domains,
-            &mut supervisor,
-        )?),
+        Some(_) => Some(proxy_tls(&config, &domains)?),
         None => None,
     };
     let autostop_every = match &config.proxy.autostop_interval {
@@ -373,6 +336,12 @@ async fn host(config: HostFile) -> Result<ExitCode> {
                 metrics: metrics_listener,
             },
             autostop_every,
+            // Users' hostnames come with HTTPS (as before: a host without it serves
+            // `<app>.<domain>` names only).
+            certificates: tls_on.then(|| CertificateSource::Remote {
+                control_plane: control_plane.clone(),
+                token: token.clone(),
+            }),
             gossip: Some(ClusterConfig {
                 host_id: config.id.clone(),
                 region: config.region.clone(),
@@ -409,15 +378,9 @@ async fn host(config: HostFile) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The certificates of a host's HTTPS listener: users' (`aloft certs`) kept in step with the
-/// control plane, others issued by the CA in `proxy.ca_dir`.
-fn proxy_tls(
-    config: &HostFile,
-    control_plane: &str,
-    token: &str,
-    domains: &Arc<Domains>,
-    supervisor: &mut Supervisor,
-) -> Result<Arc<Certificates>> {
+/// The certificates of a host's HTTPS listener: users' (`aloft certs`, in `domains`), others
+/// issued by the CA in `proxy.ca_dir`.
+fn proxy_tls(config: &HostFile, domains: &Arc<Domains>) -> Result<Arc<Certificates>> {
     let dir = config
         .proxy
         .ca_dir
@@ -425,11 +388,6 @@ fn proxy_tls(
         .unwrap_or_else(|| config.data_dir.join("proxy"));
     let ca = DevCa::load_or_create(&dir)
         .with_context(|| format!("loading the proxy's CA in {}", dir.display()))?;
-    supervisor.task(spawn_certificates_sync(
-        control_plane.to_string(),
-        token.to_string(),
-        domains.clone(),
-    ));
     Ok(Arc::new(Certificates::new(ca, None, domains.clone())))
 }
 

@@ -11,6 +11,7 @@ use aloft_types::config::ProxyProtoVersion;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use subtle::ConstantTimeEq;
 
 /// Headers that describe one hop, never passed on (RFC 9110 7.6.1).
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -142,9 +143,7 @@ impl Proxy {
 /// Equal, in a time that does not depend on where they differ.
 pub(super) fn constant_time_eq(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) if a.len() == b.len() => {
-            a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-        }
+        (Some(a), Some(b)) => a.ct_eq(b).into(),
         _ => false,
     }
 }
