@@ -52,7 +52,8 @@ impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> Self {
         match e {
             AgentError::Closed => ApiError::Unavailable(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
+            // The store's text and paths are for the operator's log, not the caller.
+            other => aloft_http::internal("the agent", "the agent's store failed", &other),
         }
     }
 }

@@ -4,7 +4,6 @@
 use aloft_types::ApiError;
 use aloft_types::ids::random_hex;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// What every API token starts with, so that a leaked one is easy to recognise.
 pub(crate) const TOKEN_PREFIX: &str = "aloft_";
@@ -50,12 +49,7 @@ pub(crate) fn bearer(header: Option<&str>) -> Result<&str, ApiError> {
                 .into(),
         ));
     };
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty());
-    token.ok_or_else(|| {
+    aloft_http::bearer_token(value).ok_or_else(|| {
         ApiError::Unauthorized(
             "the Authorization header must be `Bearer <token>`; get a token from `aloft dev up` \
              (<data-dir>/token) or from an operator"
@@ -79,11 +73,6 @@ pub(crate) use aloft_types::ids::is_dns_label;
 /// `x-aloft-actor` header).
 pub(crate) fn is_token_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| (0x20..0x7f).contains(&b))
-}
-
-/// Compares two secrets without stopping at the first difference.
-pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -149,12 +138,5 @@ mod tests {
         assert!(!is_token_name("tab\there"));
         assert!(!is_token_name("émile"));
         assert!(!is_token_name(&"x".repeat(65)));
-    }
-
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq("abc", "abc"));
-        assert!(!constant_time_eq("abc", "abd"));
-        assert!(!constant_time_eq("abc", "ab"));
     }
 }

@@ -92,12 +92,7 @@ impl From<ControlPlaneError> for ApiError {
 /// to do; the failure itself is logged under that id (it can hold SQLite's text, paths or
 /// addresses, which are not the caller's business).
 pub(crate) fn internal(summary: &str, failure: &dyn std::fmt::Display) -> ApiError {
-    let error_id = aloft_types::ids::random_hex(6);
-    tracing::error!(%error_id, error = %failure, "{summary}");
-    ApiError::Internal(format!(
-        "{summary}; the control plane's log has the details under error id {error_id}: retry, and \
-         tell the operator if it persists"
-    ))
+    aloft_http::internal("the control plane", summary, failure)
 }
 
 #[cfg(test)]

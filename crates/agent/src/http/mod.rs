@@ -28,17 +28,16 @@ use aloft_types::{ApiError, ErrorBody};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use extract::HttpError;
 use internal::*;
 use machines::*;
-use subtle::ConstantTimeEq;
 
 /// The largest request body accepted (1 MiB).
-const MAX_BODY: usize = 1 << 20;
+const MAX_BODY: usize = aloft_http::MAX_BODY_BYTES;
 
 impl Agent {
     /// The internal HTTP API: the machine endpoints on the public paths
@@ -99,20 +98,10 @@ fn router(agent: Agent) -> Router {
 }
 
 async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> Response {
-    let expected = agent.config().internal_token.as_bytes();
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-        });
+    let expected = &agent.config().internal_token;
+    let given = aloft_http::authorization(req.headers()).and_then(aloft_http::bearer_token);
     match given {
-        Some(token) if !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected)) => {
-            next.run(req).await
-        }
+        Some(token) if aloft_http::tokens_equal(token, expected) => next.run(req).await,
         Some(_) => HttpError(ApiError::Unauthorized(
             "the bearer token is not this agent's internal token; send the cluster's internal token".into(),
         ))
@@ -124,7 +113,6 @@ async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> 
     }
 }
 
-/// Compares without stopping at the first difference (the token is a secret).
 async fn not_found(uri: Uri) -> HttpError {
     HttpError(ApiError::NotFound(format!(
         "no endpoint at {}; the agent serves /v1/apps/{{app}}/machines/..., /internal/v1/host, /internal/v1/images and /internal/v1/volumes/...",

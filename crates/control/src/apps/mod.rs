@@ -34,7 +34,7 @@ impl ControlPlane {
     /// Checks the cluster-internal token (agents and operators).
     pub(crate) fn authenticate_internal(&self, header: Option<&str>) -> Result<(), ApiError> {
         let token = auth::bearer(header)?;
-        if auth::constant_time_eq(token, &self.inner.config.internal_token) {
+        if aloft_http::tokens_equal(token, &self.inner.config.internal_token) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized(

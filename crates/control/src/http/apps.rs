@@ -1,7 +1,7 @@
 //! `/v1/apps`: list, create, show and delete apps.
 
 use super::Reply;
-use super::extract::{ApiBody, ApiPath, ApiQuery};
+use super::extract::{PathParams, QueryParams, RawBody};
 use crate::ControlPlane;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 pub(crate) async fn list_apps(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiQuery(q): ApiQuery<aloft_types::api::ListAppsQuery>,
+    QueryParams(q): QueryParams<aloft_types::api::ListAppsQuery>,
 ) -> Reply<axum::Json<AppList>> {
     Ok(axum::Json(
         cp.list_apps(&caller, q.org_slug.as_deref()).await?,
@@ -45,7 +45,7 @@ pub(crate) async fn list_apps(
 pub(crate) async fn create_app(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiBody(body): ApiBody,
+    RawBody(body): RawBody,
 ) -> Reply<(StatusCode, axum::Json<App>)> {
     let app = cp.create_app(&caller, &body).await?;
     Ok((StatusCode::CREATED, axum::Json(app)))
@@ -64,7 +64,7 @@ pub(crate) async fn create_app(
 pub(crate) async fn get_app(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
 ) -> Reply<axum::Json<App>> {
     Ok(axum::Json(cp.get_app(&caller, &app).await?))
 }
@@ -83,7 +83,7 @@ pub(crate) async fn get_app(
 pub(crate) async fn delete_app(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
 ) -> Reply<StatusCode> {
     cp.delete_app(&caller, &app).await?;
     Ok(StatusCode::ACCEPTED)

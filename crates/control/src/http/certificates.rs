@@ -2,7 +2,7 @@
 //! certificate for the proxies (`/internal/v1/certificates`).
 
 use super::Reply;
-use super::extract::{ApiBody, ApiPath, Internal};
+use super::extract::{Internal, PathParams, RawBody};
 use crate::ControlPlane;
 use crate::store::Caller;
 use aloft_types::api::{Certificate, CreateCertificateRequest, OkResponse, ProxyCertificate};
@@ -28,8 +28,8 @@ use axum::http::StatusCode;
 pub(crate) async fn add_certificate(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    PathParams(app): PathParams<String>,
+    RawBody(body): RawBody,
 ) -> Reply<(StatusCode, axum::Json<Certificate>)> {
     let cert = cp.add_certificate(&caller, &app, &body).await?;
     Ok((StatusCode::CREATED, axum::Json(cert)))
@@ -48,7 +48,7 @@ pub(crate) async fn add_certificate(
 pub(crate) async fn list_certificates(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
 ) -> Reply<axum::Json<Vec<Certificate>>> {
     Ok(axum::Json(cp.list_certificates(&caller, &app).await?))
 }
@@ -69,7 +69,7 @@ pub(crate) async fn list_certificates(
 pub(crate) async fn remove_certificate(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, hostname)): ApiPath<(String, String)>,
+    PathParams((app, hostname)): PathParams<(String, String)>,
 ) -> Reply<axum::Json<OkResponse>> {
     cp.remove_certificate(&caller, &app, &hostname).await?;
     Ok(axum::Json(OkResponse::ok()))

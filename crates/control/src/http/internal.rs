@@ -2,7 +2,7 @@
 //! numbers, the mesh, operators' requests to one host, orgs and token checks.
 
 use super::Reply;
-use super::extract::{ApiBody, ApiPath, Internal};
+use super::extract::{Internal, PathParams, RawBody};
 use crate::ControlPlane;
 use crate::forward::AgentReply;
 use aloft_types::ApiError;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub(super) async fn register_host(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    ApiBody(body): ApiBody,
+    RawBody(body): RawBody,
 ) -> Reply<axum::Json<OkResponse>> {
     let info: HostInfo = ApiError::parse_json(&body)?;
     cp.record_host(info).await?;
@@ -98,7 +98,7 @@ pub(super) async fn list_hosts(
 pub(super) async fn host_images(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    ApiPath(host): ApiPath<String>,
+    PathParams(host): PathParams<String>,
 ) -> Reply<AgentReply> {
     Ok(cp
         .ask_host(&host, |agent| async move { agent.images().await })
@@ -110,7 +110,7 @@ pub(super) async fn host_images(
 pub(super) async fn host_images_prune(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    ApiPath(host): ApiPath<String>,
+    PathParams(host): PathParams<String>,
 ) -> Reply<AgentReply> {
     Ok(cp
         .ask_host(&host, |agent| async move { agent.prune_images().await })
@@ -138,7 +138,7 @@ pub(super) struct CreateOrgResponse {
 pub(super) async fn create_org(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    ApiBody(body): ApiBody,
+    RawBody(body): RawBody,
 ) -> Reply<(StatusCode, axum::Json<CreateOrgResponse>)> {
     let req: CreateOrgRequest = ApiError::parse_json(&body)?;
     cp.ensure_org(&req.slug).await.map_err(ApiError::from)?;
@@ -161,7 +161,7 @@ pub(super) async fn create_org(
 pub(super) async fn verify_token(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    ApiBody(body): ApiBody,
+    RawBody(body): RawBody,
 ) -> Reply<axum::Json<VerifyTokenResponse>> {
     let req: VerifyTokenRequest = ApiError::parse_json(&body)?;
     match cp.org_of_token(&req.token).await {

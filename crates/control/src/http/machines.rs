@@ -1,7 +1,7 @@
 //! `/v1/apps/{app}/machines`: create and list here; every other machine path is forwarded to the
 //! machine's host whatever its sub-path.
 
-use super::extract::{ApiPath, ApiQuery, Forwarded};
+use super::extract::{Forwarded, PathParams, QueryParams};
 use super::{PARTIAL_HEADER, Reply};
 use crate::ControlPlane;
 use crate::forward::AgentReply;
@@ -35,8 +35,8 @@ use axum::response::{IntoResponse, Response};
 pub(crate) async fn list_machines(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
-    ApiQuery(query): ApiQuery<ListMachinesQuery>,
+    PathParams(app): PathParams<String>,
+    QueryParams(query): QueryParams<ListMachinesQuery>,
     uri: Uri,
 ) -> Reply<Listing> {
     let path_and_query = uri
@@ -89,7 +89,7 @@ impl IntoResponse for Listing {
 pub(crate) async fn create_machine(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
     Forwarded(req): Forwarded,
 ) -> Reply<AgentReply> {
     Ok(cp.create_machine(&caller, &app, req).await?)
@@ -99,7 +99,7 @@ pub(crate) async fn create_machine(
 pub(super) async fn machine(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, id)): ApiPath<(String, String)>,
+    PathParams((app, id)): PathParams<(String, String)>,
     Forwarded(req): Forwarded,
 ) -> Reply<AgentReply> {
     Ok(cp.forward_machine(&caller, &app, &id, None, req).await?)
@@ -109,7 +109,7 @@ pub(super) async fn machine(
 pub(super) async fn machine_sub_path(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, id, rest)): ApiPath<(String, String, String)>,
+    PathParams((app, id, rest)): PathParams<(String, String, String)>,
     Forwarded(req): Forwarded,
 ) -> Reply<AgentReply> {
     Ok(cp

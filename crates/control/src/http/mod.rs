@@ -47,7 +47,7 @@ use volumes::{
 };
 
 /// The largest request body accepted (413 above).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub use aloft_http::MAX_BODY_BYTES;
 
 /// The header listing hosts whose machines are missing from a machine list because they did not
 /// answer (comma-separated host ids). Absent when every host answered.
@@ -122,25 +122,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .with_state(cp)
 }
 
-/// An [`ApiError`] as a response: its status and [`ErrorBody`].
-#[derive(Debug)]
-pub(crate) struct HttpError(ApiError);
-
-impl From<ApiError> for HttpError {
-    fn from(e: ApiError) -> Self {
-        Self(e)
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.0.body())).into_response()
-    }
-}
-
-type Reply<T> = Result<T, HttpError>;
+pub(crate) use aloft_http::{HttpError, Reply};
 
 pub(super) async fn no_route(method: Method, uri: Uri) -> HttpError {
     HttpError(ApiError::NotFound(format!(

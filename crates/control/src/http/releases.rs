@@ -1,7 +1,7 @@
 //! `/v1/apps/{app}/releases`: one release per deploy, created and then finished once.
 
 use super::Reply;
-use super::extract::{ApiBody, ApiPath};
+use super::extract::{PathParams, RawBody};
 use crate::ControlPlane;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
@@ -25,8 +25,8 @@ use axum::http::StatusCode;
 pub(crate) async fn create_release(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    PathParams(app): PathParams<String>,
+    RawBody(body): RawBody,
 ) -> Reply<(StatusCode, axum::Json<Release>)> {
     let release = cp.create_release(&caller, &app, &body).await?;
     Ok((StatusCode::CREATED, axum::Json(release)))
@@ -45,7 +45,7 @@ pub(crate) async fn create_release(
 pub(crate) async fn list_releases(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
 ) -> Reply<axum::Json<Vec<Release>>> {
     Ok(axum::Json(cp.list_releases(&caller, &app).await?))
 }
@@ -70,8 +70,8 @@ pub(crate) async fn list_releases(
 pub(crate) async fn finish_release(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, version)): ApiPath<(String, u32)>,
-    ApiBody(body): ApiBody,
+    PathParams((app, version)): PathParams<(String, u32)>,
+    RawBody(body): RawBody,
 ) -> Reply<axum::Json<Release>> {
     Ok(axum::Json(
         cp.finish_release(&caller, &app, version, &body).await?,

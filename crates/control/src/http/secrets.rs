@@ -2,7 +2,7 @@
 //! app's hosts (`/internal/v1/apps/{app}/secrets`).
 
 use super::Reply;
-use super::extract::{ApiBody, ApiPath, Internal};
+use super::extract::{Internal, PathParams, RawBody};
 use crate::ControlPlane;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
@@ -26,8 +26,8 @@ use axum::extract::State;
 pub(crate) async fn set_secrets(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    PathParams(app): PathParams<String>,
+    RawBody(body): RawBody,
 ) -> Reply<axum::Json<Vec<Secret>>> {
     Ok(axum::Json(cp.set_secrets(&caller, &app, &body).await?))
 }
@@ -45,7 +45,7 @@ pub(crate) async fn set_secrets(
 pub(crate) async fn list_secrets(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
 ) -> Reply<axum::Json<Vec<Secret>>> {
     Ok(axum::Json(cp.list_secrets(&caller, &app).await?))
 }
@@ -65,8 +65,8 @@ pub(crate) async fn list_secrets(
 pub(crate) async fn unset_secrets(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    PathParams(app): PathParams<String>,
+    RawBody(body): RawBody,
 ) -> Reply<axum::Json<Vec<Secret>>> {
     Ok(axum::Json(cp.unset_secrets(&caller, &app, &body).await?))
 }
@@ -76,7 +76,7 @@ pub(crate) async fn unset_secrets(
 pub(super) async fn secret_values(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
 ) -> Reply<axum::Json<std::collections::BTreeMap<String, String>>> {
     Ok(axum::Json(cp.secret_values(&app).await?))
 }

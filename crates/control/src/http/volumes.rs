@@ -2,7 +2,7 @@
 //! it (`/internal/v1/volumes/{id}`).
 
 use super::Reply;
-use super::extract::{ApiBody, ApiPath, Internal};
+use super::extract::{Internal, PathParams, RawBody};
 use crate::ControlPlane;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
@@ -30,8 +30,8 @@ use axum::http::StatusCode;
 pub(crate) async fn create_volume(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
-    ApiBody(body): ApiBody,
+    PathParams(app): PathParams<String>,
+    RawBody(body): RawBody,
 ) -> Reply<(StatusCode, axum::Json<Volume>)> {
     let volume = cp.create_volume(&caller, &app, &body).await?;
     Ok((StatusCode::CREATED, axum::Json(volume)))
@@ -50,7 +50,7 @@ pub(crate) async fn create_volume(
 pub(crate) async fn list_volumes(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath(app): ApiPath<String>,
+    PathParams(app): PathParams<String>,
 ) -> Reply<axum::Json<Vec<Volume>>> {
     Ok(axum::Json(cp.list_volumes(&caller, &app).await?))
 }
@@ -68,7 +68,7 @@ pub(crate) async fn list_volumes(
 pub(crate) async fn get_volume(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, id)): ApiPath<(String, String)>,
+    PathParams((app, id)): PathParams<(String, String)>,
 ) -> Reply<axum::Json<Volume>> {
     Ok(axum::Json(cp.get_volume(&caller, &app, &id).await?))
 }
@@ -88,7 +88,7 @@ pub(crate) async fn get_volume(
 pub(crate) async fn destroy_volume(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, id)): ApiPath<(String, String)>,
+    PathParams((app, id)): PathParams<(String, String)>,
 ) -> Reply<axum::Json<Volume>> {
     Ok(axum::Json(cp.destroy_volume(&caller, &app, &id).await?))
 }
@@ -108,8 +108,8 @@ pub(crate) async fn destroy_volume(
 pub(crate) async fn extend_volume(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, id)): ApiPath<(String, String)>,
-    ApiBody(body): ApiBody,
+    PathParams((app, id)): PathParams<(String, String)>,
+    RawBody(body): RawBody,
 ) -> Reply<axum::Json<ExtendVolumeResponse>> {
     Ok(axum::Json(
         cp.extend_volume(&caller, &app, &id, &body).await?,
@@ -131,7 +131,7 @@ pub(crate) async fn extend_volume(
 pub(crate) async fn create_snapshot(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, id)): ApiPath<(String, String)>,
+    PathParams((app, id)): PathParams<(String, String)>,
 ) -> Reply<(StatusCode, axum::Json<VolumeSnapshot>)> {
     let snapshot = cp.create_snapshot(&caller, &app, &id).await?;
     Ok((StatusCode::CREATED, axum::Json(snapshot)))
@@ -150,7 +150,7 @@ pub(crate) async fn create_snapshot(
 pub(crate) async fn list_snapshots(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    ApiPath((app, id)): ApiPath<(String, String)>,
+    PathParams((app, id)): PathParams<(String, String)>,
 ) -> Reply<axum::Json<Vec<VolumeSnapshot>>> {
     Ok(axum::Json(cp.list_snapshots(&caller, &app, &id).await?))
 }
@@ -160,7 +160,7 @@ pub(crate) async fn list_snapshots(
 pub(super) async fn volume_access(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    ApiPath(id): ApiPath<String>,
+    PathParams(id): PathParams<String>,
 ) -> Reply<axum::Json<VolumeAccess>> {
     Ok(axum::Json(cp.volume_access(&id).await?))
 }
