@@ -57,3 +57,34 @@ impl From<AgentError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What reaches a caller (through the control plane, which passes agents' answers on) names
+    /// no SQLite text or path: those are in the agent's log under the error id.
+    #[test]
+    fn a_store_failure_reaches_callers_as_an_id_not_its_details() {
+        let failure = AgentError::Query {
+            op: "read machine m1",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(11),
+                Some("database disk image is malformed: /var/lib/aloft/agent/agent.db".into()),
+            ),
+        };
+        let err = ApiError::from(failure);
+        assert_eq!(err.status(), 500);
+        let msg = err.body().error;
+        assert!(msg.contains("error id"), "{msg}");
+        assert!(
+            !msg.contains("malformed") && !msg.contains("agent.db"),
+            "{msg}"
+        );
+        assert_eq!(
+            ApiError::from(AgentError::Closed).status(),
+            503,
+            "a stopping agent is still a retry"
+        );
+    }
+}
