@@ -45,7 +45,6 @@ mod machines;
 mod placement;
 mod secrets;
 mod store;
-mod tls;
 mod volumes;
 
 pub use error::ControlPlaneError;

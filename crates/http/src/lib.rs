@@ -8,10 +8,14 @@
 //!   `DefaultBodyLimit`) is 413.
 //! - [`bearer_token`] and [`tokens_equal`] (constant time, `subtle`): how a server checks the
 //!   token it was given.
+//! - [`tls::certified_key_from_pem`]: a user's certificate and key, checked the same way by the
+//!   control plane (before storing them) and by the proxies (loading them).
 //! - [`internal`]: a failure inside a server (a store error's SQLite text, a path, an address)
 //!   is logged with an error id; the caller gets a summary, the id and what to do.
 //!
 //! No state.
+
+pub mod tls;
 
 use aloft_types::ApiError;
 use axum::body::Bytes;

@@ -211,26 +211,8 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// A certificate chain and private key a user gave (PEM), checked: the chain parses (leaf
-/// first), the key parses and can sign, and it is the leaf's key.
-pub fn certified_key_from_pem(chain: &str, key: &str) -> Result<CertifiedKey, String> {
-    use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_slice_iter(chain.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the certificate is not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("no certificate in the PEM (expected -----BEGIN CERTIFICATE-----)".into());
-    }
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-        .map_err(|e| format!("the private key is not a PEM private key: {e}"))?;
-    let signer =
-        any_supported_type(&key).map_err(|e| format!("the private key cannot be used: {e}"))?;
-    let certified = CertifiedKey::new(certs, signer);
-    certified
-        .keys_match()
-        .map_err(|e| format!("the private key does not belong to the certificate: {e}"))?;
-    Ok(certified)
-}
+/// A user's certificate and key, checked as the control plane checked them before storing them.
+pub use aloft_http::tls::certified_key_from_pem;
 
 /// A hostname an app is served at besides `<app>.localhost`, and its certificate (the user's,
 /// or `None` for one from the development CA).

@@ -52,7 +52,7 @@ impl ControlPlane {
         }
         let pem = match (req.certificate, req.private_key) {
             (Some(c), Some(k)) => {
-                crate::tls::check_certificate_pair(&c, &k)
+                aloft_http::tls::certified_key_from_pem(&c, &k)
                     .map_err(|e| ApiError::invalid("certificate", e))?;
                 Some((c, k))
             }

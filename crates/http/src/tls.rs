@@ -1,9 +1,6 @@
-//! Checking a certificate a user uploads for one of an app's hostnames, before it is stored: the
-//! proxies serve it later, so a pair they would refuse is refused here, with the same words.
-//!
-//! The check is the one the proxy makes when it loads the pair (the same rustls parsing and
-//! signing-key support), so what the API accepts is what the proxies can serve. It depends on
-//! rustls only, so it can move to a crate both share.
+//! A certificate and key a user gives for one of an app's hostnames (`aloft certs add`), checked
+//! once for both sides of the HTTPS edge: the control plane refuses a pair before storing it, and
+//! every proxy loads it with the same function, so what the API accepts is what the proxies serve.
 
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::pem::PemObject;
@@ -12,7 +9,7 @@ use rustls::sign::CertifiedKey;
 
 /// A certificate chain and private key a user gave (PEM), checked: the chain parses (leaf
 /// first), the key parses and can sign, and it is the leaf's key.
-pub(crate) fn check_certificate_pair(chain: &str, key: &str) -> Result<CertifiedKey, String> {
+pub fn certified_key_from_pem(chain: &str, key: &str) -> Result<CertifiedKey, String> {
     let certs = CertificateDer::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("the certificate is not PEM: {e}"))?;
@@ -46,15 +43,15 @@ mod tests {
     #[test]
     fn a_pair_is_accepted_only_when_both_parse_and_belong_together() {
         let (cert, key) = self_signed("a.example");
-        assert!(check_certificate_pair(&cert, &key).is_ok());
+        assert!(certified_key_from_pem(&cert, &key).is_ok());
         let (_, other_key) = self_signed("b.example");
-        let err = check_certificate_pair(&cert, &other_key).err().unwrap();
+        let err = certified_key_from_pem(&cert, &other_key).err().unwrap();
         assert!(err.contains("does not belong"), "{err}");
-        let err = check_certificate_pair("hello", &key).err().unwrap();
+        let err = certified_key_from_pem("hello", &key).err().unwrap();
         assert!(err.contains("no certificate"), "{err}");
-        let err = check_certificate_pair(&cert, "nope").err().unwrap();
+        let err = certified_key_from_pem(&cert, "nope").err().unwrap();
         assert!(err.contains("private key"), "{err}");
-        let err = check_certificate_pair(&format!("{cert}{key}"), "")
+        let err = certified_key_from_pem(&format!("{cert}{key}"), "")
             .err()
             .unwrap();
         assert!(err.contains("private key"), "{err}");
