@@ -99,7 +99,8 @@ impl ControlPlane {
         let (store, secrets) = tokio::task::spawn_blocking(move || {
             check_writable(&dir)?;
             let store = store::Store::open(&dir.join("control.db"))?;
-            let secrets = secrets::SecretBox::load_or_create(&dir.join("secrets.key"))?;
+            let sealed = store.sealed_values()?;
+            let secrets = secrets::SecretBox::load_or_create(&dir.join("secrets.key"), sealed)?;
             Ok::<_, ControlPlaneError>((store, secrets))
         })
         .await

@@ -29,12 +29,24 @@ pub(crate) struct SecretBox {
 }
 
 impl SecretBox {
-    /// Reads `path`, or makes it (32 random bytes, 0600) when it does not exist.
-    pub(crate) fn load_or_create(path: &Path) -> Result<SecretBox, ControlPlaneError> {
+    /// Reads `path`, or makes it (32 random bytes, 0600) when it does not exist and nothing was
+    /// sealed yet. With `sealed` values in the database (secrets, volume keys), a missing key is an
+    /// error that says to restore it: a new key would leave every one of them unreadable.
+    pub(crate) fn load_or_create(path: &Path, sealed: u64) -> Result<SecretBox, ControlPlaneError> {
         let io =
             |e: std::io::Error| ControlPlaneError::SecretsKey(path.to_path_buf(), e.to_string());
         let key = match fs::read(path) {
             Ok(key) => key,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && sealed > 0 => {
+                return Err(ControlPlaneError::SecretsKey(
+                    path.to_path_buf(),
+                    format!(
+                        "it is missing, and the database holds {sealed} values sealed with it (app \
+                         secrets, volume keys): restore secrets.key from a backup of this data dir \
+                         before starting; a new key would make every one of them unreadable"
+                    ),
+                ));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = vec![0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e.to_string())))?;
@@ -127,7 +139,7 @@ mod tests {
     fn values_open_only_for_their_app_and_name_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.key");
-        let b = SecretBox::load_or_create(&path).unwrap();
+        let b = SecretBox::load_or_create(&path, 0).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -142,13 +154,33 @@ mod tests {
         assert_eq!(b.open("other", "DATABASE_URL", &sealed), None);
         assert_eq!(b.open("hello", "OTHER", &sealed), None);
         // The same key file again opens it; another key does not.
-        let again = SecretBox::load_or_create(&path).unwrap();
+        let again = SecretBox::load_or_create(&path, 1).unwrap();
         assert!(again.open("hello", "DATABASE_URL", &sealed).is_some());
-        let other = SecretBox::load_or_create(&dir.path().join("other.key")).unwrap();
+        let other = SecretBox::load_or_create(&dir.path().join("other.key"), 0).unwrap();
         assert_eq!(other.open("hello", "DATABASE_URL", &sealed), None);
         fs::write(&path, b"short").unwrap();
-        let err = SecretBox::load_or_create(&path).err().unwrap().to_string();
+        let err = SecretBox::load_or_create(&path, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("not 32"), "{err}");
+    }
+
+    /// A lost key is not replaced while values sealed with it exist: the control plane refuses
+    /// to start and says to restore it (a new key would silently make them unreadable).
+    #[test]
+    fn a_missing_key_is_not_replaced_while_sealed_values_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.key");
+        let err = SecretBox::load_or_create(&path, 3)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("restore secrets.key"), "{err}");
+        assert!(err.contains("3 values"), "{err}");
+        assert!(!path.exists(), "no new key was written");
+        assert!(SecretBox::load_or_create(&path, 0).is_ok());
+        assert!(path.exists());
     }
 
     #[test]

@@ -83,6 +83,23 @@ impl Store {
         })
     }
 
+    /// How many values are sealed with the secrets key (app secrets and volume keys). Blocking:
+    /// for the control plane's open, before it serves.
+    pub fn sealed_values(&self) -> Result<u64, ControlPlaneError> {
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM secrets) + (SELECT COUNT(*) FROM volumes)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(to_u64)
+            .map_err(|source| ControlPlaneError::Store {
+                op: "count sealed values",
+                source,
+            })
+    }
+
     /// Runs `f` on the connection on a blocking thread.
     async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T, ControlPlaneError>
     where

@@ -218,3 +218,25 @@ fn a_newer_schema_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn sealed_values_are_counted_for_the_secrets_key_check() {
+    let (_d, s) = open();
+    assert_eq!(s.sealed_values().unwrap(), 0);
+    s.ensure_org("a", 1).await.unwrap();
+    s.insert_app(app("one", "a")).await.unwrap();
+    let secret = |name: &str| SecretRecord {
+        name: name.into(),
+        sealed: crate::secrets::Sealed {
+            nonce: "00".into(),
+            ciphertext: "11".into(),
+        },
+        digest: "d".into(),
+        created_at: 1,
+    };
+    s.set_secrets("one", vec![secret("A"), secret("B")], 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.sealed_values().unwrap(), 2);
+}
