@@ -75,6 +75,9 @@ pub struct Target {
     /// The machine's private (6PN) address and the service's internal port.
     pub address: IpAddr,
     pub port: u16,
+    /// The org's private network the machine is on (the network id of its 6PN address): a
+    /// `fly-replay: app=` from this machine may only go to an app of the same network.
+    pub network: Option<u32>,
     pub limits: Limits,
     pub state: MachineState,
     /// Started, not cordoned, its checks passing: it may get requests now.
@@ -190,6 +193,10 @@ fn target(m: &MachineEntry, service: &Service) -> Option<Target> {
         region: m.region.clone(),
         address: m.address,
         port: u16::try_from(service.internal_port).ok()?,
+        network: match m.address {
+            IpAddr::V6(a) => aloft_types::sixpn::network_of(a),
+            IpAddr::V4(_) => None,
+        },
         limits,
         state: m.state,
         routable: m.routable,
@@ -220,6 +227,22 @@ mod tests {
         }))
         .unwrap();
         MachineEntry::of(&m).unwrap()
+    }
+
+    /// A target carries its org's network (from its 6PN address), which `fly-replay: app=` is
+    /// checked against.
+    #[test]
+    fn a_target_knows_its_org_network() {
+        let mut m = machine(
+            "0000000000000a",
+            "web",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!([{"internal_port": 8080, "ports": [{"port": 80, "handlers": ["http"]}]}]),
+        );
+        m.address = aloft_types::sixpn::machine_address(7, 1, 2).into();
+        assert_eq!(machine_targets(&m, 80).unwrap().network, Some(7));
+        m.address = "127.0.0.1".parse().unwrap();
+        assert_eq!(machine_targets(&m, 80).unwrap().network, None);
     }
 
     #[test]

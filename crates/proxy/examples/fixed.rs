@@ -69,6 +69,7 @@ fn main() -> Result<(), String> {
                 region: "local".into(),
                 address: addr.ip(),
                 port: addr.port(),
+                network: None,
                 limits: Limits {
                     soft: 10_000,
                     hard: 10_000,

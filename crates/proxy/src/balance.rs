@@ -62,6 +62,7 @@ mod tests {
             region: region.into(),
             address: "fdaa::1".parse().unwrap(),
             port: 8080,
+            network: None,
             limits: Limits {
                 soft,
                 hard,

@@ -108,6 +108,7 @@ fn target(id: &str, region: &str, addr: SocketAddr, soft: u32, hard: u32) -> Tar
         region: region.into(),
         address: addr.ip(),
         port: addr.port(),
+        network: None,
         limits: Limits {
             soft,
             hard,
@@ -438,6 +439,42 @@ async fn hard_limits_spread_requests_then_queue_then_refuse() {
         "one on each machine: {answers:?}"
     );
     assert_eq!(p.proxy.load().current("a") + p.proxy.load().current("b"), 0);
+}
+
+/// `fly-replay: app=` stays inside the replaying machine's org: another org's app is refused
+/// (PR05) and never sees the request; an app of the same org gets it.
+#[tokio::test]
+async fn fly_replay_to_an_app_of_another_org_is_refused() {
+    let p = proxy().await;
+    let a = answering("a", &[("fly-replay", "app=billing")]).await;
+    let theirs = echo("theirs").await;
+    let in_network = |network: u32, t: Target| Target {
+        network: Some(network),
+        ..t
+    };
+    let billing = |network: u32| Target {
+        app: "billing".into(),
+        ..in_network(network, target("theirs", "local", theirs, 20, 25))
+    };
+    p.set(
+        "hello",
+        vec![in_network(1, target("a", "local", a, 20, 25))],
+    );
+    let get = b"GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n";
+
+    p.set("billing", vec![billing(2)]);
+    let resp = raw(p.addr, get).await;
+    assert_eq!(status(&resp), 403, "{resp}");
+    assert!(
+        resp.contains("(PR05)") && resp.contains("not in its org"),
+        "{resp}"
+    );
+    assert!(!resp.contains("machine: theirs"), "{resp}");
+
+    p.set("billing", vec![billing(1)]);
+    let resp = raw(p.addr, get).await;
+    assert_eq!(status(&resp), 200, "{resp}");
+    assert!(resp.contains("machine: theirs"), "{resp}");
 }
 
 #[tokio::test]

@@ -248,6 +248,9 @@ impl Proxy {
                     ),
                 )
             })?;
+        if let Some(app) = instruction.app.as_deref() {
+            self.replay_stays_in_org(&target, app, ctx.conn.listener.public_port)?;
+        }
         ctx.replays += 1;
         if ctx.replays > MAX_REPLAYS {
             return Err(Failure::new(
@@ -280,6 +283,35 @@ impl Proxy {
         self.inner.metrics.count(Event::Replay, ctx.app_name());
         ctx.constraint = Constraint::replay(&instruction, &ctx.constraint.app, target);
         Ok(())
+    }
+
+    /// A machine's `fly-replay: app=` may only send a request to an app of its own org (the same
+    /// private network): another org's app is refused (PR05) and the attempt logged. An app with no
+    /// machines here is left to the usual "no such app" answer.
+    fn replay_stays_in_org(&self, from: &Target, app: &str, port: u16) -> Result<(), Failure> {
+        if app == from.app {
+            return Ok(());
+        }
+        let Some(targets) = self.inner.catalog.targets(app, port) else {
+            return Ok(());
+        };
+        if targets.iter().all(|t| t.network == from.network) {
+            return Ok(());
+        }
+        tracing::warn!(
+            from_app = %from.app,
+            machine = %from.machine_id,
+            to_app = %app,
+            "refused a fly-replay to an app of another org"
+        );
+        Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            Some("PR05"),
+            format!(
+                "machine {} asked to replay the request to app `{app}`, which is not in its org: fly-replay's app= names an app of the same org",
+                from.machine_id
+            ),
+        ))
     }
 }
 

@@ -189,6 +189,7 @@ mod tests {
             region: region.into(),
             address: "fdaa::1".parse().unwrap(),
             port: 8080,
+            network: None,
             limits: Limits::default(),
             state: MachineState::Started,
             routable: true,
