@@ -122,7 +122,17 @@ impl ControlPlane {
 
     /// Every hostname apps are served at, with uploaded certificates and keys (for proxies).
     pub async fn certificates(&self) -> Result<Vec<CertRecord>, ControlPlaneError> {
-        self.inner.store.certificates(None).await
+        let mut certs = self.inner.store.certificates(None).await?;
+        for c in &mut certs {
+            if let Some(stored) = c.private_key.take() {
+                c.private_key =
+                    apps::certificates::open_key(&self.inner.secrets, &c.hostname, &stored);
+                if c.private_key.is_none() {
+                    tracing::error!(hostname = %c.hostname, "the stored private key does not open with this control plane's secrets key; the proxies serve a development-CA certificate for it");
+                }
+            }
+        }
+        Ok(certs)
     }
 
     /// Moves on whenever a hostname is added or removed.

@@ -1,12 +1,37 @@
 //! The hostnames an app is served at, with the user's certificate and key (checked here) or one
-//! from the development CA.
+//! from the development CA. A user's private key is sealed with the secrets key before it is
+//! stored (`cert/<hostname>` as associated data) and opened only for the proxies.
 
 use crate::ControlPlane;
 use crate::auth;
+use crate::secrets::{Sealed, SecretBox};
 use crate::store::{Caller, CertRecord};
 use aloft_types::ApiError;
 use aloft_types::api::{Certificate, CreateCertificateRequest};
 use aloft_types::time::{now_ms, rfc3339};
+
+/// How a sealed private key is stored: `sealed:v1:<nonce hex>:<ciphertext hex>`.
+const SEALED_KEY: &str = "sealed:v1:";
+
+/// A user's private key as the database keeps it.
+pub(crate) fn seal_key(secrets: &SecretBox, hostname: &str, pem: &str) -> String {
+    let sealed = secrets.seal("cert", hostname, pem);
+    format!("{SEALED_KEY}{}:{}", sealed.nonce, sealed.ciphertext)
+}
+
+/// The private key of `hostname` as stored: opened, or as it is when it was stored before keys
+/// were sealed. `None` when it does not open (another key, another hostname's row).
+pub(crate) fn open_key(secrets: &SecretBox, hostname: &str, stored: &str) -> Option<String> {
+    let Some(sealed) = stored.strip_prefix(SEALED_KEY) else {
+        return Some(stored.to_string());
+    };
+    let (nonce, ciphertext) = sealed.split_once(':')?;
+    let sealed = Sealed {
+        nonce: nonce.to_string(),
+        ciphertext: ciphertext.to_string(),
+    };
+    secrets.open("cert", hostname, &sealed)
+}
 
 fn certificate_json(r: CertRecord) -> Certificate {
     Certificate {
@@ -69,7 +94,7 @@ impl ControlPlane {
             hostname: hostname.clone(),
             app: app.name.clone(),
             certificate: pem.as_ref().map(|(c, _)| c.clone()),
-            private_key: pem.map(|(_, k)| k),
+            private_key: pem.map(|(_, k)| seal_key(&self.inner.secrets, &hostname, &k)),
             created_at: now_ms(),
         };
         if self
@@ -126,5 +151,34 @@ impl ControlPlane {
         }
         self.inner.certificates.send_modify(|n| *n += 1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored key shows nothing of the PEM, opens only for its own hostname, and a key stored
+    /// before keys were sealed still reads.
+    #[test]
+    fn private_keys_are_stored_sealed_per_hostname() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = SecretBox::load_or_create(&dir.path().join("secrets.key"), 0).unwrap();
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+        let stored = seal_key(&secrets, "www.example.com", pem);
+        assert!(stored.starts_with(SEALED_KEY), "{stored}");
+        assert!(
+            !stored.contains("PRIVATE KEY") && !stored.contains("MIGH"),
+            "{stored}"
+        );
+        assert_eq!(
+            open_key(&secrets, "www.example.com", &stored).as_deref(),
+            Some(pem)
+        );
+        assert_eq!(open_key(&secrets, "api.example.com", &stored), None);
+        assert_eq!(
+            open_key(&secrets, "www.example.com", pem).as_deref(),
+            Some(pem)
+        );
     }
 }

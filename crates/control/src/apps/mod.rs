@@ -3,7 +3,7 @@
 //! one), and the apps themselves. Child modules hold what belongs to one app: its secrets, its
 //! releases and the hostnames it is served at.
 
-mod certificates;
+pub(crate) mod certificates;
 mod releases;
 mod secrets;
 

@@ -83,13 +83,15 @@ impl Store {
         })
     }
 
-    /// How many values are sealed with the secrets key (app secrets and volume keys). Blocking:
+    /// How many values are sealed with the secrets key (app secrets, volume keys, uploaded
+    /// certificates' private keys). Blocking:
     /// for the control plane's open, before it serves.
     pub fn sealed_values(&self) -> Result<u64, ControlPlaneError> {
         self.conn
             .lock()
             .query_row(
-                "SELECT (SELECT COUNT(*) FROM secrets) + (SELECT COUNT(*) FROM volumes)",
+                "SELECT (SELECT COUNT(*) FROM secrets) + (SELECT COUNT(*) FROM volumes)
+                      + (SELECT COUNT(*) FROM certificates WHERE private_key LIKE 'sealed:%')",
                 [],
                 |r| r.get::<_, i64>(0),
             )
