@@ -1,11 +1,22 @@
 //! Per-client limits (network-level flood protection): connections open at once and requests
 //! per second from one address.
+//!
+//! State: the open connections per address (a `parking_lot` mutex over a map, an entry removed
+//! when its last connection closes) and a keyed rate limiter (`governor`, GCRA) whose budget
+//! per address outlives the client's connections, so a client that opens a connection per
+//! request is limited like any other; addresses idle long enough to have their whole budget back
+//! are forgotten every few thousand requests, so memory follows the clients that are active.
 
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// How many requests pass between two sweeps of the addresses the rate limiter forgets.
+const SWEEP_EVERY: u32 = 4096;
 
 /// The limits one client address gets.
 #[derive(Debug, Clone, Copy)]
@@ -15,17 +26,15 @@ pub struct ClientLimits {
     pub requests_per_second: u32,
 }
 
-#[derive(Default)]
-struct Client {
-    connections: u32,
-    tokens: f64,
-    refilled: Option<Instant>,
-}
-
 /// The clients with connections open, and their request budgets.
 pub struct Clients {
     limits: ClientLimits,
-    table: Mutex<HashMap<IpAddr, Client>>,
+    /// Open connections per address.
+    table: Mutex<HashMap<IpAddr, u32>>,
+    /// Requests per second per address (`None`: no limit).
+    rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Requests since the last sweep of `rate`.
+    since_sweep: AtomicU32,
 }
 
 /// An open connection of a client; closing it (dropping this) frees its place.
@@ -37,9 +46,9 @@ pub struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let mut table = self.clients.table.lock();
-        if let Some(c) = table.get_mut(&self.ip) {
-            c.connections = c.connections.saturating_sub(1);
-            if c.connections == 0 {
+        if let Some(n) = table.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
                 table.remove(&self.ip);
             }
         }
@@ -48,47 +57,41 @@ impl Drop for Connection {
 
 impl Clients {
     pub fn new(limits: ClientLimits) -> Arc<Self> {
+        let rate = NonZeroU32::new(limits.requests_per_second)
+            .map(|rate| RateLimiter::keyed(Quota::per_second(rate)));
         Arc::new(Self {
             limits,
             table: Mutex::default(),
+            rate,
+            since_sweep: AtomicU32::new(0),
         })
     }
 
     /// A place for a new connection from `ip`, or `None` when it has as many open as allowed.
     pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Option<Connection> {
         let mut table = self.table.lock();
-        let c = table.entry(ip).or_default();
-        if c.connections >= self.limits.max_connections {
+        let n = table.entry(ip).or_default();
+        if *n >= self.limits.max_connections {
             return None;
         }
-        c.connections += 1;
+        *n += 1;
         Some(Connection {
             clients: self.clone(),
             ip,
         })
     }
 
-    /// Whether `ip` may make one more request now (a token bucket per address).
+    /// Whether `ip` may make one more request now (bursts up to the rate, then the rate).
     pub fn allow_request(&self, ip: IpAddr) -> bool {
-        let rate = self.limits.requests_per_second;
-        if rate == 0 {
+        let Some(rate) = &self.rate else {
             return true;
-        }
-        let mut table = self.table.lock();
-        let c = table.entry(ip).or_default();
-        let now = Instant::now();
-        let rate = f64::from(rate);
-        c.tokens = match c.refilled {
-            None => rate,
-            Some(at) => (c.tokens + now.duration_since(at).as_secs_f64() * rate).min(rate),
         };
-        c.refilled = Some(now);
-        if c.tokens >= 1.0 {
-            c.tokens -= 1.0;
-            true
-        } else {
-            false
+        if self.since_sweep.fetch_add(1, Ordering::Relaxed) >= SWEEP_EVERY {
+            self.since_sweep.store(0, Ordering::Relaxed);
+            rate.retain_recent();
+            rate.shrink_to_fit();
         }
+        rate.check_key(&ip).is_ok()
     }
 }
 
@@ -120,5 +123,24 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let allowed = (0..20).filter(|_| clients.allow_request(ip)).count();
         assert!((5..=6).contains(&allowed), "{allowed}");
+    }
+
+    /// The budget belongs to the address, not to its connections: a client that opens a new
+    /// connection for every request is limited like one that keeps its connection.
+    #[test]
+    fn a_client_that_reconnects_for_every_request_is_still_limited() {
+        let clients = Clients::new(ClientLimits {
+            max_connections: 10,
+            requests_per_second: 5,
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let allowed = (0..20)
+            .filter(|_| {
+                let _conn = clients.connect(ip).unwrap();
+                clients.allow_request(ip)
+            })
+            .count();
+        assert!((5..=6).contains(&allowed), "{allowed}");
+        assert!(clients.allow_request("192.0.2.2".parse().unwrap()));
     }
 }
