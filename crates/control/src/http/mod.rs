@@ -49,9 +49,8 @@ use volumes::{
 /// The largest request body accepted (413 above).
 pub use aloft_http::MAX_BODY_BYTES;
 
-/// The header listing hosts whose machines are missing from a machine list because they did not
-/// answer (comma-separated host ids). Absent when every host answered.
-pub const PARTIAL_HEADER: &str = "x-aloft-partial";
+/// Names the hosts that did not answer a machine list (the list is partial).
+pub use aloft_types::api::PARTIAL_HEADER;
 
 pub(crate) fn router(cp: ControlPlane) -> Router {
     Router::new()
