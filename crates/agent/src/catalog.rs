@@ -14,8 +14,16 @@ impl MachineSource for Agent {
         Agent::machines(self).map_err(|e| e.to_string())
     }
 
+    fn machine(&self, id: &str) -> Result<Option<Machine>, String> {
+        self.live_machine(id).map_err(|e| e.to_string())
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.machine_changes()
+    }
+
+    fn changed_since(&self, seen: u64) -> Option<(u64, Vec<String>)> {
+        self.machines_changed_since(seen)
     }
 
     async fn autostart(&self, app: &str, machine: &str) -> Result<(), String> {

@@ -157,7 +157,7 @@ impl Agent {
     /// (the proxy routes by it).
     fn record_check(&self, id: &MachineId, status: CheckStatus) {
         if self.checks().record(id, status) {
-            self.store().touch();
+            self.store().touch(id);
         }
     }
 }

@@ -6,8 +6,11 @@
 //! leaves one without the other. Once [`Store::close`] has run (shutdown, or a simulated crash),
 //! every method fails with [`AgentError::Closed`] and nothing more is written.
 //!
+//! What it keeps, and for how long, is in `retention`.
+//!
 //! State: one SQLite connection behind a `parking_lot` mutex (`None` once closed), and a change counter
-//! (a `watch` channel) that moves on after every committed change to a machine record.
+//! (a `watch` channel) that moves on after every committed change to a machine record, with a
+//! bounded log of which machine each change was about (so the catalog reloads only those).
 
 use crate::error::AgentError;
 use aloft_types::api::{Lease, MachineVersion};
@@ -15,7 +18,13 @@ use aloft_types::machine::{EventRequest, EventSource, EventType, ImageRef};
 use aloft_types::{InstanceId, MachineConfig, MachineEvent, MachineId, MachineState};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
+
+mod retention;
+
+/// How many changes the change log remembers; a reader further behind reloads everything.
+const CHANGE_LOG: usize = 4096;
 
 /// The schema version this agent writes (`PRAGMA user_version`). Version 2 added
 /// `machines.image_ref`.
@@ -112,6 +121,8 @@ pub(crate) struct Store {
     conn: Mutex<Option<Connection>>,
     /// Moves on after every committed change to a machine record.
     changes: tokio::sync::watch::Sender<u64>,
+    /// The newest changes: (counter value, the machine it was about).
+    log: Mutex<VecDeque<(u64, MachineId)>>,
 }
 
 impl Store {
@@ -165,9 +176,14 @@ impl Store {
         }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(open_err)?;
+        let mut conn = conn;
+        let tx = conn.transaction().map_err(open_err)?;
+        retention::forget_destroyed(&tx, retention::destroyed_cutoff())?;
+        tx.commit().map_err(open_err)?;
         Ok(Store {
             conn: Mutex::new(Some(conn)),
             changes: tokio::sync::watch::Sender::new(0),
+            log: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -240,8 +256,10 @@ impl Store {
             .map_err(q("inserted a machine"))?;
             write_version(&tx, &rec)?;
             write_events(&tx, &rec.id, events)?;
+            retention::trim(&tx, &rec.id)?;
+            retention::forget_destroyed(&tx, retention::destroyed_cutoff())?;
             tx.commit().map_err(q("committed a new machine"))?;
-            self.changed();
+            self.changed(&rec.id);
             Ok(rec)
         })
     }
@@ -251,13 +269,37 @@ impl Store {
         self.changes.subscribe()
     }
 
-    /// Moves the change counter on without a write (health check results changed).
-    pub fn touch(&self) {
-        self.changed();
+    /// Moves the change counter on without a write (the machine's health check results changed).
+    pub fn touch(&self, id: &MachineId) {
+        self.changed(id);
     }
 
-    fn changed(&self) {
-        self.changes.send_modify(|n| *n += 1);
+    fn changed(&self, id: &MachineId) {
+        let mut log = self.log.lock();
+        let n = *self.changes.borrow() + 1;
+        if log.len() == CHANGE_LOG {
+            log.pop_front();
+        }
+        log.push_back((n, id.clone()));
+        self.changes.send_replace(n);
+    }
+
+    /// The machines that changed after change `seen` (a value of [`Store::changes`]), with the
+    /// counter they bring it to; `None` when the log no longer reaches back to `seen` (the
+    /// caller reloads everything).
+    pub fn changed_since(&self, seen: u64) -> Option<(u64, BTreeSet<MachineId>)> {
+        let log = self.log.lock();
+        let now = *self.changes.borrow();
+        let oldest = log.front().map_or(now + 1, |(n, _)| *n);
+        if seen > now || oldest > seen + 1 {
+            return None;
+        }
+        let ids = log
+            .iter()
+            .filter(|(n, _)| *n > seen)
+            .map(|(_, id)| id.clone())
+            .collect();
+        Some((now, ids))
     }
 
     /// Writes the record's mutable fields and `events` in one transaction; with `version`, also
@@ -294,8 +336,9 @@ impl Store {
                 write_version(&tx, rec)?;
             }
             write_events(&tx, &rec.id, events)?;
+            retention::trim(&tx, &rec.id)?;
             tx.commit().map_err(q("committed a machine change"))?;
-            self.changed();
+            self.changed(&rec.id);
             Ok(())
         })
     }
@@ -316,10 +359,19 @@ impl Store {
 
     /// Every machine, oldest first.
     pub fn list(&self) -> Result<Vec<Record>, AgentError> {
+        self.select("")
+    }
+
+    /// Every machine that is not destroyed, oldest first.
+    pub fn list_live(&self) -> Result<Vec<Record>, AgentError> {
+        self.select("WHERE state != 'destroyed'")
+    }
+
+    fn select(&self, filter: &str) -> Result<Vec<Record>, AgentError> {
         self.with(|conn| {
             let mut stmt = conn
                 .prepare(&format!(
-                    "SELECT {RECORD_COLUMNS} FROM machines ORDER BY seq"
+                    "SELECT {RECORD_COLUMNS} FROM machines {filter} ORDER BY seq"
                 ))
                 .map_err(q("listed machines"))?;
             let rows = stmt
@@ -630,7 +682,7 @@ mod tests {
     use super::*;
     use aloft_types::machine::ExitEvent;
 
-    fn record(n: u32) -> Record {
+    pub(super) fn record(n: u32) -> Record {
         Record {
             id: MachineId::random(),
             app: "hello".into(),
@@ -652,7 +704,7 @@ mod tests {
         }
     }
 
-    fn event(kind: EventType, status: &str) -> MachineEvent {
+    pub(super) fn event(kind: EventType, status: &str) -> MachineEvent {
         MachineEvent {
             id: ulid::Ulid::new().to_string(),
             kind,

@@ -254,16 +254,34 @@ impl Agent {
     pub fn machines(&self) -> Result<Vec<Machine>, ApiError> {
         Ok(self
             .store()
-            .list()?
+            .list_live()?
             .into_iter()
-            .filter(|r| r.state != MachineState::Destroyed)
             .map(|r| self.machine_object(&r, None, Vec::new()))
             .collect())
+    }
+
+    /// One machine as [`Agent::machines`] shows it; `None` when it is gone or destroyed.
+    pub fn live_machine(&self, id: &str) -> Result<Option<Machine>, ApiError> {
+        let Some(id) = MachineId::parse(id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .store()
+            .get(&id)?
+            .filter(|r| r.state != MachineState::Destroyed)
+            .map(|r| self.machine_object(&r, None, Vec::new())))
     }
 
     /// Moves on whenever a machine on this host changes (state, config, a new or destroyed one).
     pub fn machine_changes(&self) -> watch::Receiver<u64> {
         self.store().changes()
+    }
+
+    /// The machines that changed after change `seen` of [`Agent::machine_changes`], and the
+    /// change that brings it up to date; `None` when the agent no longer remembers that far back.
+    pub fn machines_changed_since(&self, seen: u64) -> Option<(u64, Vec<String>)> {
+        let (to, ids) = self.store().changed_since(seen)?;
+        Some((to, ids.iter().map(|id| id.as_str().to_string()).collect()))
     }
 
     fn machine_object(
