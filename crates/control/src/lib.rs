@@ -39,6 +39,7 @@ mod apps;
 mod auth;
 mod error;
 mod forward;
+mod hostnames;
 mod hosts;
 pub mod http;
 mod machines;
@@ -48,6 +49,7 @@ mod store;
 mod volumes;
 
 pub use error::ControlPlaneError;
+pub use hostnames::{HostnameGrant, HostnamePolicy};
 pub use http::openapi::{ControlPlaneApiDoc, openapi_document};
 pub use store::CertRecord;
 
@@ -67,6 +69,8 @@ pub struct ControlPlaneConfig {
     pub internal_token: String,
     /// The region used when a create names none.
     pub default_region: String,
+    /// Which org may serve which hostnames.
+    pub hostnames: HostnamePolicy,
 }
 
 /// A running control plane. Cheap to clone; clones share everything.

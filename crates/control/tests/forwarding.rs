@@ -147,6 +147,7 @@ async fn control_plane() -> (tempfile::TempDir, ControlPlane, String, String) {
         data_dir: dir.path().join("cp"),
         internal_token: INTERNAL_TOKEN.into(),
         default_region: "local".into(),
+        hostnames: Default::default(),
     })
     .await
     .unwrap();

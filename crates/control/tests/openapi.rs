@@ -83,6 +83,7 @@ async fn the_served_document_is_the_checked_in_file() {
         data_dir: dir.path().to_path_buf(),
         internal_token: "t".into(),
         default_region: "local".into(),
+        hostnames: Default::default(),
     })
     .await
     .unwrap();

@@ -494,6 +494,8 @@ fn control_config(dir: &Path, token_file: &Path, default_region: &str) -> Contro
             interface: CONTROL_MESH_IF.into(),
             emulated_rtt_ms: BTreeMap::new(),
         }),
+        // One user's cloud on one machine: the user is its operator.
+        hostnames: aloft_control::HostnamePolicy::allow_any(),
     }
 }
 

@@ -199,6 +199,7 @@ impl Cluster {
             data_dir: dir.path().join("control-plane"),
             internal_token: internal_token.clone(),
             default_region: opts.default_region.clone(),
+            hostnames: aloft_control::HostnamePolicy::allow_any(),
         };
         let control_plane = start_control_plane(cp_config, loopback()).await;
         let cp = &control_plane.1;

@@ -75,6 +75,21 @@ impl ControlPlane {
                 ),
             ));
         }
+        if !self
+            .inner
+            .config
+            .hostnames
+            .allows(&caller.org.slug, &hostname)
+        {
+            return Err(ApiError::invalid(
+                "hostname",
+                format!(
+                    "hostname `{hostname}` is not approved for org `{}`: ask the cloud's operator \
+                     to grant it (`[[hostnames.grants]]` in the control plane's config)",
+                    caller.org.slug
+                ),
+            ));
+        }
         let pem = match (req.certificate, req.private_key) {
             (Some(c), Some(k)) => {
                 aloft_http::tls::certified_key_from_pem(&c, &k)

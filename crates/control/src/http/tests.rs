@@ -1,25 +1,76 @@
 //! The HTTP edge's own tests: what a caller sees when the control plane itself fails.
 
-use crate::{ControlPlane, ControlPlaneConfig};
+use crate::{ControlPlane, ControlPlaneConfig, HostnameGrant, HostnamePolicy};
 use axum::http::StatusCode;
 
 /// A control plane serving on a free port, with the org `personal` and a token for it.
 async fn serving() -> (tempfile::TempDir, String, String) {
+    let (dir, url, cp) = serving_with(HostnamePolicy::default()).await;
+    cp.ensure_org("personal").await.unwrap();
+    let token = cp.create_token("personal", "ci-bot").await.unwrap();
+    (dir, url, token)
+}
+
+async fn serving_with(hostnames: HostnamePolicy) -> (tempfile::TempDir, String, ControlPlane) {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::open(ControlPlaneConfig {
         data_dir: dir.path().join("cp"),
         internal_token: "internal-test-token".into(),
         default_region: "local".into(),
+        hostnames,
     })
     .await
     .unwrap();
-    cp.ensure_org("personal").await.unwrap();
-    let token = cp.create_token("personal", "ci-bot").await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = cp.router();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (dir, url, token)
+    (dir, url, cp)
+}
+
+/// A hostname granted to one org cannot be claimed by another first, even one that asks
+/// before the owner does.
+#[tokio::test]
+async fn a_hostname_goes_only_to_the_org_the_operator_granted_it_to() {
+    let policy = HostnamePolicy {
+        allow_any: false,
+        grants: vec![HostnameGrant {
+            org: "acme".into(),
+            names: vec!["*.acme.com".into()],
+        }],
+    };
+    let (_dir, url, cp) = serving_with(policy).await;
+    let http = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for org in ["evil", "acme"] {
+        cp.ensure_org(org).await.unwrap();
+        let token = cp.create_token(org, "t").await.unwrap();
+        let resp = http
+            .post(format!("{url}/v1/apps"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"app_name": format!("{org}-web")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        tokens.push(token);
+    }
+    let add = |token: &str, app: &str, hostname: &str| {
+        http.post(format!("{url}/v1/apps/{app}/certificates"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"hostname": hostname}))
+            .send()
+    };
+    let resp = add(&tokens[0], "evil-web", "www.acme.com").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("not approved for org `evil`"), "{body}");
+    let resp = add(&tokens[1], "acme-web", "www.acme.com").await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let resp = add(&tokens[1], "acme-web", "www.example.com")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]

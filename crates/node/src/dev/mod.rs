@@ -21,7 +21,7 @@ use crate::roles::control::{ControlConfig, ControlRole, RegistrySetup};
 use crate::roles::host::{HostConfig, HostRole, ProxyListeners};
 use crate::supervisor::{DRAIN_TIMEOUT, Stopped, Supervisor};
 use aloft_agent::AgentConfig;
-use aloft_control::ControlPlaneConfig;
+use aloft_control::{ControlPlaneConfig, HostnamePolicy};
 use aloft_image::{ImageConfig, ImageStore};
 use aloft_proxy::ProxyConfig;
 use aloft_proxy::tls::{Certificates, DevCa, Domains};
@@ -152,6 +152,8 @@ async fn up(ctx: &NodeCtx, args: UpArgs) -> Result<ExitCode> {
                 data_dir: data.root.join("control"),
                 internal_token: internal_token.clone(),
                 default_region: args.region.clone(),
+                // One user's cloud: the user is its operator.
+                hostnames: HostnamePolicy::allow_any(),
             },
             listeners: vec![listen.api],
             registry: Some(RegistrySetup {

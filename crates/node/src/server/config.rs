@@ -4,6 +4,7 @@
 
 use crate::host_setup::RuntimeKind;
 use crate::mesh::MeshFile;
+use aloft_control::HostnamePolicy;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ pub struct ControlFile {
     /// is reached by them) on it, at `[fdaa::1]` and the first `listen` port.
     #[serde(default)]
     pub mesh: Option<MeshFile>,
+    /// Which org may serve which hostnames (`aloft certs add`); the default approves none.
+    #[serde(default)]
+    pub hostnames: HostnamePolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -105,6 +105,7 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
                 data_dir: config.data_dir.clone(),
                 internal_token,
                 default_region: config.default_region.clone(),
+                hostnames: config.hostnames.clone(),
             },
             listeners,
             registry,
