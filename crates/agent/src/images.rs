@@ -4,7 +4,10 @@
 //!
 //! - **Credentials.** The control plane forwards the caller's own org API token with every
 //!   machine request (`x-aloft-registry-token`). The agent uses it in memory, for the pulls that
-//!   request triggers (create's launch, start, restart, update), and never stores it. Starts the
+//!   request triggers (create's launch, start, restart, update), and never stores it. The token
+//!   goes only to aloft's own registry (`AgentConfig::registry`): an image on any other registry
+//!   is pulled anonymously, so an image reference cannot hand the org's token to a registry
+//!   the tenant runs. Starts the
 //!   agent makes on its own (restart policy, finishing an operation after an agent restart)
 //!   have no token: they use the image already on the host, and when it is gone (pruned) the
 //!   machine fails with an event saying to start it again, which brings a token.
@@ -339,7 +342,7 @@ impl Agent {
             reference: reference.to_string(),
             error,
         };
-        let Some(creds) = creds else {
+        let Some(creds) = creds.map(|c| self.for_registry(reference, c)) else {
             let Some(digest) = cached_digest(store, reference).await.map_err(failed)? else {
                 return Err(ImageFailure::NotCached {
                     reference: reference.to_string(),
@@ -350,12 +353,25 @@ impl Agent {
                 digest: Some(digest),
                 ..reference.clone()
             };
-            return store
-                .pull(&on_host, &Credentials::None, progress)
-                .await
-                .map_err(failed);
+            return store.on_host(&on_host, progress).await.map_err(failed);
         };
-        store.pull(reference, creds, progress).await.map_err(failed)
+        store
+            .pull(reference, &creds, progress)
+            .await
+            .map_err(failed)
+    }
+
+    /// The credentials a pull from `reference`'s registry gets: the caller's org token for
+    /// aloft's own registry, nothing for any other.
+    fn for_registry(&self, reference: &Reference, org: &Credentials) -> Credentials {
+        if reference
+            .registry
+            .eq_ignore_ascii_case(&self.config().registry)
+        {
+            org.clone()
+        } else {
+            Credentials::None
+        }
     }
 
     /// `GET /internal/v1/images`: the images on this host and the machines that use them.

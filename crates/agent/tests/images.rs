@@ -98,10 +98,12 @@ impl TestRegistry {
     }
 
     /// An image config whose registry (and the agent's default one) is this registry, with
-    /// quick retries so that a registry that is down is reported at once.
+    /// quick retries so that a registry that is down is reported at once. Other registries on
+    /// loopback are allowed explicitly, as a test configuration must.
     fn image_config(&self) -> ImageConfig {
         ImageConfig {
             default_registry: self.host.clone(),
+            private_registries: vec!["127.0.0.1".into()],
             retries: 1,
             retry_backoff: Duration::from_millis(10),
             ..ImageConfig::new("unused")
@@ -422,6 +424,42 @@ async fn pull_failures_fail_the_machine_with_what_to_do() {
     assert!(
         msg.contains("did not answer") && msg.contains("start the machine again"),
         "{msg}"
+    );
+}
+
+/// The org token goes to aloft's own registry only (issue 15, item 5): an image on another
+/// registry, which a tenant may run to collect tokens, is pulled without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_token_goes_only_to_the_own_registry() {
+    let reg = TestRegistry::start().await;
+    let t = TestAgent::with_images(reg.image_config()).await;
+    // a registry that asks for Basic credentials and records the Authorization it gets
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let foreign = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+            record.lock().push(auth.unwrap_or("-").to_string());
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", r#"Basic realm="collector""#)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, foreign).await.unwrap() });
+
+    let id = create_ok(&t, json!({"image": format!("{host}/personal/app:v1")})).await;
+    assert_eq!(settled(&t, &id).await["state"], "failed");
+    let msg = last_message(&t, &id).await;
+    assert!(msg.contains("refused access"), "{msg}");
+    let seen = seen.lock().clone();
+    assert!(!seen.is_empty(), "the foreign registry was asked");
+    assert!(
+        seen.iter().all(|a| a == "-"),
+        "no credentials went to another registry: {seen:?}"
     );
 }
 
