@@ -4,15 +4,20 @@
 //!
 //! - **Credentials.** The control plane forwards the caller's own org API token with every
 //!   machine request (`x-aloft-registry-token`). The agent uses it in memory, for the pulls that
-//!   request triggers (create's launch, start, restart, update), and never stores it. Starts the
-//!   agent makes on its own (restart policy, finishing an operation after an agent restart)
-//!   have no token: they use the image already on the host, and when it is gone (pruned) the
-//!   machine fails with an event saying to start it again, which brings a token.
+//!   request triggers (create's launch, start, restart, update), and never stores it. The token
+//!   goes only to aloft's own registry (`AgentConfig::registry`): an image on any other registry
+//!   is pulled anonymously, so an image reference cannot hand the org's token to a registry
+//!   the tenant runs. Starts the agent makes on its own (restart policy, finishing an
+//!   operation after an agent restart) have no token: they use the image the record is pinned
+//!   to, if it is still on the host, and nothing else (not an image found by name or by a
+//!   digest nobody checked the org may read); otherwise the machine fails with an event saying
+//!   to start it again, which brings a token.
 //! - **Pinning.** Once a version's image is pulled, the record names it by manifest digest
 //!   (`image_ref`), written before the machine starts. Later starts of that version use that
 //!   digest, so the image a version runs never changes behind its back (a tag pushed again is
-//!   picked up by an update, which makes a new version), and a digest already on the host needs
-//!   no registry.
+//!   picked up by an update, which makes a new version). A digest already on the host is
+//!   reused without a download, once the registry let the caller's credentials read it (the
+//!   image store checks with a `HEAD` the first time those credentials ask).
 //! - **Prune** keeps every image a machine that is not destroyed names, and never runs between
 //!   a pull and the write that names its image (`image_gc`).
 //!
@@ -261,7 +266,9 @@ impl Agent {
                 (r, tag)
             }
         };
-        let image = self.fetch(store, &m.slot, &reference, creds).await?;
+        let image = self
+            .fetch(store, &m.slot, &reference, creds, pinned.is_some())
+            .await?;
         let image_ref = ImageRef {
             registry: reference.registry,
             repository: reference.repository,
@@ -316,7 +323,7 @@ impl Agent {
         let reference = self
             .reference(&config.image, &m.rec.org)
             .map_err(ImageFailure::Reference)?;
-        let image = self.fetch(store, &m.slot, &reference, creds).await?;
+        let image = self.fetch(store, &m.slot, &reference, creds, false).await?;
         image
             .config
             .process(config)
@@ -325,13 +332,16 @@ impl Agent {
     }
 
     /// Pulls `reference`, or finds it on this host, showing the progress on the machine. Without
-    /// credentials the registry is never asked: only an image already on this host will do.
+    /// credentials the registry is never asked: only the image the machine's record is `pinned`
+    /// to (pulled for it before, with its caller's credentials) will do, never an image by a
+    /// name or digest nobody has checked this machine's org may read.
     async fn fetch(
         &self,
         store: &ImageStore,
         slot: &Arc<Slot>,
         reference: &Reference,
         creds: Option<&Credentials>,
+        pinned: bool,
     ) -> Result<Image, ImageFailure> {
         let shown = Shown(slot.clone());
         let progress = |p: PullProgress| shown.0.set_pull(Some(pull_json(&p)));
@@ -339,23 +349,35 @@ impl Agent {
             reference: reference.to_string(),
             error,
         };
-        let Some(creds) = creds else {
-            let Some(digest) = cached_digest(store, reference).await.map_err(failed)? else {
-                return Err(ImageFailure::NotCached {
-                    reference: reference.to_string(),
-                });
+        let Some(creds) = creds.map(|c| self.for_registry(reference, c)) else {
+            let not_cached = || ImageFailure::NotCached {
+                reference: reference.to_string(),
             };
-            let on_host = Reference {
-                tag: None,
-                digest: Some(digest),
-                ..reference.clone()
+            if !pinned {
+                return Err(not_cached());
+            }
+            return match store.on_host(reference, progress).await {
+                Err(ImageError::ImageNotFound { .. }) => Err(not_cached()),
+                r => r.map_err(failed),
             };
-            return store
-                .pull(&on_host, &Credentials::None, progress)
-                .await
-                .map_err(failed);
         };
-        store.pull(reference, creds, progress).await.map_err(failed)
+        store
+            .pull(reference, &creds, progress)
+            .await
+            .map_err(failed)
+    }
+
+    /// The credentials a pull from `reference`'s registry gets: the caller's org token for
+    /// aloft's own registry, nothing for any other.
+    fn for_registry(&self, reference: &Reference, org: &Credentials) -> Credentials {
+        if reference
+            .registry
+            .eq_ignore_ascii_case(&self.config().registry)
+        {
+            org.clone()
+        } else {
+            Credentials::None
+        }
     }
 
     /// `GET /internal/v1/images`: the images on this host and the machines that use them.
@@ -418,27 +440,4 @@ impl Agent {
         }
         Ok(users)
     }
-}
-
-/// The digest of the image `reference` names, if this host has it: the digest itself, or the
-/// newest image pulled by that name.
-async fn cached_digest(
-    store: &ImageStore,
-    reference: &Reference,
-) -> Result<Option<String>, ImageError> {
-    let images = store.list().await?;
-    Ok(match &reference.digest {
-        Some(d) => images
-            .into_iter()
-            .any(|i| &i.manifest_digest == d)
-            .then(|| d.clone()),
-        None => {
-            let name = reference.to_string();
-            images
-                .into_iter()
-                .rev()
-                .find(|i| i.references.contains(&name))
-                .map(|i| i.manifest_digest)
-        }
-    })
 }

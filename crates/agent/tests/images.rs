@@ -30,6 +30,7 @@ const OTHER_TOKEN: &str = "other-org-token";
 struct Traffic {
     requests: Arc<Mutex<Vec<String>>>,
     blob_delay_ms: Arc<AtomicU64>,
+    manifest_delay_ms: Arc<AtomicU64>,
 }
 
 impl Traffic {
@@ -52,6 +53,10 @@ async fn observe(State(t): State<Traffic>, req: Request, next: Next) -> Response
     t.requests.lock().push(line.clone());
     if line.starts_with("GET ") && line.contains("/blobs/") {
         let ms = t.blob_delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if line.contains("/manifests/") {
+        let ms = t.manifest_delay_ms.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     next.run(req).await
@@ -98,10 +103,12 @@ impl TestRegistry {
     }
 
     /// An image config whose registry (and the agent's default one) is this registry, with
-    /// quick retries so that a registry that is down is reported at once.
+    /// quick retries so that a registry that is down is reported at once. Other registries on
+    /// loopback are allowed explicitly, as a test configuration must.
     fn image_config(&self) -> ImageConfig {
         ImageConfig {
             default_registry: self.host.clone(),
+            private_registries: vec!["127.0.0.1".into()],
             retries: 1,
             retry_backoff: Duration::from_millis(10),
             ..ImageConfig::new("unused")
@@ -425,6 +432,42 @@ async fn pull_failures_fail_the_machine_with_what_to_do() {
     );
 }
 
+/// The org token goes to aloft's own registry only (issue 15, item 5): an image on another
+/// registry, which a tenant may run to collect tokens, is pulled without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_token_goes_only_to_the_own_registry() {
+    let reg = TestRegistry::start().await;
+    let t = TestAgent::with_images(reg.image_config()).await;
+    // a registry that asks for Basic credentials and records the Authorization it gets
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let foreign = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+            record.lock().push(auth.unwrap_or("-").to_string());
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", r#"Basic realm="collector""#)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, foreign).await.unwrap() });
+
+    let id = create_ok(&t, json!({"image": format!("{host}/personal/app:v1")})).await;
+    assert_eq!(settled(&t, &id).await["state"], "failed");
+    let msg = last_message(&t, &id).await;
+    assert!(msg.contains("refused access"), "{msg}");
+    let seen = seen.lock().clone();
+    assert!(!seen.is_empty(), "the foreign registry was asked");
+    assert!(
+        seen.iter().all(|a| a == "-"),
+        "no credentials went to another registry: {seen:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_show_progress_and_fetch_each_layer_once() {
     let reg = TestRegistry::start().await;
@@ -560,6 +603,59 @@ async fn a_crash_in_the_middle_of_a_pull_is_finished_clearly() {
     let (status, body) = t.send(rb).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(t.state(&id).await, "started");
+}
+
+/// Another org's image by digest, through an agent crash (issue 15, item 6): the agent finishes
+/// a create after a crash without the caller's token, and then uses only an image the machine's
+/// record was pinned to by a pull, never another org's image that happens to be on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_does_not_hand_another_orgs_image_over() {
+    let reg = TestRegistry::start().await;
+    let app = reg.push(app_image(), "personal/app", "v1").await;
+    let mut t = TestAgent::with_images(reg.image_config()).await;
+    let id = create_ok(&t, json!({"image": "app:v1"})).await;
+    assert_eq!(settled(&t, &id).await["state"], "started");
+
+    // org `other` names personal's image by digest; its access check is slow, and the agent
+    // crashes meanwhile
+    reg.traffic.manifest_delay_ms.store(3000, Ordering::SeqCst);
+    let image = format!("{}/personal/app@{}", reg.host, app.manifest_digest);
+    let rb = t
+        .req(Method::POST, &t.machines())
+        .header(ORG_HEADER, "other")
+        .header(REGISTRY_TOKEN_HEADER, OTHER_TOKEN)
+        .json(&json!({"config": {"image": image}}));
+    let (status, m) = t.send(rb).await;
+    assert_eq!(status, 200, "{m}");
+    let theirs = m["id"].as_str().unwrap().to_string();
+    t.eventually("the access check is under way", || async {
+        let n = reg
+            .traffic
+            .requests
+            .lock()
+            .iter()
+            .filter(|r| r.contains("/manifests/"))
+            .count();
+        n > 1
+    })
+    .await;
+    t.crash().await;
+    reg.traffic.manifest_delay_ms.store(0, Ordering::SeqCst);
+    assert_eq!(
+        t.state(&theirs).await,
+        "failed",
+        "not started with personal's image"
+    );
+    let msg = last_message(&t, &theirs).await;
+    assert!(msg.contains("aloft machine start"), "{msg}");
+    // and starting it with its own token is refused by the registry
+    let rb = t
+        .req(Method::POST, &format!("{}/start", t.machine(&theirs)))
+        .header(ORG_HEADER, "other")
+        .header(REGISTRY_TOKEN_HEADER, OTHER_TOKEN);
+    let (status, body) = t.send(rb).await;
+    assert_ne!(status, 200, "{body}");
+    assert_ne!(t.state(&theirs).await, "started");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,12 @@ pub struct ImageConfig {
     pub data_dir: PathBuf,
     /// The registry a reference without a host names, e.g. `127.0.0.1:5000` (the dev registry).
     pub default_registry: String,
+    /// Registries that may be on private, loopback or link-local addresses besides
+    /// `default_registry` (which always may): `host` (any port) or `host:port`. Every other
+    /// registry, token realm and redirect target must resolve to public addresses only, so an
+    /// image reference cannot make the host reach its own network (see the crate doc). Default
+    /// empty.
+    pub private_registries: Vec<String>,
     /// Unpacking limits.
     pub limits: Limits,
     /// How many layers are downloaded (and unpacked) at once for one pull. Default 3.
@@ -66,6 +72,7 @@ impl ImageConfig {
         ImageConfig {
             data_dir: data_dir.into(),
             default_registry: "127.0.0.1:5000".to_string(),
+            private_registries: Vec::new(),
             limits: Limits::default(),
             download_concurrency: 3,
             retries: 4,
@@ -86,6 +93,11 @@ impl ImageConfig {
                 "default_registry",
                 "must be a host[:port] such as 127.0.0.1:5000",
             );
+        }
+        if let Err(e) =
+            crate::netpolicy::AddressPolicy::new(&self.default_registry, &self.private_registries)
+        {
+            return bad("private_registries", &e);
         }
         if self.download_concurrency == 0 {
             return bad("download_concurrency", "must be at least 1");

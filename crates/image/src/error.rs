@@ -55,6 +55,13 @@ pub enum ImageError {
         detail: String,
     },
 
+    /// The registry, its token realm or a redirect names an address this host may not reach
+    /// (see `netpolicy`).
+    #[error(
+        "not pulling from registry {registry}: {detail}; images may name public registries, aloft's own registry, or private registries the operator lists in the host config (`private_registries`)"
+    )]
+    AddressRefused { registry: String, detail: String },
+
     /// The manifest or blob does not exist.
     #[error("{what} was not found in registry {registry}: check the image name, tag or digest")]
     NotFound { registry: String, what: String },

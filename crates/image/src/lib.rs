@@ -55,7 +55,20 @@
 //! flight per manifest digest: config, layers, assembly), and concurrent pulls of different
 //! images share each common layer (a single flight per layer digest), so each blob is fetched
 //! once; a second image that differs in one layer fetches only that layer. A digest reference
-//! already on the host is served without the registry.
+//! already on the host is served without a download, but only to credentials the registry let
+//! read it: those that pulled it (or were checked before; the image record keeps a hash of
+//! them) need no request, others cost a `HEAD` of the manifest, and a refusal is the
+//! registry's.
+//!
+//! # Where credentials and connections go
+//!
+//! A pull's credentials are for the registry its reference names and go to that host and port
+//! only: never to a token realm on another host (asked for an anonymous token instead), never
+//! across a redirect to another host (a blob CDN gets no `Authorization`). Registries, realms
+//! and redirect targets must resolve to public addresses unless they are the default registry
+//! or listed in [`ImageConfig::private_registries`]; names are resolved once and the checked
+//! addresses are the ones connected to (no DNS rebinding). Which credentials a pull gets is the
+//! caller's choice: the agent gives the org token to aloft's own registry only.
 //!
 //! # Security policy (layers are untrusted input)
 //!
@@ -118,6 +131,7 @@ mod defaults;
 mod error;
 mod ext4;
 mod fsmeta;
+mod netpolicy;
 mod reference;
 mod registry;
 mod store;

@@ -3,14 +3,23 @@
 //!
 //! Registries are spoken to over plain HTTP (this build has no TLS client): aloft's own
 //! registry on the host or the private network, or Debian's `docker-registry`.
+//!
+//! Where credentials go: the credentials of a pull are for the registry its reference names,
+//! and are sent only to that registry's own host and port: to the registry itself, and to a
+//! token realm only when the realm is on that same host and port (a realm elsewhere is asked
+//! for an anonymous token). A redirect to another host or port never carries `Authorization`
+//! (the HTTP client drops it), so a blob redirect to a CDN works without leaking the token.
+//! Every URL, realms and redirect targets included, passes the address policy
+//! (`netpolicy`) first.
 
 use crate::error::ImageError;
+use crate::netpolicy::{self, AddressPolicy};
 use crate::reference::Reference;
 use aloft_oci::manifest::{self, Descriptor, Parsed};
 use aloft_oci::media_type;
 use base64::Engine;
 use parking_lot::Mutex;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
@@ -44,7 +53,7 @@ impl fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    fn basic_header(&self) -> Option<String> {
+    pub(crate) fn basic_header(&self) -> Option<String> {
         match self {
             Credentials::None => None,
             Credentials::Basic { username, password } => Some(format!(
@@ -83,6 +92,7 @@ pub(crate) struct Session {
 
 struct SessionInner {
     http: reqwest::Client,
+    policy: Arc<AddressPolicy>,
     registry: String,
     repository: String,
     creds: Credentials,
@@ -95,6 +105,7 @@ struct SessionInner {
 impl Session {
     pub(crate) fn new(
         http: reqwest::Client,
+        policy: Arc<AddressPolicy>,
         reference: &Reference,
         creds: &Credentials,
         retries: u32,
@@ -103,6 +114,7 @@ impl Session {
         Session {
             inner: Arc::new(SessionInner {
                 http,
+                policy,
                 registry: reference.registry.clone(),
                 repository: reference.repository.clone(),
                 creds: creds.clone(),
@@ -169,18 +181,58 @@ impl Session {
         })
     }
 
+    /// Checks `url` against the address policy before anything is sent to it.
+    fn checked(&self, url: &str) -> Result<Url, Failure> {
+        let parsed = Url::parse(url).map_err(|e| {
+            Failure::Fatal(ImageError::AddressRefused {
+                registry: self.inner.registry.clone(),
+                detail: format!("{url} is not a URL ({e})"),
+            })
+        })?;
+        self.inner.policy.check_url(&parsed).map_err(|e| {
+            Failure::Fatal(ImageError::AddressRefused {
+                registry: self.inner.registry.clone(),
+                detail: e.0,
+            })
+        })?;
+        Ok(parsed)
+    }
+
+    /// Whether `url` is on the registry's own host and port (where its credentials may go).
+    fn same_registry(&self, url: &Url) -> bool {
+        let own = netpolicy::split_authority(&self.inner.registry);
+        let host = url
+            .host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase());
+        own.is_some_and(|(h, p)| {
+            Some(&h) == host.as_ref()
+                && p.unwrap_or(80) == url.port_or_known_default().unwrap_or(80)
+        })
+    }
+
     /// One GET, answering one authentication challenge on the way.
     async fn get(&self, url: &str, accept: Option<&str>) -> Result<reqwest::Response, Failure> {
+        self.request(Method::GET, url, accept).await
+    }
+
+    /// One request, answering one authentication challenge on the way.
+    async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, Failure> {
+        let parsed = self.checked(url)?;
         let mut challenged = false;
         loop {
-            let mut req = self.inner.http.get(url);
+            let mut req = self.inner.http.request(method.clone(), parsed.clone());
             if let Some(a) = accept {
                 req = req.header(reqwest::header::ACCEPT, a);
             }
             if let Some(auth) = self.auth_header() {
                 req = req.header(reqwest::header::AUTHORIZATION, auth);
             }
-            let resp = req.send().await.map_err(|e| transport(url, e))?;
+            let resp = req.send().await.map_err(|e| self.transport(url, e))?;
             let status = resp.status();
             if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
                 return Err(Failure::Retry(format!("{url} answered {status}")));
@@ -235,16 +287,21 @@ impl Session {
                         ))
                         .into());
                 }
+                let realm_url = self.checked(realm)?;
                 let scope = format!("repository:{}:pull", self.inner.repository);
                 let mut query = vec![("scope", scope.as_str())];
                 if let Some(service) = params.get("service") {
                     query.push(("service", service.as_str()));
                 }
-                let mut req = self.inner.http.get(realm.as_str()).query(&query);
-                if let Some(h) = self.inner.creds.basic_header() {
+                let mut req = self.inner.http.get(realm_url.clone()).query(&query);
+                // the registry's credentials go to its own host only: a realm elsewhere is
+                // asked for an anonymous token
+                if let Some(h) = self.inner.creds.basic_header()
+                    && self.same_registry(&realm_url)
+                {
                     req = req.header(reqwest::header::AUTHORIZATION, h);
                 }
-                let resp = req.send().await.map_err(|e| transport(realm, e))?;
+                let resp = req.send().await.map_err(|e| self.transport(realm, e))?;
                 let status = resp.status();
                 if status.is_server_error() {
                     return Err(Failure::Retry(format!(
@@ -301,6 +358,22 @@ impl Session {
                         .into(),
             }))
         }
+    }
+
+    /// Asks the registry whether these credentials may read manifest `digest` (`GET /v2/`, then
+    /// a `HEAD` of the manifest): the check before an image already on this host is reused.
+    pub(crate) async fn check_access(&self, digest: &str) -> Result<(), ImageError> {
+        self.login().await?;
+        let url = self.url(&format!("manifests/{digest}"));
+        self.retrying("manifest HEAD", || self.head_once(&url, digest))
+            .await
+    }
+
+    async fn head_once(&self, url: &str, digest: &str) -> Result<(), Failure> {
+        let resp = self
+            .request(Method::HEAD, url, Some(media_type::ACCEPT))
+            .await?;
+        self.check_status(&resp, &format!("manifest {digest}"), url)
     }
 
     /// Fetches and verifies a manifest or index; returns its bytes, media type and digest.
@@ -466,6 +539,26 @@ impl Session {
         Ok((len, aloft_oci::Digest::from_hasher(hasher).into_string()))
     }
 
+    /// A transport error: retried, except for errors in building the request and addresses
+    /// the policy refused (when resolving a name, or in a redirect).
+    fn transport(&self, url: &str, e: reqwest::Error) -> Failure {
+        if let Some(refused) = netpolicy::refusal(&e) {
+            Failure::Fatal(ImageError::AddressRefused {
+                registry: self.inner.registry.clone(),
+                detail: refused.0,
+            })
+        } else if e.is_builder() {
+            Failure::Fatal(ImageError::RegistryStatus {
+                registry: self.inner.registry.clone(),
+                url: url.to_string(),
+                status: 0,
+                detail: error_chain(&e),
+            })
+        } else {
+            Failure::Retry(format!("{url}: {}", error_chain(&e)))
+        }
+    }
+
     fn check_status(&self, resp: &reqwest::Response, what: &str, url: &str) -> Result<(), Failure> {
         let status = resp.status();
         if status.is_success() {
@@ -502,20 +595,6 @@ fn verify(expected: &str, size: u64, len: u64, actual: String) -> Result<(), Ima
         });
     }
     Ok(())
-}
-
-/// A transport error: retried, except for errors in building the request.
-fn transport(url: &str, e: reqwest::Error) -> Failure {
-    if e.is_builder() {
-        Failure::Fatal(ImageError::RegistryStatus {
-            registry: url.to_string(),
-            url: url.to_string(),
-            status: 0,
-            detail: error_chain(&e),
-        })
-    } else {
-        Failure::Retry(format!("{url}: {}", error_chain(&e)))
-    }
 }
 
 /// An error and its sources on one line (reqwest's own message is terse).

@@ -24,6 +24,7 @@ use crate::config::ImageConfig;
 use crate::error::ImageError;
 use crate::ext4;
 use crate::fsmeta;
+use crate::netpolicy::{self, AddressPolicy, CheckedResolver};
 use crate::reference::Reference;
 use crate::registry::{Credentials, Resolved, Session};
 use crate::unpack::{self, Compression, UnpackOptions};
@@ -150,6 +151,31 @@ struct StoredImage {
     layers: Vec<String>,
     unpacked_bytes: u64,
     created_at: String,
+    /// Who the registry let read this image: [`reader_key`]s of the credentials that pulled it
+    /// or whose access was checked (newest last, at most [`MAX_READERS`]). Others are checked
+    /// with the registry before the image is reused for them.
+    #[serde(default)]
+    readers: Vec<String>,
+}
+
+/// Reader keys kept per image (the oldest are forgotten first: they are only asked again).
+const MAX_READERS: usize = 32;
+
+/// Who reads an image, without keeping the credentials: SHA-256 of the registry, the
+/// repository and the `Authorization` those credentials make (tokens are random, so the hash
+/// does not give them away).
+fn reader_key(reference: &Reference, creds: &Credentials) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        reference.registry.as_str(),
+        reference.repository.as_str(),
+        &creds.basic_header().unwrap_or_default(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize())
 }
 
 /// The per-host image store. Cheap to clone (an `Arc` inside); use one per data directory.
@@ -170,6 +196,8 @@ impl std::fmt::Debug for ImageStore {
 struct Inner {
     config: ImageConfig,
     http: reqwest::Client,
+    /// Where the registry client may connect (`netpolicy`).
+    policy: Arc<AddressPolicy>,
     root: bool,
     layers_dir: PathBuf,
     images_dir: PathBuf,
@@ -285,8 +313,18 @@ impl ImageStore {
                 }
             }
         }
+        let policy = Arc::new(
+            AddressPolicy::new(&config.default_registry, &config.private_registries).map_err(
+                |reason| ImageError::InvalidConfig {
+                    field: "private_registries",
+                    reason,
+                },
+            )?,
+        );
         let http = reqwest::Client::builder()
             .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver::new(policy.clone())))
+            .redirect(netpolicy::redirects(policy.clone()))
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("aloft-image/", env!("CARGO_PKG_VERSION")))
@@ -302,6 +340,7 @@ impl ImageStore {
                 images_dir,
                 blobs_dir,
                 http,
+                policy,
                 layer_flights: Flights::new(),
                 image_flights: Flights::new(),
                 ext4_flights: Flights::new(),
@@ -319,7 +358,10 @@ impl ImageStore {
 
     /// Pulls `reference` and assembles its root filesystem, fetching only the layers this host
     /// does not have. Concurrent pulls of the same image (or of images sharing layers) fetch
-    /// each blob once. A digest reference already on the host needs no registry at all.
+    /// each blob once. A digest reference already on the host is reused without a download,
+    /// but only once the registry has let these credentials read it: credentials that pulled
+    /// it (or were checked) before need no registry; others cost a `HEAD` of the manifest, so
+    /// nobody runs an image by digest that the registry would not give them.
     /// `progress` is called as the pull advances (from this task; keep it quick).
     pub async fn pull(
         &self,
@@ -329,23 +371,24 @@ impl ImageStore {
     ) -> Result<Image, ImageError> {
         let _gc = self.inner.gc.read().await;
         progress(PullProgress::default());
+        let reader = reader_key(reference, creds);
         if let Some(d) = &reference.digest
             && let Some(stored) = self.inner.load_image(d)?
         {
-            return self.inner.finish(stored, reference, None, &progress);
+            if !stored.readers.contains(&reader) {
+                self.session(reference, creds).check_access(d).await?;
+            }
+            return self
+                .inner
+                .finish(stored, reference, Some(&reader), None, &progress);
         }
-        let c = &self.inner.config;
-        let session = Session::new(
-            self.inner.http.clone(),
-            reference,
-            creds,
-            c.retries,
-            c.retry_backoff,
-        );
+        let session = self.session(reference, creds);
         session.login().await?;
         let resolved = session.resolve(reference).await?;
         if let Some(stored) = self.inner.load_image(&resolved.digest)? {
-            return self.inner.finish(stored, reference, None, &progress);
+            return self
+                .inner
+                .finish(stored, reference, Some(&reader), None, &progress);
         }
         let flight = self.inner.image_flights.join(&resolved.digest);
         let mut rx = flight.state().subscribe();
@@ -373,7 +416,37 @@ impl ImageStore {
         }
         let last = rx.borrow().clone();
         drop(flight);
-        self.inner.finish(stored, reference, Some(last), &progress)
+        self.inner
+            .finish(stored, reference, Some(&reader), Some(last), &progress)
+    }
+
+    /// The image `reference` names by digest, from this host only, without asking the
+    /// registry whether anyone may read it: for the agent's own starts of a machine whose
+    /// record already names that image (its access was checked when the record was written).
+    /// [`ImageError::ImageNotFound`] when it is not on this host.
+    pub async fn on_host(
+        &self,
+        reference: &Reference,
+        progress: impl Fn(PullProgress) + Send + Sync,
+    ) -> Result<Image, ImageError> {
+        let _gc = self.inner.gc.read().await;
+        let digest = reference.digest.clone().unwrap_or_default();
+        match self.inner.load_image(&digest)? {
+            Some(stored) => self.inner.finish(stored, reference, None, None, &progress),
+            None => Err(ImageError::ImageNotFound { digest }),
+        }
+    }
+
+    fn session(&self, reference: &Reference, creds: &Credentials) -> Session {
+        let c = &self.inner.config;
+        Session::new(
+            self.inner.http.clone(),
+            self.inner.policy.clone(),
+            reference,
+            creds,
+            c.retries,
+            c.retry_backoff,
+        )
     }
 
     /// The ext4 image of a pulled image for the microVM backend, built once per image and
@@ -457,24 +530,36 @@ impl Inner {
         }
     }
 
-    /// Records the reference and reports the end of a pull.
+    /// Records the reference (and the reader the registry let read it), and reports the end of
+    /// a pull.
     fn finish(
         &self,
         mut stored: StoredImage,
         reference: &Reference,
+        reader: Option<&String>,
         last: Option<PullProgress>,
         progress: &(impl Fn(PullProgress) + Send + Sync),
     ) -> Result<Image, ImageError> {
         let name = reference.to_string();
-        if !stored.references.contains(&name) {
+        let recorded = |s: &StoredImage| {
+            s.references.contains(&name) && reader.is_none_or(|r| s.readers.contains(r))
+        };
+        if !recorded(&stored) {
             let _lock = self.records.lock();
             let h = hex(&stored.manifest_digest)?;
             let path = self.images_dir.join(h).join("image.json");
             if let Some(current) = read_json::<StoredImage>(&path)? {
                 stored = current;
             }
-            if !stored.references.contains(&name) {
-                stored.references.push(name);
+            if !recorded(&stored) {
+                if !stored.references.contains(&name) {
+                    stored.references.push(name);
+                }
+                if let Some(r) = reader.filter(|r| !stored.readers.contains(r)) {
+                    stored.readers.push(r.clone());
+                    let excess = stored.readers.len().saturating_sub(MAX_READERS);
+                    stored.readers.drain(..excess);
+                }
                 write_json(&path, &stored)?;
             }
         }
@@ -628,6 +713,7 @@ impl Inner {
             layers: manifest.layers.iter().map(|d| d.digest.clone()).collect(),
             unpacked_bytes: unpacked,
             created_at: aloft_types::time::rfc3339(aloft_types::time::now_ms()),
+            readers: Vec::new(),
         };
         tokio::task::spawn_blocking(move || inner.assemble_image(stored, &infos))
             .await

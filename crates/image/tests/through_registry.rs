@@ -8,6 +8,7 @@ use aloft_registry::{Registry, RegistryConfig, StaticTokens};
 use common::*;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Pushes every blob of the layout, then the manifest tagged `tag`, with Basic auth (the
 /// registry takes an org token as the password on every request).
@@ -118,5 +119,86 @@ async fn pulls_through_the_aloft_registry() {
         .unwrap_err();
     assert!(matches!(e, ImageError::Unauthorized { .. }), "{e}");
     println!("no credentials: {e}");
+    server.abort();
+}
+
+/// Another org's image by digest (issue 15, item 6): an image already on the host is reused
+/// for a caller only once the registry lets that caller read it. The org that pulled it reuses
+/// it with no request at all; another org, whose token the registry refuses for that
+/// repository, gets the registry's refusal and no image.
+#[tokio::test]
+async fn another_org_cannot_reuse_an_image_by_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let tokens = Arc::new(StaticTokens::new([
+        ("acme-token", "acme"),
+        ("other-token", "other"),
+    ]));
+    let registry = Registry::open(RegistryConfig::new(t.path().join("registry")), tokens)
+        .await
+        .unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    let router = registry.router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            count.fetch_add(1, Ordering::SeqCst);
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let layout = t.path().join("layout");
+    let built = three_layers("v1").write(&layout, "v1").unwrap();
+    let base = format!("http://{host}");
+    push(
+        &base,
+        "acme/app",
+        "acme-token",
+        &layout,
+        "v1",
+        &built.manifest_digest,
+    )
+    .await;
+
+    let store = store(&t.path().join("data"));
+    let basic = |token: &str| Credentials::Basic {
+        username: "x".into(),
+        password: token.into(),
+    };
+    let by_tag = Reference::parse("app:v1", &host, "acme").unwrap();
+    store
+        .pull(&by_tag, &basic("acme-token"), |_| {})
+        .await
+        .unwrap();
+
+    let by_digest = Reference::parse(
+        &format!("{host}/acme/app@{}", built.manifest_digest),
+        &host,
+        "other",
+    )
+    .unwrap();
+    for (who, creds) in [
+        ("another org", basic("other-token")),
+        ("nobody", Credentials::None),
+    ] {
+        let e = store.pull(&by_digest, &creds, |_| {}).await.unwrap_err();
+        println!("{who}: {e}");
+        assert!(matches!(e, ImageError::Unauthorized { .. }), "{who}: {e}");
+    }
+
+    // the org that pulled it: reused with no request
+    let before = requests.load(Ordering::SeqCst);
+    let image = store
+        .pull(&by_digest, &basic("acme-token"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(image.manifest_digest, built.manifest_digest);
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        before,
+        "no registry request"
+    );
     server.abort();
 }

@@ -518,6 +518,7 @@ fn host_config(
         control_plane: format!("http://{BRIDGE_IP}:4280"),
         internal_token_file: token_file.to_path_buf(),
         registry: "127.0.0.1:5000".into(),
+        private_registries: Vec::new(),
         cpus: None,
         memory_mb: None,
         agent: AgentFile {

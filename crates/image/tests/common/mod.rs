@@ -11,9 +11,11 @@ use std::time::Duration;
 
 pub const REPO: &str = "personal/app";
 
-/// A store in `dir` with fast retries.
+/// A store in `dir` with fast retries, allowed to pull from the test registries on loopback
+/// (any port of 127.0.0.1), as a dev or test configuration must say explicitly.
 pub fn config(dir: &Path) -> ImageConfig {
     let mut c = ImageConfig::new(dir);
+    c.private_registries = vec!["127.0.0.1".into()];
     c.retries = 2;
     c.retry_backoff = Duration::from_millis(20);
     c

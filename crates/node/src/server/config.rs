@@ -62,8 +62,14 @@ pub struct HostFile {
     /// The control plane's URL.
     pub control_plane: String,
     pub internal_token_file: PathBuf,
-    /// The registry `name:tag` images are on (`host:port`).
+    /// The registry `name:tag` images are on (`host:port`): aloft's own, the only one that gets
+    /// the caller's org token, and always allowed on a private address.
     pub registry: String,
+    /// Other registries images may name although they are on private, loopback or link-local
+    /// addresses: `host` (any port) or `host:port`. Every other registry (and token realm, and
+    /// redirect target) must resolve to public addresses [default: none].
+    #[serde(default)]
+    pub private_registries: Vec<String>,
     /// CPUs and memory (MB) offered for machines [default: the host's].
     #[serde(default)]
     pub cpus: Option<u32>,

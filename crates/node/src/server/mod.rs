@@ -263,6 +263,7 @@ async fn host(config: HostFile) -> Result<ExitCode> {
         .then(|| {
             ImageStore::open(ImageConfig {
                 default_registry: config.registry.clone(),
+                private_registries: config.private_registries.clone(),
                 ..ImageConfig::new(config.data_dir.join("images"))
             })
         })
