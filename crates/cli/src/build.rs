@@ -21,30 +21,46 @@ pub struct BuildSpec<'a> {
 /// cloud's registry: `name:tag` is in the org's repository there, `host:port/path:tag` anywhere.
 /// `None` when it cannot be read or exposes none.
 pub async fn exposed_port(ctx: &Ctx, org: &str, image: &str) -> Option<u16> {
+    let own = registry(ctx);
     let (registry, path) = match image.split_once('/') {
         Some((host, rest)) if host.contains('.') || host.contains(':') => {
             (host.to_string(), rest.to_string())
         }
-        Some(_) => (registry(ctx), image.to_string()),
-        None => (registry(ctx), format!("{org}/{image}")),
+        Some(_) => (own.clone(), image.to_string()),
+        None => (own.clone(), format!("{org}/{image}")),
     };
     let (repo, tag) = match path.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
         _ => (path.clone(), "latest".to_string()),
     };
     let token = ctx.client_config().ok()?.token;
+    read_exposed_port(&registry, &own, &token, &repo, &tag).await
+}
+
+/// Reads the exposed port of `repo:tag` on `registry`. The org token goes only to the cloud's
+/// own registry (`own`): another registry an image names is asked anonymously, so an image
+/// reference cannot send the token anywhere.
+async fn read_exposed_port(
+    registry: &str,
+    own: &str,
+    token: &str,
+    repo: &str,
+    tag: &str,
+) -> Option<u16> {
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .ok()?;
     let get = |url: String| {
-        http.get(url)
-            .basic_auth("x", Some(&token))
-            .header(
-                "accept",
-                "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json",
-            )
-            .send()
+        let req = http.get(url).header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json",
+        );
+        if registry == own {
+            req.basic_auth("x", Some(token)).send()
+        } else {
+            req.send()
+        }
     };
     let base = format!("http://{registry}/v2/{repo}");
     let mut manifest: serde_json::Value = get(format!("{base}/manifests/{tag}"))
@@ -182,4 +198,44 @@ fn run(mut cmd: Command, json: bool, what: &str) -> Result<()> {
         bail!("{what} exited with {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A registry that records the headers of each request it gets and answers 404.
+    fn capturing_registry() -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let mut conn = conn.unwrap();
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                tx.send(String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase())
+                    .ok();
+                conn.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                    .ok();
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn the_org_token_goes_to_the_clouds_registry_only() {
+        let (elsewhere, seen) = capturing_registry();
+        let port =
+            read_exposed_port(&elsewhere, "127.0.0.1:5000", "aloft_s3cret", "x/y", "v1").await;
+        assert_eq!(port, None);
+        let request = seen.recv().unwrap();
+        assert!(request.starts_with("get /v2/x/y/manifests/v1"), "{request}");
+        assert!(!request.contains("authorization"), "{request}");
+
+        let (own, seen) = capturing_registry();
+        read_exposed_port(&own, &own, "aloft_s3cret", "x/y", "v1").await;
+        assert!(seen.recv().unwrap().contains("authorization: basic"));
+    }
 }
