@@ -298,6 +298,9 @@ impl HostNetwork {
             leases: Mutex::new(leases),
             applied: Mutex::new(None),
         };
+        // Checked before the bridge is touched (a refused cloud changes nothing of another's),
+        // and claimed once it exists.
+        net.claim_bridge()?;
         net.ensure_bridge()?;
         net.claim_bridge()?;
         net.ensure_rules()?;
@@ -312,9 +315,13 @@ impl HostNetwork {
     /// bridge without any, or without an owner (made before owners were recorded), is taken.
     /// Checked when the network is opened and again at every machine's attach, so that of two
     /// clouds started while the bridge was empty, the second to attach a machine is refused.
+    /// A bridge that does not exist yet has nothing to claim.
     fn claim_bridge(&self) -> Result<(), NetError> {
         let br = &self.opts.bridge;
         let sys = Path::new("/sys/class/net").join(br);
+        if !sys.exists() {
+            return Ok(());
+        }
         let alias = fs::read_to_string(sys.join("ifalias")).unwrap_or_default();
         let alias = alias.trim_end_matches('\n');
         if alias == self.owner {

@@ -515,8 +515,19 @@ fn a_bridge_carries_one_clouds_machines() {
         assert!(err.contains("aloft machine destroy --force"), "{err}");
     };
     named(second.attach_netns(&b, address).unwrap_err().to_string());
-    let third = HostNetwork::new(&tmp.path().join("third/runtime"), opts.clone());
+    // A refused cloud changes nothing of the bridge (here: no gateway of its own subnet).
+    let third_opts = aloft_runtime::net::NetworkOptions {
+        subnet_v4: (std::net::Ipv4Addr::new(172, 23, 254, 0), 24),
+        ..opts.clone()
+    };
+    let third = HostNetwork::new(&tmp.path().join("third/runtime"), third_opts);
     named(third.err().expect("a third cloud was let in").to_string());
+    let out = Command::new("ip")
+        .args(["-4", "addr", "show", "dev", &opts.bridge])
+        .output()
+        .unwrap();
+    let addrs = String::from_utf8_lossy(&out.stdout);
+    assert!(!addrs.contains("172.23.254.1"), "{addrs}");
     // The first cloud keeps its bridge: its machines still attach (a restart), and a new
     // `HostNetwork` of its own (the next `dev up`) opens.
     first.attach_netns(&a, address).unwrap();
