@@ -5,7 +5,10 @@
 //! address from the host's subnet for outbound traffic, which is NATed. The host reaches every
 //! machine (a /128 route per machine to the bridge; the bridge holds `fdaa::ffff:ffff:<gw>`).
 //! An nftables `bridge` table on the host keeps machines apart: no IPv4 between machines, and
-//! IPv6 only between machines of the same org (the same 6PN /48).
+//! IPv6 only between machines of the same org (the same 6PN /48). Machines reach nothing on
+//! the host itself but internal DNS and neighbour discovery (an `input` chain; the host's own
+//! connections to them are answered). One cloud's machines per bridge: the bridge's alias names
+//! the cloud (its state dir) whose machines are on it, and another cloud is refused.
 //!
 //! Commands are `ip` (iproute2) and `nft` (nftables); what is missing is named in the error.
 
@@ -96,14 +99,52 @@ pub enum NetError {
         "{address} is in use on this host by another aloft cloud's machine (bridge {bridge}): every cloud numbers its first host and org 1, so two on one host collide; stop the other one (or destroy its machines) first"
     )]
     InUse { address: Ipv6Addr, bridge: String },
+    #[error(
+        "the bridge {bridge} carries the machines of another aloft cloud, whose runtime state is in {}{}: two clouds on one bridge hand out the same addresses, and one's proxy would answer with the other's machines. Stop that cloud's machines first (start it again and destroy them with `aloft machine destroy --force`), or, if that directory is gone, delete the bridge (`ip link delete {bridge}`) so that its machines are cut off",
+        state_dir.display(),
+        dev_up_hint(state_dir)
+    )]
+    OtherCloud { bridge: String, state_dir: PathBuf },
     #[error("{0}: {1}")]
     Io(String, #[source] io::Error),
+}
+
+/// For a state dir `dev up` made (`<data dir>/runtime`), how to start that cloud.
+fn dev_up_hint(state_dir: &Path) -> String {
+    match state_dir.parent() {
+        Some(data) if state_dir.ends_with("runtime") => format!(
+            " (an `aloft dev up` cloud: `aloft dev up --data-dir {}`)",
+            data.display()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// What a bridge's alias starts with when it names the cloud whose machines it carries: the
+/// rest is that cloud's state dir.
+const OWNER_PREFIX: &str = "aloft cloud ";
+/// The longest alias Linux keeps (`IFALIASZ` less its NUL).
+const ALIAS_MAX: usize = 255;
+
+/// The alias naming the cloud whose state is in `state_dir` (cut to what Linux keeps).
+fn owner_alias(state_dir: &Path) -> String {
+    let mut alias = format!("{OWNER_PREFIX}{}", state_dir.display());
+    if alias.len() > ALIAS_MAX {
+        let mut end = ALIAS_MAX;
+        while !alias.is_char_boundary(end) {
+            end -= 1;
+        }
+        alias.truncate(end);
+    }
+    alias
 }
 
 /// One host's bridge and its machines' addresses (persisted in `<state>/net.json`).
 pub struct HostNetwork {
     opts: NetworkOptions,
     file: PathBuf,
+    /// The bridge's alias while this cloud's machines are on it ([`owner_alias`]).
+    owner: String,
     leases: Mutex<BTreeMap<String, MachineNet>>,
     /// The machines the nftables rules were last written for.
     applied: Mutex<Option<Vec<MachineNet>>>,
@@ -244,6 +285,8 @@ impl HostNetwork {
         fs::create_dir_all(state_dir)
             .map_err(|e| NetError::Io(format!("creating {}", state_dir.display()), e))?;
         let file = state_dir.join("net.json");
+        let state_dir = fs::canonicalize(state_dir)
+            .map_err(|e| NetError::Io(format!("resolving {}", state_dir.display()), e))?;
         let leases: BTreeMap<String, MachineNet> = fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -251,12 +294,50 @@ impl HostNetwork {
         let net = Self {
             opts,
             file,
+            owner: owner_alias(&state_dir),
             leases: Mutex::new(leases),
             applied: Mutex::new(None),
         };
+        // Checked before the bridge is touched (a refused cloud changes nothing of another's),
+        // and claimed once it exists.
+        net.claim_bridge()?;
         net.ensure_bridge()?;
+        net.claim_bridge()?;
         net.ensure_rules()?;
         Ok(net)
+    }
+
+    /// Makes this cloud the one whose machines the bridge carries (its alias names the cloud's
+    /// state dir), unless another cloud's machines are on it: every cloud numbers its host and
+    /// its first org 1 and leases IPv4 from the same subnet, so two on one bridge would give
+    /// machines the same addresses, and one's proxy would reach the other's machines. Ports on
+    /// the bridge are machines (a stopped machine keeps its port until it is destroyed); a
+    /// bridge without any, or without an owner (made before owners were recorded), is taken.
+    /// Checked when the network is opened and again at every machine's attach, so that of two
+    /// clouds started while the bridge was empty, the second to attach a machine is refused.
+    /// A bridge that does not exist yet has nothing to claim.
+    fn claim_bridge(&self) -> Result<(), NetError> {
+        let br = &self.opts.bridge;
+        let sys = Path::new("/sys/class/net").join(br);
+        if !sys.exists() {
+            return Ok(());
+        }
+        let alias = fs::read_to_string(sys.join("ifalias")).unwrap_or_default();
+        let alias = alias.trim_end_matches('\n');
+        if alias == self.owner {
+            return Ok(());
+        }
+        if let Some(other) = alias.strip_prefix(OWNER_PREFIX) {
+            let ports = fs::read_dir(sys.join("brif")).map_or(0, |d| d.count());
+            if ports > 0 {
+                return Err(NetError::OtherCloud {
+                    bridge: br.clone(),
+                    state_dir: PathBuf::from(other),
+                });
+            }
+        }
+        ip(&["link", "set", "dev", br, "alias", &self.owner])?;
+        Ok(())
     }
 
     pub fn options(&self) -> &NetworkOptions {
@@ -372,6 +453,7 @@ impl HostNetwork {
     /// A network namespace for the machine, wired to the bridge by a veth pair (`eth0` inside),
     /// with its addresses and routes. Idempotent: an existing namespace is kept.
     pub fn attach_netns(&self, id: &str, ipv6: Ipv6Addr) -> Result<MachineNet, NetError> {
+        self.claim_bridge()?;
         self.check_unclaimed(ipv6)?;
         let m = self.lease(id, ipv6, true)?;
         let ns_path = m.netns.clone().expect("netns lease");
@@ -432,6 +514,7 @@ impl HostNetwork {
     /// A TAP device on the bridge for a microVM (the guest configures its own addresses from
     /// the returned lease).
     pub fn attach_tap(&self, id: &str, ipv6: Ipv6Addr) -> Result<MachineNet, NetError> {
+        self.claim_bridge()?;
         self.check_unclaimed(ipv6)?;
         let m = self.lease(id, ipv6, false)?;
         if ip(&["link", "show", "dev", &m.host_if]).is_err() {
@@ -563,6 +646,7 @@ mod rules_pin {
                 subnet_v4: (Ipv4Addr::new(172, 19, 0, 0), 16),
             },
             file: PathBuf::from("/nonexistent/net.json"),
+            owner: owner_alias(Path::new("/nonexistent")),
             leases: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(None),
         }

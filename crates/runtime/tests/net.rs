@@ -44,6 +44,85 @@ fn send_from(netns: &std::path::Path, from: IpAddr, to: SocketAddr) {
     .unwrap();
 }
 
+/// `nft -f -` of `script`, which must succeed; returns what `nft` printed.
+fn nft(args: &[&str], script: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}\n{script}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The source addresses of the datagrams that reached the host's IP layer from a bridge: past
+/// the bridge table's checks, before the host decides whether to accept them (machines may not
+/// send to most of the host's ports, so a socket on the host would see nothing either way). A
+/// table of the test's own with dynamic sets, removed when dropped.
+struct Arrivals {
+    table: String,
+}
+
+impl Arrivals {
+    fn watch(bridge: &str) -> Self {
+        let table = format!("alprobe_{bridge}");
+        nft(
+            &["-f", "-"],
+            &format!(
+                "table inet {table} {{
+set v6 {{ type ipv6_addr; flags dynamic; size 4096; }}
+set v4 {{ type ipv4_addr; flags dynamic; size 4096; }}
+chain pre {{
+type filter hook prerouting priority raw; policy accept;
+iifname \"{bridge}\" meta l4proto udp add @v6 {{ ip6 saddr }}
+iifname \"{bridge}\" meta l4proto udp add @v4 {{ ip saddr }}
+}}
+}}
+"
+            ),
+        );
+        Self { table }
+    }
+
+    /// Whether a datagram from `addr` arrived since the last [`Arrivals::clear`].
+    fn seen(&self, addr: IpAddr) -> bool {
+        let set = if addr.is_ipv6() { "v6" } else { "v4" };
+        let listed = nft(&["list", "set", "inet", &self.table, set], "");
+        let want = addr.to_string();
+        listed
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | '{' | '}'))
+            .any(|word| word == want)
+    }
+
+    fn clear(&self) {
+        for set in ["v6", "v4"] {
+            nft(&["flush", "set", "inet", &self.table, set], "");
+        }
+    }
+}
+
+impl Drop for Arrivals {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .status();
+    }
+}
+
 /// The sources of the datagrams that reached `socket` within a second.
 fn received(socket: &UdpSocket) -> Vec<IpAddr> {
     socket
@@ -81,15 +160,16 @@ fn a_machine_cannot_send_from_an_address_that_is_not_its_own() {
     let m = net.attach_netns(&id, own).unwrap();
     let netns = m.netns.clone().unwrap();
 
-    // The host listens on the bridge's addresses.
-    let v6 = UdpSocket::bind(SocketAddr::new(net.bridge_ipv6().into(), 0)).unwrap();
-    let v4 = UdpSocket::bind(SocketAddr::new(m.gateway_v4.into(), 0)).unwrap();
+    // Datagrams to the bridge's addresses, seen where they reach the host.
+    let seen = Arrivals::watch(&net.options().bridge);
+    let v6 = SocketAddr::new(net.bridge_ipv6().into(), 9);
+    let v4 = SocketAddr::new(m.gateway_v4.into(), 9);
 
     // From its own addresses: delivered.
-    send_from(&netns, own.into(), v6.local_addr().unwrap());
-    assert!(received(&v6).contains(&IpAddr::V6(own)));
-    send_from(&netns, m.ipv4.into(), v4.local_addr().unwrap());
-    assert!(received(&v4).contains(&IpAddr::V4(m.ipv4)));
+    send_from(&netns, own.into(), v6);
+    assert!(seen.seen(IpAddr::V6(own)));
+    send_from(&netns, m.ipv4.into(), v4);
+    assert!(seen.seen(IpAddr::V4(m.ipv4)));
 
     // From another machine's address of the same org, or another org's: dropped. (Root in a
     // microVM guest can add any address to its interface.)
@@ -109,35 +189,30 @@ fn a_machine_cannot_send_from_an_address_that_is_not_its_own() {
                 "nodad",
             ],
         );
-        send_from(&netns, spoofed.into(), v6.local_addr().unwrap());
-        let got = received(&v6);
-        assert!(
-            !got.contains(&IpAddr::V6(spoofed)),
-            "{spoofed} got through: {got:?}"
-        );
+        send_from(&netns, spoofed.into(), v6);
+        assert!(!seen.seen(IpAddr::V6(spoofed)), "{spoofed} got through");
     }
     let spoofed_v4 = std::net::Ipv4Addr::from(u32::from(m.ipv4) + 1);
     in_netns(
         &name,
         &["addr", "add", &format!("{spoofed_v4}/32"), "dev", "eth0"],
     );
-    send_from(&netns, spoofed_v4.into(), v4.local_addr().unwrap());
-    assert!(!received(&v4).contains(&IpAddr::V4(spoofed_v4)));
+    send_from(&netns, spoofed_v4.into(), v4);
+    assert!(!seen.seen(IpAddr::V4(spoofed_v4)));
 
     // Its own address still works afterwards.
-    send_from(&netns, own.into(), v6.local_addr().unwrap());
-    assert!(received(&v6).contains(&IpAddr::V6(own)));
+    seen.clear();
+    send_from(&netns, own.into(), v6);
+    assert!(seen.seen(IpAddr::V6(own)));
 
     // Frames from a MAC address that is not its own are dropped, whatever their source address.
     in_netns(
         &name,
         &["link", "set", "eth0", "address", "02:00:00:00:00:99"],
     );
-    send_from(&netns, own.into(), v6.local_addr().unwrap());
-    assert!(
-        !received(&v6).contains(&IpAddr::V6(own)),
-        "another MAC got through"
-    );
+    seen.clear();
+    send_from(&netns, own.into(), v6);
+    assert!(!seen.seen(IpAddr::V6(own)), "another MAC got through");
     in_netns(&name, &["link", "set", "eth0", "address", &m.mac]);
 
     net.release(&id).unwrap();
@@ -345,9 +420,10 @@ fn what_a_machine_routes_through_its_gateway_stays_in_its_org() {
     let (from, netns_a) = (ma.ipv6, ma.netns.clone().unwrap());
 
     // The gateway works: internal DNS's address (on the host) is reached through it.
-    let dns = UdpSocket::bind((aloft_types::sixpn::INTERNAL_DNS, 0)).unwrap();
-    send_from(&netns_a, from.into(), dns.local_addr().unwrap());
-    assert!(received(&dns).contains(&IpAddr::V6(from)));
+    let seen = Arrivals::watch(&net.options().bridge);
+    let dns = SocketAddr::new(aloft_types::sixpn::INTERNAL_DNS.into(), 53);
+    send_from(&netns_a, from.into(), dns);
+    assert!(seen.seen(IpAddr::V6(from)));
 
     // Another org's machine on the same host is not (it is off a's on-link prefix, so the
     // packet goes through the gateway and the host must not route it).
@@ -373,7 +449,8 @@ fn a_machine_keeps_reaching_its_gateway_as_other_machines_join() {
     let bridge = net.options().bridge.clone();
     let org = 60_000 + std::process::id() % 10_000;
     let id = |k: &str| format!("mac-{k}{}", std::process::id());
-    let host = UdpSocket::bind((aloft_types::sixpn::INTERNAL_DNS, 0)).unwrap();
+    let seen = Arrivals::watch(&bridge);
+    let host = SocketAddr::new(aloft_types::sixpn::INTERNAL_DNS.into(), 53);
     let ma = net
         .attach_netns(&id("a"), machine_address(org, 1, 1))
         .unwrap();
@@ -390,9 +467,10 @@ fn a_machine_keeps_reaching_its_gateway_as_other_machines_join() {
         if k == "b" {
             in_netns(&ns_a, &["-6", "neigh", "flush", "dev", "eth0"]);
         }
-        send_from(&netns_a, from.into(), host.local_addr().unwrap());
+        seen.clear();
+        send_from(&netns_a, from.into(), host);
         assert!(
-            received(&host).contains(&IpAddr::V6(from)),
+            seen.seen(IpAddr::V6(from)),
             "a's datagram did not reach the host after {k} joined"
         );
     }
@@ -402,4 +480,205 @@ fn a_machine_keeps_reaching_its_gateway_as_other_machines_join() {
         net.release(&id(k)).unwrap();
     }
     net.remove().unwrap();
+}
+
+/// Two clouds on one bridge would hand out the same addresses (every cloud numbers its host and
+/// first org 1, and leases IPv4 from the same subnet), and one's proxy would then answer with
+/// the other's machines. The bridge carries one cloud's machines: another cloud is refused,
+/// naming the first one's data dir, whether it opens the network after the first one's machine
+/// joined or had opened it before (then at its machine's attach); once the first cloud's
+/// machines are gone, the bridge is the next cloud's.
+#[test]
+fn a_bridge_carries_one_clouds_machines() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = network();
+    let first_dir = tmp.path().join("first/runtime");
+    let first = HostNetwork::new(&first_dir, opts.clone()).unwrap();
+    // Opened while the bridge is empty: it takes it, until the first cloud's machine joins.
+    let second = HostNetwork::new(&tmp.path().join("second/runtime"), opts.clone()).unwrap();
+    let org = 30_000 + std::process::id() % 10_000;
+    let address = machine_address(org, 1, 1);
+    let (a, b) = (
+        format!("cloud-a{}", std::process::id()),
+        format!("cloud-b{}", std::process::id()),
+    );
+    first.attach_netns(&a, address).unwrap();
+
+    let data_dir = std::fs::canonicalize(tmp.path().join("first")).unwrap();
+    let named = |err: String| {
+        assert!(err.contains(&opts.bridge), "{err}");
+        assert!(
+            err.contains(&format!("aloft dev up --data-dir {}", data_dir.display())),
+            "{err}"
+        );
+        assert!(err.contains("aloft machine destroy --force"), "{err}");
+    };
+    named(second.attach_netns(&b, address).unwrap_err().to_string());
+    // A refused cloud changes nothing of the bridge (here: no gateway of its own subnet).
+    let third_opts = aloft_runtime::net::NetworkOptions {
+        subnet_v4: (std::net::Ipv4Addr::new(172, 23, 254, 0), 24),
+        ..opts.clone()
+    };
+    let third = HostNetwork::new(&tmp.path().join("third/runtime"), third_opts);
+    named(third.err().expect("a third cloud was let in").to_string());
+    let out = Command::new("ip")
+        .args(["-4", "addr", "show", "dev", &opts.bridge])
+        .output()
+        .unwrap();
+    let addrs = String::from_utf8_lossy(&out.stdout);
+    assert!(!addrs.contains("172.23.254.1"), "{addrs}");
+    // The first cloud keeps its bridge: its machines still attach (a restart), and a new
+    // `HostNetwork` of its own (the next `dev up`) opens.
+    first.attach_netns(&a, address).unwrap();
+    drop(HostNetwork::new(&first_dir, opts.clone()).unwrap());
+
+    first.release(&a).unwrap();
+    second.attach_netns(&b, address).unwrap();
+    named_other(&first_dir, &opts);
+    second.release(&b).unwrap();
+    second.remove().unwrap();
+}
+
+/// Once the second cloud's machine is on the bridge, the first is the one refused.
+fn named_other(first_dir: &std::path::Path, opts: &aloft_runtime::net::NetworkOptions) {
+    let err = HostNetwork::new(first_dir, opts.clone())
+        .err()
+        .expect("the first cloud was let back in")
+        .to_string();
+    assert!(err.contains("second"), "{err}");
+}
+
+/// What machines reach on their host: internal DNS, and the answers of the connections the host
+/// opens to them (the proxy's, health checks'); not a TCP port the host listens on, on any of
+/// its addresses (IPv4 gateway, the bridge's 6PN address, internal DNS's address on another
+/// port, the host's own mesh address): not the agent, the proxy's listeners, gossip, the
+/// control plane, the registry. From inside a real gVisor machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_reaches_internal_dns_but_no_other_host_service() {
+    const GVISOR: &[(&str, &str)] = &[("runsc", "runsc"), ("ip", "iproute2"), ("nft", "nftables")];
+    skip_unless!(GVISOR);
+    use aloft_runtime::Runtime;
+    use aloft_runtime::gvisor::{GvisorOptions, GvisorRuntime};
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let rt = GvisorRuntime::new(GvisorOptions {
+        state_dir: tmp.path().join("state"),
+        init_binary: aloft_runtime::find_init_binary().unwrap(),
+        network: network(),
+        runsc: None,
+    })
+    .unwrap();
+    let bridge = rt.network().options().bridge.clone();
+    let host = HostServices::start(&bridge);
+    let spec = spec(&rootfs, "exec httpd -f -p 8080 -h /srv", 256);
+    rt.start(&spec).await.unwrap();
+    // The host's connections to the machine are answered (as the proxy's are).
+    let body = get_eventually(&spec.private_ip, Duration::from_secs(20));
+    assert!(body.contains("hello from busybox"), "{body}");
+
+    let m = rt.network().get(spec.id.as_str()).unwrap();
+    let targets = [
+        m.gateway_v4.to_string(),
+        rt.network().bridge_ipv6().to_string(),
+        aloft_types::sixpn::INTERNAL_DNS.to_string(),
+        host.mesh_address.to_string(),
+    ];
+    let port = host.port;
+    let script: String = targets
+        .iter()
+        .map(|t| format!("echo to {t}:; nc -w 2 {t} {port} </dev/null; "))
+        .chain(["busybox nslookup -type=aaaa probe.internal fdaa::3; true".to_string()])
+        .collect();
+    let out = rt
+        .exec(
+            &spec.id,
+            &["sh".into(), "-c".into(), script],
+            None,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let dns_queries = host.dns_queries();
+    rt.destroy(&spec.id).await.unwrap();
+    rt.network().remove().unwrap();
+    drop(host);
+    assert!(
+        !out.stdout.contains("host service"),
+        "a machine reached a host port: {out:?}"
+    );
+    assert!(dns_queries > 0, "internal DNS's port was closed: {out:?}");
+}
+
+/// A TCP service on every address of the host (it greets whoever connects), the host's mesh
+/// address (`[mesh]`'s `fdaa:0:0:<host>::1`, here on the loopback device), and a counter of the DNS
+/// queries from the bridge that the host accepts (an `input` chain after the host's own).
+struct HostServices {
+    port: u16,
+    mesh_address: std::net::Ipv6Addr,
+    table: String,
+}
+
+impl HostServices {
+    fn start(bridge: &str) -> Self {
+        let listener = std::net::TcpListener::bind("[::]:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                use std::io::Write;
+                let _ = (&conn).write_all(b"host service\n");
+            }
+        });
+        let n = std::process::id() % 4096;
+        let mesh_address = aloft_types::sixpn::host_address(0xf000 + n);
+        ip(&[
+            "-6",
+            "addr",
+            "replace",
+            &format!("{mesh_address}/128"),
+            "dev",
+            "lo",
+        ]);
+        let table = format!("aldns_{bridge}");
+        nft(
+            &["-f", "-"],
+            &format!(
+                "table inet {table} {{
+chain input {{
+type filter hook input priority 10; policy accept;
+iifname \"{bridge}\" ip6 daddr fdaa::3 udp dport 53 counter
+}}
+}}
+"
+            ),
+        );
+        Self {
+            port,
+            mesh_address,
+            table,
+        }
+    }
+
+    /// How many DNS queries from the bridge the host accepted.
+    fn dns_queries(&self) -> u64 {
+        let listed = nft(&["list", "table", "inet", &self.table], "");
+        listed
+            .split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for HostServices {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["-6", "addr", "del", &format!("{}/128", self.mesh_address)])
+            .args(["dev", "lo"])
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .status();
+    }
 }

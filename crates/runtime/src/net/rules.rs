@@ -47,6 +47,7 @@ fn nat_table(br: &str, (net, len): (Ipv4Addr, u8)) -> String {
 /// Routed traffic: no IPv4 from one machine to another, and what a machine sends through its
 /// gateway stays in its org's /48. Bridged traffic passes here too where br_netfilter is
 /// loaded, so neighbour discovery's multicast is let through (the bridge table limits it).
+/// Traffic from machines to the host itself: [`input_chain`].
 fn route_table(br: &str, orgs: &BTreeSet<String>) -> String {
     let mut s = recreate(&format!("inet aloft_route_{br}"));
     s.push_str("chain forward {\n");
@@ -60,7 +61,33 @@ fn route_table(br: &str, orgs: &BTreeSet<String>) -> String {
         .collect();
     s.push_str(&routed_orgs.join("\n"));
     s.push('\n');
-    s.push_str("}\n}\n");
+    s.push_str("}\n");
+    s.push_str(&input_chain(br));
+    s.push_str("}\n");
+    s
+}
+
+/// What machines may send to the host itself (any of its addresses: the bridge's, its public
+/// ones, its mesh address): internal DNS, neighbour discovery and router solicitations, and the
+/// replies of connections the host opened (the proxy, health checks, exec); nothing else. So a
+/// machine reaches no host service (agent, proxy listeners, worker listener, gossip, control
+/// plane, registry, mesh endpoint) whatever address it listens on. Traffic a machine sends
+/// through the host (the internet, other hosts' machines over the mesh) is `forward`, not this.
+fn input_chain(br: &str) -> String {
+    let dns = aloft_types::sixpn::INTERNAL_DNS;
+    let mut s = String::from("chain input {\n");
+    s.push_str("type filter hook input priority filter; policy accept;\n");
+    s.push_str(&format!(
+        "iifname \"{br}\" ct state established,related accept\n"
+    ));
+    s.push_str(&format!(
+        "iifname \"{br}\" ip6 daddr {dns} meta l4proto {{ tcp, udp }} th dport 53 accept\n"
+    ));
+    s.push_str(&format!(
+        "iifname \"{br}\" icmpv6 type {{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert }} accept\n"
+    ));
+    s.push_str(&format!("iifname \"{br}\" drop\n"));
+    s.push_str("}\n");
     s
 }
 
