@@ -12,10 +12,10 @@
 //!   chitchat forgets it (after its grace period), the host's `forgotten` mark rises to its
 //!   version, and a key that is not held is refused at or below that mark;
 //! - a held value stays while its key is missing or unsigned in gossip: only a newer signed value
-//!   or deletion, or the host leaving, removes it. When a host leaves, its keys (and deletions)
-//!   are dropped; its generation floor and `forgotten` mark (two numbers) are kept. (Raising the
-//!   mark past its keys would refuse them when the host comes back in the same generation after
-//!   a false alarm of the failure detector, and it never re-signs its record.)
+//!   or deletion, or the host leaving, removes it. When a host leaves, its keys (deletions too)
+//!   and its `forgotten` mark are dropped; its generation floor (one number) is kept. (A mark
+//!   kept would refuse its older live keys, even its record, which is never re-signed, when it
+//!   comes back in the same generation after a false alarm of the failure detector.)
 //!
 //! State: owned by the `members` task alone (no lock).
 
@@ -73,11 +73,13 @@ impl Versions {
             .collect()
     }
 
-    /// Drops the keys of every host but those in `live`; keeps their marks.
+    /// Drops the keys and `forgotten` mark of every host but those in `live`; keeps their
+    /// generation floor.
     pub(super) fn retain_live(&mut self, live: &HashSet<&str>) {
         for (host, seen) in &mut self.hosts {
             if !live.contains(host.as_str()) {
                 seen.keys.clear();
+                seen.forgotten = 0;
             }
         }
     }
@@ -207,12 +209,15 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_leaves_takes_its_keys_but_not_its_marks() {
+    fn a_host_that_leaves_takes_its_keys_but_not_its_floor() {
         let mut versions = Versions::default();
         versions.update(
             "ord-1",
             &[("host", 10, "h"), ("m:1", 12, "a"), ("m:2", 14, DELETED)],
         );
+        // Gossip forgets the deletion: the mark is above the host's record and m:1.
+        versions.update("ord-1", &[("host", 10, "h"), ("m:1", 12, "a")]);
+        assert_eq!(versions.hosts["ord-1"].forgotten, 14);
         versions.update("syd-1", &[("host", 11, "s")]);
         versions.retain_live(&HashSet::from(["syd-1"]));
         assert!(versions.hosts["ord-1"].keys.is_empty());
