@@ -4,9 +4,15 @@
 
 use aloft_catalog::Catalog;
 use aloft_catalog::LocalCatalog;
+use aloft_catalog::gossip::seal::Seal;
 use aloft_catalog::gossip::{ClusterCatalog, ClusterConfig};
 use aloft_dns::server::Directory;
 use aloft_testkit::{Cluster, ClusterOptions, HostOptions};
+use chitchat::transport::UdpTransport;
+use chitchat::{
+    ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
+    spawn_chitchat,
+};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -258,4 +264,233 @@ async fn a_host_without_the_clusters_secret_is_ignored() {
         );
     }
     assert!(intruder.hosts().is_empty(), "{:?}", intruder.hosts());
+}
+
+/// A chitchat node of the rogue's, speaking as `id` into `cluster_id` (which anyone can read in
+/// the clear in every handshake), through `seeds`.
+async fn rogue_node(id: ChitchatId, cluster_id: String, seeds: &[SocketAddr]) -> ChitchatHandle {
+    let config = ChitchatConfig {
+        chitchat_id: id,
+        cluster_id,
+        gossip_interval: INTERVAL,
+        listen_addr: free_udp(),
+        seed_nodes: seeds.iter().map(ToString::to_string).collect(),
+        failure_detector_config: FailureDetectorConfig::default(),
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: ProtocolVersion::V0,
+    };
+    spawn_chitchat(config, Vec::new(), &UdpTransport)
+        .await
+        .unwrap()
+}
+
+/// What the rogue captures of host `node`: its chitchat id and its signed values, once `key`
+/// is among them.
+async fn capture(
+    rogue: &ChitchatHandle,
+    node: &str,
+    key: &str,
+) -> (ChitchatId, Vec<(String, String)>) {
+    let t0 = Instant::now();
+    loop {
+        {
+            let c = rogue.chitchat();
+            let c = c.lock().await;
+            if let Some((id, state)) = c
+                .node_states()
+                .iter()
+                .find(|(id, s)| &*id.node_id == node && s.get(key).is_some())
+            {
+                let values = state
+                    .key_values()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                return (id.clone(), values);
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "nothing to capture");
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+/// The rogue replays `values` (captured) as node `id`, with chitchat versions above anything
+/// the host published, through `seeds`; returns once gossip spread them (the listener has them).
+async fn replay(
+    listener: &ChitchatHandle,
+    id: ChitchatId,
+    values: &[(String, String)],
+    seeds: &[SocketAddr],
+) -> ChitchatHandle {
+    let cluster_id = listener.chitchat().lock().await.cluster_id().to_string();
+    let rogue = rogue_node(id.clone(), cluster_id, seeds).await;
+    {
+        let c = rogue.chitchat();
+        let mut c = c.lock().await;
+        let state = c.self_node_state();
+        state.set_max_version(1 << 40);
+        for (k, v) in values {
+            state.set(k, v);
+        }
+    }
+    let t0 = Instant::now();
+    loop {
+        let c = listener.chitchat();
+        let spread = c
+            .lock()
+            .await
+            .node_state(&id)
+            .is_some_and(|s| s.max_version() > 1 << 40);
+        if spread {
+            return rogue;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the replay never spread"
+        );
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+/// A node that captured a member's signed machine entry replays it after the machine was
+/// destroyed, under the member's own chitchat id
+/// and higher chitchat versions, so chitchat on the other hosts takes it: the signed version
+/// inside the value is older than the deletion they hold, so it is refused and the machine
+/// stays out of routing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_old_signed_value_does_not_replace_the_current_one() {
+    let h = hosts().await;
+    h.cluster.client().create_app("web").await;
+    let id = h.machine("web", "ord").await;
+    for i in [1, 2] {
+        h.until(i, Duration::from_secs(10), "the ord machine", |c| {
+            routes(c, "web", &id).is_some_and(|t| t.routable)
+        })
+        .await;
+    }
+    let cluster_id = Seal::new(&h.cluster.internal_token).cluster_id();
+    let listener = rogue_node(
+        ChitchatId::new("listener", 1, free_udp()),
+        cluster_id.clone(),
+        &h.gossip,
+    )
+    .await;
+    let (ord, captured) = capture(&listener, h.cluster.host_id(0), &format!("m:{id}")).await;
+
+    // Destroyed: every other host stops routing to it.
+    let api = h.cluster.client();
+    let (status, body) = api
+        .send(api.delete(&format!("/v1/apps/web/machines/{id}?force=true")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for i in [1, 2] {
+        h.until(i, Duration::from_secs(10), "the destroy", |c| {
+            routes(c, "web", &id).is_none()
+        })
+        .await;
+    }
+
+    // The replay, as ord's own node, with chitchat versions above anything ord published.
+    let rogue = replay(&listener, ord, &captured, &h.gossip[1..]).await;
+    tokio::time::sleep(INTERVAL * 20).await;
+    for i in [1, 2] {
+        assert!(
+            routes(h.catalog(i), "web", &id).is_none(),
+            "host {i} routes to a destroyed machine again"
+        );
+        assert!(
+            h.catalog(i)
+                .hosts()
+                .iter()
+                .any(|x| x.id == h.cluster.host_id(0)),
+            "host {i} lost ord"
+        );
+    }
+    let _ = rogue.shutdown().await;
+    let _ = listener.shutdown().await;
+}
+
+/// A host restarted (a new generation, its old node still live on the others for a while)
+/// publishes its machines afresh: its new values win over its old generation's (a machine
+/// stopped while it was down is seen stopped), and what only the old generation had (a machine
+/// destroyed meanwhile) is gone at once, and stays gone when a rogue replays it under the new
+/// node's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_hosts_new_values_win_over_its_old_ones() {
+    let mut h = hosts().await;
+    h.cluster.client().create_app("web").await;
+    let (stopped, destroyed) = (h.machine("web", "ord").await, h.machine("web", "ord").await);
+    for i in [1, 2] {
+        h.until(i, Duration::from_secs(10), "the ord machines", |c| {
+            [&stopped, &destroyed]
+                .iter()
+                .all(|id| routes(c, "web", id).is_some_and(|t| t.routable))
+        })
+        .await;
+    }
+    let cluster_id = Seal::new(&h.cluster.internal_token).cluster_id();
+    let listener = rogue_node(
+        ChitchatId::new("listener", 1, free_udp()),
+        cluster_id.clone(),
+        &h.gossip,
+    )
+    .await;
+    let (old, mut captured) =
+        capture(&listener, h.cluster.host_id(0), &format!("m:{destroyed}")).await;
+
+    // ord goes down; meanwhile one machine stops and the other is destroyed; ord comes back.
+    drop(h.catalogs[0].take());
+    let api = h.cluster.client();
+    let (status, body) = api
+        .send(api.post(&format!("/v1/apps/web/machines/{stopped}/stop")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .send(api.delete(&format!("/v1/apps/web/machines/{destroyed}?force=true")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let local = Arc::new(LocalCatalog::new(h.cluster.agent(0).clone()));
+    let back = ClusterCatalog::start(config(&h.cluster, 0, h.gossip[0], &h.gossip[1..2]), local)
+        .await
+        .unwrap();
+    h.catalogs[0] = Some(back);
+    for i in [1, 2] {
+        h.until(i, Duration::from_secs(5), "ord's new generation", |c| {
+            routes(c, "web", &stopped).is_some_and(|t| !t.routable)
+                && routes(c, "web", &destroyed).is_none()
+        })
+        .await;
+    }
+
+    // The old generation's values replayed under the new node's id are refused.
+    let t0 = Instant::now();
+    let new = loop {
+        let c = listener.chitchat();
+        let found = c
+            .lock()
+            .await
+            .node_states()
+            .keys()
+            .find(|id| &*id.node_id == h.cluster.host_id(0) && id.generation_id > old.generation_id)
+            .cloned();
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no new generation");
+        tokio::time::sleep(INTERVAL).await;
+    };
+    captured.retain(|(k, _)| k != "host");
+    let rogue = replay(&listener, new, &captured, &h.gossip[1..]).await;
+    tokio::time::sleep(INTERVAL * 30).await;
+    for i in [1, 2] {
+        let c = h.catalog(i);
+        assert!(
+            routes(c, "web", &destroyed).is_none(),
+            "host {i} routes to a machine destroyed while its host was down"
+        );
+        assert!(routes(c, "web", &stopped).is_some_and(|t| !t.routable));
+    }
+    let _ = rogue.shutdown().await;
+    let _ = listener.shutdown().await;
 }

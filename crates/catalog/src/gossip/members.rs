@@ -1,13 +1,15 @@
 //! Reading the other hosts: the live members' signed keys, turned into the copy of their hosts
 //! and machines ([`Remote`]) that lookups read. Runs as one task that wakes on every change of
-//! chitchat's live nodes; it never holds the chitchat lock.
+//! chitchat's live nodes; it never holds the chitchat lock. It owns the [`Versions`] of what it
+//! accepted, which refuse replayed and shadowed values.
 
 use super::seal::Seal;
+use super::versions::Versions;
 use super::{HOST_KEY, HostRecord, LOAD_PREFIX, MACHINE_PREFIX, Remote};
 use crate::entry::MachineEntry;
 use crate::view::Placed;
 use chitchat::{ChitchatId, NodeState};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -18,10 +20,11 @@ pub(super) async fn watch_members(
     mut nodes: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
     remote: watch::Sender<Arc<Remote>>,
 ) {
+    let mut versions = Versions::default();
     loop {
         let copy = {
             let nodes = nodes.borrow_and_update();
-            remote_of(&me, &seal, &nodes)
+            remote_of(&me, &seal, &mut versions, &nodes)
         };
         remote.send_replace(Arc::new(copy));
         if nodes.changed().await.is_err() {
@@ -31,18 +34,36 @@ pub(super) async fn watch_members(
 }
 
 /// The machines of every live member but `me`, routed through its worker listener. Values
-/// without a valid signature (not from a member) are left out; a host whose record is not
-/// signed is left out whole.
-fn remote_of(me: &ChitchatId, seal: &Seal, nodes: &BTreeMap<ChitchatId, NodeState>) -> Remote {
-    let mut out = Remote::default();
+/// without a valid signature (not from a member) are left out, and so are those `versions`
+/// refuses (older than one accepted before); a host without an accepted, signed record naming
+/// it is left out whole. A host whose node restarted may have two live chitchat nodes for a
+/// while: their values are taken together, the newest of each key winning.
+fn remote_of(
+    me: &ChitchatId,
+    seal: &Seal,
+    versions: &mut Versions,
+    nodes: &BTreeMap<ChitchatId, NodeState>,
+) -> Remote {
+    let mut by_host: BTreeMap<&str, Vec<(&str, u64, &str)>> = BTreeMap::new();
     for (id, state) in nodes {
-        let node = &*id.node_id;
-        if node == &*me.node_id {
+        let host = &*id.node_id;
+        if host == &*me.node_id {
             continue;
         }
-        let Some(host) = state
+        let offered = by_host.entry(host).or_default();
+        for (key, signed) in state.key_values() {
+            match seal.open(host, key, signed) {
+                Some((version, value)) => offered.push((key, version, value)),
+                None => tracing::debug!(host, key, "an unsigned gossip value: ignored"),
+            }
+        }
+    }
+    versions.retain_live(&by_host.keys().copied().collect::<HashSet<_>>());
+    let mut out = Remote::default();
+    for (node, offered) in by_host {
+        let values = versions.update(node, &offered);
+        let Some(host) = values
             .get(HOST_KEY)
-            .and_then(|h| seal.open(node, HOST_KEY, h))
             .and_then(|h| serde_json::from_str::<HostRecord>(h).ok())
             .filter(|h| h.id == node)
         else {
@@ -52,25 +73,16 @@ fn remote_of(me: &ChitchatId, seal: &Seal, nodes: &BTreeMap<ChitchatId, NodeStat
             );
             continue;
         };
-        for (key, value) in state.key_values() {
+        for (key, value) in &values {
             let Some(machine) = key.strip_prefix(MACHINE_PREFIX) else {
                 continue;
             };
-            let Some(entry) = seal
-                .open(node, key, value)
-                .and_then(|v| serde_json::from_str::<MachineEntry>(v).ok())
-            else {
-                tracing::debug!(
-                    node,
-                    key,
-                    "an unsigned or unreadable machine entry: ignored"
-                );
+            let Ok(entry) = serde_json::from_str::<MachineEntry>(value) else {
+                tracing::debug!(node, key, "an unreadable machine entry: ignored");
                 continue;
             };
-            let load_key = format!("{LOAD_PREFIX}{machine}");
-            let load = state
-                .get(&load_key)
-                .and_then(|l| seal.open(node, &load_key, l))
+            let load = values
+                .get(&format!("{LOAD_PREFIX}{machine}"))
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(0);
             out.machines.push(Placed {

@@ -4,10 +4,11 @@
 //! ([`MachineEntry`](crate::MachineEntry), no secrets), their load, and where this host's proxy
 //! worker listener and agent are, under its own keys in a `chitchat` gossip cluster (scuttlebutt
 //! anti-entropy, phi-accrual failure detection), each value signed with the cluster's secret
-//! ([`seal`]). It reads the other live hosts' keys into a copy of its own, and answers the
-//! proxy's [`Catalog`] and internal DNS's [`Directory`] from this host's machines (read live
-//! from the agent) merged with that copy. Its three tasks: `publish` (this host's keys),
-//! `members` (the other hosts' copy), `rtt` (round trips to the other hosts).
+//! and a version that only grows ([`seal`]). It reads the other live hosts' keys into a copy of
+//! its own, and answers the proxy's [`Catalog`] and internal DNS's [`Directory`] from this
+//! host's machines (read live from the agent) merged with that copy. Its three tasks: `publish`
+//! (this host's keys), `members` (the other hosts' copy, refusing values older than those it
+//! took: `versions`), `rtt` (round trips to the other hosts).
 //!
 //! Nothing on the request path waits for gossip: a watcher task swaps in a new copy of the other
 //! hosts' machines whenever gossip changes it, and lookups only clone an `Arc`. The chitchat lock
@@ -21,6 +22,7 @@ mod members;
 mod publish;
 mod rtt;
 pub mod seal;
+mod versions;
 
 use crate::load::Load;
 use crate::local::LocalCatalog;
@@ -40,7 +42,7 @@ use members::watch_members;
 use parking_lot::Mutex;
 use publish::{Publisher, publish};
 use rtt::measure;
-use seal::Seal;
+use seal::{Clock, Seal};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -153,7 +155,14 @@ impl ClusterCatalog {
             worker: config.worker,
             agent: config.agent.clone(),
         };
-        let host = seal.sign(&config.host_id, HOST_KEY, &serde_json::to_string(&record)?);
+        // Signed once per generation, first: its version is where this generation starts.
+        let mut clock = Clock::default();
+        let host = seal.sign(
+            &config.host_id,
+            HOST_KEY,
+            clock.tick(),
+            &serde_json::to_string(&record)?,
+        );
         let handle = spawn_chitchat(
             chitchat_config,
             vec![(HOST_KEY.into(), host)],
@@ -172,6 +181,7 @@ impl ClusterCatalog {
                     chitchat: handle.chitchat(),
                     host: config.host_id.clone(),
                     seal,
+                    clock,
                 },
                 local.clone(),
                 config.load.clone(),

@@ -1,8 +1,11 @@
 //! Writing this host's keys: its machines whenever they change, and their load every gossip
-//! interval, each value signed; only keys whose value changed are written. Runs as one task,
+//! interval, each value signed with a version from this host's [`Clock`]; only keys whose value
+//! changed are written. A key is deleted by writing a signed deletion (an empty value, kept by
+//! chitchat for its grace period), so receivers learn the deletion's version. Runs as one task,
 //! which takes the chitchat lock only to write.
 
-use super::seal::Seal;
+use super::seal::{Clock, Seal};
+use super::versions::DELETED;
 use super::{LOAD_PREFIX, MACHINE_PREFIX};
 use crate::load::Load;
 use crate::local::LocalCatalog;
@@ -15,12 +18,14 @@ pub(super) struct Publisher {
     pub(super) chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
     pub(super) host: String,
     pub(super) seal: Seal,
+    /// The versions this host's values are signed with (the host record's came first).
+    pub(super) clock: Clock,
 }
 
 /// Publishes this host's machines whenever they change, and their load every `interval`: only
 /// the keys whose value changed are written.
 pub(super) async fn publish(
-    to: Publisher,
+    mut to: Publisher,
     local: Arc<LocalCatalog>,
     load: Arc<Load>,
     interval: Duration,
@@ -47,12 +52,13 @@ pub(super) async fn publish(
             let state = c.self_node_state();
             for (k, v) in &wanted {
                 if published.get(k) != Some(v) {
-                    state.set(k, to.seal.sign(&to.host, k, v));
+                    state.set(k, to.seal.sign(&to.host, k, to.clock.tick(), v));
                 }
             }
             for k in published.keys() {
                 if !wanted.contains_key(k) {
-                    state.delete(k);
+                    let deleted = to.seal.sign(&to.host, k, to.clock.tick(), DELETED);
+                    state.set_with_ttl(k, deleted);
                 }
             }
             drop(c);
