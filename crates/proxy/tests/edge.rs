@@ -153,3 +153,26 @@ async fn http2_streams_beyond_the_cap_are_refused() {
     .expect("no stream was refused");
     assert_eq!(refused, (5, 7), "stream 5 refused with REFUSED_STREAM");
 }
+
+/// The metrics listener answers scrapes and closes a connection that sends nothing.
+#[tokio::test]
+async fn the_metrics_listener_is_bounded_too() {
+    let r = start(config(), Listener::http(80)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = r.proxy.clone();
+    tokio::spawn(async move { proxy.serve_metrics(listener, std::future::pending()).await });
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = closed_within(&mut s, SLACK, "a scrape").await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("# TYPE aloft_proxy_requests_total counter"),
+        "{text}"
+    );
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    closed_within(&mut silent, Duration::from_millis(500) + SLACK, "silent").await;
+}

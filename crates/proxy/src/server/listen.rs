@@ -21,11 +21,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+
+/// Connections the metrics listener serves at once (scrapers; more are closed).
+const METRICS_CONNECTIONS: usize = 64;
 
 impl Proxy {
-    /// Serves `GET /metrics` on `listener` until `shutdown`.
+    /// Serves `GET /metrics` on `listener` until `shutdown`: HTTP/1, at most
+    /// [`METRICS_CONNECTIONS`] connections, each within the protection's idle bounds.
     pub async fn serve_metrics(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let permits = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
             let stream = tokio::select! {
@@ -35,34 +40,53 @@ impl Proxy {
                 },
                 () = &mut shutdown => return,
             };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                continue;
+            };
             let proxy = self.clone();
+            let bounds = self.inner.config.protection.bounds(Listener::http(0));
             tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let proxy = proxy.clone();
-                    async move {
-                        let mut resp = if req.uri().path() == "/metrics" {
-                            let mut r = Response::new(body::full(proxy.metrics_text()));
-                            r.headers_mut().insert(
-                                header::CONTENT_TYPE,
-                                HeaderValue::from_static("text/plain; version=0.0.4"),
-                            );
-                            r
-                        } else {
-                            Response::new(body::full("the metrics are at /metrics\n"))
-                        };
-                        if req.uri().path() != "/metrics" {
-                            *resp.status_mut() = StatusCode::NOT_FOUND;
+                let activity = Activity::new();
+                let service = {
+                    let activity = activity.clone();
+                    service_fn(move |req: Request<Incoming>| {
+                        let busy = activity.begin();
+                        let resp = proxy.metrics_page(req.uri().path());
+                        async move {
+                            Ok::<_, Infallible>(resp.map(|body| Held::new(body, busy).boxed()))
                         }
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
+                    })
+                };
+                let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    .header_read_timeout(bounds.first_bytes)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = activity.idle_out(bounds) => if activity.served() {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(bounds.first_bytes, connection).await;
+                    }
+                }
+                drop(permit);
             });
         }
+    }
+
+    /// The metrics listener's answer for `path`.
+    fn metrics_page(&self, path: &str) -> Response<ProxyBody> {
+        if path != "/metrics" {
+            let mut resp = Response::new(body::full("the metrics are at /metrics\n"));
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            return resp;
+        }
+        let mut r = Response::new(body::full(self.metrics_text()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        r
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, then lets requests in flight finish
