@@ -176,3 +176,18 @@ async fn the_metrics_listener_is_bounded_too() {
     let mut silent = TcpStream::connect(addr).await.unwrap();
     closed_within(&mut silent, Duration::from_millis(500) + SLACK, "silent").await;
 }
+
+/// The worker listener caps connections per address (its token is only checked per request).
+#[tokio::test]
+async fn the_worker_listener_caps_connections_per_address() {
+    let mut c = config();
+    c.protection.worker_max_connections = 2;
+    c.protection.header_read_timeout = Duration::from_secs(30);
+    let r = start(c, Listener::worker()).await;
+    let _a = TcpStream::connect(r.addr).await.unwrap();
+    let _b = TcpStream::connect(r.addr).await.unwrap();
+    let mut third = TcpStream::connect(r.addr).await.unwrap();
+    let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let out = closed_within(&mut third, SLACK, "a third connection").await;
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+}
