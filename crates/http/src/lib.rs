@@ -13,8 +13,14 @@
 //! - [`internal`]: a failure inside a server (a store error's SQLite text, a path, an address)
 //!   is logged with an error id; the caller gets a summary, the id and what to do.
 //!
+//! - [`conn`]: the bounds on a served connection's idle phases (first bytes, idle, request
+//!   body), shared by the proxy and [`serve`]; [`serve::serve`] serves an axum router with them
+//!   and a cap on open connections.
+//!
 //! No state.
 
+pub mod conn;
+pub mod serve;
 pub mod tls;
 
 use aloft_types::ApiError;

@@ -3,7 +3,7 @@
 //! background tasks it owns, and how long each server gets to drain.
 
 use anyhow::{Context, Result};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -63,11 +63,16 @@ impl Supervisor {
         StopSignal(self.stop_tx.subscribe())
     }
 
-    /// Serves `router` on `listener` until the stop, then drains it.
+    /// Serves `router` on `listener` until the stop, then drains it: with a cap on open
+    /// connections and bounds on their idle phases ([`aloft_http::serve`]), never on a request in
+    /// flight.
     pub fn serve(&mut self, name: &'static str, listener: TcpListener, router: axum::Router) {
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(self.stopping())
-            .into_future();
+        let server = aloft_http::serve::serve(
+            listener,
+            router,
+            aloft_http::serve::Limits::default(),
+            self.stopping(),
+        );
         self.servers.push((name, tokio::spawn(server)));
     }
 

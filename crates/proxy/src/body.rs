@@ -1,8 +1,10 @@
-//! Bodies the proxy passes along: requests buffered (up to [`REPLAY_LIMIT`]) so they can be
-//! retried and replayed, or streamed when larger; responses that hold their machine's load slot
-//! until the last byte is sent.
+//! Bodies the proxy passes along: requests buffered (up to [`REPLAY_LIMIT`], once a machine is
+//! chosen) so they can be retried and replayed, or streamed when larger, each piece due within
+//! the body idle timeout; responses that hold their machine's load slot until the last byte is
+//! sent.
 
 use aloft_catalog::load::Slot;
+use aloft_http::conn::IdleBody;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
@@ -10,11 +12,12 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// Requests with bodies up to this size can be retried on another machine and replayed.
 pub const REPLAY_LIMIT: usize = 1 << 20;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use aloft_http::conn::BoxError;
 /// Every body the proxy sends, to clients and to machines.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
@@ -28,8 +31,14 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// A client's request body, read with at most [`IdleBody`]'s pause between two pieces.
+type ClientBody = IdleBody<Incoming>;
+
 /// A client's request body as far as the proxy read it.
 pub enum RequestBody {
+    /// Not read yet: it is read once a machine is chosen ([`RequestBody::fill`]), so a request
+    /// for no app, or for an app without room, costs no body buffer.
+    Unread(Option<(Incoming, Duration)>),
     /// All of it: can be sent any number of times.
     Buffered(Bytes),
     /// Larger than [`REPLAY_LIMIT`]: what was read, then the rest; can be sent once.
@@ -37,12 +46,34 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    /// Reads `body` whole if it fits in [`REPLAY_LIMIT`]; a body that says it is larger is not
-    /// read at all.
-    pub async fn read(mut body: Incoming) -> Result<RequestBody, BoxError> {
+    /// `body`, to be read later with at most `idle` between two pieces of it.
+    pub fn new(body: Incoming, idle: Duration) -> RequestBody {
         if body.is_end_stream() {
-            return Ok(RequestBody::Buffered(Bytes::new()));
+            RequestBody::Buffered(Bytes::new())
+        } else {
+            RequestBody::Unread(Some((body, idle)))
         }
+    }
+
+    /// Reads the body whole if it fits in [`REPLAY_LIMIT`] (so it can be sent again and
+    /// replayed); a body that says it is larger is not read at all. Once read, nothing to do.
+    pub async fn fill(&mut self) -> Result<(), BoxError> {
+        let RequestBody::Unread(unread) = self else {
+            return Ok(());
+        };
+        let Some((body, idle)) = unread.take() else {
+            return Ok(());
+        };
+        // (No `?` on the boxed error here or below: its identity `From` trips the compiler's
+        // check that the connection's future is `Send`.)
+        *self = match Self::read(IdleBody::new(body, idle)).await {
+            Ok(read) => read,
+            Err(e) => return Err(e),
+        };
+        Ok(())
+    }
+
+    async fn read(mut body: ClientBody) -> Result<RequestBody, BoxError> {
         if body.size_hint().lower() > REPLAY_LIMIT as u64 {
             return Ok(RequestBody::Streaming(Some(Prefixed {
                 prefix: None,
@@ -52,7 +83,11 @@ impl RequestBody {
         let mut buf = BytesMut::new();
         while let Some(frame) = body.frame().await {
             // Trailers are not passed on.
-            let Ok(data) = frame?.into_data() else {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => return Err(e),
+            };
+            let Ok(data) = frame.into_data() else {
                 continue;
             };
             buf.extend_from_slice(&data);
@@ -71,11 +106,13 @@ impl RequestBody {
         matches!(self, RequestBody::Buffered(_))
     }
 
-    /// The body for one attempt; `None` when a streamed body was sent already.
+    /// The body for one attempt (after [`RequestBody::fill`]); `None` when a streamed body was
+    /// sent already.
     pub fn take(&mut self) -> Option<ProxyBody> {
         match self {
             RequestBody::Buffered(b) => Some(full(b.clone())),
             RequestBody::Streaming(s) => s.take().map(|p| p.boxed()),
+            RequestBody::Unread(_) => None,
         }
     }
 }
@@ -83,7 +120,7 @@ impl RequestBody {
 /// What was read of a large body, then the rest of it.
 pub struct Prefixed {
     prefix: Option<Bytes>,
-    rest: Incoming,
+    rest: ClientBody,
 }
 
 impl Body for Prefixed {
@@ -97,9 +134,7 @@ impl Body for Prefixed {
         if let Some(prefix) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        Pin::new(&mut self.rest)
-            .poll_frame(cx)
-            .map_err(|e| Box::new(e) as BoxError)
+        Pin::new(&mut self.rest).poll_frame(cx)
     }
 }
 

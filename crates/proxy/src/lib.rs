@@ -9,8 +9,10 @@
 //! edge tries the next one. On one host both roles run in one process. What it routes to (the
 //! machines, their targets and load) is `aloft-catalog`'s; the proxy only reads it.
 //!
-//! Request bodies up to 1 MB are buffered ([`body`]) so a request can be retried on another
-//! machine when a connection fails or a machine is full, and replayed.
+//! Request bodies up to 1 MB are buffered ([`body`]), once a machine is chosen, so a request can
+//! be retried on another machine when a connection fails or a machine is full, and replayed.
+//! Every idle phase of a client's connection is bounded ([`Protection`]): the first bytes, the
+//! time between requests, between pieces of a body, and HTTP/2's pings.
 
 pub mod balance;
 pub mod body;

@@ -10,9 +10,14 @@
 //! aloft_proxy_autostops_total{app}                       idle machines stopped
 //! aloft_proxy_machine_load{machine}                      requests in flight (gauge)
 //! ```
+//!
+//! Labels come from the catalog, never from what a client sent: requests for a name that is not
+//! an app the catalog knows count under `app="-"`, and a machine's series go when it leaves the
+//! catalog ([`Metrics::keep_machines`]), so the series follow the apps and machines that exist.
+//! State: one `parking_lot` mutex over every counter, held only to count or render.
 
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -94,6 +99,15 @@ impl Metrics {
             Event::Autostop => &mut m.autostops,
         };
         *entry(map, app) += 1;
+    }
+
+    /// Drops the latency series of every machine not in `machines` (destroyed ones).
+    pub fn keep_machines(&self, machines: &HashSet<&str>) {
+        let mut m = self.inner.lock();
+        m.durations.retain(|_, by| {
+            by.retain(|machine, _| machines.contains(machine.as_str()));
+            !by.is_empty()
+        });
     }
 
     /// The text exposition, with `load` as the machines' in-flight gauge.
@@ -249,5 +263,24 @@ mod tests {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
         }
         assert_eq!(esc("a\"b"), "a\\\"b");
+    }
+
+    /// A destroyed machine's latency series are gone once the catalog no longer lists it; the
+    /// app's counters stay.
+    #[test]
+    fn a_removed_machines_series_are_dropped() {
+        let m = Metrics::default();
+        m.response("hello", 200, Some("m1"), Duration::from_millis(3), None);
+        m.response("hello", 200, Some("m2"), Duration::from_millis(3), None);
+        m.response("other", 200, Some("m3"), Duration::from_millis(3), None);
+        m.keep_machines(&HashSet::from(["m2"]));
+        let text = m.render(&[]);
+        assert!(!text.contains("machine=\"m1\""), "{text}");
+        assert!(!text.contains("machine=\"m3\""), "{text}");
+        assert!(text.contains("app=\"hello\",machine=\"m2\""), "{text}");
+        assert!(
+            text.contains("aloft_proxy_requests_total{app=\"other\",status=\"200\"} 1"),
+            "{text}"
+        );
     }
 }

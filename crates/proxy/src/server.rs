@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::tls::{self, Certificates, Domains};
 use aloft_catalog::Load;
 use aloft_catalog::{Catalog, Target};
+use aloft_http::conn::Bounds;
 use http::StatusCode;
 use http::header::HeaderValue;
 use hyper_util::client::legacy::Client;
@@ -65,25 +66,63 @@ const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 /// Limits that protect the proxy from slow, large or too many requests.
 #[derive(Debug, Clone, Copy)]
 pub struct Protection {
-    /// A client must send a request's headers within this (slowloris).
+    /// A client must send its first request's headers within this of connecting (the
+    /// HTTP/1-or-HTTP/2 sniff, the HTTP/2 preface and the TLS handshake included), and every
+    /// later request's headers within this (slowloris).
     pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (gracefully: HTTP/2 gets
+    /// a GOAWAY). Edges' connections on the worker listener get longer than edges pool them.
+    pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long fails with 408.
+    pub body_idle_timeout: Duration,
+    /// HTTP/2: how often a connection with requests in flight is pinged, and how long the
+    /// answer may take before the connection is closed.
+    pub h2_keep_alive_interval: Duration,
+    pub h2_keep_alive_timeout: Duration,
+    /// HTTP/2: streams one connection may have open at once; more are refused (`REFUSED_STREAM`).
+    pub max_concurrent_streams: u32,
     /// The most bytes of headers one request may have (HTTP/1 read buffer, HTTP/2 header list).
     pub max_header_bytes: usize,
     /// The most header fields one request may have.
     pub max_headers: usize,
     pub clients: ClientLimits,
+    /// Connections one address may have open on the worker listener (edges pool theirs; the
+    /// token is only checked per request).
+    pub worker_max_connections: u32,
 }
 
 impl Default for Protection {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(60),
+            h2_keep_alive_interval: Duration::from_secs(20),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 200,
             max_header_bytes: 64 << 10,
             max_headers: 100,
             clients: ClientLimits {
                 max_connections: 512,
                 requests_per_second: 1000,
             },
+            worker_max_connections: 2048,
+        }
+    }
+}
+
+impl Protection {
+    /// The bounds on the idle phases of a connection on `listener`: an edge's connection to the
+    /// worker listener may idle as long as edges pool it, but must start as soon as any other.
+    fn bounds(&self, listener: Listener) -> Bounds {
+        Bounds {
+            first_bytes: self.header_read_timeout,
+            idle: if listener.worker {
+                worker_protection(self).idle_timeout
+            } else {
+                self.idle_timeout
+            },
+            body_idle: self.body_idle_timeout,
         }
     }
 }
@@ -188,6 +227,8 @@ struct Inner {
     catalog: Arc<dyn Catalog>,
     load: Arc<Load>,
     clients: Arc<Clients>,
+    /// Connections open per address on the worker listener.
+    worker_clients: Arc<Clients>,
     upstream: Client<HttpConnector, ProxyBody>,
     /// How client connections are served over HTTP (limits and timeouts set).
     http: Arc<auto::Builder<TokioExecutor>>,
@@ -283,13 +324,14 @@ impl Proxy {
         Self {
             inner: Arc::new(Inner {
                 http: Arc::new(http_builder(&config.protection)),
-                http_worker: Arc::new(http_builder(&Protection {
-                    header_read_timeout: UPSTREAM_IDLE + Duration::from_secs(15),
-                    ..config.protection
-                })),
+                http_worker: Arc::new(http_builder(&worker_protection(&config.protection))),
                 https,
                 region: headers::value(&config.region),
                 clients: Clients::new(config.protection.clients),
+                worker_clients: Clients::new(ClientLimits {
+                    max_connections: config.protection.worker_max_connections,
+                    requests_per_second: 0,
+                }),
                 config,
                 catalog,
                 load,
@@ -304,9 +346,20 @@ impl Proxy {
         }
     }
 
-    /// The proxy's metrics in Prometheus' text format.
+    /// The proxy's metrics in Prometheus' text format: series of machines the catalog no longer
+    /// lists (destroyed) are dropped first.
     pub fn metrics_text(&self) -> String {
-        self.inner.metrics.render(&self.inner.load.snapshot())
+        let targets = self.inner.catalog.all_targets();
+        let machines: HashSet<&str> = targets.iter().map(|t| t.machine_id.as_str()).collect();
+        self.inner.metrics.keep_machines(&machines);
+        let mut load = self.inner.load.snapshot();
+        load.retain(|(machine, _)| machines.contains(machine.as_str()));
+        self.inner.metrics.render(&load)
+    }
+
+    /// Whether `app` is an app the catalog knows on `port`: only those get metrics series.
+    fn known_app(&self, app: &str, port: u16) -> bool {
+        self.inner.catalog.targets(app, port).is_some()
     }
 
     /// The machines' load as this proxy counts it.
@@ -327,8 +380,21 @@ fn http_builder(p: &Protection) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(p.max_concurrent_streams)
+        .keep_alive_interval(p.h2_keep_alive_interval)
+        .keep_alive_timeout(p.h2_keep_alive_timeout);
     builder
+}
+
+/// The protection of the worker listener: edges' idle pooled connections are kept for longer
+/// than edges pool them, so an edge never sends on a connection being closed.
+fn worker_protection(p: &Protection) -> Protection {
+    Protection {
+        header_read_timeout: UPSTREAM_IDLE + Duration::from_secs(15),
+        idle_timeout: UPSTREAM_IDLE + Duration::from_secs(15),
+        ..*p
+    }
 }
 
 /// Where a machine on this host listens.

@@ -3,12 +3,18 @@
 //! gets a certificate for that name, signed by the CA, and later ones reuse it. The CA is made
 //! once and kept in the state dir (`ca.pem`, `ca.key`), so a client can trust it:
 //!
+//! State: the certificates issued, in a cache of at most [`ISSUED_CAP`] names (least recently
+//! used first out) behind a `parking_lot` mutex that is never held while a key is made, so
+//! handshakes for made-up names (any `<anything>.localhost`) cost a signature each but no
+//! lasting memory, and never wait for each other's key generation.
+//!
 //! ```text
 //! curl --cacert <data-dir>/proxy/ca.pem https://hello.localhost:8443/
 //! ```
 //!
 //! A client hello for any other name (or none) gets no certificate: the handshake fails.
 
+use lru::LruCache;
 use parking_lot::Mutex;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -21,11 +27,16 @@ use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::num::NonZeroUsize;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CA_NAME: &str = "aloft development CA";
+
+/// The most certificates the development CA keeps issued; beyond this, the least recently used
+/// is dropped (and issued again if asked for again).
+pub const ISSUED_CAP: usize = 1024;
 
 /// The development CA: its certificate as clients trust it, and what signs with it.
 pub struct DevCa {
@@ -122,7 +133,7 @@ pub struct Certificates {
     ca: DevCa,
     app_domain: Option<String>,
     domains: Arc<Domains>,
-    issued: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    issued: Mutex<LruCache<String, Arc<CertifiedKey>>>,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -140,8 +151,15 @@ impl Certificates {
             ca,
             app_domain,
             domains,
-            issued: Mutex::default(),
+            issued: Mutex::new(LruCache::new(
+                NonZeroUsize::new(ISSUED_CAP).expect("not zero"),
+            )),
         }
+    }
+
+    /// How many issued certificates are kept.
+    pub fn issued_count(&self) -> usize {
+        self.issued.lock().len()
     }
 
     /// The certificate for `name`, if apps are served under it.
@@ -156,14 +174,15 @@ impl Certificates {
                 crate::names::app_of_name(&name, self.app_domain.as_deref())?;
             }
         }
-        let mut issued = self.issued.lock();
-        if let Some(c) = issued.get(&name) {
+        if let Some(c) = self.issued.lock().get(&name) {
             return Some(c.clone());
         }
+        // Made without the lock: two handshakes for one new name may both make one, and the
+        // later replaces the earlier.
         match self.ca.issue(&name) {
             Ok(c) => {
                 let c = Arc::new(c);
-                issued.insert(name, c.clone());
+                self.issued.lock().put(name, c.clone());
                 Some(c)
             }
             Err(e) => {

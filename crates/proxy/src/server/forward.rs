@@ -17,6 +17,7 @@ use crate::metrics::Event;
 use crate::replay;
 use aloft_catalog::Target;
 use aloft_catalog::load::Slot;
+use aloft_http::conn::is_body_timeout;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -315,8 +316,8 @@ impl Proxy {
     }
 }
 
-/// An HTTP request as every attempt sends it: the body buffered (up to 1 MB) so that it can be
-/// sent again, the headers as the machine gets them.
+/// An HTTP request as every attempt sends it: the body buffered (up to 1 MB, read once the first
+/// machine is chosen) so that it can be sent again, the headers as the machine gets them.
 pub(super) struct Outgoing {
     pub(super) method: Method,
     pub(super) uri: Uri,
@@ -329,29 +330,39 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
-    /// Reads `req`'s body (none for an upgrade, whose bytes flow once the machine agrees).
-    pub(super) async fn read(mut req: Request<Incoming>) -> Result<Self, Failure> {
+    /// `req`, its body to be read once a machine is chosen (none for an upgrade, whose bytes
+    /// flow once the machine agrees), with at most `body_idle` between two pieces of it.
+    pub(super) fn new(mut req: Request<Incoming>, body_idle: Duration) -> Self {
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, incoming) = req.into_parts();
         let body = if upgrade {
             RequestBody::Buffered(bytes::Bytes::new())
         } else {
-            RequestBody::read(incoming).await.map_err(|e| {
-                Failure::new(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    format!("reading the request body: {e}"),
-                )
-            })?
+            RequestBody::new(incoming, body_idle)
         };
-        Ok(Self {
+        Self {
             method: parts.method,
             uri: parts.uri,
             headers: parts.headers,
             body,
             upgrade,
             client_upgrade,
+        }
+    }
+
+    /// Reads the body (up to the replay limit), now that a machine is chosen.
+    async fn fill(&mut self) -> Result<(), Failure> {
+        self.body.fill().await.map_err(|e| {
+            if is_body_timeout(e.as_ref()) {
+                Failure::new(StatusCode::REQUEST_TIMEOUT, None, e.to_string())
+            } else {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    format!("reading the request body: {e}"),
+                )
+            }
         })
     }
 
@@ -413,6 +424,9 @@ impl Attempt for Outgoing {
         target: Target,
         slot: Slot,
     ) -> Next<Self::Output> {
+        if let Err(f) = self.fill().await {
+            return Next::Fail(f);
+        }
         let Some(body) = self.body.take() else {
             return Next::Fail(Failure::new(
                 StatusCode::BAD_GATEWAY,

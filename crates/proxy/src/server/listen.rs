@@ -1,5 +1,6 @@
 //! The HTTP listeners (public and worker) and the metrics listener: accepting connections
-//! (per-client connection limits, TLS), serving them until shutdown and draining them, and one
+//! (per-address connection limits, TLS), serving them within the protection's bounds on their
+//! idle phases (`aloft_http::conn`) until shutdown and draining them, and one
 //! request's start and end: its [`Ctx`], the edge or worker path by listener, the error page a
 //! failure becomes, the headers every response gets, the metrics and the access log.
 
@@ -7,8 +8,10 @@ use super::ctx::{Ctx, Role};
 use super::headers::{ALOFT_REFUSED, finish_headers};
 use super::{Conn, Failure, Listener, Proxy};
 use crate::body::{self, ProxyBody};
+use aloft_http::conn::{Activity, Held};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -18,11 +21,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+
+/// Connections the metrics listener serves at once (scrapers; more are closed).
+const METRICS_CONNECTIONS: usize = 64;
 
 impl Proxy {
-    /// Serves `GET /metrics` on `listener` until `shutdown`.
+    /// Serves `GET /metrics` on `listener` until `shutdown`: HTTP/1, at most
+    /// [`METRICS_CONNECTIONS`] connections, each within the protection's idle bounds.
     pub async fn serve_metrics(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let permits = Arc::new(Semaphore::new(METRICS_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
             let stream = tokio::select! {
@@ -32,34 +40,53 @@ impl Proxy {
                 },
                 () = &mut shutdown => return,
             };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                continue;
+            };
             let proxy = self.clone();
+            let bounds = self.inner.config.protection.bounds(Listener::http(0));
             tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let proxy = proxy.clone();
-                    async move {
-                        let mut resp = if req.uri().path() == "/metrics" {
-                            let mut r = Response::new(body::full(proxy.metrics_text()));
-                            r.headers_mut().insert(
-                                header::CONTENT_TYPE,
-                                HeaderValue::from_static("text/plain; version=0.0.4"),
-                            );
-                            r
-                        } else {
-                            Response::new(body::full("the metrics are at /metrics\n"))
-                        };
-                        if req.uri().path() != "/metrics" {
-                            *resp.status_mut() = StatusCode::NOT_FOUND;
+                let activity = Activity::new();
+                let service = {
+                    let activity = activity.clone();
+                    service_fn(move |req: Request<Incoming>| {
+                        let busy = activity.begin();
+                        let resp = proxy.metrics_page(req.uri().path());
+                        async move {
+                            Ok::<_, Infallible>(resp.map(|body| Held::new(body, busy).boxed()))
                         }
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
+                    })
+                };
+                let connection = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    .header_read_timeout(bounds.first_bytes)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    () = activity.idle_out(bounds) => if activity.served() {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(bounds.first_bytes, connection).await;
+                    }
+                }
+                drop(permit);
             });
         }
+    }
+
+    /// The metrics listener's answer for `path`.
+    fn metrics_page(&self, path: &str) -> Response<ProxyBody> {
+        if path != "/metrics" {
+            let mut resp = Response::new(body::full("the metrics are at /metrics\n"));
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            return resp;
+        }
+        let mut r = Response::new(body::full(self.metrics_text()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        r
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, then lets requests in flight finish
@@ -97,17 +124,16 @@ impl Proxy {
                 },
                 () = &mut shutdown => break,
             };
-            // Edges are not clients: their connections carry many clients' requests.
-            let place = if at.worker {
-                None
+            // Edges are not clients: their connections carry many clients' requests, and have a
+            // cap of their own.
+            let clients = if at.worker {
+                &self.inner.worker_clients
             } else {
-                match self.inner.clients.connect(peer.ip()) {
-                    Some(place) => Some(place),
-                    None => {
-                        tracing::debug!(%peer, "too many connections from one client: closed");
-                        continue;
-                    }
-                }
+                &self.inner.clients
+            };
+            let Some(place) = clients.connect(peer.ip()) else {
+                tracing::debug!(%peer, "too many connections from one address: closed");
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
@@ -166,22 +192,36 @@ impl Proxy {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let proxy = self.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
-        });
+        let activity = Activity::new();
+        let service = {
+            let activity = activity.clone();
+            service_fn(move |req| {
+                let busy = activity.begin();
+                let proxy = proxy.clone();
+                async move {
+                    let resp = proxy.handle(req, conn).await;
+                    Ok::<_, Infallible>(resp.map(|body| Held::new(body, busy).boxed()))
+                }
+            })
+        };
         let http = if conn.listener.worker {
             &self.inner.http_worker
         } else {
             &self.inner.http
         };
         let connection = http.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let bounds = self.inner.config.protection.bounds(conn.listener);
         tokio::pin!(connection);
         tokio::select! {
             _ = connection.as_mut() => {}
             () = async { let _ = stop.wait_for(|s| *s).await; } => {
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.await;
+            }
+            // Too long without a first request (dropped), or idle (closed gracefully).
+            () = activity.idle_out(bounds) => if activity.served() {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(bounds.first_bytes, connection).await;
             }
         }
     }
@@ -205,8 +245,12 @@ impl Proxy {
             }
         };
         let app = ctx.app.take();
+        // A name no app has is counted as `-`: what a client sends makes no series.
+        let label = app
+            .as_deref()
+            .filter(|a| machine.is_some() || self.known_app(a, conn.listener.public_port));
         self.inner.metrics.response(
-            app.as_deref().unwrap_or("-"),
+            label.unwrap_or("-"),
             response.status().as_u16(),
             machine.as_deref(),
             ctx.started.elapsed(),

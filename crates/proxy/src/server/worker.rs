@@ -37,7 +37,7 @@ impl Proxy {
         }
         let app = self.app_of(&req)?;
         ctx.app = Some(app.clone());
-        let mut out = Outgoing::read(req).await?;
+        let mut out = Outgoing::new(req, self.inner.config.protection.body_idle_timeout);
         // The edge picked the machine; when it has no room now, the edge picks another.
         ctx.constraint = Constraint {
             app,
