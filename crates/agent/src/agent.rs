@@ -4,8 +4,7 @@
 //!
 //! State lives in one private `Inner` behind an `Arc` (the handle is cheap to clone); other
 //! modules reach it through methods. Locks: `room` (tokio, serializes capacity checks with the
-//! writes that allocate), `image_gc` (tokio `RwLock`: pulls shared, prune exclusive), each
-//! machine's operation lock in its [`Slot`], and short `parking_lot` mutexes (slots, check results,
+//! writes that allocate), each machine's operation lock in its [`Slot`], and short `parking_lot` mutexes (slots, check results,
 //! the advertised address, the secrets' caches) never held across an `.await`.
 //!
 //! The operations themselves are `impl Agent` blocks in the modules that own them (`machine`,
@@ -45,9 +44,6 @@ struct Inner {
     tasks: Tasks,
     /// Serializes capacity checks with the writes that allocate (create, update).
     room: tokio::sync::Mutex<()>,
-    /// Held shared from the start of a pull until the machine record names the image, and
-    /// exclusively by prune: prune never removes an image a machine is about to use.
-    image_gc: tokio::sync::RwLock<()>,
     slots: Slots,
     /// The latest health check results of started machines (`checks`).
     checks: CheckResults,
@@ -94,7 +90,6 @@ impl Agent {
                 store,
                 tasks: Tasks::new(),
                 room: tokio::sync::Mutex::new(()),
-                image_gc: tokio::sync::RwLock::new(()),
                 slots: Slots::default(),
                 checks: CheckResults::default(),
                 advertise: Mutex::new(None),
@@ -319,12 +314,6 @@ impl Agent {
     /// never both see the same room.
     pub(crate) fn room(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.room
-    }
-
-    /// Held shared from the start of a pull until the machine record names the image, and
-    /// exclusively by prune.
-    pub(crate) fn image_gc(&self) -> &tokio::sync::RwLock<()> {
-        &self.inner.image_gc
     }
 
     /// The latest health check results of started machines.

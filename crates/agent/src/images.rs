@@ -18,19 +18,19 @@
 //!   picked up by an update, which makes a new version). A digest already on the host is
 //!   reused without a download, once the registry let the caller's credentials read it (the
 //!   image store checks with a `HEAD` the first time those credentials ask).
-//! - **Prune** keeps every image a machine that is not destroyed names, and never runs between
-//!   a pull and the write that names its image (`image_gc`).
+//! - **Prune** keeps every image a machine that is not destroyed names, and every image a pull
+//!   holds pinned ([`aloft_image::Pinned`]) from its start until the record names it: pulls and
+//!   prunes never wait for each other, so a slow pull stalls no prune and a prune no start.
 //!
 //! State: the host's image store (`AgentConfig::images`, on disk) and each machine's pull in
-//! progress (in its slot, memory only). Locks: the agent's `image_gc` (shared by a pull until
-//! the record names its image, exclusive for prune); pulls for an operation run under that
-//! machine's lock.
+//! progress (in its slot, memory only). Pulls for an operation run under that machine's lock.
 
 use crate::agent::Agent;
 use crate::machine::slot::{Locked, Slot};
 use crate::store::Record;
 use aloft_image::{
-    Credentials, Image, ImageError, ImageProcess, ImageStore, PullPhase, PullProgress, Reference,
+    Credentials, Image, ImageError, ImageProcess, ImageStore, Pinned, PullPhase, PullProgress,
+    Reference,
 };
 use aloft_runtime::PreparedImage;
 use aloft_types::api::{HostImage, PruneImagesResponse};
@@ -246,7 +246,6 @@ impl Agent {
         let Some(store) = &self.config().images else {
             return Ok(None);
         };
-        let _gc = self.image_gc().read().await;
         let pinned = m.rec.image_ref.as_ref().filter(|r| !r.digest.is_empty());
         let (reference, tag) = match pinned {
             Some(r) => (
@@ -266,7 +265,8 @@ impl Agent {
                 (r, tag)
             }
         };
-        let image = self
+        // Held until the record names the image and its ext4 image is built.
+        let (image, _in_use) = self
             .fetch(store, &m.slot, &reference, creds, pinned.is_some())
             .await?;
         let image_ref = ImageRef {
@@ -309,26 +309,26 @@ impl Agent {
 
     /// An update's new image, pulled before anything about the machine changes (so a pull that
     /// fails leaves the machine as it is), and checked to say what to run. Returns what the new
-    /// version's record names (`None` when this agent pulls no images). The caller holds
-    /// `image_gc` shared until it has written that.
+    /// version's record names (`None` when this agent pulls no images), and the image's pin,
+    /// which the caller holds until it has written that.
     pub(crate) async fn pull_for_update(
         &self,
         m: &Locked,
         config: &MachineConfig,
         creds: Option<&Credentials>,
-    ) -> Result<Option<ImageRef>, ImageFailure> {
+    ) -> Result<Option<(ImageRef, Pinned)>, ImageFailure> {
         let Some(store) = &self.config().images else {
             return Ok(None);
         };
         let reference = self
             .reference(&config.image, &m.rec.org)
             .map_err(ImageFailure::Reference)?;
-        let image = self.fetch(store, &m.slot, &reference, creds, false).await?;
+        let (image, pinned) = self.fetch(store, &m.slot, &reference, creds, false).await?;
         image
             .config
             .process(config)
             .map_err(ImageFailure::Process)?;
-        Ok(Some(image.image_ref()))
+        Ok(Some((image.image_ref(), pinned)))
     }
 
     /// Pulls `reference`, or finds it on this host, showing the progress on the machine. Without
@@ -342,7 +342,7 @@ impl Agent {
         reference: &Reference,
         creds: Option<&Credentials>,
         pinned: bool,
-    ) -> Result<Image, ImageFailure> {
+    ) -> Result<(Image, Pinned), ImageFailure> {
         let shown = Shown(slot.clone());
         let progress = |p: PullProgress| shown.0.set_pull(Some(pull_json(&p)));
         let failed = |error| ImageFailure::Pull {
@@ -362,7 +362,7 @@ impl Agent {
             };
         };
         store
-            .pull(reference, &creds, progress)
+            .pull_pinned(reference, &creds, progress)
             .await
             .map_err(failed)
     }
@@ -408,7 +408,6 @@ impl Agent {
         let Some(store) = &self.config().images else {
             return Ok(PruneImagesResponse::default());
         };
-        let _gc = self.image_gc().write().await;
         let keep: Vec<String> = self.image_users()?.into_keys().collect();
         let on_host: BTreeSet<String> = store
             .list()

@@ -25,6 +25,7 @@ use crate::error::ImageError;
 use crate::ext4;
 use crate::fsmeta;
 use crate::netpolicy::{self, AddressPolicy, CheckedResolver};
+use crate::pins::{Pinned, Pins};
 use crate::reference::Reference;
 use crate::registry::{Credentials, Resolved, Session};
 use crate::unpack::{self, Compression, UnpackOptions};
@@ -42,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{RwLock, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 /// An image pulled and assembled on this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,9 +210,8 @@ struct Inner {
     layer_flights: Flights<LayerInfo, ImageError>,
     image_flights: Flights<StoredImage, ImageError, watch::Sender<PullProgress>>,
     ext4_flights: Flights<PathBuf, ImageError>,
-    /// Pulls and ext4 builds hold it shared, prune exclusively: prune never removes what a
-    /// pull is using.
-    gc: RwLock<()>,
+    /// The digests pulls and ext4 builds use now: prune never removes them (`pins`).
+    pins: Arc<Pins>,
     /// Serializes rewrites of image records.
     records: Mutex<()>,
 }
@@ -344,7 +344,7 @@ impl ImageStore {
                 layer_flights: Flights::new(),
                 image_flights: Flights::new(),
                 ext4_flights: Flights::new(),
-                gc: RwLock::new(()),
+                pins: Arc::default(),
                 records: Mutex::new(()),
                 config,
             }),
@@ -369,26 +369,40 @@ impl ImageStore {
         creds: &Credentials,
         progress: impl Fn(PullProgress) + Send + Sync,
     ) -> Result<Image, ImageError> {
-        let _gc = self.inner.gc.read().await;
+        Ok(self.pull_pinned(reference, creds, progress).await?.0)
+    }
+
+    /// [`ImageStore::pull`], with the image pinned until the [`Pinned`] is dropped: a prune
+    /// keeps it meanwhile (hold it until something that a prune's `keep` comes from names it).
+    pub async fn pull_pinned(
+        &self,
+        reference: &Reference,
+        creds: &Credentials,
+        progress: impl Fn(PullProgress) + Send + Sync,
+    ) -> Result<(Image, Pinned), ImageError> {
         progress(PullProgress::default());
         let reader = reader_key(reference, creds);
-        if let Some(d) = &reference.digest
-            && let Some(stored) = self.inner.load_image(d)?
-        {
-            if !stored.readers.contains(&reader) {
-                self.session(reference, creds).check_access(d).await?;
+        if let Some(d) = &reference.digest {
+            let pinned = self.inner.pins.pin([d.clone()]);
+            if let Some(stored) = self.inner.load_image(d)? {
+                if !stored.readers.contains(&reader) {
+                    self.session(reference, creds).check_access(d).await?;
+                }
+                let image = self
+                    .inner
+                    .finish(stored, reference, Some(&reader), None, &progress)?;
+                return Ok((image, pinned));
             }
-            return self
-                .inner
-                .finish(stored, reference, Some(&reader), None, &progress);
         }
         let session = self.session(reference, creds);
         session.login().await?;
         let resolved = session.resolve(reference).await?;
+        let pinned = self.inner.pins.pin([resolved.digest.clone()]);
         if let Some(stored) = self.inner.load_image(&resolved.digest)? {
-            return self
+            let image = self
                 .inner
-                .finish(stored, reference, Some(&reader), None, &progress);
+                .finish(stored, reference, Some(&reader), None, &progress)?;
+            return Ok((image, pinned));
         }
         let flight = self.inner.image_flights.join(&resolved.digest);
         let mut rx = flight.state().subscribe();
@@ -416,23 +430,30 @@ impl ImageStore {
         }
         let last = rx.borrow().clone();
         drop(flight);
-        self.inner
-            .finish(stored, reference, Some(&reader), Some(last), &progress)
+        let image = self
+            .inner
+            .finish(stored, reference, Some(&reader), Some(last), &progress)?;
+        Ok((image, pinned))
     }
 
     /// The image `reference` names by digest, from this host only, without asking the
     /// registry whether anyone may read it: for the agent's own starts of a machine whose
     /// record already names that image (its access was checked when the record was written).
-    /// [`ImageError::ImageNotFound`] when it is not on this host.
+    /// [`ImageError::ImageNotFound`] when it is not on this host. Pinned like
+    /// [`ImageStore::pull_pinned`].
     pub async fn on_host(
         &self,
         reference: &Reference,
         progress: impl Fn(PullProgress) + Send + Sync,
-    ) -> Result<Image, ImageError> {
-        let _gc = self.inner.gc.read().await;
+    ) -> Result<(Image, Pinned), ImageError> {
         let digest = reference.digest.clone().unwrap_or_default();
+        let pinned = self.inner.pins.pin([digest.clone()]);
         match self.inner.load_image(&digest)? {
-            Some(stored) => self.inner.finish(stored, reference, None, None, &progress),
+            Some(stored) => Ok((
+                self.inner
+                    .finish(stored, reference, None, None, &progress)?,
+                pinned,
+            )),
             None => Err(ImageError::ImageNotFound { digest }),
         }
     }
@@ -452,7 +473,7 @@ impl ImageStore {
     /// The ext4 image of a pulled image for the microVM backend, built once per image and
     /// cached (`images/<hex>/rootfs.ext4`). Needs `mkfs.ext4` (Debian package `e2fsprogs`).
     pub async fn ext4(&self, image: &Image) -> Result<PathBuf, ImageError> {
-        let _gc = self.inner.gc.read().await;
+        let _pinned = self.inner.pins.pin([image.manifest_digest.clone()]);
         let h = hex(&image.manifest_digest)?;
         if self.inner.load_image(&image.manifest_digest)?.is_none() {
             return Err(ImageError::ImageNotFound {
@@ -484,14 +505,14 @@ impl ImageStore {
     }
 
     /// Removes every image whose manifest digest is not in `keep` (root filesystem and ext4
-    /// image), then every layer no remaining image uses, then leftovers. Waits for pulls in
-    /// progress to finish, and blocks new ones while it runs.
+    /// image), then every layer no remaining image uses. What pulls in progress use is kept;
+    /// pulls and prunes do not wait for each other (`pins`). Leftovers of interrupted work are
+    /// removed when the store opens.
     pub async fn prune(&self, keep: &[String]) -> Result<PruneReport, ImageError> {
         let keep: HashSet<String> = keep
             .iter()
             .map(|d| hex(d).map(str::to_string))
             .collect::<Result<_, _>>()?;
-        let _gc = self.inner.gc.write().await;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.prune(&keep))
             .await
@@ -630,6 +651,8 @@ impl Inner {
             .iter()
             .filter(|d| seen.insert(d.digest.clone()))
             .collect();
+        // Until the image is assembled, a prune must not take the layers it is made of.
+        let _pinned = inner.pins.pin(distinct.iter().map(|d| d.digest.clone()));
         let mut infos: HashMap<String, LayerInfo> = HashMap::new();
         let mut missing = Vec::new();
         for d in &distinct {
@@ -881,60 +904,82 @@ impl Inner {
     fn prune(&self, keep: &HashSet<String>) -> Result<PruneReport, ImageError> {
         let mut report = PruneReport::default();
         let remove = |p: &Path| fsmeta::remove_any(p).map_err(|e| ImageError::io("remove", p, e));
+        // What is removed is first moved aside (a rename, while no pull can pin it), then
+        // deleted; `tmp-` names are work in progress, or leftovers the next open removes.
+        let aside = |p: &Path| -> Result<PathBuf, ImageError> {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            let to = p.with_file_name(format!("tmp-pruned-{name}"));
+            fs::rename(p, &to).map_err(|e| ImageError::io("rename", p, e))?;
+            Ok(to)
+        };
         // images
         let mut used: HashSet<String> = HashSet::new();
         let dir = &self.images_dir;
         for entry in fs::read_dir(dir).map_err(|e| ImageError::io("read directory", dir, e))? {
             let entry = entry.map_err(|e| ImageError::io("read directory", dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("tmp-") {
+                continue;
+            }
             let path = entry.path();
             let stored = read_json::<StoredImage>(&path.join("image.json"))?;
-            match stored {
-                Some(s) if keep.contains(&name) => used.extend(s.layers),
-                other => {
-                    let ext4 = path.join("rootfs.ext4");
-                    if let Ok(m) = fs::metadata(&ext4) {
-                        report.ext4_removed += 1;
-                        report.bytes_freed += m.len();
-                    }
-                    remove(&path)?;
-                    if let Some(s) = other {
-                        report.images_removed.push(s.manifest_digest);
-                    }
-                }
+            let moved = match &stored {
+                Some(_) if keep.contains(&name) => None,
+                _ => self
+                    .pins
+                    .unless_pinned(&format!("sha256:{name}"), || aside(&path))
+                    .transpose()?,
+            };
+            let Some(moved) = moved else {
+                used.extend(stored.into_iter().flat_map(|s| s.layers));
+                continue;
+            };
+            if let Ok(m) = fs::metadata(moved.join("rootfs.ext4")) {
+                report.ext4_removed += 1;
+                report.bytes_freed += m.len();
+            }
+            remove(&moved)?;
+            if let Some(s) = stored {
+                report.images_removed.push(s.manifest_digest);
             }
         }
-        // layers no kept image uses, their records, leftovers
+        // layers no kept image uses, and their records
         let sha = self.layers_dir.join("sha256");
         for entry in fs::read_dir(&sha).map_err(|e| ImageError::io("read directory", &sha, e))? {
             let entry = entry.map_err(|e| ImageError::io("read directory", &sha, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let h = name.strip_suffix(".json").unwrap_or(&name);
-            if used.contains(&format!("sha256:{h}")) {
+            let h = name.strip_suffix(".json").unwrap_or(&name).to_string();
+            let digest = format!("sha256:{h}");
+            if name.starts_with("tmp-") || used.contains(&digest) {
                 continue;
             }
-            let path = entry.path();
+            let (layer, record) = (sha.join(&h), sha.join(format!("{h}.json")));
             if name.ends_with(".json") {
                 // removed with its layer below, or an orphan record
-                if !sha.join(h).exists() {
-                    remove(&path)?;
+                if !layer.exists() {
+                    self.pins
+                        .unless_pinned(&digest, || remove(&record))
+                        .transpose()?;
                 }
                 continue;
             }
-            if let Some(info) = read_json::<LayerInfo>(&sha.join(format!("{h}.json")))? {
-                report.bytes_freed += info.unpacked_bytes;
+            let info = read_json::<LayerInfo>(&record)?;
+            let moved = self
+                .pins
+                .unless_pinned(&digest, || -> Result<_, ImageError> {
+                    let moved_record = record.exists().then(|| aside(&record)).transpose()?;
+                    Ok((aside(&layer)?, moved_record))
+                })
+                .transpose()?;
+            let Some((moved, moved_record)) = moved else {
+                continue;
+            };
+            report.bytes_freed += info.map_or(0, |i| i.unpacked_bytes);
+            remove(&moved)?;
+            if let Some(r) = moved_record {
+                remove(&r)?;
             }
-            remove(&path)?;
-            remove(&sha.join(format!("{h}.json")))?;
             report.layers_removed += 1;
-        }
-        for dir in [&self.layers_dir, &self.blobs_dir] {
-            for entry in fs::read_dir(dir).map_err(|e| ImageError::io("read directory", dir, e))? {
-                let entry = entry.map_err(|e| ImageError::io("read directory", dir, e))?;
-                if entry.file_name().to_string_lossy().starts_with("tmp-") {
-                    remove(&entry.path())?;
-                }
-            }
         }
         report.images_removed.sort();
         Ok(report)

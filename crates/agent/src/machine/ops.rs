@@ -5,9 +5,9 @@
 //! and the state it reached after. Reads and `wait` (in `reads`) never take the lock.
 //!
 //! No state of its own. Locks, in order: the machine's lock (held for the whole operation),
-//! then the agent's `image_gc` (shared, from an update's pull until the new version naming the
-//! image is written), then its `room` (while capacity is checked and allocated). Create takes
-//! `room` alone, and the new machine's lock only once it is written.
+//! then the agent's `room` (while capacity is checked and allocated). Create takes `room`
+//! alone, and the new machine's lock only once it is written. An update's new image stays
+//! pinned (a prune keeps it) from its pull until the new version naming it is written.
 
 use super::lease::validate_ttl;
 use super::runs::exit_events;
@@ -228,13 +228,13 @@ impl Agent {
                     m.rec.id, m.rec.instance_id
                 )));
             }
-            // The new image first: a pull that fails leaves the machine as it is. Prune waits
-            // until the new version naming it is written.
-            let image_gc = agent.image_gc().read().await;
-            let image_ref = agent
+            // The new image first: a pull that fails leaves the machine as it is. A prune keeps
+            // it (pinned) until the new version naming it is written.
+            let pulled = agent
                 .pull_for_update(&m, &req.config, creds.as_ref())
                 .await
                 .map_err(|e| e.into_api_error(&m.rec))?;
+            let (image_ref, in_use) = pulled.unzip();
             let was = m.rec.state;
             let (old_signal, old_timeout) = m.rec.config.stop_signal_and_timeout();
             let target = match was {
@@ -254,7 +254,7 @@ impl Agent {
                 m.rec.target_state = Some(target);
                 agent.save_version(&mut m, MachineState::Updating, Vec::new())?;
             }
-            drop(image_gc);
+            drop(in_use);
             if was == MachineState::Started {
                 let exit = agent
                     .stop_run(&mut m, old_signal, old_timeout, EventType::Update)

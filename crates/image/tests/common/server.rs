@@ -44,6 +44,8 @@ pub struct Shared {
     tokens: Mutex<HashSet<String>>,
     fail_blobs: AtomicUsize,
     die_on_blob: AtomicBool,
+    /// GETs of this blob wait while it is set.
+    held: tokio::sync::watch::Sender<Option<String>>,
     gone: AtomicBool,
     accept_loop: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -75,6 +77,7 @@ impl TestRegistry {
             tokens: Mutex::new(HashSet::new()),
             fail_blobs: AtomicUsize::new(0),
             die_on_blob: AtomicBool::new(false),
+            held: tokio::sync::watch::Sender::new(None),
             gone: AtomicBool::new(false),
             accept_loop: Mutex::new(None),
         });
@@ -125,6 +128,16 @@ impl TestRegistry {
     /// The next blob GET sends half the blob, then the registry goes away for good.
     pub fn die_on_next_blob(&self) {
         self.shared.die_on_blob.store(true, Ordering::SeqCst);
+    }
+
+    /// GETs of blob `digest` wait (a slow registry) until [`TestRegistry::release_blobs`].
+    pub fn hold_blob(&self, digest: &str) {
+        self.shared.held.send_replace(Some(digest.to_string()));
+    }
+
+    /// Lets held blob GETs go on.
+    pub fn release_blobs(&self) {
+        self.shared.held.send_replace(None);
     }
 
     /// Stops accepting connections and breaks every answer from now on.
@@ -317,6 +330,11 @@ async fn dispatch(
         let Some(bytes) = s.blob_path(digest).and_then(|p| std::fs::read(p).ok()) else {
             return not_found();
         };
+        let _ = s
+            .held
+            .subscribe()
+            .wait_for(|held| held.as_deref() != Some(digest))
+            .await;
         let die = s.die_on_blob.swap(false, Ordering::SeqCst);
         let fail = s
             .fail_blobs
