@@ -2,8 +2,9 @@
 //! cache, or a registry host apart from the control plane), and the registry the control plane's
 //! process serves beside it (`aloft dev up`, `aloft server control` with `[registry]`).
 //!
-//! Org tokens are checked by the control plane: in-process in `dev up` ([`ControlPlaneTokens`]),
-//! over its internal API (`POST /internal/v1/tokens/verify`) everywhere else ([`RemoteTokens`]).
+//! API tokens (org-wide, or deploy tokens for one app's repositories) are checked by the control
+//! plane on every request: in-process in `dev up` ([`ControlPlaneTokens`]), over its internal API
+//! (`POST /internal/v1/tokens/verify`) everywhere else ([`RemoteTokens`]).
 //! Garbage collection runs inside the registry process (`POST /internal/v1/registry/gc`, behind the
 //! cluster's internal token), so it takes the same lock as pushes.
 
@@ -11,7 +12,7 @@ use crate::NodeCtx;
 use crate::files::read_secret;
 use crate::supervisor::Supervisor;
 use aloft_control::ControlPlane;
-use aloft_registry::{GcReport, Registry, RegistryConfig, TokenAuthority, Upstream};
+use aloft_registry::{GcReport, Registry, RegistryConfig, TokenAuthority, TokenGrant, Upstream};
 use aloft_types::api::{VerifyTokenRequest, VerifyTokenResponse};
 use anyhow::{Context, Result};
 use axum::Router;
@@ -25,17 +26,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Org tokens checked by a control plane in this process.
+/// API tokens checked by a control plane in this process.
 pub(crate) struct ControlPlaneTokens(pub ControlPlane);
 
 #[async_trait::async_trait]
 impl TokenAuthority for ControlPlaneTokens {
-    async fn org_of_token(&self, token: &str) -> Option<String> {
-        self.0.org_of_token(token).await
+    async fn grant_of_token(&self, token: &str) -> Option<TokenGrant> {
+        let v = self.0.verify_token(token).await?;
+        Some(TokenGrant {
+            org: v.org,
+            app: v.app,
+        })
     }
 }
 
-/// Org tokens checked by a remote control plane over its internal API.
+/// API tokens checked by a remote control plane over its internal API.
 struct RemoteTokens {
     verify_url: String,
     internal_token: String,
@@ -44,7 +49,7 @@ struct RemoteTokens {
 
 #[async_trait::async_trait]
 impl TokenAuthority for RemoteTokens {
-    async fn org_of_token(&self, token: &str) -> Option<String> {
+    async fn grant_of_token(&self, token: &str) -> Option<TokenGrant> {
         let resp = self
             .http
             .post(&self.verify_url)
@@ -56,7 +61,13 @@ impl TokenAuthority for RemoteTokens {
             .await;
         match resp {
             Ok(r) if r.status().is_success() => {
-                r.json::<VerifyTokenResponse>().await.ok().map(|v| v.org)
+                r.json::<VerifyTokenResponse>()
+                    .await
+                    .ok()
+                    .map(|v| TokenGrant {
+                        org: v.org,
+                        app: v.app,
+                    })
             }
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => None,
             Ok(r) => {
