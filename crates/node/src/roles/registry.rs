@@ -209,3 +209,78 @@ pub async fn serve(args: ServeArgs, ctx: &NodeCtx) -> Result<ExitCode> {
     supervisor.shutdown(async {}).await;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_control::ControlPlaneConfig;
+    use serde_json::{Value, json};
+
+    /// Both authorities pass the control plane's verdict on: the org, a deploy token's app (which
+    /// the registry limits it to), and nothing for a revoked token, on the next check.
+    #[tokio::test]
+    async fn authorities_carry_deploy_scopes_and_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::open(ControlPlaneConfig {
+            data_dir: dir.path().to_path_buf(),
+            internal_token: "internal".into(),
+            default_region: "local".into(),
+        })
+        .await
+        .unwrap();
+        cp.ensure_org("acme").await.unwrap();
+        let org = cp.create_token("acme", "owner").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = cp.router();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let http = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+            let mut req = http
+                .request(method, format!("{url}{path}"))
+                .bearer_auth(&org);
+            if let Some(body) = body {
+                req = req.json(&body);
+            }
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        call(
+            reqwest::Method::POST,
+            "/v1/apps",
+            Some(json!({"app_name": "web"})),
+        )
+        .await;
+        let created = call(
+            reqwest::Method::POST,
+            "/v1/tokens",
+            Some(json!({"scope": "deploy", "app": "web"})),
+        )
+        .await;
+        let deploy = created["token"].as_str().unwrap().to_string();
+        let remote = RemoteTokens {
+            verify_url: format!("{url}/internal/v1/tokens/verify"),
+            internal_token: "internal".into(),
+            http: reqwest::Client::new(),
+        };
+        let local = ControlPlaneTokens(cp.clone());
+        let authorities: [&dyn TokenAuthority; 2] = [&remote, &local];
+        for authority in authorities {
+            assert_eq!(
+                authority.grant_of_token(&org).await,
+                Some(TokenGrant::org("acme"))
+            );
+            assert_eq!(
+                authority.grant_of_token(&deploy).await,
+                Some(TokenGrant {
+                    org: "acme".into(),
+                    app: Some("web".into())
+                })
+            );
+        }
+        let id = created["id"].as_str().unwrap();
+        call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None).await;
+        for authority in authorities {
+            assert_eq!(authority.grant_of_token(&deploy).await, None);
+        }
+    }
+}
