@@ -10,6 +10,7 @@ use aloft_types::api::{
     Secret, SetSecretsRequest, SignalRequest, StartResponse, StopRequest, SuspendResponse,
     UnsetSecretsRequest, UpdateMachineRequest, UpdateReleaseRequest, WaitQuery, WaitResponse,
 };
+use aloft_types::api::{CreateTokenRequest, CreatedToken, ListTokensQuery, TokenInfo};
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, Volume, VolumeSnapshot,
 };
@@ -356,6 +357,28 @@ impl Client {
 
     pub async fn destroy_app(&self, app: &str) -> Result<(), ClientError> {
         self.send_ok(self.request(Method::DELETE, &["v1", "apps", app]))
+            .await
+            .map(drop)
+    }
+
+    pub async fn create_token(
+        &self,
+        req: &CreateTokenRequest,
+    ) -> Result<CreatedToken, ClientError> {
+        self.send(self.request(Method::POST, &["v1", "tokens"]).json(req))
+            .await
+    }
+
+    pub async fn list_tokens(
+        &self,
+        query: &ListTokensQuery,
+    ) -> Result<Vec<TokenInfo>, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "tokens"]).query(query))
+            .await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        self.send_ok(self.request(Method::DELETE, &["v1", "tokens", id]))
             .await
             .map(drop)
     }

@@ -8,7 +8,7 @@
 //! what to do next, with a non-zero exit.
 //!
 //! Layout: one module per command group (`apps`, `machine`, `deploy`, `image`, `status`,
-//! `platform`, `registry`, ...), `client` (the typed HTTP client), `output` (tables and JSON)
+//! `platform`, `registry`, `tokens`, ...), `client` (the typed HTTP client), `output` (tables and JSON)
 //! and [`config`] (the only module that reads the environment).
 
 mod app_config;
@@ -29,6 +29,7 @@ mod releases;
 mod scale;
 mod secrets;
 mod status;
+mod tokens;
 mod volumes;
 
 use anyhow::Result;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Operate the OCI registry.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Create, list and revoke API tokens: org-wide, or deploy tokens for one app, with expiry.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 /// What every command gets: the environment, the global flags, and a way to build a client.
@@ -159,5 +163,6 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Registry(cmd) => registry::run(cmd, &ctx).await,
+        Command::Tokens(cmd) => tokens::run(cmd, &ctx).await,
     }
 }

@@ -46,6 +46,7 @@ mod machines;
 mod placement;
 mod secrets;
 mod store;
+mod tokens;
 mod volumes;
 
 pub use error::ControlPlaneError;
@@ -155,37 +156,6 @@ impl ControlPlane {
             return Err(ControlPlaneError::InvalidOrgSlug(slug.to_string()));
         }
         self.inner.store.ensure_org(slug, now_ms()).await.map(drop)
-    }
-
-    /// A new API token for the org (returned once; stored hashed).
-    pub async fn create_token(&self, org: &str, name: &str) -> Result<String, ControlPlaneError> {
-        if !auth::is_token_name(name) {
-            return Err(ControlPlaneError::InvalidTokenName(name.to_string()));
-        }
-        if self.inner.store.org(org).await?.is_none() {
-            return Err(ControlPlaneError::UnknownOrg(org.to_string()));
-        }
-        let token = auth::new_token();
-        self.inner
-            .store
-            .insert_token(auth::hash_token(&token), org, name, now_ms())
-            .await?;
-        Ok(token)
-    }
-
-    /// The org a token belongs to, if it is valid.
-    pub async fn org_of_token(&self, token: &str) -> Option<String> {
-        let found = self
-            .inner
-            .store
-            .caller(auth::hash_token(token), auth::ApiToken::new(token));
-        match found.await {
-            Ok(caller) => caller.map(|c| c.org.slug),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot check an API token");
-                None
-            }
-        }
     }
 
     /// Records a host (what `POST /internal/v1/hosts` does for agents).

@@ -1,43 +1,85 @@
-//! Who is calling: org API tokens, presented as Basic auth (any username, the token as password)
-//! or as a Bearer token. The bearer token the token endpoint hands out *is* the org token (see the
-//! crate docs for why), so both forms resolve through [`TokenAuthority::org_of_token`] on every
-//! request and a revoked token stops working at once.
+//! Who is calling: API tokens, presented as Basic auth (any username, the token as password) or
+//! as a Bearer token. The bearer token the token endpoint hands out *is* the API token (see the
+//! crate docs for why), so both forms resolve through [`TokenAuthority::grant_of_token`] on every
+//! request and a revoked or expired token stops working at once. A token is org-wide, or a deploy
+//! token for one app: it reaches the repository `<org>/<app>` and those under it only.
 
 use base64::Engine as _;
 use http::HeaderMap;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Resolves an org API token to the org it belongs to. The control plane implements it
-/// in-process; [`StaticTokens`] is a fixed table for tests and single-org setups.
-#[async_trait::async_trait]
-pub trait TokenAuthority: Send + Sync + 'static {
-    /// The org that owns `token`, or `None` when the token is unknown or revoked.
-    async fn org_of_token(&self, token: &str) -> Option<String>;
+/// What a valid token may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// The org that owns the token: repositories `<org>/...`.
+    pub org: String,
+    /// For a deploy token, its one app: only `<org>/<app>` and `<org>/<app>/...`.
+    pub app: Option<String>,
 }
 
-/// A fixed table of `token -> org`.
-#[derive(Debug, Clone, Default)]
+impl TokenGrant {
+    /// An org-wide grant.
+    pub fn org(org: impl Into<String>) -> Self {
+        TokenGrant {
+            org: org.into(),
+            app: None,
+        }
+    }
+}
+
+/// Resolves an API token to what it may reach. The control plane implements it (in-process, or
+/// through `POST /internal/v1/tokens/verify`); [`StaticTokens`] is a table for tests and
+/// single-org setups.
+#[async_trait::async_trait]
+pub trait TokenAuthority: Send + Sync + 'static {
+    /// What `token` may reach, or `None` when the token is unknown, revoked or expired. Asked on
+    /// every request: implementations must not cache a positive answer.
+    async fn grant_of_token(&self, token: &str) -> Option<TokenGrant>;
+}
+
+/// A table of `token -> grant`; tokens can be revoked (for tests of revocation).
+#[derive(Debug, Default)]
 pub struct StaticTokens {
-    tokens: HashMap<String, String>,
+    tokens: Mutex<HashMap<String, TokenGrant>>,
 }
 
 impl StaticTokens {
-    /// A table from `(token, org)` pairs.
+    /// A table of org-wide tokens from `(token, org)` pairs.
     pub fn new<T: Into<String>, O: Into<String>>(pairs: impl IntoIterator<Item = (T, O)>) -> Self {
         StaticTokens {
-            tokens: pairs
-                .into_iter()
-                .map(|(t, o)| (t.into(), o.into()))
-                .collect(),
+            tokens: Mutex::new(
+                pairs
+                    .into_iter()
+                    .map(|(t, o)| (t.into(), TokenGrant::org(o)))
+                    .collect(),
+            ),
         }
+    }
+
+    /// Adds a deploy token of `org` for `app` (its repositories `<org>/<app>[/...]`).
+    pub fn with_deploy_token(self, token: &str, org: &str, app: &str) -> Self {
+        self.tokens.lock().insert(
+            token.to_string(),
+            TokenGrant {
+                org: org.to_string(),
+                app: Some(app.to_string()),
+            },
+        );
+        self
+    }
+
+    /// Revokes `token`: the next request that presents it is refused.
+    pub fn revoke(&self, token: &str) {
+        self.tokens.lock().remove(token);
     }
 }
 
 #[async_trait::async_trait]
 impl TokenAuthority for StaticTokens {
-    async fn org_of_token(&self, token: &str) -> Option<String> {
-        self.tokens.get(token).cloned()
+    async fn grant_of_token(&self, token: &str) -> Option<TokenGrant> {
+        self.tokens.lock().get(token).cloned()
     }
 }
 
@@ -45,8 +87,32 @@ impl TokenAuthority for StaticTokens {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub org: String,
-    /// The org token itself: forwarded to the upstream of a cache.
+    /// The app of a deploy token (only its repositories); `None` for an org-wide token.
+    pub app: Option<String>,
+    /// The token itself: forwarded to the upstream of a cache.
     pub token: String,
+}
+
+impl Caller {
+    /// Whether the caller's token reaches `repo` (`org/name[/...]`): its org's, and for a deploy
+    /// token only `<org>/<app>` and the repositories under it.
+    pub(crate) fn reaches(&self, repo: &str) -> bool {
+        let Some(rest) = repo
+            .strip_prefix(self.org.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return false;
+        };
+        match &self.app {
+            None => true,
+            Some(app) => {
+                rest == app
+                    || rest
+                        .strip_prefix(app.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            }
+        }
+    }
 }
 
 /// The token in an `Authorization` header: the password of Basic auth, or a Bearer token.
@@ -131,6 +197,29 @@ mod tests {
         assert_eq!(presented_token(&headers("Basic !!!")), None);
         assert_eq!(presented_token(&headers("Bearer ")), None);
         assert_eq!(presented_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn deploy_tokens_reach_their_apps_repositories_only() {
+        let org = Caller {
+            org: "acme".into(),
+            app: None,
+            token: "t".into(),
+        };
+        let deploy = Caller {
+            app: Some("web".into()),
+            ..org.clone()
+        };
+        for repo in ["acme/web", "acme/web/cache"] {
+            assert!(org.reaches(repo) && deploy.reaches(repo), "{repo}");
+        }
+        for repo in ["acme/api", "acme/webby", "acme/web-2", "acme/api/web"] {
+            assert!(org.reaches(repo), "{repo}");
+            assert!(!deploy.reaches(repo), "{repo}");
+        }
+        for repo in ["acmex/web", "other/web", "acme", "web"] {
+            assert!(!org.reaches(repo) && !deploy.reaches(repo), "{repo}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! and calls one short handler per action.
 
 use crate::Registry;
-use crate::auth::{Caller, basic_token, presented_token, rfc3339};
+use crate::auth::{Caller, TokenGrant, basic_token, presented_token, rfc3339};
 use crate::body::{ChunkSource, FileBody};
 use crate::error::{ErrorCode, RegistryError, Result};
 use crate::service::{Listing, PageRequest};
@@ -206,13 +206,13 @@ async fn authenticate(registry: &Registry, headers: &HeaderMap) -> Result<Caller
             "authentication required: log in with any username and your org's API token as the password",
         )
     })?;
-    let org = registry
+    let TokenGrant { org, app } = registry
         .inner
         .authority
-        .org_of_token(&token)
+        .grant_of_token(&token)
         .await
         .ok_or_else(|| {
-            unauthorized("the token is not valid (unknown or revoked); log in again with a current org API token")
+            unauthorized("the token is not valid (unknown, revoked or expired); log in again with a current API token (`aloft tokens create`)")
         })?;
     if !is_valid_org(&org) {
         tracing::error!(%org, "the token authority returned an org that cannot name repositories");
@@ -220,7 +220,7 @@ async fn authenticate(registry: &Registry, headers: &HeaderMap) -> Result<Caller
             "your token's org `{org}` cannot own repositories (not a valid repository name component); tell the operator"
         )));
     }
-    Ok(Caller { org, token })
+    Ok(Caller { org, app, token })
 }
 
 async fn ping(State(registry): State<Registry>, headers: HeaderMap) -> Response {
@@ -237,9 +237,9 @@ async fn token(State(registry): State<Registry>, headers: HeaderMap) -> Response
         Some(token) => registry
             .inner
             .authority
-            .org_of_token(&token)
+            .grant_of_token(&token)
             .await
-            .map(|org| (org, token)),
+            .map(|grant| (grant.org, token)),
         None => None,
     };
     let Some((org, token)) = org else {

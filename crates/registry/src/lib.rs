@@ -21,8 +21,8 @@
 //!
 //! Public API: [`Registry::open`], [`Registry::router`], [`Registry::gc`],
 //! [`Registry::cleanup_uploads`], [`Registry::spawn_janitor`]; [`RegistryConfig`], [`Upstream`];
-//! the [`TokenAuthority`] trait the control plane implements (and [`StaticTokens`], a fixed
-//! table); [`GcReport`]; [`RegistryError`] and [`ErrorCode`].
+//! the [`TokenAuthority`] trait the control plane implements, with the [`TokenGrant`] it answers
+//! (and [`StaticTokens`], a table for tests); [`GcReport`]; [`RegistryError`] and [`ErrorCode`].
 //!
 //! # The API served
 //!
@@ -38,13 +38,16 @@
 //!
 //! # Decisions
 //!
-//! - **Tokens.** Every `/v2` request carries an org API token, as Basic auth (any username, the
-//!   token as password) or as a Bearer token. Without one the answer is 401 with
+//! - **Tokens.** Every `/v2` request carries an API token, as Basic auth (any username, the
+//!   token as password) or as a Bearer token. A token is org-wide, or a deploy token for one app,
+//!   which reaches only the repositories `<org>/<app>` and `<org>/<app>/...` (an app's images are
+//!   pushed there by `aloft deploy`); other repositories of its org are `403 DENIED` like another
+//!   org's, and the catalog lists only its app's. Without one the answer is 401 with
 //!   `WWW-Authenticate: Bearer realm="<base>/v2/token",service="aloft",scope="repository:<name>:<actions>"`.
 //!   The token endpoint takes Basic auth and answers `{"token","access_token","expires_in",
 //!   "issued_at"}` where the token **is the org token itself**: nothing is kept in memory, so the
-//!   registry can restart or run as several replicas without clients noticing, and a revoked
-//!   org token stops working on the next request (every request asks the [`TokenAuthority`]).
+//!   registry can restart or run as several replicas without clients noticing, and a revoked or
+//!   expired token stops working on the next request (every request asks the [`TokenAuthority`]).
 //!   The endpoint only hands back the token the caller already presented, so it grants nothing
 //!   new; scopes are not encoded in it, because authorization happens on every request.
 //! - **Tenancy.** Repositories are `<org>/<name>[/...]`; the first component is the owning org.
@@ -90,7 +93,7 @@ mod store;
 mod upload;
 mod upstream;
 
-pub use auth::{StaticTokens, TokenAuthority};
+pub use auth::{StaticTokens, TokenAuthority, TokenGrant};
 pub use config::{RegistryConfig, Upstream};
 pub use error::{ErrorCode, RegistryError};
 pub use gc::GcReport;

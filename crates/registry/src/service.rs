@@ -71,10 +71,20 @@ impl Registry {
     }
 
     /// Checks that `caller` may use `repo`: repositories belong to the org named by their first
-    /// component. The answer is the same whether or not the repository exists.
+    /// component, and a deploy token reaches only its app's (`<org>/<app>[/...]`). The answer is
+    /// the same whether or not the repository exists.
     pub(crate) fn authorize(&self, caller: &Caller, repo: &RepoName) -> Result<()> {
-        if repo.org() == caller.org {
+        if caller.reaches(repo.as_str()) {
             return Ok(());
+        }
+        if let (Some(app), true) = (&caller.app, repo.org() == caller.org) {
+            return Err(RegistryError::api(
+                ErrorCode::Denied,
+                format!(
+                    "your token is a deploy token for app `{app}`: it can only push and pull `{}/{app}` (and `{}/{app}/<name>`); use an org token for other repositories",
+                    caller.org, caller.org
+                ),
+            ));
         }
         Err(RegistryError::api(
             ErrorCode::Denied,
@@ -549,7 +559,7 @@ impl Registry {
         Ok(Listing::Local(page.apply(tags)))
     }
 
-    /// The repositories of the caller's org (never another org's).
+    /// The repositories of the caller's org (never another org's) that its token reaches.
     pub(crate) async fn catalog(&self, caller: &Caller, page: &PageRequest) -> Result<Page> {
         let repos = self
             .inner
@@ -558,6 +568,7 @@ impl Registry {
             .await?
             .into_iter()
             .map(|r| r.to_string())
+            .filter(|r| caller.reaches(r))
             .collect();
         Ok(page.apply(repos))
     }
@@ -633,6 +644,7 @@ mod tests {
             .expect("open");
         let caller = Caller {
             org: "acme".into(),
+            app: None,
             token: "t".into(),
         };
         let repo = RepoName::parse("acme/app").expect("name");

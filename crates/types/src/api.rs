@@ -652,10 +652,78 @@ pub struct VerifyTokenRequest {
     pub token: String,
 }
 
-/// `POST /internal/v1/tokens/verify` reply (404 when the token is unknown or revoked).
+/// `POST /internal/v1/tokens/verify` reply (404 when the token is unknown, revoked or expired).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerifyTokenResponse {
     pub org: String,
+    /// Set for a deploy token: the one app it is limited to (in the registry: the repository
+    /// `<org>/<app>` and those under it). Absent for an org-wide token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+/// `POST /v1/tokens` body: a new API token of the caller's org.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// What the token is for (1-64 printable ASCII characters); agents see it as the actor.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `org` (every app of the org) or `deploy` (one app: `app`).
+    pub scope: TokenScope,
+    /// The app of a `deploy` token.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Seconds until the token expires; absent: it never expires.
+    #[serde(default)]
+    pub expiry_secs: Option<u64>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Everything in its org: apps, their machines, secrets, releases and tokens.
+    #[default]
+    Org,
+    /// One app's machines, secrets, volumes, certificates and releases, and its repository in
+    /// the registry; no other app, no new apps, no tokens.
+    Deploy,
+}
+
+/// An API token as `GET /v1/tokens` lists it: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub scope: TokenScope,
+    /// The app of a `deploy` token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    pub created_at: String,
+    /// Absent: it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Whether it has expired already (it is listed until revoked).
+    #[serde(default)]
+    pub expired: bool,
+}
+
+/// `POST /v1/tokens` reply: the token's record and the token itself, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub token: String,
+}
+
+/// `GET /v1/tokens` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListTokensQuery {
+    /// Only the deploy tokens of this app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 /// An image on a host (`GET /internal/v1/images` on an agent, `GET

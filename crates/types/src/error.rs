@@ -27,6 +27,10 @@ pub enum ApiError {
     /// 401: no token, or a token that is not valid.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the token is valid but its scope does not allow this (a deploy token creating an
+    /// app or a token).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such object (or one the token's org may not see).
     #[error("{0}")]
     NotFound(String),
@@ -89,6 +93,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => 400,
             Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Timeout(_) => 408,
             Self::Conflict(_) => 409,
@@ -125,7 +130,8 @@ impl ApiError {
         let msg = body.error;
         match status {
             400 => Self::BadRequest(msg),
-            401 | 403 => Self::Unauthorized(msg),
+            401 => Self::Unauthorized(msg),
+            403 => Self::Forbidden(msg),
             404 => Self::NotFound(msg),
             408 => Self::Timeout(msg),
             409 => Self::Conflict(msg),

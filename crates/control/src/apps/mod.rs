@@ -1,7 +1,7 @@
 //! The app layer between the HTTP handlers and the store/agents for apps: who calls
-//! (authentication), the org rule (an app of another org is "not found", exactly like a missing
-//! one), and the apps themselves. Child modules hold what belongs to one app: its secrets, its
-//! releases and the hostnames it is served at.
+//! (authentication), the org rule (an app of another org, or of another app's deploy token, is
+//! "not found", exactly like a missing one), and the apps themselves. Child modules hold what
+//! belongs to one app: its secrets, its releases and the hostnames it is served at.
 
 pub(crate) mod certificates;
 mod releases;
@@ -23,12 +23,7 @@ use tokio::task::JoinSet;
 impl ControlPlane {
     /// The caller behind an `Authorization` header value.
     pub(crate) async fn authenticate(&self, header: Option<&str>) -> Result<Caller, ApiError> {
-        let token = auth::bearer(header)?;
-        self.inner
-            .store
-            .caller(auth::hash_token(token), auth::ApiToken::new(token))
-            .await?
-            .ok_or_else(auth::invalid_token)
+        self.caller_of_token(auth::bearer(header)?).await
     }
 
     /// Checks the cluster-internal token (agents and operators).
@@ -44,10 +39,11 @@ impl ControlPlane {
         }
     }
 
-    /// The caller's app, or 404 exactly as if it did not exist when it belongs to another org.
+    /// The caller's app, or 404 exactly as if it did not exist when it belongs to another org
+    /// or the caller's token is a deploy token of another app.
     pub(crate) async fn app_of(&self, caller: &Caller, name: &str) -> Result<AppRecord, ApiError> {
         match self.inner.store.app(name).await? {
-            Some(app) if app.org_slug == caller.org.slug => Ok(app),
+            Some(app) if app.org_slug == caller.org.slug && caller.reaches(&app.id) => Ok(app),
             _ => Err(ApiError::NotFound(format!(
                 "app `{name}` not found; list your apps with `aloft apps list` or GET /v1/apps"
             ))),
@@ -97,6 +93,7 @@ impl ControlPlane {
             .apps_of_org(&caller.org.slug)
             .await?
             .into_iter()
+            .filter(|a| caller.reaches(&a.id))
             .map(|a| self.app_json(a))
             .collect();
         Ok(AppList {
@@ -106,6 +103,7 @@ impl ControlPlane {
     }
 
     pub(crate) async fn create_app(&self, caller: &Caller, body: &[u8]) -> Result<App, ApiError> {
+        caller.require_org_wide("create apps")?;
         let req: aloft_types::api::CreateAppRequest = ApiError::parse_json(body)?;
         if !auth::is_dns_label(&req.app_name) {
             return Err(ApiError::invalid(
@@ -142,6 +140,7 @@ impl ControlPlane {
     /// cannot be destroyed the app is kept and the error says which machine and why.
     pub(crate) async fn delete_app(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
         let app = self.app_of(caller, name).await?;
+        caller.require_org_wide("delete its app")?;
         let live: Vec<MachineRecord> = self
             .inner
             .store

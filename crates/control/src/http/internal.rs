@@ -156,18 +156,19 @@ pub(super) async fn create_org(
     ))
 }
 
-/// `POST /internal/v1/tokens/verify`: the org of an API token (404 when unknown or revoked), for
-/// cluster services that authenticate org tokens themselves (a registry on another host).
+/// `POST /internal/v1/tokens/verify`: the org of an API token, and the app of a deploy token (404
+/// when unknown, revoked or expired), for cluster services that authenticate tokens themselves (a
+/// registry on another host). Asked on every request, so a revoked token stops at once.
 pub(super) async fn verify_token(
     State(cp): State<ControlPlane>,
     _internal: Internal,
     RawBody(body): RawBody,
 ) -> Reply<axum::Json<VerifyTokenResponse>> {
     let req: VerifyTokenRequest = ApiError::parse_json(&body)?;
-    match cp.org_of_token(&req.token).await {
-        Some(org) => Ok(axum::Json(VerifyTokenResponse { org })),
+    match cp.verify_token(&req.token).await {
+        Some(verified) => Ok(axum::Json(verified)),
         None => Err(ApiError::NotFound(
-            "unknown or revoked token; create a new one for the org".into(),
+            "unknown, revoked or expired token; create a new one with `aloft tokens create`".into(),
         )
         .into()),
     }

@@ -7,7 +7,7 @@
 //!
 //! This module holds the router and the error reply; `extract` the extractors; one child module per
 //! resource holds its handlers (`apps`, `secrets`, `volumes`, `releases`, `certificates`,
-//! `machines`, `platform`, and `internal` for the cluster-internal endpoints); `openapi` lists
+//! `machines`, `platform`, `tokens`, and `internal` for the cluster-internal endpoints); `openapi` lists
 //! them in the OpenAPI document.
 
 mod apps;
@@ -21,6 +21,7 @@ mod releases;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod volumes;
 
 use crate::ControlPlane;
@@ -41,6 +42,7 @@ use openapi::openapi_json;
 use platform::list_regions;
 use releases::{create_release, finish_release, list_releases};
 use secrets::{list_secrets, secret_values, set_secrets, unset_secrets};
+use tokens::{create_token, list_tokens, revoke_token};
 use volumes::{
     create_snapshot, create_volume, destroy_volume, extend_volume, get_volume, list_snapshots,
     list_volumes, volume_access,
@@ -102,6 +104,8 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             any(machine_sub_path),
         )
         .route("/v1/platform/regions", get(list_regions))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/internal/v1/hosts", get(list_hosts).post(register_host))
         .route("/internal/v1/hosts/{host}/images", get(host_images))

@@ -4,7 +4,7 @@
 //! users call. The document is checked in at `openapi/machines-api.json`; a test fails when it
 //! drifts from the code.
 
-use super::{apps, certificates, machines, platform, releases, secrets, volumes};
+use super::{apps, certificates, machines, platform, releases, secrets, tokens, volumes};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -42,6 +42,9 @@ use utoipa::{Modify, OpenApi};
         machines::list_machines,
         machines::create_machine,
         platform::list_regions,
+        tokens::create_token,
+        tokens::list_tokens,
+        tokens::revoke_token,
         openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -52,6 +55,7 @@ use utoipa::{Modify, OpenApi};
         (name = "Secrets", description = "Values machines get as environment variables, encrypted at rest; listed by name and digest only."),
         (name = "Volumes", description = "Persistent storage on one host, encrypted at rest, mounted by one machine at a time."),
         (name = "Releases", description = "One per deploy: its image, strategy and how it ended."),
+        (name = "Tokens", description = "The org's API tokens: org-wide or deploy tokens for one app, with an expiry; revoked at once."),
         (name = "Platform", description = "Regions and this document."),
     )
 )]

@@ -1,4 +1,4 @@
-//! The control plane's store: orgs, API token hashes, apps, the registry of hosts and the machine
+//! The control plane's store: orgs, API token hashes (with their scope, expiry and revocation), apps, the registry of hosts and the machine
 //! index (`machine id -> app, host, name`), in SQLite at `<data_dir>/control.db` (WAL).
 //!
 //! The schema is plain SQL (TEXT, BIGINT, BOOLEAN, `ON CONFLICT`, no rowid or PRAGMA tricks in
@@ -19,21 +19,22 @@ mod schema;
 mod secrets;
 #[cfg(test)]
 mod tests;
+mod tokens;
 mod volumes;
 
 pub(crate) use apps::AppRecord;
 pub use certificates::CertRecord;
 pub(crate) use hosts::HostRecord;
 pub(crate) use machines::MachineRecord;
-pub(crate) use orgs::Caller;
 pub use releases::ReleaseRecord;
 pub use secrets::SecretRecord;
+pub(crate) use tokens::{Caller, Scope, TokenRecord};
 pub use volumes::{SnapshotRecord, VolumeRecord};
 
 use crate::error::ControlPlaneError;
 use parking_lot::Mutex;
 use rusqlite::Connection;
-use schema::{SCHEMA, SCHEMA_VERSION};
+use schema::{MIGRATIONS, SCHEMA, SCHEMA_VERSION};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(open_err)?;
+        let mut conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -61,13 +62,11 @@ impl Store {
         let found: Option<i64> = conn
             .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
             .map_err(open_err)?;
-        match found {
+        let version = match found {
             None => {
-                conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (?1)",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(open_err)?;
+                conn.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+                    .map_err(open_err)?;
+                1
             }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(ControlPlaneError::SchemaTooNew {
@@ -76,7 +75,14 @@ impl Store {
                     supported: SCHEMA_VERSION,
                 });
             }
-            Some(_) => {}
+            Some(v) => v,
+        };
+        for &(to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+            let tx = conn.transaction().map_err(open_err)?;
+            tx.execute_batch(sql).map_err(open_err)?;
+            tx.execute("UPDATE schema_version SET version = ?1", [to])
+                .map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
         }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),

@@ -2,7 +2,24 @@
 //! move to PostgreSQL.
 
 /// The schema version this code writes; a database with a higher one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
+
+/// The changes after version 1, in order: `(version, SQL)`. `SCHEMA` creates version 1; a
+/// database older than a migration gets it at open, in one transaction with its version.
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(2, TOKEN_SCOPES)];
+
+/// Version 2: API tokens get an id, a scope (`app_id`: NULL for org-wide, else the one app of a
+/// deploy token), an expiry and a revocation time. Tokens made before stay org-wide, never
+/// expire, and get the first 16 hex characters of their hash as id.
+const TOKEN_SCOPES: &str = "
+ALTER TABLE api_tokens ADD COLUMN id TEXT;
+ALTER TABLE api_tokens ADD COLUMN app_id TEXT;
+ALTER TABLE api_tokens ADD COLUMN expires_at BIGINT;
+ALTER TABLE api_tokens ADD COLUMN revoked_at BIGINT;
+UPDATE api_tokens SET id = substr(token_hash, 1, 16) WHERE id IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_by_id ON api_tokens (id);
+CREATE INDEX IF NOT EXISTS api_tokens_by_org ON api_tokens (org_slug);
+";
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS schema_version (

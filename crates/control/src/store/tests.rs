@@ -1,7 +1,6 @@
 //! The store's tests: numbering, idempotence, tokens, counts, reopening and schema versions.
 
 use super::*;
-use crate::auth::ApiToken;
 use aloft_types::api::HostInfo;
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -95,30 +94,98 @@ async fn orgs_get_sequential_network_ids_and_are_idempotent() {
     assert_eq!(s.org("nope").await.unwrap(), None);
 }
 
+fn token(id: &str, org: &str, app_id: Option<&str>) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        org_slug: org.into(),
+        name: format!("name-{id}"),
+        app_id: app_id.map(String::from),
+        app_name: None,
+        created_at: 1,
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
 #[tokio::test]
-async fn tokens_resolve_to_their_org() {
+async fn tokens_resolve_to_their_org_and_app_and_are_revoked_once() {
     let (_d, s) = open();
     s.ensure_org("personal", 1).await.unwrap();
-    s.insert_token("h1".into(), "personal", "ci", 1)
+    s.insert_app(app("web", "personal")).await.unwrap();
+    s.insert_token("h1".into(), token("t1", "personal", None))
         .await
         .unwrap();
-    let c = s
-        .caller("h1".into(), ApiToken::new("t1"))
+    s.insert_token("h2".into(), token("t2", "personal", Some("id-web")))
+        .await
+        .unwrap();
+    let (org, t) = s.token_by_hash("h1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (org.slug.as_str(), t.name.as_str()),
+        ("personal", "name-t1")
+    );
+    assert_eq!((t.app_id, t.app_name), (None, None));
+    let (_, t) = s.token_by_hash("h2".into()).await.unwrap().unwrap();
+    assert_eq!(t.app_name.as_deref(), Some("web"));
+    assert_eq!(s.token_by_hash("h9".into()).await.unwrap(), None);
+    assert!(
+        s.insert_token("h3".into(), token("t3", "ghost", None))
+            .await
+            .is_err(),
+        "a token needs an existing org"
+    );
+
+    assert!(
+        !s.revoke_token("other", "t1", 5).await.unwrap(),
+        "another org's"
+    );
+    assert!(s.revoke_token("personal", "t1", 5).await.unwrap());
+    assert!(!s.revoke_token("personal", "t1", 6).await.unwrap(), "once");
+    let (_, t) = s.token_by_hash("h1".into()).await.unwrap().unwrap();
+    assert_eq!(t.revoked_at, Some(5));
+    let listed: Vec<String> = s
+        .tokens_of_org("personal")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(listed, ["t2"]);
+    // The app goes: its deploy token names no app any more.
+    s.delete_app("web").await.unwrap();
+    let (_, t) = s.token_by_hash("h2".into()).await.unwrap().unwrap();
+    assert_eq!((t.app_id.as_deref(), t.app_name), (Some("id-web"), None));
+}
+
+/// A version-1 database (tokens without id, scope or expiry) is migrated at open: its tokens
+/// keep working as org-wide tokens that never expire.
+#[tokio::test]
+async fn version_1_tokens_stay_org_wide_without_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(
+            "INSERT INTO schema_version (version) VALUES (1);
+             INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);
+             INSERT INTO api_tokens (token_hash, org_slug, name, created_at)
+                 VALUES ('0123456789abcdef0123', 'personal', 'old', 1);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let (org, t) = s
+        .token_by_hash("0123456789abcdef0123".into())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        (c.org.slug.as_str(), c.token_name.as_str()),
-        ("personal", "ci")
-    );
-    assert_eq!(
-        s.caller("h2".into(), ApiToken::new("t2")).await.unwrap(),
-        None
-    );
-    assert!(
-        s.insert_token("h3".into(), "ghost", "x", 1).await.is_err(),
-        "a token needs an existing org"
-    );
+    assert_eq!(org.slug, "personal");
+    assert_eq!(t.id, "0123456789abcdef");
+    assert_eq!((t.app_id, t.expires_at, t.revoked_at), (None, None, None));
+    drop(s);
+    // Opening again runs nothing twice.
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.tokens_of_org("personal").await.unwrap().len(), 1);
 }
 
 #[tokio::test]

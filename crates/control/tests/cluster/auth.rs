@@ -167,3 +167,57 @@ async fn hosts_join_the_mesh_after_their_number_and_get_every_member() {
     let (_, listed) = internal.send(internal.get("/internal/v1/mesh")).await;
     assert_eq!(listed, peers);
 }
+
+/// A deploy token drives its app's machines on their hosts (create, stop, start, exec, destroy
+/// go through the gateway to the agent) and nothing of another app of its org, whose machines'
+/// paths are 404 before anything is forwarded.
+#[tokio::test]
+async fn a_deploy_token_drives_its_apps_machines_only() {
+    let cluster = Cluster::start().await;
+    let org = cluster.client();
+    org.create_app("web").await;
+    org.create_app("api").await;
+    let theirs = create_machine(&org, "api", machine_body("hello:latest")).await;
+    let (status, created) = org
+        .send(
+            org.post("/v1/tokens")
+                .json(&json!({"scope": "deploy", "app": "web", "name": "ci"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let deploy = org.with_token(created["token"].as_str().unwrap());
+
+    let mine = create_machine(&deploy, "web", machine_body("hello:latest")).await;
+    crate::wait_for(&deploy, "web", &mine, "started").await;
+    for suffix in ["/stop", "/start"] {
+        let (status, body) = deploy
+            .send(deploy.post(&machine_path("web", &mine, suffix)))
+            .await;
+        assert_eq!(status, 200, "{suffix}: {body}");
+    }
+    assert_eq!(
+        crate::list_ids(&deploy, "web", "").await,
+        std::slice::from_ref(&mine)
+    );
+
+    let mp = |suffix: &str| machine_path("api", &theirs, suffix);
+    for rb in [
+        deploy.get(&mp("")),
+        deploy.post(&mp("/stop")),
+        deploy.delete(&mp("?force=true")),
+        deploy
+            .post(&mp("/exec"))
+            .json(&json!({"command": ["true"]})),
+        deploy.get("/v1/apps/api/machines"),
+    ] {
+        let (status, body) = deploy.send(rb).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(
+            body["error"],
+            "app `api` not found; list your apps with `aloft apps list` or GET /v1/apps"
+        );
+    }
+    let m = crate::get_machine(&org, "api", &theirs).await;
+    assert_ne!(m["state"], "destroyed");
+    assert_ne!(m["state"], "stopped");
+}

@@ -2,8 +2,9 @@
 //! cache, or a registry host apart from the control plane), and the registry the control plane's
 //! process serves beside it (`aloft dev up`, `aloft server control` with `[registry]`).
 //!
-//! Org tokens are checked by the control plane: in-process in `dev up` ([`ControlPlaneTokens`]),
-//! over its internal API (`POST /internal/v1/tokens/verify`) everywhere else ([`RemoteTokens`]).
+//! API tokens (org-wide, or deploy tokens for one app's repositories) are checked by the control
+//! plane on every request: in-process in `dev up` ([`ControlPlaneTokens`]), over its internal API
+//! (`POST /internal/v1/tokens/verify`) everywhere else ([`RemoteTokens`]).
 //! Garbage collection runs inside the registry process (`POST /internal/v1/registry/gc`, behind the
 //! cluster's internal token), so it takes the same lock as pushes.
 
@@ -11,7 +12,7 @@ use crate::NodeCtx;
 use crate::files::read_secret;
 use crate::supervisor::Supervisor;
 use aloft_control::ControlPlane;
-use aloft_registry::{GcReport, Registry, RegistryConfig, TokenAuthority, Upstream};
+use aloft_registry::{GcReport, Registry, RegistryConfig, TokenAuthority, TokenGrant, Upstream};
 use aloft_types::api::{VerifyTokenRequest, VerifyTokenResponse};
 use anyhow::{Context, Result};
 use axum::Router;
@@ -25,17 +26,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Org tokens checked by a control plane in this process.
+/// API tokens checked by a control plane in this process.
 pub(crate) struct ControlPlaneTokens(pub ControlPlane);
 
 #[async_trait::async_trait]
 impl TokenAuthority for ControlPlaneTokens {
-    async fn org_of_token(&self, token: &str) -> Option<String> {
-        self.0.org_of_token(token).await
+    async fn grant_of_token(&self, token: &str) -> Option<TokenGrant> {
+        let v = self.0.verify_token(token).await?;
+        Some(TokenGrant {
+            org: v.org,
+            app: v.app,
+        })
     }
 }
 
-/// Org tokens checked by a remote control plane over its internal API.
+/// API tokens checked by a remote control plane over its internal API.
 struct RemoteTokens {
     verify_url: String,
     internal_token: String,
@@ -44,7 +49,7 @@ struct RemoteTokens {
 
 #[async_trait::async_trait]
 impl TokenAuthority for RemoteTokens {
-    async fn org_of_token(&self, token: &str) -> Option<String> {
+    async fn grant_of_token(&self, token: &str) -> Option<TokenGrant> {
         let resp = self
             .http
             .post(&self.verify_url)
@@ -56,7 +61,13 @@ impl TokenAuthority for RemoteTokens {
             .await;
         match resp {
             Ok(r) if r.status().is_success() => {
-                r.json::<VerifyTokenResponse>().await.ok().map(|v| v.org)
+                r.json::<VerifyTokenResponse>()
+                    .await
+                    .ok()
+                    .map(|v| TokenGrant {
+                        org: v.org,
+                        app: v.app,
+                    })
             }
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => None,
             Ok(r) => {
@@ -197,4 +208,79 @@ pub async fn serve(args: ServeArgs, ctx: &NodeCtx) -> Result<ExitCode> {
     tracing::info!("{which} received: stopping");
     supervisor.shutdown(async {}).await;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_control::ControlPlaneConfig;
+    use serde_json::{Value, json};
+
+    /// Both authorities pass the control plane's verdict on: the org, a deploy token's app (which
+    /// the registry limits it to), and nothing for a revoked token, on the next check.
+    #[tokio::test]
+    async fn authorities_carry_deploy_scopes_and_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = ControlPlane::open(ControlPlaneConfig {
+            data_dir: dir.path().to_path_buf(),
+            internal_token: "internal".into(),
+            default_region: "local".into(),
+        })
+        .await
+        .unwrap();
+        cp.ensure_org("acme").await.unwrap();
+        let org = cp.create_token("acme", "owner").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let router = cp.router();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let http = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+            let mut req = http
+                .request(method, format!("{url}{path}"))
+                .bearer_auth(&org);
+            if let Some(body) = body {
+                req = req.json(&body);
+            }
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        call(
+            reqwest::Method::POST,
+            "/v1/apps",
+            Some(json!({"app_name": "web"})),
+        )
+        .await;
+        let created = call(
+            reqwest::Method::POST,
+            "/v1/tokens",
+            Some(json!({"scope": "deploy", "app": "web"})),
+        )
+        .await;
+        let deploy = created["token"].as_str().unwrap().to_string();
+        let remote = RemoteTokens {
+            verify_url: format!("{url}/internal/v1/tokens/verify"),
+            internal_token: "internal".into(),
+            http: reqwest::Client::new(),
+        };
+        let local = ControlPlaneTokens(cp.clone());
+        let authorities: [&dyn TokenAuthority; 2] = [&remote, &local];
+        for authority in authorities {
+            assert_eq!(
+                authority.grant_of_token(&org).await,
+                Some(TokenGrant::org("acme"))
+            );
+            assert_eq!(
+                authority.grant_of_token(&deploy).await,
+                Some(TokenGrant {
+                    org: "acme".into(),
+                    app: Some("web".into())
+                })
+            );
+        }
+        let id = created["id"].as_str().unwrap();
+        call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None).await;
+        for authority in authorities {
+            assert_eq!(authority.grant_of_token(&deploy).await, None);
+        }
+    }
 }

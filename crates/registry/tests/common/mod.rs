@@ -95,11 +95,25 @@ impl TestRegistry {
 
     /// A registry over an existing data dir (to reopen after a "crash").
     pub async fn start_in(dir: &Path, adjust: impl FnOnce(&mut RegistryConfig)) -> TestRegistry {
+        Self::serve(dir, adjust, tokens()).await
+    }
+
+    /// A registry that checks tokens in `tokens` (which the test can revoke from).
+    pub async fn start_with_tokens(tokens: Arc<StaticTokens>) -> TestRegistry {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut registry = Self::serve(tmp.path(), |_| {}, tokens).await;
+        registry._tmp = Some(tmp);
+        registry
+    }
+
+    async fn serve(
+        dir: &Path,
+        adjust: impl FnOnce(&mut RegistryConfig),
+        tokens: Arc<StaticTokens>,
+    ) -> TestRegistry {
         let mut config = RegistryConfig::new(dir);
         adjust(&mut config);
-        let registry = Registry::open(config, tokens())
-            .await
-            .expect("open registry");
+        let registry = Registry::open(config, tokens).await.expect("open registry");
         let log = RequestLog::default();
         let app = registry
             .router()
