@@ -45,9 +45,6 @@ pub use receive::HandshakeCounts;
 pub const MTU: u32 = 1420;
 const TIMER_TICK: Duration = Duration::from_millis(250);
 const BUF: usize = 65_536;
-/// Handshake messages (with a good mac1) a host takes per second before it answers with cookies
-/// and wants each initiator to prove its address (mac2): boringtun's device uses the same.
-const HANDSHAKES_PER_SECOND: u64 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
@@ -139,14 +136,12 @@ struct Inner {
     socket: UdpSocket,
     tun: AsyncFd<TunSocket>,
     peers: RwLock<Peers>,
-    /// The whole device's handshake gate: mac1, and under load a cookie (mac2). Its count is
-    /// reset by [`timers`].
-    gate: RateLimiter,
+    /// The whole device's handshake checks (see [`receive`]); [`timers`] starts its seconds.
+    gate: receive::Gate,
     /// What every peer's `Tunn` checks again (mac1 only: its limit is never reached), so that the
     /// load is judged once, by `gate`.
     recheck: Arc<RateLimiter>,
     dropped: AtomicU64,
-    handshakes: receive::Counters,
 }
 
 /// The members, by host number (the index datagrams carry) and by static key (what a handshake
@@ -218,7 +213,7 @@ impl Mesh {
         let public = PublicKey::from(&config.key.0);
         let inner = Arc::new(Inner {
             me: config.host,
-            gate: RateLimiter::new(&public, HANDSHAKES_PER_SECOND),
+            gate: receive::Gate::new(&public),
             recheck: Arc::new(RateLimiter::new(&public, u64::MAX)),
             public,
             secret: config.key.0,
@@ -226,7 +221,6 @@ impl Mesh {
             tun,
             peers: RwLock::new(Peers::default()),
             dropped: AtomicU64::new(0),
-            handshakes: receive::Counters::default(),
         });
         let tasks = vec![
             tokio::spawn(from_tun(inner.clone())),
@@ -258,7 +252,7 @@ impl Mesh {
 
     /// What the handshake checks did with what arrived so far.
     pub fn handshakes(&self) -> HandshakeCounts {
-        self.inner.handshakes.read()
+        self.inner.gate.counts()
     }
 
     /// Makes `peers` the mesh's members (this host among them is skipped). Sessions with peers
@@ -382,8 +376,7 @@ async fn timers(inner: Arc<Inner>) {
     let mut out = vec![0u8; BUF];
     loop {
         tokio::time::sleep(TIMER_TICK).await;
-        // Once a second at most: the gate counts handshakes per second.
-        inner.gate.reset_count();
+        inner.gate.tick();
         let peers: Vec<Arc<PeerState>> = inner.peers.read().by_host.values().cloned().collect();
         for peer in peers {
             let mut p = peer.link.lock();

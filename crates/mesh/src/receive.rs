@@ -1,28 +1,46 @@
 //! Datagrams from the network, in the order WireGuard's cost model wants: the cheap checks first,
 //! for anyone who can reach the UDP port, and the expensive work only for what passes them.
 //!
-//! 1. The device's gate (boringtun's `RateLimiter`, one for the whole mesh): a handshake message
-//!    whose mac1 was not made for this host's public key is dropped after one BLAKE2s (random
-//!    bytes, or an initiation meant for another key); past `HANDSHAKES_PER_SECOND` (100) good
-//!    ones, each must also carry a mac2 made from a cookie bound to its source address, and is
-//!    otherwise answered with that cookie and dropped, so a flood from spoofed addresses costs no
-//!    X25519 at all.
+//! 1. The device's [`Gate`] (boringtun's `RateLimiter`, one for the whole mesh): a handshake
+//!    message whose mac1 was not made for this host's public key is dropped after one BLAKE2s
+//!    (random bytes, or an initiation meant for another key); past [`HANDSHAKES_PER_SECOND`] good
+//!    ones in a second (under load), each must also carry a mac2 made from a cookie bound to its
+//!    source address, and is otherwise answered with that cookie and dropped, so a flood from
+//!    spoofed addresses costs no X25519 at all. Under load, a source that proved its address
+//!    (an IPv4 address, an IPv6 /64) may still send only [`PER_SOURCE_PER_SECOND`] handshake
+//!    messages a second (bursts of [`PER_SOURCE_BURST`]), as in the kernel's WireGuard: knowing
+//!    the host's public key and owning an address is not enough to make it do X25519 at will.
 //! 2. The peer: responses, cookies and data name it by their receiver index (our index for a
 //!    peer is its number); an initiation names no index of ours, so its static key is decrypted
 //!    (one X25519) and looked up. The peers lock is held only for the lookup.
 //! 3. That peer's `Tunn`, under that peer's lock only: the handshake or the decryption, then
 //!    [`crate::filter::inbound`].
 //!
-//! State: [`Counters`] (atomics) of what the gate did, read through `Mesh::handshakes`.
+//! State: the [`Gate`]: boringtun's limiter, this second's count of good handshake messages (kept
+//! in step with the limiter's, which it does not show; atomics, and a `parking_lot::Mutex` for the
+//! second's start), the per-source budgets (governor's keyed limiter) and [`Counters`] of what it
+//! did, read through `Mesh::handshakes`.
 
 use crate::{Inner, PeerState, filter, transmit};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, TunnResult};
-use std::net::SocketAddr;
+use boringtun::x25519::PublicKey;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use parking_lot::Mutex;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Handshake messages (with a good mac1) the mesh takes in a second before it answers with
+/// cookies and wants each initiator to prove its address (mac2): boringtun's device uses the same.
+pub(crate) const HANDSHAKES_PER_SECOND: u64 = 100;
+/// Under load, what one source may send (WireGuard's kernel module: 20 a second, bursts of 5).
+pub(crate) const PER_SOURCE_PER_SECOND: u32 = 20;
+pub(crate) const PER_SOURCE_BURST: u32 = 5;
 
 /// What the handshake gate did so far (see [`crate::Mesh::handshakes`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,24 +50,116 @@ pub struct HandshakeCounts {
     pub bad_mac: u64,
     /// Handshake messages answered with a cookie (under load, without a valid mac2) and dropped.
     pub cookies: u64,
+    /// Handshake messages dropped under load because their (proven) source was over its budget.
+    pub over_budget: u64,
     /// Handshake initiations that passed the gate and went on to X25519.
     pub initiations: u64,
 }
 
 #[derive(Default)]
-pub(crate) struct Counters {
+struct Counters {
     bad_mac: AtomicU64,
     cookies: AtomicU64,
+    over_budget: AtomicU64,
     initiations: AtomicU64,
 }
 
-impl Counters {
-    pub(crate) fn read(&self) -> HandshakeCounts {
-        HandshakeCounts {
-            bad_mac: self.bad_mac.load(Ordering::Relaxed),
-            cookies: self.cookies.load(Ordering::Relaxed),
-            initiations: self.initiations.load(Ordering::Relaxed),
+/// The checks every datagram meets before anything costly is done with it.
+pub(crate) struct Gate {
+    limiter: RateLimiter,
+    /// Good handshake messages this second, counted as `limiter` counts them (one task reads the
+    /// socket, so in the same order): past [`HANDSHAKES_PER_SECOND`], `limiter` checked mac2.
+    this_second: AtomicU64,
+    second_started: Mutex<Instant>,
+    per_source: DefaultKeyedRateLimiter<IpAddr>,
+    counts: Counters,
+}
+
+impl Gate {
+    pub(crate) fn new(public: &PublicKey) -> Self {
+        let rate = NonZeroU32::new(PER_SOURCE_PER_SECOND).expect("not zero");
+        let burst = NonZeroU32::new(PER_SOURCE_BURST).expect("not zero");
+        Self {
+            limiter: RateLimiter::new(public, HANDSHAKES_PER_SECOND),
+            this_second: AtomicU64::new(0),
+            second_started: Mutex::new(Instant::now()),
+            per_source: DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            counts: Counters::default(),
         }
+    }
+
+    /// Called often: once a second has passed, a new one starts (for our count and then the
+    /// limiter's, whose own second started before ours, so it always follows), and sources back
+    /// to a full budget are forgotten (the table stays as small as the sources of one second).
+    pub(crate) fn tick(&self) {
+        let mut started = self.second_started.lock();
+        if started.elapsed() >= Duration::from_secs(1) {
+            // Ours first: a packet between the two is then taken as not under load (no budget
+            // applied), never as under load without its mac2 checked.
+            self.this_second.store(0, Ordering::SeqCst);
+            self.limiter.reset_count();
+            self.per_source.retain_recent();
+            self.per_source.shrink_to_fit();
+            *started = Instant::now();
+        }
+    }
+
+    pub(crate) fn counts(&self) -> HandshakeCounts {
+        let c = &self.counts;
+        HandshakeCounts {
+            bad_mac: c.bad_mac.load(Ordering::Relaxed),
+            cookies: c.cookies.load(Ordering::Relaxed),
+            over_budget: c.over_budget.load(Ordering::Relaxed),
+            initiations: c.initiations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The packet in `datagram` if it may go on: cheap checks only (see the module's doc). A
+    /// cookie reply, if one is due, is sent to `from`.
+    fn check<'a>(
+        &self,
+        socket: &tokio::net::UdpSocket,
+        datagram: &'a [u8],
+        from: SocketAddr,
+        out: &mut [u8],
+    ) -> Option<Packet<'a>> {
+        let packet = match self.limiter.verify_packet(Some(from.ip()), datagram, out) {
+            Ok(packet) => packet,
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                self.this_second.fetch_add(1, Ordering::SeqCst);
+                count(&self.counts.cookies);
+                // To the address it came from: only its owner can read the cookie.
+                let _ = socket.try_send_to(cookie, from);
+                return None;
+            }
+            Err(TunnResult::Err(WireGuardError::InvalidMac)) => {
+                count(&self.counts.bad_mac);
+                return None;
+            }
+            Err(_) => return None,
+        };
+        if let Packet::HandshakeInit(_) | Packet::HandshakeResponse(_) = packet {
+            let under_load =
+                self.this_second.fetch_add(1, Ordering::SeqCst) >= HANDSHAKES_PER_SECOND;
+            // Under load its mac2 proved the address, so the address may be held to a budget
+            // (otherwise a forged source could spend a real peer's).
+            if under_load && self.per_source.check_key(&source(from.ip())).is_err() {
+                count(&self.counts.over_budget);
+                return None;
+            }
+        }
+        if let Packet::HandshakeInit(_) = packet {
+            count(&self.counts.initiations);
+        }
+        Some(packet)
+    }
+}
+
+/// What a budget is kept for: an IPv4 address, or an IPv6 /64 (what one host usually has).
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
     }
 }
 
@@ -85,24 +195,10 @@ fn route(
     from: SocketAddr,
     out: &mut [u8],
 ) -> Option<Arc<PeerState>> {
-    let packet = match inner.gate.verify_packet(Some(from.ip()), datagram, out) {
-        Ok(packet) => packet,
-        Err(TunnResult::WriteToNetwork(cookie)) => {
-            count(&inner.handshakes.cookies);
-            // To the address it came from: only its owner can read the cookie.
-            let _ = inner.socket.try_send_to(cookie, from);
-            return None;
-        }
-        Err(TunnResult::Err(WireGuardError::InvalidMac)) => {
-            count(&inner.handshakes.bad_mac);
-            return None;
-        }
-        Err(_) => return None,
-    };
+    let packet = inner.gate.check(&inner.socket, datagram, from, out)?;
     let by_host = |index: u32| inner.peers.read().by_host.get(&(index >> 8)).cloned();
     match packet {
         Packet::HandshakeInit(h) => {
-            count(&inner.handshakes.initiations);
             let half = parse_handshake_anon(&inner.secret, &inner.public, &h).ok()?;
             inner
                 .peers
@@ -156,5 +252,22 @@ fn deliver(
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_is_per_ipv4_address_and_per_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            source(ip("2001:db8:1:2::1")),
+            source(ip("2001:db8:1:2:ff::9"))
+        );
+        assert_ne!(source(ip("2001:db8:1:2::1")), source(ip("2001:db8:1:3::1")));
+        assert_eq!(source(ip("2001:db8:1:2::1")), ip("2001:db8:1:2::"));
+        assert_ne!(source(ip("10.0.0.1")), source(ip("10.0.0.2")));
     }
 }
