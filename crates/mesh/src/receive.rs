@@ -155,11 +155,15 @@ impl Gate {
     }
 }
 
-/// What a budget is kept for: an IPv4 address, or an IPv6 /64 (what one host usually has).
+/// What a budget is kept for: an IPv4 address (also as a dual-stack socket shows it,
+/// `::ffff:a.b.c.d`), or an IPv6 /64 (what one host usually has).
 fn source(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -269,5 +273,7 @@ mod tests {
         assert_ne!(source(ip("2001:db8:1:2::1")), source(ip("2001:db8:1:3::1")));
         assert_eq!(source(ip("2001:db8:1:2::1")), ip("2001:db8:1:2::"));
         assert_ne!(source(ip("10.0.0.1")), source(ip("10.0.0.2")));
+        assert_ne!(source(ip("::ffff:10.0.0.1")), source(ip("::ffff:10.0.0.2")));
+        assert_eq!(source(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
     }
 }
