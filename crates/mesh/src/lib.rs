@@ -39,7 +39,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-pub use receive::HandshakeCounts;
+pub use receive::{HANDSHAKES_PER_SECOND, HandshakeCounts};
 
 /// Room for WireGuard's 80 bytes (IPv6 and UDP headers, its own 32) in a 1500-byte path.
 pub const MTU: u32 = 1420;
@@ -120,6 +120,9 @@ pub struct MeshConfig {
     /// Destinations routed into the mesh: `fdaa::/16` on hosts (every other host's machines),
     /// `fdaa::/48`'s hosts only on the control plane.
     pub routes: Vec<String>,
+    /// Handshake messages taken in a second before initiators must prove their address with a
+    /// cookie ([`HANDSHAKES_PER_SECOND`] unless a test wants the load sooner).
+    pub handshakes_per_second: u64,
 }
 
 /// A running mesh endpoint; dropping it takes the TUN device (and its routes) away.
@@ -213,7 +216,7 @@ impl Mesh {
         let public = PublicKey::from(&config.key.0);
         let inner = Arc::new(Inner {
             me: config.host,
-            gate: receive::Gate::new(&public),
+            gate: receive::Gate::new(&public, config.handshakes_per_second),
             recheck: Arc::new(RateLimiter::new(&public, u64::MAX)),
             public,
             secret: config.key.0,

@@ -3,8 +3,8 @@
 //!
 //! 1. The device's [`Gate`] (boringtun's `RateLimiter`, one for the whole mesh): a handshake
 //!    message whose mac1 was not made for this host's public key is dropped after one BLAKE2s
-//!    (random bytes, or an initiation meant for another key); past [`HANDSHAKES_PER_SECOND`] good
-//!    ones in a second (under load), each must also carry a mac2 made from a cookie bound to its
+//!    (random bytes, or an initiation meant for another key); past `handshakes_per_second` good
+//!    ones in a second (under load; [`HANDSHAKES_PER_SECOND`] by default), each must also carry a mac2 made from a cookie bound to its
 //!    source address, and is otherwise answered with that cookie and dropped, so a flood from
 //!    spoofed addresses costs no X25519 at all. Under load, a source that proved its address
 //!    (an IPv4 address, an IPv6 /64) may still send only [`PER_SOURCE_PER_SECOND`] handshake
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 /// Handshake messages (with a good mac1) the mesh takes in a second before it answers with
 /// cookies and wants each initiator to prove its address (mac2): boringtun's device uses the same.
-pub(crate) const HANDSHAKES_PER_SECOND: u64 = 100;
+pub const HANDSHAKES_PER_SECOND: u64 = 100;
 /// Under load, what one source may send (WireGuard's kernel module: 20 a second, bursts of 5).
 pub(crate) const PER_SOURCE_PER_SECOND: u32 = 20;
 pub(crate) const PER_SOURCE_BURST: u32 = 5;
@@ -67,8 +67,10 @@ struct Counters {
 /// The checks every datagram meets before anything costly is done with it.
 pub(crate) struct Gate {
     limiter: RateLimiter,
+    /// What `limiter` takes in a second before it wants cookies.
+    limit: u64,
     /// Good handshake messages this second, counted as `limiter` counts them (one task reads the
-    /// socket, so in the same order): past [`HANDSHAKES_PER_SECOND`], `limiter` checked mac2.
+    /// socket, so in the same order): past `limit`, `limiter` checked mac2.
     this_second: AtomicU64,
     second_started: Mutex<Instant>,
     per_source: DefaultKeyedRateLimiter<IpAddr>,
@@ -76,11 +78,12 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    pub(crate) fn new(public: &PublicKey) -> Self {
+    pub(crate) fn new(public: &PublicKey, limit: u64) -> Self {
         let rate = NonZeroU32::new(PER_SOURCE_PER_SECOND).expect("not zero");
         let burst = NonZeroU32::new(PER_SOURCE_BURST).expect("not zero");
         Self {
-            limiter: RateLimiter::new(public, HANDSHAKES_PER_SECOND),
+            limiter: RateLimiter::new(public, limit),
+            limit,
             this_second: AtomicU64::new(0),
             second_started: Mutex::new(Instant::now()),
             per_source: DefaultKeyedRateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
@@ -139,8 +142,7 @@ impl Gate {
             Err(_) => return None,
         };
         if let Packet::HandshakeInit(_) | Packet::HandshakeResponse(_) = packet {
-            let under_load =
-                self.this_second.fetch_add(1, Ordering::SeqCst) >= HANDSHAKES_PER_SECOND;
+            let under_load = self.this_second.fetch_add(1, Ordering::SeqCst) >= self.limit;
             // Under load its mac2 proved the address, so the address may be held to a budget
             // (otherwise a forged source could spend a real peer's).
             if under_load && self.per_source.check_key(&source(from.ip())).is_err() {

@@ -2,6 +2,9 @@
 //! through a UDP relay that records every datagram (what an observer on the wire would see).
 
 use aloft_mesh::{Key, Mesh, MeshConfig, Peer};
+
+/// What the test meshes take in a second before they want cookies.
+const HANDSHAKES: u64 = 20;
 use aloft_types::sixpn::{host_address, machine_address};
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
@@ -129,6 +132,9 @@ impl Pair {
             key: key.clone(),
             listen: SocketAddr::new(underlay, 0),
             routes: vec!["fdaa::/16".into()],
+            // Under load sooner than in production: each handshake taken costs an X25519, which
+            // an unoptimized build on a loaded machine does slowly.
+            handshakes_per_second: HANDSHAKES,
         };
         let mesh = Arc::new(
             rt.block_on(async { tokio::spawn(Mesh::start(config)).await.unwrap() })
@@ -417,6 +423,9 @@ fn echoing_pair(a: &Host, b: &Host) -> (UdpSocket, SocketAddr) {
     let from_a = a.socket(host_address(na));
     send_until_received(&from_a, &at_b, b"hi", "no handshake");
     let echo = at_b.local_addr().unwrap();
+    // It waits as long as it takes (floods start before the traffic does); the thread ends with
+    // the test's process.
+    at_b.set_read_timeout(None).unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 64];
         while let Ok((n, from)) = at_b.recv_from(&mut buf) {
@@ -426,11 +435,11 @@ fn echoing_pair(a: &Host, b: &Host) -> (UdpSocket, SocketAddr) {
     (from_a, echo)
 }
 
-/// `n` round trips from `socket` through `echo`, each sent again until its echo is back (10 s at
-/// most each): traffic flows.
+/// `n` round trips from `socket` through `echo`, each sent again until its echo is back (30 s at
+/// most each: a loaded machine can be slow): traffic flows.
 fn round_trips(socket: &UdpSocket, echo: SocketAddr, n: u16) {
     for i in 0..n {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let ping = i.to_be_bytes();
         'sent: loop {
             socket.send_to(&ping, echo).unwrap();
@@ -506,18 +515,18 @@ fn past_the_handshake_rate_initiators_must_prove_their_address() {
     let before = b.mesh.handshakes();
 
     // One good initiation (someone knows b's public key), replayed: each one that passes the
-    // gate costs b an X25519, each one that does not a cookie reply. Up to 300 a second (what an
-    // unoptimized mesh on a loaded machine answers and still passes traffic): three times the
+    // gate costs b an X25519, each one that does not a cookie reply. Up to 150 a second (what an
+    // unoptimized mesh on a loaded machine answers and still passes traffic), well over the
     // handshakes b takes in a second before it wants cookies.
     let start = Instant::now();
     let flood = Flood::start(
         &a,
         b.mesh.local_endpoint(),
         vec![initiation(&b)],
-        (1, 3),
-        2_000,
+        (1, 6),
+        800,
     );
-    flood.wait_sent(500);
+    flood.wait_sent(300);
     round_trips(&socket, echo, 20);
     let cookies_received = flood.stop();
     std::thread::sleep(Duration::from_millis(500));
@@ -529,9 +538,9 @@ fn past_the_handshake_rate_initiators_must_prove_their_address() {
         "flood: {reached} initiations reached X25519 in {seconds} s, {} cookies sent, {cookies_received} received",
         after.cookies - before.cookies
     );
-    // 100 a second (the count is reset once a second, by the timer task).
+    // HANDSHAKES a second (the count is reset once a second, by the timer task).
     assert!(
-        reached <= 100 * seconds,
+        reached <= HANDSHAKES * seconds,
         "{reached} initiations in {seconds} s reached X25519: {after:?}"
     );
     assert!(cookies_received > 0, "no cookie came back: {after:?}");
@@ -597,10 +606,10 @@ fn a_source_that_proved_its_address_is_still_held_to_a_budget() {
         &a,
         b.mesh.local_endpoint(),
         vec![proven.to_vec()],
-        (1, 3),
-        2_000,
+        (1, 6),
+        800,
     );
-    flood.wait_sent(500);
+    flood.wait_sent(300);
     round_trips(&socket, echo, 20);
     flood.stop();
     std::thread::sleep(Duration::from_millis(500));
@@ -614,9 +623,9 @@ fn a_source_that_proved_its_address_is_still_held_to_a_budget() {
         over > 0,
         "nothing was held to the source's budget: {after:?}"
     );
-    // Each second: 100 before the load begins, then 20 (and a burst of 5) from this source.
+    // Each second: HANDSHAKES before the load begins, then 20 (and a burst of 5) from this source.
     assert!(
-        reached <= 125 * seconds,
+        reached <= (HANDSHAKES + 25) * seconds,
         "{reached} initiations in {seconds} s reached X25519: {after:?}"
     );
     drop(pair);
