@@ -282,6 +282,20 @@ fn hosts_reach_each_other_encrypted_and_orgs_stay_apart() {
     src.send_to(b"to a host", at_b.local_addr().unwrap())
         .unwrap();
     assert_eq!(receive(&at_b), None);
+
+    // A list of members with a key that does not parse is refused whole: the members stay.
+    let unreadable = Peer {
+        host: 9,
+        public_key: "not a key".into(),
+        ..b.peer(Duration::ZERO)
+    };
+    let b_again = Peer {
+        endpoint: a_sends_to,
+        ..b.peer(Duration::ZERO)
+    };
+    assert!(a.mesh.set_peers(&[b_again, unreadable]).is_err());
+    let got = send_until_received(&from_a, &at_b, b"still", "a lost its members");
+    assert_eq!(got.0, b"still");
     drop(pair);
 }
 
