@@ -8,17 +8,25 @@
 //! Keys are made per host ([`Key::load_or_create`]); the control plane hands out who the peers are
 //! (public key, UDP endpoint, region). For development clusters a peer can carry a delay, added to
 //! every datagram sent to it: emulated distance between regions where the kernel has no netem.
+//!
+//! State and locks: the peers (`Inner::peers`, a `parking_lot::RwLock` held only to find a peer and
+//! clone its `Arc`, or by [`Mesh::set_peers`] to replace the table) and, per peer, its session
+//! (`PeerState::link`, a `parking_lot::Mutex` held while its `Tunn` encrypts, decrypts or runs its
+//! timers). The peers lock is never taken while a peer's lock is held, and no Noise work (X25519,
+//! ChaCha20) is done under the peers lock. What arrives from the network passes [`receive`]'s
+//! cheap checks first.
 
 pub mod filter;
+mod receive;
 
 use aloft_types::sixpn::host_address;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use boringtun::device::tun::TunSocket;
-use boringtun::noise::handshake::parse_handshake_anon;
-use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -30,6 +38,8 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
+
+pub use receive::{HANDSHAKES_PER_SECOND, HandshakeCounts};
 
 /// Room for WireGuard's 80 bytes (IPv6 and UDP headers, its own 32) in a 1500-byte path.
 pub const MTU: u32 = 1420;
@@ -110,6 +120,9 @@ pub struct MeshConfig {
     /// Destinations routed into the mesh: `fdaa::/16` on hosts (every other host's machines),
     /// `fdaa::/48`'s hosts only on the control plane.
     pub routes: Vec<String>,
+    /// Handshake messages taken in a second before initiators must prove their address with a
+    /// cookie ([`HANDSHAKES_PER_SECOND`] unless a test wants the load sooner).
+    pub handshakes_per_second: u64,
 }
 
 /// A running mesh endpoint; dropping it takes the TUN device (and its routes) away.
@@ -125,12 +138,31 @@ struct Inner {
     public: PublicKey,
     socket: UdpSocket,
     tun: AsyncFd<TunSocket>,
-    peers: Mutex<HashMap<u32, PeerState>>,
+    peers: RwLock<Peers>,
+    /// The whole device's handshake checks (see [`receive`]); [`timers`] starts its seconds.
+    gate: receive::Gate,
+    /// What every peer's `Tunn` checks again (mac1 only: its limit is never reached), so that the
+    /// load is judged once, by `gate`.
+    recheck: Arc<RateLimiter>,
     dropped: AtomicU64,
 }
 
+/// The members, by host number (the index datagrams carry) and by static key (what a handshake
+/// initiation carries).
+#[derive(Default)]
+struct Peers {
+    by_host: HashMap<u32, Arc<PeerState>>,
+    by_key: HashMap<[u8; 32], Arc<PeerState>>,
+}
+
 struct PeerState {
+    host: u32,
     key: PublicKey,
+    link: Mutex<Link>,
+}
+
+/// A peer's session and where its datagrams go.
+struct Link {
     tunn: Tunn,
     endpoint: SocketAddr,
     delay: Duration,
@@ -181,18 +213,21 @@ impl Mesh {
         let local = socket
             .local_addr()
             .map_err(|e| MeshError::Io("reading the mesh socket's address".into(), e))?;
+        let public = PublicKey::from(&config.key.0);
         let inner = Arc::new(Inner {
             me: config.host,
-            public: PublicKey::from(&config.key.0),
+            gate: receive::Gate::new(&public, config.handshakes_per_second),
+            recheck: Arc::new(RateLimiter::new(&public, u64::MAX)),
+            public,
             secret: config.key.0,
             socket,
             tun,
-            peers: Mutex::new(HashMap::new()),
+            peers: RwLock::new(Peers::default()),
             dropped: AtomicU64::new(0),
         });
         let tasks = vec![
             tokio::spawn(from_tun(inner.clone())),
-            tokio::spawn(from_network(inner.clone())),
+            tokio::spawn(receive::from_network(inner.clone())),
             tokio::spawn(timers(inner.clone())),
         ];
         tracing::info!(%address, %local, interface = %name, "mesh up");
@@ -218,30 +253,53 @@ impl Mesh {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
+    /// What the handshake checks did with what arrived so far.
+    pub fn handshakes(&self) -> HandshakeCounts {
+        self.inner.gate.counts()
+    }
+
     /// Makes `peers` the mesh's members (this host among them is skipped). Sessions with peers
-    /// whose key is unchanged are kept.
+    /// whose key is unchanged are kept. New sessions are made (an X25519 each) outside the peers
+    /// lock, which is taken only to swap the table; on an error the members stay as they were.
     pub fn set_peers(&self, peers: &[Peer]) -> Result<(), MeshError> {
-        let mut next = HashMap::new();
-        let mut current = self.inner.peers.lock();
-        for p in peers.iter().filter(|p| p.host != self.inner.me) {
-            let key = PublicKey::from(decode(&p.public_key)?);
+        let wanted = peers
+            .iter()
+            .filter(|p| p.host != self.inner.me)
+            .map(|p| Ok((p, PublicKey::from(decode(&p.public_key)?))))
+            .collect::<Result<Vec<_>, MeshError>>()?;
+        let mut next = Peers::default();
+        let mut current = self.inner.peers.read().by_host.clone();
+        for (p, key) in wanted {
             let state = match current.remove(&p.host) {
-                Some(mut s) if s.key == key => {
-                    s.endpoint = p.endpoint;
-                    s.delay = p.delay;
+                Some(s) if s.key == key => {
+                    let mut link = s.link.lock();
+                    link.endpoint = p.endpoint;
+                    link.delay = p.delay;
+                    drop(link);
                     s
                 }
-                _ => PeerState {
+                _ => Arc::new(PeerState {
+                    host: p.host,
                     key,
-                    // The peer's number is our index for it: datagrams it sends back name it.
-                    tunn: Tunn::new(self.inner.secret.clone(), key, None, None, p.host, None),
-                    endpoint: p.endpoint,
-                    delay: p.delay,
-                },
+                    link: Mutex::new(Link {
+                        // The peer's number is our index for it: datagrams it sends back name it.
+                        tunn: Tunn::new(
+                            self.inner.secret.clone(),
+                            key,
+                            None,
+                            None,
+                            p.host,
+                            Some(self.inner.recheck.clone()),
+                        ),
+                        endpoint: p.endpoint,
+                        delay: p.delay,
+                    }),
+                }),
             };
-            next.insert(p.host, state);
+            next.by_key.insert(*key.as_bytes(), state.clone());
+            next.by_host.insert(p.host, state);
         }
-        *current = next;
+        *self.inner.peers.write() = next;
         Ok(())
     }
 }
@@ -303,82 +361,15 @@ async fn from_tun(inner: Arc<Inner>) {
             inner.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let mut peers = inner.peers.lock();
-        let Some(p) = peers.get_mut(&host) else {
+        let Some(peer) = inner.peers.read().by_host.get(&host).cloned() else {
             tracing::debug!(host, "no mesh peer for this host");
             continue;
         };
+        let mut p = peer.link.lock();
         match p.tunn.encapsulate(packet, &mut out) {
             TunnResult::WriteToNetwork(d) => transmit(&inner, p.endpoint, p.delay, d),
             TunnResult::Err(e) => tracing::debug!(host, "encapsulating: {e:?}"),
             _ => {}
-        }
-    }
-}
-
-/// Datagrams from other hosts: handshakes answered, packets decrypted and, if [`filter::inbound`]
-/// allows them, handed to this host's network stack.
-async fn from_network(inner: Arc<Inner>) {
-    let mut buf = vec![0u8; BUF];
-    let mut out = vec![0u8; BUF];
-    loop {
-        let (n, from) = match inner.socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("receiving on the mesh socket: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let datagram = &buf[..n];
-        let mut peers = inner.peers.lock();
-        let host = match Tunn::parse_incoming_packet(datagram) {
-            Ok(Packet::HandshakeInit(h)) => parse_handshake_anon(&inner.secret, &inner.public, &h)
-                .ok()
-                .and_then(|half| {
-                    peers
-                        .iter()
-                        .find(|(_, p)| p.key.as_bytes() == &half.peer_static_public)
-                        .map(|(host, _)| *host)
-                }),
-            Ok(Packet::HandshakeResponse(p)) => Some(p.receiver_idx >> 8),
-            Ok(Packet::PacketCookieReply(p)) => Some(p.receiver_idx >> 8),
-            Ok(Packet::PacketData(p)) => Some(p.receiver_idx >> 8),
-            Err(_) => None,
-        };
-        // Not a member (or not WireGuard): ignored.
-        let Some((host, p)) = host.and_then(|h| peers.get_mut(&h).map(|p| (h, p))) else {
-            continue;
-        };
-        let mut input = datagram;
-        loop {
-            match p.tunn.decapsulate(Some(from.ip()), input, &mut out) {
-                TunnResult::WriteToNetwork(d) => {
-                    transmit(&inner, p.endpoint, p.delay, d);
-                    // Then again with nothing: packets queued during the handshake.
-                    input = &[];
-                }
-                TunnResult::WriteToTunnelV6(packet, _) => {
-                    match filter::addresses(packet) {
-                        Some((src, dst)) if filter::inbound(inner.me, host, src, dst) => {
-                            inner.tun.get_ref().write6(packet);
-                        }
-                        _ => {
-                            inner.dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    break;
-                }
-                TunnResult::WriteToTunnelV4(..) => {
-                    inner.dropped.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                TunnResult::Done => break,
-                TunnResult::Err(e) => {
-                    tracing::debug!(host, %from, "decapsulating: {e:?}");
-                    break;
-                }
-            }
         }
     }
 }
@@ -388,8 +379,10 @@ async fn timers(inner: Arc<Inner>) {
     let mut out = vec![0u8; BUF];
     loop {
         tokio::time::sleep(TIMER_TICK).await;
-        let mut peers = inner.peers.lock();
-        for p in peers.values_mut() {
+        inner.gate.tick();
+        let peers: Vec<Arc<PeerState>> = inner.peers.read().by_host.values().cloned().collect();
+        for peer in peers {
+            let mut p = peer.link.lock();
             if let TunnResult::WriteToNetwork(d) = p.tunn.update_timers(&mut out) {
                 transmit(&inner, p.endpoint, p.delay, d);
             }

@@ -105,6 +105,7 @@ pub(crate) async fn join(
             key: key.clone(),
             listen: file.listen,
             routes,
+            handshakes_per_second: aloft_mesh::HANDSHAKES_PER_SECOND,
         })
         .await
         .context("starting the mesh (the `[mesh]` section of the config)")?,
