@@ -134,3 +134,39 @@ impl Guest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_filesystem_quota_has_a_default_from_memory_and_a_range() {
+        let mb = |memory_mb, rootfs_size_mb| {
+            Guest {
+                memory_mb,
+                rootfs_size_mb,
+                ..Guest::default()
+            }
+            .rootfs_mb()
+        };
+        assert_eq!(mb(256, None), 2048);
+        assert_eq!(mb(1024, None), 8192);
+        assert_eq!(mb(2048, None), 16384);
+        assert_eq!(mb(16384, None), 20480);
+        assert_eq!(mb(256, Some(64)), 64);
+        let sized = |rootfs_size_mb| {
+            Guest {
+                rootfs_size_mb: Some(rootfs_size_mb),
+                ..Guest::default()
+            }
+            .validate()
+        };
+        assert!(sized(64).is_ok() && sized(65536).is_ok());
+        let e = sized(63).unwrap_err();
+        assert_eq!(
+            e.body().field.as_deref(),
+            Some("config.guest.rootfs_size_mb")
+        );
+        assert!(sized(65537).is_err());
+    }
+}
