@@ -497,7 +497,31 @@ async fn a_guest_cannot_fill_the_hosts_disk_nor_the_agents_memory() {
         .unwrap();
     let loops = String::from_utf8_lossy(&loops.stdout);
     assert!(!loops.contains(spec.id.as_str()), "{loops}");
+    a_run_that_ended_unwatched_is_torn_down_on_reattach(&rt, &rootfs, &state).await;
     rt.network().remove().unwrap();
+}
+
+/// Phase of the test above: a run that ended while no agent watched (found by `reattach`
+/// after an agent restart) gives back its layer's mount and loop device, and its exit report
+/// still says how it ended.
+async fn a_run_that_ended_unwatched_is_torn_down_on_reattach(
+    rt: &GvisorRuntime,
+    rootfs: &Path,
+    state: &Path,
+) {
+    let mut spec = spec(rootfs, "sleep 1; exit 3", 256);
+    spec.config.guest.rootfs_size_mb = Some(64);
+    rt.start(&spec).await.unwrap();
+    let layer = state.join("machines").join(spec.id.as_str()).join("layer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.reattach(&spec.id).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the machine did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&*layer.to_string_lossy()), "{mounts}");
+    assert_eq!(wait_exit(rt, &spec).await.exit_code, 3);
+    rt.destroy(&spec.id).await.unwrap();
 }
 
 /// Phase of the test above: writing 1 GB to the root filesystem fails with ENOSPC at the
