@@ -173,9 +173,11 @@ async fn the_guest_is_bounded(rt: &MicrovmRuntime, spec: &aloft_runtime::Machine
     assert!(out.truncated, "exit {} {}", out.exit_code, out.stderr);
     assert_eq!(out.stdout.len(), aloft_types::api::EXEC_OUTPUT_CAP);
     eprintln!("1 GB exec answered in {:?}", t0.elapsed());
-    let forge = "for d in /sys/class/virtio-ports/*; do \
-        if [ \"$(cat $d/name)\" = aloft.exit ]; then \
-        echo '{\"exit_code\":42}' > /dev/${d##*/} && echo forged; fi; done";
+    let forge = concat!(
+        "cd /sys/class/virtio-ports && for d in $(ls); do ",
+        "if [ \"$(cat $d/name)\" = aloft.exit ]; then ",
+        "echo '{\"exit_code\":42}' > /dev/$d && echo forged; fi; done",
+    );
     let out = rt
         .exec(
             &spec.id,
