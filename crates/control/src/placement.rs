@@ -149,7 +149,7 @@ mod tests {
             cpu_kind: kind,
             cpus,
             memory_mb,
-            kernel_args: Vec::new(),
+            ..Guest::default()
         }
     }
 

@@ -2,10 +2,15 @@
 //! mounts the machine's disk and moves into it, configures the network, runs the machine like
 //! the container init does, serves the host's control requests on a virtio-serial port, and
 //! powers the VM off when the process ends (after writing its exit report to the exit port).
+//!
+//! The exit port is opened before the machine's process starts and held until the report is
+//! written: a virtio port opens once, so the process cannot write a report of its own there.
+//! Lines read from the control port and exec output are bounded (as the host bounds what it
+//! reads back).
 
 use crate::process;
 use crate::run::{self, Options};
-use aloft_types::api::ExecResponse;
+use aloft_types::api::{EXEC_OUTPUT_CAP, ExecResponse};
 use aloft_types::init::{
     CONTROL_PORT, ControlOp, ControlReply, ControlRequest, ControlResult, EXIT_PORT, ExitReport,
     GuestMessage, InitConfig, Sysinfo, VM_CONFIG_PATH,
@@ -18,7 +23,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// The longest request line taken from the host (requests are small; exec's stdin is the
+/// largest part).
+const REQUEST_LINE_MAX: u64 = 16 << 20;
 
 /// Whether this process is the init of a microVM (PID 1 with the VM config in its initramfs).
 pub fn is_vm() -> bool {
@@ -28,11 +38,13 @@ pub fn is_vm() -> bool {
 pub fn main() -> i32 {
     let cfg = match run::load_config(Path::new(VM_CONFIG_PATH)) {
         Ok(c) => c,
-        Err(e) => return fatal(&e),
+        Err(e) => return fatal(&e, None),
     };
     if let Err(e) = boot(&cfg) {
-        return fatal(&e);
+        return fatal(&e, None);
     }
+    // Held from before the process starts until the report is written (see the module doc).
+    let exit_port = open_exit_port();
     let opts = Options {
         config: "/.aloft/config.json".into(),
         exit_file: "/.aloft/exit.json".into(),
@@ -50,23 +62,30 @@ pub fn main() -> i32 {
             }
         })
     };
-    finish(&report)
+    finish(&report, exit_port)
 }
 
-fn fatal(message: &str) -> i32 {
+fn fatal(message: &str, exit_port: Option<File>) -> i32 {
     eprintln!("aloft-init: {message}");
-    finish(&ExitReport {
-        exit_code: 1,
-        error: Some(message.to_string()),
-        ..Default::default()
-    })
+    finish(
+        &ExitReport {
+            exit_code: 1,
+            error: Some(message.to_string()),
+            ..Default::default()
+        },
+        exit_port,
+    )
+}
+
+/// The exit port, open for writing (close-on-exec: no process init starts inherits it).
+fn open_exit_port() -> Option<File> {
+    let port = find_port(EXIT_PORT)?;
+    OpenOptions::new().write(true).open(port).ok()
 }
 
 /// Writes the report to the exit port, syncs and powers off.
-fn finish(report: &ExitReport) -> i32 {
-    if let Some(port) = find_port(EXIT_PORT)
-        && let Ok(mut f) = OpenOptions::new().write(true).open(port)
-    {
+fn finish(report: &ExitReport, exit_port: Option<File>) -> i32 {
+    if let Some(mut f) = exit_port.or_else(open_exit_port) {
         let mut line = serde_json::to_vec(report).expect("serializable");
         line.push(b'\n');
         let _ = f.write_all(&line);
@@ -221,10 +240,9 @@ impl Control {
         let me = self.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(&*me.reader);
-            let mut line = String::new();
+            let mut line = Vec::new();
             loop {
-                line.clear();
-                match reader.read_line(&mut line) {
+                match read_request(&mut reader, &mut line) {
                     // The host is not connected: wait for it.
                     Ok(0) | Err(_) => {
                         std::thread::sleep(Duration::from_millis(50));
@@ -232,7 +250,7 @@ impl Control {
                     }
                     Ok(_) => {}
                 }
-                let Ok(req) = serde_json::from_str::<ControlRequest>(line.trim()) else {
+                let Ok(req) = serde_json::from_slice::<ControlRequest>(&line) else {
                     continue;
                 };
                 let me = me.clone();
@@ -244,6 +262,33 @@ impl Control {
             }
         });
     }
+}
+
+/// One request line into `line` (without its `\n`), at most [`REQUEST_LINE_MAX`] bytes: the
+/// rest of a longer line is skipped (and the line left empty, so it parses as nothing).
+fn read_request(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<usize> {
+    line.clear();
+    let n = reader
+        .by_ref()
+        .take(REQUEST_LINE_MAX)
+        .read_until(b'\n', line)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if n as u64 == REQUEST_LINE_MAX {
+        line.clear();
+        let mut rest = Vec::new();
+        loop {
+            rest.clear();
+            let m = reader
+                .by_ref()
+                .take(64 << 10)
+                .read_until(b'\n', &mut rest)?;
+            if m == 0 || rest.last() == Some(&b'\n') {
+                break;
+            }
+        }
+    }
+    Ok(n)
 }
 
 fn handle(cfg: &InitConfig, op: ControlOp) -> ControlResult {
@@ -292,6 +337,7 @@ fn exec(
                 exit_signal: 0,
                 stdout: String::new(),
                 stderr: format!("{}\n", u.message),
+                truncated: false,
             });
         }
     };
@@ -311,17 +357,28 @@ fn exec(
             let _ = pipe.write_all(input.as_bytes());
         });
     }
-    let read_all = |r: Option<Box<dyn Read + Send>>| {
+    // At most the cap of each stream is kept; a command that writes more is killed then.
+    let truncated = Arc::new(AtomicBool::new(false));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32);
+    let read_capped = |r: Option<Box<dyn Read + Send>>| {
+        let truncated = truncated.clone();
         std::thread::spawn(move || {
             let mut s = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut s);
+            if let Some(r) = r {
+                let _ = r.take(EXEC_OUTPUT_CAP as u64 + 1).read_to_end(&mut s);
+            }
+            if s.len() > EXEC_OUTPUT_CAP {
+                s.truncate(EXEC_OUTPUT_CAP);
+                truncated.store(true, Ordering::SeqCst);
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
             }
             String::from_utf8_lossy(&s).into_owned()
         })
     };
-    let out = read_all(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = read_all(child.stderr.take().map(|p| Box::new(p) as _));
+    let out = read_capped(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = read_capped(child.stderr.take().map(|p| Box::new(p) as _));
     // Init's reaper collects the child; its status comes back through `wait_child`.
     let Some((exit_code, exit_signal)) = run::wait_child(child.id() as i32, timeout) else {
         let _ = child.kill();
@@ -336,6 +393,7 @@ fn exec(
         exit_signal,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
+        truncated: truncated.load(Ordering::SeqCst),
     })
 }
 
@@ -363,5 +421,26 @@ fn sysinfo() -> Sysinfo {
         memory_total_bytes: kb("MemTotal:"),
         memory_available_bytes: kb("MemAvailable:"),
         processes: crate::ps::list().len() as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn a_request_line_past_the_limit_is_skipped_not_buffered() {
+        let long = "x".repeat(REQUEST_LINE_MAX as usize + 100_000);
+        let input = format!("{{\"a\":1}}\n{long}\nnext\n");
+        let mut reader = BufReader::new(Cursor::new(input.into_bytes()));
+        let mut line = Vec::new();
+        read_request(&mut reader, &mut line).unwrap();
+        assert_eq!(line, b"{\"a\":1}");
+        read_request(&mut reader, &mut line).unwrap();
+        assert!(line.is_empty(), "the long line is dropped");
+        read_request(&mut reader, &mut line).unwrap();
+        assert_eq!(line, b"next", "the line after it is read whole");
+        assert_eq!(read_request(&mut reader, &mut line).unwrap(), 0);
     }
 }

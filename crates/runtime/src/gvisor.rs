@@ -1,11 +1,13 @@
 //! The gVisor backend: every machine is a `runsc` sandbox with aloft-init as its PID 1.
 //!
 //! Per machine, under `<state>/machines/<id>/`:
-//! - `upper/`, `work/`, `rootfs/`: an overlayfs whose lower layer is the image's shared,
-//!   read-only root filesystem and whose upper layer is the machine's own; emptied on every
-//!   start, so a machine starts from its image each time, as on the reference platform. aloft-init
-//!   and its config are put in the upper layer (`/.aloft/`), and init's exit report comes back
-//!   through it.
+//! - `rootfs/`: an overlayfs whose lower layer is the image's shared, read-only root filesystem
+//!   and whose upper layer (`layer/upper/`, `layer/work/`) is the machine's own, on a disk of
+//!   the machine's `rootfs_size_mb` ([`crate::rootdisk`]), so a machine cannot fill the host's
+//!   disk; made anew on every start, so a machine starts from its image each time, as on the
+//!   reference platform. aloft-init and its config are put in the upper layer (`/.aloft/`), and
+//!   init's exit report comes back through it: copied (bounded, [`crate::bounded`]) to
+//!   `exit.json` when the run ends.
 //! - `bundle/config.json`: the OCI runtime spec (no network namespace of its own: runsc runs
 //!   inside the machine's namespace from [`crate::net`] with `--network=host`, which this
 //!   runsc build needs for IPv6 and for namespaces it does not consider "root").
@@ -18,11 +20,11 @@
 use crate::cgroup::{CpuAllocator, Limits, MachineCgroup};
 use crate::guest::init_config;
 use crate::net::{HostNetwork, NetworkOptions};
-use crate::supervise;
 use crate::volume::VolumeStore;
 use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
+use crate::{bounded, rootdisk, supervise};
 use aloft_types::MachineId;
-use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
+use aloft_types::api::{EXEC_OUTPUT_CAP, ExecResponse, LogLine, ProcessInfo};
 use aloft_types::config::CpuKind;
 use aloft_types::init::{CONTAINER_INIT_PATH, ExitReport};
 use aloft_types::signal::Signal;
@@ -187,23 +189,28 @@ impl GvisorRuntime {
         }
     }
 
-    /// A fresh writable layer over the image, with init and its config in it; mounted.
-    fn prepare_rootfs(&self, spec: &MachineSpec, dir: &Path) -> Result<PathBuf, RuntimeError> {
+    /// A fresh writable layer over the image (on a disk of the machine's root filesystem size),
+    /// with init and its config in it; mounted.
+    async fn prepare_rootfs(
+        &self,
+        spec: &MachineSpec,
+        dir: &Path,
+    ) -> Result<PathBuf, RuntimeError> {
         let id = &spec.id;
         let image = spec.image.as_ref().expect("checked by init_config");
         let cfg = init_config(spec, None, None)?;
         Self::unmount(dir);
-        for d in ["upper", "work"] {
-            match fs::remove_dir_all(dir.join(d)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_err("resetting the root filesystem", id)(e));
-                }
-                _ => {}
-            }
-        }
-        let aloft = dir.join("upper/.aloft");
+        let _ = fs::remove_file(dir.join("exit.json"));
+        let layer = rootdisk::prepare(dir, spec.config.guest.rootfs_mb())
+            .await
+            .map_err(|reason| RuntimeError::StartFailed {
+                id: id.clone(),
+                reason,
+            })?;
+        let (upper, work) = (layer.join("upper"), layer.join("work"));
+        let aloft = upper.join(".aloft");
         fs::create_dir_all(&aloft).map_err(io_err("creating the writable layer", id))?;
-        fs::create_dir_all(dir.join("work")).map_err(io_err("creating the writable layer", id))?;
+        fs::create_dir_all(&work).map_err(io_err("creating the writable layer", id))?;
         let rootfs = dir.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(io_err("creating the root mount", id))?;
         fs::copy(&self.opts.init_binary, aloft.join("init"))
@@ -216,8 +223,8 @@ impl GvisorRuntime {
         let data = format!(
             "lowerdir={},upperdir={},workdir={}",
             image.rootfs.display(),
-            dir.join("upper").display(),
-            dir.join("work").display()
+            upper.display(),
+            work.display()
         );
         let data = std::ffi::CString::new(data).map_err(|_| RuntimeError::StartFailed {
             id: id.clone(),
@@ -381,15 +388,16 @@ impl GvisorRuntime {
         }
         self.unmount_volumes(id).await;
         Self::unmount(&self.dir(id));
+        rootdisk::unmount(&self.dir(id)).await;
     }
 
     /// How the run ended: init's report when it wrote one, else the sandbox's exit status; OOM
-    /// from the machine's cgroup.
+    /// from the machine's cgroup. The report is kept (bounded) beside the layer, which goes
+    /// when the run is torn down. It is the guest's word about itself: see ARCHITECTURE.md.
     fn exit_status(&self, id: &MachineId, process: supervise::ProcessExit) -> ExitStatus {
         let dir = self.dir(id);
-        let report: Option<ExitReport> = fs::read(dir.join("upper/.aloft/exit.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+        keep_report(&dir);
+        let report: Option<ExitReport> = bounded::exit_report(&dir.join("exit.json"));
         let oom_before: u64 = fs::read_to_string(dir.join("oom-before"))
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -412,6 +420,17 @@ impl GvisorRuntime {
                 oom_killed: oom,
             },
         }
+    }
+}
+
+/// Copies init's exit report (bounded) out of the machine's layer while that is mounted.
+fn keep_report(dir: &Path) {
+    let layer = rootdisk::mount_point(dir);
+    if rootdisk::is_mounted(&layer) {
+        bounded::keep_exit_report(
+            &layer.join("upper/.aloft/exit.json"),
+            &dir.join("exit.json"),
+        );
     }
 }
 
@@ -443,7 +462,7 @@ impl Runtime for GvisorRuntime {
         let t0 = Instant::now();
         fs::create_dir_all(&dir).map_err(io_err("creating the machine", id))?;
         self.teardown_run(id).await;
-        let rootfs = self.prepare_rootfs(spec, &dir)?;
+        let rootfs = self.prepare_rootfs(spec, &dir).await?;
         let t_rootfs = t0.elapsed();
         let ipv6 = spec
             .private_ip
@@ -501,7 +520,7 @@ impl Runtime for GvisorRuntime {
             let t_runsc = t0.elapsed();
             // Running once init has started the machine's process (it writes `/.aloft/started`);
             // a sandbox or process that fails to start ends `runsc run`, and `wait` says how.
-            let started = dir.join("upper/.aloft/started");
+            let started = rootdisk::mount_point(&dir).join("upper/.aloft/started");
             let deadline = Instant::now() + START_TIMEOUT;
             while !started.exists() && supervise::is_running(&dir) {
                 if Instant::now() > deadline {
@@ -611,15 +630,30 @@ impl Runtime for GvisorRuntime {
                 let _ = pipe.write_all(&input).await;
             });
         }
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(out) => {
-                let out = out.map_err(io_err("running runsc exec", id))?;
+        // At most the cap of each stream is kept; a command that writes more is ended then.
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let finished = async {
+            let out = bounded::capture(
+                stdout.expect("piped"),
+                stderr.expect("piped"),
+                EXEC_OUTPUT_CAP,
+            )
+            .await;
+            if out.truncated {
+                let _ = child.start_kill();
+            }
+            child.wait().await.map(|status| (status, out))
+        };
+        match tokio::time::timeout(timeout, finished).await {
+            Ok(done) => {
+                let (status, out) = done.map_err(io_err("running runsc exec", id))?;
                 use std::os::unix::process::ExitStatusExt;
                 Ok(ExecResponse {
-                    exit_code: out.status.code().unwrap_or(-1),
-                    exit_signal: out.status.signal().unwrap_or(0),
+                    exit_code: status.code().unwrap_or(-1),
+                    exit_signal: status.signal().unwrap_or(0),
                     stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                     stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    truncated: out.truncated,
                 })
             }
             Err(_) => Err(RuntimeError::Other(format!(
@@ -684,16 +718,18 @@ impl Runtime for GvisorRuntime {
     }
 
     async fn exit_message(&self, id: &MachineId) -> Option<String> {
-        let text = fs::read_to_string(self.dir(id).join("upper/.aloft/exit.json")).ok()?;
-        text.lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<ExitReport>(l.trim()).ok())?
-            .error
+        bounded::exit_report(&self.dir(id).join("exit.json"))?.error
     }
 
+    /// A run that ended while no agent watched it still holds its layer's disk (mounted
+    /// through a loop device) and maybe volumes: torn down here, its exit report kept first.
     async fn reattach(&self, id: &MachineId) -> Result<Option<Running>, RuntimeError> {
         let dir = self.dir(id);
         if !supervise::is_running(&dir) {
+            if rootdisk::is_mounted(&rootdisk::mount_point(&dir)) {
+                keep_report(&dir);
+                self.teardown_run(id).await;
+            }
             return Ok(None);
         }
         let instance_id = fs::read_to_string(dir.join("instance")).unwrap_or_default();

@@ -16,12 +16,14 @@
 //! shim ([`supervise`]) so machines outlive the agent; [`net`] gives every machine its addresses
 //! on the host's bridge.
 
+pub mod bounded;
 pub mod cgroup;
 mod guest;
 pub mod gvisor;
 mod host;
 pub mod microvm;
 pub mod net;
+mod rootdisk;
 pub mod sim;
 pub mod supervise;
 pub mod volume;

@@ -377,6 +377,7 @@ impl Runtime for SimRuntime {
                         exit_signal: 9,
                         stdout: String::new(),
                         stderr: format!("exec timed out after {}s\n", timeout.as_secs()),
+                        truncated: false,
                     }
                 } else {
                     tokio::time::sleep(want).await;
@@ -396,6 +397,7 @@ impl Runtime for SimRuntime {
                 exit_signal: -1,
                 stdout: String::new(),
                 stderr: "no command given\n".into(),
+                truncated: false,
             },
         })
     }
@@ -462,6 +464,7 @@ fn ok(stdout: String) -> ExecResponse {
         exit_signal: -1,
         stdout,
         stderr: String::new(),
+        truncated: false,
     }
 }
 
@@ -471,6 +474,7 @@ fn failed(exit_code: i32, stderr: String) -> ExecResponse {
         exit_signal: -1,
         stdout: String::new(),
         stderr,
+        truncated: false,
     }
 }
 
@@ -538,6 +542,7 @@ fn in_image(image: &PreparedImage, command: &str, args: &[String]) -> ExecRespon
         exit_signal: -1,
         stdout,
         stderr,
+        truncated: false,
     }
 }
 

@@ -462,3 +462,144 @@ async fn performance_machines_get_cores_of_their_own() {
     }
     rt.network().remove().unwrap();
 }
+
+/// Free bytes on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> u64 {
+    let s = rustix::fs::statvfs(path).unwrap();
+    s.f_bavail * s.f_frsize
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_cannot_fill_the_hosts_disk_nor_the_agents_memory() {
+    skip_unless!(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let state = tmp.path().join("state");
+    let (rt, _cleanup) = runtime(&state);
+    let mut spec = spec(&rootfs, "exec sleep 3600", 256);
+    spec.config.guest.rootfs_size_mb = Some(64);
+    rt.create(&spec).await.unwrap();
+    rt.start(&spec).await.unwrap();
+    root_writes_stop_at_the_quota(&rt, &spec, &state).await;
+    exec_output_is_capped(&rt, &spec).await;
+
+    // Stopped and destroyed: no mount and no loop device of the machine's layer is left.
+    rt.kill(&spec.id).await.unwrap();
+    wait_exit(&rt, &spec).await;
+    let layer = state.join("machines").join(spec.id.as_str()).join("layer");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&*layer.to_string_lossy()), "{mounts}");
+    rt.destroy(&spec.id).await.unwrap();
+    assert!(!layer.exists());
+    let loops = std::process::Command::new("losetup")
+        .arg("-a")
+        .output()
+        .unwrap();
+    let loops = String::from_utf8_lossy(&loops.stdout);
+    assert!(!loops.contains(spec.id.as_str()), "{loops}");
+    a_run_that_ended_unwatched_is_torn_down_on_reattach(&rt, &rootfs, &state).await;
+    rt.network().remove().unwrap();
+}
+
+/// Phase of the test above: a run that ended while no agent watched (found by `reattach`
+/// after an agent restart) gives back its layer's mount and loop device, and its exit report
+/// still says how it ended.
+async fn a_run_that_ended_unwatched_is_torn_down_on_reattach(
+    rt: &GvisorRuntime,
+    rootfs: &Path,
+    state: &Path,
+) {
+    let mut spec = spec(rootfs, "sleep 1; exit 3", 256);
+    spec.config.guest.rootfs_size_mb = Some(64);
+    rt.start(&spec).await.unwrap();
+    let layer = state.join("machines").join(spec.id.as_str()).join("layer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rt.reattach(&spec.id).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the machine did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&*layer.to_string_lossy()), "{mounts}");
+    assert_eq!(wait_exit(rt, &spec).await.exit_code, 3);
+    rt.destroy(&spec.id).await.unwrap();
+}
+
+/// Phase of the test above: writing 1 GB to the root filesystem fails with ENOSPC at the
+/// machine's 64 MB quota, and the host's disk does not hold the rest.
+async fn root_writes_stop_at_the_quota(
+    rt: &GvisorRuntime,
+    spec: &aloft_runtime::MachineSpec,
+    state: &Path,
+) {
+    let free_before = free_bytes(state);
+    assert!(
+        free_before > 3 << 30,
+        "the test needs 3 GB free on the host"
+    );
+    let out = rt
+        .exec(
+            &spec.id,
+            &[
+                "sh".into(),
+                "-c".into(),
+                "busybox dd if=/dev/zero of=/fill bs=1M count=1000; echo size=$(busybox wc -c < /fill)"
+                    .into(),
+            ],
+            None,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert!(
+        out.stderr.contains("No space left on device"),
+        "the write did not fail at the quota: {out:?}"
+    );
+    let size: u64 = out
+        .stdout
+        .trim()
+        .strip_prefix("size=")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(size <= 64 << 20, "the machine wrote {size} bytes");
+    // The host holds at most the quota of it (other writers on the host blur this: a margin).
+    let dropped = free_before.saturating_sub(free_bytes(state));
+    assert!(dropped < 512 << 20, "the host lost {dropped} bytes");
+}
+
+/// Phase of the test above: an exec writing 1 GB returns the first MiB of it, says so, and
+/// does so within a bounded time.
+async fn exec_output_is_capped(rt: &GvisorRuntime, spec: &aloft_runtime::MachineSpec) {
+    let t0 = Instant::now();
+    let out = rt
+        .exec(
+            &spec.id,
+            &[
+                "head".into(),
+                "-c".into(),
+                "1000000000".into(),
+                "/dev/zero".into(),
+            ],
+            None,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(out.truncated, "exit {} {}", out.exit_code, out.stderr);
+    assert_eq!(out.stdout.len(), aloft_types::api::EXEC_OUTPUT_CAP);
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    // The machine is still there and answers.
+    let out = rt
+        .exec(
+            &spec.id,
+            &["echo".into(), "ok".into()],
+            None,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!((out.stdout.as_str(), out.truncated), ("ok\n", false));
+}

@@ -154,6 +154,43 @@ async fn it_serves_and_execs(rt: &MicrovmRuntime, spec: &aloft_runtime::MachineS
     let ps = rt.ps(&spec.id).await.unwrap();
     assert!(ps.iter().any(|p| p.command.contains("httpd")), "{ps:?}");
     assert!(rt.stats(&spec.id).await.unwrap().memory_bytes > 0);
+    the_guest_is_bounded(rt, spec).await;
+}
+
+/// Phase of the test above: an exec's output is capped, and the guest's processes cannot
+/// write to the exit port (init holds it).
+async fn the_guest_is_bounded(rt: &MicrovmRuntime, spec: &aloft_runtime::MachineSpec) {
+    let t0 = Instant::now();
+    let out = rt
+        .exec(
+            &spec.id,
+            &["sh".into(), "-c".into(), "yes | head -c 1000000000".into()],
+            None,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert!(out.truncated, "exit {} {}", out.exit_code, out.stderr);
+    assert_eq!(out.stdout.len(), aloft_types::api::EXEC_OUTPUT_CAP);
+    eprintln!("1 GB exec answered in {:?}", t0.elapsed());
+    let forge = concat!(
+        "cd /sys/class/virtio-ports && for d in $(ls); do ",
+        "if [ \"$(cat $d/name)\" = aloft.exit ]; then ",
+        "echo '{\"exit_code\":42}' > /dev/$d && echo forged; fi; done",
+    );
+    let out = rt
+        .exec(
+            &spec.id,
+            &["sh".into(), "-c".into(), forge.into()],
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !out.stdout.contains("forged") && out.stderr.contains("busy"),
+        "{out:?}"
+    );
 }
 
 /// Phase of the test above: a new runtime object finds the guest running (returned).

@@ -532,7 +532,14 @@ pub struct ExecResponse {
     pub exit_signal: i32,
     pub stdout: String,
     pub stderr: String,
+    /// The command wrote more than 1 MiB to stdout or stderr: each holds its first MiB only,
+    /// and the command was ended when it passed that.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
+
+/// The most of each of stdout and stderr an exec keeps (1 MiB).
+pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
 
 /// One version of a machine's config (`GET .../versions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -31,7 +31,7 @@ pub(super) fn build_config(args: &RunArgs) -> Result<MachineConfig> {
         cpu_kind,
         cpus,
         memory_mb,
-        kernel_args: Vec::new(),
+        ..Guest::default()
     };
     let cmd = match &args.cmd {
         Some(c) => split_command(c).map_err(|e| anyhow!("--cmd: {e}"))?,

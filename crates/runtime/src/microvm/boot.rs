@@ -27,10 +27,11 @@ impl MicrovmRuntime {
         let tap = self.attach_tap(spec)?;
         let vm = self.vm_boot(spec);
         let cfg = init_config(spec, Some(guest_network(&tap)), Some(vm))?;
-        self.make_overlay(spec, &dir).await?;
+        let disk_bytes = self.make_overlay(spec, &dir).await?;
         self.write_initrd(spec, &dir, &cfg)?;
         let append = self.kernel_append(&spec.config.guest);
-        let mut cmd = self.qemu_command(&dir, &spec.config.guest, append, &tap);
+        let mut cmd = file_size_limit(disk_bytes)?;
+        cmd.extend(self.qemu_command(&dir, &spec.config.guest, append, &tap));
         let keys = volume_args(spec, &dir, &mut cmd)?;
         let pid = supervise::spawn(&self.opts.init_binary, &dir, None, &cmd)
             .await
@@ -82,9 +83,13 @@ impl MicrovmRuntime {
     }
 
     /// A fresh copy-on-write layer over the image's disk: every start begins from the image.
-    async fn make_overlay(&self, spec: &MachineSpec, dir: &Path) -> Result<(), RuntimeError> {
+    /// Returns the disk's size: the most the guest can write to its root.
+    async fn make_overlay(&self, spec: &MachineSpec, dir: &Path) -> Result<u64, RuntimeError> {
         let id = &spec.id;
         let disk = self.disk(spec).await?;
+        let disk_bytes = fs::metadata(&disk)
+            .map_err(io_err("reading the image's disk", id))?
+            .len();
         let overlay = dir.join("overlay.qcow2");
         let _ = fs::remove_file(&overlay);
         let out = tokio::process::Command::new(&self.qemu_img)
@@ -103,7 +108,7 @@ impl MicrovmRuntime {
                 ),
             });
         }
-        Ok(())
+        Ok(disk_bytes)
     }
 
     /// The cached initramfs with the machine's init config appended; the previous run's files
@@ -210,6 +215,22 @@ impl MicrovmRuntime {
         .map(OsString::from)
         .collect()
     }
+}
+
+/// `prlimit --fsize=N --`: QEMU runs with a file-size limit, so no file it writes for the guest
+/// grows past the guest's disk: the root overlay stays under it (a qcow2 holds its virtual size
+/// plus some metadata) and the exit port's file (only init's one report) could not grow past it
+/// either if a guest got hold of the port; QEMU is ended (SIGXFSZ) when it would.
+fn file_size_limit(disk_bytes: u64) -> Result<Vec<OsString>, RuntimeError> {
+    let prlimit = crate::gvisor::which("prlimit").ok_or_else(|| {
+        RuntimeError::Other("prlimit is not installed: apt-get install util-linux".into())
+    })?;
+    let limit = disk_bytes + disk_bytes / 8 + (64 << 20);
+    Ok(vec![
+        prlimit.into(),
+        format!("--fsize={limit}").into(),
+        "--".into(),
+    ])
 }
 
 /// The guest's `eth0`: the TAP lease's addresses and routes.

@@ -11,13 +11,18 @@
 //!   per-machine qcow2 overlay, recreated on every start.
 //! - Network: a TAP on the host bridge ([`crate::net`]); the guest configures `eth0` itself.
 //! - Control: a virtio-serial port (`aloft.control`, this host kernel has no vhost-vsock) carries
-//!   exec/signal/ps requests to init; a second port (`aloft.exit`) is a host file where init
-//!   writes its exit report; QMP stops the VM. The serial console is the machine's log.
+//!   exec/signal/ps requests to init (every line read back is bounded, [`crate::bounded`]); a
+//!   second port (`aloft.exit`) is a host file where init writes its exit report: init opens it
+//!   before the machine's process starts and holds it (a virtio port opens once), the host reads
+//!   only its first line, bounded, and QEMU runs with a file-size limit so that nothing the guest
+//!   writes there grows past the size of its disk. QMP stops the VM. The serial console is the
+//!   machine's log.
 //! - Acceleration: KVM when a stock kernel boots under it (probed once per host with a timeout,
 //!   because KVM-PVM hosts hang such kernels), else TCG emulation (slow: functional use only).
 //!   Under TCG every guest is told its TSC frequency, measured once per host ([`probe`]),
 //!   because the kernel's own calibration fails now and then there and the guest then hangs.
 
+use crate::bounded::{self, CONTROL_LINE_MAX};
 use crate::net::{HostNetwork, NetworkOptions};
 use crate::supervise;
 use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
@@ -33,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 
@@ -271,13 +276,13 @@ impl MicrovmRuntime {
                 serde_json::to_vec(&ControlRequest { id: req_id, op }).expect("serializable");
             line.push(b'\n');
             stream.get_mut().write_all(&line).await?;
-            let mut buf = String::new();
+            // Each line the guest sends is bounded: an overlong one drops the connection.
+            let mut buf = Vec::new();
             loop {
-                buf.clear();
-                if stream.read_line(&mut buf).await? == 0 {
+                if !bounded::read_line(stream, &mut buf, CONTROL_LINE_MAX).await? {
                     return Err(io::Error::other("the guest closed its control port"));
                 }
-                if let Ok(GuestMessage::Reply(r)) = serde_json::from_str(buf.trim())
+                if let Ok(GuestMessage::Reply(r)) = serde_json::from_slice(&buf)
                     && r.id == req_id
                 {
                     return Ok(r.result);
@@ -315,11 +320,7 @@ impl MicrovmRuntime {
                 // why, or there is none), or a process that ended at once or could not start
                 // at all (127: not found, 126: not runnable). Those are runs that ended, as in
                 // a container: `wait` says how and `exit_message` why.
-                let report = fs::read_to_string(dir.join("exit.json")).unwrap_or_default();
-                let report: Option<ExitReport> = report
-                    .lines()
-                    .find_map(|l| serde_json::from_str(l.trim()).ok());
-                match report {
+                match bounded::exit_report(&dir.join("exit.json")) {
                     Some(ExitReport { error: None, .. }) => break,
                     Some(ExitReport {
                         exit_code: 126 | 127,
@@ -365,25 +366,21 @@ impl MicrovmRuntime {
     async fn qmp_quit(&self, id: &MachineId) -> io::Result<()> {
         let s = UnixStream::connect(self.dir(id).join("qmp.sock")).await?;
         let mut s = BufReader::new(s);
-        let mut greeting = String::new();
-        s.read_line(&mut greeting).await?;
+        let mut line = Vec::new();
+        bounded::read_line(&mut s, &mut line, 64 << 10).await?;
         s.get_mut()
             .write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n")
             .await?;
-        let mut reply = String::new();
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_line(&mut reply)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            bounded::read_line(&mut s, &mut line, 64 << 10),
+        )
+        .await;
         Ok(())
     }
 
     fn exit_status(&self, id: &MachineId, process: supervise::ProcessExit) -> ExitStatus {
-        let report: Option<ExitReport> = fs::read_to_string(self.dir(id).join("exit.json"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .rev()
-                    .find_map(|l| serde_json::from_str(l.trim()).ok())
-            });
-        match report {
+        match bounded::exit_report(&self.dir(id).join("exit.json")) {
             Some(r) => ExitStatus {
                 exit_code: r.exit_code,
                 signal: r.signal,
@@ -576,11 +573,7 @@ impl Runtime for MicrovmRuntime {
     }
 
     async fn exit_message(&self, id: &MachineId) -> Option<String> {
-        let text = fs::read_to_string(self.dir(id).join("exit.json")).ok()?;
-        text.lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<ExitReport>(l.trim()).ok())?
-            .error
+        bounded::exit_report(&self.dir(id).join("exit.json"))?.error
     }
 
     async fn reattach(&self, id: &MachineId) -> Result<Option<Running>, RuntimeError> {

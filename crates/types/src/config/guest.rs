@@ -34,7 +34,16 @@ pub struct Guest {
     pub memory_mb: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_args: Vec<String>,
+    /// The most the machine may write to its root filesystem (MB, 64 to 65536), held on the
+    /// host as a quota; unset: 8 MB per MB of memory, at least 2048 and at most 20480. Writes
+    /// past it fail with "no space left on device" inside the machine. Volumes are for more
+    /// data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_size_mb: Option<u32>,
 }
+
+/// The smallest and largest `rootfs_size_mb`.
+pub const ROOTFS_SIZE_MB_RANGE: (u32, u32) = (64, 65536);
 
 fn one() -> u32 {
     1
@@ -50,6 +59,7 @@ impl Default for Guest {
             cpus: 1,
             memory_mb: 256,
             kernel_args: Vec::new(),
+            rootfs_size_mb: None,
         }
     }
 }
@@ -69,6 +79,14 @@ impl Guest {
             CpuKind::Shared => (256 * cpus, 2048 * cpus),
             CpuKind::Performance => (2048 * cpus, 8192 * cpus),
         }
+    }
+
+    /// The root filesystem's quota (MB): `rootfs_size_mb` when set, else 8 MB per MB of memory,
+    /// at least 2048 and at most 20480 (shared-cpu-1x with 256 MB: 2 GiB; 2 GB of memory:
+    /// 16 GiB).
+    pub fn rootfs_mb(&self) -> u32 {
+        self.rootfs_size_mb
+            .unwrap_or_else(|| self.memory_mb.saturating_mul(8).clamp(2048, 20480))
     }
 
     /// The reference's size name for this guest, e.g. `shared-cpu-1x`.
@@ -101,6 +119,54 @@ impl Guest {
                 allowed: vec![format!("{lo}..={hi} in steps of 256")],
             });
         }
+        let (lo, hi) = ROOTFS_SIZE_MB_RANGE;
+        if let Some(mb) = self.rootfs_size_mb
+            && !(lo..=hi).contains(&mb)
+        {
+            return Err(ApiError::Invalid {
+                message: format!(
+                    "config.guest.rootfs_size_mb: {mb} MB is not allowed; use {lo} to {hi} (or a volume for more data)"
+                ),
+                field: "config.guest.rootfs_size_mb".into(),
+                allowed: vec![format!("{lo}..={hi}")],
+            });
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_filesystem_quota_has_a_default_from_memory_and_a_range() {
+        let mb = |memory_mb, rootfs_size_mb| {
+            Guest {
+                memory_mb,
+                rootfs_size_mb,
+                ..Guest::default()
+            }
+            .rootfs_mb()
+        };
+        assert_eq!(mb(256, None), 2048);
+        assert_eq!(mb(1024, None), 8192);
+        assert_eq!(mb(2048, None), 16384);
+        assert_eq!(mb(16384, None), 20480);
+        assert_eq!(mb(256, Some(64)), 64);
+        let sized = |rootfs_size_mb| {
+            Guest {
+                rootfs_size_mb: Some(rootfs_size_mb),
+                ..Guest::default()
+            }
+            .validate()
+        };
+        assert!(sized(64).is_ok() && sized(65536).is_ok());
+        let e = sized(63).unwrap_err();
+        assert_eq!(
+            e.body().field.as_deref(),
+            Some("config.guest.rootfs_size_mb")
+        );
+        assert!(sized(65537).is_err());
     }
 }
