@@ -25,6 +25,7 @@ impl Api {
             data_dir: dir.path().join("cp"),
             internal_token: INTERNAL.into(),
             default_region: "local".into(),
+            hostnames: crate::HostnamePolicy::allow_any(),
         })
         .await
         .unwrap();

@@ -225,6 +225,7 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             internal_token: "internal".into(),
             default_region: "local".into(),
+            hostnames: aloft_control::HostnamePolicy::allow_any(),
         })
         .await
         .unwrap();
