@@ -31,6 +31,12 @@ pub(super) async fn exec(ctx: &Ctx, args: ExecArgs) -> Result<ExitCode> {
         print!("{}", resp.stdout);
         eprint!("{}", resp.stderr);
         std::io::stdout().flush()?;
+        if resp.truncated {
+            eprintln!(
+                "the output passed exec's limit (1 MiB of each stream): it was cut there and the \
+                 command ended; write bulk output to a file or a volume and read it in parts"
+            );
+        }
     }
     let code = match resp.exit_code {
         c @ 0..=255 => c,
