@@ -28,7 +28,10 @@ impl Directory for Fixed {
     }
 
     fn rtt_ms(&self, region: &str) -> Option<u64> {
-        region.len().is_multiple_of(2).then_some(region.len() as u64 * 7)
+        region
+            .len()
+            .is_multiple_of(2)
+            .then_some(region.len() as u64 * 7)
     }
 }
 
