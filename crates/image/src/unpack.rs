@@ -643,4 +643,6 @@ fn parse_pax_time(value: &str) -> Option<FileTime> {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
