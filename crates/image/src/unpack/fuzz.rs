@@ -253,3 +253,14 @@ proptest! {
         check(&entries);
     }
 }
+
+/// Found by fuzzing: a hard link `a` to `a/b` removed the directory `a` (the later entry wins)
+/// and with it its own target, and failed with an I/O error naming a host path; it is now
+/// refused as an unsafe entry.
+#[test]
+fn fuzz_unpack_regression_hard_link_to_a_file_under_itself() {
+    check(&[
+        ("a/b".into(), Kind::File(Vec::new())),
+        ("a".into(), Kind::HardLink("a/b".into())),
+    ]);
+}
