@@ -373,8 +373,12 @@ impl Unpacker<'_> {
                     .map_err(|e| self.stream_error(e))?
                     .ok_or_else(|| self.refuse(&raw, "a hard link without a target"))?;
                 let source = self.link_source(&target, &raw)?;
-                if source == full {
-                    return Err(self.refuse(&raw, "a hard link to itself"));
+                // Replacing `full` removes what is under it, the link's target included.
+                if source.starts_with(&full) {
+                    return Err(self.refuse(
+                        &raw,
+                        "a hard link to itself or to a file under its own path",
+                    ));
                 }
                 self.remove_existing(&full)?;
                 fs::hard_link(&source, &full)
@@ -642,5 +646,7 @@ fn parse_pax_time(value: &str) -> Option<FileTime> {
     Some(FileTime::from_unix_time(secs.max(0), nanos))
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,10 @@
 
 use std::time::Duration;
 
+/// The longest a replayed request may wait for its target (`timeout=`): longer values are
+/// refused (a huge one once overflowed the proxy's deadline arithmetic).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// What to do when the replay's target cannot take the request within its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fallback {
@@ -84,10 +88,12 @@ pub fn parse(value: &str) -> Result<Replay, String> {
             }
             "state" => r.state = Some(v.to_string()),
             "timeout" => {
-                r.timeout = Some(
-                    aloft_types::time::parse_duration(v)
-                        .map_err(|e| format!("timeout=`{v}`: {e}"))?,
-                );
+                let timeout = aloft_types::time::parse_duration(v)
+                    .map_err(|e| format!("timeout=`{v}`: {e}"))?;
+                if timeout > MAX_TIMEOUT {
+                    return Err(format!("timeout=`{v}` is too long: at most 5m"));
+                }
+                r.timeout = Some(timeout);
             }
             "fallback" => {
                 r.fallback = Some(match v {

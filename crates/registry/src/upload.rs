@@ -190,12 +190,14 @@ impl Uploads {
         };
         let failure = match copied {
             Ok(Ok(len)) => match range {
-                Some((start, end)) if end.checked_sub(start).map(|n| n + 1) != Some(len) => {
+                Some((start, end))
+                    if end.checked_sub(start).and_then(|n| n.checked_add(1)) != Some(len) =>
+                {
                     RegistryError::api(
                         ErrorCode::SizeInvalid,
                         format!(
                             "Content-Range {start}-{end} announces {} bytes but the body had {len}; send the chunk again",
-                            end.saturating_sub(start) + 1
+                            end.saturating_sub(start).saturating_add(1)
                         ),
                     )
                 }

@@ -66,11 +66,15 @@ impl TarGuard {
         Ok(())
     }
 
-    /// A complete block where a header (or a sparse extension block) was expected.
+    /// A complete block where a header (or a sparse extension block) was expected. Fields are
+    /// read with the `tar` crate's own parsers and its rules are followed (which headers are
+    /// extensions, which entry a PAX `size` applies to), so that both find the same headers.
     fn block(&mut self, h: &[u8]) -> Result<(), u64> {
         if let Some(size) = self.sparse_then {
-            // old GNU sparse extension block: byte 504 says whether another one follows
-            if h[504] == 0 {
+            // old GNU sparse extension block: another follows while its flag is 1
+            let mut ext = tar::GnuExtSparseHeader::new();
+            ext.as_mut_bytes().copy_from_slice(h);
+            if !ext.is_extended() {
                 self.sparse_then = None;
                 self.next_header = self.pos + size.div_ceil(BLOCK) * BLOCK;
             }
@@ -79,15 +83,20 @@ impl TarGuard {
         if h.iter().all(|b| *b == 0) {
             return Ok(()); // end-of-archive (or padding) block
         }
-        let Some(size) = valid(h).then(|| octal_or_binary(&h[124..136])).flatten() else {
+        let header = tar::Header::from_byte_slice(h);
+        let Some(size) = valid(header).then(|| header.entry_size().ok()).flatten() else {
             self.lost = true;
             return Ok(());
         };
         let kind = h[156];
-        if matches!(kind, b'x' | b'g' | b'L' | b'K') {
-            if size > MAX_EXTENDED_HEADER {
-                return Err(size);
-            }
+        if matches!(kind, b'x' | b'g' | b'L' | b'K') && size > MAX_EXTENDED_HEADER {
+            return Err(size);
+        }
+        // The tar crate takes `x`, `L` and `K` as extensions of the next entry only in GNU and
+        // ustar headers; anything else (`g` included) is an entry, which uses up a pending PAX
+        // `size` but keeps its own.
+        let recognized = header.as_gnu().is_some() || header.as_ustar().is_some();
+        if recognized && matches!(kind, b'x' | b'L' | b'K') {
             if kind == b'x' {
                 self.pax = Some(Vec::with_capacity(size as usize));
                 self.pax_end = self.pos + size;
@@ -95,8 +104,13 @@ impl TarGuard {
             self.next_header = self.pos + size.div_ceil(BLOCK) * BLOCK;
             return Ok(());
         }
-        let size = self.pax_size.take().unwrap_or(size);
-        if kind == b'S' && h[482] != 0 {
+        let pax_size = self.pax_size.take();
+        let size = if matches!(kind, b'x' | b'g' | b'L' | b'K') {
+            size
+        } else {
+            pax_size.unwrap_or(size)
+        };
+        if kind == b'S' && header.as_gnu().is_some_and(|g| g.is_extended()) {
             self.sparse_then = Some(size);
             return Ok(());
         }
@@ -105,60 +119,33 @@ impl TarGuard {
     }
 }
 
-/// Whether the header checksum (bytes 148..156, summed as if spaces) is right.
-fn valid(h: &[u8]) -> bool {
-    let Some(want) = octal_or_binary(&h[148..156]) else {
-        return false;
-    };
-    let sum: u64 = h
+/// Whether the header checksum is right, as the tar crate checks it (the checksum field
+/// summed as if spaces).
+fn valid(header: &tar::Header) -> bool {
+    let bytes = header.as_bytes();
+    let sum: u64 = bytes[..148]
         .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(*b)
-            }
-        })
-        .sum();
-    sum == want
+        .chain(&bytes[156..])
+        .map(|b| u64::from(*b))
+        .sum::<u64>()
+        + 8 * 32;
+    header.cksum().is_ok_and(|want| u64::from(want) == sum)
 }
 
-/// A numeric header field: octal text, or GNU base-256 when the top bit is set.
-fn octal_or_binary(field: &[u8]) -> Option<u64> {
-    if field.first().is_some_and(|b| b & 0x80 != 0) {
-        let mut v: u64 = u64::from(field[0] & 0x7f);
-        for b in &field[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(*b))?;
+/// The `size` of PAX extended header content, as the tar crate reads it: the first `size`
+/// record, and none if a record before it is malformed or its value is not a number.
+fn pax_size(content: &[u8]) -> Option<u64> {
+    for record in tar::PaxExtensions::new(content) {
+        let record = record.ok()?;
+        if record.key() == Ok("size") {
+            return record.value().ok()?.parse().ok();
         }
-        return Some(v);
     }
-    let text = std::str::from_utf8(field).ok()?;
-    let text = text.trim_matches(|c: char| c == ' ' || c == '\0');
-    if text.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(text, 8).ok()
+    None
 }
 
-/// The `size` record of PAX extended header content (`<len> size=<n>\n` records).
-fn pax_size(mut content: &[u8]) -> Option<u64> {
-    let mut size = None;
-    while !content.is_empty() {
-        let space = content.iter().position(|b| *b == b' ')?;
-        let len: usize = std::str::from_utf8(&content[..space]).ok()?.parse().ok()?;
-        if len <= space || len > content.len() {
-            return size;
-        }
-        let record = &content[space + 1..len];
-        if let Some(value) = record.strip_prefix(b"size=") {
-            let value = std::str::from_utf8(value).ok()?.trim_end_matches('\n');
-            size = value.parse().ok();
-        }
-        content = &content[len..];
-    }
-    size
-}
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -249,7 +236,6 @@ mod tests {
     fn gives_up_quietly_on_what_it_does_not_understand() {
         let g = feed_all(&[0xabu8; 2048], 512).unwrap();
         assert!(g.lost);
-        assert_eq!(octal_or_binary(b"0000644\0"), Some(0o644));
-        assert_eq!(octal_or_binary(&[0x80, 0, 0, 0, 0, 0, 1, 0]), Some(256));
+        assert!(!valid(tar::Header::from_byte_slice(&[0xab; 512])));
     }
 }
