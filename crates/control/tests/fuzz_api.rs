@@ -135,6 +135,7 @@ async fn start() -> Server {
         data_dir: dir.path().join("cp"),
         internal_token: "internal-secret".into(),
         default_region: "local".into(),
+        hostnames: Default::default(),
     })
     .await
     .expect("open");
