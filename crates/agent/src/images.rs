@@ -331,10 +331,11 @@ impl Agent {
         Ok(Some((image.image_ref(), pinned)))
     }
 
-    /// Pulls `reference`, or finds it on this host, showing the progress on the machine. Without
-    /// credentials the registry is never asked: only the image the machine's record is `pinned`
-    /// to (pulled for it before, with its caller's credentials) will do, never an image by a
-    /// name or digest nobody has checked this machine's org may read.
+    /// Pulls `reference`, or finds it on this host, showing the progress on the machine. The
+    /// image the machine's record is `pinned` to (pulled for it before, with its caller's
+    /// credentials) is used from the host without asking the registry. Anything else needs
+    /// credentials and the registry's word: never an image by a name or digest nobody has
+    /// checked this machine's org may read.
     async fn fetch(
         &self,
         store: &ImageStore,
@@ -349,17 +350,18 @@ impl Agent {
             reference: reference.to_string(),
             error,
         };
-        let Some(creds) = creds.map(|c| self.for_registry(reference, c)) else {
-            let not_cached = || ImageFailure::NotCached {
-                reference: reference.to_string(),
-            };
-            if !pinned {
-                return Err(not_cached());
+        // The image a record is pinned to was pulled (access checked) for this machine's org:
+        // while it is on the host it needs no registry (which may have moved or be down).
+        if pinned {
+            match store.on_host(reference, &progress).await {
+                Err(ImageError::ImageNotFound { .. }) => {}
+                r => return r.map_err(failed),
             }
-            return match store.on_host(reference, progress).await {
-                Err(ImageError::ImageNotFound { .. }) => Err(not_cached()),
-                r => r.map_err(failed),
-            };
+        }
+        let Some(creds) = creds.map(|c| self.for_registry(reference, c)) else {
+            return Err(ImageFailure::NotCached {
+                reference: reference.to_string(),
+            });
         };
         store
             .pull_pinned(reference, &creds, progress)

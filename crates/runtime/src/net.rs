@@ -316,19 +316,25 @@ impl HostNetwork {
     /// Checked when the network is opened and again at every machine's attach, so that of two
     /// clouds started while the bridge was empty, the second to attach a machine is refused.
     /// A bridge that does not exist yet has nothing to claim.
+    ///
+    /// Read with `ip` in this process's network namespace, not through `/sys`, which shows the
+    /// namespace it was mounted in (a `dev cluster` host runs in a namespace of its own).
     fn claim_bridge(&self) -> Result<(), NetError> {
         let br = &self.opts.bridge;
-        let sys = Path::new("/sys/class/net").join(br);
-        if !sys.exists() {
+        let Ok(shown) = ip(&["link", "show", "dev", br]) else {
             return Ok(());
-        }
-        let alias = fs::read_to_string(sys.join("ifalias")).unwrap_or_default();
-        let alias = alias.trim_end_matches('\n');
+        };
+        let alias = shown
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("alias "))
+            .unwrap_or_default();
         if alias == self.owner {
             return Ok(());
         }
         if let Some(other) = alias.strip_prefix(OWNER_PREFIX) {
-            let ports = fs::read_dir(sys.join("brif")).map_or(0, |d| d.count());
+            let ports = ip(&["-o", "link", "show", "master", br]).map_or(0, |out| {
+                out.lines().filter(|l| !l.trim().is_empty()).count()
+            });
             if ports > 0 {
                 return Err(NetError::OtherCloud {
                     bridge: br.clone(),
