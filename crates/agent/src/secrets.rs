@@ -81,15 +81,24 @@ impl SecretSource for ControlPlaneSecrets {
 impl ControlPlaneSecrets {
     /// A JSON answer of the control plane's internal API.
     async fn get<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
-        self.get_optional(url)
+        self.get_if(url, false)
             .await?
-            .ok_or_else(|| format!("{url} answered 404 Not Found"))
+            .ok_or_else(|| format!("{url} answered nothing"))
     }
 
     /// A JSON answer of the control plane's internal API, `None` for a 404.
     async fn get_optional<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
+    ) -> Result<Option<T>, String> {
+        self.get_if(url, true).await
+    }
+
+    /// A JSON answer; `None` for a 404 when `absent_ok`, else every failure is an error.
+    async fn get_if<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        absent_ok: bool,
     ) -> Result<Option<T>, String> {
         let resp = self
             .http
@@ -98,7 +107,7 @@ impl ControlPlaneSecrets {
             .send()
             .await
             .map_err(|e| format!("asking {url}: {e}"))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        if absent_ok && resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !resp.status().is_success() {

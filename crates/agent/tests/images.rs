@@ -886,3 +886,50 @@ async fn prune_keeps_the_images_machines_use() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// A control plane that does not answer for registry logins.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl aloft_agent::secrets::SecretSource for Unreachable {
+    async fn secrets(
+        &self,
+        _app: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        Err("connection refused".into())
+    }
+
+    async fn volume(&self, id: &str) -> Result<aloft_types::api::VolumeAccess, String> {
+        Err(format!("no volume {id} here"))
+    }
+
+    async fn registry_login(
+        &self,
+        _org: &str,
+        _host: &str,
+    ) -> Result<Option<aloft_agent::secrets::RegistryLogin>, String> {
+        Err("connection refused to http://10.1.2.3:4280".into())
+    }
+}
+
+/// When the org's login cannot be asked of the control plane, the pull fails and says to start
+/// again; the registry is not tried anonymously, and the control plane's address is not shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_login_lookup_no_pull() {
+    let own = TestRegistry::start().await;
+    let (elsewhere, seen) = collector().await;
+    let deps = aloft_agent::AgentDeps {
+        secrets: Some(Arc::new(Unreachable)),
+        ..Default::default()
+    };
+    let t = TestAgent::with_images_and_deps(own.image_config(), deps).await;
+    let id = create_ok(&t, json!({"image": format!("{elsewhere}/personal/app:v1")})).await;
+    assert_eq!(settled(&t, &id).await["state"], "failed");
+    let msg = last_message(&t, &id).await;
+    assert!(
+        msg.contains("control plane did not answer") && msg.contains("aloft machine start"),
+        "{msg}"
+    );
+    assert!(!msg.contains("10.1.2.3"), "{msg}");
+    assert!(seen.lock().is_empty(), "the registry was not asked");
+}
