@@ -6,10 +6,14 @@
 //!   machine request (`x-aloft-registry-token`). The agent uses it in memory, for the pulls that
 //!   request triggers (create's launch, start, restart, update), and never stores it. The token
 //!   goes only to aloft's own registry (`AgentConfig::registry`): an image on any other registry
-//!   is pulled anonymously, so an image reference cannot hand the org's token to a registry
-//!   the tenant runs. Starts the agent makes on its own (restart policy, finishing an
-//!   operation after an agent restart) have no token: they use the image the record is pinned
-//!   to, if it is still on the host, and nothing else (not an image found by name or by a
+//!   is pulled with the org's stored login for exactly that registry host (`aloft registry
+//!   login`, asked of the control plane for that pull and never kept), or anonymously when the
+//!   org stored none, so an image reference cannot hand the org's token (or its login for
+//!   another registry) to a registry the tenant runs. A deploy token's pulls use the org's
+//!   logins too: they are the org's, and the deploy token cannot read or change them.
+//!   Starts the agent makes on its own (restart policy, finishing an operation after an agent
+//!   restart) have no token: they use the image the record is pinned to, if it is still on the
+//!   host, and nothing else (not an image found by name or by a
 //!   digest nobody checked the org may read); otherwise the machine fails with an event saying
 //!   to start it again, which brings a token.
 //! - **Pinning.** Once a version's image is pulled, the record names it by manifest digest
@@ -59,7 +63,13 @@ pub(crate) enum ImageFailure {
     Pull {
         reference: String,
         error: ImageError,
+        /// The registry host, when it is not aloft's own (its credentials are the org's
+        /// stored login for it).
+        third_party: Option<String>,
     },
+    /// The org's login for the image's registry could not be asked of the control plane (the
+    /// cause is logged: it names the control plane's address).
+    Login { reference: String },
     /// The image is not on this host and this start, made by the agent itself, has no registry
     /// credentials to pull it.
     NotCached { reference: String },
@@ -75,8 +85,16 @@ impl ImageFailure {
         let start = format!("aloft machine start {} -a {}", rec.id, rec.app);
         match self {
             ImageFailure::Reference(e) => format!("config.image: {e}"),
-            ImageFailure::Pull { reference, error } => {
+            ImageFailure::Pull {
+                reference,
+                error,
+                third_party,
+            } => {
                 let hint = match error {
+                    ImageError::Unauthorized { .. } if third_party.is_some() => format!(
+                        "; images on {host} are pulled with the org's login for that host: store one with `aloft registry login {host} --username USER --password-stdin` (one that may read this repository)",
+                        host = third_party.as_deref().unwrap_or_default()
+                    ),
                     ImageError::NotFound { .. } => format!(
                         "; push it first (e.g. `skopeo copy oci:DIR:TAG docker://{reference}`) or give the machine an image that exists"
                     ),
@@ -88,6 +106,9 @@ impl ImageFailure {
                 };
                 format!("pulling image {reference} failed: {error}{hint}")
             }
+            ImageFailure::Login { reference } => format!(
+                "pulling image {reference} needs the org's login for its registry, and the control plane did not answer: start the machine again once it does (`{start}`)"
+            ),
             ImageFailure::NotCached { reference } => format!(
                 "image {reference} is not on this host (it was pruned, or never pulled) and this start has no registry credentials to pull it (restarts the agent makes by itself have none): start the machine yourself (`{start}`), which pulls it with your org token"
             ),
@@ -106,6 +127,7 @@ impl ImageFailure {
             }
             ImageFailure::Process(_) => ApiError::invalid("config.init", message),
             ImageFailure::Store(e) => e,
+            ImageFailure::Login { .. } => ApiError::Unavailable(message),
             ImageFailure::Pull { error, .. } => match error {
                 ImageError::RegistryUnavailable { .. }
                 | ImageError::RegistryStatus { .. }
@@ -267,7 +289,14 @@ impl Agent {
         };
         // Held until the record names the image and its ext4 image is built.
         let (image, _in_use) = self
-            .fetch(store, &m.slot, &reference, creds, pinned.is_some())
+            .fetch(
+                store,
+                &m.slot,
+                &reference,
+                &m.rec.org,
+                creds,
+                pinned.is_some(),
+            )
             .await?;
         let image_ref = ImageRef {
             registry: reference.registry,
@@ -294,6 +323,7 @@ impl Agent {
                     .map_err(|error| ImageFailure::Pull {
                         reference: image_ref_string(m.rec.image_ref.as_ref().expect("set above")),
                         error,
+                        third_party: None,
                     })?,
             )
         } else {
@@ -323,7 +353,9 @@ impl Agent {
         let reference = self
             .reference(&config.image, &m.rec.org)
             .map_err(ImageFailure::Reference)?;
-        let (image, pinned) = self.fetch(store, &m.slot, &reference, creds, false).await?;
+        let (image, pinned) = self
+            .fetch(store, &m.slot, &reference, &m.rec.org, creds, false)
+            .await?;
         image
             .config
             .process(config)
@@ -341,14 +373,18 @@ impl Agent {
         store: &ImageStore,
         slot: &Arc<Slot>,
         reference: &Reference,
+        org: &str,
         creds: Option<&Credentials>,
         pinned: bool,
     ) -> Result<(Image, Pinned), ImageFailure> {
         let shown = Shown(slot.clone());
         let progress = |p: PullProgress| shown.0.set_pull(Some(pull_json(&p)));
+        let third_party =
+            (!self.own_registry(reference)).then(|| reference.registry.to_ascii_lowercase());
         let failed = |error| ImageFailure::Pull {
             reference: reference.to_string(),
             error,
+            third_party: third_party.clone(),
         };
         // The image a record is pinned to was pulled (access checked) for this machine's org:
         // while it is on the host it needs no registry (which may have moved or be down).
@@ -358,10 +394,23 @@ impl Agent {
                 r => return r.map_err(failed),
             }
         }
-        let Some(creds) = creds.map(|c| self.for_registry(reference, c)) else {
+        let Some(org_creds) = creds else {
             return Err(ImageFailure::NotCached {
                 reference: reference.to_string(),
             });
+        };
+        let creds = match &third_party {
+            None => org_creds.clone(),
+            Some(host) => {
+                self.registry_login(org, host)
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(%reference, %error, "cannot ask the control plane for the org's registry login");
+                        ImageFailure::Login {
+                            reference: reference.to_string(),
+                        }
+                    })?
+            }
         };
         store
             .pull_pinned(reference, &creds, progress)
@@ -369,17 +418,23 @@ impl Agent {
             .map_err(failed)
     }
 
-    /// The credentials a pull from `reference`'s registry gets: the caller's org token for
-    /// aloft's own registry, nothing for any other.
-    fn for_registry(&self, reference: &Reference, org: &Credentials) -> Credentials {
-        if reference
+    /// Whether `reference` names aloft's own registry (the only one the org token goes to).
+    fn own_registry(&self, reference: &Reference) -> bool {
+        reference
             .registry
             .eq_ignore_ascii_case(&self.config().registry)
-        {
-            org.clone()
-        } else {
-            Credentials::None
-        }
+    }
+
+    /// The credentials a pull from the third-party registry `host` gets: the org's stored login
+    /// for exactly that host, or none (anonymous).
+    async fn registry_login(&self, org: &str, host: &str) -> Result<Credentials, String> {
+        Ok(match self.secrets().registry_login(org, host).await? {
+            Some(login) => Credentials::Basic {
+                username: login.username,
+                password: login.password,
+            },
+            None => Credentials::None,
+        })
     }
 
     /// `GET /internal/v1/images`: the images on this host and the machines that use them.

@@ -1,6 +1,7 @@
-//! App secrets and volume keys for the machines this host starts: asked of the control plane
-//! (`GET {cp}/internal/v1/apps/{app}/secrets`, `GET {cp}/internal/v1/volumes/{id}`, internal
-//! token) at every start. Secrets are added to the machine's environment, never to its config
+//! App secrets, volume keys and registry logins for the machines this host starts: asked of the
+//! control plane (`GET {cp}/internal/v1/apps/{app}/secrets`, `GET {cp}/internal/v1/volumes/{id}`,
+//! `GET {cp}/internal/v1/orgs/{org}/registry-credentials/{host}`, internal token) at every start
+//! (logins: at every pull from a registry that is not aloft's own; never kept). Secrets are added to the machine's environment, never to its config
 //! (the API never shows them); volume keys are kept in memory only (see the `volumes` module).
 //!
 //! Availability first: when the control plane does not answer, the last values this agent got for
@@ -24,7 +25,18 @@ pub trait SecretSource: Send + Sync {
 
     /// A volume's size, host and key.
     async fn volume(&self, id: &str) -> Result<VolumeAccess, String>;
+
+    /// The org's stored login (`aloft registry login`) for exactly the registry `host`, `None`
+    /// when it stored none. Asked for each pull from a registry that is not aloft's own, never
+    /// kept. Sources that know of no logins have none.
+    async fn registry_login(&self, org: &str, host: &str) -> Result<Option<RegistryLogin>, String> {
+        let _ = (org, host);
+        Ok(None)
+    }
 }
+
+/// A username and password for one registry host.
+pub type RegistryLogin = aloft_types::api::RegistryLoginRequest;
 
 /// The control plane's internal endpoint.
 pub struct ControlPlaneSecrets {
@@ -56,11 +68,38 @@ impl SecretSource for ControlPlaneSecrets {
         self.get(&format!("{}/internal/v1/volumes/{id}", self.url))
             .await
     }
+
+    async fn registry_login(&self, org: &str, host: &str) -> Result<Option<RegistryLogin>, String> {
+        let url = format!(
+            "{}/internal/v1/orgs/{org}/registry-credentials/{host}",
+            self.url
+        );
+        self.get_optional(&url).await
+    }
 }
 
 impl ControlPlaneSecrets {
     /// A JSON answer of the control plane's internal API.
     async fn get<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+        self.get_if(url, false)
+            .await?
+            .ok_or_else(|| format!("{url} answered nothing"))
+    }
+
+    /// A JSON answer of the control plane's internal API, `None` for a 404.
+    async fn get_optional<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<Option<T>, String> {
+        self.get_if(url, true).await
+    }
+
+    /// A JSON answer; `None` for a 404 when `absent_ok`, else every failure is an error.
+    async fn get_if<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        absent_ok: bool,
+    ) -> Result<Option<T>, String> {
         let resp = self
             .http
             .get(url)
@@ -68,12 +107,18 @@ impl ControlPlaneSecrets {
             .send()
             .await
             .map_err(|e| format!("asking {url}: {e}"))?;
+        if absent_ok && resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !resp.status().is_success() {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
             return Err(format!("{url} answered {status}: {}", body.trim()));
         }
-        resp.json().await.map_err(|e| format!("reading {url}: {e}"))
+        resp.json()
+            .await
+            .map(Some)
+            .map_err(|e| format!("reading {url}: {e}"))
     }
 }
 
@@ -124,6 +169,19 @@ impl Secrets {
                     ),
                 }
             }
+        }
+    }
+
+    /// The org's stored login for exactly registry `host`, asked fresh for each pull (no copy is
+    /// kept: a logout takes effect at the next pull). `Err` says why it could not be asked.
+    pub async fn registry_login(
+        &self,
+        org: &str,
+        host: &str,
+    ) -> Result<Option<RegistryLogin>, String> {
+        match &self.source {
+            Some(source) => source.registry_login(org, host).await,
+            None => Ok(None),
         }
     }
 

@@ -71,8 +71,13 @@ struct TestRegistry {
 
 impl TestRegistry {
     async fn start() -> TestRegistry {
+        Self::start_with(&[(ORG_TOKEN, "personal"), (OTHER_TOKEN, "other")]).await
+    }
+
+    /// A registry that accepts `tokens` (password -> org) as Basic passwords.
+    async fn start_with(tokens: &[(&str, &str)]) -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
-        let tokens = StaticTokens::new([(ORG_TOKEN, "personal"), (OTHER_TOKEN, "other")]);
+        let tokens = StaticTokens::new(tokens.iter().copied());
         let registry = Registry::open(
             RegistryConfig::new(dir.path().join("data")),
             Arc::new(tokens),
@@ -468,6 +473,140 @@ async fn the_org_token_goes_only_to_the_own_registry() {
     );
 }
 
+/// A control plane holding one org's login for one registry host, recording what it was asked.
+struct Logins {
+    org: &'static str,
+    host: String,
+    asked: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait::async_trait]
+impl aloft_agent::secrets::SecretSource for Logins {
+    async fn secrets(
+        &self,
+        _app: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        Ok(Default::default())
+    }
+
+    async fn volume(&self, id: &str) -> Result<aloft_types::api::VolumeAccess, String> {
+        Err(format!("no volume {id} here"))
+    }
+
+    async fn registry_login(
+        &self,
+        org: &str,
+        host: &str,
+    ) -> Result<Option<aloft_agent::secrets::RegistryLogin>, String> {
+        self.asked.lock().push((org.to_string(), host.to_string()));
+        Ok(
+            (org == self.org && host == self.host).then(|| aloft_agent::secrets::RegistryLogin {
+                username: "robot".into(),
+                password: THIRD_PARTY_PASSWORD.into(),
+            }),
+        )
+    }
+}
+
+/// The password the third-party registry accepts (and aloft's own does not).
+const THIRD_PARTY_PASSWORD: &str = "third-party-robot-password";
+
+/// A registry that asks for Basic credentials and records every Authorization it gets.
+async fn collector() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let record = record.clone();
+        async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+            record.lock().push(auth.unwrap_or("-").to_string());
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", r#"Basic realm="collector""#)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (host, seen)
+}
+
+/// Stored registry logins (issue 15, item 5): a pull from a third-party registry uses the org's
+/// login for exactly that host, asked of the control plane for that pull; an org without one
+/// pulls anonymously and is told to `aloft registry login <host>`; a login for host A never
+/// goes to host B; the org token goes to neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_party_registries_get_the_orgs_login_for_them_only() {
+    let own = TestRegistry::start().await;
+    // The third-party registry: a private one that knows the login's password (and ORG_TOKEN
+    // only to push the image; the agent must not send it there).
+    let private =
+        TestRegistry::start_with(&[(ORG_TOKEN, "personal"), (THIRD_PARTY_PASSWORD, "personal")])
+            .await;
+    private.push(app_image(), "personal/app", "v1").await;
+    let (elsewhere, seen) = collector().await;
+    let logins = Arc::new(Logins {
+        org: "personal",
+        host: private.host.clone(),
+        asked: Mutex::default(),
+    });
+    let deps = aloft_agent::AgentDeps {
+        secrets: Some(logins.clone()),
+        ..Default::default()
+    };
+    let t = TestAgent::with_images_and_deps(own.image_config(), deps).await;
+
+    // With the org's login for that host: the pull succeeds with it.
+    let image = format!("{}/personal/app:v1", private.host);
+    let id = create_ok(&t, json!({"image": image})).await;
+    let m = settled(&t, &id).await;
+    assert_eq!(m["state"], "started", "{}", last_message(&t, &id).await);
+    assert_eq!(
+        stdout(&t, &id, &["cat", "/app/app.conf"]).await,
+        "greeting=hello\n"
+    );
+    assert_eq!(
+        logins.asked.lock().clone(),
+        [("personal".to_string(), private.host.clone())],
+        "asked for exactly that org and host"
+    );
+
+    // Another registry: the login for the first is not sent (nor the org token).
+    let id = create_ok(&t, json!({"image": format!("{elsewhere}/personal/app:v1")})).await;
+    assert_eq!(settled(&t, &id).await["state"], "failed");
+    let msg = last_message(&t, &id).await;
+    assert!(
+        msg.contains(&format!("aloft registry login {elsewhere}")),
+        "{msg}"
+    );
+    let seen = seen.lock().clone();
+    assert!(!seen.is_empty(), "the other registry was asked");
+    assert!(
+        seen.iter().all(|a| a == "-"),
+        "no credentials went to another registry: {seen:?}"
+    );
+
+    // Another org, with no login for the private registry: anonymous, refused, told what to do.
+    let rb = t
+        .req(Method::POST, &t.machines())
+        .header(ORG_HEADER, "other")
+        .header(REGISTRY_TOKEN_HEADER, OTHER_TOKEN)
+        .json(&json!({"config": {"image": image}}));
+    let (status, m) = t.send(rb).await;
+    assert_eq!(status, 200, "{m}");
+    let id = m["id"].as_str().unwrap();
+    assert_eq!(settled(&t, id).await["state"], "failed");
+    let msg = last_message(&t, id).await;
+    assert!(
+        msg.contains(&format!(
+            "aloft registry login {} --username USER --password-stdin",
+            private.host
+        )),
+        "{msg}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_show_progress_and_fetch_each_layer_once() {
     let reg = TestRegistry::start().await;
@@ -746,4 +885,51 @@ async fn prune_keeps_the_images_machines_use() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+}
+
+/// A control plane that does not answer for registry logins.
+struct Unreachable;
+
+#[async_trait::async_trait]
+impl aloft_agent::secrets::SecretSource for Unreachable {
+    async fn secrets(
+        &self,
+        _app: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        Err("connection refused".into())
+    }
+
+    async fn volume(&self, id: &str) -> Result<aloft_types::api::VolumeAccess, String> {
+        Err(format!("no volume {id} here"))
+    }
+
+    async fn registry_login(
+        &self,
+        _org: &str,
+        _host: &str,
+    ) -> Result<Option<aloft_agent::secrets::RegistryLogin>, String> {
+        Err("connection refused to http://10.1.2.3:4280".into())
+    }
+}
+
+/// When the org's login cannot be asked of the control plane, the pull fails and says to start
+/// again; the registry is not tried anonymously, and the control plane's address is not shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_login_lookup_no_pull() {
+    let own = TestRegistry::start().await;
+    let (elsewhere, seen) = collector().await;
+    let deps = aloft_agent::AgentDeps {
+        secrets: Some(Arc::new(Unreachable)),
+        ..Default::default()
+    };
+    let t = TestAgent::with_images_and_deps(own.image_config(), deps).await;
+    let id = create_ok(&t, json!({"image": format!("{elsewhere}/personal/app:v1")})).await;
+    assert_eq!(settled(&t, &id).await["state"], "failed");
+    let msg = last_message(&t, &id).await;
+    assert!(
+        msg.contains("control plane did not answer") && msg.contains("aloft machine start"),
+        "{msg}"
+    );
+    assert!(!msg.contains("10.1.2.3"), "{msg}");
+    assert!(seen.lock().is_empty(), "the registry was not asked");
 }

@@ -117,3 +117,70 @@ async fn a_machine_restarted_at_agent_start_has_its_secrets_and_internal_dns() {
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["stdout"], "nameserver fdaa::3\n", "{out}");
 }
+
+/// The control plane's client asks for a registry login at the control plane's internal path
+/// with the internal token, reads a 404 as "no login" (anonymous pull) and any other failure as
+/// an error (the pull fails; it is never tried anonymously instead).
+#[tokio::test]
+async fn registry_logins_are_asked_of_the_control_plane_per_org_and_host() {
+    use aloft_agent::secrets::ControlPlaneSecrets;
+    use axum::extract::Path;
+    use axum::http::{HeaderMap, StatusCode};
+    let cp = axum::Router::new().route(
+        "/internal/v1/orgs/{org}/registry-credentials/{host}",
+        axum::routing::get(
+            |Path((org, host)): Path<(String, String)>, headers: HeaderMap| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                if auth != Some("Bearer internal") {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                match (org.as_str(), host.as_str()) {
+                    ("acme", "ghcr.io") => (
+                        StatusCode::OK,
+                        json!({"username": "bot", "password": "pw"}).to_string(),
+                    ),
+                    ("acme", "broken.example") => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                    }
+                    _ => (StatusCode::NOT_FOUND, "{}".to_string()),
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, cp).await.unwrap() });
+
+    let source = ControlPlaneSecrets::new(&url, "internal").unwrap();
+    let login = source
+        .registry_login("acme", "ghcr.io")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (login.username.as_str(), login.password.as_str()),
+        ("bot", "pw")
+    );
+    assert!(
+        source
+            .registry_login("evil", "ghcr.io")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        source
+            .registry_login("acme", "other.io")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        source
+            .registry_login("acme", "broken.example")
+            .await
+            .is_err()
+    );
+    let wrong = ControlPlaneSecrets::new(&url, "not-internal").unwrap();
+    assert!(wrong.registry_login("acme", "ghcr.io").await.is_err());
+}

@@ -14,6 +14,7 @@ use aloft_types::api::{CreateTokenRequest, CreatedToken, ListTokensQuery, TokenI
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, Volume, VolumeSnapshot,
 };
+use aloft_types::api::{RegistryLogin, RegistryLoginRequest};
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
 use serde::de::DeserializeOwned;
@@ -379,6 +380,29 @@ impl Client {
 
     pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
         self.send_ok(self.request(Method::DELETE, &["v1", "tokens", id]))
+            .await
+            .map(drop)
+    }
+
+    pub async fn registry_login(
+        &self,
+        host: &str,
+        req: &RegistryLoginRequest,
+    ) -> Result<RegistryLogin, ClientError> {
+        self.send(
+            self.request(Method::PUT, &["v1", "registry-logins", host])
+                .json(req),
+        )
+        .await
+    }
+
+    pub async fn registry_logins(&self) -> Result<Vec<RegistryLogin>, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "registry-logins"]))
+            .await
+    }
+
+    pub async fn registry_logout(&self, host: &str) -> Result<(), ClientError> {
+        self.send_ok(self.request(Method::DELETE, &["v1", "registry-logins", host]))
             .await
             .map(drop)
     }

@@ -77,7 +77,7 @@ pub enum Command {
     /// Facts about the platform.
     #[command(subcommand)]
     Platform(platform::PlatformCommand),
-    /// Operate the OCI registry.
+    /// Operate the OCI registry; log the org in to third-party registries.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
     /// Create, list and revoke API tokens: org-wide, or deploy tokens for one app, with expiry.

@@ -44,6 +44,7 @@ mod hosts;
 pub mod http;
 mod machines;
 mod placement;
+mod registry_logins;
 mod secrets;
 mod store;
 mod tokens;

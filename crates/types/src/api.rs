@@ -77,6 +77,35 @@ pub struct Secret {
     pub created_at: String,
 }
 
+/// `PUT /v1/registry-logins/{host}`: store the org's credentials for a third-party registry
+/// (`aloft registry login`). Machines of the org pulling from exactly that host use them.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryLoginRequest {
+    pub username: String,
+    /// Sealed at rest; never shown again.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLoginRequest")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A stored registry login as listed: the host and username, never the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegistryLogin {
+    /// The registry host (and port), lower case: `ghcr.io`, `registry.example.com:5000`.
+    pub host: String,
+    pub username: String,
+    /// RFC 3339: when it was last stored.
+    pub created_at: String,
+}
+
 /// `POST /v1/apps/{app}/volumes`: a new volume on one host of `region`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

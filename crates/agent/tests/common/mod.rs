@@ -88,6 +88,11 @@ impl TestAgent {
         Self::open(64, 65536, Some(images), AgentDeps::default()).await
     }
 
+    /// An agent that pulls images (as [`TestAgent::with_images`]) and is opened with `deps`.
+    pub async fn with_images_and_deps(images: ImageConfig, deps: AgentDeps) -> TestAgent {
+        Self::open(64, 65536, Some(images), deps).await
+    }
+
     async fn open(
         cpus: u32,
         memory_mb: u64,

@@ -7,7 +7,7 @@
 //!
 //! This module holds the router and the error reply; `extract` the extractors; one child module per
 //! resource holds its handlers (`apps`, `secrets`, `volumes`, `releases`, `certificates`,
-//! `machines`, `platform`, `tokens`, and `internal` for the cluster-internal endpoints); `openapi` lists
+//! `machines`, `platform`, `tokens`, `registry_logins`, and `internal` for the cluster-internal endpoints); `openapi` lists
 //! them in the OpenAPI document.
 
 mod apps;
@@ -17,6 +17,7 @@ mod internal;
 mod machines;
 pub(crate) mod openapi;
 mod platform;
+mod registry_logins;
 mod releases;
 mod secrets;
 #[cfg(test)]
@@ -40,6 +41,9 @@ use internal::{
 use machines::{create_machine, list_machines, machine, machine_sub_path};
 use openapi::openapi_json;
 use platform::list_regions;
+use registry_logins::{
+    list_registry_logins, registry_credentials, remove_registry_login, set_registry_login,
+};
 use releases::{create_release, finish_release, list_releases};
 use secrets::{list_secrets, secret_values, set_secrets, unset_secrets};
 use tokens::{create_token, list_tokens, revoke_token};
@@ -106,6 +110,15 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/v1/platform/regions", get(list_regions))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/v1/registry-logins", get(list_registry_logins))
+        .route(
+            "/v1/registry-logins/{host}",
+            put(set_registry_login).delete(remove_registry_login),
+        )
+        .route(
+            "/internal/v1/orgs/{org}/registry-credentials/{host}",
+            get(registry_credentials),
+        )
         .route("/v1/openapi.json", get(openapi_json))
         .route("/internal/v1/hosts", get(list_hosts).post(register_host))
         .route("/internal/v1/hosts/{host}/images", get(host_images))

@@ -4,7 +4,9 @@
 //! users call. The document is checked in at `openapi/machines-api.json`; a test fails when it
 //! drifts from the code.
 
-use super::{apps, certificates, machines, platform, releases, secrets, tokens, volumes};
+use super::{
+    apps, certificates, machines, platform, registry_logins, releases, secrets, tokens, volumes,
+};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -45,6 +47,9 @@ use utoipa::{Modify, OpenApi};
         tokens::create_token,
         tokens::list_tokens,
         tokens::revoke_token,
+        registry_logins::set_registry_login,
+        registry_logins::list_registry_logins,
+        registry_logins::remove_registry_login,
         openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -56,6 +61,7 @@ use utoipa::{Modify, OpenApi};
         (name = "Volumes", description = "Persistent storage on one host, encrypted at rest, mounted by one machine at a time."),
         (name = "Releases", description = "One per deploy: its image, strategy and how it ended."),
         (name = "Tokens", description = "The org's API tokens: org-wide or deploy tokens for one app, with an expiry; revoked at once."),
+        (name = "Registry logins", description = "The org's credentials for third-party registries, used by its machines' pulls from exactly that host; passwords encrypted at rest and never shown."),
         (name = "Platform", description = "Regions and this document."),
     )
 )]

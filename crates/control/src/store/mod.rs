@@ -14,6 +14,7 @@ mod certificates;
 mod hosts;
 mod machines;
 mod orgs;
+mod registry_logins;
 mod releases;
 mod schema;
 mod secrets;
@@ -26,6 +27,7 @@ pub(crate) use apps::AppRecord;
 pub use certificates::CertRecord;
 pub(crate) use hosts::HostRecord;
 pub(crate) use machines::MachineRecord;
+pub(crate) use registry_logins::RegistryLoginRecord;
 pub use releases::ReleaseRecord;
 pub use secrets::SecretRecord;
 pub(crate) use tokens::{Caller, Scope, TokenRecord};
@@ -90,14 +92,15 @@ impl Store {
     }
 
     /// How many values are sealed with the secrets key (app secrets, volume keys, uploaded
-    /// certificates' private keys). Blocking:
+    /// certificates' private keys, registry passwords). Blocking:
     /// for the control plane's open, before it serves.
     pub fn sealed_values(&self) -> Result<u64, ControlPlaneError> {
         self.conn
             .lock()
             .query_row(
                 "SELECT (SELECT COUNT(*) FROM secrets) + (SELECT COUNT(*) FROM volumes)
-                      + (SELECT COUNT(*) FROM certificates WHERE private_key LIKE 'sealed:%')",
+                      + (SELECT COUNT(*) FROM certificates WHERE private_key LIKE 'sealed:%')
+                      + (SELECT COUNT(*) FROM registry_logins)",
                 [],
                 |r| r.get::<_, i64>(0),
             )

@@ -2,11 +2,11 @@
 //! move to PostgreSQL.
 
 /// The schema version this code writes; a database with a higher one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// The changes after version 1, in order: `(version, SQL)`. `SCHEMA` creates version 1; a
 /// database older than a migration gets it at open, in one transaction with its version.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(2, TOKEN_SCOPES)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[(2, TOKEN_SCOPES), (3, REGISTRY_LOGINS)];
 
 /// Version 2: API tokens get an id, a scope (`app_id`: NULL for org-wide, else the one app of a
 /// deploy token), an expiry and a revocation time. Tokens made before stay org-wide, never
@@ -19,6 +19,20 @@ ALTER TABLE api_tokens ADD COLUMN revoked_at BIGINT;
 UPDATE api_tokens SET id = substr(token_hash, 1, 16) WHERE id IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_by_id ON api_tokens (id);
 CREATE INDEX IF NOT EXISTS api_tokens_by_org ON api_tokens (org_slug);
+";
+
+/// Version 3: the org's credentials for third-party registries (`aloft registry login`), the
+/// password sealed like app secrets (see `crate::registry_logins`).
+const REGISTRY_LOGINS: &str = "
+CREATE TABLE IF NOT EXISTS registry_logins (
+    org_slug     TEXT NOT NULL REFERENCES orgs (slug),
+    host         TEXT NOT NULL,
+    username     TEXT NOT NULL,
+    nonce        TEXT NOT NULL,
+    ciphertext   TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    PRIMARY KEY (org_slug, host)
+);
 ";
 
 pub(super) const SCHEMA: &str = "

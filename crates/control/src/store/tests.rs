@@ -306,4 +306,16 @@ async fn sealed_values_are_counted_for_the_secrets_key_check() {
         .unwrap()
         .unwrap();
     assert_eq!(s.sealed_values().unwrap(), 2);
+    let login = crate::store::RegistryLoginRecord {
+        host: "ghcr.io".into(),
+        username: "u".into(),
+        sealed: secret("-").sealed,
+        created_at: 1,
+    };
+    s.set_registry_login("a", login).await.unwrap();
+    assert_eq!(
+        s.sealed_values().unwrap(),
+        3,
+        "registry passwords count too"
+    );
 }
