@@ -316,7 +316,8 @@ impl Proxy {
             .pool_timer(TokioTimer::new())
             .build(to_workers);
         let https = config.tls.clone().and_then(|certificates| {
-            tls::server_config(certificates, config.tls_default_name.clone(), true)
+            let served = served(&catalog);
+            tls::server_config(certificates, served, config.tls_default_name.clone(), true)
                 .inspect_err(|e| tracing::error!("HTTPS is off: {e}"))
                 .ok()
         });
@@ -395,6 +396,13 @@ fn worker_protection(p: &Protection) -> Protection {
         idle_timeout: UPSTREAM_IDLE + Duration::from_secs(15),
         ..*p
     }
+}
+
+/// Whether an app has machines in `catalog` (on any port: `targets` is `None` only for an app
+/// with none), so that the TLS side mints certificates only for apps' names that are served.
+fn served(catalog: &Arc<dyn Catalog>) -> tls::Served {
+    let catalog = catalog.clone();
+    Arc::new(move |app| catalog.targets(app, 443).is_some())
 }
 
 /// Where a machine on this host listens.

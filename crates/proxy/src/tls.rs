@@ -1,12 +1,13 @@
 //! HTTPS: TLS termination with ALPN (`h2`, `http/1.1`). Certificates come from a development
 //! CA of the proxy's own: the first handshake for `<app>.localhost` (or `<app>.<app domain>`)
-//! gets a certificate for that name, signed by the CA, and later ones reuse it. The CA is made
+//! of an app that has machines in the catalog, or for a hostname the control plane lists
+//! ([`Domains`]), gets a certificate for that name, signed by the CA, and later ones reuse it.
+//! A made-up name gets none (the handshake fails) and costs no key or signature. The CA is made
 //! once and kept in the state dir (`ca.pem`, `ca.key`), so a client can trust it:
 //!
 //! State: the certificates issued, in a cache of at most [`ISSUED_CAP`] names (least recently
 //! used first out) behind a `parking_lot` mutex that is never held while a key is made, so
-//! handshakes for made-up names (any `<anything>.localhost`) cost a signature each but no
-//! lasting memory, and never wait for each other's key generation.
+//! handshakes never wait for each other's key generation; and a count of those minted.
 //!
 //! ```text
 //! curl --cacert <data-dir>/proxy/ca.pem https://hello.localhost:8443/
@@ -31,6 +32,10 @@ use std::num::NonZeroUsize;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Whether an app (the `<app>` of `<app>.localhost`) is served: has machines in the catalog.
+pub type Served = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 const CA_NAME: &str = "aloft development CA";
 
@@ -134,6 +139,8 @@ pub struct Certificates {
     app_domain: Option<String>,
     domains: Arc<Domains>,
     issued: Mutex<LruCache<String, Arc<CertifiedKey>>>,
+    /// Certificates minted (a key made and signed) since start.
+    minted: AtomicU64,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -154,6 +161,7 @@ impl Certificates {
             issued: Mutex::new(LruCache::new(
                 NonZeroUsize::new(ISSUED_CAP).expect("not zero"),
             )),
+            minted: AtomicU64::new(0),
         }
     }
 
@@ -162,8 +170,14 @@ impl Certificates {
         self.issued.lock().len()
     }
 
-    /// The certificate for `name`, if apps are served under it.
-    fn for_name(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    /// How many certificates the CA has minted (a key made and signed) since start.
+    pub fn minted_count(&self) -> u64 {
+        self.minted.load(Ordering::Relaxed)
+    }
+
+    /// The certificate for `name`, if an app is served as it: a hostname the control plane
+    /// lists, or `<app>.localhost` (`<app>.<app domain>`) of an app that is `served`.
+    fn for_name(&self, name: &str, served: &Served) -> Option<Arc<CertifiedKey>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         match self.domains.get(&name) {
             Some(Domain {
@@ -171,7 +185,10 @@ impl Certificates {
             }) => return Some(c),
             Some(_) => {}
             None => {
-                crate::names::app_of_name(&name, self.app_domain.as_deref())?;
+                let app = crate::names::app_of_name(&name, self.app_domain.as_deref())?;
+                if !served(app) {
+                    return None;
+                }
             }
         }
         if let Some(c) = self.issued.lock().get(&name) {
@@ -181,6 +198,7 @@ impl Certificates {
         // later replaces the earlier.
         match self.ca.issue(&name) {
             Ok(c) => {
+                self.minted.fetch_add(1, Ordering::Relaxed);
                 let c = Arc::new(c);
                 self.issued.lock().put(name, c.clone());
                 Some(c)
@@ -194,24 +212,34 @@ impl Certificates {
 }
 
 /// [`Certificates`] for one listener: by SNI, and for clients that send none, the listener's
-/// own name (a TCP port's app) if it has one.
-#[derive(Debug)]
+/// own name (a TCP port's app) if it has one; apps' names only while they are `served`.
 struct Resolver {
     certificates: Arc<Certificates>,
+    served: Served,
     default_name: Option<String>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("certificates", &self.certificates)
+            .field("default_name", &self.default_name)
+            .finish()
+    }
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name().or(self.default_name.as_deref())?;
-        self.certificates.for_name(name)
+        self.certificates.for_name(name, &self.served)
     }
 }
 
-/// The TLS side of a listener: `certificates` by SNI, else as `default_name`; ALPN `h2` then
-/// `http/1.1` when it serves HTTP, none otherwise.
+/// The TLS side of a listener: `certificates` by SNI (apps' names only while `served`), else
+/// as `default_name`; ALPN `h2` then `http/1.1` when it serves HTTP, none otherwise.
 pub fn server_config(
     certificates: Arc<Certificates>,
+    served: Served,
     default_name: Option<String>,
     http: bool,
 ) -> io::Result<Arc<rustls::ServerConfig>> {
@@ -222,6 +250,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver {
             certificates,
+            served,
             default_name,
         }));
     if http {

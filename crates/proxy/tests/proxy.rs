@@ -989,9 +989,59 @@ async fn https_terminates_tls_with_certificates_from_the_dev_ca() {
     let again = https_proxy(dir.path()).await;
     again.set("hello", vec![target("m1", "local", m, 20, 25)]);
     assert_eq!(std::fs::read(&ca).unwrap(), before);
-    tls_connect(again.addr, &ca, "other.localhost", &[b"http/1.1"])
+    tls_connect(again.addr, &ca, "hello.localhost", &[b"http/1.1"])
         .await
         .expect("a certificate from the same CA");
+}
+
+/// The dev CA mints certificates only for names apps are served as: 2,000 handshakes with
+/// made-up `<name>.localhost` names (no such app) mint none and all fail, while an app with
+/// machines and a hostname the control plane lists each get theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mints_no_certificate_for_names_no_app_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let domains = Arc::new(Domains::default());
+    domains.replace(vec![DomainEntry {
+        hostname: "www.web.test".into(),
+        app: "hello".into(),
+        pem: None,
+    }]);
+    let certificates = Arc::new(Certificates::new(
+        DevCa::load_or_create(dir.path()).unwrap(),
+        None,
+        domains.clone(),
+    ));
+    let mut c = config();
+    c.domains = domains;
+    c.tls = Some(certificates.clone());
+    let p = proxy_at(c, Listener::https(443)).await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let ca = dir.path().join("ca.pem");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let (addr, ca) = (p.addr, ca.clone());
+        tasks.spawn(async move {
+            for i in (lane..2_000).step_by(8) {
+                let name = format!("made-up-{i}-{}.localhost", fastrand::u64(..));
+                let err = tls_connect(addr, &ca, &name, &[b"http/1.1"])
+                    .await
+                    .expect_err("no certificate for a name no app serves");
+                assert!(err.to_string().contains("alert"), "{err}");
+            }
+        });
+    }
+    tasks.join_all().await;
+    assert_eq!(certificates.minted_count(), 0, "certificates minted");
+    assert_eq!(certificates.issued_count(), 0);
+
+    for name in ["hello.localhost", "www.web.test"] {
+        tls_connect(p.addr, &ca, name, &[b"http/1.1"])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(certificates.minted_count(), 2);
 }
 
 #[tokio::test]

@@ -121,7 +121,8 @@ impl Proxy {
         let tls = if port.handlers.tls {
             let made = self.inner.config.tls.clone().map(|certificates| {
                 let name = format!("{}.localhost", port.app);
-                crate::tls::server_config(certificates, Some(name), port.handlers.http)
+                let served = super::served(&self.inner.catalog);
+                crate::tls::server_config(certificates, served, Some(name), port.handlers.http)
             });
             match made {
                 Some(Ok(config)) => Some(config),
