@@ -18,8 +18,8 @@
 use lru::LruCache;
 use parking_lot::Mutex;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, KeyPair,
+    KeyUsagePurpose, NameConstraints, SerialNumber,
 };
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -67,6 +67,14 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     params.not_before = rcgen::date_time_ymd(2025, 1, 1);
     params.not_after = rcgen::date_time_ymd(2045, 1, 1);
     params.serial_number = Some(SerialNumber::from(1u64));
+    // It can never sign for a real site, even if its key leaks or a client trusts it.
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: aloft_http::tls::DEV_CA_DOMAINS
+            .iter()
+            .map(|d| GeneralSubtree::DnsName((*d).to_string()))
+            .collect(),
+        excluded_subtrees: Vec::new(),
+    });
     Ok(params)
 }
 
@@ -74,12 +82,40 @@ fn tls_err(what: &str) -> impl FnOnce(rcgen::Error) -> io::Error + '_ {
     move |e| io::Error::other(format!("{what}: {e}"))
 }
 
+fn ignore_not_found(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Whether a CA certificate (PEM) has the X.509 name constraints extension (OID 2.5.29.30,
+/// DER `06 03 55 1d 1e`). A certificate that does not parse counts as without.
+fn has_name_constraints(pem: &[u8]) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    const OID: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x1e];
+    CertificateDer::from_pem_slice(pem).is_ok_and(|der| der.windows(OID.len()).any(|w| w == OID))
+}
+
 impl DevCa {
-    /// The CA kept in `dir`, made there the first time.
+    /// The CA kept in `dir`, made there the first time. A CA made before CAs had name
+    /// constraints (its `ca.pem` without them) is replaced, with a warning: clients must trust
+    /// the new `ca.pem` (and should drop the old one, which could sign for any site).
     pub fn load_or_create(dir: &Path) -> io::Result<DevCa> {
         fs::create_dir_all(dir)?;
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca.key");
+        if fs::read(&cert_path).is_ok_and(|pem| !has_name_constraints(&pem)) {
+            tracing::warn!(
+                ca = %cert_path.display(),
+                "the development CA had no name constraints (it could sign for any site): made \
+                 a new one that signs only .localhost, .test, .example, .invalid, .internal and \
+                 .home.arpa names; trust the new ca.pem and remove the old one from trust stores"
+            );
+            fs::remove_file(&key_path).or_else(ignore_not_found)?;
+            fs::remove_file(&cert_path)?;
+        }
         let key = match fs::read_to_string(&key_path) {
             Ok(pem) => KeyPair::from_pem(&pem).map_err(tls_err("reading the CA key"))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -90,7 +126,7 @@ impl DevCa {
                     .mode(0o600)
                     .open(&key_path)?;
                 io::Write::write_all(&mut f, key.serialize_pem().as_bytes())?;
-                let _ = fs::remove_file(&cert_path);
+                fs::remove_file(&cert_path).or_else(ignore_not_found)?;
                 key
             }
             Err(e) => return Err(e),
