@@ -75,6 +75,11 @@ pub struct Protection {
     pub idle_timeout: Duration,
     /// A request body that sends nothing for this long fails with 408.
     pub body_idle_timeout: Duration,
+    /// A tunnel (an upgraded connection such as a WebSocket, a passed-through TCP connection,
+    /// an edge's tunnel on the worker listener) with no bytes either way for this long is
+    /// closed, and its machine's slot freed. 10 minutes: longer than the pings of WebSocket and
+    /// database clients, shorter than forever.
+    pub tunnel_idle_timeout: Duration,
     /// HTTP/2: how often a connection with requests in flight is pinged, and how long the
     /// answer may take before the connection is closed.
     pub h2_keep_alive_interval: Duration,
@@ -97,6 +102,7 @@ impl Default for Protection {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(600),
             h2_keep_alive_interval: Duration::from_secs(20),
             h2_keep_alive_timeout: Duration::from_secs(20),
             max_concurrent_streams: 200,
