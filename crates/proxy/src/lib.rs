@@ -12,7 +12,9 @@
 //! Request bodies up to 1 MB are buffered ([`body`]), once a machine is chosen, so a request can
 //! be retried on another machine when a connection fails or a machine is full, and replayed.
 //! Every idle phase of a client's connection is bounded ([`Protection`]): the first bytes, the
-//! time between requests, between pieces of a body, and HTTP/2's pings.
+//! time between requests, between pieces of a body, and HTTP/2's pings; and a tunnel (a
+//! WebSocket, a passed-through TCP connection) that carries no bytes either way is closed
+//! ([`splice`]).
 
 pub mod balance;
 pub mod body;
@@ -21,6 +23,7 @@ pub mod metrics;
 mod names;
 pub mod replay;
 mod server;
+mod splice;
 pub mod tls;
 
 pub use server::{Listener, Protection, Proxy, ProxyConfig};

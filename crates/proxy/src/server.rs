@@ -75,6 +75,11 @@ pub struct Protection {
     pub idle_timeout: Duration,
     /// A request body that sends nothing for this long fails with 408.
     pub body_idle_timeout: Duration,
+    /// A tunnel (an upgraded connection such as a WebSocket, a passed-through TCP connection,
+    /// an edge's tunnel on the worker listener) with no bytes either way for this long is
+    /// closed, and its machine's slot freed. 10 minutes: longer than the pings of WebSocket and
+    /// database clients, shorter than forever.
+    pub tunnel_idle_timeout: Duration,
     /// HTTP/2: how often a connection with requests in flight is pinged, and how long the
     /// answer may take before the connection is closed.
     pub h2_keep_alive_interval: Duration,
@@ -97,6 +102,7 @@ impl Default for Protection {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(600),
             h2_keep_alive_interval: Duration::from_secs(20),
             h2_keep_alive_timeout: Duration::from_secs(20),
             max_concurrent_streams: 200,
@@ -316,7 +322,8 @@ impl Proxy {
             .pool_timer(TokioTimer::new())
             .build(to_workers);
         let https = config.tls.clone().and_then(|certificates| {
-            tls::server_config(certificates, config.tls_default_name.clone(), true)
+            let served = served(&catalog);
+            tls::server_config(certificates, served, config.tls_default_name.clone(), true)
                 .inspect_err(|e| tracing::error!("HTTPS is off: {e}"))
                 .ok()
         });
@@ -395,6 +402,13 @@ fn worker_protection(p: &Protection) -> Protection {
         idle_timeout: UPSTREAM_IDLE + Duration::from_secs(15),
         ..*p
     }
+}
+
+/// Whether an app has machines in `catalog` (on any port: `targets` is `None` only for an app
+/// with none), so that the TLS side mints certificates only for apps' names that are served.
+fn served(catalog: &Arc<dyn Catalog>) -> tls::Served {
+    let catalog = catalog.clone();
+    Arc::new(move |app| catalog.targets(app, 443).is_some())
 }
 
 /// Where a machine on this host listens.

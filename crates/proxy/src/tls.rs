@@ -1,12 +1,13 @@
 //! HTTPS: TLS termination with ALPN (`h2`, `http/1.1`). Certificates come from a development
 //! CA of the proxy's own: the first handshake for `<app>.localhost` (or `<app>.<app domain>`)
-//! gets a certificate for that name, signed by the CA, and later ones reuse it. The CA is made
+//! of an app that has machines in the catalog, or for a hostname the control plane lists
+//! ([`Domains`]), gets a certificate for that name, signed by the CA, and later ones reuse it.
+//! A made-up name gets none (the handshake fails) and costs no key or signature. The CA is made
 //! once and kept in the state dir (`ca.pem`, `ca.key`), so a client can trust it:
 //!
 //! State: the certificates issued, in a cache of at most [`ISSUED_CAP`] names (least recently
 //! used first out) behind a `parking_lot` mutex that is never held while a key is made, so
-//! handshakes for made-up names (any `<anything>.localhost`) cost a signature each but no
-//! lasting memory, and never wait for each other's key generation.
+//! handshakes never wait for each other's key generation; and a count of those minted.
 //!
 //! ```text
 //! curl --cacert <data-dir>/proxy/ca.pem https://hello.localhost:8443/
@@ -17,8 +18,8 @@
 use lru::LruCache;
 use parking_lot::Mutex;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, GeneralSubtree, IsCa, KeyPair,
+    KeyUsagePurpose, NameConstraints, SerialNumber,
 };
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -31,6 +32,10 @@ use std::num::NonZeroUsize;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Whether an app (the `<app>` of `<app>.localhost`) is served: has machines in the catalog.
+pub type Served = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 const CA_NAME: &str = "aloft development CA";
 
@@ -62,6 +67,14 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     params.not_before = rcgen::date_time_ymd(2025, 1, 1);
     params.not_after = rcgen::date_time_ymd(2045, 1, 1);
     params.serial_number = Some(SerialNumber::from(1u64));
+    // It can never sign for a real site, even if its key leaks or a client trusts it.
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: aloft_http::tls::DEV_CA_DOMAINS
+            .iter()
+            .map(|d| GeneralSubtree::DnsName((*d).to_string()))
+            .collect(),
+        excluded_subtrees: Vec::new(),
+    });
     Ok(params)
 }
 
@@ -69,12 +82,40 @@ fn tls_err(what: &str) -> impl FnOnce(rcgen::Error) -> io::Error + '_ {
     move |e| io::Error::other(format!("{what}: {e}"))
 }
 
+fn ignore_not_found(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Whether a CA certificate (PEM) has the X.509 name constraints extension (OID 2.5.29.30,
+/// DER `06 03 55 1d 1e`). A certificate that does not parse counts as without.
+fn has_name_constraints(pem: &[u8]) -> bool {
+    use rustls::pki_types::pem::PemObject;
+    const OID: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x1e];
+    CertificateDer::from_pem_slice(pem).is_ok_and(|der| der.windows(OID.len()).any(|w| w == OID))
+}
+
 impl DevCa {
-    /// The CA kept in `dir`, made there the first time.
+    /// The CA kept in `dir`, made there the first time. A CA made before CAs had name
+    /// constraints (its `ca.pem` without them) is replaced, with a warning: clients must trust
+    /// the new `ca.pem` (and should drop the old one, which could sign for any site).
     pub fn load_or_create(dir: &Path) -> io::Result<DevCa> {
         fs::create_dir_all(dir)?;
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca.key");
+        if fs::read(&cert_path).is_ok_and(|pem| !has_name_constraints(&pem)) {
+            tracing::warn!(
+                ca = %cert_path.display(),
+                "the development CA had no name constraints (it could sign for any site): made \
+                 a new one that signs only .localhost, .test, .example, .invalid, .internal and \
+                 .home.arpa names; trust the new ca.pem and remove the old one from trust stores"
+            );
+            fs::remove_file(&key_path).or_else(ignore_not_found)?;
+            fs::remove_file(&cert_path)?;
+        }
         let key = match fs::read_to_string(&key_path) {
             Ok(pem) => KeyPair::from_pem(&pem).map_err(tls_err("reading the CA key"))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -85,7 +126,7 @@ impl DevCa {
                     .mode(0o600)
                     .open(&key_path)?;
                 io::Write::write_all(&mut f, key.serialize_pem().as_bytes())?;
-                let _ = fs::remove_file(&cert_path);
+                fs::remove_file(&cert_path).or_else(ignore_not_found)?;
                 key
             }
             Err(e) => return Err(e),
@@ -134,6 +175,8 @@ pub struct Certificates {
     app_domain: Option<String>,
     domains: Arc<Domains>,
     issued: Mutex<LruCache<String, Arc<CertifiedKey>>>,
+    /// Certificates minted (a key made and signed) since start.
+    minted: AtomicU64,
 }
 
 impl std::fmt::Debug for Certificates {
@@ -154,6 +197,7 @@ impl Certificates {
             issued: Mutex::new(LruCache::new(
                 NonZeroUsize::new(ISSUED_CAP).expect("not zero"),
             )),
+            minted: AtomicU64::new(0),
         }
     }
 
@@ -162,8 +206,14 @@ impl Certificates {
         self.issued.lock().len()
     }
 
-    /// The certificate for `name`, if apps are served under it.
-    fn for_name(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    /// How many certificates the CA has minted (a key made and signed) since start.
+    pub fn minted_count(&self) -> u64 {
+        self.minted.load(Ordering::Relaxed)
+    }
+
+    /// The certificate for `name`, if an app is served as it: a hostname the control plane
+    /// lists, or `<app>.localhost` (`<app>.<app domain>`) of an app that is `served`.
+    fn for_name(&self, name: &str, served: &Served) -> Option<Arc<CertifiedKey>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         match self.domains.get(&name) {
             Some(Domain {
@@ -171,7 +221,10 @@ impl Certificates {
             }) => return Some(c),
             Some(_) => {}
             None => {
-                crate::names::app_of_name(&name, self.app_domain.as_deref())?;
+                let app = crate::names::app_of_name(&name, self.app_domain.as_deref())?;
+                if !served(app) {
+                    return None;
+                }
             }
         }
         if let Some(c) = self.issued.lock().get(&name) {
@@ -181,6 +234,7 @@ impl Certificates {
         // later replaces the earlier.
         match self.ca.issue(&name) {
             Ok(c) => {
+                self.minted.fetch_add(1, Ordering::Relaxed);
                 let c = Arc::new(c);
                 self.issued.lock().put(name, c.clone());
                 Some(c)
@@ -194,24 +248,34 @@ impl Certificates {
 }
 
 /// [`Certificates`] for one listener: by SNI, and for clients that send none, the listener's
-/// own name (a TCP port's app) if it has one.
-#[derive(Debug)]
+/// own name (a TCP port's app) if it has one; apps' names only while they are `served`.
 struct Resolver {
     certificates: Arc<Certificates>,
+    served: Served,
     default_name: Option<String>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("certificates", &self.certificates)
+            .field("default_name", &self.default_name)
+            .finish()
+    }
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name().or(self.default_name.as_deref())?;
-        self.certificates.for_name(name)
+        self.certificates.for_name(name, &self.served)
     }
 }
 
-/// The TLS side of a listener: `certificates` by SNI, else as `default_name`; ALPN `h2` then
-/// `http/1.1` when it serves HTTP, none otherwise.
+/// The TLS side of a listener: `certificates` by SNI (apps' names only while `served`), else
+/// as `default_name`; ALPN `h2` then `http/1.1` when it serves HTTP, none otherwise.
 pub fn server_config(
     certificates: Arc<Certificates>,
+    served: Served,
     default_name: Option<String>,
     http: bool,
 ) -> io::Result<Arc<rustls::ServerConfig>> {
@@ -222,6 +286,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver {
             certificates,
+            served,
             default_name,
         }));
     if http {

@@ -729,6 +729,119 @@ async fn websocket_upgrades_pass_through() {
     assert_eq!(p.proxy.load().current("ws"), 0);
 }
 
+/// A machine that answers an upgrade with `101`, then echoes what it reads.
+async fn ws_machine() -> SocketAddr {
+    serve_each(|mut s| async move {
+        let mut buf = vec![0u8; 4096];
+        if s.read(&mut buf).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        if s.write_all(head).await.is_err() {
+            return;
+        }
+        echo_rest(s).await;
+    })
+    .await
+}
+
+/// Writes back what `s` reads until it closes.
+async fn echo_rest(mut s: TcpStream) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends `data` on `s` and reads the echo of it.
+async fn echoed(s: &mut TcpStream, data: &[u8]) {
+    s.write_all(data).await.unwrap();
+    let mut back = vec![0u8; data.len()];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, data);
+}
+
+/// How long a tunnel stays open once its peers go silent: its end (EOF or a reset).
+async fn closed_after(mut s: TcpStream, within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(within, s.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => started.elapsed(),
+        Ok(Ok(n)) => panic!("{n} bytes from a silent tunnel"),
+        Err(_) => panic!("a silent tunnel still open after {within:?}"),
+    }
+}
+
+/// Tunnels whose peers go silent (an upgraded WebSocket connection, a connection to a TCP port)
+/// are closed after the tunnel idle timeout, freeing their machines' slots; tunnels that keep
+/// sending stay open well past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tunnels_are_closed_after_the_idle_timeout_and_busy_ones_stay_open() {
+    const IDLE: Duration = Duration::from_secs(1);
+    let mut c = config();
+    c.protection.tunnel_idle_timeout = IDLE;
+    let p = proxy_with(c).await;
+    p.set(
+        "hello",
+        vec![target("ws", "local", ws_machine().await, 20, 25)],
+    );
+    let echo_machine = serve_each(echo_rest).await;
+    p.set(
+        "db",
+        vec![tcp_target("m2", echo_machine, PortHandlers::default())],
+    );
+    let port = closed_addr().port();
+    p.serve_ports(port, PortHandlers::default());
+
+    let ws = |addr| async move {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /chat HTTP/1.1\r\nHost: hello.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        echoed(&mut s, b"hi").await;
+        s
+    };
+    let tcp = || async {
+        let mut s = connect_eventually(port).await;
+        echoed(&mut s, b"hi").await;
+        s
+    };
+    let (silent_ws, mut busy_ws) = (ws(p.addr).await, ws(p.addr).await);
+    let (silent_tcp, mut busy_tcp) = (tcp().await, tcp().await);
+    assert_eq!(p.proxy.load().current("ws"), 2);
+    assert_eq!(p.proxy.load().current("m2"), 2);
+
+    let busy = tokio::spawn(async move {
+        for _ in 0..10 {
+            tokio::time::sleep(IDLE / 4).await;
+            echoed(&mut busy_ws, b"ping").await;
+            echoed(&mut busy_tcp, b"ping").await;
+        }
+        (busy_ws, busy_tcp)
+    });
+    let within = IDLE + Duration::from_millis(1500);
+    let (ws_closed, tcp_closed) = tokio::join!(
+        closed_after(silent_ws, within),
+        closed_after(silent_tcp, within)
+    );
+    for closed in [ws_closed, tcp_closed] {
+        assert!(closed >= IDLE - IDLE / 4, "closed after {closed:?}");
+    }
+    // The busy ones outlived the timeout two times over, and are still open.
+    let (mut busy_ws, mut busy_tcp) = busy.await.unwrap();
+    echoed(&mut busy_ws, b"still").await;
+    echoed(&mut busy_tcp, b"still").await;
+    assert_eq!(p.proxy.load().current("ws"), 1, "the silent one's slot");
+    assert_eq!(p.proxy.load().current("m2"), 1, "the silent one's slot");
+}
+
 #[tokio::test]
 async fn too_many_connections_from_one_client_are_closed() {
     let mut c = config();
@@ -989,9 +1102,59 @@ async fn https_terminates_tls_with_certificates_from_the_dev_ca() {
     let again = https_proxy(dir.path()).await;
     again.set("hello", vec![target("m1", "local", m, 20, 25)]);
     assert_eq!(std::fs::read(&ca).unwrap(), before);
-    tls_connect(again.addr, &ca, "other.localhost", &[b"http/1.1"])
+    tls_connect(again.addr, &ca, "hello.localhost", &[b"http/1.1"])
         .await
         .expect("a certificate from the same CA");
+}
+
+/// The dev CA mints certificates only for names apps are served as: 2,000 handshakes with
+/// made-up `<name>.localhost` names (no such app) mint none and all fail, while an app with
+/// machines and a hostname the control plane lists each get theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mints_no_certificate_for_names_no_app_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let domains = Arc::new(Domains::default());
+    domains.replace(vec![DomainEntry {
+        hostname: "www.web.test".into(),
+        app: "hello".into(),
+        pem: None,
+    }]);
+    let certificates = Arc::new(Certificates::new(
+        DevCa::load_or_create(dir.path()).unwrap(),
+        None,
+        domains.clone(),
+    ));
+    let mut c = config();
+    c.domains = domains;
+    c.tls = Some(certificates.clone());
+    let p = proxy_at(c, Listener::https(443)).await;
+    let m = echo("m1").await;
+    p.set("hello", vec![target("m1", "local", m, 20, 25)]);
+    let ca = dir.path().join("ca.pem");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..8 {
+        let (addr, ca) = (p.addr, ca.clone());
+        tasks.spawn(async move {
+            for i in (lane..2_000).step_by(8) {
+                let name = format!("made-up-{i}-{}.localhost", fastrand::u64(..));
+                let err = tls_connect(addr, &ca, &name, &[b"http/1.1"])
+                    .await
+                    .expect_err("no certificate for a name no app serves");
+                assert!(err.to_string().contains("alert"), "{err}");
+            }
+        });
+    }
+    tasks.join_all().await;
+    assert_eq!(certificates.minted_count(), 0, "certificates minted");
+    assert_eq!(certificates.issued_count(), 0);
+
+    for name in ["hello.localhost", "www.web.test"] {
+        tls_connect(p.addr, &ca, name, &[b"http/1.1"])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(certificates.minted_count(), 2);
 }
 
 #[tokio::test]

@@ -96,6 +96,17 @@ impl ControlPlane {
                     .map_err(|e| ApiError::invalid("certificate", e))?;
                 Some((c, k))
             }
+            (None, None) if !aloft_http::tls::dev_ca_may_sign(&hostname) => {
+                return Err(ApiError::invalid(
+                    "certificate",
+                    format!(
+                        "the development CA signs only names under .{}, and `{hostname}` is a \
+                         real domain: upload its certificate and key (`aloft certs add \
+                         {hostname} --cert <chain.pem> --key <key.pem>`)",
+                        aloft_http::tls::DEV_CA_DOMAINS.join(", .")
+                    ),
+                ));
+            }
             (None, None) => None,
             _ => {
                 return Err(ApiError::invalid(

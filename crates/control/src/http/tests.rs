@@ -36,7 +36,7 @@ async fn a_hostname_goes_only_to_the_org_the_operator_granted_it_to() {
         allow_any: false,
         grants: vec![HostnameGrant {
             org: "acme".into(),
-            names: vec!["*.acme.com".into()],
+            names: vec!["*.acme.test".into()],
         }],
     };
     let (_dir, url, cp) = serving_with(policy).await;
@@ -61,13 +61,13 @@ async fn a_hostname_goes_only_to_the_org_the_operator_granted_it_to() {
             .json(&serde_json::json!({"hostname": hostname}))
             .send()
     };
-    let resp = add(&tokens[0], "evil-web", "www.acme.com").await.unwrap();
+    let resp = add(&tokens[0], "evil-web", "www.acme.test").await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body = resp.text().await.unwrap();
     assert!(body.contains("not approved for org `evil`"), "{body}");
-    let resp = add(&tokens[1], "acme-web", "www.acme.com").await.unwrap();
+    let resp = add(&tokens[1], "acme-web", "www.acme.test").await.unwrap();
     assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
-    let resp = add(&tokens[1], "acme-web", "www.example.com")
+    let resp = add(&tokens[1], "acme-web", "www.example.test")
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -28,7 +28,7 @@ async fn hostnames_are_added_listed_and_removed_without_their_keys() {
     let (status, body) = api
         .send(
             api.post("/v1/apps/hello/certificates")
-                .json(&json!({"hostname": "dev.example.com"})),
+                .json(&json!({"hostname": "dev.web.test"})),
         )
         .await;
     assert_eq!(
@@ -44,7 +44,7 @@ async fn hostnames_are_added_listed_and_removed_without_their_keys() {
         .iter()
         .map(|c| c["hostname"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["dev.example.com", "www.example.com"]);
+    assert_eq!(names, ["dev.web.test", "www.example.com"]);
     assert!(!list.to_string().contains("PRIVATE KEY"), "{list}");
     // Hosts' proxies get them with their keys, with the internal token only.
     let (status, _) = api.send(api.get("/internal/v1/certificates")).await;
@@ -69,12 +69,11 @@ async fn hostnames_are_added_listed_and_removed_without_their_keys() {
     // One app per hostname, across orgs.
     let other = api.with_token(cluster.new_org("acme").await);
     other.create_app("rival").await;
+    let (cert, key) = self_signed("www.example.com");
     let (status, body) = other
-        .send(
-            other
-                .post("/v1/apps/rival/certificates")
-                .json(&json!({"hostname": "www.example.com"})),
-        )
+        .send(other.post("/v1/apps/rival/certificates").json(&json!({
+            "hostname": "www.example.com", "certificate": cert, "private_key": key,
+        })))
         .await;
     assert_eq!(status, 409, "{body}");
 
@@ -111,6 +110,13 @@ async fn bad_hostnames_and_certificates_are_422_saying_why() {
             json!({"hostname": "under_score.example.com"}),
             "hostname",
             "not a DNS name",
+        ),
+        // The development CA signs only reserved names (its name constraints): a real
+        // domain needs its own certificate.
+        (
+            json!({"hostname": "www.google.com"}),
+            "certificate",
+            "upload its certificate and key (`aloft certs add www.google.com --cert",
         ),
         (
             json!({"hostname": "a.example.com", "certificate": cert}),

@@ -37,7 +37,7 @@ impl Proxy {
             ctx.machine = Some("-".into());
             return Ok(redirect);
         }
-        let mut out = Outgoing::new(req, self.inner.config.protection.body_idle_timeout);
+        let mut out = Outgoing::new(req, &self.inner.config.protection);
         ctx.constraint = Constraint {
             app,
             instance: header_str(&out.headers, &FLY_FORCE_INSTANCE),

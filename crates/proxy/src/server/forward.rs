@@ -327,19 +327,22 @@ pub(super) struct Outgoing {
     pub(super) upgrade: bool,
     /// The client's side of an upgrade, joined to the machine's once it answers `101`.
     client_upgrade: Option<OnUpgrade>,
+    /// How long an upgraded connection may carry no bytes either way.
+    tunnel_idle: Duration,
 }
 
 impl Outgoing {
     /// `req`, its body to be read once a machine is chosen (none for an upgrade, whose bytes
-    /// flow once the machine agrees), with at most `body_idle` between two pieces of it.
-    pub(super) fn new(mut req: Request<Incoming>, body_idle: Duration) -> Self {
+    /// flow once the machine agrees), with at most the protection's body idle timeout between
+    /// two pieces of it (and its tunnel idle timeout once upgraded).
+    pub(super) fn new(mut req: Request<Incoming>, protection: &crate::Protection) -> Self {
         let upgrade = is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, incoming) = req.into_parts();
         let body = if upgrade {
             RequestBody::Buffered(bytes::Bytes::new())
         } else {
-            RequestBody::new(incoming, body_idle)
+            RequestBody::new(incoming, protection.body_idle_timeout)
         };
         Self {
             method: parts.method,
@@ -348,6 +351,7 @@ impl Outgoing {
             body,
             upgrade,
             client_upgrade,
+            tunnel_idle: protection.tunnel_idle_timeout,
         }
     }
 
@@ -379,7 +383,8 @@ impl Outgoing {
     }
 
     /// The machine's answer as the client gets it; an upgrade's bytes are copied both ways
-    /// (holding the machine's slot) until either side closes.
+    /// (holding the machine's slot) until either side closes or neither sends for the tunnel
+    /// idle timeout.
     fn respond(
         &mut self,
         ctx: &mut Ctx,
@@ -392,15 +397,17 @@ impl Outgoing {
             && let Some(client_upgrade) = self.client_upgrade.take()
         {
             let machine_upgrade = hyper::upgrade::on(&mut resp);
+            let idle = self.tunnel_idle;
             tokio::spawn(async move {
                 let _slot = slot;
                 let (Ok(client), Ok(machine)) = (client_upgrade.await, machine_upgrade.await)
                 else {
                     return;
                 };
-                let _ = tokio::io::copy_bidirectional(
+                let _ = crate::splice::copy_bidirectional_idle(
                     &mut TokioIo::new(client),
                     &mut TokioIo::new(machine),
+                    idle,
                 )
                 .await;
             });

@@ -121,7 +121,8 @@ impl Proxy {
         let tls = if port.handlers.tls {
             let made = self.inner.config.tls.clone().map(|certificates| {
                 let name = format!("{}.localhost", port.app);
-                crate::tls::server_config(certificates, Some(name), port.handlers.http)
+                let served = super::served(&self.inner.catalog);
+                crate::tls::server_config(certificates, served, Some(name), port.handlers.http)
             });
             match made {
                 Some(Ok(config)) => Some(config),
@@ -209,7 +210,8 @@ impl Proxy {
     }
 
     /// Connects `client` to a machine of `app` (the next one when one refuses, a stopped one
-    /// started when none runs) and copies both ways until either side closes. The connection
+    /// started when none runs) and copies both ways until either side closes or neither sends
+    /// for the tunnel idle timeout. The connection
     /// counts against the machine's limits while it lasts.
     async fn pass_through<I>(&self, mut client: I, conn: Conn, app: &str, local: SocketAddr)
     where
@@ -321,7 +323,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Attempt for PassThrough<'_, I> {
         if !early.is_empty() && self.client.write_all(&early).await.is_err() {
             return Next::Done(());
         }
-        let copied = tokio::io::copy_bidirectional(&mut *self.client, &mut upstream).await;
+        let idle = proxy.inner.config.protection.tunnel_idle_timeout;
+        let copied =
+            crate::splice::copy_bidirectional_idle(&mut *self.client, &mut upstream, idle).await;
         let (sent, received) = copied.unwrap_or((0, 0));
         tracing::info!(
             target: "aloft_proxy::access",

@@ -37,7 +37,7 @@ impl Proxy {
         }
         let app = self.app_of(&req)?;
         ctx.app = Some(app.clone());
-        let mut out = Outgoing::new(req, self.inner.config.protection.body_idle_timeout);
+        let mut out = Outgoing::new(req, &self.inner.config.protection);
         // The edge picked the machine; when it has no room now, the edge picks another.
         ctx.constraint = Constraint {
             app,
@@ -142,6 +142,7 @@ impl Proxy {
         let _ = upstream.set_nodelay(true);
         let upgrade = hyper::upgrade::on(&mut req);
         let machine = target.machine_id.clone();
+        let idle = self.inner.config.protection.tunnel_idle_timeout;
         tokio::spawn(async move {
             let upgraded = match upgrade.await {
                 Ok(u) => u,
@@ -160,7 +161,7 @@ impl Proxy {
                     return;
                 }
             }
-            let _ = tokio::io::copy_bidirectional(&mut edge, &mut upstream).await;
+            let _ = crate::splice::copy_bidirectional_idle(&mut edge, &mut upstream, idle).await;
             drop(slot);
         });
         ctx.machine = Some(machine);
