@@ -191,3 +191,53 @@ async fn the_worker_listener_caps_connections_per_address() {
     let out = closed_within(&mut third, SLACK, "a third connection").await;
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
 }
+
+/// A client that stops answering the proxy's HTTP/2 pings (a dead peer, or one holding the
+/// connection open on purpose) is dropped even while its request is still in flight.
+#[tokio::test]
+async fn an_http2_client_that_does_not_answer_pings_is_dropped() {
+    let mut c = config();
+    c.queue_timeout = Duration::from_secs(30);
+    c.protection.idle_timeout = Duration::from_secs(30);
+    c.protection.h2_keep_alive_interval = Duration::from_millis(300);
+    c.protection.h2_keep_alive_timeout = Duration::from_millis(300);
+    let r = start(c, Listener::http(80)).await;
+    with_hello(&r, true).await;
+    let mut s = TcpStream::connect(r.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&frame(4, 0, 0, &[])).await.unwrap();
+    loop {
+        let (kind, flags, _, _) = read_frame(&mut s).await;
+        if kind == 4 && flags & 1 == 0 {
+            break;
+        }
+    }
+    s.write_all(&frame(4, 1, 0, &[])).await.unwrap();
+    let mut block = vec![0x82, 0x86, 0x84, 0x01, 15];
+    block.extend(b"hello.localhost");
+    s.write_all(&frame(1, 0x5, 1, &block)).await.unwrap();
+    // Read (and never acknowledge) until the proxy closes the connection.
+    let sent_at = Instant::now();
+    let pinged = tokio::time::timeout(Duration::from_millis(600) + SLACK * 2, async {
+        let mut pinged = false;
+        let mut head = [0u8; 9];
+        while s.read_exact(&mut head).await.is_ok() {
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0; len];
+            if s.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            pinged |= head[3] == 6 && head[4] & 1 == 0;
+        }
+        pinged
+    })
+    .await
+    .expect("a client that never answered a ping is still connected");
+    assert!(pinged, "the proxy never pinged");
+    assert!(
+        sent_at.elapsed() >= Duration::from_millis(300),
+        "closed before any ping could go unanswered"
+    );
+}
