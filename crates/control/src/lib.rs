@@ -39,6 +39,7 @@ mod apps;
 mod auth;
 mod error;
 mod forward;
+mod host_credentials;
 mod hostnames;
 mod hosts;
 pub mod http;
@@ -95,6 +96,8 @@ struct Inner {
     mesh_changes: tokio::sync::watch::Sender<u64>,
     /// Seals and opens app secrets.
     secrets: secrets::SecretBox,
+    /// Creates being placed, per (host, app): see `host_credentials`.
+    placing: Mutex<HashMap<(String, String), usize>>,
 }
 
 impl ControlPlane {
@@ -122,6 +125,7 @@ impl ControlPlane {
                 mesh_self: Mutex::default(),
                 mesh_changes: tokio::sync::watch::Sender::new(0),
                 secrets,
+                placing: Mutex::default(),
             }),
         })
     }

@@ -12,6 +12,7 @@ use crate::ControlPlane;
 use crate::error::internal;
 
 use crate::forward::AgentReply;
+use crate::host_credentials::HostCaller;
 use crate::placement;
 use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
 use aloft_agent_api::{AgentClient, AgentError};
@@ -291,13 +292,23 @@ impl ControlPlane {
     }
 
     /// `GET /internal/v1/volumes/{id}`: what the volume's host needs to open it.
-    pub(crate) async fn volume_access(&self, id: &str) -> Result<VolumeAccess, ApiError> {
+    pub(crate) async fn volume_access(
+        &self,
+        host: &HostCaller,
+        id: &str,
+    ) -> Result<VolumeAccess, ApiError> {
         let v = self
             .inner
             .store
             .volume(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no volume `{id}`")))?;
+        if v.host_id != host.0 {
+            return Err(ApiError::Forbidden(format!(
+                "volume {id} is not on host `{}`; a host reads only its own volumes' keys",
+                host.0
+            )));
+        }
         let key = self
             .inner
             .secrets

@@ -2,6 +2,7 @@
 //! app's hosts (`/internal/v1/apps/{app}/secrets`).
 
 use crate::ControlPlane;
+use crate::host_credentials::HostCaller;
 use crate::secrets;
 use crate::store::{Caller, SecretRecord};
 use aloft_types::ApiError;
@@ -112,11 +113,14 @@ impl ControlPlane {
     }
 
     /// `GET /internal/v1/apps/{app}/secrets`: the values, for the host agent starting one of
-    /// the app's machines. A value that does not open (another key) is left out and logged.
+    /// the app's machines (only a host running or being given one of them). A value that does
+    /// not open (another key) is left out and logged.
     pub(crate) async fn secret_values(
         &self,
+        host: &HostCaller,
         app: &str,
     ) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+        self.check_host_runs_app(host, app).await?;
         let mut values = std::collections::BTreeMap::new();
         for s in self.inner.store.secrets(app).await? {
             match self.inner.secrets.open(app, &s.name, &s.sealed) {

@@ -37,6 +37,14 @@ impl FromRequestParts<ControlPlane> for Internal {
     }
 }
 
+impl FromRequestParts<ControlPlane> for crate::host_credentials::HostCaller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, cp: &ControlPlane) -> Reply<Self> {
+        Ok(cp.authenticate_host(authorization(parts)).await?)
+    }
+}
+
 /// A request to pass on to an agent as it came: method, path and query, body, content type and
 /// lease nonce.
 pub(crate) struct Forwarded(pub AgentRequest);

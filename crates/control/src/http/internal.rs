@@ -39,6 +39,27 @@ pub(super) async fn host_number(
     Ok(axum::Json(HostNumber { host, number }))
 }
 
+/// `POST /internal/v1/hosts/{host}/credential` reply (201): the host's own credential, shown once.
+#[derive(Debug, Serialize)]
+pub(super) struct HostCredential {
+    host: String,
+    credential: String,
+}
+
+/// `POST /internal/v1/hosts/{host}/credential`: the host's own credential, given once per host id
+/// (409 after), for its reads of secrets and volume keys.
+pub(super) async fn host_credential(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    PathParams(host): PathParams<String>,
+) -> Reply<(StatusCode, axum::Json<HostCredential>)> {
+    let credential = cp.issue_host_credential(&host).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(HostCredential { host, credential }),
+    ))
+}
+
 /// `PUT /internal/v1/mesh/{host}`: a host says how the mesh reaches it (after it has its number)
 /// and gets every member.
 pub(super) async fn join_mesh(

@@ -2,8 +2,9 @@
 //! app's hosts (`/internal/v1/apps/{app}/secrets`).
 
 use super::Reply;
-use super::extract::{Internal, PathParams, RawBody};
+use super::extract::{PathParams, RawBody};
 use crate::ControlPlane;
+use crate::host_credentials::HostCaller;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
 use aloft_types::api::{Secret, SetSecretsRequest, UnsetSecretsRequest};
@@ -75,8 +76,8 @@ pub(crate) async fn unset_secrets(
 /// of its machines.
 pub(super) async fn secret_values(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    host: HostCaller,
     PathParams(app): PathParams<String>,
 ) -> Reply<axum::Json<std::collections::BTreeMap<String, String>>> {
-    Ok(axum::Json(cp.secret_values(&app).await?))
+    Ok(axum::Json(cp.secret_values(&host, &app).await?))
 }

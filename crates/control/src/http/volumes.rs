@@ -2,8 +2,9 @@
 //! it (`/internal/v1/volumes/{id}`).
 
 use super::Reply;
-use super::extract::{Internal, PathParams, RawBody};
+use super::extract::{PathParams, RawBody};
 use crate::ControlPlane;
+use crate::host_credentials::HostCaller;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
 use aloft_types::api::{
@@ -159,8 +160,8 @@ pub(crate) async fn list_snapshots(
 /// that mounts it.
 pub(super) async fn volume_access(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    host: HostCaller,
     PathParams(id): PathParams<String>,
 ) -> Reply<axum::Json<VolumeAccess>> {
-    Ok(axum::Json(cp.volume_access(&id).await?))
+    Ok(axum::Json(cp.volume_access(&host, &id).await?))
 }

@@ -60,6 +60,9 @@ impl ControlPlane {
         };
         let mut refusals = Vec::new();
         for host in candidates {
+            // The agent asks for the app's secrets while it starts the machine: the host may
+            // read them from before the create is forwarded until the index has the machine.
+            let _placing = self.placing(&host.info.id, &app.name);
             match self.inner.forwarder.send(host, caller, &req).await {
                 Ok(reply) if reply.status.is_success() => {
                     let id = self.index_new_machine(&app, host, &reply).await?;

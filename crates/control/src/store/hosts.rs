@@ -193,4 +193,40 @@ impl Store {
         })
         .await
     }
+
+    /// Stores `credential_hash` as `host_id`'s credential: `false` (nothing changed) when the
+    /// host id already has one, so a credential is issued once per host id.
+    pub async fn issue_host_credential(
+        &self,
+        host_id: &str,
+        credential_hash: String,
+        now: i64,
+    ) -> Result<bool, ControlPlaneError> {
+        let host_id = host_id.to_string();
+        self.call("issue host credential", move |c| {
+            c.execute(
+                "INSERT INTO host_credentials (host_id, credential_hash, created_at)
+                 VALUES (?1, ?2, ?3) ON CONFLICT (host_id) DO NOTHING",
+                params![host_id, credential_hash, now],
+            )
+            .map(|changed| changed == 1)
+        })
+        .await
+    }
+
+    /// The host whose credential hashes to `credential_hash`.
+    pub async fn host_of_credential(
+        &self,
+        credential_hash: String,
+    ) -> Result<Option<String>, ControlPlaneError> {
+        self.call("read host credential", move |c| {
+            c.query_row(
+                "SELECT host_id FROM host_credentials WHERE credential_hash = ?1",
+                [credential_hash],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
 }

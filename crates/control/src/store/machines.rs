@@ -44,6 +44,24 @@ impl Store {
         .await
     }
 
+    /// Whether the app has a machine that is not destroyed on the host.
+    pub async fn app_has_machine_on(
+        &self,
+        app: &str,
+        host_id: &str,
+    ) -> Result<bool, ControlPlaneError> {
+        let (app, host_id) = (app.to_string(), host_id.to_string());
+        self.call("read machine index", move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM machines
+                                WHERE app_name = ?1 AND host_id = ?2 AND NOT destroyed)",
+                params![app, host_id],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
     pub async fn machine(&self, id: &str) -> Result<Option<MachineRecord>, ControlPlaneError> {
         let id = id.to_string();
         self.call("read machine index", move |c| {

@@ -2,11 +2,15 @@
 //! move to PostgreSQL.
 
 /// The schema version this code writes; a database with a higher one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The changes after version 1, in order: `(version, SQL)`. `SCHEMA` creates version 1; a
 /// database older than a migration gets it at open, in one transaction with its version.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[(2, TOKEN_SCOPES), (3, REGISTRY_LOGINS)];
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
+    (2, TOKEN_SCOPES),
+    (3, REGISTRY_LOGINS),
+    (4, HOST_CREDENTIALS),
+];
 
 /// Version 2: API tokens get an id, a scope (`app_id`: NULL for org-wide, else the one app of a
 /// deploy token), an expiry and a revocation time. Tokens made before stay org-wide, never
@@ -32,6 +36,17 @@ CREATE TABLE IF NOT EXISTS registry_logins (
     ciphertext   TEXT NOT NULL,
     created_at   BIGINT NOT NULL,
     PRIMARY KEY (org_slug, host)
+);
+";
+
+/// Version 4: each host's own credential (only its SHA-256), issued once per host id; it reads
+/// that host's machines' secrets and its volumes' keys (see `crate::hosts`). Its own table: a
+/// host gets it before its first heartbeat makes its `hosts` row.
+const HOST_CREDENTIALS: &str = "
+CREATE TABLE IF NOT EXISTS host_credentials (
+    host_id          TEXT PRIMARY KEY,
+    credential_hash  TEXT NOT NULL UNIQUE,
+    created_at       BIGINT NOT NULL
 );
 ";
 

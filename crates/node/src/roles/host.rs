@@ -77,7 +77,11 @@ impl HostRole {
         let deps = AgentDeps {
             secrets: Some(Arc::new(
                 ControlPlaneSecrets::new(&config.control_plane, &token)
-                    .context("building the secrets client")?,
+                    .context("building the secrets client")?
+                    .for_host(
+                        &config.agent.host_id,
+                        config.agent.data_dir.join("host-credential"),
+                    ),
             )),
             internal_dns: dns.is_some().then(|| aloft_dns::INTERNAL_DNS.to_string()),
             drain: Some(load.clone()),
