@@ -222,13 +222,13 @@ impl Secrets {
                     Some(values) => (
                         values,
                         Some(format!(
-                            "secrets from this host's last copy (the control plane did not answer: {e})"
+                            "secrets from this host's last copy (the control plane did not give them: {e})"
                         )),
                     ),
                     None => (
                         BTreeMap::new(),
                         Some(format!(
-                            "started without secrets: the control plane did not answer ({e}); restart the machine once it does"
+                            "started without secrets: the control plane did not give them ({e}); restart the machine once it does"
                         )),
                     ),
                 }
