@@ -62,6 +62,20 @@ impl ControlPlane {
         Ok(credential)
     }
 
+    /// `DELETE /internal/v1/hosts/{host}/credential` (the operator, with the cluster secret): the
+    /// host's credential stops working at once, and the host id may be given a new one (to
+    /// rotate a leaked credential, or after its file was lost: remove the host's
+    /// `host-credential` file and start it again).
+    pub(crate) async fn revoke_host_credential(&self, host: &str) -> Result<(), ApiError> {
+        if !self.inner.store.revoke_host_credential(host).await? {
+            return Err(ApiError::NotFound(format!(
+                "host `{host}` has no credential to revoke"
+            )));
+        }
+        tracing::warn!(host, "revoked a host credential");
+        Ok(())
+    }
+
     /// The host whose credential is in the `Authorization` header. The cluster secret is
     /// refused (403): it no longer reads secrets or volume keys.
     pub(crate) async fn authenticate_host(

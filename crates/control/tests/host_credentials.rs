@@ -219,6 +219,29 @@ async fn a_host_reads_only_its_own_machines_secrets() {
     assert!(body.to_string().contains("host-credential"), "{body}");
     let (status, _) = read(&url, path, "aloft_host_0000").await;
     assert_eq!(status, 401);
+
+    // Revoked (to rotate it): the old credential stops at once, and the id gets a new one.
+    let revoke = |bearer: &str| {
+        reqwest::Client::new()
+            .delete(format!("{url}/internal/v1/hosts/b/credential"))
+            .bearer_auth(bearer.to_string())
+    };
+    let (status, _) = send(revoke(&token)).await;
+    assert_eq!(status, 401, "an org token revokes nothing");
+    let (status, body) = send(revoke(INTERNAL_TOKEN)).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = read(&url, path, &b_credential).await;
+    assert_eq!(status, 401, "a revoked credential reads nothing: {body}");
+    let (status, body) = issue(&url, "b").await;
+    assert_eq!(status, 201, "{body}");
+    let rotated = body["credential"].as_str().unwrap();
+    assert_ne!(rotated, b_credential);
+    let (status, _) = read(&url, path, rotated).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(revoke(INTERNAL_TOKEN)).await;
+    assert_eq!(status, 204);
+    let (status, body) = send(revoke(INTERNAL_TOKEN)).await;
+    assert_eq!(status, 404, "nothing left to revoke: {body}");
 }
 
 /// Volume keys: only the volume's host reads its key.

@@ -60,6 +60,17 @@ pub(super) async fn host_credential(
     ))
 }
 
+/// `DELETE /internal/v1/hosts/{host}/credential`: the host's credential stops working at once,
+/// and the id may get a new one (204; 404 when it has none).
+pub(super) async fn revoke_host_credential(
+    State(cp): State<ControlPlane>,
+    _internal: Internal,
+    PathParams(host): PathParams<String>,
+) -> Reply<StatusCode> {
+    cp.revoke_host_credential(&host).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `PUT /internal/v1/mesh/{host}`: a host says how the mesh reaches it (after it has its number)
 /// and gets every member.
 pub(super) async fn join_mesh(

@@ -36,7 +36,7 @@ use axum::routing::{any, get, post, put};
 use certificates::{add_certificate, list_certificates, proxy_certificates, remove_certificate};
 use internal::{
     create_org, host_credential, host_images, host_images_prune, host_number, join_mesh,
-    list_hosts, mesh_peers, register_host, verify_token,
+    list_hosts, mesh_peers, register_host, revoke_host_credential, verify_token,
 };
 use machines::{create_machine, list_machines, machine, machine_sub_path};
 use openapi::openapi_json;
@@ -125,7 +125,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/internal/v1/hosts/{host}/number", post(host_number))
         .route(
             "/internal/v1/hosts/{host}/credential",
-            post(host_credential),
+            post(host_credential).delete(revoke_host_credential),
         )
         .route("/internal/v1/mesh", get(mesh_peers))
         .route("/internal/v1/certificates", get(proxy_certificates))

@@ -214,6 +214,17 @@ impl Store {
         .await
     }
 
+    /// Forgets `host_id`'s credential (it stops working at once; the next start of the host asks
+    /// for a new one). `false` when it had none.
+    pub async fn revoke_host_credential(&self, host_id: &str) -> Result<bool, ControlPlaneError> {
+        let host_id = host_id.to_string();
+        self.call("revoke host credential", move |c| {
+            c.execute("DELETE FROM host_credentials WHERE host_id = ?1", [host_id])
+                .map(|changed| changed == 1)
+        })
+        .await
+    }
+
     /// The host whose credential hashes to `credential_hash`.
     pub async fn host_of_credential(
         &self,
