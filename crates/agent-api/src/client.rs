@@ -87,7 +87,8 @@ impl AgentClient {
             .build()
     }
 
-    /// The client of the agent at `base_url` (`http://host:port`), sending `internal_token`.
+    /// The client of the agent at `base_url` (`http://host:port`), sending `internal_token` (the
+    /// agent's key: the control plane derives one per host).
     pub fn new(http: reqwest::Client, base_url: &str, internal_token: &str) -> Self {
         Self {
             http,

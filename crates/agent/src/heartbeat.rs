@@ -13,10 +13,14 @@ const INTERVAL: Duration = Duration::from_secs(10);
 /// How long one registration may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Registers with the control plane now and every 10 s (POST {cp}/internal/v1/hosts, HostInfo body).
+/// Registers with the control plane now and every 10 s (POST {cp}/internal/v1/hosts, HostInfo
+/// body) through `client` (which trusts the pinned cluster CA for `https://`), with this host's
+/// `credential`.
 pub fn spawn_heartbeat(
     agent: Agent,
+    client: reqwest::Client,
     control_plane_url: String,
+    credential: String,
     advertise_url: String,
 ) -> tokio::task::JoinHandle<()> {
     agent.set_advertise(&advertise_url);
@@ -25,15 +29,6 @@ pub fn spawn_heartbeat(
             "{}/internal/v1/hosts",
             control_plane_url.trim_end_matches('/')
         );
-        let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(
-                    "cannot build the heartbeat's HTTP client ({e}); this host will not register with the control plane"
-                );
-                return;
-            }
-        };
         let mut ticker = tokio::time::interval(INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -44,7 +39,8 @@ pub fn spawn_heartbeat(
             let info = agent.host_info(&advertise_url);
             let sent = client
                 .post(&url)
-                .bearer_auth(&agent.config().internal_token)
+                .timeout(REQUEST_TIMEOUT)
+                .bearer_auth(&credential)
                 .json(&info)
                 .send()
                 .await;
@@ -55,7 +51,7 @@ pub fn spawn_heartbeat(
                 Ok(resp) => {
                     let status = resp.status();
                     let body = resp.text().await.unwrap_or_default();
-                    tracing::warn!(%url, %status, %body, "the control plane refused this host's registration; retrying in 10 s (check the internal token)");
+                    tracing::warn!(%url, %status, %body, "the control plane refused this host's registration; retrying in 10 s (check the host's credential: host-credential.json)");
                 }
                 Err(e) => {
                     tracing::warn!(%url, "cannot reach the control plane ({e}); retrying in 10 s");

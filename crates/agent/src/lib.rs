@@ -63,8 +63,12 @@ pub struct AgentConfig {
     pub cpus: u32,
     /// Memory capacity (MB) advertised for placement.
     pub memory_mb: u64,
-    /// The bearer token the control plane must send.
-    pub internal_token: String,
+    /// The bearer token the control plane must send (this host's agent key, see
+    /// `aloft_types::join::HostKeys`): it opens every endpoint.
+    pub agent_token: String,
+    /// The bearer token other hosts send (the peer key): it opens only the autostart of a
+    /// stopped machine (`POST /internal/v1/apps/{app}/machines/{id}/autostart`).
+    pub peer_token: String,
     /// Where machines' images come from. `None`: no pulls — a machine's spec carries no image
     /// (only the sim runtime runs such machines; tests of other parts, `dev up --no-pull`).
     pub images: Option<aloft_image::ImageStore>,

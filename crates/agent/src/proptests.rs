@@ -115,7 +115,8 @@ fn config(dir: &std::path::Path) -> AgentConfig {
         region: "local".into(),
         cpus: 64,
         memory_mb: 65536,
-        internal_token: TOKEN.into(),
+        agent_token: TOKEN.into(),
+        peer_token: "peer".into(),
         images: None,
         registry: String::new(),
     }

@@ -1,7 +1,7 @@
 //! App secrets, volume keys and registry logins for the machines this host starts: asked of the
 //! control plane (`GET {cp}/internal/v1/apps/{app}/secrets` and `GET {cp}/internal/v1/volumes/{id}`
-//! with this host's own credential, `GET {cp}/internal/v1/orgs/{org}/registry-credentials/{host}`
-//! with the internal token) at every start
+//! and `GET {cp}/internal/v1/orgs/{org}/registry-credentials/{host}`, with this host's own
+//! credential: the control plane answers only for its own machines) at every start
 //! (logins: at every pull from a registry that is not aloft's own; never kept). Secrets are added to the machine's environment, never to its config
 //! (the API never shows them); volume keys are kept in memory only (see the `volumes` module).
 //!
@@ -16,7 +16,6 @@ use aloft_types::api::VolumeAccess;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,108 +39,37 @@ pub trait SecretSource: Send + Sync {
 /// A username and password for one registry host.
 pub type RegistryLogin = aloft_types::api::RegistryLoginRequest;
 
-/// The control plane's internal endpoint.
+/// The control plane's internal endpoints, asked with this host's credential.
 pub struct ControlPlaneSecrets {
     url: String,
-    token: String,
+    credential: String,
     http: reqwest::Client,
-    /// This host's id and where its credential is kept (see [`ControlPlaneSecrets::for_host`]).
-    host: Option<(String, PathBuf)>,
-    /// This host's credential once read or issued.
-    credential: tokio::sync::Mutex<Option<String>>,
 }
 
 impl ControlPlaneSecrets {
-    pub fn new(control_plane_url: &str, internal_token: &str) -> Result<Self, reqwest::Error> {
-        Ok(Self {
+    /// Asks the control plane at `control_plane_url` through `http` (which trusts the pinned
+    /// cluster CA for `https://`) with `credential` (the host's own, got when it joined).
+    pub fn new(http: reqwest::Client, control_plane_url: &str, credential: &str) -> Self {
+        Self {
             url: control_plane_url.trim_end_matches('/').to_string(),
-            token: internal_token.to_string(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?,
-            host: None,
-            credential: tokio::sync::Mutex::default(),
-        })
-    }
-
-    /// Reads secrets and volume keys as host `host_id` with its own credential, kept at
-    /// `credential_file` (0600): read from there, or issued by the control plane at the first
-    /// read (`POST /internal/v1/hosts/{host}/credential`, once per host id) and written there.
-    #[must_use]
-    pub fn for_host(mut self, host_id: &str, credential_file: PathBuf) -> Self {
-        self.host = Some((host_id.to_string(), credential_file));
-        self
-    }
-
-    /// The bearer token for secrets and volume keys: this host's credential (read, or issued
-    /// and kept), or without a host the internal token (which the control plane refuses).
-    async fn host_token(&self) -> Result<String, String> {
-        let Some((host, file)) = &self.host else {
-            return Ok(self.token.clone());
-        };
-        let mut credential = self.credential.lock().await;
-        if let Some(c) = credential.as_ref() {
-            return Ok(c.clone());
+            credential: credential.to_string(),
+            http,
         }
-        let c = match std::fs::read_to_string(file) {
-            Ok(c) => c.trim().to_string(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let c = self.issue_credential(host).await?;
-                aloft_durable::write(file, c.as_bytes(), 0o600).map_err(|e| {
-                    format!(
-                        "keeping this host's credential in {}: {e} (fix the data dir's permissions)",
-                        file.display()
-                    )
-                })?;
-                c
-            }
-            Err(e) => return Err(format!("reading {}: {e}", file.display())),
-        };
-        *credential = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Asks the control plane for this host's credential (given once per host id).
-    async fn issue_credential(&self, host: &str) -> Result<String, String> {
-        #[derive(serde::Deserialize)]
-        struct Issued {
-            credential: String,
-        }
-        let url = format!("{}/internal/v1/hosts/{host}/credential", self.url);
-        let resp = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| format!("asking {url}: {e}"))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(format!("{url} answered {status}: {}", body.trim()));
-        }
-        let issued: Issued = resp
-            .json()
-            .await
-            .map_err(|e| format!("reading {url}: {e}"))?;
-        Ok(issued.credential)
     }
 }
 
 #[async_trait]
 impl SecretSource for ControlPlaneSecrets {
     async fn secrets(&self, app: &str) -> Result<BTreeMap<String, String>, String> {
-        let token = self.host_token().await?;
         let url = format!("{}/internal/v1/apps/{app}/secrets", self.url);
-        self.get_if(&url, &token, false)
+        self.get_if(&url, false)
             .await?
             .ok_or_else(|| format!("{url} answered nothing"))
     }
 
     async fn volume(&self, id: &str) -> Result<VolumeAccess, String> {
-        let token = self.host_token().await?;
         let url = format!("{}/internal/v1/volumes/{id}", self.url);
-        self.get_if(&url, &token, false)
+        self.get_if(&url, false)
             .await?
             .ok_or_else(|| format!("{url} answered nothing"))
     }
@@ -151,23 +79,23 @@ impl SecretSource for ControlPlaneSecrets {
             "{}/internal/v1/orgs/{org}/registry-credentials/{host}",
             self.url
         );
-        self.get_if(&url, &self.token, true).await
+        self.get_if(&url, true).await
     }
 }
 
 impl ControlPlaneSecrets {
-    /// A JSON answer of the control plane's internal API (bearer `token`); `None` for a 404
-    /// when `absent_ok`, else every failure is an error.
+    /// A JSON answer of the control plane's internal API; `None` for a 404 when `absent_ok`,
+    /// else every failure is an error.
     async fn get_if<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
-        token: &str,
         absent_ok: bool,
     ) -> Result<Option<T>, String> {
         let resp = self
             .http
             .get(url)
-            .bearer_auth(token)
+            .timeout(Duration::from_secs(5))
+            .bearer_auth(&self.credential)
             .send()
             .await
             .map_err(|e| format!("asking {url}: {e}"))?;

@@ -48,6 +48,60 @@ async fn the_internal_token_is_required() {
     assert_eq!(body, json!([]));
 }
 
+/// Another host's key (the peer key) opens only the autostart of a machine: it cannot list,
+/// create, exec or destroy (403), and the agent key opens everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_key_opens_only_autostart() {
+    let t = TestAgent::start().await;
+    let peer = |method: Method, path: &str| {
+        t.client
+            .request(method, format!("{}{path}", t.url))
+            .bearer_auth(common::PEER_TOKEN)
+    };
+    let m = t
+        .send(
+            t.req(Method::POST, &t.machines())
+                .header("x-aloft-org", "acme")
+                .header("x-aloft-network-id", "5")
+                .json(&json!({"config": {"image": "a"}, "region": "local"})),
+        )
+        .await;
+    let id = m.1["id"].as_str().unwrap().to_string();
+    let machine = format!("{}/{id}", t.machines());
+    for (method, path) in [
+        (Method::GET, t.machines()),
+        (Method::DELETE, format!("{machine}?force=true")),
+        (Method::POST, format!("{machine}/stop")),
+        (Method::POST, format!("{machine}/exec")),
+        (Method::GET, "/internal/v1/host".to_string()),
+        (
+            Method::GET,
+            format!("/internal/v1/apps/{APP}/machines/{id}/autostart"),
+        ),
+        (
+            Method::POST,
+            format!("/internal/v1/apps/{APP}/machines/{id}/autostart/x"),
+        ),
+    ] {
+        let resp = peer(method.clone(), &path).send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path}");
+    }
+    let resp = peer(
+        Method::POST,
+        &format!("/internal/v1/apps/{APP}/machines/{id}/autostart"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "autostart with the peer key: {}",
+        resp.status()
+    );
+    let (status, _) = t.get(&machine).await;
+    assert_eq!(status, 200, "the agent key still opens everything");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_answers_created_then_launches() {
     let t = TestAgent::start().await;

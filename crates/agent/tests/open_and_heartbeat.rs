@@ -101,7 +101,9 @@ async fn the_heartbeat_registers_at_once_and_survives_failures() {
         .await;
     let hb = spawn_heartbeat(
         t.agent.clone(),
+        reqwest::Client::new(),
         format!("{cp_url}/"),
+        "aloft_host_local1".into(),
         "http://127.0.0.7:4281".into(),
     );
     t.eventually("the first heartbeat arrived", || async {
@@ -111,7 +113,8 @@ async fn the_heartbeat_registers_at_once_and_survives_failures() {
     let (auth, info) = seen.lock()[0].clone();
     assert_eq!(
         auth.as_deref(),
-        Some(format!("Bearer {}", common::TOKEN).as_str())
+        Some("Bearer aloft_host_local1"),
+        "the heartbeat carries the host's credential"
     );
     assert_eq!(
         info,
@@ -134,7 +137,9 @@ async fn the_heartbeat_registers_at_once_and_survives_failures() {
     // An unreachable control plane is logged and retried, not fatal.
     let hb = spawn_heartbeat(
         t.agent.clone(),
+        reqwest::Client::new(),
         "http://127.0.0.1:9".into(),
+        "c".into(),
         "http://x".into(),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -119,7 +119,7 @@ async fn a_machine_restarted_at_agent_start_has_its_secrets_and_internal_dns() {
 }
 
 /// The control plane's client asks for a registry login at the control plane's internal path
-/// with the internal token, reads a 404 as "no login" (anonymous pull) and any other failure as
+/// with the host's credential, reads a 404 as "no login" (anonymous pull) and any other failure as
 /// an error (the pull fails; it is never tried anonymously instead).
 #[tokio::test]
 async fn registry_logins_are_asked_of_the_control_plane_per_org_and_host() {
@@ -131,7 +131,7 @@ async fn registry_logins_are_asked_of_the_control_plane_per_org_and_host() {
         axum::routing::get(
             |Path((org, host)): Path<(String, String)>, headers: HeaderMap| async move {
                 let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-                if auth != Some("Bearer internal") {
+                if auth != Some("Bearer aloft_host_h1") {
                     return (StatusCode::UNAUTHORIZED, String::new());
                 }
                 match (org.as_str(), host.as_str()) {
@@ -151,7 +151,7 @@ async fn registry_logins_are_asked_of_the_control_plane_per_org_and_host() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, cp).await.unwrap() });
 
-    let source = ControlPlaneSecrets::new(&url, "internal").unwrap();
+    let source = ControlPlaneSecrets::new(reqwest::Client::new(), &url, "aloft_host_h1");
     let login = source
         .registry_login("acme", "ghcr.io")
         .await
@@ -181,82 +181,6 @@ async fn registry_logins_are_asked_of_the_control_plane_per_org_and_host() {
             .await
             .is_err()
     );
-    let wrong = ControlPlaneSecrets::new(&url, "not-internal").unwrap();
+    let wrong = ControlPlaneSecrets::new(reqwest::Client::new(), &url, "aloft_host_other");
     assert!(wrong.registry_login("acme", "ghcr.io").await.is_err());
-}
-
-/// A host asks for its own credential once (with the internal token), keeps it in its data dir
-/// (0600) and reads secrets and volume keys with it; a restart reads it from there instead of
-/// asking again (the control plane gives a host id's credential once).
-#[tokio::test]
-async fn the_host_credential_is_issued_once_kept_and_used_for_reads() {
-    use aloft_agent::secrets::ControlPlaneSecrets;
-    use axum::http::{HeaderMap, StatusCode};
-    use std::os::unix::fs::PermissionsExt;
-    use std::sync::atomic::AtomicUsize;
-    let issued = Arc::new(AtomicUsize::new(0));
-    let counter = issued.clone();
-    let bearer = |headers: &HeaderMap| {
-        headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let cp = axum::Router::new()
-        .route(
-            "/internal/v1/hosts/h1/credential",
-            axum::routing::post(move |headers: HeaderMap| async move {
-                if bearer(&headers).as_deref() != Some("Bearer internal") {
-                    return (StatusCode::UNAUTHORIZED, "{}".to_string());
-                }
-                if counter.fetch_add(1, Ordering::SeqCst) > 0 {
-                    return (StatusCode::CONFLICT, r#"{"error":"issued"}"#.to_string());
-                }
-                let body = json!({"host": "h1", "credential": "aloft_host_h1secret"});
-                (StatusCode::CREATED, body.to_string())
-            }),
-        )
-        .route(
-            "/internal/v1/apps/web/secrets",
-            axum::routing::get(move |headers: HeaderMap| async move {
-                match bearer(&headers).as_deref() {
-                    Some("Bearer aloft_host_h1secret") => {
-                        (StatusCode::OK, json!({"K": "v"}).to_string())
-                    }
-                    _ => (StatusCode::FORBIDDEN, "{}".to_string()),
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, cp).await.unwrap() });
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("host-credential");
-
-    let source = ControlPlaneSecrets::new(&url, "internal")
-        .unwrap()
-        .for_host("h1", file.clone());
-    assert_eq!(source.secrets("web").await.unwrap()["K"], "v");
-    assert_eq!(source.secrets("web").await.unwrap()["K"], "v");
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        "aloft_host_h1secret"
-    );
-    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
-
-    // A restart: the kept credential is used, nothing is asked again.
-    let restarted = ControlPlaneSecrets::new(&url, "internal")
-        .unwrap()
-        .for_host("h1", file.clone());
-    assert_eq!(restarted.secrets("web").await.unwrap()["K"], "v");
-    assert_eq!(issued.load(Ordering::SeqCst), 1);
-
-    // Without its file, the host id gets nothing and the read fails with the reason.
-    std::fs::remove_file(&file).unwrap();
-    let wiped = ControlPlaneSecrets::new(&url, "internal")
-        .unwrap()
-        .for_host("h1", file.clone());
-    let err = wiped.secrets("web").await.unwrap_err();
-    assert!(err.contains("409"), "{err}");
 }

@@ -191,6 +191,7 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     let _down = Down(&dir);
     let status = up.ok();
     assert!(status.contains("syd-1"), "{status}");
+    hosts_joined_without_the_cluster_secret(&dir);
     phase("up");
     the_image_is_pushed(&dir, &layout);
     phase("pushed");
@@ -215,6 +216,48 @@ fn a_three_region_cluster_serves_each_region_nearest_and_survives_a_host() {
     phase("ams killed, syd served");
     drop(_down);
     nothing_of_the_cluster_is_left(&dir);
+}
+
+/// Every host joined over TLS with its own one-time join token: each keeps its own credential
+/// (0600), none has the cluster secret in its config or credential file, and a used join token
+/// does not join again.
+fn hosts_joined_without_the_cluster_secret(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = fs::read_to_string(dir.join("internal-token")).unwrap();
+    let secret = secret.trim();
+    let mut credentials = Vec::new();
+    for host in ["ord-1", "ams-1", "syd-1"] {
+        let hdir = dir.join("hosts").join(host);
+        let config = fs::read_to_string(hdir.join("host.toml")).unwrap();
+        assert!(config.contains("control_plane = \"https://"), "{config}");
+        assert!(!config.contains("internal-token"), "{config}");
+        let file = hdir.join("host-credential.json");
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(secret), "{host} holds the cluster secret");
+        let mode = fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        let joined: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(joined["host"], host);
+        credentials.push(joined["credential"].as_str().unwrap().to_string());
+        // Its join token is used up.
+        let token = fs::read_to_string(hdir.join("join-token")).unwrap();
+        let again = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .arg(format!(
+                "http://127.0.0.1:4280/internal/v1/hosts/{host}/join"
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&again.stdout),
+            "401",
+            "{host}'s token joined twice"
+        );
+    }
+    credentials.sort();
+    credentials.dedup();
+    assert_eq!(credentials.len(), 3, "each host has its own credential");
 }
 
 /// The example image is pushed to the cluster's registry for the personal org.

@@ -45,7 +45,8 @@ fn config(cluster: &Cluster, i: usize, gossip: SocketAddr, seeds: &[SocketAddr])
         gossip,
         advertise: None,
         seeds: seeds.iter().map(ToString::to_string).collect(),
-        token: cluster.internal_token.clone(),
+        gossip_key: cluster.host_keys(i).gossip,
+        peer_token: cluster.host_keys(i).peer,
         worker: worker(i),
         agent: cluster.agent_url(i),
         gossip_interval: INTERVAL,
@@ -369,7 +370,7 @@ async fn a_replayed_old_signed_value_does_not_replace_the_current_one() {
         })
         .await;
     }
-    let cluster_id = Seal::new(&h.cluster.internal_token).cluster_id();
+    let cluster_id = Seal::new(&h.cluster.host_keys(0).gossip).cluster_id();
     let listener = rogue_node(
         ChitchatId::new("listener", 1, free_udp()),
         cluster_id.clone(),
@@ -429,7 +430,7 @@ async fn a_restarted_hosts_new_values_win_over_its_old_ones() {
         })
         .await;
     }
-    let cluster_id = Seal::new(&h.cluster.internal_token).cluster_id();
+    let cluster_id = Seal::new(&h.cluster.host_keys(0).gossip).cluster_id();
     let listener = rogue_node(
         ChitchatId::new("listener", 1, free_udp()),
         cluster_id.clone(),

@@ -21,6 +21,8 @@ pub struct Env {
     home: Option<PathBuf>,
     app: Option<String>,
     rust_log: Option<String>,
+    /// `$ALOFT_INTERNAL_TOKEN_FILE`: the cluster secret's file, for operator commands.
+    internal_token_file: Option<PathBuf>,
 }
 
 /// What a client command needs to talk to the API.
@@ -43,6 +45,7 @@ impl Env {
             home: var("HOME").map(PathBuf::from),
             app: var("ALOFT_APP"),
             rust_log: var("RUST_LOG"),
+            internal_token_file: var("ALOFT_INTERNAL_TOKEN_FILE").map(PathBuf::from),
         }
     }
 
@@ -103,9 +106,14 @@ impl Env {
         })
     }
 
-    /// The cluster's internal token, for operator commands: `<dev data dir>/internal-token`.
+    /// The cluster's internal token (its secret), for operator commands:
+    /// `$ALOFT_INTERNAL_TOKEN_FILE` (a cluster's `internal_token_file`), else
+    /// `<dev data dir>/internal-token`.
     pub fn internal_token(&self, data_dir_flag: Option<&Path>) -> Result<String> {
-        let path = self.data_dir(data_dir_flag)?.join(INTERNAL_TOKEN_FILE);
+        let path = match &self.internal_token_file {
+            Some(file) => file.clone(),
+            None => self.data_dir(data_dir_flag)?.join(INTERNAL_TOKEN_FILE),
+        };
         match std::fs::read_to_string(&path) {
             Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
             Ok(_) => bail!(
@@ -114,7 +122,7 @@ impl Env {
             ),
             Err(e) => Err(e).with_context(|| {
                 format!(
-                    "cannot read the cluster's internal token from {}: this is an operator command, run it where `aloft dev up` keeps its data (pass --data-dir or set ALOFT_DATA_DIR)",
+                    "cannot read the cluster's internal token from {}: this is an operator command, run it where `aloft dev up` keeps its data (pass --data-dir or set ALOFT_DATA_DIR), or set ALOFT_INTERNAL_TOKEN_FILE to the control plane's internal_token_file",
                     path.display()
                 )
             }),

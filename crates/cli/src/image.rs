@@ -7,20 +7,18 @@
 //! `skopeo copy oci:DIR:TAG docker://<registry>/<org>/NAME:TAG`.
 
 use crate::Ctx;
+use crate::operator::Operator;
 use crate::output::{Table, megabytes, or_dash, print_json};
 use aloft_appconfig::values::split_command;
 use aloft_oci::ImageDefaults;
 use aloft_oci::layout::{self as oci_layout, LayoutBuilder};
-use aloft_types::ErrorBody;
-use aloft_types::api::{HostImage, HostInfo, PruneImagesResponse};
+use aloft_types::api::{HostImage, PruneImagesResponse};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use reqwest::Method;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -81,74 +79,6 @@ pub async fn run(cmd: ImageCommand, ctx: &Ctx) -> Result<ExitCode> {
         ImageCommand::List(args) => list(ctx, args).await,
         ImageCommand::Prune(args) => prune(ctx, args).await,
         ImageCommand::Build(args) => build(ctx, args).await,
-    }
-}
-
-/// The control plane's internal API, with the cluster's internal token.
-struct Operator {
-    http: reqwest::Client,
-    api_url: String,
-    token: String,
-}
-
-impl Operator {
-    fn new(ctx: &Ctx) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(300))
-            .build()
-            .context("cannot set up the HTTP client")?;
-        Ok(Self {
-            http,
-            api_url: ctx.env.api_url(),
-            token: ctx.env.internal_token(ctx.data_dir.as_deref())?,
-        })
-    }
-
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
-        let url = format!("{}{path}", self.api_url);
-        let resp = self
-            .http
-            .request(method, &url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "cannot reach the aloft API at {}: is `aloft dev up` running? (set ALOFT_API_URL to use another) ({e})",
-                    self.api_url
-                )
-            })?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .with_context(|| format!("reading the answer of {url}"))?;
-        if !status.is_success() {
-            let why = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                bail!(
-                    "the control plane refused the internal token ({why}); use the `internal-token` of the `aloft dev up` behind ALOFT_API_URL (--data-dir or ALOFT_DATA_DIR)"
-                );
-            }
-            bail!("{why} ({status})");
-        }
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("the answer of {url} is not what this aloft expects"))
-    }
-
-    /// `--host`, else every registered host.
-    async fn hosts(&self, only: Option<String>) -> Result<Vec<String>> {
-        if let Some(host) = only {
-            return Ok(vec![host]);
-        }
-        let hosts: Vec<HostInfo> = self.call(Method::GET, "/internal/v1/hosts").await?;
-        if hosts.is_empty() {
-            bail!("no hosts are registered with the control plane yet; start an agent first");
-        }
-        Ok(hosts.into_iter().map(|h| h.id).collect())
     }
 }
 

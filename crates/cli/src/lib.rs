@@ -18,10 +18,12 @@ mod certs;
 mod client;
 pub mod config;
 mod deploy;
+mod hosts;
 mod image;
 mod launch;
 mod logs;
 mod machine;
+mod operator;
 mod output;
 mod platform;
 mod registry;
@@ -49,6 +51,10 @@ pub enum Command {
     /// Run and manage machines.
     #[command(subcommand, visible_alias = "machines")]
     Machine(machine::MachineCommand),
+    /// The cluster's hosts: list them, make join tokens for new ones, revoke a host's
+    /// credential (operators).
+    #[command(subcommand)]
+    Hosts(hosts::HostsCommand),
     /// Build images; list and prune the images on hosts.
     #[command(subcommand, visible_alias = "images")]
     Image(image::ImageCommand),
@@ -151,6 +157,7 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Apps(cmd) => apps::run(cmd, &ctx).await,
         Command::Certs(cmd) => certs::run(cmd, &ctx).await,
         Command::Machine(cmd) => machine::run(cmd, &ctx).await,
+        Command::Hosts(cmd) => hosts::run(cmd, &ctx).await,
         Command::Image(cmd) => image::run(cmd, &ctx).await,
         Command::Config(cmd) => app_config::run(cmd, &ctx).await,
         Command::Deploy(args) => deploy::run(args, &ctx).await,

@@ -10,25 +10,27 @@ use std::future::Future;
 
 pub(crate) use aloft_agent_api::{AgentReply, AgentRequest};
 
-/// Sends requests to agents with the cluster's internal token, through one pooled HTTP client.
+/// Sends requests to agents, each with its own agent key (derived from the cluster secret: see
+/// `crate::join`), through one pooled HTTP client.
 #[derive(Clone)]
 pub(crate) struct Forwarder {
     http: reqwest::Client,
-    internal_token: String,
+    cluster_secret: String,
 }
 
 impl Forwarder {
-    pub fn new(internal_token: String) -> Result<Self, ControlPlaneError> {
+    pub fn new(cluster_secret: String) -> Result<Self, ControlPlaneError> {
         let http = AgentClient::pool().map_err(ControlPlaneError::HttpClient)?;
         Ok(Self {
             http,
-            internal_token,
+            cluster_secret,
         })
     }
 
-    /// The client of `host`'s agent (sharing the pool).
+    /// The client of `host`'s agent (sharing the pool), with that agent's key.
     fn agent(&self, host: &HostRecord) -> AgentClient {
-        AgentClient::new(self.http.clone(), &host.info.address, &self.internal_token)
+        let key = crate::join::derive_host_keys(&self.cluster_secret, &host.info.id).agent;
+        AgentClient::new(self.http.clone(), &host.info.address, &key)
     }
 
     /// Passes `req` to `host` on behalf of `caller`: the internal headers say who asks, and the

@@ -1,6 +1,6 @@
 //! Each host's own credential (`aloft_host_` + 40 hex characters; only its SHA-256 is stored):
-//! issued once per host id, to a caller holding the cluster secret, and the only thing that
-//! reads app secrets and volume keys (`/internal/v1/apps/{app}/secrets`,
+//! issued once per host id when it joins (see `crate::join`), what the host calls the control
+//! plane with ([`ClusterCaller`]), and the only thing that reads app secrets and volume keys (`/internal/v1/apps/{app}/secrets`,
 //! `/internal/v1/volumes/{id}`). A host reads only the secrets of apps with a machine on it (or
 //! one being placed on it) and only the keys of its own volumes.
 //!
@@ -12,14 +12,28 @@
 use crate::ControlPlane;
 use crate::auth;
 use aloft_types::ApiError;
-use aloft_types::ids::random_hex;
-use aloft_types::time::now_ms;
-
-/// What every host credential starts with.
-const CREDENTIAL_PREFIX: &str = "aloft_host_";
 
 /// A caller holding a host's credential: the host's id.
 pub(crate) struct HostCaller(pub String);
+
+/// A caller of the endpoints hosts use (their number, the mesh, heartbeats, certificates): the
+/// operator (the cluster secret) or a host (its credential).
+pub(crate) enum ClusterCaller {
+    Operator,
+    Host(String),
+}
+
+impl ClusterCaller {
+    /// 403 unless the caller is the operator or host `host` itself.
+    pub(crate) fn check_is(&self, host: &str) -> Result<(), ApiError> {
+        match self {
+            ClusterCaller::Host(me) if me != host => Err(ApiError::Forbidden(format!(
+                "host `{me}` cannot act for host `{host}`"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// Counts a create being placed on a host until dropped (see the module doc).
 pub(crate) struct Placing {
@@ -40,32 +54,10 @@ impl Drop for Placing {
 }
 
 impl ControlPlane {
-    /// `POST /internal/v1/hosts/{host}/credential`: a new credential for `host`, given once per
-    /// host id (409 after), so another process claiming the id gets nothing.
-    pub(crate) async fn issue_host_credential(&self, host: &str) -> Result<String, ApiError> {
-        if host.trim().is_empty() {
-            return Err(ApiError::invalid("host", "a host id is required"));
-        }
-        let credential = format!("{CREDENTIAL_PREFIX}{}", random_hex(20));
-        let issued = self
-            .inner
-            .store
-            .issue_host_credential(host, auth::hash_token(&credential), now_ms())
-            .await?;
-        if !issued {
-            return Err(ApiError::Conflict(format!(
-                "host `{host}` already has its credential (kept in its data dir as host-credential); \
-                 restore that file, or start the host under a new id"
-            )));
-        }
-        tracing::info!(host, "issued a host credential");
-        Ok(credential)
-    }
-
     /// `DELETE /internal/v1/hosts/{host}/credential` (the operator, with the cluster secret): the
-    /// host's credential stops working at once, and the host id may be given a new one (to
-    /// rotate a leaked credential, or after its file was lost: remove the host's
-    /// `host-credential` file and start it again).
+    /// host's credential stops working at once, and the host id may join again with a new join
+    /// token (to rotate a leaked credential, or after its file was lost: remove the host's
+    /// `host-credential.json`, give it a new join token and start it again).
     pub(crate) async fn revoke_host_credential(&self, host: &str) -> Result<(), ApiError> {
         if !self.inner.store.revoke_host_credential(host).await? {
             return Err(ApiError::NotFound(format!(
@@ -86,7 +78,7 @@ impl ControlPlane {
         if aloft_http::tokens_equal(token, &self.inner.config.internal_token) {
             return Err(ApiError::Forbidden(
                 "the cluster secret does not read secrets or volume keys; a host reads them with \
-                 its own credential (<data-dir>/host-credential, issued at its first start)"
+                 its own credential (<data-dir>/host-credential.json, issued when it joined)"
                     .into(),
             ));
         }
@@ -98,7 +90,32 @@ impl ControlPlane {
         {
             Some(host) => Ok(HostCaller(host)),
             None => Err(ApiError::Unauthorized(
-                "not a host credential: a host uses the one in <data-dir>/host-credential".into(),
+                "not a host credential: a host uses the one in <data-dir>/host-credential.json"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The operator (the cluster secret) or the host whose credential is in the header.
+    pub(crate) async fn authenticate_cluster(
+        &self,
+        header: Option<&str>,
+    ) -> Result<ClusterCaller, ApiError> {
+        let token = auth::bearer(header)?;
+        if aloft_http::tokens_equal(token, &self.inner.config.internal_token) {
+            return Ok(ClusterCaller::Operator);
+        }
+        match self
+            .inner
+            .store
+            .host_of_credential(auth::hash_token(token))
+            .await?
+        {
+            Some(host) => Ok(ClusterCaller::Host(host)),
+            None => Err(ApiError::Unauthorized(
+                "neither the cluster secret nor a host credential (a host uses the one in \
+                 <data-dir>/host-credential.json; join it with a join token)"
+                    .into(),
             )),
         }
     }
@@ -111,6 +128,36 @@ impl ControlPlane {
             cp: self.clone(),
             key,
         }
+    }
+
+    /// 403 unless `host` has a machine of an app of `org`, or a create of one being placed on it.
+    pub(crate) async fn check_host_runs_org(
+        &self,
+        host: &HostCaller,
+        org: &str,
+    ) -> Result<(), ApiError> {
+        let placing: Vec<String> = self
+            .inner
+            .placing
+            .lock()
+            .keys()
+            .filter(|(h, _)| *h == host.0)
+            .map(|(_, app)| app.clone())
+            .collect();
+        for app in placing {
+            if let Some(record) = self.inner.store.app(&app).await?
+                && record.org_slug == org
+            {
+                return Ok(());
+            }
+        }
+        if self.inner.store.org_has_machine_on(org, &host.0).await? {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "host `{}` runs no machine of org `{org}`; a host reads only its own machines' registry logins",
+            host.0
+        )))
     }
 
     /// 403 unless `host` has a machine of `app` or a create of one being placed on it.

@@ -43,6 +43,7 @@ mod host_credentials;
 mod hostnames;
 mod hosts;
 pub mod http;
+mod join;
 mod machines;
 mod placement;
 mod registry_logins;
@@ -54,6 +55,7 @@ mod volumes;
 pub use error::ControlPlaneError;
 pub use hostnames::{HostnameGrant, HostnamePolicy};
 pub use http::openapi::{ControlPlaneApiDoc, openapi_document};
+pub use join::derive_host_keys;
 pub use store::CertRecord;
 
 use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
@@ -68,7 +70,8 @@ use std::sync::Arc;
 pub struct ControlPlaneConfig {
     /// Holds `control.db` (SQLite); created if missing.
     pub data_dir: PathBuf,
-    /// Sent to agents on every forwarded request; accepted on `/internal/v1/*`.
+    /// The cluster secret: the operator's credential on `/internal/v1/*`, and what every host
+    /// key is derived from (see `join`). Hosts never get it.
     pub internal_token: String,
     /// The region used when a create names none.
     pub default_region: String,

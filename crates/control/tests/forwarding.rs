@@ -198,7 +198,12 @@ async fn requests_reach_the_agent_with_internal_headers_and_come_back_unchanged(
         create_body
     );
     let h = |name: &str| sent.headers.get(name).and_then(|v| v.to_str().ok());
-    assert_eq!(h("authorization"), Some("Bearer internal-secret"));
+    let agent_key = aloft_control::derive_host_keys(INTERNAL_TOKEN, "local-1");
+    assert_eq!(
+        h("authorization"),
+        Some(format!("Bearer {}", agent_key.agent).as_str()),
+        "the host's own agent key, not the cluster secret"
+    );
     assert_eq!(h("x-aloft-org"), Some("personal"));
     assert_eq!(h("x-aloft-network-id"), Some("1"));
     assert_eq!(h("x-aloft-actor"), Some("ci-bot"));
@@ -453,7 +458,7 @@ async fn internal_endpoints_need_the_internal_token() {
 }
 
 #[tokio::test]
-async fn host_images_are_asked_of_the_host_with_the_internal_token() {
+async fn host_images_are_asked_of_the_host_with_its_agent_key() {
     let (_d, cp, url, token) = control_plane().await;
     let (agent, agent_url) = fake_agent(false, "1a2b3c4d5e6f70").await;
     cp.register_host(host("local-1", "local", &agent_url, 4096))
@@ -508,7 +513,8 @@ async fn host_images_are_asked_of_the_host_with_the_internal_token() {
         let sent = seen.last().unwrap();
         assert_eq!((&sent.method, sent.uri.as_str()), (&method, agent_path));
         let h = |name: &str| sent.headers.get(name).and_then(|v| v.to_str().ok());
-        assert_eq!(h("authorization"), Some("Bearer internal-secret"));
+        let key = aloft_control::derive_host_keys(INTERNAL_TOKEN, "local-1").agent;
+        assert_eq!(h("authorization"), Some(format!("Bearer {key}").as_str()));
         assert_eq!(h("x-aloft-org"), None, "no caller, no org");
         assert_eq!(h("x-aloft-registry-token"), None);
     }

@@ -1,6 +1,8 @@
-//! Each host's own credential against a control plane with scripted fake agents: issued once
-//! per host id, the only thing that reads secrets and volume keys, and only those of the
-//! host's own machines and volumes — including while a create is still being placed on it.
+//! Each host's own credential against a control plane with scripted fake agents: got once per
+//! host id for a one-time join token, acting only as its own host, the only thing that reads
+//! secrets and volume keys, and only those of the host's own machines and volumes — including
+//! while a create is still being placed on it. The control plane calls each agent with that
+//! host's own agent key, never the cluster secret.
 
 use aloft_control::{ControlPlane, ControlPlaneConfig};
 use aloft_types::api::HostInfo;
@@ -21,9 +23,15 @@ struct Fake {
     reader: Arc<Mutex<Option<(String, String)>>>,
     /// What the read during the create answered: status and body.
     read_during_create: Arc<Mutex<Option<(u16, Value)>>>,
+    /// The `Authorization` the control plane sent with the create.
+    authorization: Arc<Mutex<Option<String>>>,
 }
 
-async fn fake_create(State(f): State<Fake>) -> axum::Json<Value> {
+async fn fake_create(State(f): State<Fake>, headers: axum::http::HeaderMap) -> axum::Json<Value> {
+    *f.authorization.lock() = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let reader = f.reader.lock().clone();
     if let Some((cp, credential)) = reader {
         let resp = reqwest::Client::new()
@@ -80,14 +88,32 @@ async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// Asks for a host credential with the cluster secret.
-async fn issue(url: &str, host: &str) -> (u16, Value) {
+/// `POST /internal/v1/join-tokens` with `bearer` and `body`.
+async fn join_token(url: &str, bearer: &str, body: Value) -> (u16, Value) {
     send(
         reqwest::Client::new()
-            .post(format!("{url}/internal/v1/hosts/{host}/credential"))
-            .bearer_auth(INTERNAL_TOKEN),
+            .post(format!("{url}/internal/v1/join-tokens"))
+            .bearer_auth(bearer)
+            .json(&body),
     )
     .await
+}
+
+/// `POST /internal/v1/hosts/{host}/join` with the join token `token`.
+async fn join(url: &str, host: &str, token: &str) -> (u16, Value) {
+    send(
+        reqwest::Client::new()
+            .post(format!("{url}/internal/v1/hosts/{host}/join"))
+            .bearer_auth(token),
+    )
+    .await
+}
+
+/// Joins `host` as an operator would have it: a join token for it, traded by the host.
+async fn issue(url: &str, host: &str) -> (u16, Value) {
+    let (status, made) = join_token(url, INTERNAL_TOKEN, json!({"host": host})).await;
+    assert_eq!(status, 201, "{made}");
+    join(url, host, made["token"].as_str().unwrap()).await
 }
 
 async fn read(url: &str, path: &str, bearer: &str) -> (u16, Value) {
@@ -143,29 +169,118 @@ async fn cluster() -> (tempfile::TempDir, String, String, Fake, String) {
     (dir, url, token, b, b_url)
 }
 
-/// A host id's credential is given once: a second process claiming the id gets a 409 and no
-/// credential; the cluster secret is needed to ask.
+/// A join token is made only with the cluster secret, is used up by the one join that
+/// succeeds, works only for the host id it names and only until it expires; a host id joins
+/// once (409 after, naming the file to restore).
 #[tokio::test]
-async fn a_host_credential_is_issued_once_per_host_id() {
+async fn a_host_joins_once_with_a_one_time_join_token() {
     let (_dir, url, token, _b, _) = cluster().await;
-    let (status, body) = issue(&url, "b").await;
-    assert_eq!(status, 201, "{body}");
-    let credential = body["credential"].as_str().unwrap();
+    let (status, _) = join_token(&url, &token, json!({})).await;
+    assert_eq!(status, 401, "an org token makes no join token");
+    for bad in [
+        json!({"expires_in": "8d"}),
+        json!({"expires_in": "soon"}),
+        json!({"host": "A/B"}),
+        json!({"hots": "b"}),
+    ] {
+        let (status, body) = join_token(&url, INTERNAL_TOKEN, bad.clone()).await;
+        assert!(status == 422 || status == 400, "{bad}: {status} {body}");
+    }
+
+    let (status, made) = join_token(&url, INTERNAL_TOKEN, json!({"host": "b"})).await;
+    assert_eq!(status, 201, "{made}");
+    let for_b = made["token"].as_str().unwrap().to_string();
+    assert!(for_b.starts_with("aloft_join_"), "{made}");
+    let (status, body) = join(&url, "c", &for_b).await;
+    assert_eq!(status, 403, "a token for b does not join c: {body}");
+    let (status, joined) = join(&url, "b", &for_b).await;
+    assert_eq!(status, 201, "the token still works for b: {joined}");
+    let credential = joined["credential"].as_str().unwrap();
     assert!(credential.starts_with("aloft_host_"), "{credential}");
+    let keys = aloft_control::derive_host_keys(INTERNAL_TOKEN, "b");
+    assert_eq!(joined["keys"]["agent"], keys.agent);
+    assert_eq!(joined["keys"]["peer"], keys.peer);
+    assert_eq!(joined["keys"]["gossip"], keys.gossip);
+    assert!(
+        !joined.to_string().contains(INTERNAL_TOKEN),
+        "the cluster secret is not handed out"
+    );
+    let (status, body) = join(&url, "b", &for_b).await;
+    assert_eq!(status, 401, "a used token joins nothing: {body}");
+
     let (status, body) = issue(&url, "b").await;
     assert_eq!(status, 409, "{body}");
     assert!(body.get("credential").is_none(), "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("host-credential"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("host-credential.json"),
         "the refusal names the file to restore: {body}"
     );
-    let (status, _) = send(
-        reqwest::Client::new()
-            .post(format!("{url}/internal/v1/hosts/c/credential"))
-            .bearer_auth(&token),
+
+    let (_, any) = join_token(&url, INTERNAL_TOKEN, json!({"expires_in": "30m"})).await;
+    let (status, c) = join(&url, "c", any["token"].as_str().unwrap()).await;
+    assert_eq!(status, 201, "a token naming no host joins any new id: {c}");
+    assert_ne!(
+        c["keys"]["agent"], joined["keys"]["agent"],
+        "agent keys are per host"
+    );
+    assert_eq!(c["keys"]["peer"], joined["keys"]["peer"]);
+
+    let (_, short) = join_token(&url, INTERNAL_TOKEN, json!({"expires_in": "1ms"})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (status, body) = join(&url, "d", short["token"].as_str().unwrap()).await;
+    assert_eq!(status, 401, "an expired token joins nothing: {body}");
+    let (status, _) = join(&url, "d", INTERNAL_TOKEN).await;
+    assert_eq!(status, 401, "the cluster secret is not a join token");
+}
+
+/// A host's credential acts for its own host only (its number, heartbeats, the mesh), and
+/// opens none of the operator's endpoints.
+#[tokio::test]
+async fn a_host_credential_acts_only_as_its_host() {
+    let (_dir, url, _token, _b, _) = cluster().await;
+    let b = issue(&url, "b").await.1["credential"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let post = |path: &str| http.post(format!("{url}{path}")).bearer_auth(&b);
+    let (status, body) = send(post("/internal/v1/hosts/b/number")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(post("/internal/v1/hosts/a/number")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) =
+        send(post("/internal/v1/hosts").json(&host("b", "http://127.0.0.1:1", 64))).await;
+    assert_eq!(status, 200, "its own heartbeat: {body}");
+    let (status, body) = send(post("/internal/v1/hosts").json(&host("a", "http://evil", 64))).await;
+    assert_eq!(status, 403, "not another host's heartbeat: {body}");
+    let mesh = json!({"public_key": format!("{}=", "A".repeat(43)), "endpoint": "10.0.0.9:51820"});
+    let (status, body) = send(
+        http.put(format!("{url}/internal/v1/mesh/a"))
+            .bearer_auth(&b)
+            .json(&mesh),
     )
     .await;
-    assert_eq!(status, 401, "an org token does not get a host credential");
+    assert_eq!(status, 403, "not another host's mesh entry: {body}");
+    let (status, _) = send(http.get(format!("{url}/internal/v1/mesh")).bearer_auth(&b)).await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        send(post("/internal/v1/tokens/verify").json(&json!({"token": "x"}))).await;
+    assert_eq!(
+        status, 404,
+        "a host checks tokens for its registry cache: {body}"
+    );
+    for (path, body) in [
+        ("/internal/v1/orgs", json!({"slug": "evil"})),
+        ("/internal/v1/join-tokens", json!({})),
+    ] {
+        let (status, reply) = send(post(path).json(&body)).await;
+        assert_eq!(status, 401, "{path} is the operator's: {reply}");
+    }
+    let (status, _) = send(http.get(format!("{url}/internal/v1/hosts")).bearer_auth(&b)).await;
+    assert_eq!(status, 401, "listing hosts is the operator's");
 }
 
 /// Secrets: the host a machine is placed on reads them (also while the create is still being
@@ -202,6 +317,12 @@ async fn a_host_reads_only_its_own_machines_secrets() {
         during.1
     );
     assert_eq!(during.1["DATABASE_URL"], "postgres://secret");
+    let keys = aloft_control::derive_host_keys(INTERNAL_TOKEN, "b");
+    assert_eq!(
+        b.authorization.lock().clone(),
+        Some(format!("Bearer {}", keys.agent)),
+        "the control plane calls b's agent with b's own agent key"
+    );
 
     let (status, body) = read(&url, path, &b_credential).await;
     assert_eq!(
@@ -220,7 +341,7 @@ async fn a_host_reads_only_its_own_machines_secrets() {
     let (status, _) = read(&url, path, "aloft_host_0000").await;
     assert_eq!(status, 401);
 
-    // Revoked (to rotate it): the old credential stops at once, and the id gets a new one.
+    // Revoked (to rotate it): the old credential stops at once, and the id joins again.
     let revoke = |bearer: &str| {
         reqwest::Client::new()
             .delete(format!("{url}/internal/v1/hosts/b/credential"))

@@ -3,7 +3,8 @@
 //! [`Limits::max_connections`] connections open at once (more are closed at once), the
 //! first-bytes, idle and request-body bounds of [`conn`](crate::conn), and HTTP/1's own
 //! header-read timeout. Requests in flight are never cut: a streamed response (logs, pull
-//! progress, a machine wait) lasts as long as it sends.
+//! progress, a machine wait) lasts as long as it sends. [`serve_tls`] does the same behind TLS
+//! (the handshake bounded by the first-bytes timeout).
 //!
 //! State: a semaphore of connection permits, one per open connection.
 
@@ -45,6 +46,33 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`] behind TLS with `config`: a client that does not finish its handshake within the
+/// first-bytes timeout is closed.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    serve_with(listener, router, limits, Some(acceptor), shutdown).await
+}
+
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
@@ -67,7 +95,26 @@ pub async fn serve(
         };
         let router = router.clone();
         let mut stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let stream: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.bounds.first_bytes, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             let activity = Activity::new();
             let service = {
                 let activity = activity.clone();

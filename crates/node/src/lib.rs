@@ -13,9 +13,11 @@
 //! The `aloft` binary parses `aloft dev ...` and `aloft server ...` into [`DevCommand`] and
 //! [`ServerCommand`] and runs them with [`dev`] and [`server`].
 
+mod cluster_tls;
 mod dev;
 mod devcluster;
 mod files;
+mod host_identity;
 mod host_setup;
 mod listen;
 mod mesh;

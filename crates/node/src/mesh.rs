@@ -57,19 +57,27 @@ pub(crate) enum Members {
     Remote {
         control_plane: String,
         token: String,
+        /// The control plane's client (the pinned cluster CA for `https://`).
+        http: reqwest::Client,
     },
 }
 
 impl Members {
-    async fn list(&self, http: &reqwest::Client) -> Result<Vec<MeshPeer>> {
+    async fn list(&self) -> Result<Vec<MeshPeer>> {
         match self {
             Members::Local(cp) => Ok(cp.mesh_peers().await?),
             Members::Remote {
                 control_plane,
                 token,
+                http,
             } => {
                 let url = format!("{}/internal/v1/mesh", control_plane.trim_end_matches('/'));
-                let resp = http.get(&url).bearer_auth(token).send().await?;
+                let resp = http
+                    .get(&url)
+                    .timeout(Duration::from_secs(5))
+                    .bearer_auth(token)
+                    .send()
+                    .await?;
                 if !resp.status().is_success() {
                     bail!(
                         "{}: {}",
@@ -115,9 +123,6 @@ pub(crate) async fn join(
         endpoint: file.advertise.unwrap_or(mesh.local_endpoint()).to_string(),
         ..me
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
     let peers = match &members {
         Members::Local(cp) => {
             cp.set_mesh_self(me.clone());
@@ -126,6 +131,7 @@ pub(crate) async fn join(
         Members::Remote {
             control_plane,
             token,
+            http,
         } => {
             let url = format!(
                 "{}/internal/v1/mesh/{}",
@@ -140,7 +146,12 @@ pub(crate) async fn join(
             // The control plane may be starting too (or busy): asked again for up to a minute.
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             let resp = loop {
-                match http.put(&url).bearer_auth(token).json(&body).send().await {
+                let put = http
+                    .put(&url)
+                    .timeout(Duration::from_secs(5))
+                    .bearer_auth(token)
+                    .json(&body);
+                match put.send().await {
                     Ok(resp) => break resp,
                     Err(e) if std::time::Instant::now() < deadline => {
                         tracing::info!("waiting for the control plane at {url}: {e}");
@@ -188,7 +199,7 @@ pub(crate) async fn join(
                     () = tokio::time::sleep(REFRESH) => {}
                     () = joined => {}
                 }
-                match members.list(&http).await {
+                match members.list().await {
                     Ok(peers) => {
                         if let Err(e) = mesh.set_peers(&to_peers(&peers, &region, &emulated)) {
                             tracing::warn!("the mesh's members: {e}");

@@ -76,6 +76,24 @@ impl Supervisor {
         self.servers.push((name, tokio::spawn(server)));
     }
 
+    /// Serves `router` on `listener` behind TLS with `tls`, as [`Supervisor::serve`] does.
+    pub fn serve_tls(
+        &mut self,
+        name: &'static str,
+        listener: TcpListener,
+        router: axum::Router,
+        tls: std::sync::Arc<rustls::ServerConfig>,
+    ) {
+        let server = aloft_http::serve::serve_tls(
+            listener,
+            router,
+            aloft_http::serve::Limits::default(),
+            tls,
+            self.stopping(),
+        );
+        self.servers.push((name, tokio::spawn(server)));
+    }
+
     /// A server task that ends by itself after [`Supervisor::stopping`] resolves; drained at
     /// shutdown.
     pub fn server(&mut self, name: &'static str, task: JoinHandle<std::io::Result<()>>) {

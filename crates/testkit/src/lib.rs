@@ -126,6 +126,8 @@ struct ControlPlaneNode {
 /// One host: the role and the supervisor that owns its tasks, while it runs.
 struct AgentNode {
     config: AgentConfig,
+    /// Its host's credential (kept across restarts, as in its data dir).
+    credential: String,
     /// Where its agent's API listens (kept across restarts).
     addr: SocketAddr,
     running: Option<(HostRole, Supervisor)>,
@@ -221,20 +223,27 @@ impl Cluster {
                 .filter(|h| h.region == host.region)
                 .count()
                 + 1;
+            let host_id = format!("{}-{n}", host.region);
+            let joined = cp
+                .enroll_host(&host_id)
+                .await
+                .unwrap_or_else(|e| panic!("testkit: cannot join host {host_id}: {e}"));
             let config = AgentConfig {
                 data_dir: dir.path().join(format!("agent-{i}")),
-                host_id: format!("{}-{n}", host.region),
+                host_id,
                 host_number: u32::try_from(i + 1).expect("testkit: too many hosts"),
                 region: host.region.clone(),
                 cpus: host.cpus,
                 memory_mb: host.memory_mb,
-                internal_token: internal_token.clone(),
+                agent_token: joined.keys.agent,
+                peer_token: joined.keys.peer,
                 // No pulls: machines here name images no registry holds (the agent's own
                 // tests cover images, against a real registry).
                 images: None,
                 registry: String::new(),
             };
-            agents.push(start_agent(config, &runtime, &api_url, loopback()).await);
+            agents
+                .push(start_agent(config, joined.credential, &runtime, &api_url, loopback()).await);
         }
 
         let cluster = Cluster {
@@ -276,6 +285,16 @@ impl Cluster {
             .as_str()
             .expect("testkit: no token in the reply")
             .to_string()
+    }
+
+    /// The keys host `i` got when it joined (its agent key, the peer and gossip keys).
+    pub fn host_keys(&self, i: usize) -> aloft_types::join::HostKeys {
+        aloft_control::derive_host_keys(&self.internal_token, self.host_id(i))
+    }
+
+    /// The credential host `i` got when it joined (what it calls the control plane with).
+    pub fn host_credential(&self, i: usize) -> &str {
+        &self.node(i).credential
     }
 
     /// The id of host `i` (`local-1`, `ord-2`, ...).
@@ -335,8 +354,9 @@ impl Cluster {
     async fn reopen_agent(&mut self, i: usize, node: AgentNode) {
         let addr = node.addr;
         let config = node.config.clone();
+        let credential = node.credential.clone();
         drop(node);
-        let fresh = start_agent(config, &self.runtime, &self.api_url, addr).await;
+        let fresh = start_agent(config, credential, &self.runtime, &self.api_url, addr).await;
         self.agents.insert(i, fresh);
     }
 
@@ -395,6 +415,7 @@ async fn start_control_plane(
 /// (no other public ports: the cluster's hosts share one address).
 async fn start_agent(
     config: AgentConfig,
+    credential: String,
     runtime: &SimRuntime,
     api_url: &str,
     addr: SocketAddr,
@@ -407,6 +428,8 @@ async fn start_agent(
             agent: config.clone(),
             runtime: Arc::new(runtime.clone()),
             control_plane: api_url.to_string(),
+            credential: credential.clone(),
+            control_http: reqwest::Client::new(),
             agent_listener,
             agent_url: format!("http://{addr}"),
             proxy: ProxyConfig::new(config.region.clone()),
@@ -427,6 +450,7 @@ async fn start_agent(
     .unwrap_or_else(|e| panic!("testkit: cannot start host {}: {e:#}", config.host_id));
     AgentNode {
         config,
+        credential,
         addr,
         running: Some((host, supervisor)),
     }

@@ -14,6 +14,7 @@ pub mod datadir;
 pub mod error;
 pub mod ids;
 pub mod init;
+pub mod join;
 pub mod machine;
 pub mod resolv;
 pub mod signal;

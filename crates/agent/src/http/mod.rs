@@ -41,7 +41,8 @@ const MAX_BODY: usize = aloft_http::MAX_BODY_BYTES;
 
 impl Agent {
     /// The internal HTTP API: the machine endpoints on the public paths
-    /// (/v1/apps/{app}/machines/...) plus GET /internal/v1/host; bearer `internal_token` required.
+    /// (/v1/apps/{app}/machines/...) plus GET /internal/v1/host; bearer `agent_token` required
+    /// (`peer_token` opens only the autostart).
     pub fn router(&self) -> axum::Router {
         router(self.clone())
     }
@@ -98,19 +99,40 @@ fn router(agent: Agent) -> Router {
 }
 
 async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> Response {
-    let expected = &agent.config().internal_token;
+    let config = agent.config();
     let given = aloft_http::authorization(req.headers()).and_then(aloft_http::bearer_token);
-    match given {
-        Some(token) if aloft_http::tokens_equal(token, expected) => next.run(req).await,
-        Some(_) => HttpError(ApiError::Unauthorized(
-            "the bearer token is not this agent's internal token; send the cluster's internal token".into(),
+    let Some(token) = given else {
+        return HttpError(ApiError::Unauthorized(
+            "missing bearer token: the agent's API is internal, send `Authorization: Bearer <agent key>`".into(),
         ))
-        .into_response(),
-        None => HttpError(ApiError::Unauthorized(
-            "missing bearer token: the agent's API is internal, send `Authorization: Bearer <internal token>`".into(),
-        ))
-        .into_response(),
+        .into_response();
+    };
+    if aloft_http::tokens_equal(token, &config.agent_token) {
+        return next.run(req).await;
     }
+    if aloft_http::tokens_equal(token, &config.peer_token) {
+        if req.method() == Method::POST && is_autostart(req.uri().path()) {
+            return next.run(req).await;
+        }
+        return HttpError(ApiError::Forbidden(
+            "another host may only autostart a machine here; the rest of the agent's API is the control plane's".into(),
+        ))
+        .into_response();
+    }
+    HttpError(ApiError::Unauthorized(
+        "the bearer token is not this agent's key; the control plane sends it".into(),
+    ))
+    .into_response()
+}
+
+/// Whether `path` is `/internal/v1/apps/{app}/machines/{id}/autostart` (one segment each).
+fn is_autostart(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["internal", "v1", "apps", app, "machines", id, "autostart"]
+            if !app.is_empty() && !id.is_empty()
+    )
 }
 
 async fn not_found(uri: Uri) -> HttpError {

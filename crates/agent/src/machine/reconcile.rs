@@ -243,7 +243,8 @@ mod tests {
             region: "local".into(),
             cpus: 8,
             memory_mb: 8192,
-            internal_token: "t".into(),
+            agent_token: "t".into(),
+            peer_token: "p".into(),
             images: None,
             registry: String::new(),
         }

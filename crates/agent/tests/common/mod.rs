@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const TOKEN: &str = "internal-secret";
+/// What other hosts send: it opens only the autostart.
+pub const PEER_TOKEN: &str = "peer-key";
 pub const APP: &str = "hello";
 
 pub struct TestAgent {
@@ -37,7 +39,8 @@ pub fn config(dir: &std::path::Path, cpus: u32, memory_mb: u64) -> AgentConfig {
         region: "local".into(),
         cpus,
         memory_mb,
-        internal_token: TOKEN.into(),
+        agent_token: TOKEN.into(),
+        peer_token: PEER_TOKEN.into(),
         images: None,
         registry: String::new(),
     }

@@ -71,9 +71,11 @@ pub struct ClusterConfig {
     pub advertise: Option<SocketAddr>,
     /// Members to join through (`host:port`); any one that answers will do.
     pub seeds: Vec<String>,
-    /// The cluster's secret: seals gossip, and is the token between hosts (edge to worker,
-    /// host to agent).
-    pub token: String,
+    /// What gossip values are sealed with (every host's gossip key, `HostKeys::gossip`).
+    pub gossip_key: String,
+    /// What this host sends another host's agent to autostart a machine there (the peer key,
+    /// `HostKeys::peer`).
+    pub peer_token: String,
     /// This host's proxy worker listener, as other hosts reach it.
     pub worker: SocketAddr,
     /// This host's agent, as other hosts reach it (`http://host:port`).
@@ -110,7 +112,7 @@ pub struct ClusterCatalog {
     /// Measured round-trip time to each other region's nearest host.
     rtts: Arc<Mutex<Arc<HashMap<String, Duration>>>>,
     http: reqwest::Client,
-    token: String,
+    peer_token: String,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -125,7 +127,7 @@ impl ClusterCatalog {
     pub async fn start(config: ClusterConfig, local: Arc<LocalCatalog>) -> anyhow::Result<Self> {
         let listen = config.gossip;
         let advertise = config.advertise.unwrap_or(listen);
-        let seal = Seal::new(&config.token);
+        let seal = Seal::new(&config.gossip_key);
         let generation = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -198,7 +200,7 @@ impl ClusterCatalog {
                 .timeout(Duration::from_secs(65))
                 .build()
                 .context("an HTTP client")?,
-            token: config.token,
+            peer_token: config.peer_token,
             tasks,
         })
     }
@@ -292,7 +294,7 @@ impl Catalog for ClusterCatalog {
         let resp = self
             .http
             .post(&url)
-            .bearer_auth(&self.token)
+            .bearer_auth(&self.peer_token)
             .send()
             .await
             .map_err(|e| format!("{url}: {e}"))?;

@@ -2,7 +2,7 @@
 //! certificate for the proxies (`/internal/v1/certificates`).
 
 use super::Reply;
-use super::extract::{Internal, PathParams, RawBody};
+use super::extract::{PathParams, RawBody};
 use crate::ControlPlane;
 use crate::store::Caller;
 use aloft_types::api::{Certificate, CreateCertificateRequest, OkResponse, ProxyCertificate};
@@ -79,7 +79,7 @@ pub(crate) async fn remove_certificate(
 /// certificates and keys, for hosts' proxies (which read it over the mesh).
 pub(super) async fn proxy_certificates(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    _caller: crate::host_credentials::ClusterCaller,
 ) -> Reply<axum::Json<Vec<ProxyCertificate>>> {
     let certs = cp.certificates().await.map_err(ApiError::from)?;
     Ok(axum::Json(certs.into_iter().map(Into::into).collect()))

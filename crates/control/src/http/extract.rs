@@ -45,6 +45,14 @@ impl FromRequestParts<ControlPlane> for crate::host_credentials::HostCaller {
     }
 }
 
+impl FromRequestParts<ControlPlane> for crate::host_credentials::ClusterCaller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, cp: &ControlPlane) -> Reply<Self> {
+        Ok(cp.authenticate_cluster(authorization(parts)).await?)
+    }
+}
+
 /// A request to pass on to an agent as it came: method, path and query, body, content type and
 /// lease nonce.
 pub(crate) struct Forwarded(pub AgentRequest);

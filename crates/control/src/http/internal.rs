@@ -1,26 +1,30 @@
-//! The cluster-internal endpoints (internal token): host registration and heartbeats, host
-//! numbers, the mesh, operators' requests to one host, orgs and token checks.
+//! The cluster-internal endpoints: join tokens (the operator) and joining (a join token); host
+//! registration and heartbeats, host numbers, the mesh (the operator or the host itself, with
+//! its credential); operators' requests to one host, orgs and token checks (the operator).
 
 use super::Reply;
 use super::extract::{Internal, PathParams, RawBody};
 use crate::ControlPlane;
 use crate::forward::AgentReply;
+use crate::host_credentials::ClusterCaller;
 use aloft_types::ApiError;
 use aloft_types::api::{
     HostInfo, HostNumber, MeshJoin, MeshPeer, OkResponse, VerifyTokenRequest, VerifyTokenResponse,
 };
+use aloft_types::join::{HostJoined, JoinToken, JoinTokenRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
 /// `POST /internal/v1/hosts`: an agent registers or sends its heartbeat.
 pub(super) async fn register_host(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    caller: ClusterCaller,
     RawBody(body): RawBody,
 ) -> Reply<axum::Json<OkResponse>> {
     let info: HostInfo = ApiError::parse_json(&body)?;
+    caller.check_is(&info.id)?;
     cp.record_host(info).await?;
     Ok(axum::Json(OkResponse::ok()))
 }
@@ -29,35 +33,45 @@ pub(super) async fn register_host(
 /// once by its agent before it opens (given on first ask, the same ever after).
 pub(super) async fn host_number(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    caller: ClusterCaller,
     Path(host): Path<String>,
 ) -> Reply<axum::Json<HostNumber>> {
     if host.trim().is_empty() {
         return Err(ApiError::invalid("host", "a host id is required").into());
     }
+    caller.check_is(&host)?;
     let number = cp.host_number(&host).await.map_err(ApiError::from)?;
     Ok(axum::Json(HostNumber { host, number }))
 }
 
-/// `POST /internal/v1/hosts/{host}/credential` reply (201): the host's own credential, shown once.
-#[derive(Debug, Serialize)]
-pub(super) struct HostCredential {
-    host: String,
-    credential: String,
-}
-
-/// `POST /internal/v1/hosts/{host}/credential`: the host's own credential, given once per host id
-/// (409 after), for its reads of secrets and volume keys.
-pub(super) async fn host_credential(
+/// `POST /internal/v1/join-tokens`: a one-time join token for a new host (201; shown once).
+pub(super) async fn create_join_token(
     State(cp): State<ControlPlane>,
     _internal: Internal,
-    PathParams(host): PathParams<String>,
-) -> Reply<(StatusCode, axum::Json<HostCredential>)> {
-    let credential = cp.issue_host_credential(&host).await?;
+    RawBody(body): RawBody,
+) -> Reply<(StatusCode, axum::Json<JoinToken>)> {
+    let req: JoinTokenRequest = if body.is_empty() {
+        JoinTokenRequest::default()
+    } else {
+        ApiError::parse_json(&body)?
+    };
     Ok((
         StatusCode::CREATED,
-        axum::Json(HostCredential { host, credential }),
+        axum::Json(cp.create_join_token(&req).await?),
     ))
+}
+
+/// `POST /internal/v1/hosts/{host}/join` (a join token as bearer): the host's own credential
+/// and keys (201), once per host id.
+pub(super) async fn join_host(
+    State(cp): State<ControlPlane>,
+    PathParams(host): PathParams<String>,
+    headers: HeaderMap,
+) -> Reply<(StatusCode, axum::Json<HostJoined>)> {
+    let joined = cp
+        .join_host(&host, aloft_http::authorization(&headers))
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(joined)))
 }
 
 /// `DELETE /internal/v1/hosts/{host}/credential`: the host's credential stops working at once,
@@ -75,10 +89,11 @@ pub(super) async fn revoke_host_credential(
 /// and gets every member.
 pub(super) async fn join_mesh(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    caller: ClusterCaller,
     Path(host): Path<String>,
     body: Bytes,
 ) -> Reply<axum::Json<Vec<MeshPeer>>> {
+    caller.check_is(&host)?;
     let join: MeshJoin = ApiError::parse_json(&body)?;
     if join.endpoint.parse::<std::net::SocketAddr>().is_err() {
         return Err(ApiError::invalid("endpoint", "expected ip:port, e.g. 10.0.0.5:51820").into());
@@ -103,7 +118,7 @@ pub(super) async fn join_mesh(
 /// `GET /internal/v1/mesh`: every member of the mesh between hosts.
 pub(super) async fn mesh_peers(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    _caller: ClusterCaller,
 ) -> Reply<axum::Json<Vec<MeshPeer>>> {
     Ok(axum::Json(cp.mesh_peers().await.map_err(ApiError::from)?))
 }
@@ -190,10 +205,11 @@ pub(super) async fn create_org(
 
 /// `POST /internal/v1/tokens/verify`: the org of an API token, and the app of a deploy token (404
 /// when unknown, revoked or expired), for cluster services that authenticate tokens themselves (a
-/// registry on another host). Asked on every request, so a revoked token stops at once.
+/// region's registry cache, as its host, or a registry of the operator's). Asked on every
+/// request, so a revoked token stops at once.
 pub(super) async fn verify_token(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    _caller: ClusterCaller,
     RawBody(body): RawBody,
 ) -> Reply<axum::Json<VerifyTokenResponse>> {
     let req: VerifyTokenRequest = ApiError::parse_json(&body)?;

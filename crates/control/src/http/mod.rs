@@ -35,8 +35,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use certificates::{add_certificate, list_certificates, proxy_certificates, remove_certificate};
 use internal::{
-    create_org, host_credential, host_images, host_images_prune, host_number, join_mesh,
-    list_hosts, mesh_peers, register_host, revoke_host_credential, verify_token,
+    create_join_token, create_org, host_images, host_images_prune, host_number, join_host,
+    join_mesh, list_hosts, mesh_peers, register_host, revoke_host_credential, verify_token,
 };
 use machines::{create_machine, list_machines, machine, machine_sub_path};
 use openapi::openapi_json;
@@ -125,8 +125,10 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route("/internal/v1/hosts/{host}/number", post(host_number))
         .route(
             "/internal/v1/hosts/{host}/credential",
-            post(host_credential).delete(revoke_host_credential),
+            axum::routing::delete(revoke_host_credential),
         )
+        .route("/internal/v1/hosts/{host}/join", post(join_host))
+        .route("/internal/v1/join-tokens", post(create_join_token))
         .route("/internal/v1/mesh", get(mesh_peers))
         .route("/internal/v1/certificates", get(proxy_certificates))
         .route("/internal/v1/mesh/{host}", put(join_mesh))

@@ -3,8 +3,9 @@
 //! (`/internal/v1/orgs/{org}/registry-credentials/{host}`).
 
 use super::Reply;
-use super::extract::{Internal, PathParams, RawBody};
+use super::extract::{PathParams, RawBody};
 use crate::ControlPlane;
+use crate::host_credentials::HostCaller;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
 use aloft_types::api::{OkResponse, RegistryLogin, RegistryLoginRequest};
@@ -75,8 +76,9 @@ pub(crate) async fn remove_registry_login(
 /// registry host, for a host agent pulling one of the org's images from it (404: none).
 pub(super) async fn registry_credentials(
     State(cp): State<ControlPlane>,
-    _internal: Internal,
+    caller: HostCaller,
     PathParams((org, host)): PathParams<(String, String)>,
 ) -> Reply<axum::Json<RegistryLoginRequest>> {
+    cp.check_host_runs_org(&caller, &org).await?;
     Ok(axum::Json(cp.registry_credentials(&org, &host).await?))
 }

@@ -14,6 +14,10 @@ struct Api {
     db: std::path::PathBuf,
     url: String,
     http: reqwest::Client,
+    /// The credential of host `h1`, which runs a machine of the orgs `acme` and `evil`.
+    host: String,
+    /// The credential of host `h2`, which runs nothing.
+    idle_host: String,
 }
 
 impl Api {
@@ -32,11 +36,56 @@ impl Api {
         let router = cp.router();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let db = dir.path().join("cp/control.db");
+        let host = cp.enroll_host("h1").await.unwrap().credential;
+        let idle_host = cp.enroll_host("h2").await.unwrap().credential;
+        // h1 runs a machine of acme and one of evil; h2 runs nothing.
+        cp.record_host(aloft_types::api::HostInfo {
+            id: "h1".into(),
+            region: "local".into(),
+            address: "http://127.0.0.1:9".into(),
+            runtime: "fake".into(),
+            cpus: 1,
+            memory_mb: 256,
+            allocated_cpus: 0,
+            allocated_memory_mb: 0,
+        })
+        .await
+        .unwrap();
+        for (org, app) in [("acme", "acme-site"), ("evil", "evil-site")] {
+            cp.ensure_org(org).await.unwrap();
+            cp.inner
+                .store
+                .insert_app(crate::store::AppRecord {
+                    id: format!("id-{app}"),
+                    name: app.into(),
+                    org_slug: org.into(),
+                    created_at: 0,
+                    machine_count: 0,
+                })
+                .await
+                .unwrap();
+            cp.inner
+                .store
+                .insert_machine(
+                    crate::store::MachineRecord {
+                        id: format!("m-{app}"),
+                        app: app.into(),
+                        host_id: "h1".into(),
+                        name: "m".into(),
+                        destroyed: false,
+                    },
+                    0,
+                )
+                .await
+                .unwrap();
+        }
         let api = Api {
             _dir: dir,
             db,
             url,
             http: reqwest::Client::new(),
+            host,
+            idle_host,
         };
         (api, cp)
     }
@@ -78,7 +127,7 @@ impl Api {
 
     async fn credentials(&self, org: &str, host: &str) -> (StatusCode, String) {
         let path = format!("/internal/v1/orgs/{org}/registry-credentials/{host}");
-        self.call(INTERNAL, Method::GET, &path, None).await
+        self.call(&self.host, Method::GET, &path, None).await
     }
 }
 
@@ -135,7 +184,8 @@ async fn logins_are_stored_sealed_listed_without_passwords_and_removed() {
         );
     }
 
-    // The agent's endpoint: exactly this org and host, with the internal token only.
+    // The agent's endpoint: exactly this org and host, with the credential of a host running a
+    // machine of the org only.
     let (status, body) = api.credentials("acme", "ghcr.io").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let creds: Value = serde_json::from_str(&body).unwrap();
@@ -153,9 +203,17 @@ async fn logins_are_stored_sealed_listed_without_passwords_and_removed() {
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
-        "an org token is not the internal one: {body}"
+        "an org token is not a host credential: {body}"
     );
     assert!(!body.contains(PASSWORD));
+    for (who, bearer) in [
+        ("a host running none of acme's machines", &api.idle_host),
+        ("the cluster secret", &INTERNAL.to_string()),
+    ] {
+        let (status, body) = api.call(bearer, Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {body}");
+        assert!(!body.contains(PASSWORD));
+    }
 
     let (status, body) = api
         .call(&acme, Method::DELETE, "/v1/registry-logins/ghcr.io", None)

@@ -62,6 +62,24 @@ impl Store {
         .await
     }
 
+    /// Whether `host_id` runs a machine of any app of `org` (not destroyed).
+    pub async fn org_has_machine_on(
+        &self,
+        org: &str,
+        host_id: &str,
+    ) -> Result<bool, ControlPlaneError> {
+        let (org, host_id) = (org.to_string(), host_id.to_string());
+        self.call("read machine index", move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM machines m JOIN apps a ON a.name = m.app_name
+                                WHERE a.org_slug = ?1 AND m.host_id = ?2 AND NOT m.destroyed)",
+                params![org, host_id],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
     pub async fn machine(&self, id: &str) -> Result<Option<MachineRecord>, ControlPlaneError> {
         let id = id.to_string();
         self.call("read machine index", move |c| {

@@ -11,6 +11,7 @@
 
 mod apps;
 mod certificates;
+mod host_credentials;
 mod hosts;
 mod machines;
 mod orgs;
@@ -25,6 +26,7 @@ mod volumes;
 
 pub(crate) use apps::AppRecord;
 pub use certificates::CertRecord;
+pub(crate) use host_credentials::JoinOutcome;
 pub(crate) use hosts::HostRecord;
 pub(crate) use machines::MachineRecord;
 pub(crate) use registry_logins::RegistryLoginRecord;

@@ -2,7 +2,7 @@
 //! move to PostgreSQL.
 
 /// The schema version this code writes; a database with a higher one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// The changes after version 1, in order: `(version, SQL)`. `SCHEMA` creates version 1; a
 /// database older than a migration gets it at open, in one transaction with its version.
@@ -10,6 +10,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (2, TOKEN_SCOPES),
     (3, REGISTRY_LOGINS),
     (4, HOST_CREDENTIALS),
+    (5, JOIN_TOKENS),
 ];
 
 /// Version 2: API tokens get an id, a scope (`app_id`: NULL for org-wide, else the one app of a
@@ -47,6 +48,17 @@ CREATE TABLE IF NOT EXISTS host_credentials (
     host_id          TEXT PRIMARY KEY,
     credential_hash  TEXT NOT NULL UNIQUE,
     created_at       BIGINT NOT NULL
+);
+";
+
+/// Version 5: one-time join tokens (only their SHA-256): a host trades one for its credential
+/// at its first start (see `crate::join`). `host_id` NULL: any host id may use it.
+const JOIN_TOKENS: &str = "
+CREATE TABLE IF NOT EXISTS join_tokens (
+    token_hash   TEXT PRIMARY KEY,
+    host_id      TEXT,
+    expires_at   BIGINT NOT NULL,
+    created_at   BIGINT NOT NULL
 );
 ";
 

@@ -90,7 +90,7 @@ async fn apps_count_machines_and_deleting_one_destroys_its_machines() {
                 cluster.agent_url(0),
                 machine_path("hello", id, "")
             ))
-            .bearer_auth(&cluster.internal_token)
+            .bearer_auth(cluster.host_keys(0).agent)
             .send()
             .await
             .unwrap();

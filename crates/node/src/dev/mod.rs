@@ -165,6 +165,15 @@ async fn up(ctx: &NodeCtx, args: UpArgs) -> Result<ExitCode> {
     )
     .await?;
     let host_id = format!("{}-1", args.region);
+    let plane = control.plane.clone();
+    let identity = crate::host_identity::kept_or(&data.root, &host_id, async {
+        plane
+            .enroll_host(&host_id)
+            .await
+            .map_err(anyhow::Error::from)
+    })
+    .await
+    .context("joining this host to the control plane")?;
     let host_number = control
         .plane
         .host_number(&host_id)
@@ -185,12 +194,15 @@ async fn up(ctx: &NodeCtx, args: UpArgs) -> Result<ExitCode> {
                 region: args.region.clone(),
                 cpus,
                 memory_mb,
-                internal_token: internal_token.clone(),
+                agent_token: identity.keys.agent.clone(),
+                peer_token: identity.keys.peer.clone(),
                 images,
                 registry: registry_host,
             },
             runtime,
             control_plane: at.api_url.clone(),
+            credential: identity.credential.clone(),
+            control_http: reqwest::Client::new(),
             agent_listener,
             agent_url: agent_url.clone(),
             proxy: ProxyConfig {

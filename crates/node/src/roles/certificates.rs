@@ -18,10 +18,12 @@ const POLL: Duration = Duration::from_secs(5);
 pub enum CertificateSource {
     /// The control plane in this process.
     InProcess(ControlPlane),
-    /// The control plane's `GET /internal/v1/certificates`, with the cluster's internal token.
+    /// The control plane's `GET /internal/v1/certificates`, with the host's credential.
     Remote {
         control_plane: String,
         token: String,
+        /// The control plane's client (the pinned cluster CA for `https://`).
+        http: reqwest::Client,
     },
 }
 
@@ -66,16 +68,14 @@ impl Reader {
             CertificateSource::Remote {
                 control_plane,
                 token,
+                http,
             } => Reader::Remote {
                 url: format!(
                     "{}/internal/v1/certificates",
                     control_plane.trim_end_matches('/')
                 ),
                 token,
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .unwrap_or_default(),
+                http,
             },
         }
     }
@@ -89,7 +89,12 @@ impl Reader {
                 .map(ProxyCertificate::from)
                 .collect()),
             Reader::Remote { url, token, http } => {
-                let resp = http.get(url).bearer_auth(token).send().await?;
+                let resp = http
+                    .get(url)
+                    .timeout(Duration::from_secs(10))
+                    .bearer_auth(token)
+                    .send()
+                    .await?;
                 if !resp.status().is_success() {
                     bail!("{url} answered {}", resp.status());
                 }

@@ -3,7 +3,7 @@
 //! their first tokens are the caller's (`dev up` keeps the `personal` token in its data dir;
 //! `server control` writes `[org]`'s token file once).
 
-use crate::roles::registry::{ControlPlaneTokens, router};
+use crate::roles::registry::{ControlPlaneTokens, Secret, router};
 use crate::supervisor::Supervisor;
 use aloft_control::{ControlPlane, ControlPlaneConfig};
 use aloft_registry::{Registry, RegistryConfig};
@@ -36,7 +36,7 @@ impl ControlRole {
     /// Opens the control plane's store and serves the API (and the registry); the servers
     /// belong to `supervisor`.
     pub async fn start(config: ControlConfig, supervisor: &mut Supervisor) -> Result<ControlRole> {
-        let internal_token = config.plane.internal_token.clone();
+        let secret = Arc::new(Secret::Fixed(config.plane.internal_token.clone()));
         let plane = ControlPlane::open(config.plane)
             .await
             .context("starting the control plane")?;
@@ -55,7 +55,7 @@ impl ControlRole {
                 supervisor.serve(
                     "registry",
                     listener,
-                    router(registry.clone(), internal_token.clone()),
+                    router(registry.clone(), secret.clone()),
                 );
             }
         }

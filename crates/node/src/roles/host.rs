@@ -29,6 +29,10 @@ pub struct HostConfig {
     pub runtime: Arc<dyn Runtime>,
     /// The control plane's URL: secrets and volume keys at each start, and registration.
     pub control_plane: String,
+    /// This host's credential (got when it joined): what it calls the control plane with.
+    pub credential: String,
+    /// The control plane's client (trusting only the pinned cluster CA for `https://`).
+    pub control_http: reqwest::Client,
     /// Where the agent's API listens, and the URL the control plane reaches it at.
     pub agent_listener: TcpListener,
     pub agent_url: String,
@@ -73,16 +77,12 @@ impl HostRole {
     pub async fn start(config: HostConfig, supervisor: &mut Supervisor) -> Result<HostRole> {
         let dns = bind_internal_dns(config.runtime.name()).await;
         let load = Arc::new(Load::default());
-        let token = config.agent.internal_token.clone();
         let deps = AgentDeps {
-            secrets: Some(Arc::new(
-                ControlPlaneSecrets::new(&config.control_plane, &token)
-                    .context("building the secrets client")?
-                    .for_host(
-                        &config.agent.host_id,
-                        config.agent.data_dir.join("host-credential"),
-                    ),
-            )),
+            secrets: Some(Arc::new(ControlPlaneSecrets::new(
+                config.control_http.clone(),
+                &config.control_plane,
+                &config.credential,
+            ))),
             internal_dns: dns.is_some().then(|| aloft_dns::INTERNAL_DNS.to_string()),
             drain: Some(load.clone()),
         };
@@ -133,7 +133,9 @@ impl HostRole {
         }));
         supervisor.task(spawn_heartbeat(
             agent.clone(),
+            config.control_http,
             config.control_plane,
+            config.credential,
             config.agent_url,
         ));
         Ok(HostRole {

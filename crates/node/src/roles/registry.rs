@@ -5,8 +5,11 @@
 //! API tokens (org-wide, or deploy tokens for one app's repositories) are checked by the control
 //! plane on every request: in-process in `dev up` ([`ControlPlaneTokens`]), over its internal API
 //! (`POST /internal/v1/tokens/verify`) everywhere else ([`RemoteTokens`]).
-//! Garbage collection runs inside the registry process (`POST /internal/v1/registry/gc`, behind the
-//! cluster's internal token), so it takes the same lock as pushes.
+//! A region's cache asks with the credential of the host it runs on (`--host-credential-file`,
+//! read once the host has joined), so it needs no cluster secret; a registry apart from hosts
+//! may ask with the cluster's internal token instead (`--internal-token-file`).
+//! Garbage collection runs inside the registry process (`POST /internal/v1/registry/gc`, behind
+//! the same secret it checks tokens with), so it takes the same lock as pushes.
 
 use crate::NodeCtx;
 use crate::files::read_secret;
@@ -40,20 +43,51 @@ impl TokenAuthority for ControlPlaneTokens {
     }
 }
 
+/// What a registry checks tokens with (and opens its GC endpoint with).
+pub(crate) enum Secret {
+    /// The cluster's internal token.
+    Fixed(String),
+    /// The credential in a host's `host-credential.json`, read once it exists.
+    HostFile(PathBuf, std::sync::OnceLock<String>),
+}
+
+impl Secret {
+    /// The secret, or `None` while the host has not joined.
+    fn get(&self) -> Option<&str> {
+        match self {
+            Secret::Fixed(s) => Some(s),
+            Secret::HostFile(path, cell) => {
+                if let Some(s) = cell.get() {
+                    return Some(s);
+                }
+                let text = std::fs::read_to_string(path).ok()?;
+                let joined: aloft_types::join::HostJoined = serde_json::from_str(&text).ok()?;
+                Some(cell.get_or_init(|| joined.credential))
+            }
+        }
+    }
+}
+
 /// API tokens checked by a remote control plane over its internal API.
 struct RemoteTokens {
     verify_url: String,
-    internal_token: String,
+    secret: Arc<Secret>,
     http: reqwest::Client,
 }
 
 #[async_trait::async_trait]
 impl TokenAuthority for RemoteTokens {
     async fn grant_of_token(&self, token: &str) -> Option<TokenGrant> {
+        let Some(secret) = self.secret.get() else {
+            tracing::warn!(
+                "the host has not joined yet (no host-credential.json): no token can be checked"
+            );
+            return None;
+        };
         let resp = self
             .http
             .post(&self.verify_url)
-            .bearer_auth(&self.internal_token)
+            .bearer_auth(secret)
             .json(&VerifyTokenRequest {
                 token: token.to_string(),
             })
@@ -71,7 +105,7 @@ impl TokenAuthority for RemoteTokens {
             }
             Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => None,
             Ok(r) => {
-                tracing::warn!(status = %r.status(), url = %self.verify_url, "the control plane refused a token check; is --internal-token-file the cluster's internal token?");
+                tracing::warn!(status = %r.status(), url = %self.verify_url, "the control plane refused a token check; check --host-credential-file (or --internal-token-file)");
                 None
             }
             Err(e) => {
@@ -83,11 +117,11 @@ impl TokenAuthority for RemoteTokens {
 }
 
 /// The registry's routes plus its admin endpoint (`POST /internal/v1/registry/gc?dry_run=`),
-/// which needs the cluster's internal token.
-pub(crate) fn router(registry: Registry, internal_token: String) -> Router {
+/// which needs `secret` (the cluster's internal token, or a cache's host credential).
+pub(crate) fn router(registry: Registry, secret: Arc<Secret>) -> Router {
     let admin = Router::new()
         .route("/internal/v1/registry/gc", post(gc_endpoint))
-        .with_state((registry.clone(), Arc::new(internal_token)));
+        .with_state((registry.clone(), secret));
     registry.router().merge(admin)
 }
 
@@ -98,7 +132,7 @@ struct GcQuery {
 }
 
 async fn gc_endpoint(
-    State((registry, internal_token)): State<(Registry, Arc<String>)>,
+    State((registry, secret)): State<(Registry, Arc<Secret>)>,
     headers: HeaderMap,
     Query(q): Query<GcQuery>,
 ) -> Response {
@@ -106,7 +140,11 @@ async fn gc_endpoint(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if presented != Some(internal_token.as_str()) {
+    let allowed = match (presented, secret.get()) {
+        (Some(given), Some(expected)) => aloft_http::tokens_equal(given, expected),
+        _ => false,
+    };
+    if !allowed {
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(serde_json::json!({"error": "registry GC needs the cluster's internal token (the `internal-token` file of `aloft dev up`)"})),
@@ -152,25 +190,34 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     control_plane: Option<String>,
     /// A file holding the cluster's internal token [default: <dev data dir>/internal-token].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "host_credential_file")]
     internal_token_file: Option<PathBuf>,
+    /// Check tokens as the host this cache runs on: its `<data_dir>/host-credential.json`
+    /// (read once the host has joined), instead of the cluster's internal token.
+    #[arg(long, value_name = "FILE")]
+    host_credential_file: Option<PathBuf>,
 }
 
 /// `aloft server registry`: serves until SIGTERM or SIGINT.
 pub async fn serve(args: ServeArgs, ctx: &NodeCtx) -> Result<ExitCode> {
     let mut supervisor = Supervisor::install()?;
     let data_dir = ctx.data_dir()?;
-    let token_file = args
-        .internal_token_file
-        .unwrap_or_else(|| data_dir.join("internal-token"));
-    let internal_token = read_secret(&token_file)?;
+    let secret = Arc::new(match args.host_credential_file {
+        Some(file) => Secret::HostFile(file, std::sync::OnceLock::new()),
+        None => {
+            let token_file = args
+                .internal_token_file
+                .unwrap_or_else(|| data_dir.join("internal-token"));
+            Secret::Fixed(read_secret(&token_file)?)
+        }
+    });
     let control_plane = args.control_plane.unwrap_or_else(|| ctx.api_url.clone());
     let tokens = RemoteTokens {
         verify_url: format!(
             "{}/internal/v1/tokens/verify",
             control_plane.trim_end_matches('/')
         ),
-        internal_token: internal_token.clone(),
+        secret: secret.clone(),
         http: reqwest::Client::new(),
     };
     let mut config = RegistryConfig::new(&args.storage);
@@ -203,7 +250,7 @@ pub async fn serve(args: ServeArgs, ctx: &NodeCtx) -> Result<ExitCode> {
     let _ = stdout
         .write_all(banner.as_bytes())
         .and_then(|()| stdout.flush());
-    supervisor.serve("registry", listener, router(registry, internal_token));
+    supervisor.serve("registry", listener, router(registry, secret));
     let which = supervisor.wait().await;
     tracing::info!("{which} received: stopping");
     supervisor.shutdown(async {}).await;
@@ -260,11 +307,24 @@ mod tests {
         let deploy = created["token"].as_str().unwrap().to_string();
         let remote = RemoteTokens {
             verify_url: format!("{url}/internal/v1/tokens/verify"),
-            internal_token: "internal".into(),
+            secret: Arc::new(Secret::Fixed("internal".into())),
             http: reqwest::Client::new(),
         };
+        // A region's cache: as its host, once the host has joined.
+        let credential_file = dir.path().join("host-credential.json");
+        let as_host = RemoteTokens {
+            verify_url: format!("{url}/internal/v1/tokens/verify"),
+            secret: Arc::new(Secret::HostFile(
+                credential_file.clone(),
+                std::sync::OnceLock::new(),
+            )),
+            http: reqwest::Client::new(),
+        };
+        assert_eq!(as_host.grant_of_token(&org).await, None, "not joined yet");
+        let joined = cp.enroll_host("ord-1").await.unwrap();
+        std::fs::write(&credential_file, serde_json::to_string(&joined).unwrap()).unwrap();
         let local = ControlPlaneTokens(cp.clone());
-        let authorities: [&dyn TokenAuthority; 2] = [&remote, &local];
+        let authorities: [&dyn TokenAuthority; 3] = [&remote, &as_host, &local];
         for authority in authorities {
             assert_eq!(
                 authority.grant_of_token(&org).await,

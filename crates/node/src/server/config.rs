@@ -27,12 +27,33 @@ pub struct ControlFile {
     #[serde(default)]
     pub registry: Option<RegistryFile>,
     /// The mesh between hosts: the control plane joins it as number 0 and reaches agents (and
-    /// is reached by them) on it, at `[fdaa::1]` and the first `listen` port.
+    /// is reached by them) on it, at `[fdaa::1]`, the first `listen` port and each `tls.listen`
+    /// port (plain there: the mesh encrypts).
     #[serde(default)]
     pub mesh: Option<MeshFile>,
     /// Which org may serve which hostnames (`aloft certs add`); the default approves none.
     #[serde(default)]
     pub hostnames: HostnamePolicy,
+    /// The API behind TLS too, for hosts (they join and read their credentials through it).
+    #[serde(default)]
+    pub tls: Option<TlsFile>,
+}
+
+/// The control plane's TLS listeners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Where the API listens behind TLS, e.g. `["10.0.0.1:4443"]`.
+    pub listen: Vec<SocketAddr>,
+    /// The DNS names and IP addresses hosts reach it at: its certificate is issued for them at
+    /// each start by the cluster CA in `<data_dir>/tls` (made once; hosts pin its `ca.pem`).
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Or the operator's own certificate chain and key (PEM), instead of `names`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,9 +80,17 @@ pub struct HostFile {
     pub data_dir: PathBuf,
     #[serde(default = "auto")]
     pub runtime: RuntimeKind,
-    /// The control plane's URL.
+    /// The control plane's URL: `https://` (its `[tls]` listener) unless it is on a private
+    /// network hosts trust.
     pub control_plane: String,
-    pub internal_token_file: PathBuf,
+    /// The CA the control plane's certificate must chain to (its `<data_dir>/tls/ca.pem`, or the
+    /// operator's): the only one trusted for `https://`.
+    #[serde(default)]
+    pub control_plane_ca: Option<PathBuf>,
+    /// A one-time join token (`aloft hosts join-token`), needed only at the first start: the
+    /// host trades it for its own credential and keys, kept in `<data_dir>/host-credential.json`.
+    #[serde(default)]
+    pub join_token_file: Option<PathBuf>,
     /// The registry `name:tag` images are on (`host:port`): aloft's own, the only one that gets
     /// the caller's org token, and always allowed on a private address.
     pub registry: String,

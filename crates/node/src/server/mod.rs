@@ -3,16 +3,18 @@
 //! - `control`: the control plane (Machines API), and optionally the registry beside it.
 //! - `host`: everything one host runs: the agent, the proxy (public HTTP listener, the worker
 //!   listener other hosts' edges send to, other public ports, metrics), internal DNS at `fdaa::3`
-//!   and the cluster catalog (gossip). It asks the control plane for its host number first.
+//!   and the cluster catalog (gossip). At its first start it joins the cluster with a one-time
+//!   join token (see `crate::host_identity`); then it asks the control plane for its host number.
 //! - `registry`: a registry on its own (a region's pull-through cache), flags only.
 //!
 //! Config files are TOML; unknown keys are errors (a typo should not be a silent default). The
 //! README has a three-region example.
 
 mod config;
+mod join;
 
 pub(crate) use config::{
-    AgentFile, ControlFile, GossipFile, HostFile, OrgFile, ProxyFile, RegistryFile,
+    AgentFile, ControlFile, GossipFile, HostFile, OrgFile, ProxyFile, RegistryFile, TlsFile,
 };
 
 use crate::NodeCtx;
@@ -82,6 +84,17 @@ fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 async fn control(config: &ControlFile) -> Result<ExitCode> {
     let mut supervisor = Supervisor::install()?;
     let internal_token = read_secret(&config.internal_token_file)?;
+    // Made before anything answers, so the cluster CA hosts pin exists once the API does.
+    let tls_server = match &config.tls {
+        Some(tls) => Some(match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => crate::cluster_tls::files_config(cert, key)?,
+            (None, None) => {
+                crate::cluster_tls::issued_config(&config.data_dir.join("tls"), &tls.names)?
+            }
+            _ => bail!("[tls] needs both cert_file and key_file, or neither (then `names`)"),
+        }),
+        None => None,
+    };
     let mut listeners = Vec::new();
     for addr in &config.listen {
         listeners.push(bind(*addr, "`listen` in the config").await?);
@@ -139,18 +152,40 @@ async fn control(config: &ControlFile) -> Result<ExitCode> {
         None => None,
     };
     let mut listen = config.listen.clone();
-    if let (Some(j), Some(first)) = (&joined, config.listen.first()) {
-        // On the mesh too, at the first `listen` port: hosts reach the control plane there.
-        let on_mesh = SocketAddr::new(j.mesh.address().into(), first.port());
-        let listener = bind(on_mesh, "`listen` in the config").await?;
-        supervisor.serve("API", listener, cp.router());
-        listen.push(on_mesh);
+    let mut tls_listen = Vec::new();
+    if let (Some(tls), Some(server)) = (&config.tls, tls_server) {
+        for addr in &tls.listen {
+            let listener = bind(*addr, "`tls.listen` in the config").await?;
+            supervisor.serve_tls("API (TLS)", listener, cp.router(), server.clone());
+            tls_listen.push(format!("https://{addr}"));
+        }
+    }
+    if let Some(j) = &joined {
+        // On the mesh too (plain: the mesh encrypts), at the first `listen` port and at each
+        // `tls.listen` port: a host reaches it there at the port of its `control_plane` URL.
+        let tls_ports = config.tls.iter().flat_map(|t| t.listen.iter());
+        let mut ports: Vec<u16> = config
+            .listen
+            .first()
+            .into_iter()
+            .chain(tls_ports)
+            .map(SocketAddr::port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        for port in ports {
+            let on_mesh = SocketAddr::new(j.mesh.address().into(), port);
+            let listener = bind(on_mesh, "`listen` in the config").await?;
+            supervisor.serve("API", listener, cp.router());
+            listen.push(on_mesh);
+        }
     }
     println!(
         "aloft control plane listening on {}",
         listen
             .iter()
             .map(|a| url_for(*a))
+            .chain(tls_listen)
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -174,7 +209,12 @@ fn member(host: &str, number: u32, region: &str) -> MeshPeer {
 
 /// Joins the mesh when the config has one: where the host's services listen and advertise
 /// themselves, and the control plane's URL on the mesh.
-async fn host_mesh(config: &HostFile, number: u32, token: &str) -> Result<Option<Joined>> {
+async fn host_mesh(
+    config: &HostFile,
+    number: u32,
+    credential: &str,
+    http: &reqwest::Client,
+) -> Result<Option<Joined>> {
     let Some(m) = &config.mesh else {
         return Ok(None);
     };
@@ -192,26 +232,35 @@ async fn host_mesh(config: &HostFile, number: u32, token: &str) -> Result<Option
         member(&config.id, number, &config.region),
         Members::Remote {
             control_plane: config.control_plane.clone(),
-            token: token.to_string(),
+            token: credential.to_string(),
+            http: http.clone(),
         },
     )
     .await?;
     Ok(Some(joined))
 }
 
-/// Asks the control plane for this host's number, waiting (up to a minute) for it to answer.
-async fn host_number(control_plane: &str, host_id: &str, token: &str) -> Result<u32> {
+/// Asks the control plane for this host's number (with the host's credential), waiting (up to a
+/// minute) for it to answer.
+async fn host_number(
+    http: &reqwest::Client,
+    control_plane: &str,
+    host_id: &str,
+    credential: &str,
+) -> Result<u32> {
     let url = format!(
         "{}/internal/v1/hosts/{host_id}/number",
         control_plane.trim_end_matches('/')
     );
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let answer = async {
-            let resp = http.post(&url).bearer_auth(token).send().await?;
+            let resp = http
+                .post(&url)
+                .timeout(Duration::from_secs(10))
+                .bearer_auth(credential)
+                .send()
+                .await?;
             let status = resp.status();
             if !status.is_success() {
                 bail!("{status}: {}", resp.text().await.unwrap_or_default());
@@ -226,40 +275,16 @@ async fn host_number(control_plane: &str, host_id: &str, token: &str) -> Result<
             }
             Err(e) => {
                 return Err(e.context(format!(
-                    "the control plane at {control_plane} gave no host number; check `control_plane` and `internal_token_file` in the config"
+                    "the control plane at {control_plane} gave no host number; check `control_plane` in the config"
                 )));
             }
         }
     }
 }
 
-async fn host(config: HostFile) -> Result<ExitCode> {
-    let mut supervisor = Supervisor::install()?;
-    let token = read_secret(&config.internal_token_file)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let network = match &config.network {
-        Some(n) => NetworkOptions {
-            bridge: n.bridge.clone(),
-            subnet_v4: parse_subnet(&n.subnet_v4).map_err(|e| anyhow!("network.subnet_v4: {e}"))?,
-        },
-        None => NetworkOptions {
-            bridge: "aloft0".into(),
-            subnet_v4: (Ipv4Addr::new(172, 19, 0, 0), 16),
-        },
-    };
-    let runtime = runtime_for(config.runtime, &config.data_dir.join("runtime"), network)?;
-    let runtime_name = runtime.name();
-    let number = host_number(&config.control_plane, &config.id, &token).await?;
-    let joined = host_mesh(&config, number, &token).await?;
-    // On the mesh, the host's own services listen on its mesh address.
-    let on_mesh = |addr: SocketAddr| match &joined {
-        Some(j) => SocketAddr::new(j.mesh.address().into(), addr.port()),
-        None => addr,
-    };
-    let (seeds, control_plane) = reach(&config, number, joined.as_ref());
-    let (host_cpus, host_memory_mb) = host_capacity()?;
-    let images = (runtime_name != "sim")
+/// The host's image store (none for the sim runtime, whose machines need no image).
+fn image_store(config: &HostFile, runtime_name: &str) -> Result<Option<ImageStore>> {
+    (runtime_name != "sim")
         .then(|| {
             ImageStore::open(ImageConfig {
                 default_registry: config.registry.clone(),
@@ -268,7 +293,53 @@ async fn host(config: HostFile) -> Result<ExitCode> {
             })
         })
         .transpose()
-        .context("opening the image store")?;
+        .context("opening the image store")
+}
+
+/// The machines' bridge and IPv4 subnet: `[network]`, else `aloft0` and 172.19.0.0/16.
+fn host_network(config: &HostFile) -> Result<NetworkOptions> {
+    Ok(match &config.network {
+        Some(n) => NetworkOptions {
+            bridge: n.bridge.clone(),
+            subnet_v4: parse_subnet(&n.subnet_v4).map_err(|e| anyhow!("network.subnet_v4: {e}"))?,
+        },
+        None => NetworkOptions {
+            bridge: "aloft0".into(),
+            subnet_v4: (Ipv4Addr::new(172, 19, 0, 0), 16),
+        },
+    })
+}
+
+async fn host(config: HostFile) -> Result<ExitCode> {
+    let mut supervisor = Supervisor::install()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let control_http =
+        crate::cluster_tls::client(&config.control_plane, config.control_plane_ca.as_deref())?;
+    let identity = join::host_identity(&config, &control_http).await?;
+    let (credential, keys) = (identity.credential.clone(), identity.keys.clone());
+    let runtime = runtime_for(
+        config.runtime,
+        &config.data_dir.join("runtime"),
+        host_network(&config)?,
+    )?;
+    let runtime_name = runtime.name();
+    let number = host_number(
+        &control_http,
+        &config.control_plane,
+        &config.id,
+        &credential,
+    )
+    .await?;
+    let joined = host_mesh(&config, number, &credential, &control_http).await?;
+    // On the mesh, the host's own services listen on its mesh address.
+    let on_mesh = |addr: SocketAddr| match &joined {
+        Some(j) => SocketAddr::new(j.mesh.address().into(), addr.port()),
+        None => addr,
+    };
+    let (seeds, control_plane) = reach(&config, number, joined.as_ref());
+    let (host_cpus, host_memory_mb) = host_capacity()?;
+    let images = image_store(&config, runtime_name)?;
     let agent_listener = bind(on_mesh(config.agent.listen), "`agent.listen` in the config").await?;
     let agent_url = config
         .agent
@@ -296,10 +367,6 @@ async fn host(config: HostFile) -> Result<ExitCode> {
         Some(_) => Some(proxy_tls(&config, &domains)?),
         None => None,
     };
-    let autostop_every = match &config.proxy.autostop_interval {
-        Some(s) => parse_duration(s).map_err(|e| anyhow!("proxy.autostop_interval: {e}"))?,
-        None => Duration::from_secs(120),
-    };
     // Where force_https redirects plain requests to.
     let https_port = match &https_listener {
         Some(l) => l.local_addr()?.port(),
@@ -314,17 +381,20 @@ async fn host(config: HostFile) -> Result<ExitCode> {
                 region: config.region.clone(),
                 cpus: config.cpus.unwrap_or(host_cpus),
                 memory_mb: config.memory_mb.unwrap_or(host_memory_mb),
-                internal_token: token.clone(),
+                agent_token: keys.agent.clone(),
+                peer_token: keys.peer.clone(),
                 images,
                 registry: config.registry.clone(),
             },
             runtime,
             control_plane: control_plane.clone(),
+            credential: credential.clone(),
+            control_http: control_http.clone(),
             agent_listener,
             agent_url: agent_url.clone(),
             proxy: ProxyConfig {
                 drain_timeout: DRAIN_TIMEOUT,
-                worker_token: Some(token.clone()),
+                worker_token: Some(keys.peer.clone()),
                 tls,
                 https_port,
                 domains,
@@ -337,12 +407,18 @@ async fn host(config: HostFile) -> Result<ExitCode> {
                 worker: Some(worker_listener),
                 metrics: metrics_listener,
             },
-            autostop_every,
+            autostop_every: match &config.proxy.autostop_interval {
+                Some(s) => {
+                    parse_duration(s).map_err(|e| anyhow!("proxy.autostop_interval: {e}"))?
+                }
+                None => Duration::from_secs(120),
+            },
             // Users' hostnames come with HTTPS (as before: a host without it serves
             // `<app>.<domain>` names only).
             certificates: tls_on.then(|| CertificateSource::Remote {
                 control_plane: control_plane.clone(),
-                token: token.clone(),
+                token: credential.clone(),
+                http: control_http.clone(),
             }),
             gossip: Some(ClusterConfig {
                 host_id: config.id.clone(),
@@ -350,7 +426,8 @@ async fn host(config: HostFile) -> Result<ExitCode> {
                 gossip: on_mesh(config.gossip.listen),
                 advertise: config.gossip.advertise,
                 seeds,
-                token: token.clone(),
+                gossip_key: keys.gossip.clone(),
+                peer_token: keys.peer.clone(),
                 worker,
                 agent: agent_url.clone(),
                 gossip_interval: Duration::from_millis(config.gossip.interval_ms.max(10)),

@@ -15,19 +15,13 @@
 
 use crate::files::write_atomic;
 use crate::host_setup::RuntimeKind;
-use crate::mesh::MeshFile;
-use crate::server::{
-    AgentFile, ControlFile, GossipFile, HostFile, OrgFile, ProxyFile, RegistryFile,
-};
 use crate::{NodeCtx, print_json};
 use aloft_types::datadir::TOKEN_FILE;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -35,70 +29,16 @@ use std::time::{Duration, Instant};
 /// The root namespace's bridge joining every host and client namespace.
 const BRIDGE: &str = "alcl0";
 const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+/// Where the control plane's API listens behind TLS, for hosts.
+const CONTROL_TLS_PORT: u16 = 4443;
+mod configs;
+
+use configs::{control_config, read_rtt_file, rtt_ms, write_host_config};
+
 const STATE_FILE: &str = "cluster.json";
 /// The control plane's mesh device (in the root namespace; each host has `alwg0` in its own).
 const CONTROL_MESH_IF: &str = "alclwg0";
 const MESH_PORT: u16 = 4300;
-
-/// Round trips (ms) between regions, roughly what the public internet gives between those cities.
-/// Pairs not listed get [`DEFAULT_RTT_MS`]; `--rtt-file` replaces any of them.
-const RTT_MS: &[(&str, &str, u64)] = &[
-    ("ord", "iad", 20),
-    ("ord", "ams", 95),
-    ("ord", "lhr", 90),
-    ("ord", "syd", 200),
-    ("ord", "nrt", 150),
-    ("ord", "sin", 220),
-    ("iad", "ams", 85),
-    ("iad", "lhr", 75),
-    ("iad", "syd", 210),
-    ("iad", "nrt", 160),
-    ("ams", "lhr", 10),
-    ("ams", "fra", 10),
-    ("ams", "syd", 280),
-    ("ams", "nrt", 230),
-    ("ams", "sin", 160),
-    ("syd", "nrt", 110),
-    ("syd", "sin", 95),
-    ("nrt", "sin", 70),
-];
-const DEFAULT_RTT_MS: u64 = 100;
-
-/// The round trip between two regions: from `overrides` (lines `a b ms`), else the built-in matrix.
-fn rtt_ms(a: &str, b: &str, overrides: &[(String, String, u64)]) -> u64 {
-    let is = |x: &str, y: &str| (x == a && y == b) || (x == b && y == a);
-    overrides
-        .iter()
-        .find(|(x, y, _)| is(x, y))
-        .map(|o| o.2)
-        .or_else(|| RTT_MS.iter().find(|(x, y, _)| is(x, y)).map(|r| r.2))
-        .unwrap_or(DEFAULT_RTT_MS)
-}
-
-/// An `--rtt-file`: lines `<region> <region> <ms>`; `#` starts a comment.
-fn read_rtt_file(path: &Path) -> Result<Vec<(String, String, u64)>> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read the round-trip file {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.as_slice() {
-            [a, b, ms] if ms.parse::<u64>().is_ok() => {
-                out.push((a.to_string(), b.to_string(), ms.parse()?))
-            }
-            _ => bail!(
-                "{}:{}: expected `<region> <region> <ms>`, e.g. `ord ams 95`",
-                path.display(),
-                i + 1
-            ),
-        }
-    }
-    Ok(out)
-}
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -402,8 +342,9 @@ async fn build(ctx: &NodeCtx, dir: &Path, args: &UpArgs, state: &mut State) -> R
                 format!("http://{BRIDGE_IP}:5000"),
                 "--control-plane".into(),
                 format!("http://{BRIDGE_IP}:4280"),
-                "--internal-token-file".into(),
-                path_arg(&token_file),
+                // As its host: the cache checks tokens with the host's credential.
+                "--host-credential-file".into(),
+                path_arg(&crate::host_identity::identity_file(&hdir)),
             ],
             &hdir.join("registry.log"),
         )?;
@@ -414,11 +355,8 @@ async fn build(ctx: &NodeCtx, dir: &Path, args: &UpArgs, state: &mut State) -> R
             .filter(|r| **r != h.region)
             .map(|r| (r.clone(), rtt_ms(&h.region, r, &overrides)))
             .collect();
-        let config = host_config(&h, &hdir, args.runtime, &token_file, &ca_dir, rtts);
-        let config =
-            toml::to_string(&config).with_context(|| format!("writing host {}'s config", h.id))?;
-        let config_file = hdir.join("host.toml");
-        fs::write(&config_file, config)?;
+        let config_file =
+            write_host_config(dir, &h, args.runtime, &token_file, &ca_dir, rtts).await?;
         state.hosts[i].pid = Some(spawn(
             Some(&h.netns),
             &[
@@ -464,90 +402,6 @@ async fn build(ctx: &NodeCtx, dir: &Path, args: &UpArgs, state: &mut State) -> R
         sh_in(&netns, "nft", &["-f", &path_arg(&rules_file)])?;
     }
     wait_ready(ctx, dir, state).await
-}
-
-/// The control plane's config: the API and the registry on loopback (the external contract's
-/// ports) and on the bridge, the org `personal` with its token in the data dir, the mesh.
-fn control_config(dir: &Path, token_file: &Path, default_region: &str) -> ControlFile {
-    ControlFile {
-        data_dir: dir.join("control"),
-        internal_token_file: token_file.to_path_buf(),
-        listen: vec![
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 4280)),
-            SocketAddr::from((BRIDGE_IP, 4280)),
-        ],
-        default_region: default_region.to_string(),
-        org: Some(OrgFile {
-            slug: "personal".into(),
-            token_file: dir.join(TOKEN_FILE),
-        }),
-        registry: Some(RegistryFile {
-            listen: vec![
-                SocketAddr::from((Ipv4Addr::LOCALHOST, 5000)),
-                SocketAddr::from((BRIDGE_IP, 5000)),
-            ],
-            storage: dir.join("registry"),
-        }),
-        mesh: Some(MeshFile {
-            listen: SocketAddr::from((BRIDGE_IP, MESH_PORT)),
-            advertise: None,
-            interface: CONTROL_MESH_IF.into(),
-            emulated_rtt_ms: BTreeMap::new(),
-        }),
-        // One user's cloud on one machine: the user is its operator.
-        hostnames: aloft_control::HostnamePolicy::allow_any(),
-    }
-}
-
-/// A host's config: its services on its own address in its namespace, public HTTP(S) on every
-/// address, its region cache as the registry, the emulated round trips to the other regions.
-fn host_config(
-    h: &HostState,
-    hdir: &Path,
-    runtime: RuntimeKind,
-    token_file: &Path,
-    ca_dir: &Path,
-    emulated_rtt_ms: BTreeMap<String, u64>,
-) -> HostFile {
-    let at = |port: u16| SocketAddr::from((h.ip, port));
-    HostFile {
-        id: h.id.clone(),
-        region: h.region.clone(),
-        data_dir: hdir.to_path_buf(),
-        runtime,
-        control_plane: format!("http://{BRIDGE_IP}:4280"),
-        internal_token_file: token_file.to_path_buf(),
-        registry: "127.0.0.1:5000".into(),
-        private_registries: Vec::new(),
-        cpus: None,
-        memory_mb: None,
-        agent: AgentFile {
-            listen: at(4281),
-            advertise: None,
-        },
-        proxy: ProxyFile {
-            http: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)),
-            https: Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 443))),
-            ca_dir: Some(ca_dir.to_path_buf()),
-            worker: at(4282),
-            worker_advertise: None,
-            metrics: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9091))),
-            autostop_interval: None,
-        },
-        gossip: GossipFile {
-            listen: at(4283),
-            advertise: None,
-            seeds: Vec::new(),
-            interval_ms: 100,
-        },
-        network: None,
-        mesh: Some(MeshFile {
-            listen: at(MESH_PORT),
-            advertise: None,
-            interface: "alwg0".into(),
-            emulated_rtt_ms,
-        }),
-    }
 }
 
 fn path_arg(p: &Path) -> String {
@@ -914,49 +768,5 @@ fn unmount_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = sh("umount", &["-l", p]);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// What `dev cluster up` writes is what `aloft server control|host` reads (unknown keys are
-    /// refused there, so a field written under another name would fail here).
-    #[test]
-    fn the_configs_it_writes_read_back_as_the_roles_read_them() {
-        let dir = Path::new("/var/lib/aloft/cluster");
-        let token = dir.join("internal-token");
-        let control = toml::to_string(&control_config(dir, &token, "ord")).unwrap();
-        let back: ControlFile = toml::from_str(&control).unwrap();
-        assert_eq!(back.listen.len(), 2);
-        assert_eq!(back.org.unwrap().token_file, dir.join(TOKEN_FILE));
-        assert_eq!(back.mesh.unwrap().interface, CONTROL_MESH_IF);
-
-        let h = HostState {
-            id: "ams-1".into(),
-            region: "ams".into(),
-            netns: "alc-ams-1".into(),
-            ip: Ipv4Addr::new(10, 77, 1, 2),
-            pid: None,
-            registry_pid: None,
-        };
-        let rtts = BTreeMap::from([("ord".to_string(), 95)]);
-        let host = host_config(
-            &h,
-            &dir.join("hosts/ams-1"),
-            RuntimeKind::Gvisor,
-            &token,
-            &dir.join("ca"),
-            rtts.clone(),
-        );
-        let text = toml::to_string(&host).unwrap();
-        let back: HostFile = toml::from_str(&text).unwrap();
-        assert_eq!(back.runtime, RuntimeKind::Gvisor);
-        assert_eq!(back.agent.listen, "10.77.1.2:4281".parse().unwrap());
-        assert_eq!(back.proxy.https, Some("0.0.0.0:443".parse().unwrap()));
-        assert_eq!(back.gossip.interval_ms, 100);
-        assert_eq!(back.mesh.unwrap().emulated_rtt_ms, rtts);
-        assert!(text.contains("runtime = \"gvisor\""), "{text}");
     }
 }
