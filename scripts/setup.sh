@@ -60,3 +60,12 @@ scripts/build-hello.sh
 
 # The microVM backend boots Debian's kernel; fetched once and cached.
 scripts/guest-kernel.sh
+
+# The fly-go compatibility check (compat/flygo) is a Go program: its modules come from the Go
+# module proxy once (the Go module cache keeps them). Without Go it is skipped (the test says so).
+if command -v go >/dev/null 2>&1; then
+  echo "==> downloading compat/flygo's Go modules"
+  go -C compat/flygo mod download
+else
+  echo "setup.sh: Go is not installed; the fly-go compatibility test will be skipped" >&2
+fi

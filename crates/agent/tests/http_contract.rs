@@ -603,7 +603,7 @@ async fn a_lease_is_taken(t: &TestAgent, id: &str, lease: &str) -> (String, i64)
 }
 
 /// Someone else's writes are refused, naming the owner; taking it again without the nonce is
-/// refused too; reads are not guarded.
+/// refused too; reads and metadata are not guarded.
 async fn others_writes_are_refused(t: &TestAgent, id: &str, lease: &str, stop: &str) {
     let (status, body) = t.post(stop, json!({})).await;
     assert_eq!(status, 409, "{body}");
@@ -625,12 +625,16 @@ async fn others_writes_are_refused(t: &TestAgent, id: &str, lease: &str, stop: &
         (Method::POST, format!("{}/suspend", t.machine(id))),
         (Method::POST, format!("{}/cordon", t.machine(id))),
         (Method::POST, format!("{}/uncordon", t.machine(id))),
-        (Method::DELETE, format!("{}/metadata/role", t.machine(id))),
         (Method::DELETE, format!("{}?force=true", t.machine(id))),
     ] {
         let (status, body) = t.send(t.req(method.clone(), &path)).await;
         assert_eq!(status, 409, "{method} {path}: {body}");
     }
+    // Metadata is labels, not the machine: the reference's clients write it without a nonce.
+    let (status, body) = t
+        .send(t.req(Method::DELETE, &format!("{}/metadata/role", t.machine(id))))
+        .await;
+    assert_eq!(status, 204, "{body}");
     let (status, _) = t
         .post(
             &format!("{}/signal", t.machine(id)),
@@ -644,7 +648,7 @@ async fn others_writes_are_refused(t: &TestAgent, id: &str, lease: &str, stop: &
             json!({"value": "x"}),
         )
         .await;
-    assert_eq!(status, 409);
+    assert_eq!(status, 204, "metadata is not guarded");
     let (status, _) = t
         .post(&t.machine(id), json!({"config": sim_config(&[])}))
         .await;
@@ -1079,10 +1083,12 @@ async fn exec_ps_logs_and_events() {
     let (status, body) = t.post(&exec, json!({"command": []})).await;
     assert_eq!(status, 422);
     assert_eq!(body["field"], "command");
+    // Fields aloft does not know are ignored, as the reference's server does (newer clients
+    // send more).
     let (status, _) = t
-        .post(&exec, json!({"command": ["true"], "tty": true}))
+        .post(&exec, json!({"command": ["true"], "container": "app"}))
         .await;
-    assert_eq!(status, 422);
+    assert_eq!(status, 200);
 
     let (status, ps) = t.get(&format!("{}/ps", t.machine(&id))).await;
     assert_eq!(status, 200);
@@ -1302,4 +1308,77 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
         Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
+}
+
+/// What the reference's Go client (fly-go's flaps) sends: a stop body with the machine's `id`
+/// and a Go duration, waits on several states (repeated `state=`, `settled`) with `version=`,
+/// a lease TTL in the query, metadata writes without the lease's nonce, and `?kill=true` to
+/// destroy a started machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_clients_requests_are_understood() {
+    let t = TestAgent::start().await;
+    let id = t.create_started(sim_config(&[])).await;
+    let m = t.machine(&id);
+    let (_, machine) = t.get(&m).await;
+    let version = machine["instance_id"].as_str().unwrap().to_string();
+
+    let (status, body) = t
+        .send(t.req(Method::POST, &format!("{m}/lease?ttl=120")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let left = body["data"]["expires_at"].as_i64().unwrap() - aloft_types::time::now_ms() / 1000;
+    assert!((100..=120).contains(&left), "the query's TTL: {body}");
+    let nonce = body["data"]["nonce"].as_str().unwrap().to_string();
+
+    // Metadata is not held back by the lease (flaps sends no nonce for it).
+    let (status, body) = t
+        .post(&format!("{m}/metadata/role"), json!({"value": "web"}))
+        .await;
+    assert_eq!(status, 204, "{body}");
+
+    let (status, body) = t
+        .get(&format!(
+            "{m}/wait?state=started&state=stopped&version={version}&timeout=5"
+        ))
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (StatusCode::OK, Some("started")),
+        "{body}"
+    );
+    let (status, body) = t.get(&format!("{m}/wait?state=settled&timeout=5")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = t
+        .get(&format!(
+            "{m}/wait?state=started&version=01NOTTHISVERSION&timeout=1"
+        ))
+        .await;
+    assert_eq!(status, 408, "version= is the instance to wait for");
+    let (status, body) = t.get(&format!("{m}/wait?state=starting&timeout=1")).await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = t
+        .send(
+            t.req(Method::POST, &format!("{m}/stop"))
+                .header(aloft_types::api::LEASE_NONCE_HEADER, &nonce)
+                .json(&json!({"id": id, "timeout": "0s", "signal": "SIGTERM"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = t
+        .send(
+            t.req(Method::POST, &format!("{m}/start"))
+                .header(aloft_types::api::LEASE_NONCE_HEADER, &nonce),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    t.wait_for(&id, "started").await;
+    let (status, body) = t
+        .send(
+            t.req(Method::DELETE, &format!("{m}?kill=true"))
+                .header(aloft_types::api::LEASE_NONCE_HEADER, &nonce),
+        )
+        .await;
+    assert_eq!(status, 200, "kill=true destroys a started machine: {body}");
+    assert_eq!(t.state(&id).await, "destroyed");
 }

@@ -1,11 +1,12 @@
 //! The one place that reads the environment.
 //!
 //! Client commands need the API's URL (`ALOFT_API_URL`, default [`DEFAULT_API_URL`]) and a token
-//! (`ALOFT_API_TOKEN`, else the token file `aloft dev up` writes to `<dev data dir>/token`);
-//! operator commands (`aloft image list|prune`) need the cluster's internal token instead
-//! (`<dev data dir>/internal-token`). The dev
-//! data dir is `--data-dir`, else `$ALOFT_DATA_DIR`, else `$HOME/.local/share/aloft/dev`. The app
-//! is `-a/--app`, else `$ALOFT_APP`. The log filter is `$RUST_LOG`, else a per-command default.
+//! (`ALOFT_API_TOKEN`, else flyctl's `FLY_API_TOKEN`, else the token file `aloft dev up` writes to
+//! `<dev data dir>/token`); operator commands (`aloft hosts`, `aloft image list|prune`) need the
+//! cluster's internal token instead (`$ALOFT_INTERNAL_TOKEN_FILE`, else
+//! `<dev data dir>/internal-token`). The dev data dir is `--data-dir`, else `$ALOFT_DATA_DIR`, else
+//! `$HOME/.local/share/aloft/dev`. The app is `-a/--app`, else `$ALOFT_APP`, else flyctl's
+//! `$FLY_APP`. The log filter is `$RUST_LOG`, else a per-command default.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ pub use aloft_types::datadir::{DEFAULT_API_URL, INTERNAL_TOKEN_FILE, TOKEN_FILE}
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     api_url: Option<String>,
-    api_token: Option<String>,
+    /// The token and the variable it came from.
+    api_token: Option<(String, &'static str)>,
     data_dir: Option<PathBuf>,
     home: Option<PathBuf>,
     app: Option<String>,
@@ -40,10 +42,12 @@ impl Env {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Self {
             api_url: var("ALOFT_API_URL"),
-            api_token: var("ALOFT_API_TOKEN"),
+            api_token: var("ALOFT_API_TOKEN")
+                .map(|t| (t, "ALOFT_API_TOKEN"))
+                .or_else(|| var("FLY_API_TOKEN").map(|t| (t, "FLY_API_TOKEN"))),
             data_dir: var("ALOFT_DATA_DIR").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
-            app: var("ALOFT_APP"),
+            app: var("ALOFT_APP").or_else(|| var("FLY_APP")),
             rust_log: var("RUST_LOG"),
             internal_token_file: var("ALOFT_INTERNAL_TOKEN_FILE").map(PathBuf::from),
         }
@@ -65,7 +69,7 @@ impl Env {
         }
     }
 
-    /// The app a command works on: `-a/--app`, else `$ALOFT_APP`.
+    /// The app a command works on: `-a/--app`, else `$ALOFT_APP`, else `$FLY_APP`.
     pub fn app(&self, flag: Option<String>) -> Result<String> {
         flag.or_else(|| self.app.clone()).ok_or_else(|| {
             anyhow!(
@@ -90,7 +94,7 @@ impl Env {
             bail!("ALOFT_API_URL `{api_url}` is not an http:// URL; set it like {DEFAULT_API_URL}");
         }
         let (token, token_source) = match &self.api_token {
-            Some(t) => (t.trim().to_string(), "ALOFT_API_TOKEN".to_string()),
+            Some((t, from)) => (t.trim().to_string(), (*from).to_string()),
             None => {
                 let path = self.data_dir(data_dir_flag)?.join(TOKEN_FILE);
                 (
@@ -196,12 +200,16 @@ mod tests {
             (c.api_url.as_str(), c.token.as_str()),
             (DEFAULT_API_URL, "abc")
         );
-        env.api_token = Some("xyz".into());
+        env.api_token = Some(("xyz".into(), "FLY_API_TOKEN"));
         env.api_url = Some("http://h:1/".into());
         let c = env.client(None).unwrap();
         assert_eq!(
-            (c.api_url.as_str(), c.token.as_str()),
-            ("http://h:1", "xyz")
+            (
+                c.api_url.as_str(),
+                c.token.as_str(),
+                c.token_source.as_str()
+            ),
+            ("http://h:1", "xyz", "FLY_API_TOKEN")
         );
         env.api_url = Some("h:1".into());
         assert!(env.client(None).is_err());

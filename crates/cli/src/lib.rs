@@ -49,7 +49,7 @@ pub enum Command {
     #[command(subcommand, visible_alias = "certificates")]
     Certs(certs::CertsCommand),
     /// Run and manage machines.
-    #[command(subcommand, visible_alias = "machines")]
+    #[command(subcommand, visible_alias = "machines", visible_alias = "m")]
     Machine(machine::MachineCommand),
     /// The cluster's hosts: list them, make join tokens for new ones, revoke a host's
     /// credential (operators).

@@ -6,7 +6,7 @@ use crate::forward::AgentReply;
 use crate::placement;
 use aloft_agent_api::{AgentClient, AgentError};
 use aloft_types::ApiError;
-use aloft_types::api::{HostInfo, RegionList};
+use aloft_types::api::{HostInfo, PlacementList, PlacementRequest, RegionList, RegionPlacement};
 use aloft_types::time::now_ms;
 use std::future::Future;
 
@@ -14,8 +14,64 @@ impl ControlPlane {
     pub(crate) async fn regions(&self) -> Result<RegionList, ApiError> {
         let hosts = self.inner.store.hosts().await?;
         Ok(RegionList {
+            nearest: self.inner.config.default_region.clone(),
             regions: placement::regions(&hosts),
         })
+    }
+
+    /// `POST /v1/platform/placements`: where `count` machines of the size would go, filling the
+    /// preferred regions first, then the roomiest others (`concurrency`: how many of that
+    /// memory size the region has room for; shared CPUs are oversubscribed, so memory is what
+    /// limits). A region with no room for one is left out.
+    pub(crate) async fn placements(
+        &self,
+        req: &PlacementRequest,
+    ) -> Result<PlacementList, ApiError> {
+        let hosts = self.inner.store.hosts().await?;
+        let compute = req.compute.clone().unwrap_or_default();
+        // Memory is what limits: shared CPUs are oversubscribed.
+        let memory_mb = compute.memory_mb.unwrap_or(256).max(1);
+        let preferred: Vec<&str> = req
+            .region
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .collect();
+        let mut room: Vec<(String, u64)> = placement::regions(&hosts)
+            .into_iter()
+            .map(|r| {
+                let fits = hosts
+                    .iter()
+                    .filter(|h| h.info.region == r.code)
+                    .map(|h| h.free_memory_mb() / memory_mb)
+                    .sum();
+                (r.code, fits)
+            })
+            .filter(|(_, fits)| *fits > 0)
+            .collect();
+        room.sort_by_key(|(code, fits)| {
+            (
+                preferred
+                    .iter()
+                    .position(|p| p == code)
+                    .unwrap_or(usize::MAX),
+                std::cmp::Reverse(*fits),
+            )
+        });
+        let mut left = req.count.unwrap_or(1).max(1);
+        let mut regions = Vec::new();
+        for (region, fits) in room {
+            let count = left.min(fits);
+            left -= count;
+            regions.push(RegionPlacement {
+                region,
+                count,
+                concurrency: fits,
+            });
+        }
+        Ok(PlacementList { regions })
     }
 
     /// The registered hosts (operators: `aloft image list` asks each of them).

@@ -227,7 +227,12 @@ impl ControlPlane {
         }
         self.remove_volume_data(&v).await?;
         self.inner.store.delete_volume(&v.id).await?;
-        Ok(volume_json(v))
+        // Its data is gone already; `destroying` is what the reference answers (and its clients
+        // read as destroyed).
+        Ok(Volume {
+            state: "destroying".into(),
+            ..volume_json(v)
+        })
     }
 
     /// Asks the volume's host to remove its data; 503 when the host cannot (the record stays).

@@ -16,8 +16,9 @@ pub const LEASE_NONCE_HEADER: &str = "fly-machine-lease-nonce";
 
 /// `POST /v1/apps`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateAppRequest {
+    /// The app's name (`name`, as the reference's clients send it, is the same).
+    #[serde(alias = "name")]
     pub app_name: String,
     /// Defaults to the token's org.
     #[serde(default)]
@@ -30,7 +31,6 @@ pub struct CreateAppRequest {
 /// `POST /v1/apps/{app}/certificates`: serve the app at `hostname` too, over HTTPS with the
 /// given certificate, or with one from the platform's development CA when none is given.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateCertificateRequest {
     pub hostname: String,
     /// The certificate chain, PEM (leaf first).
@@ -54,7 +54,6 @@ pub struct Certificate {
 
 /// `POST /v1/apps/{app}/secrets`: set (add or replace) secrets, all or none.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SetSecretsRequest {
     /// Name to value; names are environment variable names.
     pub secrets: BTreeMap<String, String>,
@@ -62,7 +61,6 @@ pub struct SetSecretsRequest {
 
 /// `POST /v1/apps/{app}/secrets/unset`: remove secrets, all or none.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct UnsetSecretsRequest {
     pub names: Vec<String>,
 }
@@ -108,7 +106,6 @@ pub struct RegistryLogin {
 
 /// `POST /v1/apps/{app}/volumes`: a new volume on one host of `region`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateVolumeRequest {
     /// Letters, digits and underscores, at most 30; several volumes may share a name (a deploy
     /// gives each machine its own volume of the name `[[mounts]] source` says).
@@ -129,7 +126,6 @@ pub struct CreateVolumeRequest {
 
 /// `PUT /v1/apps/{app}/volumes/{id}/extend`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ExtendVolumeRequest {
     /// The new size in gigabytes: larger than the current one, at most 500.
     pub size_gb: u32,
@@ -338,7 +334,6 @@ pub struct ListAppsQuery {
 
 /// `POST /v1/apps/{app}/machines`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CreateMachineRequest {
     pub config: MachineConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,7 +353,6 @@ pub struct CreateMachineRequest {
 
 /// `POST /v1/apps/{app}/machines/{id}` (update): a full new config, making a new version.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct UpdateMachineRequest {
     pub config: MachineConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,7 +390,6 @@ pub struct ListMachinesQuery {
 
 /// `POST .../stop` body (all optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct StopRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<Signal>,
@@ -417,7 +410,6 @@ pub struct RestartQuery {
 
 /// `POST .../signal` body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SignalRequest {
     pub signal: Signal,
 }
@@ -428,17 +420,28 @@ pub struct SignalRequest {
 pub struct DestroyQuery {
     /// Kill a started machine instead of refusing.
     pub force: Option<bool>,
+    /// The same as `force` (what the reference's clients send).
+    pub kill: Option<bool>,
+}
+
+/// `POST .../lease` query: the reference's clients give the TTL here (`?ttl=120`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LeaseQuery {
+    /// Seconds the lease lasts, when the body gives none.
+    pub ttl: Option<u64>,
 }
 
 /// `GET .../wait` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
-    /// `started` (default), `stopped`, `suspended` or `destroyed`.
+    /// `started` (default), `stopped`, `suspended`, `destroyed`, or `settled` (any state the
+    /// machine rests in); several (repeated, or separated by commas) wait for the first reached.
     pub state: Option<String>,
     /// Seconds, 1 to 60 (default 60).
     pub timeout: Option<String>,
-    /// Wait for this version of the machine.
+    /// Wait for this version of the machine (`version` is the same).
     pub instance_id: Option<String>,
     /// Accepted for compatibility with the reference's clients.
     pub from_event_id: Option<String>,
@@ -486,7 +489,6 @@ pub struct SuspendResponse {
 
 /// `POST .../lease` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     /// Seconds the lease lasts (default 30).
     #[serde(default)]
@@ -516,14 +518,12 @@ pub struct LeaseResponse {
 
 /// `POST .../metadata/{key}` body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct MetadataValue {
     pub value: String,
 }
 
 /// `POST .../exec` body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     /// The program and its arguments.
     #[serde(default)]
@@ -623,6 +623,49 @@ pub struct Region {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RegionList {
     pub regions: Vec<Region>,
+    /// The region nearest the caller: the default region (where a create naming none goes).
+    pub nearest: String,
+}
+
+/// `POST /v1/platform/placements` body: where `count` machines of a size (and a volume) would go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PlacementRequest {
+    /// The machines' size (`cpus`, `memory_mb`; the rest is ignored) [default: 1 shared CPU,
+    /// 256 MB].
+    #[serde(default)]
+    pub compute: Option<PlacementCompute>,
+    /// Regions to prefer, comma-separated [default: any].
+    #[serde(default)]
+    pub region: Option<String>,
+    /// How many machines [default: 1].
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Must be the caller's own org, if given.
+    #[serde(default)]
+    pub org_slug: Option<String>,
+}
+
+/// The size part of a [`PlacementRequest`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PlacementCompute {
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+}
+
+/// `POST /v1/platform/placements` reply: regions with how many of the machines go there.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlacementList {
+    pub regions: Vec<RegionPlacement>,
+}
+
+/// How many machines a region takes, and how many of that size it has room for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegionPlacement {
+    pub region: String,
+    pub count: u64,
+    pub concurrency: u64,
 }
 
 /// What a host agent tells the control plane about itself (internal API).

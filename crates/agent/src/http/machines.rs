@@ -7,10 +7,10 @@ use crate::agent::Agent;
 use crate::machine::Caller;
 use aloft_agent_api::params::{AppPath, MachinePath, MetadataPath};
 use aloft_types::api::{
-    CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, LeaseRequest, LeaseResponse,
-    ListMachinesQuery, LogLine, LogsQuery, MachineVersion, MetadataValue, OkResponse, ProcessInfo,
-    RestartQuery, SignalRequest, StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest,
-    WaitQuery, WaitResponse,
+    CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, LeaseQuery, LeaseRequest,
+    LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, MachineVersion, MetadataValue,
+    OkResponse, ProcessInfo, RestartQuery, SignalRequest, StartResponse, StopRequest,
+    SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, Machine, MachineEvent};
 use axum::Json;
@@ -44,6 +44,27 @@ fn list_query(pairs: Vec<(String, String)>) -> Result<ListMachinesQuery, ApiErro
         }
     }
     Ok(q)
+}
+
+/// Builds the wait query from the raw pairs as the reference's clients send them: `state` once,
+/// repeated or comma-separated (kept comma-separated), `version` for `instance_id`; other keys
+/// are ignored.
+fn wait_query(pairs: Vec<(String, String)>) -> WaitQuery {
+    let mut q = WaitQuery::default();
+    let mut states: Vec<String> = Vec::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "state" => states.push(value),
+            "timeout" => q.timeout = Some(value),
+            "instance_id" | "version" if !value.is_empty() => q.instance_id = Some(value),
+            "from_event_id" => q.from_event_id = Some(value),
+            _ => {}
+        }
+    }
+    if !states.is_empty() {
+        q.state = Some(states.join(","));
+    }
+    q
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -91,7 +112,7 @@ pub(super) async fn machines_delete(
     QueryParams(q): QueryParams<DestroyQuery>,
     caller: Caller,
 ) -> ApiResult<OkResponse> {
-    let force = q.force.unwrap_or(false);
+    let force = q.force.or(q.kill).unwrap_or(false);
     Ok(Json(
         agent.destroy_machine(&p.app, &p.id, &caller, force).await?,
     ))
@@ -147,8 +168,9 @@ pub(super) async fn machines_suspend(
 pub(super) async fn machines_wait(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
-    QueryParams(q): QueryParams<WaitQuery>,
+    QueryParams(pairs): QueryParams<Vec<(String, String)>>,
 ) -> ApiResult<WaitResponse> {
+    let q = wait_query(pairs);
     Ok(Json(agent.wait_machine(&p.app, &p.id, q).await?))
 }
 
@@ -156,8 +178,14 @@ pub(super) async fn machines_create_lease(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
     caller: Caller,
+    QueryParams(query): QueryParams<LeaseQuery>,
     OptionalBody(req): OptionalBody<LeaseRequest>,
 ) -> ApiResult<LeaseResponse> {
+    // The body's TTL, else the query's (`?ttl=120`, as flyctl sends it).
+    let req = LeaseRequest {
+        ttl: req.ttl.or(query.ttl),
+        ..req
+    };
     Ok(Json(
         agent.acquire_lease(&p.app, &p.id, &caller, req).await?,
     ))
@@ -208,11 +236,10 @@ pub(super) async fn machines_show_metadata(
 pub(super) async fn machines_update_metadata(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MetadataPath>,
-    caller: Caller,
     Body(body): Body<MetadataValue>,
 ) -> Result<StatusCode, HttpError> {
     agent
-        .write_metadata(&p.app, &p.id, &caller, p.key, Some(body.value))
+        .write_metadata(&p.app, &p.id, p.key, Some(body.value))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -220,11 +247,8 @@ pub(super) async fn machines_update_metadata(
 pub(super) async fn machines_delete_metadata(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MetadataPath>,
-    caller: Caller,
 ) -> Result<StatusCode, HttpError> {
-    agent
-        .write_metadata(&p.app, &p.id, &caller, p.key, None)
-        .await?;
+    agent.write_metadata(&p.app, &p.id, p.key, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

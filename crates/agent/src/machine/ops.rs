@@ -634,17 +634,17 @@ impl Agent {
     }
 
     /// `POST .../metadata/{key}` (`Some`) and `DELETE .../metadata/{key}` (`None`). Metadata is
-    /// not a new version: the current version's config changes in place.
+    /// not a new version: the current version's config changes in place. A lease does not hold
+    /// it back (the reference's clients send no nonce for it).
     pub(crate) async fn write_metadata(
         &self,
         app: &str,
         id: &str,
-        caller: &Caller,
         key: String,
         value: Option<String>,
     ) -> Result<(), ApiError> {
         validate_metadata_key(&key)?;
-        self.with_machine(app, id, caller, move |agent, mut m| async move {
+        self.with_machine_unleased(app, id, move |agent, mut m| async move {
             if m.rec.state == MachineState::Destroyed {
                 return Err(destroyed(&m.rec));
             }

@@ -86,18 +86,7 @@ impl Agent {
         id: &str,
         query: WaitQuery,
     ) -> Result<WaitResponse, ApiError> {
-        let allowed = || MachineState::WAITABLE.map(MachineState::as_str).join(", ");
-        let target = match query.state.as_deref() {
-            None => MachineState::Started,
-            Some(s) => MachineState::parse(s)
-                .filter(|st| MachineState::WAITABLE.contains(st))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "state: cannot wait for `{s}`; use one of: {}",
-                        allowed()
-                    ))
-                })?,
-        };
+        let targets = wait_targets(query.state.as_deref())?;
         let secs = match query.timeout.as_deref() {
             None => WAIT_MAX_TIMEOUT,
             Some(t) => t
@@ -115,8 +104,8 @@ impl Agent {
         let mut rx = self.slot(&rec).subscribe();
         let instance = query.instance_id;
         let reached = |(state, version): &(MachineState, InstanceId)| {
-            *state == target
-                && (target == MachineState::Destroyed
+            targets.contains(state)
+                && (*state == MachineState::Destroyed
                     || instance
                         .as_deref()
                         .is_none_or(|want| want == version.as_str()))
@@ -127,21 +116,31 @@ impl Agent {
         )
         .await
         .map(|r| r.map(|v| v.clone()));
+        let wanted = || {
+            targets
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
         match waited {
             Ok(Ok(v)) if reached(&v) => Ok(WaitResponse {
                 ok: true,
-                state: target,
+                state: v.0,
             }),
             Ok(Ok(_)) => Err(ApiError::Precondition(format!(
-                "machine {} was destroyed; it will never be {target}",
-                rec.id
+                "machine {} was destroyed; it will never be {}",
+                rec.id,
+                wanted()
             ))),
             Ok(Err(_)) => Err(crate::error::AgentError::Closed.into()),
             Err(_) => {
                 let now = rx.borrow().0;
                 Err(ApiError::Timeout(format!(
-                    "machine {} did not reach {target} within {secs}s (it is {now}); wait again or check its events (aloft machine status {})",
-                    rec.id, rec.id
+                    "machine {} did not reach {} within {secs}s (it is {now}); wait again or check its events (aloft machine status {})",
+                    rec.id,
+                    wanted(),
+                    rec.id
                 )))
             }
         }
@@ -341,4 +340,36 @@ fn runtime_read_error(rec: &Record, e: RuntimeError) -> ApiError {
         )),
         other => ApiError::Internal(format!("machine {}: {other}", rec.id)),
     }
+}
+
+/// The states a wait ends at: `state` as given (one, or several separated by commas; `settled`
+/// is every state a machine rests in, and destroyed), `started` when absent.
+fn wait_targets(state: Option<&str>) -> Result<Vec<MachineState>, ApiError> {
+    let Some(state) = state else {
+        return Ok(vec![MachineState::Started]);
+    };
+    let mut targets = Vec::new();
+    for s in state.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if s == "settled" {
+            targets.extend(
+                MachineState::ALL
+                    .into_iter()
+                    .filter(|st| st.is_persistent() || *st == MachineState::Destroyed),
+            );
+            continue;
+        }
+        match MachineState::parse(s).filter(|st| MachineState::WAITABLE.contains(st)) {
+            Some(st) => targets.push(st),
+            None => {
+                return Err(ApiError::BadRequest(format!(
+                    "state: cannot wait for `{s}`; use one or more of: {}, settled",
+                    MachineState::WAITABLE.map(MachineState::as_str).join(", ")
+                )));
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets.push(MachineState::Started);
+    }
+    Ok(targets)
 }

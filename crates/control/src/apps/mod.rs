@@ -50,13 +50,16 @@ impl ControlPlane {
         }
     }
 
-    /// `org_slug` as the caller named it: only its own org (another org is 404, as if missing).
+    /// `org_slug` as the caller named it: only its own org (another org is 404, as if missing);
+    /// empty is the same as absent.
     fn own_org(&self, caller: &Caller, org_slug: Option<&str>) -> Result<(), ApiError> {
         match org_slug {
-            Some(slug) if slug != caller.org.slug => Err(ApiError::NotFound(format!(
-                "org `{slug}` not found; your token belongs to the org `{}`",
-                caller.org.slug
-            ))),
+            Some(slug) if !slug.is_empty() && slug != caller.org.slug => {
+                Err(ApiError::NotFound(format!(
+                    "org `{slug}` not found; your token belongs to the org `{}`",
+                    caller.org.slug
+                )))
+            }
             _ => Ok(()),
         }
     }

@@ -40,7 +40,7 @@ use internal::{
 };
 use machines::{create_machine, list_machines, machine, machine_sub_path};
 use openapi::openapi_json;
-use platform::list_regions;
+use platform::{list_regions, placements};
 use registry_logins::{
     list_registry_logins, registry_credentials, remove_registry_login, set_registry_login,
 };
@@ -108,6 +108,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             any(machine_sub_path),
         )
         .route("/v1/platform/regions", get(list_regions))
+        .route("/v1/platform/placements", post(placements))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/v1/registry-logins", get(list_registry_logins))

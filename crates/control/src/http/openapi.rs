@@ -44,6 +44,7 @@ use utoipa::{Modify, OpenApi};
         machines::list_machines,
         machines::create_machine,
         platform::list_regions,
+        platform::placements,
         tokens::create_token,
         tokens::list_tokens,
         tokens::revoke_token,

@@ -25,13 +25,24 @@ async fn app_create_bodies_are_checked() {
     let (status, _) = api.send(api.post("/v1/apps").body("{\"app_name\": ")).await;
     assert_eq!(status, 400);
     let (status, body) = api
-        .send(
-            api.post("/v1/apps")
-                .json(&json!({"app_name": "x", "colour": "red"})),
-        )
+        .send(api.post("/v1/apps").json(&json!({"colour": "red"})))
         .await;
     assert_eq!(status, 422);
-    assert_eq!(body["field"], "colour");
+    assert!(
+        body["error"].as_str().unwrap().contains("app_name"),
+        "{body}"
+    );
+    // As fly-go sends it: `name`, an empty network and role, fields aloft does not know.
+    let (status, body) = api
+        .send(api.post("/v1/apps?wait=true").json(&json!({
+            "name": "x", "org_slug": "personal", "network": "", "app_role_id": "", "colour": "red"
+        })))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "x");
+    let (status, body) = api.send(api.get("/v1/apps?org_slug=")).await;
+    assert_eq!(status, 200, "an empty org_slug is the token's org: {body}");
+    assert_eq!(body["apps"][0]["name"], "x");
 }
 
 #[tokio::test]

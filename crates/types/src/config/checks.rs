@@ -46,7 +46,8 @@ pub struct Check {
     pub headers: Vec<CheckHeader>,
 }
 
-/// A duration as the reference writes it (`"15s"`); a bare number means seconds.
+/// A duration as the reference writes it (`"15s"`, `"1m0s"`: Go's form, whatever form it was
+/// given in); a bare number means seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, example = "15s")]
@@ -63,8 +64,9 @@ impl<'de> Deserialize<'de> for DurationStr {
                 )));
             }
         };
-        crate::time::parse_duration(&s).map_err(serde::de::Error::custom)?;
-        Ok(Self(s))
+        let d = crate::time::parse_duration(&s).map_err(serde::de::Error::custom)?;
+        // Written back as Go writes durations, so the reference's clients can read it.
+        Ok(Self(crate::time::go_duration(d)))
     }
 }
 

@@ -1,0 +1,79 @@
+//! Fly's own Go client against `aloft dev up`: `compat/flygo` drives the Machines API through
+//! fly-go's `flaps` package exactly as flyctl does (apps; a machine's launch, waits, lease,
+//! stop, update, start, exec, metadata, cordon, restart, kill and destroy; volumes; regions) and
+//! fails on any error flaps returns or any field it decodes wrongly.
+//!
+//! Needs Go (the module's dependencies come from the Go module proxy; `scripts/setup.sh`
+//! downloads them); without it this prints SKIPPED and returns. The groups aloft does not serve
+//! yet are skipped by name (`FLY_COMPAT_SKIP`), so their absence is visible here.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What flaps calls that aloft does not serve yet (issue 16): the secrets, certificates and
+/// IP-assignment shapes, and a volume's update (`PUT .../volumes/{id}`).
+const NOT_YET: &str = "secrets,certs,ips,volume-update";
+
+/// Builds `compat/flygo` into the test's temp dir; `None` (SKIPPED) without Go.
+fn build_flygo() -> Option<PathBuf> {
+    if Command::new("go").arg("version").output().is_err() {
+        eprintln!("\n*** SKIPPED: Go is not installed (the fly-go client is a Go program) ***\n");
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../compat/flygo");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("flygo");
+    let built = Command::new("go")
+        .arg("-C")
+        .arg(&root)
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .output()
+        .expect("running go build");
+    assert!(
+        built.status.success(),
+        "go build of compat/flygo failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    Some(out)
+}
+
+#[test]
+fn fly_gos_flaps_client_drives_aloft_as_flyctl_does() {
+    let Some(flygo) = build_flygo() else {
+        return;
+    };
+    let (_tmp, data) = temp_data_dir();
+    let dev = DevUp::start_no_pull(&data, "flygo");
+    let token = std::fs::read_to_string(data.join("token")).unwrap();
+    let run = Command::new(&flygo)
+        .env("FLY_FLAPS_BASE_URL", &dev.api_url)
+        .env("FLY_API_TOKEN", token.trim())
+        .env("FLY_COMPAT_SKIP", NOT_YET)
+        .output()
+        .expect("running compat/flygo");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        run.status.success(),
+        "fly-go failed against aloft:\n{}\n{stderr}",
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("FAIL"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for step in [
+        "ok   apps: CreateApp",
+        "ok   machines: Launch",
+        "ok   machines: Wait with two states",
+        "ok   machines: Destroy (?kill=true)",
+        "ok   volumes: CreateVolume",
+    ] {
+        assert!(stdout.contains(step), "`{step}` did not run:\n{stdout}");
+    }
+}
