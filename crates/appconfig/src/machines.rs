@@ -68,6 +68,7 @@ impl AppConfig {
             files,
             mounts: self.machine_mount(group).into_iter().collect(),
             stop_config: Some(StopConfig {
+                extra: Default::default(),
                 signal: Some(self.kill_signal.unwrap_or(KILL_SIGNAL)),
                 timeout: Some(duration(Seconds(
                     self.kill_timeout.map_or(KILL_TIMEOUT, |t| t.0),
@@ -142,6 +143,7 @@ impl AppConfig {
                     .ports
                     .iter()
                     .map(|p| Port {
+                        extra: Default::default(),
                         port: p.port.map(|p| u32::from(p.0)),
                         start_port: p.start_port.map(|p| u32::from(p.0)),
                         end_port: p.end_port.map(|p| u32::from(p.0)),
@@ -204,6 +206,7 @@ impl AppConfig {
                 None => f.raw_value.clone(),
             };
             files.push(File {
+                extra: Default::default(),
                 guest_path: f.guest_path.clone(),
                 raw_value,
                 secret_name: f.secret_name.clone(),
@@ -219,6 +222,7 @@ impl AppConfig {
             .iter()
             .find(|r| applies(&r.processes, group))
             .map(|r| Restart {
+                extra: Default::default(),
                 policy: match r.policy {
                     RestartPolicy::Always => aloft_types::config::RestartPolicy::Always,
                     RestartPolicy::Never => aloft_types::config::RestartPolicy::No,
@@ -236,6 +240,7 @@ impl AppConfig {
             .iter()
             .find(|m| applies(&m.processes, group))
             .map(|m| Mount {
+                extra: Default::default(),
                 volume: String::new(),
                 path: m.destination.clone(),
                 name: Some(m.source.clone()),
@@ -284,6 +289,7 @@ impl AppConfig {
 
 fn concurrency(c: &crate::schema::Concurrency) -> Concurrency {
     Concurrency {
+        extra: Default::default(),
         kind: c.kind.unwrap_or_default(),
         soft_limit: c.soft_limit.unwrap_or(20),
         hard_limit: c.hard_limit.unwrap_or(25),
@@ -297,6 +303,7 @@ fn duration(d: Seconds) -> DurationStr {
 fn headers(h: &BTreeMap<String, String>) -> Vec<CheckHeader> {
     h.iter()
         .map(|(name, value)| CheckHeader {
+            extra: Default::default(),
             name: name.clone(),
             values: vec![value.clone()],
         })
@@ -312,6 +319,7 @@ fn timed(
     grace_period: Option<Seconds>,
 ) -> Check {
     Check {
+        extra: Default::default(),
         kind,
         port,
         interval: interval.map(duration),

@@ -259,6 +259,7 @@ mod tests {
             .unwrap();
         let mut cfg = MachineConfig::for_image("img");
         cfg.stop_config = Some(aloft_types::config::StopConfig {
+            extra: Default::default(),
             timeout: Some(aloft_types::config::DurationStr("1s".into())),
             signal: None,
         });

@@ -378,6 +378,7 @@ mod tests {
             .insert(PROCESS_GROUP_KEY.into(), group.into());
         config.mounts = volume
             .map(|v| Mount {
+                extra: Default::default(),
                 volume: v.into(),
                 path: "/data".into(),
                 name: Some("data".into()),
@@ -680,6 +681,7 @@ mod tests {
         assert_eq!(
             g.config.mounts,
             [Mount {
+                extra: Default::default(),
                 volume: String::new(),
                 path: "/var/lib/pg".into(),
                 name: Some("pgdata".into()),

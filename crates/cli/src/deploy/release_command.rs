@@ -36,6 +36,7 @@ impl Deploy<'_> {
         // Volumes stay with the app's machines (as the reference's release machines, none).
         config.mounts.clear();
         config.restart = Some(Restart {
+            extra: Default::default(),
             policy: RestartPolicy::No,
             max_retries: None,
         });

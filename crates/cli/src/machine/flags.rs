@@ -68,6 +68,7 @@ pub(super) fn build_config(args: &RunArgs) -> Result<MachineConfig> {
             anyhow!("--volume `{v}` is not VOLUME_ID:/path; write it like --volume vol_0123456789abcdef:/data")
         })?;
         config.mounts = vec![Mount {
+            extra: Default::default(),
             volume: volume.to_string(),
             path: path.to_string(),
             name: None,
@@ -76,6 +77,7 @@ pub(super) fn build_config(args: &RunArgs) -> Result<MachineConfig> {
         }];
     }
     config.restart = args.restart.map(|r| Restart {
+        extra: Default::default(),
         policy: match r {
             RestartArg::No => RestartPolicy::No,
             RestartArg::Always => RestartPolicy::Always,
@@ -149,6 +151,7 @@ fn parse_check(spec: &str) -> Result<(String, Check)> {
     Ok((
         name.to_string(),
         Check {
+            extra: Default::default(),
             kind,
             port: Some(port),
             interval: None,

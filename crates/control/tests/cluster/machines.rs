@@ -422,10 +422,10 @@ async fn bad_bodies_are_400_413_and_422() {
     assert_eq!(status, 422);
     assert_eq!(body["field"], "config.guest.memory_mb");
 
-    let typo: Value = json!({"config": {"image": "x", "guest": {"memory_mbs": 512}}});
-    let (status, body) = api.send(create().json(&typo)).await;
-    assert_eq!(status, 422);
-    assert_eq!(body["field"], "config.guest.memory_mbs");
+    let gpu: Value = json!({"config": {"image": "x", "guest": {"gpus": 1}}});
+    let (status, body) = api.send(create().json(&gpu)).await;
+    assert_eq!(status, 422, "a capability aloft lacks: {body}");
+    assert_eq!(body["field"], "config.guest.gpus");
 
     let (status, body) = api.send(create().json(&json!({"config": {}}))).await;
     assert_eq!(status, 422, "{body}");

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// `tcp` or `http`.
@@ -14,16 +15,19 @@ pub enum CheckType {
 
 /// A header sent by an http check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CheckHeader {
     pub name: String,
     #[serde(default)]
     pub values: Vec<String>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// A health check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Check {
     #[serde(rename = "type")]
     pub kind: CheckType,
@@ -44,6 +48,11 @@ pub struct Check {
     pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<CheckHeader>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// A duration as the reference writes it (`"15s"`, `"1m0s"`: Go's form, whatever form it was

@@ -2,6 +2,8 @@
 
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// CPU kind: `shared` (a share of a core) or `performance` (dedicated cores).
@@ -24,7 +26,6 @@ impl CpuKind {
 
 /// A machine's size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Guest {
     #[serde(default)]
     pub cpu_kind: CpuKind,
@@ -40,6 +41,11 @@ pub struct Guest {
     /// data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_size_mb: Option<u32>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// The smallest and largest `rootfs_size_mb`.
@@ -55,6 +61,7 @@ fn default_memory() -> u32 {
 impl Default for Guest {
     fn default() -> Self {
         Self {
+            extra: Default::default(),
             cpu_kind: CpuKind::Shared,
             cpus: 1,
             memory_mb: 256,
@@ -94,8 +101,35 @@ impl Guest {
         format!("{}-cpu-{}x", self.cpu_kind.as_str(), self.cpus)
     }
 
+    /// 422 for a GPU (`gpus` above 0, or a `gpu_kind`): aloft's hosts offer none. Kept unknown
+    /// fields are otherwise echoed, but a GPU cannot be pretended.
+    fn check_no_gpus(&self) -> Result<(), ApiError> {
+        let gpus = self
+            .extra
+            .get("gpus")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let kind = self
+            .extra
+            .get("gpu_kind")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        if gpus == 0 && kind.is_empty() {
+            return Ok(());
+        }
+        let field = if gpus > 0 { "gpus" } else { "gpu_kind" };
+        Err(ApiError::Invalid {
+            message: format!(
+                "config.guest.{field}: aloft's hosts have no GPUs; remove gpus and gpu_kind from the guest"
+            ),
+            field: format!("config.guest.{field}"),
+            allowed: Vec::new(),
+        })
+    }
+
     /// Its CPUs and memory are a size the reference allows (part of [`super::MachineConfig::validate`]).
     pub(super) fn validate(&self) -> Result<(), ApiError> {
+        self.check_no_gpus()?;
         let allowed = Self::allowed_cpus(self.cpu_kind);
         if !allowed.contains(&self.cpus) {
             let names: Vec<String> = allowed.iter().map(|c| c.to_string()).collect();

@@ -1,9 +1,10 @@
 //! The machine `config` object users send, with the reference's field names, and its validation.
 //!
-//! Policy for fields aloft does not know: unknown *top-level* keys are kept and echoed back
-//! unchanged (newer clients of the reference send fields such as `containers` or `statics`; they
-//! must not break). Unknown keys *inside* a known section (`guest.memory_mbs`) are almost always
-//! typos, so they are refused with a 422 that names them.
+//! Policy for fields aloft does not know: they are kept and echoed back unchanged, at the top
+//! level and inside every section (the reference's server reads what it knows and its clients
+//! send more: `statics`, `guest.max_memory_mb`, `init.kernel_args`, mounts' `extend_*` ...), so
+//! a config round-trips. A field that asks for a capability aloft lacks is refused with a 422
+//! naming it (`guest.gpus`), never ignored.
 
 //!
 //! The types are split by section into private modules: `guest` (size), `process` (what runs
@@ -152,8 +153,22 @@ mod tests {
         let e = parse(r#"{"image":"a","guest":{"cpu_kind":"turbo"}}"#).unwrap_err();
         assert_eq!(e.status(), 422);
         assert_eq!(e.body().allowed, vec!["shared", "performance"]);
-        let e = parse(r#"{"image":"a","guest":{"memory_mbs":512}}"#).unwrap_err();
-        assert_eq!(e.body().field.as_deref(), Some("guest.memory_mbs"));
+        // Fields aloft does not know are kept and echoed, as the reference's clients send them.
+        let text = r#"{"image":"a","guest":{"max_memory_mb":512,"persist_rootfs":"never"},
+            "init":{"kernel_args":["quiet"]},"mounts":[{"volume":"vol_1","path":"/data",
+            "extend_threshold_percent":80,"add_size_gb":1}],"dns":{"hostname":"web"}}"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.guest.extra["max_memory_mb"], 512);
+        let echoed = serde_json::to_value(&c).unwrap();
+        assert_eq!(echoed["guest"]["persist_rootfs"], "never");
+        assert_eq!(echoed["mounts"][0]["extend_threshold_percent"], 80);
+        assert_eq!(echoed["dns"]["hostname"], "web");
+        assert_eq!(serde_json::from_value::<MachineConfig>(echoed).unwrap(), c);
+        // A capability aloft lacks is refused, naming it.
+        let e =
+            parse(r#"{"image":"a","guest":{"gpus":1,"gpu_kind":"a100-pcie-40gb"}}"#).unwrap_err();
+        assert_eq!(e.body().field.as_deref(), Some("config.guest.gpus"));
+        assert!(e.to_string().contains("no GPUs"), "{e}");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! What a machine gets on its filesystem besides its image: a volume mounted, and files written.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// A volume mounted into the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Mount {
     pub volume: String,
     pub path: String,
@@ -15,11 +16,15 @@ pub struct Mount {
     pub size_gb: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypted: Option<bool>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// A file written into the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct File {
     pub guest_path: String,
     /// Base64 of the content.
@@ -29,6 +34,11 @@ pub struct File {
     pub secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// Why a volume cannot be mounted at `path`, if it cannot: it must be absolute and plain (no

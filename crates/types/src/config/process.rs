@@ -4,12 +4,12 @@
 use super::DurationStr;
 use crate::signal::Signal;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// Entrypoint and command overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct InitConfig {
     /// Replaces entrypoint and command together, bypassing both.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -22,6 +22,11 @@ pub struct InitConfig {
     pub tty: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap_size_mb: Option<u32>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// `no`, `always` or `on-failure`.
@@ -38,18 +43,23 @@ pub enum RestartPolicy {
 
 /// Restart behaviour after the process exits on its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Restart {
     #[serde(default)]
     pub policy: RestartPolicy,
     /// Restarts allowed under `on-failure` before the machine stays stopped (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 impl Default for Restart {
     fn default() -> Self {
         Self {
+            extra: Default::default(),
             policy: RestartPolicy::OnFailure,
             max_retries: None,
         }
@@ -58,17 +68,20 @@ impl Default for Restart {
 
 /// How the machine is asked to stop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct StopConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationStr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<Signal>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// DNS inside the machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DnsConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_registration: bool,
@@ -76,11 +89,15 @@ pub struct DnsConfig {
     pub nameservers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub searches: Vec<String>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// An extra process in the machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Process {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -94,4 +111,9 @@ pub struct Process {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }

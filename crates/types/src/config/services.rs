@@ -4,6 +4,7 @@
 use super::Check;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// `tcp` or `udp`.
@@ -76,7 +77,6 @@ impl<'de> Deserialize<'de> for Autostop {
 
 /// A published service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Service {
     #[serde(default)]
     pub protocol: Protocol,
@@ -95,6 +95,11 @@ pub struct Service {
     pub checks: Vec<Check>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_instance_key: Option<String>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// `connections` or `requests`.
@@ -108,7 +113,6 @@ pub enum ConcurrencyType {
 
 /// Load limits the proxy honours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Concurrency {
     #[serde(default, rename = "type")]
     pub kind: ConcurrencyType,
@@ -116,6 +120,11 @@ pub struct Concurrency {
     pub soft_limit: u32,
     #[serde(default = "default_hard_limit")]
     pub hard_limit: u32,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 fn default_soft_limit() -> u32 {
@@ -127,7 +136,6 @@ fn default_hard_limit() -> u32 {
 
 /// A public port (or range) of a service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u32>,
@@ -149,6 +157,11 @@ pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub proxy_proto_options: Option<Value>,
+    /// Fields aloft does not know: kept and echoed unchanged (the reference's clients send
+    /// more than aloft reads).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 impl Port {
