@@ -1,7 +1,7 @@
 //! Fly's own Go client against `aloft dev up`: `compat/flygo` drives the Machines API through
 //! fly-go's `flaps` package exactly as flyctl does (apps; a machine's launch, waits, lease,
-//! stop, update, start, exec, metadata, cordon, restart, kill and destroy; volumes; regions) and
-//! fails on any error flaps returns or any field it decodes wrongly.
+//! stop, update, start, exec, metadata, cordon, restart, kill and destroy; volumes; regions;
+//! secrets) and fails on any error flaps returns or any field it decodes wrongly.
 //!
 //! Needs Go (the module's dependencies come from the Go module proxy; `scripts/setup.sh`
 //! downloads them); without it this prints SKIPPED and returns. The groups aloft does not serve
@@ -13,9 +13,9 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What flaps calls that aloft does not serve yet (issue 16): the secrets, certificates and
+/// What flaps calls that aloft does not serve yet (issue 16): the certificates and
 /// IP-assignment shapes, and a volume's update (`PUT .../volumes/{id}`).
-const NOT_YET: &str = "secrets,certs,ips,volume-update";
+const NOT_YET: &str = "certs,ips,volume-update";
 
 /// Builds `compat/flygo` into the test's temp dir; `None` (SKIPPED) without Go.
 fn build_flygo() -> Option<PathBuf> {
@@ -73,6 +73,9 @@ fn fly_gos_flaps_client_drives_aloft_as_flyctl_does() {
         "ok   machines: Wait with two states",
         "ok   machines: Destroy (?kill=true)",
         "ok   volumes: CreateVolume",
+        "ok   secrets: UpdateAppSecrets set",
+        "ok   secrets: SetAppSecret",
+        "ok   secrets: DeleteAppSecret",
     ] {
         assert!(stdout.contains(step), "`{step}` did not run:\n{stdout}");
     }

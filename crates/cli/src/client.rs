@@ -4,11 +4,11 @@
 use crate::config::ClientConfig;
 use aloft_types::api::PARTIAL_HEADER;
 use aloft_types::api::{
-    App, AppList, Certificate, CreateAppRequest, CreateCertificateRequest, CreateMachineRequest,
-    CreateReleaseRequest, ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseRequest,
-    LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, RegionList, Release, RestartQuery,
-    Secret, SetSecretsRequest, SignalRequest, StartResponse, StopRequest, SuspendResponse,
-    UnsetSecretsRequest, UpdateMachineRequest, UpdateReleaseRequest, WaitQuery, WaitResponse,
+    App, AppList, AppSecrets, Certificate, CreateAppRequest, CreateCertificateRequest,
+    CreateMachineRequest, CreateReleaseRequest, ExecRequest, ExecResponse, LEASE_NONCE_HEADER,
+    LeaseRequest, LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, RegionList, Release,
+    RestartQuery, SetSecretsRequest, SignalRequest, StartResponse, StopRequest, SuspendResponse,
+    UpdateMachineRequest, UpdateReleaseRequest, WaitQuery, WaitResponse,
 };
 use aloft_types::api::{CreateTokenRequest, CreatedToken, ListTokensQuery, TokenInfo};
 use aloft_types::api::{
@@ -291,11 +291,12 @@ impl Client {
         .await
     }
 
-    pub async fn set_secrets(
+    /// `POST /v1/apps/{app}/secrets`: sets and removes (a `null` value) secrets, all or none.
+    pub async fn update_secrets(
         &self,
         app: &str,
         req: &SetSecretsRequest,
-    ) -> Result<Vec<Secret>, ClientError> {
+    ) -> Result<AppSecrets, ClientError> {
         self.send(
             self.request(Method::POST, &["v1", "apps", app, "secrets"])
                 .json(req),
@@ -303,21 +304,9 @@ impl Client {
         .await
     }
 
-    pub async fn secrets(&self, app: &str) -> Result<Vec<Secret>, ClientError> {
+    pub async fn secrets(&self, app: &str) -> Result<AppSecrets, ClientError> {
         self.send(self.request(Method::GET, &["v1", "apps", app, "secrets"]))
             .await
-    }
-
-    pub async fn unset_secrets(
-        &self,
-        app: &str,
-        req: &UnsetSecretsRequest,
-    ) -> Result<Vec<Secret>, ClientError> {
-        self.send(
-            self.request(Method::POST, &["v1", "apps", app, "secrets", "unset"])
-                .json(req),
-        )
-        .await
     }
 
     pub async fn create_release(

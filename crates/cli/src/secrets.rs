@@ -7,9 +7,7 @@ use crate::Ctx;
 use crate::machine::{AppArg, Scope, WaitFailure, explain_app_error};
 use crate::output::{Table, print_json};
 use aloft_types::MachineState;
-use aloft_types::api::{
-    ListMachinesQuery, RestartQuery, Secret, SetSecretsRequest, UnsetSecretsRequest,
-};
+use aloft_types::api::{AppSecrets, ListMachinesQuery, RestartQuery, Secret, SetSecretsRequest};
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
@@ -52,45 +50,26 @@ pub async fn run(command: SecretsCommand, ctx: &Ctx) -> Result<ExitCode> {
     match command {
         SecretsCommand::Set { pairs, change } => {
             let secrets = parse_pairs(&pairs)?;
-            let app = ctx.app_of(&change.app)?;
-            let client = ctx.client()?;
             let names: Vec<String> = secrets.keys().cloned().collect();
-            let list = match client
-                .set_secrets(&app, &SetSecretsRequest { secrets })
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => return Err(explain_app_error(ctx, &app, e).await),
-            };
+            let values = secrets.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            let (app, now) = update(ctx, &change, values).await?;
             if !ctx.json {
                 println!("Set {} on {app}.", names.join(", "));
             }
-            apply(ctx, app, change.stage, list).await
+            apply(ctx, app, change.stage, now).await
         }
         SecretsCommand::Unset { names, change } => {
-            let app = ctx.app_of(&change.app)?;
-            let client = ctx.client()?;
-            let list = match client
-                .unset_secrets(
-                    &app,
-                    &UnsetSecretsRequest {
-                        names: names.clone(),
-                    },
-                )
-                .await
-            {
-                Ok(l) => l,
-                Err(e) => return Err(explain_app_error(ctx, &app, e).await),
-            };
+            let values = names.iter().map(|n| (n.clone(), None)).collect();
+            let (app, now) = update(ctx, &change, values).await?;
             if !ctx.json {
                 println!("Removed {} from {app}.", names.join(", "));
             }
-            apply(ctx, app, change.stage, list).await
+            apply(ctx, app, change.stage, now).await
         }
         SecretsCommand::List { app } => {
             let app = ctx.app_of(&app)?;
             let list = match ctx.client()?.secrets(&app).await {
-                Ok(l) => l,
+                Ok(l) => l.secrets,
                 Err(e) => return Err(explain_app_error(ctx, &app, e).await),
             };
             if ctx.json {
@@ -102,6 +81,24 @@ pub async fn run(command: SecretsCommand, ctx: &Ctx) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Sends `values` (a `None` removes that secret) to the app of `change`, all or none: its name
+/// and its secrets now.
+async fn update(
+    ctx: &Ctx,
+    change: &Change,
+    values: BTreeMap<String, Option<String>>,
+) -> Result<(String, AppSecrets)> {
+    let app = ctx.app_of(&change.app)?;
+    let req = SetSecretsRequest {
+        values,
+        ..SetSecretsRequest::default()
+    };
+    match ctx.client()?.update_secrets(&app, &req).await {
+        Ok(now) => Ok((app, now)),
+        Err(e) => Err(explain_app_error(ctx, &app, e).await),
     }
 }
 
@@ -134,13 +131,13 @@ fn parse_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>> {
 fn table(list: &[Secret]) -> Table {
     let mut table = Table::new(&["NAME", "DIGEST", "SET"]);
     for s in list {
-        table.row(vec![s.name.clone(), s.digest.clone(), s.created_at.clone()]);
+        table.row(vec![s.name.clone(), s.digest.clone(), s.updated_at.clone()]);
     }
     table
 }
 
 /// After a change: restart the app's started machines one at a time, unless staged.
-async fn apply(ctx: &Ctx, app: String, stage: bool, list: Vec<Secret>) -> Result<ExitCode> {
+async fn apply(ctx: &Ctx, app: String, stage: bool, now: AppSecrets) -> Result<ExitCode> {
     let scope = Scope::for_app(ctx.client()?, app.clone());
     let machines = scope
         .client
@@ -183,7 +180,8 @@ async fn apply(ctx: &Ctx, app: String, stage: bool, list: Vec<Secret>) -> Result
     }
     if ctx.json {
         print_json(
-            &serde_json::json!({"app": app, "secrets": list, "staged": stage, "restarted": restarted}),
+            &serde_json::json!({"app": app, "secrets": now.secrets, "version": now.version,
+                "staged": stage, "restarted": restarted}),
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -27,8 +27,18 @@ fn routes() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "POST",
+            "/v1/apps/web/secrets",
+            json!({"values": {"DATABASE_URL": "postgres://x", "OLD": null}}),
+        ),
+        (
+            "POST",
             "/v1/apps/web/secrets/unset",
             json!({"names": ["DATABASE_URL"]}),
+        ),
+        (
+            "POST",
+            "/v1/apps/web/secrets/DATABASE_URL",
+            json!({"value": "postgres://x"}),
         ),
         (
             "POST",

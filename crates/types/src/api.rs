@@ -52,27 +52,76 @@ pub struct Certificate {
     pub created_at: String,
 }
 
-/// `POST /v1/apps/{app}/secrets`: set (add or replace) secrets, all or none.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// `POST /v1/apps/{app}/secrets`: change secrets, all or none. Either form: the reference's
+/// `values` (a `null` value removes that secret) or aloft's `secrets` (sets only); not both.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct SetSecretsRequest {
-    /// Name to value; names are environment variable names.
+    /// Name to value (the reference's form); `null` removes the secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, Option<String>>,
+    /// Name to value (aloft's form); names are environment variable names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
 }
 
-/// `POST /v1/apps/{app}/secrets/unset`: remove secrets, all or none.
+/// `POST /v1/apps/{app}/secrets/unset`: remove secrets, all or none (aloft's older form of
+/// `{"values": {"NAME": null}}`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UnsetSecretsRequest {
     pub names: Vec<String>,
 }
 
-/// A secret as listed: never its value.
+/// `POST /v1/apps/{app}/secrets/{name}`: set one secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SetSecretRequest {
+    pub value: String,
+}
+
+/// A secret as shown: never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Secret {
     pub name: String,
     /// The first 16 hex digits of the value's SHA-256: tells two values apart without showing them.
     pub digest: String,
-    /// RFC 3339: when it was last set.
+    /// RFC 3339: when it was first set.
     pub created_at: String,
+    /// RFC 3339: when its value was last set.
+    pub updated_at: String,
+}
+
+/// The app's secrets (names and digests) and their version: `GET /v1/apps/{app}/secrets` and
+/// the answer to a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppSecrets {
+    pub secrets: Vec<Secret>,
+    /// The version of the app's secrets: 1 more after every change (0: never changed).
+    pub version: u64,
+}
+
+/// `POST /v1/apps/{app}/secrets/{name}`: the secret set, and the version of the app's secrets
+/// that has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SetSecretResponse {
+    pub name: String,
+    pub digest: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: u64,
+}
+
+/// `DELETE /v1/apps/{app}/secrets/{name}`: the version of the app's secrets without it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SecretsVersion {
+    pub version: u64,
+}
+
+/// `GET /v1/apps/{app}/secrets[/{name}]?version=&show_secrets=`: both are the reference's and
+/// accepted but change nothing. aloft's store is one database, so every read has the newest
+/// version; and the public API never shows secret values, `show_secrets` or not.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+pub struct SecretsQuery {
+    pub version: Option<u64>,
+    pub show_secrets: Option<String>,
 }
 
 /// `PUT /v1/registry-logins/{host}`: store the org's credentials for a third-party registry

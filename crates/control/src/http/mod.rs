@@ -45,7 +45,7 @@ use registry_logins::{
     list_registry_logins, registry_credentials, remove_registry_login, set_registry_login,
 };
 use releases::{create_release, finish_release, list_releases};
-use secrets::{list_secrets, secret_values, set_secrets, unset_secrets};
+use secrets::{delete_secret, get_secret, list_secrets, secret_values, set_secret, update_secrets};
 use tokens::{create_token, list_tokens, revoke_token};
 use volumes::{
     create_snapshot, create_volume, destroy_volume, extend_volume, get_volume, list_snapshots,
@@ -68,9 +68,12 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         )
         .route(
             "/v1/apps/{app}/secrets",
-            get(list_secrets).post(set_secrets),
+            get(list_secrets).post(update_secrets),
         )
-        .route("/v1/apps/{app}/secrets/unset", post(unset_secrets))
+        .route(
+            "/v1/apps/{app}/secrets/{name}",
+            get(get_secret).post(set_secret).delete(delete_secret),
+        )
         .route("/internal/v1/apps/{app}/secrets", get(secret_values))
         .route(
             "/v1/apps/{app}/volumes",

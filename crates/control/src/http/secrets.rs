@@ -1,44 +1,56 @@
-//! `/v1/apps/{app}/secrets`: set, list and unset an app's secrets; and their values for the
-//! app's hosts (`/internal/v1/apps/{app}/secrets`).
+//! `/v1/apps/{app}/secrets`: change, list and read an app's secrets (names and digests, never
+//! values), in the reference's shapes; and their values for the app's hosts
+//! (`/internal/v1/apps/{app}/secrets`).
+//!
+//! `POST /v1/apps/{app}/secrets/unset` `{"names": [...]}` is aloft's older way to remove
+//! secrets. Secret names may be lowercase, so `unset` is also a secret's name: a POST there
+//! whose body has `names` (and no `value`) removes those secrets; with `{"value": ...}` it sets
+//! the secret `unset`; GET and DELETE always mean the secret `unset`.
 
 use super::Reply;
-use super::extract::{PathParams, RawBody};
+use super::extract::{PathParams, QueryParams, RawBody};
 use crate::ControlPlane;
 use crate::host_credentials::HostCaller;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
-use aloft_types::api::{Secret, SetSecretsRequest, UnsetSecretsRequest};
+use aloft_types::api::{
+    AppSecrets, Secret, SecretsQuery, SecretsVersion, SetSecretRequest, SetSecretResponse,
+    SetSecretsRequest, UnsetSecretsRequest,
+};
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 
-/// Set secrets (names and values), all or none. Machines get them as environment variables when
-/// they next start.
+/// Change secrets, all or none: `{"values": {"NAME": "value"}}` sets NAME and `{"values":
+/// {"NAME": null}}` removes it (the reference's form); `{"secrets": {"NAME": "value"}}` sets
+/// (aloft's). Machines get the change when they next start.
 #[utoipa::path(
-    post, path = "/v1/apps/{app}/secrets", tag = "Secrets", operation_id = "Secrets_set",
+    post, path = "/v1/apps/{app}/secrets", tag = "Secrets", operation_id = "Secrets_update",
     params(("app" = String, Path, description = "The app's name")),
     request_body = SetSecretsRequest,
     responses(
-        (status = 200, description = "The app's secrets now (names and digests)", body = Vec<Secret>),
+        (status = 200, description = "The app's secrets now (names and digests) and their version", body = AppSecrets),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
-        (status = 404, description = "No such app in the token's org", body = ErrorBody),
-        (status = 422, description = "A name that is not an environment variable's or is the platform's, a value over 64 KiB, too many secrets", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org, or a name to remove it has no secret of (nothing changed)", body = ErrorBody),
+        (status = 422, description = "A name that is not an environment variable's or is the platform's, a value over 64 KiB, too many secrets, no secrets or both forms", body = ErrorBody),
     )
 )]
-pub(crate) async fn set_secrets(
+pub(crate) async fn update_secrets(
     State(cp): State<ControlPlane>,
     caller: Caller,
     PathParams(app): PathParams<String>,
     RawBody(body): RawBody,
-) -> Reply<axum::Json<Vec<Secret>>> {
-    Ok(axum::Json(cp.set_secrets(&caller, &app, &body).await?))
+) -> Reply<axum::Json<AppSecrets>> {
+    Ok(axum::Json(cp.update_secrets(&caller, &app, &body).await?))
 }
 
-/// The app's secrets: names and digests, never values.
+/// The app's secrets: names and digests, never values (`show_secrets` is accepted and changes
+/// nothing; `version` too: every read has the newest).
 #[utoipa::path(
     get, path = "/v1/apps/{app}/secrets", tag = "Secrets", operation_id = "Secrets_list",
-    params(("app" = String, Path, description = "The app's name")),
+    params(("app" = String, Path, description = "The app's name"), SecretsQuery),
     responses(
-        (status = 200, description = "The app's secrets", body = Vec<Secret>),
+        (status = 200, description = "The app's secrets and their version", body = AppSecrets),
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
         (status = 404, description = "No such app in the token's org", body = ErrorBody),
     )
@@ -47,29 +59,112 @@ pub(crate) async fn list_secrets(
     State(cp): State<ControlPlane>,
     caller: Caller,
     PathParams(app): PathParams<String>,
-) -> Reply<axum::Json<Vec<Secret>>> {
+    QueryParams(_): QueryParams<SecretsQuery>,
+) -> Reply<axum::Json<AppSecrets>> {
     Ok(axum::Json(cp.list_secrets(&caller, &app).await?))
 }
 
-/// Remove secrets, all or none.
+/// Remove secrets, all or none (aloft's older form of `{"values": {"NAME": null}}`).
 #[utoipa::path(
     post, path = "/v1/apps/{app}/secrets/unset", tag = "Secrets", operation_id = "Secrets_unset",
     params(("app" = String, Path, description = "The app's name")),
     request_body = UnsetSecretsRequest,
     responses(
-        (status = 200, description = "The app's secrets now", body = Vec<Secret>),
+        (status = 200, description = "The app's secrets now and their version", body = AppSecrets),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
         (status = 404, description = "No such app, or a name it has no secret of (nothing removed)", body = ErrorBody),
     )
 )]
 pub(crate) async fn unset_secrets(
+    cp: ControlPlane,
+    caller: Caller,
+    app: String,
+    body: &[u8],
+) -> Reply<axum::Json<AppSecrets>> {
+    Ok(axum::Json(cp.unset_secrets(&caller, &app, body).await?))
+}
+
+/// Set one secret: `{"value": "..."}`.
+#[utoipa::path(
+    post, path = "/v1/apps/{app}/secrets/{name}", tag = "Secrets", operation_id = "Secret_set",
+    params(
+        ("app" = String, Path, description = "The app's name"),
+        ("name" = String, Path, description = "The secret's name (an environment variable's)"),
+    ),
+    request_body = SetSecretRequest,
+    responses(
+        (status = 200, description = "The secret (name and digest) and the version of the app's secrets", body = SetSecretResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+        (status = 422, description = "A name that is not an environment variable's or is the platform's, a value over 64 KiB, too many secrets", body = ErrorBody),
+    )
+)]
+pub(crate) async fn set_secret(
     State(cp): State<ControlPlane>,
     caller: Caller,
-    PathParams(app): PathParams<String>,
+    PathParams((app, name)): PathParams<(String, String)>,
     RawBody(body): RawBody,
-) -> Reply<axum::Json<Vec<Secret>>> {
-    Ok(axum::Json(cp.unset_secrets(&caller, &app, &body).await?))
+) -> Reply<Response> {
+    if is_unset_by_names(&name, &body) {
+        return Ok(unset_secrets(cp, caller, app, &body).await?.into_response());
+    }
+    let set = cp.set_secret(&caller, &app, &name, &body).await?;
+    Ok(axum::Json(set).into_response())
+}
+
+/// One secret: its name and digest, never its value (`show_secrets` and `version` are
+/// accepted and change nothing).
+#[utoipa::path(
+    get, path = "/v1/apps/{app}/secrets/{name}", tag = "Secrets", operation_id = "Secret_get",
+    params(
+        ("app" = String, Path, description = "The app's name"),
+        ("name" = String, Path, description = "The secret's name"),
+        SecretsQuery,
+    ),
+    responses(
+        (status = 200, description = "The secret", body = Secret),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org, or no such secret", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_secret(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    PathParams((app, name)): PathParams<(String, String)>,
+    QueryParams(_): QueryParams<SecretsQuery>,
+) -> Reply<axum::Json<Secret>> {
+    Ok(axum::Json(cp.get_secret(&caller, &app, &name).await?))
+}
+
+/// Remove one secret.
+#[utoipa::path(
+    delete, path = "/v1/apps/{app}/secrets/{name}", tag = "Secrets", operation_id = "Secret_delete",
+    params(
+        ("app" = String, Path, description = "The app's name"),
+        ("name" = String, Path, description = "The secret's name"),
+    ),
+    responses(
+        (status = 200, description = "The version of the app's secrets without it", body = SecretsVersion),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org, or no such secret (nothing changed)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_secret(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    PathParams((app, name)): PathParams<(String, String)>,
+) -> Reply<axum::Json<SecretsVersion>> {
+    Ok(axum::Json(cp.delete_secret(&caller, &app, &name).await?))
+}
+
+/// Whether a POST to `/secrets/{name}` is aloft's older unset (`name` is `unset` and the body
+/// has `names` and no `value`) rather than setting a secret named `unset`.
+fn is_unset_by_names(name: &str, body: &[u8]) -> bool {
+    name == "unset"
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .is_ok_and(|v| v.get("names").is_some() && v.get("value").is_none())
 }
 
 /// `GET /internal/v1/apps/{app}/secrets`: the app's secret values, for a host agent starting one

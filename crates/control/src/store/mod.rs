@@ -31,7 +31,7 @@ pub(crate) use hosts::HostRecord;
 pub(crate) use machines::MachineRecord;
 pub(crate) use registry_logins::RegistryLoginRecord;
 pub use releases::ReleaseRecord;
-pub use secrets::SecretRecord;
+pub use secrets::{SecretRecord, SecretsChange, SecretsRefused};
 pub(crate) use tokens::{Caller, Scope, TokenRecord};
 pub use volumes::{SnapshotRecord, VolumeRecord};
 

@@ -2,7 +2,7 @@
 //! move to PostgreSQL.
 
 /// The schema version this code writes; a database with a higher one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// The changes after version 1, in order: `(version, SQL)`. `SCHEMA` creates version 1; a
 /// database older than a migration gets it at open, in one transaction with its version.
@@ -11,6 +11,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (3, REGISTRY_LOGINS),
     (4, HOST_CREDENTIALS),
     (5, JOIN_TOKENS),
+    (6, SECRETS_VERSIONS),
 ];
 
 /// Version 2: API tokens get an id, a scope (`app_id`: NULL for org-wide, else the one app of a
@@ -60,6 +61,16 @@ CREATE TABLE IF NOT EXISTS join_tokens (
     expires_at   BIGINT NOT NULL,
     created_at   BIGINT NOT NULL
 );
+";
+
+/// Version 6: each app's secrets get a version (1 more after every change; apps that had
+/// secrets start at 1), and each secret its `updated_at` beside `created_at` (until now
+/// `created_at` was when it was last set, so both start there).
+const SECRETS_VERSIONS: &str = "
+ALTER TABLE apps ADD COLUMN secrets_version BIGINT NOT NULL DEFAULT 0;
+UPDATE apps SET secrets_version = 1 WHERE name IN (SELECT app_name FROM secrets);
+ALTER TABLE secrets ADD COLUMN updated_at BIGINT;
+UPDATE secrets SET updated_at = created_at;
 ";
 
 pub(super) const SCHEMA: &str = "

@@ -188,6 +188,43 @@ async fn version_1_tokens_stay_org_wide_without_expiry() {
     assert_eq!(s.tokens_of_org("personal").await.unwrap().len(), 1);
 }
 
+/// Secrets stored before their versions (schema 6) get version 1 for an app that has any (0
+/// for one that has none), and `updated_at` = `created_at` (until then, when last set).
+#[tokio::test]
+async fn secrets_stored_before_versions_start_at_version_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(
+            "INSERT INTO schema_version (version) VALUES (1);
+             INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);
+             INSERT INTO apps (name, id, org_slug, created_at) VALUES ('web', 'i1', 'personal', 1);
+             INSERT INTO apps (name, id, org_slug, created_at) VALUES ('api', 'i2', 'personal', 1);
+             INSERT INTO secrets (app_name, name, nonce, ciphertext, digest, created_at)
+                 VALUES ('web', 'A', '00', '11', 'd', 42);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let (web, version) = s.secrets_and_version("web").await.unwrap();
+    assert_eq!(version, 1);
+    assert_eq!((web[0].created_at, web[0].updated_at), (42, 42));
+    assert_eq!(s.secrets_and_version("api").await.unwrap().1, 0);
+    // A change keeps created_at and moves updated_at and the version.
+    let mut again = web[0].clone();
+    again.created_at = 50;
+    again.updated_at = 50;
+    let change = crate::store::SecretsChange {
+        set: vec![again],
+        unset: Vec::new(),
+    };
+    assert_eq!(s.change_secrets("web", change, 10).await.unwrap(), Ok(2));
+    let (web, _) = s.secrets_and_version("web").await.unwrap();
+    assert_eq!((web[0].created_at, web[0].updated_at), (42, 50));
+}
+
 #[tokio::test]
 async fn apps_are_global_and_count_live_machines() {
     let (_d, s) = open();
@@ -300,11 +337,13 @@ async fn sealed_values_are_counted_for_the_secrets_key_check() {
         },
         digest: "d".into(),
         created_at: 1,
+        updated_at: 1,
     };
-    s.set_secrets("one", vec![secret("A"), secret("B")], 10)
-        .await
-        .unwrap()
-        .unwrap();
+    let change = crate::store::SecretsChange {
+        set: vec![secret("A"), secret("B")],
+        unset: Vec::new(),
+    };
+    s.change_secrets("one", change, 10).await.unwrap().unwrap();
     assert_eq!(s.sealed_values().unwrap(), 2);
     let login = crate::store::RegistryLoginRecord {
         host: "ghcr.io".into(),

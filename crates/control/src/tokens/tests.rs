@@ -188,7 +188,7 @@ async fn a_deploy_token_reaches_its_own_app_only() {
     let (_, body) = api
         .call(&api.org_token, Method::GET, "/v1/apps/api/secrets", None)
         .await;
-    assert_eq!(body, json!([]));
+    assert_eq!(body, json!({"secrets": [], "version": 0}));
 
     let forbidden = [
         (
