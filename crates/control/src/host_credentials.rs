@@ -74,23 +74,11 @@ impl ControlPlane {
         &self,
         header: Option<&str>,
     ) -> Result<HostCaller, ApiError> {
-        let token = auth::bearer(header)?;
-        if aloft_http::tokens_equal(token, &self.inner.config.internal_token) {
-            return Err(ApiError::Forbidden(
+        match self.authenticate_cluster(header).await? {
+            ClusterCaller::Host(host) => Ok(HostCaller(host)),
+            ClusterCaller::Operator => Err(ApiError::Forbidden(
                 "the cluster secret does not read secrets or volume keys; a host reads them with \
                  its own credential (<data-dir>/host-credential.json, issued when it joined)"
-                    .into(),
-            ));
-        }
-        match self
-            .inner
-            .store
-            .host_of_credential(auth::hash_token(token))
-            .await?
-        {
-            Some(host) => Ok(HostCaller(host)),
-            None => Err(ApiError::Unauthorized(
-                "not a host credential: a host uses the one in <data-dir>/host-credential.json"
                     .into(),
             )),
         }
