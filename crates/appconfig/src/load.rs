@@ -202,3 +202,43 @@ fn locate(root: &DeTable<'_>, key: &KeyPath) -> Option<Range<usize>> {
     }
     found
 }
+
+/// `text`, a config file, with its top-level `app` set to `app`: the value replaced where it is
+/// (comments and layout kept), or `app = "..."` put first when the file names none. What a deploy
+/// records as the app's config (`aloft config save` writes it back).
+pub fn set_app(text: &str, app: &str) -> Result<String, String> {
+    let spans = DeTable::parse(text).map_err(|e| e.message().trim().to_string())?;
+    let quoted = toml::Value::String(app.to_string()).to_string();
+    Ok(match spans.get_ref().get_key_value("app") {
+        Some((_, value)) => {
+            let span = value.span();
+            format!("{}{quoted}{}", &text[..span.start], &text[span.end..])
+        }
+        None => format!("app = {quoted}\n{text}"),
+    })
+}
+
+#[cfg(test)]
+mod set_app_tests {
+    use super::*;
+
+    #[test]
+    fn the_app_is_replaced_in_place_or_put_first() {
+        let text = "# mine\napp = 'old'  # the name\n\n[env]\n  app = \"not this one\"\n";
+        assert_eq!(
+            set_app(text, "new").unwrap(),
+            "# mine\napp = \"new\"  # the name\n\n[env]\n  app = \"not this one\"\n"
+        );
+        assert_eq!(
+            set_app("[env]\nA = \"1\"\n", "web").unwrap(),
+            "app = \"web\"\n[env]\nA = \"1\"\n"
+        );
+        // A name that needs escaping stays one string.
+        let odd = set_app("app = \"x\"\n", "a\"b").unwrap();
+        assert_eq!(
+            toml::from_str::<toml::Table>(&odd).unwrap()["app"].as_str(),
+            Some("a\"b")
+        );
+        assert!(set_app("app = \n", "x").is_err());
+    }
+}

@@ -1,10 +1,11 @@
-//! `aloft config validate|show`: an app's `fly.toml` (or `aloft.toml`) as aloft reads it, and
+//! `aloft config validate|show`: an app's `fly.toml` (or `aloft.toml`) as aloft reads it;
+//! `aloft config save`: the config the app's last deploy applied, written back to its file; and
 //! [`load`], which every command that works from the app's config uses.
 
 use crate::Ctx;
 use crate::output::print_json;
 use aloft_appconfig::{ConfigError, Loaded};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +34,19 @@ pub enum ConfigCommand {
         #[arg(short = 'a', long)]
         app: Option<String>,
     },
+    /// Write the config the app's last complete deploy applied to fly.toml (or the file -c
+    /// names).
+    Save {
+        /// Where to write: a file, or a directory for its fly.toml (default: ./fly.toml).
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        path: Option<PathBuf>,
+        /// The app [default: $ALOFT_APP, else the `app` of the file being replaced].
+        #[arg(short = 'a', long)]
+        app: Option<String>,
+        /// Replace a different file there without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 pub async fn run(cmd: ConfigCommand, ctx: &Ctx) -> Result<ExitCode> {
@@ -43,7 +57,64 @@ pub async fn run(cmd: ConfigCommand, ctx: &Ctx) -> Result<ExitCode> {
             print_json(&loaded.config)?;
             Ok(ExitCode::SUCCESS)
         }
+        ConfigCommand::Save { path, app, yes } => save(ctx, path, app, yes).await,
     }
+}
+
+/// `aloft config save`.
+async fn save(
+    ctx: &Ctx,
+    path: Option<PathBuf>,
+    app: Option<String>,
+    yes: bool,
+) -> Result<ExitCode> {
+    let path = match path {
+        Some(p) if p.is_dir() => p.join(aloft_appconfig::FILE_NAMES[0]),
+        Some(p) => p,
+        None => PathBuf::from(aloft_appconfig::FILE_NAMES[0]),
+    };
+    let existing = std::fs::read_to_string(&path).ok();
+    let app = match app.or_else(|| ctx.app(None).ok()) {
+        Some(app) => app,
+        None => existing
+            .as_deref()
+            .and_then(|t| aloft_appconfig::parse(&path, t).ok())
+            .and_then(|l| l.config.app)
+            .ok_or_else(|| anyhow::anyhow!("which app's config? pass -a APP (or set ALOFT_APP)"))?,
+    };
+    let client = ctx.client()?;
+    let deployed = match client.deployed_config(&app).await {
+        Ok(d) => d,
+        Err(e) => return Err(crate::machine::explain_app_error(ctx, &app, e).await),
+    };
+    let unchanged = existing.as_deref() == Some(deployed.config.as_str());
+    if existing.is_some() && !unchanged && !yes {
+        let question = format!("Replace {} with the deployed config?", path.display());
+        let refusal = format!(
+            "{} exists and differs from the deployed config; pass --yes to replace it (stdin is not a terminal)",
+            path.display()
+        );
+        if !crate::output::confirm(&question, &refusal)? {
+            anyhow::bail!("not replacing {}", path.display());
+        }
+    }
+    if !unchanged {
+        std::fs::write(&path, &deployed.config)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "app": app, "path": path, "version": deployed.version, "changed": !unchanged,
+        }))?;
+    } else {
+        println!(
+            "Wrote the config of {app}'s release v{} to {}{}.",
+            deployed.version,
+            path.display(),
+            if unchanged { " (it was the same)" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The app's config, its warnings printed to stderr; `app` (from `-a`) overrides its `app`.

@@ -7,7 +7,6 @@ use aloft_types::ApiError;
 use aloft_types::api::CreateAppRequest;
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -21,7 +20,11 @@ pub enum AppsCommand {
     },
     /// List the apps of your org.
     #[command(visible_alias = "ls")]
-    List,
+    List {
+        /// Only this org's apps (your token's org; `aloft orgs list` shows it).
+        #[arg(long, short = 'o', value_name = "SLUG")]
+        org: Option<String>,
+    },
     /// Destroy an app and all its machines.
     Destroy {
         name: String,
@@ -34,7 +37,7 @@ pub enum AppsCommand {
 pub async fn run(cmd: AppsCommand, ctx: &Ctx) -> Result<ExitCode> {
     match cmd {
         AppsCommand::Create { name, org } => create(ctx, name, org).await,
-        AppsCommand::List => list(ctx).await,
+        AppsCommand::List { org } => list(ctx, org.as_deref()).await,
         AppsCommand::Destroy { name, yes } => destroy(ctx, &name, yes).await,
     }
 }
@@ -58,8 +61,8 @@ async fn create(ctx: &Ctx, name: String, org: Option<String>) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(ctx: &Ctx) -> Result<ExitCode> {
-    let list = ctx.client()?.list_apps().await?;
+async fn list(ctx: &Ctx, org: Option<&str>) -> Result<ExitCode> {
+    let list = ctx.client()?.list_apps_in(org).await?;
     if ctx.json {
         print_json(&list.apps)?;
         return Ok(ExitCode::SUCCESS);
@@ -79,7 +82,11 @@ async fn list(ctx: &Ctx) -> Result<ExitCode> {
 }
 
 async fn destroy(ctx: &Ctx, name: &str, yes: bool) -> Result<ExitCode> {
-    if !yes && !confirm(name)? {
+    let question = format!("Destroy app `{name}` and all its machines? This cannot be undone.");
+    let refusal = format!(
+        "refusing to destroy app `{name}` without confirmation: stdin is not a terminal; pass --yes to destroy it"
+    );
+    if !yes && !crate::output::confirm(&question, &refusal)? {
         bail!("not destroying app `{name}`");
     }
     let client = ctx.client()?;
@@ -97,19 +104,4 @@ async fn destroy(ctx: &Ctx, name: &str, yes: bool) -> Result<ExitCode> {
         println!("Destroyed app `{name}`.");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Asks on the terminal; refuses when stdin is not one (scripts must say `--yes`).
-fn confirm(name: &str) -> Result<bool> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        bail!(
-            "refusing to destroy app `{name}` without confirmation: stdin is not a terminal; pass --yes to destroy it"
-        );
-    }
-    eprint!("Destroy app `{name}` and all its machines? This cannot be undone. [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

@@ -14,6 +14,7 @@ use aloft_types::api::{CreateTokenRequest, CreatedToken, ListTokensQuery, TokenI
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, Volume, VolumeSnapshot,
 };
+use aloft_types::api::{DeployedConfig, OrgList};
 use aloft_types::api::{RegistryLogin, RegistryLoginRequest};
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
@@ -197,7 +198,27 @@ impl Client {
     }
 
     pub async fn list_apps(&self) -> Result<AppList, ClientError> {
-        self.send(self.request(Method::GET, &["v1", "apps"])).await
+        self.list_apps_in(None).await
+    }
+
+    /// `GET /v1/apps?org_slug=`: the apps of `org` (the token's own when `None`).
+    pub async fn list_apps_in(&self, org: Option<&str>) -> Result<AppList, ClientError> {
+        let mut req = self.request(Method::GET, &["v1", "apps"]);
+        if let Some(org) = org {
+            req = req.query(&[("org_slug", org)]);
+        }
+        self.send(req).await
+    }
+
+    /// `GET /v1/apps/{app}/config`: the config file the newest complete release deployed.
+    pub async fn deployed_config(&self, app: &str) -> Result<DeployedConfig, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "apps", app, "config"]))
+            .await
+    }
+
+    /// `GET /v1/orgs`: the orgs the token may act in.
+    pub async fn list_orgs(&self) -> Result<OrgList, ClientError> {
+        self.send(self.request(Method::GET, &["v1", "orgs"])).await
     }
 
     pub async fn create_app(&self, req: &CreateAppRequest) -> Result<App, ClientError> {

@@ -40,6 +40,9 @@ pub struct LaunchArgs {
     /// Where to write the config: a file, or a directory for its fly.toml (default: ./fly.toml).
     #[arg(short = 'c', long = "config", value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Accept every default without asking (aloft does not ask; accepted as flyctl has it).
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
@@ -140,6 +143,7 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
             region: None,
             wait_timeout: None,
             lease_timeout: deploy::LEASE_TTL,
+            yes: args.yes,
         },
         ctx,
     )

@@ -24,6 +24,7 @@ mod launch;
 mod logs;
 mod machine;
 mod operator;
+mod orgs;
 mod output;
 mod platform;
 mod registry;
@@ -80,6 +81,9 @@ pub enum Command {
     Scale(scale::ScaleCommand),
     /// Show (and follow) the log lines of an app's machines.
     Logs(logs::LogsArgs),
+    /// The orgs your token may act in.
+    #[command(subcommand, visible_alias = "org")]
+    Orgs(orgs::OrgsCommand),
     /// Facts about the platform.
     #[command(subcommand)]
     Platform(platform::PlatformCommand),
@@ -168,6 +172,7 @@ pub async fn run(command: Command, ctx: Ctx) -> Result<ExitCode> {
         Command::Secrets(command) => secrets::run(command, &ctx).await,
         Command::Volumes(command) => volumes::run(command, &ctx).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
+        Command::Orgs(cmd) => orgs::run(cmd, &ctx).await,
         Command::Platform(cmd) => platform::run(cmd, &ctx).await,
         Command::Registry(cmd) => registry::run(cmd, &ctx).await,
         Command::Tokens(cmd) => tokens::run(cmd, &ctx).await,

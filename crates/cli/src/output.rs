@@ -97,6 +97,21 @@ pub fn megabytes(bytes: u64) -> String {
     format!("{:.1}", bytes as f64 / 1e6)
 }
 
+/// Asks `question` on the terminal (`[y/N]`); without one (a script), refuses with `refusal`,
+/// which names `--yes`. Whether the answer was yes.
+pub fn confirm(question: &str, refusal: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        anyhow::bail!("{refusal}");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,9 @@ use std::process::ExitCode;
 pub struct StatusArgs {
     #[command(flatten)]
     app: AppArg,
+    /// Show finished machines too (destroyed ones).
+    #[arg(long)]
+    all: bool,
 }
 
 pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
@@ -28,7 +31,13 @@ pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let list = client
-        .list_machines(&name, &ListMachinesQuery::default())
+        .list_machines(
+            &name,
+            &ListMachinesQuery {
+                include_deleted: args.all.then_some(true),
+                ..ListMachinesQuery::default()
+            },
+        )
         .await?;
     warn_partial(&list);
     let machines = list.machines;

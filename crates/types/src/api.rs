@@ -279,6 +279,22 @@ pub struct CreateReleaseRequest {
     /// What the release is, in the deployer's words.
     #[serde(default)]
     pub description: Option<String>,
+    /// The app's config file as deployed (fly.toml's text, at most 64 KiB):
+    /// `GET /v1/apps/{app}/config` gives back the newest complete release's
+    /// (`aloft config save`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+/// `GET /v1/apps/{app}/config`: the config file the app's newest complete release deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployedConfig {
+    /// The release that deployed it.
+    pub version: u32,
+    /// The file's text (fly.toml), with `app` set to the app.
+    pub config: String,
+    /// RFC 3339: when that release began.
+    pub created_at: String,
 }
 
 /// `PATCH /v1/apps/{app}/releases/{version}`: how a running release's deploy ended.
@@ -359,6 +375,12 @@ pub struct App {
     pub machine_count: u32,
     pub network: String,
     pub created_at: String,
+}
+
+/// `GET /v1/orgs`: the orgs the token may act in (its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrgList {
+    pub orgs: Vec<OrgRef>,
 }
 
 /// An org as it appears inside other objects.

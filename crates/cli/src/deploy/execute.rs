@@ -23,12 +23,12 @@ pub(super) struct Deployed {
     pub steps: Vec<Step>,
 }
 
-/// Carries out `plan` (deploying `image`) in `scope`, each lease `lease_ttl` long; prints its
-/// progress unless `quiet`.
+/// Carries out `plan` (deploying `image`, from the config file `config`) in `scope`, each lease
+/// `lease_ttl` long; prints its progress unless `quiet`.
 pub(super) async fn execute(
     scope: &Scope,
     plan: &Plan,
-    image: &str,
+    (image, config): (&str, Option<String>),
     lease_ttl: Duration,
     quiet: bool,
 ) -> Result<Deployed> {
@@ -41,6 +41,7 @@ pub(super) async fn execute(
                 image: image.to_string(),
                 strategy: plan.strategy.used.as_str().into(),
                 description: None,
+                config,
             },
         )
         .await

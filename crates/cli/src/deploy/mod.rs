@@ -66,6 +66,9 @@ pub struct DeployArgs {
     /// that is killed leaves no lease for longer than this (as the reference's, default 13s).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "13s")]
     pub lease_timeout: Duration,
+    /// Accept every confirmation (aloft does not ask; accepted as flyctl has it).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
@@ -109,7 +112,11 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
         region: args.region.clone(),
         wait_timeout: args.wait_timeout,
     })?;
-    let done = execute::execute(&scope, &plan, &image, args.lease_timeout, ctx.json).await?;
+    // The file as deployed, for `aloft config save` (`app` set to the app deployed to).
+    let text = std::fs::read_to_string(path).ok();
+    let deployed = text.and_then(|t| aloft_appconfig::load::set_app(&t, &app).ok());
+    let release = (image.as_str(), deployed);
+    let done = execute::execute(&scope, &plan, release, args.lease_timeout, ctx.json).await?;
     report::deployed(
         ctx.json,
         &app,

@@ -98,6 +98,69 @@ pub struct RunArgs {
     pub(super) detach: bool,
 }
 
+/// `machine update`: flyctl's flags for what to change.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The machine's id.
+    pub(super) id: String,
+    #[command(flatten)]
+    pub(super) app: AppArg,
+    /// A new image.
+    #[arg(long, short = 'i')]
+    pub(super) image: Option<String>,
+    /// Set an environment variable, `NAME=VALUE` (repeatable; others are kept).
+    #[arg(long, short = 'e', value_name = "NAME=VALUE")]
+    pub(super) env: Vec<String>,
+    /// Set a metadata label, `KEY=VALUE` (repeatable; others are kept).
+    #[arg(long, short = 'm', value_name = "KEY=VALUE")]
+    pub(super) metadata: Vec<String>,
+    /// A size preset, e.g. `shared-cpu-2x` or `performance-1x` (`aloft platform vm-sizes`).
+    #[arg(long, value_name = "SIZE")]
+    pub(super) vm_size: Option<String>,
+    /// Memory, in MB (`512`) or with a unit (`1gb`).
+    #[arg(long, alias = "memory", value_name = "SIZE")]
+    pub(super) vm_memory: Option<String>,
+    /// Number of CPUs.
+    #[arg(long, alias = "cpus")]
+    pub(super) vm_cpus: Option<u32>,
+    /// CPU kind.
+    #[arg(long, alias = "cpu-kind", value_enum)]
+    pub(super) vm_cpu_kind: Option<CpuKindArg>,
+    /// Replace the image's CMD, e.g. `--command "sleep 100"`.
+    #[arg(long, short = 'C', value_name = "COMMAND")]
+    pub(super) command: Option<String>,
+    /// Replace the image's ENTRYPOINT.
+    #[arg(long, value_name = "COMMAND")]
+    pub(super) entrypoint: Option<String>,
+    /// Update the config but do not start the new version (a started machine ends stopped).
+    #[arg(long)]
+    pub(super) skip_start: bool,
+    /// Do not wait for the machine to start again.
+    #[arg(long)]
+    pub(super) detach: bool,
+    /// Accept the change without asking (aloft does not ask; accepted as flyctl has it).
+    #[arg(long, short = 'y')]
+    pub(super) yes: bool,
+}
+
+/// `machine clone`.
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// The machine to copy.
+    pub(super) id: String,
+    #[command(flatten)]
+    pub(super) app: AppArg,
+    /// Where the clone runs [default: the machine's region].
+    #[arg(long, short = 'r')]
+    pub(super) region: Option<String>,
+    /// The clone's name [default: generated].
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Do not wait for the clone to start.
+    #[arg(long)]
+    pub(super) detach: bool,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(super) enum RestartArg {
     No,
@@ -165,6 +228,9 @@ pub struct DestroyArgs {
     /// Kill a started machine instead of refusing.
     #[arg(long, short = 'f')]
     pub(super) force: bool,
+    /// Do not ask (aloft does not ask; accepted as flyctl has it).
+    #[arg(long, short = 'y')]
+    pub(super) yes: bool,
 }
 
 #[derive(Debug, Args)]

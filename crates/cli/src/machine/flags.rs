@@ -18,10 +18,7 @@ pub(super) fn build_config(args: &RunArgs) -> Result<MachineConfig> {
     let mut config = MachineConfig::for_image(args.image.clone());
     config.env = parse_pairs("--env", &args.env)?;
     config.metadata = parse_pairs("--metadata", &args.metadata)?;
-    let cpu_kind = match args.cpu_kind {
-        Some(CpuKindArg::Performance) => CpuKind::Performance,
-        Some(CpuKindArg::Shared) | None => CpuKind::Shared,
-    };
+    let cpu_kind = cpu_kind(args.cpu_kind);
     let cpus = args.cpus.unwrap_or(1);
     let memory_mb = match &args.memory {
         Some(m) => parse_memory(m)?,
@@ -88,8 +85,16 @@ pub(super) fn build_config(args: &RunArgs) -> Result<MachineConfig> {
     Ok(config)
 }
 
+/// The CPU kind a flag names (shared when none).
+pub(super) fn cpu_kind(arg: Option<CpuKindArg>) -> CpuKind {
+    match arg {
+        Some(CpuKindArg::Performance) => CpuKind::Performance,
+        Some(CpuKindArg::Shared) | None => CpuKind::Shared,
+    }
+}
+
 /// `NAME=VALUE` pairs of a repeatable flag.
-fn parse_pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
+pub(super) fn parse_pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
     items
         .iter()
         .map(|item| match item.split_once('=') {
@@ -102,7 +107,7 @@ fn parse_pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>>
 }
 
 /// `512`, `512mb`, `1gb`, `1.5GB` -> MB.
-fn parse_memory(s: &str) -> Result<u32> {
+pub(super) fn parse_memory(s: &str) -> Result<u32> {
     let lower = s.trim().to_ascii_lowercase();
     const UNITS: [(&str, f64); 6] = [
         ("gib", 1024.0),

@@ -1,10 +1,10 @@
-//! `aloft machine ...`: run, list, status, start/stop/restart/suspend/destroy, signal, exec, wait,
-//! cordon/uncordon and leases. `run` shows the pull of the machine's image while it launches.
+//! `aloft machine ...`: run, list, status, start/stop/restart/suspend/destroy, signal/kill, exec,
+//! wait, cordon/uncordon, update, clone and leases. `run` shows the pull of the machine's image while it launches.
 //!
 //! The verbs' arguments are in [`args`]; every verb works in a [`Scope`] (an app and a client,
 //! [`scope`]); `run` is [`create`] with the config from its [`flags`]; `list` and `status` are
-//! [`show`]; the state changes, `signal` and `wait` are [`lifecycle`]; then [`exec`] and
-//! [`leases`].
+//! [`show`]; the state changes, `signal` and `wait` are [`lifecycle`]; `update`, `clone` and
+//! `kill` are [`update`]; then [`exec`] and [`leases`].
 
 mod args;
 mod create;
@@ -14,6 +14,7 @@ mod leases;
 mod lifecycle;
 mod scope;
 mod show;
+mod update;
 
 pub use args::AppArg;
 pub(crate) use create::follow_pull;
@@ -25,8 +26,8 @@ use crate::Ctx;
 use aloft_types::api::{RestartQuery, StopRequest};
 use anyhow::Result;
 use args::{
-    DestroyArgs, ExecArgs, IdArgs, IdsArgs, ListArgs, RestartArgs, RunArgs, SignalArgs, StopArgs,
-    WaitArgs,
+    CloneArgs, DestroyArgs, ExecArgs, IdArgs, IdsArgs, ListArgs, RestartArgs, RunArgs, SignalArgs,
+    StopArgs, UpdateArgs, WaitArgs,
 };
 use clap::Subcommand;
 use create::run_machine;
@@ -63,6 +64,12 @@ pub enum MachineCommand {
     Destroy(DestroyArgs),
     /// Send a signal to a machine's main process.
     Signal(SignalArgs),
+    /// Send SIGKILL to machines' main processes.
+    Kill(IdsArgs),
+    /// Change a machine's config (image, env, size, command) and start its new version.
+    Update(Box<UpdateArgs>),
+    /// Create a new machine with another's config (a mounted volume gets a new empty one).
+    Clone(CloneArgs),
     /// Run a command in a started machine; exits with the command's exit code.
     Exec(ExecArgs),
     /// Wait until a machine reaches a state.
@@ -118,6 +125,9 @@ pub async fn run(cmd: MachineCommand, ctx: &Ctx) -> Result<ExitCode> {
         MachineCommand::Cordon(args) => each(ctx, args, Op::Cordon(true)).await,
         MachineCommand::Uncordon(args) => each(ctx, args, Op::Cordon(false)).await,
         MachineCommand::Signal(args) => signal(ctx, args).await,
+        MachineCommand::Kill(args) => update::kill(ctx, args).await,
+        MachineCommand::Update(args) => update::update(ctx, *args).await,
+        MachineCommand::Clone(args) => update::clone(ctx, args).await,
         MachineCommand::Exec(args) => exec(ctx, args).await,
         MachineCommand::Wait(args) => wait(ctx, args).await,
         MachineCommand::Leases(LeasesCommand::View(args)) => lease_view(ctx, args).await,

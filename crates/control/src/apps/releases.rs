@@ -3,8 +3,13 @@
 use crate::ControlPlane;
 use crate::store::{Caller, ReleaseRecord};
 use aloft_types::ApiError;
-use aloft_types::api::{CreateReleaseRequest, Release, ReleaseStatus, UpdateReleaseRequest};
+use aloft_types::api::{
+    CreateReleaseRequest, DeployedConfig, Release, ReleaseStatus, UpdateReleaseRequest,
+};
 use aloft_types::time::{now_ms, rfc3339};
+
+/// The largest config file a release keeps (fly.toml files are a few KiB).
+const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 /// The strategies a release may name (`[deploy] strategy`).
 const RELEASE_STRATEGIES: &[&str] = &["rolling", "immediate", "canary", "bluegreen"];
@@ -50,6 +55,19 @@ impl ControlPlane {
                 ),
             ));
         }
+        if req
+            .config
+            .as_ref()
+            .is_some_and(|c| c.len() > MAX_CONFIG_BYTES)
+        {
+            return Err(ApiError::invalid(
+                "config",
+                format!(
+                    "config is larger than {} KiB: a release keeps the app's config file, not other data",
+                    MAX_CONFIG_BYTES / 1024
+                ),
+            ));
+        }
         let now = now_ms();
         let record = self
             .inner
@@ -62,6 +80,7 @@ impl ControlPlane {
                 status: ReleaseStatus::Running.as_str().into(),
                 description: req.description,
                 reason: None,
+                config: req.config,
                 created_at: now,
                 updated_at: now,
             })
@@ -84,6 +103,31 @@ impl ControlPlane {
             .into_iter()
             .map(release_json)
             .collect())
+    }
+
+    /// `GET /v1/apps/{app}/config`: the config file of the newest complete release.
+    pub(crate) async fn deployed_config(
+        &self,
+        caller: &Caller,
+        app: &str,
+    ) -> Result<DeployedConfig, ApiError> {
+        let app = self.app_of(caller, app).await?;
+        let (version, config, created_at) = self
+            .inner
+            .store
+            .deployed_config(&app.name)
+            .await?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "app {} has no deployed config: no deploy with `aloft deploy` has completed yet",
+                    app.name
+                ))
+            })?;
+        Ok(DeployedConfig {
+            version,
+            config,
+            created_at: rfc3339(created_at),
+        })
     }
 
     /// `PATCH /v1/apps/{app}/releases/{version}`: a running release ends (once).

@@ -16,6 +16,7 @@ mod extract;
 mod internal;
 mod machines;
 pub(crate) mod openapi;
+mod orgs;
 mod platform;
 mod registry_logins;
 mod releases;
@@ -44,7 +45,7 @@ use platform::{list_regions, placements};
 use registry_logins::{
     list_registry_logins, registry_credentials, remove_registry_login, set_registry_login,
 };
-use releases::{create_release, finish_release, list_releases};
+use releases::{create_release, deployed_config, finish_release, list_releases};
 use secrets::{delete_secret, get_secret, list_secrets, secret_values, set_secret, update_secrets};
 use tokens::{create_token, list_tokens, revoke_token};
 use volumes::{
@@ -110,6 +111,8 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             "/v1/apps/{app}/machines/{id}/{*rest}",
             any(machine_sub_path),
         )
+        .route("/v1/orgs", get(orgs::list_orgs))
+        .route("/v1/apps/{app}/config", get(deployed_config))
         .route("/v1/platform/regions", get(list_regions))
         .route("/v1/platform/placements", post(placements))
         .route("/v1/tokens", get(list_tokens).post(create_token))

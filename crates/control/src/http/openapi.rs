@@ -5,7 +5,8 @@
 //! drifts from the code.
 
 use super::{
-    apps, certificates, machines, platform, registry_logins, releases, secrets, tokens, volumes,
+    apps, certificates, machines, orgs, platform, registry_logins, releases, secrets, tokens,
+    volumes,
 };
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -44,6 +45,7 @@ use utoipa::{Modify, OpenApi};
         releases::create_release,
         releases::list_releases,
         releases::finish_release,
+        releases::deployed_config,
         machines::list_machines,
         machines::create_machine,
         platform::list_regions,
@@ -54,6 +56,7 @@ use utoipa::{Modify, OpenApi};
         registry_logins::set_registry_login,
         registry_logins::list_registry_logins,
         registry_logins::remove_registry_login,
+        orgs::list_orgs,
         openapi_json,
     ),
     modifiers(&BearerAuth),

@@ -1,11 +1,12 @@
-//! `/v1/apps/{app}/releases`: one release per deploy, created and then finished once.
+//! `/v1/apps/{app}/releases`: one release per deploy, created and then finished once; and
+//! `/v1/apps/{app}/config`, the config file the newest complete one deployed.
 
 use super::Reply;
 use super::extract::{PathParams, RawBody};
 use crate::ControlPlane;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
-use aloft_types::api::{CreateReleaseRequest, Release, UpdateReleaseRequest};
+use aloft_types::api::{CreateReleaseRequest, DeployedConfig, Release, UpdateReleaseRequest};
 use axum::extract::State;
 use axum::http::StatusCode;
 
@@ -76,4 +77,22 @@ pub(crate) async fn finish_release(
     Ok(axum::Json(
         cp.finish_release(&caller, &app, version, &body).await?,
     ))
+}
+
+/// The config file (fly.toml) the app's newest complete release deployed.
+#[utoipa::path(
+    get, path = "/v1/apps/{app}/config", tag = "Releases", operation_id = "Apps_config",
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The deployed config", body = DeployedConfig),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app in the token's org, or no deploy has completed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn deployed_config(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    PathParams(app): PathParams<String>,
+) -> Reply<axum::Json<DeployedConfig>> {
+    Ok(axum::Json(cp.deployed_config(&caller, &app).await?))
 }

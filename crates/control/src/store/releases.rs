@@ -15,6 +15,9 @@ pub struct ReleaseRecord {
     pub status: String,
     pub description: Option<String>,
     pub reason: Option<String>,
+    /// The config file it deployed; only [`Store::insert_release`] and
+    /// [`Store::deployed_config`] read or write it (listings leave it out).
+    pub config: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
     pub updated_at: i64,
@@ -32,6 +35,7 @@ fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRecord> {
         status: r.get(4)?,
         description: r.get(5)?,
         reason: r.get(6)?,
+        config: None,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
     })
@@ -53,8 +57,8 @@ impl Store {
             r.version = last.unwrap_or(0) + 1;
             tx.execute(
                 "INSERT INTO releases (app_name, version, image, strategy, status, description,
-                                       reason, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                       reason, created_at, updated_at, config)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     r.app,
                     r.version,
@@ -64,11 +68,32 @@ impl Store {
                     r.description,
                     r.reason,
                     r.created_at,
-                    r.updated_at
+                    r.updated_at,
+                    r.config
                 ],
             )?;
             tx.commit()?;
             Ok(r)
+        })
+        .await
+    }
+
+    /// The config of the app's newest complete release that recorded one: (version, config,
+    /// created_at).
+    pub async fn deployed_config(
+        &self,
+        app: &str,
+    ) -> Result<Option<(u32, String, i64)>, ControlPlaneError> {
+        let app = app.to_string();
+        self.call("read deployed config", move |c| {
+            c.query_row(
+                "SELECT version, config, created_at FROM releases
+                 WHERE app_name = ?1 AND status = 'complete' AND config IS NOT NULL
+                 ORDER BY version DESC LIMIT 1",
+                [app],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
         })
         .await
     }

@@ -2,7 +2,7 @@
 //! move to PostgreSQL.
 
 /// The schema version this code writes; a database with a higher one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// The changes after version 1, in order: `(version, SQL)`. `SCHEMA` creates version 1; a
 /// database older than a migration gets it at open, in one transaction with its version.
@@ -12,7 +12,13 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (4, HOST_CREDENTIALS),
     (5, JOIN_TOKENS),
     (6, SECRETS_VERSIONS),
+    (9, RELEASE_CONFIGS),
 ];
+
+/// Version 9: each release keeps the config file it deployed (`aloft config save`).
+const RELEASE_CONFIGS: &str = "
+ALTER TABLE releases ADD COLUMN config TEXT;
+";
 
 /// Version 2: API tokens get an id, a scope (`app_id`: NULL for org-wide, else the one app of a
 /// deploy token), an expiry and a revocation time. Tokens made before stay org-wide, never

@@ -47,6 +47,7 @@ async fn releases_are_numbered_per_app_and_end_once() {
         status: "running".into(),
         description: None,
         reason: None,
+        config: None,
         created_at: 1,
         updated_at: 1,
     };

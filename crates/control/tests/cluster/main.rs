@@ -7,6 +7,7 @@ mod auth;
 mod certificates;
 mod machines;
 mod placement;
+mod releases;
 mod restart;
 mod volumes;
 
