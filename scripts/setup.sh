@@ -69,3 +69,15 @@ if command -v go >/dev/null 2>&1; then
 else
   echo "setup.sh: Go is not installed; the fly-go compatibility test will be skipped" >&2
 fi
+
+# schemathesis (PyPI) checks the Machines API against its OpenAPI document
+# (crates/aloft/tests/schemathesis.rs): installed once into a virtualenv in the cache.
+st_venv="${XDG_CACHE_HOME:-$HOME/.cache}/aloft/schemathesis"
+st_want="$(cat compat/schemathesis/requirements.txt)"
+if [ "$(cat "$st_venv/installed" 2>/dev/null)" != "$st_want" ]; then
+  echo "==> installing schemathesis into $st_venv"
+  rm -rf "$st_venv"
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install -q -r compat/schemathesis/requirements.txt
+  echo "$st_want" > "$st_venv/installed"
+fi

@@ -214,10 +214,12 @@ impl AgentClient {
         let resp = builder.send().await.map_err(failed)?;
         let status = resp.status();
         let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+        let allow = resp.headers().get(header::ALLOW).cloned();
         let body = resp.bytes().await.map_err(failed)?;
         Ok(AgentReply {
             status,
             content_type,
+            allow,
             body,
         })
     }

@@ -98,6 +98,8 @@ impl AgentRequest {
 pub struct AgentReply {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
+    /// A 405's `Allow`: the methods the path takes, passed on to the caller.
+    pub allow: Option<HeaderValue>,
     pub body: Bytes,
 }
 
@@ -132,6 +134,9 @@ impl IntoResponse for AgentReply {
             Some(ct) => resp.headers_mut().insert(header::CONTENT_TYPE, ct),
             None => resp.headers_mut().remove(header::CONTENT_TYPE),
         };
+        if let Some(allow) = self.allow {
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
         resp
     }
 }
@@ -163,6 +168,7 @@ mod tests {
         let reply = AgentReply {
             status: StatusCode::CONFLICT,
             content_type: None,
+            allow: None,
             body: Bytes::from_static(br#"{"error":"held"}"#),
         };
         let e = reply.error();

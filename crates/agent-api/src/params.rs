@@ -31,6 +31,7 @@ pub struct MetadataPath {
     pub app: String,
     /// The machine's id (14 hex characters).
     pub id: String,
-    /// The metadata key.
+    /// The metadata key: 1 to 128 letters, digits, `-`, `_`, `.` or `/`.
+    #[param(pattern = "^[A-Za-z0-9_./-]{1,128}$")]
     pub key: String,
 }

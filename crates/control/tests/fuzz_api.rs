@@ -32,11 +32,6 @@ fn routes() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "POST",
-            "/v1/apps/web/secrets/unset",
-            json!({"names": ["DATABASE_URL"]}),
-        ),
-        (
-            "POST",
             "/v1/apps/web/secrets/DATABASE_URL",
             json!({"value": "postgres://x"}),
         ),

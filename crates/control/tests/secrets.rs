@@ -1,7 +1,7 @@
 //! App secrets over HTTP as Fly's Go client (fly-go v0.9.3, `flaps`) calls them, with the exact
 //! bodies it sends: `UpdateAppSecrets` (`{"values": {...}}`, `null` removes), `ListAppSecrets`
 //! (`{"secrets": [...]}`), `SetAppSecret`, `GetAppSecrets` and `DeleteAppSecret` by name, each
-//! change a new `version`; aloft's own forms (`{"secrets"}`, `/secrets/unset` `{"names"}`) keep
+//! change a new `version`; aloft's own form (`{"secrets"}`) keeps
 //! working; and no answer ever holds a value, `show_secrets=true` or not.
 
 use aloft_control::{ControlPlane, ControlPlaneConfig};
@@ -270,9 +270,8 @@ async fn one_secret_is_set_read_and_deleted_by_name() {
     assert_eq!(status, 422, "{body}");
 }
 
-/// aloft's own forms: `{"secrets": {...}}` sets; `POST /secrets/unset {"names": [...]}` removes.
-/// `unset` is a valid secret name too (names may be lowercase): `{"value"}` there sets it, and
-/// GET and DELETE mean it.
+/// aloft's own form `{"secrets": {...}}` sets; `unset` is a valid secret name (names may be
+/// lowercase) like any other.
 #[tokio::test]
 async fn aloft_forms_keep_working_beside_a_secret_named_unset() {
     let api = Api::start().await;
@@ -301,6 +300,7 @@ async fn aloft_forms_keep_working_beside_a_secret_named_unset() {
         assert!(body.to_string().contains(expected), "{body}");
     }
 
+    // `unset` is a secret's name like any other (aloft's older `/secrets/unset` is gone).
     let (status, body) = api
         .call(
             Method::POST,
@@ -317,9 +317,7 @@ async fn aloft_forms_keep_working_beside_a_secret_named_unset() {
             Some(json!({"names": ["A"]})),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(names(&body["secrets"]), ["B", "unset"]);
-    assert_eq!(version(&body), 3);
+    assert_eq!(status, 422, "{body}");
     let (status, body) = api
         .call(Method::GET, "/v1/apps/web/secrets/unset", None)
         .await;
@@ -327,15 +325,7 @@ async fn aloft_forms_keep_working_beside_a_secret_named_unset() {
     let (status, body) = api
         .call(Method::DELETE, "/v1/apps/web/secrets/unset", None)
         .await;
-    assert_eq!((status, body), (200, json!({"version": 4})));
-    let (status, body) = api
-        .call(
-            Method::POST,
-            "/v1/apps/web/secrets/unset",
-            Some(json!({"names": ["NOPE"]})),
-        )
-        .await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!((status, body), (200, json!({"version": 3})));
 }
 
 /// Another org's app, or none, is 404 on every secrets path.

@@ -87,7 +87,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// A JSON body that may be left out (an empty body means the defaults).
+/// A JSON body that may be left out (an empty body, or `null`, means the defaults).
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
@@ -98,7 +98,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(T::default()));
         }
-        Ok(Self(ApiError::parse_json(&bytes)?))
+        // JSON `null` is no body too (what a client sends for an optional body it leaves out).
+        let body: Option<T> = ApiError::parse_json(&bytes)?;
+        Ok(Self(body.unwrap_or_default()))
     }
 }
 

@@ -19,6 +19,7 @@ pub const LEASE_NONCE_HEADER: &str = "fly-machine-lease-nonce";
 pub struct CreateAppRequest {
     /// The app's name (`name`, as the reference's clients send it, is the same).
     #[serde(alias = "name")]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub app_name: String,
     /// Defaults to the token's org.
     #[serde(default)]
@@ -58,17 +59,33 @@ pub struct Certificate {
 pub struct SetSecretsRequest {
     /// Name to value (the reference's form); `null` removes the secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = secret_map::<true>)]
     pub values: BTreeMap<String, Option<String>>,
     /// Name to value (aloft's form); names are environment variable names.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = secret_map::<false>)]
     pub secrets: BTreeMap<String, String>,
 }
 
-/// `POST /v1/apps/{app}/secrets/unset`: remove secrets, all or none (aloft's older form of
-/// `{"values": {"NAME": null}}`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct UnsetSecretsRequest {
-    pub names: Vec<String>,
+/// A secret's name: an environment variable's (names starting `FLY_` or `ALOFT_` are the
+/// platform's and refused too).
+pub const SECRET_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+
+/// The schema of a map of secret names to values (`null` too when `nullable`).
+fn secret_map<const NULLABLE: bool>() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
+    let value = match NULLABLE {
+        true => ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+        false => ObjectBuilder::new().schema_type(Type::String),
+    };
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(SECRET_NAME_PATTERN));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::from(value)))
+        .property_names(Some(name))
+        .build()
 }
 
 /// `POST /v1/apps/{app}/secrets/{name}`: set one secret.
@@ -119,6 +136,7 @@ pub struct SecretsVersion {
 /// accepted but change nothing. aloft's store is one database, so every read has the newest
 /// version; and the public API never shows secret values, `show_secrets` or not.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SecretsQuery {
     pub version: Option<u64>,
     pub show_secrets: Option<String>,
@@ -129,8 +147,10 @@ pub struct SecretsQuery {
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryLoginRequest {
+    #[schema(min_length = 1)]
     pub username: String,
     /// Sealed at rest; never shown again.
+    #[schema(min_length = 1)]
     pub password: String,
 }
 
@@ -273,8 +293,10 @@ pub struct TakenSnapshot {
 #[serde(deny_unknown_fields)]
 pub struct CreateReleaseRequest {
     /// The image every machine of the release runs.
+    #[schema(pattern = "\\S")]
     pub image: String,
     /// `rolling`, `immediate`, `canary` or `bluegreen`.
+    #[schema(pattern = "^(rolling|immediate|canary|bluegreen)$")]
     pub strategy: String,
     /// What the release is, in the deployer's words.
     #[serde(default)]
@@ -302,10 +324,19 @@ pub struct DeployedConfig {
 #[serde(deny_unknown_fields)]
 pub struct UpdateReleaseRequest {
     /// Anything but `running`.
+    #[schema(schema_with = finished_status)]
     pub status: ReleaseStatus,
     /// Why it failed, was rolled back or interrupted.
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// How a release may end: a [`ReleaseStatus`] but `running`.
+fn finished_status() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["complete", "failed", "rolled_back", "interrupted"]))
+        .build()
 }
 
 /// Where a release's deploy is.
@@ -452,6 +483,9 @@ pub struct ListMachinesQuery {
     pub include_deleted: Option<bool>,
     pub region: Option<String>,
     /// A comma-separated list of states.
+    #[param(
+        pattern = "^(creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed)(,(creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed))*$"
+    )]
     pub state: Option<String>,
     /// `metadata.{key}=value` filters are read from the raw query string.
     #[serde(skip)]
@@ -473,8 +507,11 @@ pub struct StopRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RestartQuery {
+    /// The signal that stops the machine (default: its `stop_config`'s); empty is the default.
+    #[param(value_type = Option<crate::signal::Signal>)]
     pub signal: Option<String>,
-    /// `"30s"` or a number of seconds.
+    /// `"30s"` or a number of seconds; empty is the default.
+    #[param(value_type = Option<crate::config::DurationStr>)]
     pub timeout: Option<String>,
     pub force_stop: Option<bool>,
 }
@@ -598,6 +635,7 @@ pub struct MetadataValue {
 pub struct ExecRequest {
     /// The program and its arguments.
     #[serde(default)]
+    #[schema(min_items = 1, required = true)]
     pub command: Vec<String>,
     /// The reference's older form: one string, split on whitespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -818,14 +856,16 @@ pub struct VerifyTokenResponse {
 pub struct CreateTokenRequest {
     /// What the token is for (1-64 printable ASCII characters); agents see it as the actor.
     #[serde(default)]
+    #[schema(pattern = "^[ -~]{1,64}$")]
     pub name: Option<String>,
     /// `org` (every app of the org) or `deploy` (one app: `app`).
     pub scope: TokenScope,
     /// The app of a `deploy` token.
     #[serde(default)]
     pub app: Option<String>,
-    /// Seconds until the token expires; absent: it never expires.
+    /// Seconds until the token expires (at most 20 years); absent: it never expires.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 630720000)]
     pub expiry_secs: Option<u64>,
 }
 
@@ -870,6 +910,7 @@ pub struct CreatedToken {
 /// `GET /v1/tokens` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListTokensQuery {
     /// Only the deploy tokens of this app.
     #[serde(default, skip_serializing_if = "Option::is_none")]

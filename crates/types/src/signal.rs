@@ -20,9 +20,45 @@ const SIGNALS: &[(&str, i32)] = &[
 
 /// A POSIX signal. Serialized as its name (`"SIGTERM"`); deserialized from a name with or without
 /// the `SIG` prefix, in any case, or from its number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ToSchema)]
-#[schema(value_type = String, example = "SIGTERM")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signal(i32);
+
+/// What [`Signal::parse`] takes, as the OpenAPI document says it: a name (with or without
+/// `SIG`, any case) or a number, as a string, or a number.
+impl utoipa::PartialSchema for Signal {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let either_case = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c.is_ascii_alphabetic() {
+                    true => format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()),
+                    false => c.to_string(),
+                })
+                .collect()
+        };
+        let names: Vec<String> = SIGNALS
+            .iter()
+            .map(|(n, _)| either_case(n.trim_start_matches("SIG")))
+            .collect();
+        let numbers: Vec<String> = SIGNALS.iter().map(|(_, n)| n.to_string()).collect();
+        let pattern = format!(
+            "^\\s*(({})?({})|{})\\s*$",
+            either_case("SIG"),
+            names.join("|"),
+            numbers.join("|")
+        );
+        let name = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .description(Some("A signal's name (`SIGTERM`, `term`) or number"));
+        let number = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some(SIGNALS.iter().map(|(_, n)| *n)));
+        OneOfBuilder::new().item(name).item(number).into()
+    }
+}
+
+impl ToSchema for Signal {}
 
 impl Signal {
     pub const TERM: Signal = Signal(15);

@@ -450,9 +450,11 @@ impl Agent {
         caller: &Caller,
         query: RestartQuery,
     ) -> Result<OkResponse, ApiError> {
+        // Empty values are the defaults, as a client leaving them blank means.
         let signal = query
             .signal
             .as_deref()
+            .filter(|s| !s.trim().is_empty())
             .map(|s| {
                 Signal::parse(s).map_err(|e| ApiError::invalid("signal", format!("signal: {e}")))
             })
@@ -460,6 +462,7 @@ impl Agent {
         let timeout = query
             .timeout
             .as_deref()
+            .filter(|t| !t.trim().is_empty())
             .map(|t| {
                 aloft_types::time::parse_duration(t)
                     .map_err(|e| ApiError::invalid("timeout", format!("timeout: {e}")))

@@ -10,7 +10,6 @@ use crate::store::{Caller, SecretRecord, SecretsChange, SecretsRefused};
 use aloft_types::ApiError;
 use aloft_types::api::{
     AppSecrets, Secret, SecretsVersion, SetSecretRequest, SetSecretResponse, SetSecretsRequest,
-    UnsetSecretsRequest,
 };
 use aloft_types::time::{now_ms, rfc3339};
 
@@ -57,24 +56,6 @@ impl ControlPlane {
                 None => change.unset.push(name),
             }
         }
-        self.change_secrets(&app.name, change).await?;
-        self.app_secrets(&app.name).await
-    }
-
-    /// `POST /v1/apps/{app}/secrets/unset` `{"names": [...]}`: aloft's older form of
-    /// `{"values": {NAME: null}}`.
-    pub(crate) async fn unset_secrets(
-        &self,
-        caller: &Caller,
-        app: &str,
-        body: &[u8],
-    ) -> Result<AppSecrets, ApiError> {
-        let app = self.app_of(caller, app).await?;
-        let req: UnsetSecretsRequest = ApiError::parse_json(body)?;
-        let change = SecretsChange {
-            set: Vec::new(),
-            unset: req.names,
-        };
         self.change_secrets(&app.name, change).await?;
         self.app_secrets(&app.name).await
     }

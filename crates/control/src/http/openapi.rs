@@ -31,7 +31,6 @@ use utoipa::{Modify, OpenApi};
         certificates::remove_certificate,
         secrets::update_secrets,
         secrets::list_secrets,
-        secrets::unset_secrets,
         secrets::set_secret,
         secrets::get_secret,
         secrets::delete_secret,
@@ -94,7 +93,55 @@ impl Modify for BearerAuth {
 pub fn openapi_document() -> OpenApiDoc {
     let mut doc = ControlPlaneApiDoc::openapi();
     doc.merge(aloft_agent_api::MachinesApiDoc::openapi());
+    document_refusals(&mut doc);
     doc
+}
+
+/// Every operation that reads a body or a query string can refuse it, whatever its own
+/// description lists: 400 when it does not parse (not JSON, a query value of the wrong type),
+/// 422 when a body parses but is not what the operation takes (a missing or mistyped field).
+fn document_refusals(doc: &mut OpenApiDoc) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let refusal = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in operations.into_iter().flatten() {
+            let has_query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.parameter_in == ParameterIn::Query);
+            let has_body = op.request_body.is_some();
+            let responses = &mut op.responses.responses;
+            if has_query || has_body {
+                responses.entry("400".into()).or_insert_with(|| {
+                    refusal("The body or a query parameter does not parse").into()
+                });
+            }
+            if has_body {
+                responses
+                    .entry("422".into())
+                    .or_insert_with(|| refusal("The body is not what the operation takes").into());
+            }
+        }
+    }
 }
 
 /// This document (no token needed).

@@ -15,7 +15,7 @@ use axum::extract::State;
 /// pulling an image from exactly that host use them; the password is never shown again.
 #[utoipa::path(
     put, path = "/v1/registry-logins/{host}", tag = "Registry logins", operation_id = "RegistryLogins_set",
-    params(("host" = String, Path, description = "The registry host (and port), e.g. ghcr.io")),
+    params(("host" = String, Path, description = "The registry host (and port), e.g. ghcr.io", pattern = "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?$", max_length = 253)),
     request_body = RegistryLoginRequest,
     responses(
         (status = 200, description = "The stored login (never the password)", body = RegistryLogin),
@@ -55,12 +55,13 @@ pub(crate) async fn list_registry_logins(
 /// Forget the org's login for a registry host: its pulls from there are anonymous again.
 #[utoipa::path(
     delete, path = "/v1/registry-logins/{host}", tag = "Registry logins", operation_id = "RegistryLogins_delete",
-    params(("host" = String, Path, description = "The registry host (and port)")),
+    params(("host" = String, Path, description = "The registry host (and port)", pattern = "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?$", max_length = 253)),
     responses(
         (status = 200, description = "Removed", body = OkResponse),
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
         (status = 403, description = "A deploy token cannot manage registry logins", body = ErrorBody),
         (status = 404, description = "The org has no login for that host", body = ErrorBody),
+        (status = 422, description = "Not a registry host", body = ErrorBody),
     )
 )]
 pub(crate) async fn remove_registry_login(

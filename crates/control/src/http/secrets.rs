@@ -1,11 +1,6 @@
 //! `/v1/apps/{app}/secrets`: change, list and read an app's secrets (names and digests, never
 //! values), in the reference's shapes; and their values for the app's hosts
 //! (`/internal/v1/apps/{app}/secrets`).
-//!
-//! `POST /v1/apps/{app}/secrets/unset` `{"names": [...]}` is aloft's older way to remove
-//! secrets. Secret names may be lowercase, so `unset` is also a secret's name: a POST there
-//! whose body has `names` (and no `value`) removes those secrets; with `{"value": ...}` it sets
-//! the secret `unset`; GET and DELETE always mean the secret `unset`.
 
 use super::Reply;
 use super::extract::{PathParams, QueryParams, RawBody};
@@ -15,10 +10,9 @@ use crate::store::Caller;
 use aloft_types::ErrorBody;
 use aloft_types::api::{
     AppSecrets, Secret, SecretsQuery, SecretsVersion, SetSecretRequest, SetSecretResponse,
-    SetSecretsRequest, UnsetSecretsRequest,
+    SetSecretsRequest,
 };
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 
 /// Change secrets, all or none: `{"values": {"NAME": "value"}}` sets NAME and `{"values":
 /// {"NAME": null}}` removes it (the reference's form); `{"secrets": {"NAME": "value"}}` sets
@@ -64,33 +58,12 @@ pub(crate) async fn list_secrets(
     Ok(axum::Json(cp.list_secrets(&caller, &app).await?))
 }
 
-/// Remove secrets, all or none (aloft's older form of `{"values": {"NAME": null}}`).
-#[utoipa::path(
-    post, path = "/v1/apps/{app}/secrets/unset", tag = "Secrets", operation_id = "Secrets_unset",
-    params(("app" = String, Path, description = "The app's name")),
-    request_body = UnsetSecretsRequest,
-    responses(
-        (status = 200, description = "The app's secrets now and their version", body = AppSecrets),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
-        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
-        (status = 404, description = "No such app, or a name it has no secret of (nothing removed)", body = ErrorBody),
-    )
-)]
-pub(crate) async fn unset_secrets(
-    cp: ControlPlane,
-    caller: Caller,
-    app: String,
-    body: &[u8],
-) -> Reply<axum::Json<AppSecrets>> {
-    Ok(axum::Json(cp.unset_secrets(&caller, &app, body).await?))
-}
-
 /// Set one secret: `{"value": "..."}`.
 #[utoipa::path(
     post, path = "/v1/apps/{app}/secrets/{name}", tag = "Secrets", operation_id = "Secret_set",
     params(
         ("app" = String, Path, description = "The app's name"),
-        ("name" = String, Path, description = "The secret's name (an environment variable's)"),
+        ("name" = String, Path, description = "The secret's name (an environment variable's)", pattern = "^[A-Za-z_][A-Za-z0-9_]*$"),
     ),
     request_body = SetSecretRequest,
     responses(
@@ -106,12 +79,10 @@ pub(crate) async fn set_secret(
     caller: Caller,
     PathParams((app, name)): PathParams<(String, String)>,
     RawBody(body): RawBody,
-) -> Reply<Response> {
-    if is_unset_by_names(&name, &body) {
-        return Ok(unset_secrets(cp, caller, app, &body).await?.into_response());
-    }
-    let set = cp.set_secret(&caller, &app, &name, &body).await?;
-    Ok(axum::Json(set).into_response())
+) -> Reply<axum::Json<SetSecretResponse>> {
+    Ok(axum::Json(
+        cp.set_secret(&caller, &app, &name, &body).await?,
+    ))
 }
 
 /// One secret: its name and digest, never its value (`show_secrets` and `version` are
@@ -120,7 +91,7 @@ pub(crate) async fn set_secret(
     get, path = "/v1/apps/{app}/secrets/{name}", tag = "Secrets", operation_id = "Secret_get",
     params(
         ("app" = String, Path, description = "The app's name"),
-        ("name" = String, Path, description = "The secret's name"),
+        ("name" = String, Path, description = "The secret's name", pattern = "^[A-Za-z_][A-Za-z0-9_]*$"),
         SecretsQuery,
     ),
     responses(
@@ -143,7 +114,7 @@ pub(crate) async fn get_secret(
     delete, path = "/v1/apps/{app}/secrets/{name}", tag = "Secrets", operation_id = "Secret_delete",
     params(
         ("app" = String, Path, description = "The app's name"),
-        ("name" = String, Path, description = "The secret's name"),
+        ("name" = String, Path, description = "The secret's name", pattern = "^[A-Za-z_][A-Za-z0-9_]*$"),
     ),
     responses(
         (status = 200, description = "The version of the app's secrets without it", body = SecretsVersion),
@@ -157,14 +128,6 @@ pub(crate) async fn delete_secret(
     PathParams((app, name)): PathParams<(String, String)>,
 ) -> Reply<axum::Json<SecretsVersion>> {
     Ok(axum::Json(cp.delete_secret(&caller, &app, &name).await?))
-}
-
-/// Whether a POST to `/secrets/{name}` is aloft's older unset (`name` is `unset` and the body
-/// has `names` and no `value`) rather than setting a secret named `unset`.
-fn is_unset_by_names(name: &str, body: &[u8]) -> bool {
-    name == "unset"
-        && serde_json::from_slice::<serde_json::Value>(body)
-            .is_ok_and(|v| v.get("names").is_some() && v.get("value").is_none())
 }
 
 /// `GET /internal/v1/apps/{app}/secrets`: the app's secret values, for a host agent starting one

@@ -59,7 +59,11 @@ pub struct Check {
 /// given in); a bare number means seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "15s")]
+#[schema(
+    value_type = String,
+    example = "15s",
+    pattern = "^\\s*([0-9]{1,9}|([0-9]{1,4}(\\.[0-9]{1,3})?(ns|us|µs|ms|h|m|s)){1,4})\\s*$"
+)]
 pub struct DurationStr(pub String);
 
 impl<'de> Deserialize<'de> for DurationStr {

@@ -38,6 +38,7 @@ pub use services::{
 pub struct MachineConfig {
     /// The OCI image to run: `registry/org/name:tag`, `name:tag` (the org's own repository), or a
     /// digest reference.
+    #[schema(pattern = "\\S")]
     pub image: String,
     /// CPU and memory.
     #[serde(default)]
