@@ -7,6 +7,10 @@
 //! it with the key it asks for then (`GET /internal/v1/volumes/{id}`). So a machine
 //! that mounts a volume is placed on the volume's host and nowhere else: when that host does not
 //! answer, the create fails saying so, and no empty volume is made elsewhere.
+//!
+//! Each volume also has snapshot settings (`snapshot_retention`, `auto_backup_enabled`), set at
+//! create and by `PUT .../volumes/{id}`: stored and echoed, since aloft takes snapshots only when
+//! asked and keeps them as long as the volume. What a create may ask for is in `rules`.
 
 mod rules;
 
@@ -99,6 +103,10 @@ impl ControlPlane {
         let app = self.app_of(caller, app).await?;
         let req: CreateVolumeRequest = ApiError::parse_json(body)?;
         let (size_gb, settings) = rules::check_create(&req)?;
+        let _zones = match req.require_unique_zone {
+            Some(true) => Some(self.lock_zones(&app.name).await),
+            _ => None,
+        };
         let hosts = self.inner.store.hosts().await?;
         let volumes = self.inner.store.volumes_of_app(&app.name).await?;
         let mut app_volumes = BTreeMap::new();
@@ -147,6 +155,15 @@ impl ControlPlane {
             req.region,
             refusals.join("; ")
         )))
+    }
+
+    /// The app's lock for volume creates that ask for a unique zone.
+    async fn lock_zones(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.inner.zone_locks.lock();
+            std::sync::Arc::clone(locks.entry(app.to_string()).or_default())
+        };
+        lock.lock_owned().await
     }
 
     /// The volumes as the API shows them (with their hosts' status).

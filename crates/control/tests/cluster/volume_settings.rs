@@ -111,6 +111,23 @@ async fn unique_zones(api: &Client, small: &str) {
         (422, Some("require_unique_zone")),
         "{err}"
     );
+    // Concurrent creates cannot both take one host: two hosts, two of three.
+    let pair = || {
+        create(
+            api,
+            json!({"name": "pair", "region": "ord", "require_unique_zone": true}),
+        )
+    };
+    let (a, b, c) = tokio::join!(pair(), pair(), pair());
+    let mut statuses = [a.0, b.0, c.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 201, 422], "{a:?} {b:?} {c:?}");
+    let zones: Vec<&Value> = [&a, &b, &c]
+        .iter()
+        .filter(|r| r.0 == 201)
+        .map(|r| &r.1["zone"])
+        .collect();
+    assert_ne!(zones[0], zones[1], "{zones:?}");
     // Not required: a host is shared.
     let shared = created(
         api,
