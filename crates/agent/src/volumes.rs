@@ -15,7 +15,7 @@
 
 use crate::agent::Agent;
 use crate::store::Record;
-use aloft_runtime::volume::{AttachedVolume, VolumeKey, VolumeStore};
+use aloft_runtime::volume::{AttachedVolume, SnapshotCopy, VolumeKey, VolumeStore};
 use aloft_types::{ApiError, MachineState};
 
 impl Agent {
@@ -133,9 +133,13 @@ impl Agent {
         }
     }
 
-    /// Copies the volume's disk as snapshot `snapshot`; its size in bytes. 409 when the volume
+    /// Copies the volume's disk as snapshot `snapshot`; its size and digest. 409 when the volume
     /// has no data yet.
-    pub async fn snapshot_volume(&self, id: &str, snapshot: &str) -> Result<u64, ApiError> {
+    pub async fn snapshot_volume(
+        &self,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<SnapshotCopy, ApiError> {
         check_volume_id(id)?;
         if !aloft_types::ids::is_snapshot_id(snapshot) {
             return Err(ApiError::invalid(

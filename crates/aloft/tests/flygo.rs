@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What flaps calls that aloft does not serve yet (issue 16): the certificates and
-/// IP-assignment shapes, and a volume's update (`PUT .../volumes/{id}`).
-const NOT_YET: &str = "certs,ips,volume-update";
+/// IP-assignment shapes.
+const NOT_YET: &str = "certs,ips";
 
 /// Builds `compat/flygo` into the test's temp dir; `None` (SKIPPED) without Go.
 fn build_flygo() -> Option<PathBuf> {
@@ -73,6 +73,8 @@ fn fly_gos_flaps_client_drives_aloft_as_flyctl_does() {
         "ok   machines: Wait with two states",
         "ok   machines: Destroy (?kill=true)",
         "ok   volumes: CreateVolume",
+        "ok   volumes: UpdateVolume (PUT, snapshot_retention=7)",
+        "ok   volumes: GetVolumeSnapshots response fields",
         "ok   secrets: UpdateAppSecrets set",
         "ok   secrets: SetAppSecret",
         "ok   secrets: DeleteAppSecret",

@@ -12,7 +12,8 @@ use aloft_types::api::{
 };
 use aloft_types::api::{CreateTokenRequest, CreatedToken, ListTokensQuery, TokenInfo};
 use aloft_types::api::{
-    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, Volume, VolumeSnapshot,
+    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, UpdateVolumeRequest, Volume,
+    VolumeSnapshot,
 };
 use aloft_types::api::{DeployedConfig, OrgList};
 use aloft_types::api::{RegistryLogin, RegistryLoginRequest};
@@ -272,6 +273,20 @@ impl Client {
     pub async fn volume(&self, app: &str, id: &str) -> Result<Volume, ClientError> {
         self.send(self.request(Method::GET, &["v1", "apps", app, "volumes", id]))
             .await
+    }
+
+    /// `PUT /v1/apps/{app}/volumes/{id}`: a volume's snapshot settings.
+    pub async fn update_volume(
+        &self,
+        app: &str,
+        id: &str,
+        req: &UpdateVolumeRequest,
+    ) -> Result<Volume, ClientError> {
+        self.send(
+            self.request(Method::PUT, &["v1", "apps", app, "volumes", id])
+                .json(req),
+        )
+        .await
     }
 
     pub async fn extend_volume(

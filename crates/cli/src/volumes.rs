@@ -1,4 +1,4 @@
-//! `aloft volumes create|list|show|extend|destroy|snapshots`: persistent storage that lives on one
+//! `aloft volumes create|list|show|update|extend|destroy|snapshots`: persistent storage that lives on one
 //! host, encrypted at rest, mounted by one machine at a time (`[[mounts]]` in fly.toml, or
 //! `config.mounts` of a machine).
 
@@ -6,7 +6,7 @@ use crate::Ctx;
 use crate::client::Client;
 use crate::machine::{AppArg, explain_app_error};
 use crate::output::{Table, megabytes, print_json};
-use aloft_types::api::{CreateVolumeRequest, Volume, VolumeSnapshot};
+use aloft_types::api::{CreateVolumeRequest, UpdateVolumeRequest, Volume, VolumeSnapshot};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -22,6 +22,13 @@ pub enum VolumesCommand {
         /// Size in GB (1-500).
         #[arg(long, short, default_value_t = 1)]
         size: u32,
+        /// Days each snapshot is kept (1-60; default 5).
+        #[arg(long)]
+        snapshot_retention: Option<u32>,
+        /// Only on a host without another volume of this name (refused when the region has
+        /// none); `--require-unique-zone=false` lets it share one.
+        #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        require_unique_zone: bool,
         #[command(flatten)]
         app: AppArg,
     },
@@ -34,6 +41,19 @@ pub enum VolumesCommand {
     /// Show one volume.
     Show {
         id: String,
+        #[command(flatten)]
+        app: AppArg,
+    },
+    /// Change a volume's snapshot settings.
+    Update {
+        id: String,
+        /// Days each new snapshot is kept (1-60; snapshots taken before keep theirs).
+        #[arg(long)]
+        snapshot_retention: Option<u32>,
+        /// Whether scheduled snapshots are wanted (stored; aloft takes snapshots only when
+        /// asked: `aloft volumes snapshots create`).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+        scheduled_snapshots: Option<bool>,
         #[command(flatten)]
         app: AppArg,
     },
@@ -84,6 +104,8 @@ pub async fn run(command: VolumesCommand, ctx: &Ctx) -> Result<ExitCode> {
             name,
             region,
             size,
+            snapshot_retention,
+            require_unique_zone,
             app,
         } => {
             let app = ctx.app_of(&app)?;
@@ -91,9 +113,9 @@ pub async fn run(command: VolumesCommand, ctx: &Ctx) -> Result<ExitCode> {
                 name,
                 region,
                 size_gb: Some(size),
-                encrypted: None,
-                snapshot_retention: None,
-                require_unique_zone: None,
+                snapshot_retention,
+                require_unique_zone: Some(require_unique_zone),
+                ..Default::default()
             };
             let v = match ctx.client()?.create_volume(&app, &req).await {
                 Ok(v) => v,
@@ -127,6 +149,25 @@ pub async fn run(command: VolumesCommand, ctx: &Ctx) -> Result<ExitCode> {
             let app = ctx.app_of(&app)?;
             let v = ctx.client()?.volume(&app, &id).await?;
             show(ctx, &v, "")
+        }
+        VolumesCommand::Update {
+            id,
+            snapshot_retention,
+            scheduled_snapshots,
+            app,
+        } => {
+            if snapshot_retention.is_none() && scheduled_snapshots.is_none() {
+                bail!(
+                    "nothing to change: pass --snapshot-retention DAYS and/or --scheduled-snapshots=true|false"
+                );
+            }
+            let app = ctx.app_of(&app)?;
+            let req = UpdateVolumeRequest {
+                snapshot_retention,
+                auto_backup_enabled: scheduled_snapshots,
+            };
+            let v = ctx.client()?.update_volume(&app, &id, &req).await?;
+            show(ctx, &v, &format!("Updated volume {}.", v.id))
         }
         VolumesCommand::Extend { id, size, app } => {
             let app = ctx.app_of(&app)?;
@@ -196,6 +237,20 @@ fn show(ctx: &Ctx, v: &Volume, line: &str) -> Result<ExitCode> {
             println!("{line}");
         }
         volume_table(std::slice::from_ref(v)).print("");
+        if v.state == "destroying" {
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "Snapshots are kept {} days; scheduled snapshots {} (aloft takes snapshots when asked: aloft volumes snapshots create {} -a {}).",
+            v.snapshot_retention,
+            if v.auto_backup_enabled {
+                "asked for"
+            } else {
+                "off"
+            },
+            v.id,
+            v.app
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -273,9 +328,7 @@ pub(crate) async fn volume_for(
         name: name.to_string(),
         region: region.to_string(),
         size_gb: Some(size_gb),
-        encrypted: None,
-        snapshot_retention: None,
-        require_unique_zone: None,
+        ..Default::default()
     };
     let v = client
         .create_volume(app, &req)

@@ -91,6 +91,9 @@ struct Inner {
     forwarder: forward::Forwarder,
     /// One lock per app, taken while a machine name is checked and claimed.
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per app, taken by a volume create that asks for a unique zone from reading the
+    /// app's volumes to writing its own, so two such creates cannot both take one host.
+    zone_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Moves on when a certificate (an app's hostname) is added or removed.
     certificates: tokio::sync::watch::Sender<u64>,
     /// The control plane's own place in the mesh (number 0), when it has one.
@@ -124,6 +127,7 @@ impl ControlPlane {
                 store,
                 forwarder,
                 name_locks: Mutex::default(),
+                zone_locks: Mutex::default(),
                 certificates: tokio::sync::watch::Sender::new(0),
                 mesh_self: Mutex::default(),
                 mesh_changes: tokio::sync::watch::Sender::new(0),

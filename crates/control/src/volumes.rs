@@ -7,6 +7,12 @@
 //! it with the key it asks for then (`GET /internal/v1/volumes/{id}`). So a machine
 //! that mounts a volume is placed on the volume's host and nowhere else: when that host does not
 //! answer, the create fails saying so, and no empty volume is made elsewhere.
+//!
+//! Each volume also has snapshot settings (`snapshot_retention`, `auto_backup_enabled`), set at
+//! create and by `PUT .../volumes/{id}`: stored and echoed, since aloft takes snapshots only when
+//! asked and keeps them as long as the volume. What a create may ask for is in `rules`.
+
+mod rules;
 
 use crate::ControlPlane;
 use crate::error::internal;
@@ -18,36 +24,34 @@ use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
 use aloft_agent_api::{AgentClient, AgentError};
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MakeVolumeRequest,
-    TakeSnapshotRequest, TakenSnapshot, Volume, VolumeAccess, VolumeSnapshot,
+    TakeSnapshotRequest, TakenSnapshot, UpdateVolumeRequest, Volume, VolumeAccess, VolumeSnapshot,
 };
-use aloft_types::config::{Guest, MachineConfig};
+use aloft_types::config::MachineConfig;
 use aloft_types::ids::{new_snapshot_id, new_volume_id, random_hex};
+use aloft_types::machine::HostStatus;
 use aloft_types::time::{now_ms, rfc3339};
 use aloft_types::{ApiError, ErrorBody};
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-/// Sizes a volume may have, in GB.
-pub(crate) const MAX_VOLUME_GB: u32 = 500;
+use rules::MAX_VOLUME_GB;
+
+/// A host heard from within this long (three heartbeats) is `ok`.
+const HOST_FRESH_MS: i64 = 30_000;
 
 /// The name a volume's key is sealed under (with the app as the rest of the AAD).
 fn key_name(id: &str) -> String {
     format!("volume:{id}")
 }
 
-/// Whether `name` is a volume name: 1-30 letters, digits and underscores (the reference's rule).
-fn name_problem(name: &str) -> Option<String> {
-    let ok = (1..=30).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    (!ok).then(|| {
-        format!(
-            "volume name `{name}` must be 1 to 30 letters, digits and underscores, such as `data` or `pg_data`"
-        )
-    })
-}
-
-fn volume_json(v: VolumeRecord) -> Volume {
+/// The volume as the API shows it; `host`: its host's record, if registered (`host_status`).
+fn volume_json(v: VolumeRecord, host: Option<&HostRecord>, now: i64) -> Volume {
+    let host_status = match host {
+        Some(h) if now - h.last_seen <= HOST_FRESH_MS => HostStatus::Ok,
+        Some(_) => HostStatus::Unknown,
+        None => HostStatus::Unreachable,
+    };
     Volume {
         id: v.id,
         name: v.name,
@@ -58,7 +62,12 @@ fn volume_json(v: VolumeRecord) -> Volume {
         zone: v.host_id,
         encrypted: true,
         attached_machine_id: v.attached_machine_id,
+        attached_alloc_id: None,
         created_at: rfc3339(v.created_at),
+        snapshot_retention: v.settings.snapshot_retention,
+        auto_backup_enabled: v.settings.auto_backup_enabled,
+        fstype: rules::FSTYPE.into(),
+        host_status,
     }
 }
 
@@ -68,6 +77,9 @@ fn snapshot_json(s: SnapshotRecord) -> VolumeSnapshot {
         volume_id: s.volume_id,
         status: "created".into(),
         size: s.size,
+        volume_size: s.volume_size,
+        digest: s.digest,
+        retention_days: s.retention_days,
         created_at: rfc3339(s.created_at),
     }
 }
@@ -79,7 +91,9 @@ pub(crate) fn mounted_volume(config: &MachineConfig) -> Option<&str> {
 
 impl ControlPlane {
     /// `POST /v1/apps/{app}/volumes`: makes a volume on a host of the region (the one with the
-    /// fewest of the app's volumes, then the most free memory, that makes its disk).
+    /// fewest of the app's volumes, then the most free memory, that makes its disk; with
+    /// `require_unique_zone`, only hosts without a volume of its name; with `compute`, only
+    /// hosts that guest fits).
     pub(crate) async fn create_volume(
         &self,
         caller: &Caller,
@@ -88,21 +102,20 @@ impl ControlPlane {
     ) -> Result<Volume, ApiError> {
         let app = self.app_of(caller, app).await?;
         let req: CreateVolumeRequest = ApiError::parse_json(body)?;
-        if let Some(problem) = name_problem(&req.name) {
-            return Err(ApiError::invalid("name", problem));
-        }
-        let size_gb = req.size_gb.unwrap_or(1);
-        if !(1..=MAX_VOLUME_GB).contains(&size_gb) {
-            return Err(ApiError::invalid(
-                "size_gb",
-                format!("size_gb {size_gb} must be 1 to {MAX_VOLUME_GB}"),
-            ));
-        }
+        let (size_gb, settings) = rules::check_create(&req)?;
+        let _zones = match req.require_unique_zone {
+            Some(true) => Some(self.lock_zones(&app.name).await),
+            _ => None,
+        };
         let hosts = self.inner.store.hosts().await?;
+        let volumes = self.inner.store.volumes_of_app(&app.name).await?;
         let mut app_volumes = BTreeMap::new();
-        for v in self.inner.store.volumes_of_app(&app.name).await? {
-            *app_volumes.entry(v.host_id).or_insert(0) += 1;
+        for v in &volumes {
+            *app_volumes.entry(v.host_id.clone()).or_insert(0) += 1;
         }
+        let guest = req.compute.clone().unwrap_or_default();
+        let candidates = placement::candidates(&hosts, &req.region, &guest, &app_volumes)?;
+        let candidates = rules::unique_zones(&req, &volumes, candidates)?;
         let id = new_volume_id();
         let key = random_hex(32);
         // The host makes the encrypted disk now (a machine's first start does not wait for it);
@@ -113,7 +126,7 @@ impl ControlPlane {
         };
         let (volume_id, make) = (&id, &make);
         let mut refusals = Vec::new();
-        for host in placement::candidates(&hosts, &req.region, &Guest::default(), &app_volumes)? {
+        for host in candidates {
             let ask =
                 move |agent: AgentClient| async move { agent.make_volume(volume_id, make).await };
             match self.inner.forwarder.ask(host, ask).await {
@@ -128,9 +141,10 @@ impl ControlPlane {
                         size_gb,
                         attached_machine_id: None,
                         created_at: now_ms(),
+                        settings,
                     };
                     self.inner.store.insert_volume(record.clone()).await?;
-                    return Ok(volume_json(record));
+                    return self.volume_view(record).await;
                 }
                 Ok(reply) => refusals.push(format!("{}: {}", host.info.id, reply.error())),
                 Err(e) => refusals.push(format!("{}: {e}", host.info.id)),
@@ -143,6 +157,34 @@ impl ControlPlane {
         )))
     }
 
+    /// The app's lock for volume creates that ask for a unique zone.
+    async fn lock_zones(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.inner.zone_locks.lock();
+            std::sync::Arc::clone(locks.entry(app.to_string()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    /// The volumes as the API shows them (with their hosts' status).
+    async fn volume_views(&self, volumes: Vec<VolumeRecord>) -> Result<Vec<Volume>, ApiError> {
+        let hosts = self.inner.store.hosts().await?;
+        let now = now_ms();
+        Ok(volumes
+            .into_iter()
+            .map(|v| {
+                let host = hosts.iter().find(|h| h.info.id == v.host_id);
+                volume_json(v, host, now)
+            })
+            .collect())
+    }
+
+    /// The volume as the API shows it (with its host's status).
+    async fn volume_view(&self, v: VolumeRecord) -> Result<Volume, ApiError> {
+        let host = self.inner.store.host(&v.host_id).await?;
+        Ok(volume_json(v, host.as_ref(), now_ms()))
+    }
+
     /// `GET /v1/apps/{app}/volumes`.
     pub(crate) async fn list_volumes(
         &self,
@@ -151,7 +193,7 @@ impl ControlPlane {
     ) -> Result<Vec<Volume>, ApiError> {
         let app = self.app_of(caller, app).await?;
         let volumes = self.inner.store.volumes_of_app(&app.name).await?;
-        Ok(volumes.into_iter().map(volume_json).collect())
+        self.volume_views(volumes).await
     }
 
     /// The app's volume `id`, 404 naming the fix otherwise.
@@ -178,7 +220,27 @@ impl ControlPlane {
         app: &str,
         id: &str,
     ) -> Result<Volume, ApiError> {
-        Ok(volume_json(self.volume_of(caller, app, id).await?))
+        self.volume_view(self.volume_of(caller, app, id).await?)
+            .await
+    }
+
+    /// `PUT /v1/apps/{app}/volumes/{id}`: its snapshot settings (retention, scheduled
+    /// snapshots); what the body leaves out stays.
+    pub(crate) async fn update_volume_settings(
+        &self,
+        caller: &Caller,
+        app: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Volume, ApiError> {
+        let mut v = self.volume_of(caller, app, id).await?;
+        let req: UpdateVolumeRequest = ApiError::parse_json(body)?;
+        v.settings = rules::apply_update(v.settings, &req)?;
+        self.inner
+            .store
+            .set_volume_settings(&v.id, v.settings)
+            .await?;
+        self.volume_view(v).await
     }
 
     /// `PUT /v1/apps/{app}/volumes/{id}/extend`: a larger size, which the volume's host applies
@@ -205,7 +267,7 @@ impl ControlPlane {
         v.size_gb = req.size_gb;
         let needs_restart = v.attached_machine_id.is_some();
         Ok(ExtendVolumeResponse {
-            volume: volume_json(v),
+            volume: self.volume_view(v).await?,
             needs_restart,
         })
     }
@@ -231,7 +293,7 @@ impl ControlPlane {
         // read as destroyed).
         Ok(Volume {
             state: "destroying".into(),
-            ..volume_json(v)
+            ..self.volume_view(v).await?
         })
     }
 
@@ -279,6 +341,9 @@ impl ControlPlane {
             volume_id: v.id,
             size: taken.size,
             created_at: now_ms(),
+            volume_size: Some(v.size_gb),
+            digest: taken.digest,
+            retention_days: Some(v.settings.snapshot_retention),
         };
         self.inner.store.insert_snapshot(record.clone()).await?;
         Ok(snapshot_json(record))
@@ -418,4 +483,64 @@ pub(crate) fn volume_host_down(v: &VolumeRecord, why: &str) -> ApiError {
             allowed: Vec::new(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::VolumeSettings;
+    use aloft_types::api::HostInfo;
+
+    fn record() -> VolumeRecord {
+        VolumeRecord {
+            id: "vol_0011223344556677".into(),
+            app: "hello".into(),
+            name: "data".into(),
+            region: "ord".into(),
+            host_id: "ord-1".into(),
+            size_gb: 3,
+            key: crate::secrets::Sealed {
+                nonce: String::new(),
+                ciphertext: String::new(),
+            },
+            attached_machine_id: None,
+            created_at: 0,
+            settings: VolumeSettings {
+                snapshot_retention: 9,
+                auto_backup_enabled: true,
+            },
+        }
+    }
+
+    fn host(last_seen: i64) -> HostRecord {
+        HostRecord {
+            info: HostInfo {
+                id: "ord-1".into(),
+                region: "ord".into(),
+                address: String::new(),
+                runtime: "sim".into(),
+                cpus: 1,
+                memory_mb: 1024,
+                allocated_cpus: 0,
+                allocated_memory_mb: 0,
+            },
+            last_seen,
+        }
+    }
+
+    /// `host_status`: ok within three heartbeats, unknown after, unreachable unregistered.
+    #[test]
+    fn host_status_follows_the_hosts_heartbeat() {
+        let now = 100_000;
+        let status = |host: Option<&HostRecord>| volume_json(record(), host, now).host_status;
+        assert_eq!(status(Some(&host(now - HOST_FRESH_MS))), HostStatus::Ok);
+        assert_eq!(
+            status(Some(&host(now - HOST_FRESH_MS - 1))),
+            HostStatus::Unknown
+        );
+        assert_eq!(status(None), HostStatus::Unreachable);
+        let v = volume_json(record(), None, now);
+        assert_eq!((v.snapshot_retention, v.auto_backup_enabled), (9, true));
+        assert_eq!((v.fstype.as_str(), v.attached_alloc_id), ("ext4", None));
+    }
 }

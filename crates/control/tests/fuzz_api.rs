@@ -39,7 +39,16 @@ fn routes() -> Vec<(&'static str, &'static str, Value)> {
             "POST",
             "/v1/apps/web/volumes",
             json!({"name": "data", "region": "local", "size_gb": 1, "encrypted": true,
-                   "snapshot_retention": 5, "require_unique_zone": false}),
+                   "snapshot_retention": 5, "require_unique_zone": false,
+                   "unique_zone_app_wide": false, "auto_backup_enabled": true, "fstype": "ext4",
+                   "snapshot_id": null, "source_volume_id": null,
+                   "compute": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
+                   "compute_image": "registry.example/web:v1"}),
+        ),
+        (
+            "PUT",
+            "/v1/apps/web/volumes/vol_0123456789",
+            json!({"snapshot_retention": 7, "auto_backup_enabled": false}),
         ),
         (
             "PUT",

@@ -29,6 +29,47 @@ use tokio::process::Command;
 /// nothing; QEMU's default (2 s) would be paid at every open.
 const LUKS_ITER_TIME_MS: u32 = 10;
 
+/// A snapshot as written on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotCopy {
+    /// Bytes.
+    pub size: u64,
+    /// `sha256:` + the hex SHA-256 of those bytes.
+    pub digest: String,
+}
+
+/// Copies `from` to `to` (0600; a leftover of a cut-short copy is overwritten), hashing the
+/// bytes on the way.
+fn copy_hashing(from: &Path, to: &Path) -> io::Result<SnapshotCopy> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    let mut src = fs::File::open(from)?;
+    let mut dst = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(to)?;
+    let (mut hash, mut size) = (Sha256::new(), 0u64);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hash.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    dst.sync_all()?;
+    Ok(SnapshotCopy {
+        size,
+        digest: format!("sha256:{}", hex::encode(hash.finalize())),
+    })
+}
+
 /// A volume's key: the passphrase of its LUKS header. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VolumeKey(String);
@@ -292,12 +333,12 @@ impl VolumeStore {
         is_mounted(&self.dir_of(id).join("mnt"))
     }
 
-    /// A copy of the disk as snapshot `snapshot`; its size in bytes. A mounted filesystem is
+    /// A copy of the disk as snapshot `snapshot`: its size and digest. A mounted filesystem is
     /// frozen for the copy, so the snapshot is consistent.
     /// The copy is made under another name and renamed once whole. The filesystem stays frozen
     /// for the copy (writes in the machine wait): thawed when this returns or is dropped, and by
     /// [`VolumeStore::thaw_all`] after a crash.
-    pub async fn snapshot(&self, id: &str, snapshot: &str) -> Result<u64, String> {
+    pub async fn snapshot(&self, id: &str, snapshot: &str) -> Result<SnapshotCopy, String> {
         let _busy = self.hold(id).await;
         let disk = self.disk(id);
         let dir = self.dir_of(id).join("snapshots");
@@ -327,9 +368,11 @@ impl VolumeStore {
             }
             false => None,
         };
-        let copied = tokio::fs::copy(&disk, &partial)
+        let (from, to) = (disk.clone(), partial.clone());
+        let copied = tokio::task::spawn_blocking(move || copy_hashing(&from, &to))
             .await
-            .and_then(|size| fs::rename(&partial, &target).map(|()| size));
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+            .and_then(|copy| fs::rename(&partial, &target).map(|()| copy));
         if copied.is_err() {
             let _ = fs::remove_file(&partial);
         }

@@ -5,6 +5,7 @@
 mod common;
 
 use aloft_runtime::volume::{VolumeKey, VolumeStore};
+use sha2::Digest;
 use std::path::Path;
 use std::process::Command;
 
@@ -82,13 +83,17 @@ async fn a_volume_is_encrypted_keeps_its_data_grows_and_is_snapshotted() {
     assert!(two_gb > one_gb + (900 << 20), "{one_gb} -> {two_gb}");
 
     // A snapshot while mounted (frozen for the copy), encrypted as well.
-    let size = store.snapshot(id, "vs_0011223344556677").await.unwrap();
+    let copy = store.snapshot(id, "vs_0011223344556677").await.unwrap();
     let snapshot = tmp
         .path()
         .join("volumes")
         .join(id)
         .join("snapshots/vs_0011223344556677.qcow2");
-    assert_eq!(std::fs::metadata(&snapshot).unwrap().len(), size);
+    assert_eq!(std::fs::metadata(&snapshot).unwrap().len(), copy.size);
+    // The digest is of the bytes kept.
+    let bytes = std::fs::read(&snapshot).unwrap();
+    let want = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+    assert_eq!(copy.digest, want);
     assert!(!contains(&snapshot, secret));
     std::fs::write(mnt.join("after.txt"), b"still writable").unwrap();
     store.unmount(id).await;

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
+mod volumes;
+pub use volumes::*;
+
 /// The header naming the hosts that did not answer a listing (the list is partial).
 pub const PARTIAL_HEADER: &str = "x-aloft-partial";
 
@@ -171,121 +174,6 @@ pub struct RegistryLogin {
     pub username: String,
     /// RFC 3339: when it was last stored.
     pub created_at: String,
-}
-
-/// `POST /v1/apps/{app}/volumes`: a new volume on one host of `region`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CreateVolumeRequest {
-    /// Letters, digits and underscores, at most 30; several volumes may share a name (a deploy
-    /// gives each machine its own volume of the name `[[mounts]] source` says).
-    pub name: String,
-    pub region: String,
-    /// Gigabytes, 1 to 500 (default 1).
-    #[serde(default)]
-    pub size_gb: Option<u32>,
-    /// The reference's options; accepted and ignored (every aloft volume is encrypted, and
-    /// snapshots are taken on request).
-    #[serde(default)]
-    pub encrypted: Option<bool>,
-    #[serde(default)]
-    pub snapshot_retention: Option<u32>,
-    #[serde(default)]
-    pub require_unique_zone: Option<bool>,
-}
-
-/// `PUT /v1/apps/{app}/volumes/{id}/extend`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExtendVolumeRequest {
-    /// The new size in gigabytes: larger than the current one, at most 500.
-    pub size_gb: u32,
-}
-
-/// The answer to an extend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ExtendVolumeResponse {
-    pub volume: Volume,
-    /// The machine using the volume sees the new size after its next start.
-    pub needs_restart: bool,
-}
-
-/// A volume: persistent storage on one host, encrypted at rest, mounted by one machine at a
-/// time (the machine runs on the volume's host).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Volume {
-    /// `vol_` + 16 lowercase letters and digits.
-    pub id: String,
-    pub name: String,
-    pub app: String,
-    /// `created`.
-    pub state: String,
-    pub size_gb: u32,
-    pub region: String,
-    /// The host the volume lives on (the reference's `zone`).
-    pub zone: String,
-    /// Always true.
-    pub encrypted: bool,
-    /// The live machine that mounts it, if any.
-    pub attached_machine_id: Option<String>,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
-/// A copy of a volume taken on its host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct VolumeSnapshot {
-    /// `vs_` + 16 lowercase letters and digits.
-    pub id: String,
-    pub volume_id: String,
-    /// `created`.
-    pub status: String,
-    /// Bytes the snapshot takes on its host.
-    pub size: u64,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
-/// What a host agent needs to open a volume (internal API, `GET /internal/v1/volumes/{id}`).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeAccess {
-    pub id: String,
-    pub app: String,
-    pub size_gb: u32,
-    /// The host the volume lives on.
-    pub host_id: String,
-    /// The volume's encryption key (64 hex digits).
-    pub key: String,
-}
-
-impl std::fmt::Debug for VolumeAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VolumeAccess")
-            .field("id", &self.id)
-            .field("app", &self.app)
-            .field("size_gb", &self.size_gb)
-            .field("host_id", &self.host_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Internal API: `POST /internal/v1/volumes/{id}` on the chosen host: make the volume's disk.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct MakeVolumeRequest {
-    pub size_gb: u32,
-    /// The volume's encryption key (64 hex digits).
-    pub key: String,
-}
-
-/// Internal API: `POST /internal/v1/volumes/{id}/snapshots` on the volume's host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TakeSnapshotRequest {
-    pub snapshot_id: String,
-}
-
-/// Internal API: what the host answers to a snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TakenSnapshot {
-    /// Bytes on the host's disk.
-    pub size: u64,
 }
 
 /// `POST /v1/apps/{app}/releases`: a deploy begins (`aloft deploy` records one per deploy).

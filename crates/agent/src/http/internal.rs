@@ -71,6 +71,9 @@ pub(super) async fn volumes_snapshot(
     PathParams(id): PathParams<String>,
     Body(req): Body<aloft_types::api::TakeSnapshotRequest>,
 ) -> ApiResult<aloft_types::api::TakenSnapshot> {
-    let size = agent.snapshot_volume(&id, &req.snapshot_id).await?;
-    Ok(Json(aloft_types::api::TakenSnapshot { size }))
+    let copy = agent.snapshot_volume(&id, &req.snapshot_id).await?;
+    Ok(Json(aloft_types::api::TakenSnapshot {
+        size: copy.size,
+        digest: Some(copy.digest),
+    }))
 }

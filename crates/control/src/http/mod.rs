@@ -50,7 +50,7 @@ use secrets::{delete_secret, get_secret, list_secrets, secret_values, set_secret
 use tokens::{create_token, list_tokens, revoke_token};
 use volumes::{
     create_snapshot, create_volume, destroy_volume, extend_volume, get_volume, list_snapshots,
-    list_volumes, volume_access,
+    list_volumes, update_volume, volume_access,
 };
 
 /// The largest request body accepted (413 above).
@@ -82,7 +82,7 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         )
         .route(
             "/v1/apps/{app}/volumes/{id}",
-            get(get_volume).delete(destroy_volume),
+            get(get_volume).put(update_volume).delete(destroy_volume),
         )
         .route("/v1/apps/{app}/volumes/{id}/extend", put(extend_volume))
         .route(

@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         volumes::create_volume,
         volumes::list_volumes,
         volumes::get_volume,
+        volumes::update_volume,
         volumes::destroy_volume,
         volumes::extend_volume,
         volumes::create_snapshot,

@@ -8,8 +8,8 @@ use crate::host_credentials::HostCaller;
 use crate::store::Caller;
 use aloft_types::ErrorBody;
 use aloft_types::api::{
-    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, Volume, VolumeAccess,
-    VolumeSnapshot,
+    CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, UpdateVolumeRequest, Volume,
+    VolumeAccess, VolumeSnapshot,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,7 +24,7 @@ use axum::http::StatusCode;
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
         (status = 404, description = "No such app in the token's org", body = ErrorBody),
-        (status = 422, description = "A bad name or size, or a region without hosts", body = ErrorBody),
+        (status = 422, description = "A bad name, size or snapshot retention, a region without hosts, no host left for `require_unique_zone`, or what aloft does not do (`fstype` other than ext4, `snapshot_id`, `source_volume_id`)", body = ErrorBody),
         (status = 503, description = "No host of the region could make the volume's disk", body = ErrorBody),
     )
 )]
@@ -72,6 +72,30 @@ pub(crate) async fn get_volume(
     PathParams((app, id)): PathParams<(String, String)>,
 ) -> Reply<axum::Json<Volume>> {
     Ok(axum::Json(cp.get_volume(&caller, &app, &id).await?))
+}
+
+/// Change a volume's snapshot settings (retention, scheduled snapshots).
+#[utoipa::path(
+    put, path = "/v1/apps/{app}/volumes/{id}", tag = "Volumes", operation_id = "Volumes_update",
+    params(("app" = String, Path, description = "The app's name"), ("id" = String, Path, description = "The volume's id")),
+    request_body = UpdateVolumeRequest,
+    responses(
+        (status = 200, description = "The volume with its new settings", body = Volume),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
+        (status = 404, description = "No such app or volume", body = ErrorBody),
+        (status = 422, description = "A snapshot retention out of 1 to 60 days", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_volume(
+    State(cp): State<ControlPlane>,
+    caller: Caller,
+    PathParams((app, id)): PathParams<(String, String)>,
+    RawBody(body): RawBody,
+) -> Reply<axum::Json<Volume>> {
+    Ok(axum::Json(
+        cp.update_volume_settings(&caller, &app, &id, &body).await?,
+    ))
 }
 
 /// Destroy a volume and its snapshots (refused while a machine mounts it).

@@ -33,7 +33,7 @@ pub(crate) use registry_logins::RegistryLoginRecord;
 pub use releases::ReleaseRecord;
 pub use secrets::{SecretRecord, SecretsChange, SecretsRefused};
 pub(crate) use tokens::{Caller, Scope, TokenRecord};
-pub use volumes::{SnapshotRecord, VolumeRecord};
+pub use volumes::{SnapshotRecord, VolumeRecord, VolumeSettings};
 
 use crate::error::ControlPlaneError;
 use parking_lot::Mutex;

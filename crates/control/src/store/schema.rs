@@ -12,6 +12,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (4, HOST_CREDENTIALS),
     (5, JOIN_TOKENS),
     (6, SECRETS_VERSIONS),
+    (8, VOLUME_SETTINGS),
     (9, RELEASE_CONFIGS),
 ];
 
@@ -77,6 +78,17 @@ ALTER TABLE apps ADD COLUMN secrets_version BIGINT NOT NULL DEFAULT 0;
 UPDATE apps SET secrets_version = 1 WHERE name IN (SELECT app_name FROM secrets);
 ALTER TABLE secrets ADD COLUMN updated_at BIGINT;
 UPDATE secrets SET updated_at = created_at;
+";
+
+/// Version 8: a volume's snapshot settings (retention in days, the reference's default 5;
+/// whether scheduled snapshots are wanted), and per snapshot the volume's size when taken, the
+/// digest of its bytes and its retention. Snapshots recorded before have none of the three.
+const VOLUME_SETTINGS: &str = "
+ALTER TABLE volumes ADD COLUMN snapshot_retention BIGINT NOT NULL DEFAULT 5;
+ALTER TABLE volumes ADD COLUMN auto_backup_enabled BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE volume_snapshots ADD COLUMN volume_size BIGINT;
+ALTER TABLE volume_snapshots ADD COLUMN digest TEXT;
+ALTER TABLE volume_snapshots ADD COLUMN retention_days BIGINT;
 ";
 
 pub(super) const SCHEMA: &str = "

@@ -157,23 +157,29 @@ async fn tokens_resolve_to_their_org_and_app_and_are_revoked_once() {
     assert_eq!((t.app_id.as_deref(), t.app_name), (Some("id-web"), None));
 }
 
+/// A database as version 1 wrote it, with the `personal` org and the rows of `sql`.
+fn version_1_database(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.db");
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(SCHEMA).unwrap();
+    c.execute_batch(
+        "INSERT INTO schema_version (version) VALUES (1);
+         INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);",
+    )
+    .unwrap();
+    c.execute_batch(sql).unwrap();
+    (dir, path)
+}
+
 /// A version-1 database (tokens without id, scope or expiry) is migrated at open: its tokens
 /// keep working as org-wide tokens that never expire.
 #[tokio::test]
 async fn version_1_tokens_stay_org_wide_without_expiry() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("control.db");
-    {
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA).unwrap();
-        c.execute_batch(
-            "INSERT INTO schema_version (version) VALUES (1);
-             INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);
-             INSERT INTO api_tokens (token_hash, org_slug, name, created_at)
-                 VALUES ('0123456789abcdef0123', 'personal', 'old', 1);",
-        )
-        .unwrap();
-    }
+    let (_dir, path) = version_1_database(
+        "INSERT INTO api_tokens (token_hash, org_slug, name, created_at)
+             VALUES ('0123456789abcdef0123', 'personal', 'old', 1);",
+    );
     let s = Store::open(&path).unwrap();
     let (org, t) = s
         .token_by_hash("0123456789abcdef0123".into())
@@ -193,21 +199,12 @@ async fn version_1_tokens_stay_org_wide_without_expiry() {
 /// for one that has none), and `updated_at` = `created_at` (until then, when last set).
 #[tokio::test]
 async fn secrets_stored_before_versions_start_at_version_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("control.db");
-    {
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA).unwrap();
-        c.execute_batch(
-            "INSERT INTO schema_version (version) VALUES (1);
-             INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);
-             INSERT INTO apps (name, id, org_slug, created_at) VALUES ('web', 'i1', 'personal', 1);
-             INSERT INTO apps (name, id, org_slug, created_at) VALUES ('api', 'i2', 'personal', 1);
-             INSERT INTO secrets (app_name, name, nonce, ciphertext, digest, created_at)
-                 VALUES ('web', 'A', '00', '11', 'd', 42);",
-        )
-        .unwrap();
-    }
+    let (_dir, path) = version_1_database(
+        "INSERT INTO apps (name, id, org_slug, created_at) VALUES ('web', 'i1', 'personal', 1);
+         INSERT INTO apps (name, id, org_slug, created_at) VALUES ('api', 'i2', 'personal', 1);
+         INSERT INTO secrets (app_name, name, nonce, ciphertext, digest, created_at)
+             VALUES ('web', 'A', '00', '11', 'd', 42);",
+    );
     let s = Store::open(&path).unwrap();
     let (web, version) = s.secrets_and_version("web").await.unwrap();
     assert_eq!(version, 1);
@@ -224,6 +221,43 @@ async fn secrets_stored_before_versions_start_at_version_1() {
     assert_eq!(s.change_secrets("web", change, 10).await.unwrap(), Ok(2));
     let (web, _) = s.secrets_and_version("web").await.unwrap();
     assert_eq!((web[0].created_at, web[0].updated_at), (42, 50));
+}
+
+/// Volumes and snapshots stored before schema 8 get the reference's default retention (5
+/// days) and no scheduled snapshots; their snapshots have no size, digest or retention; new
+/// settings are stored.
+#[tokio::test]
+async fn volumes_stored_before_their_settings_get_the_defaults() {
+    let (_dir, path) = version_1_database(
+        "INSERT INTO apps (name, id, org_slug, created_at) VALUES ('web', 'i1', 'personal', 1);
+         INSERT INTO volumes (id, app_name, name, region, host_id, size_gb, key_nonce,
+             key_ciphertext, attached_machine_id, created_at)
+             VALUES ('vol_1', 'web', 'data', 'ord', 'ord-1', 3, 'n', 'c', NULL, 1);
+         INSERT INTO volume_snapshots (id, volume_id, size, created_at)
+             VALUES ('vs_1', 'vol_1', 42, 2);",
+    );
+    let s = Store::open(&path).unwrap();
+    let v = s.volume("vol_1").await.unwrap().unwrap();
+    let defaults = VolumeSettings {
+        snapshot_retention: 5,
+        auto_backup_enabled: false,
+    };
+    assert_eq!(v.settings, defaults);
+    let snaps = s.snapshots("vol_1").await.unwrap();
+    assert_eq!(
+        (
+            snaps[0].volume_size,
+            snaps[0].digest.as_deref(),
+            snaps[0].retention_days
+        ),
+        (None, None, None)
+    );
+    let changed = VolumeSettings {
+        snapshot_retention: 30,
+        auto_backup_enabled: true,
+    };
+    s.set_volume_settings("vol_1", changed).await.unwrap();
+    assert_eq!(s.volume("vol_1").await.unwrap().unwrap().settings, changed);
 }
 
 #[tokio::test]

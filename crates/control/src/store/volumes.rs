@@ -17,10 +17,21 @@ pub struct VolumeRecord {
     pub attached_machine_id: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    pub settings: VolumeSettings,
+}
+
+/// A volume's snapshot settings, as `PUT /v1/apps/{app}/volumes/{id}` changes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeSettings {
+    /// Days each new snapshot is kept.
+    pub snapshot_retention: u32,
+    /// Whether scheduled snapshots are wanted.
+    pub auto_backup_enabled: bool,
 }
 
 const VOLUME_SELECT: &str = "SELECT id, app_name, name, region, host_id, size_gb, key_nonce, \
-     key_ciphertext, attached_machine_id, created_at FROM volumes";
+     key_ciphertext, attached_machine_id, created_at, snapshot_retention, auto_backup_enabled \
+     FROM volumes";
 
 fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRecord> {
     Ok(VolumeRecord {
@@ -36,6 +47,10 @@ fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRecord> {
         },
         attached_machine_id: r.get(8)?,
         created_at: r.get(9)?,
+        settings: VolumeSettings {
+            snapshot_retention: r.get(10)?,
+            auto_backup_enabled: r.get(11)?,
+        },
     })
 }
 
@@ -47,6 +62,12 @@ pub struct SnapshotRecord {
     pub size: u64,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The volume's size (GB) when it was taken; `None` for snapshots recorded before schema 8.
+    pub volume_size: Option<u32>,
+    /// `sha256:<hex>` of its bytes on the host; `None` before schema 8 (or from an older agent).
+    pub digest: Option<String>,
+    /// The volume's retention when it was taken; `None` before schema 8.
+    pub retention_days: Option<u32>,
 }
 
 impl Store {
@@ -54,8 +75,9 @@ impl Store {
         self.call("create volume", move |c| {
             c.execute(
                 "INSERT INTO volumes (id, app_name, name, region, host_id, size_gb, key_nonce,
-                     key_ciphertext, attached_machine_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     key_ciphertext, attached_machine_id, created_at, snapshot_retention,
+                     auto_backup_enabled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     v.id,
                     v.app,
@@ -66,7 +88,9 @@ impl Store {
                     v.key.nonce,
                     v.key.ciphertext,
                     v.attached_machine_id,
-                    v.created_at
+                    v.created_at,
+                    v.settings.snapshot_retention,
+                    v.settings.auto_backup_enabled
                 ],
             )
             .map(drop)
@@ -147,6 +171,27 @@ impl Store {
         .await
     }
 
+    /// Stores a volume's snapshot settings.
+    pub async fn set_volume_settings(
+        &self,
+        id: &str,
+        settings: VolumeSettings,
+    ) -> Result<(), ControlPlaneError> {
+        let id = id.to_string();
+        self.call("update volume", move |c| {
+            c.execute(
+                "UPDATE volumes SET snapshot_retention = ?2, auto_backup_enabled = ?3 WHERE id = ?1",
+                params![
+                    id,
+                    settings.snapshot_retention,
+                    settings.auto_backup_enabled
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
     /// Removes a volume and its snapshots' records.
     pub async fn delete_volume(&self, id: &str) -> Result<(), ControlPlaneError> {
         let id = id.to_string();
@@ -162,9 +207,18 @@ impl Store {
     pub async fn insert_snapshot(&self, s: SnapshotRecord) -> Result<(), ControlPlaneError> {
         self.call("record snapshot", move |c| {
             c.execute(
-                "INSERT INTO volume_snapshots (id, volume_id, size, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![s.id, s.volume_id, to_i64(s.size), s.created_at],
+                "INSERT INTO volume_snapshots (id, volume_id, size, created_at, volume_size,
+                     digest, retention_days)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    s.id,
+                    s.volume_id,
+                    to_i64(s.size),
+                    s.created_at,
+                    s.volume_size,
+                    s.digest,
+                    s.retention_days
+                ],
             )
             .map(drop)
         })
@@ -176,8 +230,8 @@ impl Store {
         let volume = volume.to_string();
         self.call("list snapshots", move |c| {
             let mut stmt = c.prepare(
-                "SELECT id, volume_id, size, created_at FROM volume_snapshots
-                 WHERE volume_id = ?1 ORDER BY created_at, id",
+                "SELECT id, volume_id, size, created_at, volume_size, digest, retention_days
+                 FROM volume_snapshots WHERE volume_id = ?1 ORDER BY created_at, id",
             )?;
             let rows = stmt.query_map([volume], |r| {
                 Ok(SnapshotRecord {
@@ -185,6 +239,9 @@ impl Store {
                     volume_id: r.get(1)?,
                     size: to_u64(r.get(2)?),
                     created_at: r.get(3)?,
+                    volume_size: r.get(4)?,
+                    digest: r.get(5)?,
+                    retention_days: r.get(6)?,
                 })
             })?;
             rows.collect()

@@ -1,6 +1,6 @@
 //! The control plane through real HTTP against an in-process cluster (control plane + sim-runtime
 //! agents from `aloft-testkit`): auth and org isolation, apps, every machine operation through the
-//! gateway, placement, and restarts.
+//! gateway, placement, volumes and restarts.
 
 mod apps;
 mod auth;
@@ -9,6 +9,7 @@ mod machines;
 mod placement;
 mod releases;
 mod restart;
+mod volume_settings;
 mod volumes;
 
 use aloft_testkit::Client;

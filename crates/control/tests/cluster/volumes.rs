@@ -2,7 +2,7 @@ use aloft_testkit::{Client, Cluster, ClusterOptions, HostOptions};
 use serde_json::{Value, json};
 
 /// Whether this process may mount (volumes are real encrypted disks, even with the sim runtime).
-fn can_mount() -> bool {
+pub(crate) fn can_mount() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
