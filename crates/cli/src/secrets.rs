@@ -92,10 +92,7 @@ async fn update(
     values: BTreeMap<String, Option<String>>,
 ) -> Result<(String, AppSecrets)> {
     let app = ctx.app_of(&change.app)?;
-    let req = SetSecretsRequest {
-        values,
-        ..SetSecretsRequest::default()
-    };
+    let req = SetSecretsRequest { values };
     match ctx.client()?.update_secrets(&app, &req).await {
         Ok(now) => Ok((app, now)),
         Err(e) => Err(explain_app_error(ctx, &app, e).await),

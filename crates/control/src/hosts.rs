@@ -30,7 +30,7 @@ impl ControlPlane {
         let hosts = self.inner.store.hosts().await?;
         let compute = req.compute.clone().unwrap_or_default();
         // Memory is what limits: shared CPUs are oversubscribed.
-        let memory_mb = compute.memory_mb.unwrap_or(256).max(1);
+        let memory_mb = u64::from(compute.memory_mb.unwrap_or(256).max(1));
         let preferred: Vec<&str> = req
             .region
             .as_deref()
@@ -60,7 +60,7 @@ impl ControlPlane {
                 std::cmp::Reverse(*fits),
             )
         });
-        let mut left = req.count.unwrap_or(1).max(1);
+        let mut left = u64::from(req.count.unwrap_or(1).max(1));
         let mut regions = Vec::new();
         for (region, fits) in room {
             let count = left.min(fits);

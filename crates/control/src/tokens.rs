@@ -141,7 +141,8 @@ impl ControlPlane {
     ) -> Result<CreatedToken, ApiError> {
         caller.require_org_wide("create tokens")?;
         let req: CreateTokenRequest = ApiError::parse_json(body)?;
-        let app = match (req.scope, req.app.as_deref()) {
+        // An empty `app` is no app, as a client leaving the field blank means.
+        let app = match (req.scope, req.app.as_deref().filter(|a| !a.is_empty())) {
             (TokenScope::Deploy, Some(app)) => Some(self.app_of(caller, app).await?),
             (TokenScope::Deploy, None) => {
                 return Err(ApiError::invalid(

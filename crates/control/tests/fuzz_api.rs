@@ -23,7 +23,7 @@ fn routes() -> Vec<(&'static str, &'static str, Value)> {
         (
             "POST",
             "/v1/apps/web/secrets",
-            json!({"secrets": {"DATABASE_URL": "postgres://x"}}),
+            json!({"values": {"DATABASE_URL": "postgres://x"}}),
         ),
         (
             "POST",

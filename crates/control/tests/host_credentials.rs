@@ -162,7 +162,7 @@ async fn cluster() -> (tempfile::TempDir, String, String, Fake, String) {
     let (status, body) = send(
         http.post(format!("{url}/v1/apps/web/secrets"))
             .bearer_auth(&token)
-            .json(&json!({"secrets": {"DATABASE_URL": "postgres://secret"}})),
+            .json(&json!({"values": {"DATABASE_URL": "postgres://secret"}})),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -1,8 +1,7 @@
 //! App secrets over HTTP as Fly's Go client (fly-go v0.9.3, `flaps`) calls them, with the exact
 //! bodies it sends: `UpdateAppSecrets` (`{"values": {...}}`, `null` removes), `ListAppSecrets`
 //! (`{"secrets": [...]}`), `SetAppSecret`, `GetAppSecrets` and `DeleteAppSecret` by name, each
-//! change a new `version`; aloft's own form (`{"secrets"}`) keeps
-//! working; and no answer ever holds a value, `show_secrets=true` or not.
+//! change a new `version`; and no answer ever holds a value, `show_secrets=true` or not.
 
 use aloft_control::{ControlPlane, ControlPlaneConfig};
 use reqwest::Method;
@@ -270,16 +269,16 @@ async fn one_secret_is_set_read_and_deleted_by_name() {
     assert_eq!(status, 422, "{body}");
 }
 
-/// aloft's own form `{"secrets": {...}}` sets; `unset` is a valid secret name (names may be
-/// lowercase) like any other.
+/// `values` is the one form (aloft's older `{"secrets": {...}}` is refused); `unset` is a valid
+/// secret name (names may be lowercase) like any other.
 #[tokio::test]
-async fn aloft_forms_keep_working_beside_a_secret_named_unset() {
+async fn values_is_the_form_and_unset_is_a_name() {
     let api = Api::start().await;
     let (status, body) = api
         .call(
             Method::POST,
             "/v1/apps/web/secrets",
-            Some(json!({"secrets": {"A": VALUES[0], "B": VALUES[1]}})),
+            Some(json!({"values": {"A": VALUES[0], "B": VALUES[1]}})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -287,11 +286,9 @@ async fn aloft_forms_keep_working_beside_a_secret_named_unset() {
     assert_eq!(version(&body), 1);
 
     for (bad, expected) in [
-        (json!({}), "no secrets given"),
-        (
-            json!({"values": {"A": "1"}, "secrets": {"B": "2"}}),
-            "send one of them",
-        ),
+        (json!({}), "missing field `values`"),
+        (json!({"values": {}}), "no secrets given"),
+        (json!({"secrets": {"B": "2"}}), "missing field `values`"),
     ] {
         let (status, body) = api
             .call(Method::POST, "/v1/apps/web/secrets", Some(bad))

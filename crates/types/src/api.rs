@@ -56,31 +56,23 @@ pub struct Certificate {
     pub created_at: String,
 }
 
-/// `POST /v1/apps/{app}/secrets`: change secrets, all or none. Either form: the reference's
-/// `values` (a `null` value removes that secret) or aloft's `secrets` (sets only); not both.
+/// `POST /v1/apps/{app}/secrets`: change secrets, all or none, in the reference's form
+/// (`values`; a `null` value removes that secret).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct SetSecretsRequest {
-    /// Name to value (the reference's form); `null` removes the secret.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schema(schema_with = secret_map::<true>)]
+    /// Name to value; `null` removes the secret. Names are environment variable names.
+    #[schema(schema_with = secret_map)]
     pub values: BTreeMap<String, Option<String>>,
-    /// Name to value (aloft's form); names are environment variable names.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schema(schema_with = secret_map::<false>)]
-    pub secrets: BTreeMap<String, String>,
 }
 
 /// A secret's name: an environment variable's (names starting `FLY_` or `ALOFT_` are the
 /// platform's and refused too).
 pub const SECRET_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
-/// The schema of a map of secret names to values (`null` too when `nullable`).
-fn secret_map<const NULLABLE: bool>() -> utoipa::openapi::schema::Object {
+/// The schema of `values`: at least one secret name, each to a value or `null`.
+fn secret_map() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
-    let value = match NULLABLE {
-        true => ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
-        false => ObjectBuilder::new().schema_type(Type::String),
-    };
+    let value = ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
     let name = ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(SECRET_NAME_PATTERN));
@@ -88,6 +80,7 @@ fn secret_map<const NULLABLE: bool>() -> utoipa::openapi::schema::Object {
         .schema_type(Type::Object)
         .additional_properties(Some(AdditionalProperties::from(value)))
         .property_names(Some(name))
+        .min_properties(Some(1))
         .build()
 }
 
@@ -141,7 +134,7 @@ pub struct SecretsVersion {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SecretsQuery {
-    pub version: Option<u64>,
+    pub version: Option<i64>,
     pub show_secrets: Option<String>,
 }
 
@@ -372,7 +365,7 @@ pub struct ListMachinesQuery {
     pub region: Option<String>,
     /// A comma-separated list of states.
     #[param(
-        pattern = "^(creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed)(,(creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed))*$"
+        pattern = "^((creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed)(,(creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed))*)?$"
     )]
     pub state: Option<String>,
     /// `metadata.{key}=value` filters are read from the raw query string.
@@ -425,6 +418,7 @@ pub struct DestroyQuery {
 #[into_params(parameter_in = Query)]
 pub struct LeaseQuery {
     /// Seconds the lease lasts, when the body gives none.
+    #[param(minimum = 1, maximum = 86400)]
     pub ttl: Option<u64>,
 }
 
@@ -434,6 +428,7 @@ pub struct LeaseQuery {
 pub struct WaitQuery {
     /// `started` (default), `stopped`, `suspended`, `destroyed`, or `settled` (any state the
     /// machine rests in); several (repeated, or separated by commas) wait for the first reached.
+    #[param(pattern = "^((started|stopped|suspended|destroyed|settled)(,(started|stopped|suspended|destroyed|settled))*)?$")]
     pub state: Option<String>,
     /// Seconds, 1 to 60 (default 60).
     pub timeout: Option<String>,
@@ -488,6 +483,7 @@ pub struct SuspendResponse {
 pub struct LeaseRequest {
     /// Seconds the lease lasts (default 30).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
     pub ttl: Option<u64>,
     #[serde(default)]
     pub description: Option<String>,
@@ -530,6 +526,7 @@ pub struct ExecRequest {
     pub cmd: Option<String>,
     /// Seconds (default 30, at most 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 300)]
     pub timeout: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
@@ -636,7 +633,8 @@ pub struct PlacementRequest {
     pub region: Option<String>,
     /// How many machines [default: 1].
     #[serde(default)]
-    pub count: Option<u64>,
+    #[schema(minimum = 0, maximum = 65535)]
+    pub count: Option<u16>,
     /// Must be the caller's own org, if given.
     #[serde(default)]
     pub org_slug: Option<String>,
@@ -646,9 +644,11 @@ pub struct PlacementRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct PlacementCompute {
     #[serde(default)]
-    pub cpus: Option<u32>,
+    #[schema(minimum = 0, maximum = 65535)]
+    pub cpus: Option<u16>,
     #[serde(default)]
-    pub memory_mb: Option<u64>,
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 4294967295_u64)]
+    pub memory_mb: Option<u32>,
 }
 
 /// `POST /v1/platform/placements` reply: regions with how many of the machines go there.

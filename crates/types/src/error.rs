@@ -148,35 +148,57 @@ impl ApiError {
     }
 
     /// Reads a JSON request body: syntax errors are 400, values of the wrong type or not allowed
-    /// are 422 naming the field path (`config.guest.cpu_kind`).
+    /// are 422 naming the field path (`config.guest.cpu_kind`). A number written with a zero
+    /// fraction (`2.0`) is the integer it equals, as JSON Schema counts it; a top-level array
+    /// (serde's positional form of a struct) is refused: every body is an object.
     pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(v) => Ok(v),
-            Err(err) => {
-                let path = err.path().to_string();
-                let e = err.into_inner();
-                use serde_json::error::Category;
-                match e.classify() {
-                    Category::Syntax | Category::Eof | Category::Io => Err(ApiError::BadRequest(
-                        format!("the request body is not valid JSON: {e}; send a JSON object"),
-                    )),
-                    Category::Data => {
-                        let field = if path == "." {
-                            "body".to_string()
-                        } else {
-                            path
-                        };
-                        let message = strip_position(&e.to_string());
-                        Err(ApiError::Invalid {
-                            allowed: allowed_from_serde(&message),
-                            message: format!("{field}: {message}"),
-                            field,
-                        })
-                    }
+        let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the request body is not valid JSON: {e}; send a JSON object"
+            ))
+        })?;
+        if value.is_array() {
+            return Err(ApiError::invalid(
+                "body",
+                "the body is a JSON array; send a JSON object",
+            ));
+        }
+        whole_numbers_as_integers(&mut value);
+        serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            let field = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            let message = strip_position(&err.into_inner().to_string());
+            ApiError::Invalid {
+                allowed: allowed_from_serde(&message),
+                message: format!("{field}: {message}"),
+                field,
+            }
+        })
+    }
+}
+
+/// Every float in `value` with no fraction that an `i64` or `u64` holds, as that integer.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+            {
+                if (i64::MIN as f64..i64::MAX as f64).contains(&f) {
+                    *value = Value::from(f as i64);
+                } else if (0.0..u64::MAX as f64).contains(&f) {
+                    *value = Value::from(f as u64);
                 }
             }
         }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
     }
 }
 
@@ -207,6 +229,31 @@ fn allowed_from_serde(msg: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `2.0` is the integer 2 (as JSON Schema counts it); an array is not a struct's body;
+    /// broken JSON is a 400 and a wrong type a 422 naming the field.
+    #[test]
+    fn bodies_are_objects_and_whole_floats_are_integers() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            count: Option<u64>,
+            ratio: Option<f64>,
+        }
+        let b: Body = ApiError::parse_json(br#"{"count": 2516.0, "ratio": 2}"#).unwrap();
+        assert_eq!((b.count, b.ratio), (Some(2516), Some(2.0)));
+        let e = ApiError::parse_json::<Body>(b"[null, null]").unwrap_err();
+        assert_eq!((e.status(), e.body().field.as_deref()), (422, Some("body")));
+        let e = ApiError::parse_json::<Body>(br#"{"count": 1.5}"#).unwrap_err();
+        assert_eq!(
+            (e.status(), e.body().field.as_deref()),
+            (422, Some("count"))
+        );
+        assert_eq!(
+            ApiError::parse_json::<Body>(b"{").unwrap_err().status(),
+            400
+        );
+        assert_eq!(ApiError::parse_json::<Body>(b"").unwrap_err().status(), 400);
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]

@@ -14,8 +14,7 @@ use aloft_types::api::{
 use aloft_types::time::{now_ms, rfc3339};
 
 impl ControlPlane {
-    /// `POST /v1/apps/{app}/secrets`: `{"values": {NAME: value|null}}` or `{"secrets": {NAME:
-    /// value}}`.
+    /// `POST /v1/apps/{app}/secrets`: `{"values": {NAME: value|null}}`.
     pub(crate) async fn update_secrets(
         &self,
         caller: &Caller,
@@ -24,31 +23,18 @@ impl ControlPlane {
     ) -> Result<AppSecrets, ApiError> {
         let app = self.app_of(caller, app).await?;
         let req: SetSecretsRequest = ApiError::parse_json(body)?;
-        let (field, values) = match (req.values.is_empty(), req.secrets.is_empty()) {
-            (false, true) => ("values", req.values),
-            (true, false) => (
-                "secrets",
-                req.secrets.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-            ),
-            (true, true) => {
-                return Err(ApiError::invalid(
-                    "values",
-                    "no secrets given: send {\"values\": {\"NAME\": \"value\"}} (a null value removes NAME)",
-                ));
-            }
-            (false, false) => {
-                return Err(ApiError::invalid(
-                    "values",
-                    "both `values` and `secrets` given: send one of them",
-                ));
-            }
-        };
+        if req.values.is_empty() {
+            return Err(ApiError::invalid(
+                "values",
+                "no secrets given: send {\"values\": {\"NAME\": \"value\"}} (a null value removes NAME)",
+            ));
+        }
         let now = now_ms();
         let mut change = SecretsChange::default();
-        for (name, value) in values {
+        for (name, value) in req.values {
             match value {
                 Some(value) => {
-                    let field = format!("{field}.{name}");
+                    let field = format!("values.{name}");
                     change
                         .set
                         .push(self.sealed(&app.name, field, &name, &value, now)?);

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
         ("app" = String, Path, description = "The app's name"),
         ("include_deleted" = Option<bool>, Query, description = "Include destroyed machines"),
         ("region" = Option<String>, Query, description = "Only machines in this region"),
-        ("state" = Option<String>, Query, description = "Only machines in these states (comma-separated)"),
+        ("state" = Option<String>, Query, description = "Only machines in these states (comma-separated)", pattern = "^((creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed)(,(creating|created|starting|started|stopping|stopped|restarting|suspending|suspended|updating|replacing|replaced|destroying|destroyed|failed|launch_failed))*)?$"),
         ("metadata.{key}" = Option<String>, Query, description = "Only machines whose `config.metadata.{key}` has this value"),
     ),
     responses(

@@ -15,8 +15,8 @@ use aloft_types::api::{
 use axum::extract::State;
 
 /// Change secrets, all or none: `{"values": {"NAME": "value"}}` sets NAME and `{"values":
-/// {"NAME": null}}` removes it (the reference's form); `{"secrets": {"NAME": "value"}}` sets
-/// (aloft's). Machines get the change when they next start.
+/// {"NAME": null}}` removes it (the reference's form). Machines get the change when they next
+/// start.
 #[utoipa::path(
     post, path = "/v1/apps/{app}/secrets", tag = "Secrets", operation_id = "Secrets_update",
     params(("app" = String, Path, description = "The app's name")),

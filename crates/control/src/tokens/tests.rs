@@ -127,7 +127,7 @@ async fn a_deploy_token_reaches_its_own_app_only() {
     assert_eq!(body["total_apps"], 1, "{body}");
     assert_eq!(body["apps"][0]["name"], "web");
 
-    let secret = json!({"secrets": {"A": "1"}});
+    let secret = json!({"values": {"A": "1"}});
     let release = json!({"image": "web:v1", "strategy": "rolling"});
     let own = [
         (Method::GET, "/v1/apps/web", None),

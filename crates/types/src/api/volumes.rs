@@ -17,16 +17,19 @@ pub const DEFAULT_SNAPSHOT_RETENTION: u32 = 5;
 pub struct CreateVolumeRequest {
     /// Letters, digits and underscores, at most 30; several volumes may share a name (a deploy
     /// gives each machine its own volume of the name `[[mounts]] source` says).
+    #[schema(pattern = "^[A-Za-z0-9_]{1,30}$")]
     pub name: String,
     pub region: String,
     /// Gigabytes, 1 to 500 (default 1).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 500)]
     pub size_gb: Option<u32>,
     /// Accepted and ignored: every aloft volume is encrypted.
     #[serde(default)]
     pub encrypted: Option<bool>,
     /// Days each of its snapshots is kept, 1 to 60 (default 5).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 60)]
     pub snapshot_retention: Option<u32>,
     /// Whether scheduled snapshots are wanted (default false). Stored and echoed; aloft takes
     /// snapshots only when asked (`POST .../snapshots`).
@@ -41,15 +44,20 @@ pub struct CreateVolumeRequest {
     pub unique_zone_app_wide: Option<bool>,
     /// `ext4` (the default) only; `raw` is a 422.
     #[serde(default)]
+    #[schema(pattern = "^(ext4)?$")]
     pub fstype: Option<String>,
-    /// Restoring a snapshot into a new volume: not supported (422).
+    /// Restoring a snapshot into a new volume: not supported (422 unless empty).
     #[serde(default)]
+    #[schema(max_length = 0)]
     pub snapshot_id: Option<String>,
-    /// Forking a volume: not supported (422).
+    /// Forking a volume: not supported (422 unless empty).
     #[serde(default)]
+    #[schema(max_length = 0)]
     pub source_volume_id: Option<String>,
-    /// The guest of the machine that will mount it: the volume goes to a host that guest fits.
+    /// The guest of the machine that will mount it (its `cpus` and `memory_mb` are read): the
+    /// volume goes to a host that guest fits.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub compute: Option<Guest>,
     /// The image of the machine that will mount it; accepted and ignored.
     #[serde(default)]
@@ -61,6 +69,7 @@ pub struct CreateVolumeRequest {
 pub struct UpdateVolumeRequest {
     /// Days each new snapshot is kept, 1 to 60 (snapshots taken before keep theirs).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 60)]
     pub snapshot_retention: Option<u32>,
     /// Whether scheduled snapshots are wanted; stored (aloft takes snapshots only when asked).
     #[serde(default)]
