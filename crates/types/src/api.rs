@@ -428,7 +428,9 @@ pub struct LeaseQuery {
 pub struct WaitQuery {
     /// `started` (default), `stopped`, `suspended`, `destroyed`, or `settled` (any state the
     /// machine rests in); several (repeated, or separated by commas) wait for the first reached.
-    #[param(pattern = "^((started|stopped|suspended|destroyed|settled)(,(started|stopped|suspended|destroyed|settled))*)?$")]
+    #[param(
+        pattern = "^((started|stopped|suspended|destroyed|settled)(,(started|stopped|suspended|destroyed|settled))*)?$"
+    )]
     pub state: Option<String>,
     /// Seconds, 1 to 60 (default 60).
     pub timeout: Option<String>,
