@@ -156,24 +156,32 @@ async fn tokens_resolve_to_their_org_and_app_and_are_revoked_once() {
     assert_eq!((t.app_id.as_deref(), t.app_name), (Some("id-web"), None));
 }
 
+/// A version-1 database with the org `personal`, its app `web` and `rows`, opened (migrated).
+fn version_1_with(rows: &str) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.db");
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(SCHEMA).unwrap();
+    c.execute_batch(
+        "INSERT INTO schema_version (version) VALUES (1);
+         INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);
+         INSERT INTO apps (name, id, org_slug, created_at) VALUES ('web', 'i1', 'personal', 1);",
+    )
+    .unwrap();
+    c.execute_batch(rows).unwrap();
+    drop(c);
+    let s = Store::open(&path).unwrap();
+    (dir, s)
+}
+
 /// A version-1 database (tokens without id, scope or expiry) is migrated at open: its tokens
 /// keep working as org-wide tokens that never expire.
 #[tokio::test]
 async fn version_1_tokens_stay_org_wide_without_expiry() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("control.db");
-    {
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA).unwrap();
-        c.execute_batch(
-            "INSERT INTO schema_version (version) VALUES (1);
-             INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);
-             INSERT INTO api_tokens (token_hash, org_slug, name, created_at)
-                 VALUES ('0123456789abcdef0123', 'personal', 'old', 1);",
-        )
-        .unwrap();
-    }
-    let s = Store::open(&path).unwrap();
+    let (dir, s) = version_1_with(
+        "INSERT INTO api_tokens (token_hash, org_slug, name, created_at)
+             VALUES ('0123456789abcdef0123', 'personal', 'old', 1);",
+    );
     let (org, t) = s
         .token_by_hash("0123456789abcdef0123".into())
         .await
@@ -184,7 +192,7 @@ async fn version_1_tokens_stay_org_wide_without_expiry() {
     assert_eq!((t.app_id, t.expires_at, t.revoked_at), (None, None, None));
     drop(s);
     // Opening again runs nothing twice.
-    let s = Store::open(&path).unwrap();
+    let s = Store::open(&dir.path().join("control.db")).unwrap();
     assert_eq!(s.tokens_of_org("personal").await.unwrap().len(), 1);
 }
 
@@ -192,22 +200,11 @@ async fn version_1_tokens_stay_org_wide_without_expiry() {
 /// for one that has none), and `updated_at` = `created_at` (until then, when last set).
 #[tokio::test]
 async fn secrets_stored_before_versions_start_at_version_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("control.db");
-    {
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA).unwrap();
-        c.execute_batch(
-            "INSERT INTO schema_version (version) VALUES (1);
-             INSERT INTO orgs (slug, network_id, created_at) VALUES ('personal', 1, 1);
-             INSERT INTO apps (name, id, org_slug, created_at) VALUES ('web', 'i1', 'personal', 1);
-             INSERT INTO apps (name, id, org_slug, created_at) VALUES ('api', 'i2', 'personal', 1);
-             INSERT INTO secrets (app_name, name, nonce, ciphertext, digest, created_at)
-                 VALUES ('web', 'A', '00', '11', 'd', 42);",
-        )
-        .unwrap();
-    }
-    let s = Store::open(&path).unwrap();
+    let (_dir, s) = version_1_with(
+        "INSERT INTO apps (name, id, org_slug, created_at) VALUES ('api', 'i2', 'personal', 1);
+         INSERT INTO secrets (app_name, name, nonce, ciphertext, digest, created_at)
+             VALUES ('web', 'A', '00', '11', 'd', 42);",
+    );
     let (web, version) = s.secrets_and_version("web").await.unwrap();
     assert_eq!(version, 1);
     assert_eq!((web[0].created_at, web[0].updated_at), (42, 42));
@@ -223,6 +220,29 @@ async fn secrets_stored_before_versions_start_at_version_1() {
     assert_eq!(s.change_secrets("web", change, 10).await.unwrap(), Ok(2));
     let (web, _) = s.secrets_and_version("web").await.unwrap();
     assert_eq!((web[0].created_at, web[0].updated_at), (42, 50));
+}
+
+/// Hostnames stored before certificate sources (schema 7): one without a certificate (served
+/// by the development CA) becomes managed, one with its certificate keeps it as custom and is
+/// not managed; both get `updated_at` = `created_at`.
+#[tokio::test]
+async fn hostnames_stored_before_sources_become_managed_or_custom() {
+    let (_dir, s) = version_1_with(
+        "INSERT INTO certificates (hostname, app_name, certificate, private_key, created_at)
+             VALUES ('dev.web.test', 'web', NULL, NULL, 7),
+                    ('www.example.com', 'web', 'CERT', 'KEY', 9);",
+    );
+    let dev = s.certificate("web", "dev.web.test").await.unwrap().unwrap();
+    assert!(dev.acme_requested && dev.certificate.is_none());
+    assert_eq!((dev.created_at, dev.updated_at), (7, 7));
+    let www = s
+        .certificate("web", "www.example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!www.acme_requested);
+    assert_eq!(www.certificate.as_deref(), Some("CERT"));
+    assert_eq!((www.created_at, www.updated_at), (9, 9));
 }
 
 #[tokio::test]
