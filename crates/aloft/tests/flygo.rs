@@ -13,9 +13,9 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What flaps calls that aloft does not serve yet (issue 16): the certificates and
-/// IP-assignment shapes, and a volume's update (`PUT .../volumes/{id}`).
-const NOT_YET: &str = "certs,ips,volume-update";
+/// What flaps calls that aloft does not serve yet (issue 16): the IP-assignment shapes, and a
+/// volume's update (`PUT .../volumes/{id}`).
+const NOT_YET: &str = "ips,volume-update";
 
 /// Builds `compat/flygo` into the test's temp dir; `None` (SKIPPED) without Go.
 fn build_flygo() -> Option<PathBuf> {
