@@ -57,7 +57,7 @@ pub use hostnames::{HostnameGrant, HostnamePolicy};
 pub use http::openapi::{ControlPlaneApiDoc, openapi_document};
 pub use join::derive_host_keys;
 
-use aloft_types::api::{HostInfo, MeshJoin, MeshPeer, ProxyCertificate};
+use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
 use aloft_types::time::now_ms;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -133,12 +133,6 @@ impl ControlPlane {
                 placing: Mutex::default(),
             }),
         })
-    }
-
-    /// Every hostname the proxies serve, with its custom certificate and key, or none for a
-    /// managed certificate (see `apps::certificates`).
-    pub async fn certificates(&self) -> Result<Vec<ProxyCertificate>, ControlPlaneError> {
-        self.proxy_certificates().await
     }
 
     /// Moves on whenever a hostname is added or removed.

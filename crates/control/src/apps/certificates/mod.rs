@@ -238,7 +238,7 @@ impl ControlPlane {
                 ));
             }
         }
-        let filter = q.filter.map(|f| path_hostname(&f));
+        let filter = q.filter.map(|f| f.to_ascii_lowercase());
         let cursor = q.cursor.filter(|c| !c.is_empty());
         let page = self
             .inner
@@ -329,9 +329,7 @@ impl ControlPlane {
     /// Every hostname the proxies serve: with its custom certificate and opened key, or none
     /// for a managed one the issuer can give (the custom one wins when both exist). Hostnames
     /// with neither are left out.
-    pub(crate) async fn proxy_certificates(
-        &self,
-    ) -> Result<Vec<ProxyCertificate>, ControlPlaneError> {
+    pub async fn certificates(&self) -> Result<Vec<ProxyCertificate>, ControlPlaneError> {
         let rows = self.inner.store.all_certificates().await?;
         let mut served = Vec::with_capacity(rows.len());
         for r in rows {
