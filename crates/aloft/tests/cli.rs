@@ -437,6 +437,8 @@ fn destroying_the_app_needs_yes(dev: &DevUp, worker_id: &str) {
     assert_eq!(apps, serde_json::json!([]));
 }
 
+/// `aloft certs` in `fly certs` habits: `add` (managed), `import` (and `add --cert --key`),
+/// `list`, `show`, `check`, `remove` (whole, `--custom`, `--acme`, `-y`), and bad input.
 #[test]
 fn certs_add_list_and_remove_hostnames() {
     let (tmp, data) = temp_data_dir();
@@ -444,12 +446,65 @@ fn certs_add_list_and_remove_hostnames() {
     dev.aloft(&["apps", "create", "hello"]).ok();
     let out = dev.aloft(&["certs", "add", "www.hello.test", "-a", "hello"]);
     assert!(out.ok().contains("development CA"), "{out}");
-    let out = dev.aloft(&["certs", "list", "-a", "hello", "--json"]);
-    let list = out.json();
-    assert_eq!(list[0]["hostname"], "www.hello.test", "{list}");
-    assert_eq!(list[0]["source"], "development-ca");
 
-    // Bad input: a key without a certificate, unreadable files, a certificate that is junk.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["api.hello.test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (chain, key_pem) = (tmp.path().join("chain.pem"), tmp.path().join("key.pem"));
+    fs::write(&chain, cert.pem()).unwrap();
+    fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let (c, k) = (chain.to_str().unwrap(), key_pem.to_str().unwrap());
+    let out = dev.aloft(&[
+        "certs",
+        "import",
+        "api.hello.test",
+        "-a",
+        "hello",
+        "--fullchain",
+        c,
+        "--private-key",
+        k,
+    ]);
+    assert!(out.ok().contains("with your certificate"), "{out}");
+    // `add --cert --key` is the same as `import`; the hostname now has both certificates.
+    dev.aloft(&["certs", "add", "api.hello.test", "-a", "hello"])
+        .ok();
+    let out = dev.aloft(&[
+        "certs",
+        "add",
+        "api.hello.test",
+        "-a",
+        "hello",
+        "--cert",
+        c,
+        "--key",
+        k,
+    ]);
+    assert!(out.ok().contains("with your certificate"), "{out}");
+
+    let list = dev
+        .aloft(&["certs", "list", "-a", "hello", "--json"])
+        .json();
+    assert_eq!(list[0]["hostname"], "api.hello.test", "{list}");
+    assert_eq!(list[0]["has_custom_certificate"], true);
+    assert_eq!(list[1]["hostname"], "www.hello.test");
+    assert_eq!(list[1]["has_fly_certificate"], true);
+    let out = dev.aloft(&["certs", "list", "-a", "hello"]);
+    assert!(out.ok().contains("custom+managed"), "{out}");
+    let shown = dev
+        .aloft(&["certs", "show", "api.hello.test", "-a", "hello", "--json"])
+        .json();
+    assert_eq!(shown["status"], "active", "{shown}");
+    let out = dev.aloft(&["certs", "check", "api.hello.test", "-a", "hello"]);
+    let text = out.ok();
+    assert!(
+        text.contains("Custom certificate") && text.contains("Managed certificate"),
+        "{out}"
+    );
+
+    // Bad input: a key without a certificate, a certificate that is junk, an unknown app.
     let out = dev.aloft(&[
         "certs",
         "add",
@@ -466,21 +521,50 @@ fn certs_add_list_and_remove_hostnames() {
     let j = junk.to_str().unwrap();
     let out = dev.aloft(&[
         "certs",
-        "add",
+        "import",
         "a.hello.test",
         "-a",
         "hello",
-        "--cert",
+        "--fullchain",
         j,
-        "--key",
+        "--private-key",
         j,
     ]);
     assert!(out.fails().contains("no certificate"), "{out}");
+    let out = dev.aloft(&["certs", "add", "www.example.com", "-a", "hello"]);
+    assert!(
+        out.fails().contains("aloft certs import www.example.com"),
+        "{out}"
+    );
     let out = dev.aloft(&["certs", "add", "www.hello.test", "-a", "nope"]);
     assert!(out.fails().contains("aloft apps create nope"), "{out}");
 
-    let out = dev.aloft(&["certs", "remove", "www.hello.test", "-a", "hello"]);
-    assert!(out.ok().contains("no longer served"), "{out}");
+    // Partial removals, then the hostname.
+    let out = dev.aloft(&[
+        "certs",
+        "remove",
+        "api.hello.test",
+        "-a",
+        "hello",
+        "--custom",
+    ]);
+    assert!(out.ok().contains("custom certificate"), "{out}");
+    let out = dev.aloft(&[
+        "certs",
+        "rm",
+        "api.hello.test",
+        "-a",
+        "hello",
+        "--acme",
+        "-y",
+    ]);
+    assert!(out.ok().contains("managed certificate"), "{out}");
+    let out = dev.aloft(&["certs", "remove", "api.hello.test", "-a", "hello", "--acme"]);
+    assert!(out.fails().contains("no managed certificate"), "{out}");
+    for host in ["api.hello.test", "www.hello.test"] {
+        let out = dev.aloft(&["certs", "remove", host, "-a", "hello", "--yes"]);
+        assert!(out.ok().contains("no longer served"), "{out}");
+    }
     let out = dev.aloft(&["certs", "list", "-a", "hello"]);
     assert!(out.ok().contains("aloft certs add"), "{out}");
     let out = dev.aloft(&["certs", "remove", "www.hello.test", "-a", "hello"]);

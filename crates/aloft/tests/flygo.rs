@@ -13,9 +13,8 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What flaps calls that aloft does not serve yet (issue 16): the certificates and
-/// IP-assignment shapes.
-const NOT_YET: &str = "certs,ips";
+/// What flaps calls that aloft does not serve yet (issue 16): the IP-assignment shapes.
+const NOT_YET: &str = "ips";
 
 /// Builds `compat/flygo` into the test's temp dir; `None` (SKIPPED) without Go.
 fn build_flygo() -> Option<PathBuf> {

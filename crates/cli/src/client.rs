@@ -4,11 +4,11 @@
 use crate::config::ClientConfig;
 use aloft_types::api::PARTIAL_HEADER;
 use aloft_types::api::{
-    App, AppList, AppSecrets, Certificate, CreateAppRequest, CreateCertificateRequest,
-    CreateMachineRequest, CreateReleaseRequest, ExecRequest, ExecResponse, LEASE_NONCE_HEADER,
-    LeaseRequest, LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, RegionList, Release,
-    RestartQuery, SetSecretsRequest, SignalRequest, StartResponse, StopRequest, SuspendResponse,
-    UpdateMachineRequest, UpdateReleaseRequest, WaitQuery, WaitResponse,
+    App, AppList, AppSecrets, CreateAppRequest, CreateMachineRequest, CreateReleaseRequest,
+    ExecRequest, ExecResponse, LEASE_NONCE_HEADER, LeaseRequest, LeaseResponse, ListMachinesQuery,
+    LogLine, LogsQuery, RegionList, Release, RestartQuery, SetSecretsRequest, SignalRequest,
+    StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest, UpdateReleaseRequest,
+    WaitQuery, WaitResponse,
 };
 use aloft_types::api::{CreateTokenRequest, CreatedToken, ListTokensQuery, TokenInfo};
 use aloft_types::api::{
@@ -17,6 +17,10 @@ use aloft_types::api::{
 };
 use aloft_types::api::{DeployedConfig, OrgList};
 use aloft_types::api::{RegistryLogin, RegistryLoginRequest};
+use aloft_types::certificates::{
+    CertificateDetailResponse, CreateAcmeCertificateRequest, ImportCertificateRequest,
+    ListCertificatesQuery, ListCertificatesResponse,
+};
 use aloft_types::{ApiError, ErrorBody, Machine};
 use reqwest::{Method, RequestBuilder, Url};
 use serde::de::DeserializeOwned;
@@ -227,30 +231,76 @@ impl Client {
             .await
     }
 
-    pub async fn add_certificate(
+    /// `POST .../certificates/acme`: a managed certificate for the hostname.
+    pub async fn request_certificate(
         &self,
         app: &str,
-        req: &CreateCertificateRequest,
-    ) -> Result<Certificate, ClientError> {
+        hostname: &str,
+    ) -> Result<CertificateDetailResponse, ClientError> {
+        let req = CreateAcmeCertificateRequest {
+            hostname: hostname.into(),
+        };
         self.send(
-            self.request(Method::POST, &["v1", "apps", app, "certificates"])
+            self.request(Method::POST, &["v1", "apps", app, "certificates", "acme"])
+                .json(&req),
+        )
+        .await
+    }
+
+    /// `POST .../certificates/custom`: the user's own certificate for the hostname.
+    pub async fn import_certificate(
+        &self,
+        app: &str,
+        req: &ImportCertificateRequest,
+    ) -> Result<CertificateDetailResponse, ClientError> {
+        self.send(
+            self.request(Method::POST, &["v1", "apps", app, "certificates", "custom"])
                 .json(req),
         )
         .await
     }
 
-    pub async fn certificates(&self, app: &str) -> Result<Vec<Certificate>, ClientError> {
-        self.send(self.request(Method::GET, &["v1", "apps", app, "certificates"]))
-            .await
+    /// `GET .../certificates`: one page.
+    pub async fn certificates(
+        &self,
+        app: &str,
+        query: &ListCertificatesQuery,
+    ) -> Result<ListCertificatesResponse, ClientError> {
+        self.send(
+            self.request(Method::GET, &["v1", "apps", app, "certificates"])
+                .query(query),
+        )
+        .await
     }
 
-    pub async fn remove_certificate(&self, app: &str, hostname: &str) -> Result<(), ClientError> {
-        self.send_ok(self.request(
-            Method::DELETE,
-            &["v1", "apps", app, "certificates", hostname],
-        ))
-        .await
-        .map(drop)
+    /// `GET .../certificates/{hostname}`, or with `check` `POST .../{hostname}/check`.
+    pub async fn certificate(
+        &self,
+        app: &str,
+        hostname: &str,
+        check: bool,
+    ) -> Result<CertificateDetailResponse, ClientError> {
+        let req = if check {
+            let path = ["v1", "apps", app, "certificates", hostname, "check"];
+            self.request(Method::POST, &path)
+        } else {
+            self.request(Method::GET, &["v1", "apps", app, "certificates", hostname])
+        };
+        self.send(req).await
+    }
+
+    /// `DELETE .../certificates/{hostname}`, or of one part (`acme`, `custom`).
+    pub async fn remove_certificate(
+        &self,
+        app: &str,
+        hostname: &str,
+        part: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let mut path = vec!["v1", "apps", app, "certificates", hostname];
+        path.extend(part);
+        self.send_ok(self.request(Method::DELETE, &path))
+            .await
+            .map(drop)
     }
 
     pub async fn create_volume(

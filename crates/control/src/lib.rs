@@ -56,7 +56,6 @@ pub use error::ControlPlaneError;
 pub use hostnames::{HostnameGrant, HostnamePolicy};
 pub use http::openapi::{ControlPlaneApiDoc, openapi_document};
 pub use join::derive_host_keys;
-pub use store::CertRecord;
 
 use aloft_types::api::{HostInfo, MeshJoin, MeshPeer};
 use aloft_types::time::now_ms;
@@ -96,6 +95,8 @@ struct Inner {
     zone_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Moves on when a certificate (an app's hostname) is added or removed.
     certificates: tokio::sync::watch::Sender<u64>,
+    /// Issues managed certificates (`POST .../certificates/acme`).
+    issuer: Box<dyn apps::certificates::issuer::ManagedIssuer>,
     /// The control plane's own place in the mesh (number 0), when it has one.
     mesh_self: Mutex<Option<MeshPeer>>,
     /// Moves on when a host joins the mesh (or changes its key or endpoint).
@@ -129,27 +130,13 @@ impl ControlPlane {
                 name_locks: Mutex::default(),
                 zone_locks: Mutex::default(),
                 certificates: tokio::sync::watch::Sender::new(0),
+                issuer: Box::new(apps::certificates::issuer::DevelopmentCa),
                 mesh_self: Mutex::default(),
                 mesh_changes: tokio::sync::watch::Sender::new(0),
                 secrets,
                 placing: Mutex::default(),
             }),
         })
-    }
-
-    /// Every hostname apps are served at, with uploaded certificates and keys (for proxies).
-    pub async fn certificates(&self) -> Result<Vec<CertRecord>, ControlPlaneError> {
-        let mut certs = self.inner.store.certificates(None).await?;
-        for c in &mut certs {
-            if let Some(stored) = c.private_key.take() {
-                c.private_key =
-                    apps::certificates::open_key(&self.inner.secrets, &c.hostname, &stored);
-                if c.private_key.is_none() {
-                    tracing::error!(hostname = %c.hostname, "the stored private key does not open with this control plane's secrets key; the proxies serve a development-CA certificate for it");
-                }
-            }
-        }
-        Ok(certs)
     }
 
     /// Moves on whenever a hostname is added or removed.

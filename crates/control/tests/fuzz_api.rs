@@ -72,8 +72,13 @@ fn routes() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "POST",
-            "/v1/apps/web/certificates",
+            "/v1/apps/web/certificates/acme",
             json!({"hostname": "web.example.com"}),
+        ),
+        (
+            "POST",
+            "/v1/apps/web/certificates/custom",
+            json!({"hostname": "web.example.com", "fullchain": "x", "private_key": "y"}),
         ),
         (
             "POST",

@@ -32,30 +32,6 @@ pub struct CreateAppRequest {
     pub network: Option<String>,
 }
 
-/// `POST /v1/apps/{app}/certificates`: serve the app at `hostname` too, over HTTPS with the
-/// given certificate, or with one from the platform's development CA when none is given.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CreateCertificateRequest {
-    pub hostname: String,
-    /// The certificate chain, PEM (leaf first).
-    #[serde(default)]
-    pub certificate: Option<String>,
-    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    #[serde(default)]
-    pub private_key: Option<String>,
-}
-
-/// A hostname an app is served at, and where its certificate comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Certificate {
-    pub hostname: String,
-    pub app: String,
-    /// `uploaded` (the user's own) or `development-ca` (issued by the platform's development CA).
-    pub source: String,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
 /// `POST /v1/apps/{app}/secrets`: change secrets, all or none, in the reference's form
 /// (`values`; a `null` value removes that secret).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -711,7 +687,8 @@ pub struct MeshPeer {
 }
 
 /// One of `GET /internal/v1/certificates`: a hostname an app is served at, with the certificate
-/// and key a user uploaded (PEM), or none (hosts' proxies then issue one from their CA).
+/// and key a user uploaded (PEM), or none for a managed certificate (hosts' proxies then issue
+/// one from their development CA).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProxyCertificate {
     pub hostname: String,

@@ -9,6 +9,7 @@
 //! scripts and habits carry over unchanged.
 
 pub mod api;
+pub mod certificates;
 pub mod config;
 pub mod datadir;
 pub mod error;

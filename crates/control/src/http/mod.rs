@@ -34,7 +34,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
-use certificates::{add_certificate, list_certificates, proxy_certificates, remove_certificate};
+use certificates::{
+    check_certificate, import_custom_certificate, list_certificates, proxy_certificates,
+    remove_acme_certificate, remove_certificate, remove_custom_certificate,
+    request_acme_certificate, show_certificate,
+};
 use internal::{
     create_join_token, create_org, host_images, host_images_prune, host_number, join_host,
     join_mesh, list_hosts, mesh_peers, register_host, revoke_host_credential, verify_token,
@@ -63,9 +67,30 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
     Router::new()
         .route("/v1/apps", get(list_apps).post(create_app))
         .route("/v1/apps/{app}", get(get_app).delete(delete_app))
+        .route("/v1/apps/{app}/certificates", get(list_certificates))
         .route(
-            "/v1/apps/{app}/certificates",
-            get(list_certificates).post(add_certificate),
+            "/v1/apps/{app}/certificates/acme",
+            post(request_acme_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/certificates/custom",
+            post(import_custom_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/certificates/{hostname}",
+            get(show_certificate).delete(remove_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/certificates/{hostname}/check",
+            post(check_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/certificates/{hostname}/acme",
+            axum::routing::delete(remove_acme_certificate),
+        )
+        .route(
+            "/v1/apps/{app}/certificates/{hostname}/custom",
+            axum::routing::delete(remove_custom_certificate),
         )
         .route(
             "/v1/apps/{app}/secrets",
@@ -97,10 +122,6 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
         .route(
             "/v1/apps/{app}/releases/{version}",
             axum::routing::patch(finish_release),
-        )
-        .route(
-            "/v1/apps/{app}/certificates/{hostname}",
-            axum::routing::delete(remove_certificate),
         )
         .route(
             "/v1/apps/{app}/machines",

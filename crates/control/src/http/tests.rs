@@ -56,7 +56,7 @@ async fn a_hostname_goes_only_to_the_org_the_operator_granted_it_to() {
         tokens.push(token);
     }
     let add = |token: &str, app: &str, hostname: &str| {
-        http.post(format!("{url}/v1/apps/{app}/certificates"))
+        http.post(format!("{url}/v1/apps/{app}/certificates/acme"))
             .bearer_auth(token)
             .json(&serde_json::json!({"hostname": hostname}))
             .send()

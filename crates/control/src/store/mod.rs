@@ -25,7 +25,7 @@ mod tokens;
 mod volumes;
 
 pub(crate) use apps::AppRecord;
-pub use certificates::CertRecord;
+pub use certificates::{CertChange, CertPart, CertRecord};
 pub(crate) use host_credentials::JoinOutcome;
 pub(crate) use hosts::HostRecord;
 pub(crate) use machines::MachineRecord;

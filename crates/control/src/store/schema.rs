@@ -12,6 +12,7 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (4, HOST_CREDENTIALS),
     (5, JOIN_TOKENS),
     (6, SECRETS_VERSIONS),
+    (7, CERTIFICATE_SOURCES),
     (8, VOLUME_SETTINGS),
     (9, RELEASE_CONFIGS),
 ];
@@ -78,6 +79,17 @@ ALTER TABLE apps ADD COLUMN secrets_version BIGINT NOT NULL DEFAULT 0;
 UPDATE apps SET secrets_version = 1 WHERE name IN (SELECT app_name FROM secrets);
 ALTER TABLE secrets ADD COLUMN updated_at BIGINT;
 UPDATE secrets SET updated_at = created_at;
+";
+
+/// Version 7: a hostname holds a custom certificate, a request for a managed one
+/// (`acme_requested`), both or neither, and when a certificate of it last changed. A hostname
+/// added before with a certificate keeps it as its custom one; one added without (served by
+/// the development CA) becomes managed.
+const CERTIFICATE_SOURCES: &str = "
+ALTER TABLE certificates ADD COLUMN acme_requested BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE certificates ADD COLUMN updated_at BIGINT;
+UPDATE certificates SET acme_requested = TRUE WHERE certificate IS NULL;
+UPDATE certificates SET updated_at = created_at;
 ";
 
 /// Version 8: a volume's snapshot settings (retention in days, the reference's default 5;

@@ -393,3 +393,28 @@ async fn sealed_values_are_counted_for_the_secrets_key_check() {
         "registry passwords count too"
     );
 }
+
+/// Hostnames stored before certificate sources (schema 7): one without a certificate (served
+/// by the development CA) becomes managed, one with its certificate keeps it as custom and is
+/// not managed; both get `updated_at` = `created_at`.
+#[tokio::test]
+async fn hostnames_stored_before_sources_become_managed_or_custom() {
+    let (_dir, path) = version_1_database(
+        "INSERT INTO apps (name, id, org_slug, created_at) VALUES ('web', 'i1', 'personal', 1);
+         INSERT INTO certificates (hostname, app_name, certificate, private_key, created_at)
+             VALUES ('dev.web.test', 'web', NULL, NULL, 7),
+                    ('www.example.com', 'web', 'CERT', 'KEY', 9);",
+    );
+    let s = Store::open(&path).unwrap();
+    let dev = s.certificate("web", "dev.web.test").await.unwrap().unwrap();
+    assert!(dev.acme_requested && dev.certificate.is_none());
+    assert_eq!((dev.created_at, dev.updated_at), (7, 7));
+    let www = s
+        .certificate("web", "www.example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!www.acme_requested);
+    assert_eq!(www.certificate.as_deref(), Some("CERT"));
+    assert_eq!((www.created_at, www.updated_at), (9, 9));
+}

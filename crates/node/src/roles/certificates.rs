@@ -82,12 +82,7 @@ impl Reader {
 
     async fn read(&self) -> Result<Vec<ProxyCertificate>> {
         match self {
-            Reader::InProcess { plane, .. } => Ok(plane
-                .certificates()
-                .await?
-                .into_iter()
-                .map(ProxyCertificate::from)
-                .collect()),
+            Reader::InProcess { plane, .. } => Ok(plane.certificates().await?),
             Reader::Remote { url, token, http } => {
                 let resp = http
                     .get(url)
