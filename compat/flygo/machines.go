@@ -34,6 +34,7 @@ func (r *runner) machines(app string) {
 	f.refreshLease()
 	f.stop()
 	f.wait("after Stop", fly.MachineStateStopped, f.m.InstanceID)
+	f.exitEvent()
 	f.update()
 	f.wait("after Update (settle)", fly.MachineStateStopped, f.m.InstanceID)
 	f.start("")
@@ -63,6 +64,7 @@ func (f *machineFlow) afterStart() {
 	f.destroy()
 	f.waitDestroyed()
 	f.listAfterDestroy()
+	f.launchPreset("performance-6x")
 }
 
 // launchInput is what `fly machine run`/`fly deploy` send for a new machine.

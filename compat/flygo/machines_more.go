@@ -46,6 +46,7 @@ func (f *machineFlow) get() {
 		c.add("events is empty (flyctl reads start/exit events)")
 	}
 	checkConfig(&c, m.Config, f.cfg.image, "updated")
+	checkVersion(&c, m)
 	f.verify("machines: Get response fields", c)
 	f.m = m
 }
@@ -136,8 +137,10 @@ func (f *machineFlow) restart() {
 func (f *machineFlow) ps() {
 	ctx, cancel := f.stepCtx(30 * time.Second)
 	defer cancel()
-	_, err := f.client.GetProcesses(ctx, f.app, f.id)
-	f.report("machines: GetProcesses (ps)", err)
+	ps, err := f.client.GetProcesses(ctx, f.app, f.id)
+	if f.report("machines: GetProcesses (ps)", err) {
+		f.verify("machines: GetProcesses fields (ProcessStat)", checkProcesses(ps))
+	}
 }
 
 // waitTwoStates waits with a repeated state= parameter (fly-go encodes a

@@ -12,6 +12,8 @@
 //	                    (and volume-update: the one volume step aloft does not serve yet)
 //	FLY_COMPAT_TRACE    if non-empty, log every HTTP request/response flaps makes to stderr
 //	FLY_COMPAT_APP      an existing app to use if CreateApp fails (it is deleted at the end)
+//	FLY_COMPAT_OTHER_TOKEN  a token that may not see the app this run creates (another org's,
+//	                    or a deploy token of another app): AppNameAvailable must call it taken
 //
 // Every step prints "ok   <step>" or "FAIL <step>: <why>"; the exit status is
 // non-zero when any step failed.
@@ -38,6 +40,8 @@ type config struct {
 	// fallbackApp (FLY_COMPAT_APP) is an existing app used when CreateApp
 	// fails, so the later groups still run.
 	fallbackApp string
+	// otherToken (FLY_COMPAT_OTHER_TOKEN) may not see the app this run creates.
+	otherToken string
 }
 
 func envOr(name, fallback string) string {
@@ -58,6 +62,7 @@ func loadConfig() (config, error) {
 		trace:   os.Getenv("FLY_COMPAT_TRACE") != "",
 
 		fallbackApp: os.Getenv("FLY_COMPAT_APP"),
+		otherToken:  os.Getenv("FLY_COMPAT_OTHER_TOKEN"),
 	}
 	for _, g := range strings.Split(os.Getenv("FLY_COMPAT_SKIP"), ",") {
 		if g = strings.TrimSpace(g); g != "" {

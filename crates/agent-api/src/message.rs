@@ -117,11 +117,8 @@ impl AgentReply {
     /// The error the agent answered with, rebuilt: its message when the body is an error body,
     /// else the body's text.
     pub fn error(&self) -> ApiError {
-        let body = serde_json::from_slice::<ErrorBody>(&self.body).unwrap_or_else(|_| ErrorBody {
-            error: String::from_utf8_lossy(&self.body).trim().to_string(),
-            field: None,
-            allowed: Vec::new(),
-        });
+        let body = serde_json::from_slice::<ErrorBody>(&self.body)
+            .unwrap_or_else(|_| ErrorBody::new("", String::from_utf8_lossy(&self.body).trim()));
         ApiError::from_response(self.status.as_u16(), body)
     }
 }

@@ -3,8 +3,8 @@
 
 use crate::operations::*;
 use aloft_types::api::{
-    CreateMachineRequest, ExecRequest, ExecResponse, LeaseRequest, LeaseResponse, LogLine,
-    MachineVersion, MetadataValue, OkResponse, ProcessInfo, SignalRequest, StartResponse,
+    CreateMachineRequest, ExecRequest, ExecResponse, LeaseRequest, LeaseResponse, ListenSocket,
+    LogLine, MachineVersion, MetadataValue, OkResponse, ProcessStat, SignalRequest, StartResponse,
     StopRequest, SuspendResponse, UpdateMachineRequest, WaitResponse,
 };
 use aloft_types::{ErrorBody, Machine, MachineEvent};
@@ -56,7 +56,8 @@ use aloft_types::{ErrorBody, Machine, MachineEvent};
         ExecRequest,
         ExecResponse,
         MachineVersion,
-        ProcessInfo,
+        ProcessStat,
+        ListenSocket,
         LogLine,
         ErrorBody,
     )),

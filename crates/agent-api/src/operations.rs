@@ -11,7 +11,7 @@
 use crate::params::{AppPath, MachinePath, MetadataPath};
 use aloft_types::api::{
     CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, LeaseRequest, LeaseResponse,
-    ListMachinesQuery, LogLine, LogsQuery, MachineVersion, MetadataValue, OkResponse, ProcessInfo,
+    ListMachinesQuery, LogLine, LogsQuery, MachineVersion, MetadataValue, OkResponse, ProcessStat,
     RestartQuery, SignalRequest, StartResponse, StopRequest, SuspendResponse, UpdateMachineRequest,
     WaitQuery, WaitResponse,
 };
@@ -403,7 +403,7 @@ pub fn machines_list_versions() {}
     summary = "The processes in a started machine",
     params(MachinePath),
     responses(
-        (status = 200, description = "The processes", body = Vec<ProcessInfo>),
+        (status = 200, description = "The processes", body = Vec<ProcessStat>),
         (status = 401, description = "No or wrong token", body = ErrorBody),
         (status = 404, description = "No such machine in the app", body = ErrorBody),
         (status = 412, description = "The machine is not started", body = ErrorBody),

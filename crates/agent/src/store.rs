@@ -713,6 +713,7 @@ mod tests {
             timestamp: 5,
             request: Some(EventRequest {
                 exit_event: Some(ExitEvent::default()),
+                restart_count: None,
                 message: None,
             }),
         }

@@ -248,9 +248,10 @@ async fn a_full_host_answers_503() {
     // 1024 MB left: a performance guest needs 2048.
     let (status, body) = t.post(&t.machines(), perf(1)).await;
     assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "insufficient_capacity", "{body}");
     let msg = body["error"].as_str().unwrap();
     assert!(
-        msg.contains("host local-1 has no room for performance-cpu-1x"),
+        msg.contains("host local-1 has no room for performance-1x"),
         "{msg}"
     );
     let (status, body) = t.post(&t.machines(), shared.clone()).await;
@@ -292,6 +293,26 @@ async fn a_full_host_answers_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_performance_preset_of_the_reference_is_created() {
+    // fly-go's MachinePresets: performance-6x, 10x, 12x and 14x too (2048 MB per CPU).
+    let t = TestAgent::with_capacity(16, 32768).await;
+    for cpus in [6, 10, 12, 14] {
+        let guest = json!({"cpu_kind": "performance", "cpus": cpus, "memory_mb": 2048 * cpus});
+        let (status, m) = t
+            .post(
+                &t.machines(),
+                json!({"config": {"image": "a", "guest": guest}, "skip_launch": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "performance-{cpus}x: {m}");
+        assert_eq!(m["config"]["guest"], guest);
+        let id = m["id"].as_str().unwrap();
+        let (status, _) = t.send(t.req(Method::DELETE, &t.machine(id))).await;
+        assert_eq!(status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_starts_make_one_run() {
     let t = TestAgent::start().await;
     let m = t
@@ -326,8 +347,24 @@ async fn stop_start_restart_signal_suspend() {
     let events = t.events(&id).await;
     let exit = &events[events.len() - 2];
     assert_eq!(exit["type"], "exit");
-    assert_eq!(exit["request"]["exit_event"]["requested_stop"], true);
-    assert_eq!(exit["request"]["exit_event"]["signal"], 15);
+    let exit_event = &exit["request"]["exit_event"];
+    assert_eq!(exit_event["requested_stop"], true);
+    assert_eq!(exit_event["signal"], 15);
+    // The reference's fields (fly-go's MachineExitEvent): the guest's code and signal are the
+    // process's; a stop does not restart it.
+    assert_eq!(exit_event["guest_signal"], 15, "{exit}");
+    assert_eq!(
+        exit_event["guest_exit_code"], exit_event["exit_code"],
+        "{exit}"
+    );
+    assert_eq!(exit_event["restarting"], false, "{exit}");
+    assert_eq!(exit["request"]["restart_count"], 0, "{exit}");
+    assert!(
+        exit_event["exited_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{exit}"
+    );
     assert_eq!(events.last().unwrap()["type"], "stop");
     assert_eq!(events.last().unwrap()["status"], "stopped");
     // Stopping again is fine and says so.
@@ -387,6 +424,17 @@ async fn stop_start_restart_signal_suspend() {
     })
     .await;
     t.wait_for(&id, "started").await;
+    // Both exits say the machine starts again: the user's restart, and the policy's after
+    // SIGUSR1 (its first restart).
+    let events = t.events(&id).await;
+    let exits: Vec<&Value> = events.iter().filter(|e| e["type"] == "exit").collect();
+    let (by_policy, by_restart) = (exits[exits.len() - 1], exits[exits.len() - 2]);
+    assert_eq!(by_restart["request"]["exit_event"]["restarting"], true);
+    assert_eq!(by_restart["request"]["exit_event"]["requested_stop"], true);
+    let policy_exit = &by_policy["request"]["exit_event"];
+    assert_eq!(policy_exit["restarting"], true, "{by_policy}");
+    assert_eq!(policy_exit["requested_stop"], false, "{by_policy}");
+    assert_eq!(policy_exit["guest_signal"], 10, "{by_policy}");
     let (status, body) = t
         .post(
             &format!("{}/signal", t.machine(&id)),
@@ -935,11 +983,17 @@ async fn update_makes_versions() {
     assert_eq!(status, 200, "{m}");
     let v2 = m["instance_id"].as_str().unwrap().to_string();
     assert_ne!(v1, v2);
+    // `version` is the reference's name for the same id: it changes with every update.
+    assert_eq!(m["version"], v2.as_str());
+    assert_eq!(m["host_status"], "ok");
+    assert!(m.get("incomplete_config").is_none(), "{m}");
     assert_eq!(m["state"], "started");
     assert_eq!(m["config"]["env"]["V"], "2");
     assert_eq!(m["events"][0]["type"], "update");
     assert_eq!(m["events"][0]["status"], "started");
     assert_eq!(m["events"][1]["type"], "exit");
+    // The update of a started machine starts it again.
+    assert_eq!(m["events"][1]["request"]["exit_event"]["restarting"], true);
     assert_eq!(t.starts(&id), 2);
     assert_eq!(t.live_runs(&id), 1);
     let (_, env) = t
@@ -1092,7 +1146,21 @@ async fn exec_ps_logs_and_events() {
 
     let (status, ps) = t.get(&format!("{}/ps", t.machine(&id))).await;
     assert_eq!(status, 200);
-    assert_eq!(ps[0]["command"], "sim-process");
+    // The reference's shape (fly-go's ProcessStat).
+    let p = &ps[0];
+    assert_eq!(p["command"], "sim-process");
+    assert_eq!(p["directory"], "/");
+    assert!(p["pid"].as_i64().is_some_and(|pid| pid > 0), "{p}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stime = p["stime"].as_u64().unwrap();
+    assert!(stime <= now && stime + 600 > now, "{p}");
+    assert!(p["rtime"].as_u64().is_some_and(|r| r < 600), "{p}");
+    assert_eq!(p["rss"], 8 << 20);
+    assert_eq!(p["cpu"], 0);
+    assert_eq!(p["listen_sockets"], json!([]));
 
     let (status, logs) = t.get(&format!("{}/logs", t.machine(&id))).await;
     assert_eq!(status, 200);
@@ -1161,9 +1229,11 @@ async fn rejections_use_the_error_shape() {
     let (status, body) = t.get("/v1/nothing/here").await;
     assert_eq!(status, 404);
     assert_error(&body);
+    assert_eq!(body["status"], "not_found");
     let (status, body) = t.send(t.req(Method::PUT, &t.machines())).await;
     assert_eq!(status, 405);
     assert_error(&body);
+    assert_eq!(body["status"], "method_not_allowed");
     let id = t
         .create(json!({"config": {"image": "a"}, "skip_launch": true}))
         .await["id"]
@@ -1199,6 +1269,7 @@ async fn rejections_use_the_error_shape() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["field"], "signal");
+    assert_eq!(body["status"], "invalid_value");
 }
 
 #[test]

@@ -583,6 +583,25 @@ fn errors_say_what_to_do() {
     assert!(err.contains("aloft apps create nope"), "{out}");
     let out = dev.aloft(&["status", "-a", "nope"]);
     assert!(out.fails().contains("aloft apps create nope"), "{out}");
+    // An app the token may not see (the API's terse 403 `unauthorized`): the CLI names the fix.
+    dev.aloft(&["apps", "create", "errs-other"]).ok();
+    let deploy = dev.aloft(&["tokens", "create", "deploy", "-a", "errs"]);
+    let deploy = deploy.ok().trim().to_string();
+    let data_dir = dev.data_dir.to_str().unwrap();
+    let out = aloft_with(
+        &[
+            ("ALOFT_API_URL", &dev.api_url),
+            ("ALOFT_DATA_DIR", data_dir),
+            ("ALOFT_API_TOKEN", &deploy),
+        ],
+        &["status", "-a", "errs-other"],
+    );
+    let err = out.fails();
+    assert!(
+        err.contains("app `errs-other` exists but not in your token's org")
+            && err.contains("ALOFT_API_TOKEN"),
+        "{out}"
+    );
 
     let out = dev.aloft(&["machine", "run", "-a", "errs", "--memory", "300", "nginx"]);
     assert!(out.fails().contains("guest.memory_mb"), "{out}");

@@ -1,7 +1,8 @@
 //! Fly's own Go client against `aloft dev up`: `compat/flygo` drives the Machines API through
-//! fly-go's `flaps` package exactly as flyctl does (apps; a machine's launch, waits, lease,
-//! stop, update, start, exec, metadata, cordon, restart, kill and destroy; volumes; regions;
-//! secrets) and fails on any error flaps returns or any field it decodes wrongly.
+//! fly-go's `flaps` package exactly as flyctl does (apps and the app-name check; a machine's
+//! launch, waits, lease, stop and its exit event, update, start, exec, metadata, cordon,
+//! restart, ps, kill and destroy, a size preset; volumes; regions; secrets) and fails on any
+//! error flaps returns or any field it decodes wrongly.
 //!
 //! Needs Go (the module's dependencies come from the Go module proxy; `scripts/setup.sh`
 //! downloads them); without it this prints SKIPPED and returns. The groups aloft does not serve
@@ -48,9 +49,14 @@ fn fly_gos_flaps_client_drives_aloft_as_flyctl_does() {
     let (_tmp, data) = temp_data_dir();
     let dev = DevUp::start_no_pull(&data, "flygo");
     let token = std::fs::read_to_string(data.join("token")).unwrap();
+    // A token that may not see the app the run creates: a deploy token of another app (its
+    // GET of that app is 403 `unauthorized`, as another org's would be).
+    dev.aloft(&["apps", "create", "flygo-elsewhere"]).ok();
+    let other = dev.aloft(&["tokens", "create", "deploy", "-a", "flygo-elsewhere"]);
     let run = Command::new(&flygo)
         .env("FLY_FLAPS_BASE_URL", &dev.api_url)
         .env("FLY_API_TOKEN", token.trim())
+        .env("FLY_COMPAT_OTHER_TOKEN", other.ok().trim())
         .env("FLY_COMPAT_SKIP", NOT_YET)
         .output()
         .expect("running compat/flygo");
@@ -68,7 +74,13 @@ fn fly_gos_flaps_client_drives_aloft_as_flyctl_does() {
     );
     for step in [
         "ok   apps: CreateApp",
+        "ok   apps: AppNameAvailable is true for a fresh name",
+        "ok   apps: AppNameAvailable is false for an app the token cannot see (403 unauthorized)",
         "ok   machines: Launch",
+        "ok   machines: Get response fields",
+        "ok   machines: the exit event of a Stop (guest_exit_code, guest_signal, restarting)",
+        "ok   machines: GetProcesses fields (ProcessStat)",
+        "ok   machines: Launch with the performance-6x preset",
         "ok   machines: Wait with two states",
         "ok   machines: Destroy (?kill=true)",
         "ok   volumes: CreateVolume",

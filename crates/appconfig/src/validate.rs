@@ -6,16 +6,23 @@ use crate::schema::{AppConfig, Strategy};
 use aloft_types::ids::is_dns_label;
 use std::collections::BTreeMap;
 
-/// The machine size presets of the reference (`[[vm]] size`), with CPU kind, CPUs and memory.
+/// The machine size presets of the reference (`[[vm]] size`), with CPU kind, CPUs and memory:
+/// fly-go's `MachinePresets` (256 MB per shared CPU, 2048 MB per performance CPU), less the GPU
+/// sizes (aloft's hosts have no GPUs).
 pub const VM_SIZES: &[(&str, &str, u32, u32)] = &[
     ("shared-cpu-1x", "shared", 1, 256),
     ("shared-cpu-2x", "shared", 2, 512),
     ("shared-cpu-4x", "shared", 4, 1024),
+    ("shared-cpu-6x", "shared", 6, 1536),
     ("shared-cpu-8x", "shared", 8, 2048),
     ("performance-1x", "performance", 1, 2048),
     ("performance-2x", "performance", 2, 4096),
     ("performance-4x", "performance", 4, 8192),
+    ("performance-6x", "performance", 6, 12288),
     ("performance-8x", "performance", 8, 16384),
+    ("performance-10x", "performance", 10, 20480),
+    ("performance-12x", "performance", 12, 24576),
+    ("performance-14x", "performance", 14, 28672),
     ("performance-16x", "performance", 16, 32768),
 ];
 
@@ -325,5 +332,40 @@ fn deploy(c: &AppConfig, problems: &mut Problems) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_types::MachineConfig;
+    use aloft_types::config::{CpuKind, Guest};
+
+    #[test]
+    fn every_preset_of_the_reference_is_a_size_the_api_takes() {
+        for (name, kind, cpus, memory) in VM_SIZES {
+            let cpu_kind = if *kind == "performance" {
+                CpuKind::Performance
+            } else {
+                CpuKind::Shared
+            };
+            let guest = Guest {
+                cpu_kind,
+                cpus: *cpus,
+                memory_mb: *memory,
+                ..Guest::default()
+            };
+            assert_eq!(guest.size_name(), *name);
+            let config: MachineConfig =
+                serde_json::from_value(serde_json::json!({"image": "a", "guest": guest})).unwrap();
+            assert!(config.validate().is_ok(), "{name}");
+        }
+        assert_eq!(vm_size("performance-6x"), Ok(("performance", 6, 12288)));
+        assert_eq!(vm_size("performance-14x"), Ok(("performance", 14, 28672)));
+        assert!(
+            vm_size("performance-3x")
+                .unwrap_err()
+                .contains("performance-10x")
+        );
     }
 }

@@ -148,13 +148,9 @@ impl Client {
                 headers,
             });
         }
-        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
-            error: format!(
-                "the API answered {status}: {}",
-                String::from_utf8_lossy(&bytes).trim()
-            ),
-            field: None,
-            allowed: Vec::new(),
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(&bytes);
+            ErrorBody::new("", format!("the API answered {status}: {}", text.trim()))
         });
         Err(match ApiError::from_response(status.as_u16(), body) {
             ApiError::Unauthorized(message) => ClientError::Unauthorized {

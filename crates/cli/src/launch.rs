@@ -103,7 +103,7 @@ pub async fn run(args: LaunchArgs, ctx: &Ctx) -> Result<ExitCode> {
         .await
     {
         Ok(app) => app.organization.slug,
-        Err(ClientError::Api(ApiError::Conflict(_))) => bail!(
+        Err(ClientError::Api(ApiError::NameTaken(_))) => bail!(
             "an app named `{name}` exists already (app names are global): pick another with --name"
         ),
         Err(e) => return Err(e.into()),

@@ -2,10 +2,8 @@
 //! on, and its machines.
 
 use crate::Ctx;
-use crate::client::ClientError;
-use crate::machine::{AppArg, app_missing, machines_table, warn_partial};
+use crate::machine::{AppArg, machines_table, warn_partial};
 use crate::output::{print_fields, print_json};
-use aloft_types::ApiError;
 use aloft_types::api::{ListMachinesQuery, ReleaseStatus};
 use anyhow::Result;
 use clap::Args;
@@ -23,13 +21,7 @@ pub struct StatusArgs {
 pub async fn run(args: StatusArgs, ctx: &Ctx) -> Result<ExitCode> {
     let client = ctx.client()?;
     let name = ctx.app_of(&args.app)?;
-    let app = match client.get_app(&name).await {
-        Ok(app) => app,
-        Err(ClientError::Api(ApiError::NotFound(_))) => {
-            return Err(app_missing(&client, &name).await);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let app = crate::machine::get_app(&client, &name).await?;
     let list = client
         .list_machines(
             &name,

@@ -99,7 +99,7 @@ pub(crate) fn candidates<'h>(
                 )
             })
             .collect();
-        return Err(ApiError::Unavailable(format!(
+        return Err(ApiError::NoCapacity(format!(
             "no host in region `{region}` has room for a {} machine with {} MB: {}; pick a smaller \
              size, another region, or destroy machines you no longer need",
             guest.size_name(),

@@ -22,6 +22,7 @@ use crate::host_credentials::HostCaller;
 use crate::placement;
 use crate::store::{Caller, HostRecord, SnapshotRecord, VolumeRecord};
 use aloft_agent_api::{AgentClient, AgentError};
+use aloft_types::ApiError;
 use aloft_types::api::{
     CreateVolumeRequest, ExtendVolumeRequest, ExtendVolumeResponse, MakeVolumeRequest,
     TakeSnapshotRequest, TakenSnapshot, UpdateVolumeRequest, Volume, VolumeAccess, VolumeSnapshot,
@@ -30,7 +31,6 @@ use aloft_types::config::MachineConfig;
 use aloft_types::ids::{new_snapshot_id, new_volume_id, random_hex};
 use aloft_types::machine::HostStatus;
 use aloft_types::time::{now_ms, rfc3339};
-use aloft_types::{ApiError, ErrorBody};
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -472,17 +472,10 @@ impl ControlPlane {
 
 /// 503: the volume's host is down. Nothing is made elsewhere: the data is only there.
 pub(crate) fn volume_host_down(v: &VolumeRecord, why: &str) -> ApiError {
-    ApiError::from_response(
-        StatusCode::SERVICE_UNAVAILABLE.as_u16(),
-        ErrorBody {
-            error: format!(
-                "volume {} ({}) lives on host `{}` in {}, which does not answer ({why}); its data is only there, so nothing was done: bring that host back, or create a new, empty volume with `aloft volumes create {} --region {} -a {}`",
-                v.id, v.name, v.host_id, v.region, v.name, v.region, v.app
-            ),
-            field: None,
-            allowed: Vec::new(),
-        },
-    )
+    ApiError::Unavailable(format!(
+        "volume {} ({}) lives on host `{}` in {}, which does not answer ({why}); its data is only there, so nothing was done: bring that host back, or create a new, empty volume with `aloft volumes create {} --region {} -a {}`",
+        v.id, v.name, v.host_id, v.region, v.name, v.region, v.app
+    ))
 }
 
 #[cfg(test)]

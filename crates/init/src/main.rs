@@ -11,7 +11,7 @@
 //!   `aloft-init init --config FILE --exit-file FILE --no-system-setup`.
 //! - `exec [--config FILE] -- ARGV...`: runs ARGV with the main process's environment, user and
 //!   working directory (what `aloft machine exec` runs through `runsc exec`).
-//! - `ps`: the machine's processes as JSON (`Vec<ProcessInfo>`).
+//! - `ps`: the machine's processes as JSON (`Vec<ProcessStat>`).
 //! - `shim --dir DIR [--netns PATH] -- CMD...`: see [`shim`].
 //!
 //! As PID 1 of a microVM (its initramfs holds `/aloft/config.json`) it boots the machine first:

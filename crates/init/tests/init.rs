@@ -277,6 +277,6 @@ fn an_unknown_user_is_reported_with_code_126() {
 fn ps_lists_processes_as_json() {
     let out = Command::new(BIN).arg("ps").output().unwrap();
     assert!(out.status.success());
-    let list: Vec<aloft_types::api::ProcessInfo> = serde_json::from_slice(&out.stdout).unwrap();
+    let list: Vec<aloft_types::api::ProcessStat> = serde_json::from_slice(&out.stdout).unwrap();
     assert!(list.iter().any(|p| p.command.contains("aloft-init")));
 }

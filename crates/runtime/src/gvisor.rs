@@ -24,7 +24,7 @@ use crate::volume::VolumeStore;
 use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
 use crate::{bounded, rootdisk, supervise};
 use aloft_types::MachineId;
-use aloft_types::api::{EXEC_OUTPUT_CAP, ExecResponse, LogLine, ProcessInfo};
+use aloft_types::api::{EXEC_OUTPUT_CAP, ExecResponse, LogLine, ProcessStat};
 use aloft_types::config::CpuKind;
 use aloft_types::init::{CONTAINER_INIT_PATH, ExitReport};
 use aloft_types::signal::Signal;
@@ -682,7 +682,7 @@ impl Runtime for GvisorRuntime {
         })
     }
 
-    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessInfo>, RuntimeError> {
+    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessStat>, RuntimeError> {
         let out = self
             .runsc(id, &["exec", id.as_str(), CONTAINER_INIT_PATH, "ps"])
             .await

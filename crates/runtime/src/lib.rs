@@ -30,7 +30,7 @@ pub mod volume;
 
 pub use host::{Backend, DEFAULT_KERNEL_DIR, HostOptions, find_init_binary, open};
 
-use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
+use aloft_types::api::{ExecResponse, LogLine, ProcessStat};
 use aloft_types::signal::Signal;
 use aloft_types::{MachineConfig, MachineId};
 use async_trait::async_trait;
@@ -205,7 +205,7 @@ pub trait Runtime: Send + Sync + 'static {
     async fn stats(&self, id: &MachineId) -> Result<Stats, RuntimeError>;
 
     /// The processes inside the running machine.
-    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessInfo>, RuntimeError>;
+    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessStat>, RuntimeError>;
 
     /// Saves the machine's memory and stops it, to resume on the next start. Backends without
     /// [`Capabilities::suspend`] return `Unsupported` and the agent stops the machine instead.

@@ -29,7 +29,7 @@ use crate::{
     Capabilities, ExitStatus, MachineSpec, PreparedImage, Running, Runtime, RuntimeError, Stats,
 };
 use aloft_types::MachineId;
-use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
+use aloft_types::api::{ExecResponse, LogLine, ProcessStat};
 use aloft_types::signal::Signal;
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -75,6 +75,8 @@ struct Run {
     internal_dns: Option<String>,
     exit: watch::Sender<Option<ExitStatus>>,
     started: std::time::Instant,
+    /// When it started, in seconds since the Unix epoch.
+    started_at: u64,
 }
 
 impl SimRuntime {
@@ -234,6 +236,9 @@ impl Runtime for SimRuntime {
                 internal_dns: spec.internal_dns.clone(),
                 exit: tx,
                 started: std::time::Instant::now(),
+                started_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
             });
             pid
         };
@@ -414,13 +419,27 @@ impl Runtime for SimRuntime {
         })
     }
 
-    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessInfo>, RuntimeError> {
+    /// The one simulated process: its argv and working directory from the image (without one,
+    /// `sim-process` in `/`), its start and run time; it uses no CPU, has the 8 MiB of
+    /// [`Runtime::stats`] and listens on nothing (nothing is executed).
+    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessStat>, RuntimeError> {
         self.with_run(id, |r| {
-            vec![ProcessInfo {
-                pid: r.pid,
-                command: "sim-process".into(),
-                cpu_ms: r.started.elapsed().as_millis() as u64 / 100,
-                rss_bytes: 8 << 20,
+            let (command, directory) = match &r.image {
+                Some(image) => (
+                    image.process.argv.join(" "),
+                    image.process.working_dir.clone(),
+                ),
+                None => ("sim-process".into(), "/".into()),
+            };
+            vec![ProcessStat {
+                pid: i32::try_from(r.pid).unwrap_or(i32::MAX),
+                stime: r.started_at,
+                rtime: r.started.elapsed().as_secs(),
+                command,
+                directory,
+                cpu: 0,
+                rss: 8 << 20,
+                listen_sockets: Vec::new(),
             }]
         })
     }

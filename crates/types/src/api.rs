@@ -568,13 +568,33 @@ pub struct LogsQuery {
     pub since: Option<i64>,
 }
 
-/// A process in a machine (`GET .../ps`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ProcessInfo {
-    pub pid: u32,
+/// A process in a machine (`GET .../ps`), in the reference's shape (fly-go's `ProcessStat`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProcessStat {
+    pub pid: i32,
+    /// When the process started, in seconds since the Unix epoch.
+    pub stime: u64,
+    /// How long it has run, in seconds.
+    pub rtime: u64,
+    /// Its command line, arguments separated by spaces.
     pub command: String,
-    pub cpu_ms: u64,
-    pub rss_bytes: u64,
+    /// Its working directory (empty when it cannot be read).
+    pub directory: String,
+    /// The share of one CPU it used over its life, in percent (as `ps` shows `%CPU`).
+    pub cpu: u64,
+    /// Its resident memory, in bytes.
+    pub rss: u64,
+    /// The sockets it listens on (TCP) or is bound to (UDP).
+    pub listen_sockets: Vec<ListenSocket>,
+}
+
+/// A socket a process listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListenSocket {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// `address:port`, an IPv6 address in brackets (`[::]:8080`).
+    pub address: String,
 }
 
 /// A region (`GET /v1/platform/regions`).

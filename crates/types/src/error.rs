@@ -4,18 +4,35 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The JSON body of every error response: `{"error": "..."}` as in the reference, plus the field
-/// and allowed values when a config is invalid.
+/// The JSON body of every error response: `{"error": "...", "status": "..."}` as in the
+/// reference, plus the field and allowed values when a config is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// What went wrong and what to do about it.
     pub error: String,
+    /// A short machine-readable code for the kind of error, e.g. `not_found`,
+    /// `insufficient_capacity` or `name_taken` (the reference's clients read it).
+    #[serde(default)]
+    pub status: String,
     /// The offending field, as a path (`config.guest.memory_mb`), for 422 responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The values the field accepts, when there is a short list of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
+}
+
+impl ErrorBody {
+    /// A body with no field: `status` is the code ([`ApiError::code`] for API errors), `error`
+    /// the sentence.
+    pub fn new(status: &str, error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            status: status.into(),
+            field: None,
+            allowed: Vec::new(),
+        }
+    }
 }
 
 /// An error the API returns.
@@ -40,6 +57,10 @@ pub enum ApiError {
     /// 409: a lease is held by someone else, or the object already exists.
     #[error("{0}")]
     Conflict(String),
+    /// 409: an app name is taken (app names are global; status `name_taken`, as the
+    /// reference's clients recognise it).
+    #[error("{0}")]
+    NameTaken(String),
     /// 412: the machine is not in a state that allows the operation.
     #[error("{0}")]
     Precondition(String),
@@ -53,9 +74,13 @@ pub enum ApiError {
         field: String,
         allowed: Vec<String>,
     },
-    /// 503: a host or backend is not reachable or has no room.
+    /// 503: a host or backend is not reachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: no host (of the region, or the one asked) has room for the machine (status
+    /// `insufficient_capacity`, as in the reference).
+    #[error("{0}")]
+    NoCapacity(String),
     /// 500: a bug or a failure of the host.
     #[error("{0}")]
     Internal(String),
@@ -96,12 +121,32 @@ impl ApiError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Timeout(_) => 408,
-            Self::Conflict(_) => 409,
+            Self::Conflict(_) | Self::NameTaken(_) => 409,
             Self::Precondition(_) => 412,
             Self::TooLarge(_) => 413,
             Self::Invalid { .. } => 422,
-            Self::Unavailable(_) => 503,
+            Self::Unavailable(_) | Self::NoCapacity(_) => 503,
             Self::Internal(_) => 500,
+        }
+    }
+
+    /// The short machine-readable code of the body's `status` field: the reference's where it
+    /// has one (`insufficient_capacity`, `name_taken`), else the kind of error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Timeout(_) => "timeout",
+            Self::Conflict(_) => "conflict",
+            Self::NameTaken(_) => "name_taken",
+            Self::Precondition(_) => "failed_precondition",
+            Self::TooLarge(_) => "too_large",
+            Self::Invalid { .. } => "invalid_value",
+            Self::Unavailable(_) => "unavailable",
+            Self::NoCapacity(_) => "insufficient_capacity",
+            Self::Internal(_) => "internal",
         }
     }
 
@@ -114,20 +159,22 @@ impl ApiError {
                 allowed,
             } => ErrorBody {
                 error: message.clone(),
+                status: self.code().into(),
                 field: Some(field.clone()),
                 allowed: allowed.clone(),
             },
-            other => ErrorBody {
-                error: other.to_string(),
-                field: None,
-                allowed: Vec::new(),
-            },
+            other => ErrorBody::new(other.code(), other.to_string()),
         }
     }
 
     /// Rebuilds an error from a status code and body (what a client of the API receives).
     pub fn from_response(status: u16, body: ErrorBody) -> Self {
         let msg = body.error;
+        match (status, body.status.as_str()) {
+            (409, "name_taken") => return Self::NameTaken(msg),
+            (503, "insufficient_capacity") => return Self::NoCapacity(msg),
+            _ => {}
+        }
         match status {
             400 => Self::BadRequest(msg),
             401 => Self::Unauthorized(msg),
@@ -273,6 +320,45 @@ mod tests {
     #[allow(dead_code)]
     struct Outer {
         items: Vec<Inner>,
+    }
+
+    #[test]
+    fn every_error_body_carries_a_status_code_that_survives_the_trip() {
+        let all = [
+            ApiError::BadRequest("m".into()),
+            ApiError::Unauthorized("m".into()),
+            ApiError::Forbidden("m".into()),
+            ApiError::NotFound("m".into()),
+            ApiError::Timeout("m".into()),
+            ApiError::Conflict("m".into()),
+            ApiError::NameTaken("m".into()),
+            ApiError::Precondition("m".into()),
+            ApiError::TooLarge("m".into()),
+            ApiError::invalid("f", "m"),
+            ApiError::Unavailable("m".into()),
+            ApiError::NoCapacity("m".into()),
+            ApiError::Internal("m".into()),
+        ];
+        let mut codes = std::collections::BTreeSet::new();
+        for e in all {
+            let json = serde_json::to_value(e.body()).unwrap();
+            assert_eq!(json["status"], e.code(), "{json}");
+            assert!(codes.insert(e.code()), "{} twice", e.code());
+            let body: ErrorBody = serde_json::from_value(json).unwrap();
+            assert_eq!(ApiError::from_response(e.status(), body), e);
+        }
+        // The reference's codes, which its clients read (fly-go's flaps_error.go).
+        assert_eq!(
+            ApiError::NoCapacity("m".into()).code(),
+            "insufficient_capacity"
+        );
+        assert_eq!(ApiError::NameTaken("m".into()).code(), "name_taken");
+        // A body without a status (an older server) still reads.
+        let body: ErrorBody = serde_json::from_str(r#"{"error":"full"}"#).unwrap();
+        assert_eq!(
+            ApiError::from_response(503, body),
+            ApiError::Unavailable("full".into())
+        );
     }
 
     #[test]

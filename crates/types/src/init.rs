@@ -186,7 +186,7 @@ pub struct ControlReply {
 #[serde(rename_all = "snake_case")]
 pub enum ControlResult {
     Exec(crate::api::ExecResponse),
-    Ps(Vec<crate::api::ProcessInfo>),
+    Ps(Vec<crate::api::ProcessStat>),
     Sysinfo(Sysinfo),
     Ok(bool),
     Error(String),

@@ -15,6 +15,11 @@ pub struct Machine {
     pub region: String,
     /// The current version of the machine's config.
     pub instance_id: InstanceId,
+    /// The machine's version, as the reference's clients read it: the same ULID-like id as
+    /// `instance_id` (a new one on every update; what `wait?version=` and a lease's
+    /// `data.version` name).
+    #[serde(default)]
+    pub version: String,
     /// The machine's 6PN address.
     pub private_ip: String,
     pub config: MachineConfig,
@@ -28,7 +33,10 @@ pub struct Machine {
     pub events: Vec<MachineEvent>,
     #[serde(default)]
     pub checks: Vec<CheckStatus>,
-    /// `ok`, `unknown` or `unreachable`: whether the machine's host answers.
+    /// `ok`, `unknown` or `unreachable`: whether the machine's host answers. A machine object
+    /// comes from its host, so it is always `ok` and `config` is complete: the reference's
+    /// `incomplete_config` (a config rebuilt while the host is away) is never sent; a host that
+    /// does not answer is named instead (`x-aloft-partial` on lists, 503 on one machine).
     pub host_status: HostStatus,
     /// The app the machine belongs to.
     #[serde(default)]
@@ -175,17 +183,37 @@ pub struct MachineEvent {
 pub struct EventRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_event: Option<ExitEvent>,
+    /// On exits: how many times the restart policy has restarted the machine since a user last
+    /// started it (the reference's `restart_count`; the same as `exit_event.restarts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
     /// A sentence about what happened, for events that are not exits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// How a machine's process ended.
+///
+/// The reference tells the VM's exit (`exit_code`, `signal`) from its main process's
+/// (`guest_exit_code`, `guest_signal`); aloft's runtimes report the main process itself, so each
+/// pair holds the same values. -1 where how it ended is not known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExitEvent {
+    /// The exit code, or 128 + the signal when a signal ended the process.
     pub exit_code: i32,
+    /// The main process's exit code (the same as `exit_code`).
+    #[serde(default)]
+    pub guest_exit_code: i32,
+    /// The signal that ended the main process, or -1 (the same as `signal`).
+    #[serde(default)]
+    pub guest_signal: i32,
     pub oom_killed: bool,
+    /// A user stopped (or restarted, updated, destroyed) the machine.
     pub requested_stop: bool,
+    /// The machine is started again after this exit: a restart, an update of a started machine,
+    /// or the restart policy.
+    #[serde(default)]
+    pub restarting: bool,
     /// The signal that ended the process, or -1.
     pub signal: i32,
     /// RFC 3339.

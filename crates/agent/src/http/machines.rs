@@ -9,7 +9,7 @@ use aloft_agent_api::params::{AppPath, MachinePath, MetadataPath};
 use aloft_types::api::{
     CreateMachineRequest, DestroyQuery, ExecRequest, ExecResponse, LeaseQuery, LeaseRequest,
     LeaseResponse, ListMachinesQuery, LogLine, LogsQuery, MachineVersion, MetadataValue,
-    OkResponse, ProcessInfo, RestartQuery, SignalRequest, StartResponse, StopRequest,
+    OkResponse, ProcessStat, RestartQuery, SignalRequest, StartResponse, StopRequest,
     SuspendResponse, UpdateMachineRequest, WaitQuery, WaitResponse,
 };
 use aloft_types::{ApiError, Machine, MachineEvent};
@@ -269,7 +269,7 @@ pub(super) async fn machines_list_versions(
 pub(super) async fn machines_list_processes(
     State(agent): State<Agent>,
     PathParams(p): PathParams<MachinePath>,
-) -> ApiResult<Vec<ProcessInfo>> {
+) -> ApiResult<Vec<ProcessStat>> {
     Ok(Json(agent.ps(&p.app, &p.id).await?))
 }
 

@@ -143,10 +143,9 @@ async fn not_found(uri: Uri) -> HttpError {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    let body = ErrorBody {
-        error: format!("{method} is not allowed on {}", uri.path()),
-        field: None,
-        allowed: Vec::new(),
-    };
+    let body = ErrorBody::new(
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    );
     (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }

@@ -10,7 +10,7 @@
 //! pinned (a prune keeps it) from its pull until the new version naming it is written.
 
 use super::lease::validate_ttl;
-use super::runs::exit_events;
+use super::runs::{Ending, exit_events};
 use super::slot::{Locked, event};
 use super::{Caller, busy, destroyed, not_started};
 use crate::agent::Agent;
@@ -87,7 +87,7 @@ impl Agent {
         if cpus.saturating_add(dedicated) > c.cpus
             || memory.saturating_add(u64::from(guest.memory_mb)) > c.memory_mb
         {
-            return Err(ApiError::Unavailable(format!(
+            return Err(ApiError::NoCapacity(format!(
                 "host {} has no room for {} ({} cpus, {} MB); {cpus} of {} dedicated cpus and {memory} of {} MB are allocated; destroy machines you no longer need or choose a smaller guest",
                 c.host_id,
                 guest.size_name(),
@@ -260,7 +260,8 @@ impl Agent {
                     .stop_run(&mut m, old_signal, old_timeout, EventType::Update)
                     .await?;
                 if exit.is_some() {
-                    let events = exit_events(exit, true, m.rec.restarts, EventSource::User, None);
+                    let ending = Ending::by_user(target == MachineState::Started);
+                    let events = exit_events(exit, ending, m.rec.restarts, None);
                     agent.save(&mut m, MachineState::Updating, events)?;
                 }
             }
@@ -310,7 +311,7 @@ impl Agent {
                         .await?;
                     if exit.is_some() {
                         let events =
-                            exit_events(exit, true, m.rec.restarts, EventSource::User, None);
+                            exit_events(exit, Ending::by_user(false), m.rec.restarts, None);
                         agent.save(&mut m, MachineState::Destroying, events)?;
                     }
                 }
@@ -403,7 +404,7 @@ impl Agent {
                         .stop_run(&mut m, signal, timeout, EventType::Stop)
                         .await?;
                     let mut events = match exit {
-                        Some(_) => exit_events(exit, true, m.rec.restarts, EventSource::User, None),
+                        Some(_) => exit_events(exit, Ending::by_user(false), m.rec.restarts, None),
                         None => Vec::new(),
                     };
                     events.push(stopped_event(None));
@@ -494,7 +495,7 @@ impl Agent {
                 .stop_run(&mut m, signal, timeout, EventType::Restart)
                 .await?;
             if exit.is_some() {
-                let events = exit_events(exit, true, m.rec.restarts, EventSource::User, None);
+                let events = exit_events(exit, Ending::by_user(true), m.rec.restarts, None);
                 agent.save(&mut m, MachineState::Restarting, events)?;
             }
             m.rec.restarts = 0;
@@ -597,7 +598,7 @@ impl Agent {
                 .stop_run(&mut m, signal, timeout, EventType::Suspend)
                 .await?;
             let mut events = match exit {
-                Some(_) => exit_events(exit, true, m.rec.restarts, EventSource::User, None),
+                Some(_) => exit_events(exit, Ending::by_user(false), m.rec.restarts, None),
                 None => Vec::new(),
             };
             events.push(event(

@@ -9,7 +9,7 @@ use crate::agent::Agent;
 use crate::store::Record;
 use aloft_runtime::RuntimeError;
 use aloft_types::api::{
-    ExecRequest, ExecResponse, ListMachinesQuery, LogLine, MachineVersion, ProcessInfo, WaitQuery,
+    ExecRequest, ExecResponse, ListMachinesQuery, LogLine, MachineVersion, ProcessStat, WaitQuery,
     WaitResponse,
 };
 use aloft_types::config::CpuKind;
@@ -168,7 +168,7 @@ impl Agent {
     }
 
     /// `GET .../ps`.
-    pub(crate) async fn ps(&self, app: &str, id: &str) -> Result<Vec<ProcessInfo>, ApiError> {
+    pub(crate) async fn ps(&self, app: &str, id: &str) -> Result<Vec<ProcessStat>, ApiError> {
         let rec = self.find(app, id)?;
         if rec.state != MachineState::Started {
             return Err(not_started(&rec));
@@ -295,6 +295,7 @@ impl Agent {
             state: rec.state,
             region: rec.region.clone(),
             instance_id: rec.instance_id.clone(),
+            version: rec.instance_id.to_string(),
             private_ip: rec.private_ip.clone(),
             config: rec.config.clone(),
             image_ref: rec

@@ -6,7 +6,7 @@
 //! No state of its own: it runs once per [`Agent::open`](crate::Agent), one operation task per
 //! machine, each under that machine's lock.
 
-use super::runs::exit_events;
+use super::runs::{Ending, exit_events};
 use super::slot::{Locked, event};
 use crate::agent::Agent;
 use crate::store::Record;
@@ -83,7 +83,7 @@ impl Agent {
                         .await
                 } else {
                     let mut events = self
-                        .ensure_stopped(&mut m, running, EventType::Update)
+                        .ensure_stopped(&mut m, running, EventType::Update, false)
                         .await?;
                     events.push(event(
                         EventType::Update,
@@ -101,7 +101,7 @@ impl Agent {
                 } else {
                     EventType::Suspend
                 };
-                let mut events = self.ensure_stopped(&mut m, running, kind).await?;
+                let mut events = self.ensure_stopped(&mut m, running, kind, false).await?;
                 events.push(event(
                     kind,
                     Stopped,
@@ -112,7 +112,7 @@ impl Agent {
             }
             Destroying => {
                 let events = self
-                    .ensure_stopped(&mut m, running, EventType::Destroy)
+                    .ensure_stopped(&mut m, running, EventType::Destroy, false)
                     .await?;
                 self.save(&mut m, Destroying, events)?;
                 self.finish_destroy(
@@ -135,7 +135,7 @@ impl Agent {
                 // The store says it does not run, yet it does: the store wins.
                 let state = m.rec.state;
                 let mut events = self
-                    .ensure_stopped(&mut m, running, EventType::Stop)
+                    .ensure_stopped(&mut m, running, EventType::Stop, false)
                     .await?;
                 events.push(event(
                     EventType::Stop,
@@ -190,7 +190,7 @@ impl Agent {
                 Some((kind, "adopted the run started before the agent restarted")),
             );
         }
-        let events = self.ensure_stopped(m, running, kind).await?;
+        let events = self.ensure_stopped(m, running, kind, true).await?;
         if !events.is_empty() {
             let state = m.rec.state;
             self.save(m, state, events)?;
@@ -205,12 +205,14 @@ impl Agent {
         .await
     }
 
-    /// Stops the run if there is one; returns the exit event to record.
+    /// Stops the run if there is one; returns the exit event to record (`restarting`: the
+    /// machine is started again next).
     async fn ensure_stopped(
         &self,
         m: &mut Locked,
         running: Option<Running>,
         kind: EventType,
+        restarting: bool,
     ) -> Result<Vec<aloft_types::MachineEvent>, ApiError> {
         if running.is_none() {
             return Ok(Vec::new());
@@ -218,7 +220,14 @@ impl Agent {
         let (signal, timeout) = m.rec.config.stop_signal_and_timeout();
         let status = self.stop_run(m, signal, timeout, kind).await?;
         Ok(match status {
-            Some(st) => exit_events(Some(st), true, m.rec.restarts, EventSource::Agent, None),
+            Some(st) => {
+                let ending = Ending {
+                    requested_stop: true,
+                    restarting,
+                    source: EventSource::Agent,
+                };
+                exit_events(Some(st), ending, m.rec.restarts, None)
+            }
             None => Vec::new(),
         })
     }

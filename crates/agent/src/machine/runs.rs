@@ -49,35 +49,56 @@ pub(crate) fn spec_of(
     }
 }
 
+/// Why a run ended and what comes after: the parts of its exit event that are not its status.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ending {
+    /// A user stopped it (stop, restart, update, suspend, destroy), or the agent did.
+    pub(crate) requested_stop: bool,
+    /// The machine is started again right after (restart, update of a started machine, the
+    /// restart policy).
+    pub(crate) restarting: bool,
+    pub(crate) source: EventSource,
+}
+
+impl Ending {
+    /// A user's request stopped the run; `restarting` when the machine starts again after it.
+    pub(crate) fn by_user(restarting: bool) -> Self {
+        Self {
+            requested_stop: true,
+            restarting,
+            source: EventSource::User,
+        }
+    }
+}
+
 /// The `exit` event for a run that ended (`None`: how it ended is not known).
 pub(crate) fn exit_events(
     status: Option<ExitStatus>,
-    requested_stop: bool,
+    ending: Ending,
     restarts: u32,
-    source: EventSource,
     message: Option<String>,
 ) -> Vec<MachineEvent> {
-    let exit = match status {
-        Some(st) => ExitEvent {
-            exit_code: st.exit_code,
-            oom_killed: st.oom_killed,
-            requested_stop,
-            signal: st.signal.unwrap_or(-1),
-            exited_at: rfc3339(now_ms()),
-            restarts,
-        },
-        None => ExitEvent {
-            exit_code: -1,
-            oom_killed: false,
-            requested_stop,
-            signal: -1,
-            exited_at: rfc3339(now_ms()),
-            restarts,
-        },
+    // aloft's runtimes report the main process itself: the guest's code and signal are the
+    // exit's (the reference tells a VM's exit from its process's).
+    let (exit_code, signal, oom_killed) = match status {
+        Some(st) => (st.exit_code, st.signal.unwrap_or(-1), st.oom_killed),
+        None => (-1, -1, false),
     };
-    let mut e = event(EventType::Exit, MachineState::Stopped, source, None);
+    let exit = ExitEvent {
+        exit_code,
+        guest_exit_code: exit_code,
+        guest_signal: signal,
+        oom_killed,
+        requested_stop: ending.requested_stop,
+        restarting: ending.restarting,
+        signal,
+        exited_at: rfc3339(now_ms()),
+        restarts,
+    };
+    let mut e = event(EventType::Exit, MachineState::Stopped, ending.source, None);
     e.request = Some(EventRequest {
         exit_event: Some(exit),
+        restart_count: Some(restarts),
         message,
     });
     vec![e]
@@ -381,7 +402,12 @@ impl Agent {
             RestartPolicy::No => false,
         };
         let attempt = m.rec.restarts;
-        let exit = exit_events(status, false, attempt, EventSource::Agent, message);
+        let ending = Ending {
+            requested_stop: false,
+            restarting: restart,
+            source: EventSource::Agent,
+        };
+        let exit = exit_events(status, ending, attempt, message);
         if restart {
             m.rec.restarts += 1;
             // The exit and the decision to restart are written together, so a crash here still

@@ -183,6 +183,7 @@ pub(crate) fn event(
         timestamp: now_ms(),
         request: message.map(|message| EventRequest {
             exit_event: None,
+            restart_count: None,
             message: Some(message),
         }),
     }

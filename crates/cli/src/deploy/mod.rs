@@ -27,10 +27,9 @@ pub(crate) use plan::group_of;
 
 use crate::Ctx;
 use crate::app_config::{ConfigFile, load};
-use crate::client::{Client, ClientError};
-use crate::machine::{Scope, app_missing};
+use crate::client::Client;
+use crate::machine::Scope;
 use aloft_appconfig::AppConfig;
-use aloft_types::ApiError;
 use aloft_types::api::ListMachinesQuery;
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
@@ -131,11 +130,10 @@ pub async fn run(args: DeployArgs, ctx: &Ctx) -> Result<ExitCode> {
 
 /// The org of `app`, or the app-missing sentence when there is no such app.
 async fn org_of(client: &Client, app: &str) -> Result<String> {
-    match client.get_app(app).await {
-        Ok(found) => Ok(found.organization.slug),
-        Err(ClientError::Api(ApiError::NotFound(_))) => Err(app_missing(client, app).await),
-        Err(e) => Err(e.into()),
-    }
+    Ok(crate::machine::get_app(client, app)
+        .await?
+        .organization
+        .slug)
 }
 
 /// The image: named (--image, [build] image), else built from the Dockerfile ([build]

@@ -18,7 +18,7 @@ mod update;
 
 pub use args::AppArg;
 pub(crate) use create::follow_pull;
-pub(crate) use scope::{Scope, WaitFailure, explain_app_error};
+pub(crate) use scope::{Scope, WaitFailure, explain_app_error, get_app};
 pub use scope::{app_missing, app_missing_then};
 pub use show::{machines_table, warn_partial};
 

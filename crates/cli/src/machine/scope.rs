@@ -5,7 +5,7 @@
 use super::args::AppArg;
 use crate::Ctx;
 use crate::client::{Client, ClientError};
-use aloft_types::api::{StopRequest, WaitQuery};
+use aloft_types::api::{App, StopRequest, WaitQuery};
 use aloft_types::{ApiError, Machine, MachineState};
 use anyhow::{Result, anyhow};
 use std::time::{Duration, Instant};
@@ -22,6 +22,28 @@ pub(crate) async fn explain_app_error(
         }
         _ => e.into(),
     }
+}
+
+/// The app, or a sentence that names the fix when it cannot be read: `GET /v1/apps/{name}`
+/// answers the reference's terse `app not found` (404) and `unauthorized` (403, another org's
+/// app), which its clients read to tell a free name from a taken one.
+pub(crate) async fn get_app(client: &Client, app: &str) -> Result<App> {
+    match client.get_app(app).await {
+        Ok(found) => Ok(found),
+        Err(e) => Err(match e.api() {
+            Some(ApiError::NotFound(_)) => app_missing(client, app).await,
+            Some(ApiError::Forbidden(_)) => app_elsewhere(app),
+            _ => e.into(),
+        }),
+    }
+}
+
+/// The app exists but the token may not see it.
+fn app_elsewhere(app: &str) -> anyhow::Error {
+    anyhow!(
+        "app `{app}` exists but not in your token's org (or your token is a deploy token of another app): \
+         app names are global; set ALOFT_API_TOKEN to a token of the app's org, or use another app name"
+    )
 }
 
 /// Seconds each `wait` call asks for (the API accepts up to 60); between calls the machine is
@@ -64,6 +86,7 @@ impl Scope {
             Err(e) if matches!(e.api(), Some(ApiError::NotFound(_))) => {
                 app_missing(&self.client, app).await
             }
+            Err(e) if matches!(e.api(), Some(ApiError::Forbidden(_))) => app_elsewhere(app),
             Ok(found) => match machine {
                 Some(id) => anyhow!(
                     "no machine `{id}` in app `{app}` (org {}); `aloft machine list -a {app}` shows its machines",

@@ -1,6 +1,7 @@
 //! The app layer between the HTTP handlers and the store/agents for apps: who calls
 //! (authentication), the org rule (an app of another org, or of another app's deploy token, is
-//! "not found", exactly like a missing one), and the apps themselves. Child modules hold what
+//! "not found", exactly like a missing one, everywhere but `GET /v1/apps/{name}`, which answers
+//! the reference's 403 `unauthorized` for a name that is taken), and the apps themselves. Child modules hold what
 //! belongs to one app: its secrets, its releases and the hostnames it is served at.
 
 pub(crate) mod certificates;
@@ -19,6 +20,16 @@ use aloft_types::time::{now_ms, rfc3339};
 use aloft_types::{ApiError, ErrorBody};
 use axum::http::StatusCode;
 use tokio::task::JoinSet;
+
+/// The error text of `GET /v1/apps/{name}` for a name no app has (the reference's, exactly).
+pub(crate) const APP_NOT_FOUND: &str = "app not found";
+/// The error text of `GET /v1/apps/{name}` for an app the caller may not see (the reference's).
+pub(crate) const APP_UNAUTHORIZED: &str = "unauthorized";
+
+/// Whether the caller may see the app: its org's, and reached by its token.
+fn sees(caller: &Caller, app: &AppRecord) -> bool {
+    app.org_slug == caller.org.slug && caller.reaches(&app.id)
+}
 
 impl ControlPlane {
     /// The caller behind an `Authorization` header value.
@@ -43,7 +54,7 @@ impl ControlPlane {
     /// or the caller's token is a deploy token of another app.
     pub(crate) async fn app_of(&self, caller: &Caller, name: &str) -> Result<AppRecord, ApiError> {
         match self.inner.store.app(name).await? {
-            Some(app) if app.org_slug == caller.org.slug && caller.reaches(&app.id) => Ok(app),
+            Some(app) if sees(caller, &app) => Ok(app),
             _ => Err(ApiError::NotFound(format!(
                 "app `{name}` not found; list your apps with `aloft apps list` or GET /v1/apps"
             ))),
@@ -127,7 +138,7 @@ impl ControlPlane {
             machine_count: 0,
         };
         if !self.inner.store.insert_app(app.clone()).await? {
-            return Err(ApiError::Conflict(format!(
+            return Err(ApiError::NameTaken(format!(
                 "an app named `{}` already exists (app names are global); pick another name",
                 req.app_name
             )));
@@ -135,8 +146,18 @@ impl ControlPlane {
         Ok(self.app_json(app))
     }
 
+    /// `GET /v1/apps/{name}`, answered as the reference does, because its clients decide from
+    /// the exact text whether a name is free (fly-go's `AppNameAvailable`): no app of that name
+    /// anywhere is 404 `app not found`; an app the caller may not see (another org's, or
+    /// another app's for a deploy token) is 403 `unauthorized`. App names are global and
+    /// creating one already says a name is taken, so this tells nothing new; aloft's CLI turns
+    /// both into sentences that name the fix.
     pub(crate) async fn get_app(&self, caller: &Caller, name: &str) -> Result<App, ApiError> {
-        Ok(self.app_json(self.app_of(caller, name).await?))
+        match self.inner.store.app(name).await? {
+            Some(app) if sees(caller, &app) => Ok(self.app_json(app)),
+            Some(_) => Err(ApiError::Forbidden(APP_UNAUTHORIZED.into())),
+            None => Err(ApiError::NotFound(APP_NOT_FOUND.into())),
+        }
     }
 
     /// Destroys every machine of the app (force) on its host, then the app. When a machine

@@ -38,7 +38,7 @@ pub(crate) async fn list_apps(
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
         (status = 404, description = "`org_slug` is not the token's org", body = ErrorBody),
-        (status = 409, description = "An app of that name exists", body = ErrorBody),
+        (status = 409, description = "An app of that name exists (in any org; `status` is `name_taken`)", body = ErrorBody),
         (status = 422, description = "`app_name` is not a DNS label", body = ErrorBody),
     )
 )]
@@ -51,14 +51,17 @@ pub(crate) async fn create_app(
     Ok((StatusCode::CREATED, axum::Json(app)))
 }
 
-/// Get an app.
+/// Get an app. The errors are the reference's exact texts, which its clients read to tell a
+/// free name from a taken one: 404 `app not found` when no org has an app of that name, 403
+/// `unauthorized` when another org has it (app names are global).
 #[utoipa::path(
     get, path = "/v1/apps/{app}", tag = "Apps", operation_id = "Apps_show",
     params(("app" = String, Path, description = "The app's name")),
     responses(
         (status = 200, description = "The app", body = App),
         (status = 401, description = "No token, or a token that is not valid", body = ErrorBody),
-        (status = 404, description = "No such app in the token's org", body = ErrorBody),
+        (status = 403, description = "`unauthorized`: the app belongs to another org (or another app's deploy token calls)", body = ErrorBody),
+        (status = 404, description = "`app not found`: no app of that name in any org", body = ErrorBody),
     )
 )]
 pub(crate) async fn get_app(

@@ -182,13 +182,12 @@ pub(super) async fn no_route(method: Method, uri: Uri) -> HttpError {
 }
 
 pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    let body = ErrorBody {
-        error: format!(
+    let body = ErrorBody::new(
+        "method_not_allowed",
+        format!(
             "{method} is not allowed on {}; the API is described at /v1/openapi.json",
             uri.path()
         ),
-        field: None,
-        allowed: Vec::new(),
-    };
+    );
     (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }

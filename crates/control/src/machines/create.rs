@@ -59,6 +59,9 @@ impl ControlPlane {
             }
         };
         let mut refusals = Vec::new();
+        // Whether every host refused for lack of room (`insufficient_capacity`), not because it
+        // could not be reached.
+        let mut all_full = true;
         for host in candidates {
             // The agent asks for the app's secrets while it starts the machine: the host may
             // read them from before the create is forwarded until the index has the machine.
@@ -89,7 +92,9 @@ impl ControlPlane {
                     return Ok(reply);
                 }
                 Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE => {
-                    refusals.push(format!("{}: {}", host.info.id, reply.error()));
+                    let error = reply.error();
+                    all_full &= matches!(error, ApiError::NoCapacity(_));
+                    refusals.push(format!("{}: {error}", host.info.id));
                 }
                 Ok(reply) => return Ok(reply),
                 Err(e) if e.is_connect() && volume.is_some() => {
@@ -97,19 +102,27 @@ impl ControlPlane {
                     return Err(crate::volumes::volume_host_down(v, &e.to_string()));
                 }
                 // Only a request that never reached the agent is safe to send elsewhere.
-                Err(e) if e.is_connect() => refusals.push(e.to_string()),
+                Err(e) if e.is_connect() => {
+                    all_full = false;
+                    refusals.push(e.to_string());
+                }
                 Err(e) => return Err(e.into()),
             }
         }
+        let unplaced = if all_full {
+            ApiError::NoCapacity
+        } else {
+            ApiError::Unavailable
+        };
         if let Some((v, host)) = &volume {
-            return Err(ApiError::Unavailable(format!(
+            return Err(unplaced(format!(
                 "host `{}`, where volume {} lives, cannot take the machine: {}; a machine with this volume runs there only: free room on it, or use another volume",
                 host.info.id,
                 v.id,
                 refusals.join("; ")
             )));
         }
-        Err(ApiError::Unavailable(format!(
+        Err(unplaced(format!(
             "no host in region `{region}` could take the machine: {}; retry later or pick another \
              region",
             refusals.join("; ")

@@ -145,8 +145,18 @@ async fn a_deploy_token_reaches_its_own_app_only() {
     }
 
     for app in ["api", "theirs", "nothing-here"] {
+        // Reading the app answers the reference's texts: a name held by an app the token may
+        // not see is 403 `unauthorized`, a free one 404 `app not found`.
+        let (status, answer) = api
+            .call(&deploy, Method::GET, &format!("/v1/apps/{app}"), None)
+            .await;
+        let (want_status, want) = match app {
+            "nothing-here" => (404, "app not found"),
+            _ => (403, "unauthorized"),
+        };
+        assert_eq!(status, want_status, "GET {app}: {answer}");
+        assert_eq!(answer["error"], want, "GET {app}");
         let paths = [
-            (Method::GET, format!("/v1/apps/{app}"), None),
             (Method::DELETE, format!("/v1/apps/{app}"), None),
             (
                 Method::POST,

@@ -54,11 +54,14 @@ async fn a_duplicate_app_is_409_across_orgs() {
         .send(api.post("/v1/apps").json(&json!({"app_name": "hello"})))
         .await;
     assert_eq!(status, 409, "{body}");
+    // The reference's code, which fly-go's IsNameTakenError reads.
+    assert_eq!(body["status"], "name_taken");
     let other = api.with_token(cluster.new_org("acme").await);
-    let (status, _) = other
+    let (status, body) = other
         .send(other.post("/v1/apps").json(&json!({"app_name": "hello"})))
         .await;
     assert_eq!(status, 409, "app names are global");
+    assert_eq!(body["status"], "name_taken");
 }
 
 #[tokio::test]

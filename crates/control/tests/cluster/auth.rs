@@ -39,6 +39,43 @@ async fn a_missing_or_bad_token_is_401_saying_how_to_get_one() {
     assert_eq!(status, 401);
 }
 
+/// `GET /v1/apps/{name}` answers as the reference does (fly-go's `AppNameAvailable` reads the
+/// exact texts): 404 `app not found` when no org has the name, 403 `unauthorized` when an app
+/// the caller may not see holds it (another org's, or another app's for a deploy token).
+#[tokio::test]
+async fn getting_an_app_tells_a_free_name_from_a_taken_one_as_the_reference_does() {
+    let cluster = Cluster::start().await;
+    let mine = cluster.client();
+    mine.create_app("secret").await;
+    mine.create_app("other").await;
+    let theirs = mine.with_token(cluster.new_org("acme").await);
+
+    let (status, body) = theirs.send(theirs.get("/v1/apps/secret")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(body["status"], "forbidden");
+    for api in [&mine, &theirs] {
+        let (status, body) = api.send(api.get("/v1/apps/nothing-here")).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["error"], "app not found");
+        assert_eq!(body["status"], "not_found");
+    }
+    let (status, body) = mine.send(mine.get("/v1/apps/secret")).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, created) = mine
+        .send(
+            mine.post("/v1/tokens")
+                .json(&json!({"scope": "deploy", "app": "secret", "name": "ci"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let deploy = mine.with_token(created["token"].as_str().unwrap());
+    let (status, body) = deploy.send(deploy.get("/v1/apps/other")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+}
+
 #[tokio::test]
 async fn another_orgs_app_is_404_on_every_verb_like_a_missing_one() {
     let cluster = Cluster::start().await;
@@ -48,8 +85,8 @@ async fn another_orgs_app_is_404_on_every_verb_like_a_missing_one() {
     let theirs = mine.with_token(cluster.new_org("acme").await);
 
     let mp = |suffix: &str| machine_path("secret", &id, suffix);
+    // Every path but `GET /v1/apps/{name}` (the test above).
     let requests = [
-        theirs.get("/v1/apps/secret"),
         theirs.delete("/v1/apps/secret"),
         theirs.get("/v1/apps/secret/machines"),
         theirs
@@ -76,7 +113,7 @@ async fn another_orgs_app_is_404_on_every_verb_like_a_missing_one() {
         );
     }
     // Exactly what a missing app looks like.
-    let (status, body) = mine.send(mine.get("/v1/apps/nothing-here")).await;
+    let (status, body) = mine.send(mine.get("/v1/apps/nothing-here/machines")).await;
     assert_eq!(status, 404);
     assert_eq!(
         body["error"],

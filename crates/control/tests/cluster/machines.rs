@@ -55,10 +55,30 @@ async fn no_room_is_503_naming_the_region_and_free_capacity() {
         .send(api.post("/v1/apps/hello/machines").json(&big))
         .await;
     assert_eq!(status, 503, "{body}");
+    // The reference's code for it (fly-go's flaps suggests another region on it).
+    assert_eq!(body["status"], "insufficient_capacity");
     let msg = body["error"].as_str().unwrap();
     assert!(msg.contains("`local`") && msg.contains("1024 MB"), "{msg}");
     // A machine that fits still goes in.
     api.create_machine("hello", machine_body("x")).await;
+}
+
+/// A size of the reference that aloft long refused (fly-go's `performance-6x` preset: 6
+/// dedicated CPUs, 12288 MB) is placed and started.
+#[tokio::test]
+async fn a_performance_6x_machine_is_placed() {
+    let cluster = Cluster::start_with(ClusterOptions::with_hosts(vec![
+        HostOptions::new("local").cpus(8).memory_mb(16384),
+    ]))
+    .await;
+    let api = cluster.client();
+    api.create_app("hello").await;
+    let guest = json!({"cpu_kind": "performance", "cpus": 6, "memory_mb": 12288});
+    let m = api
+        .create_machine("hello", json!({"config": {"image": "x", "guest": guest}}))
+        .await;
+    assert_eq!(m["config"]["guest"], guest);
+    crate::wait_for(&api, "hello", m["id"].as_str().unwrap(), "started").await;
 }
 
 #[tokio::test]

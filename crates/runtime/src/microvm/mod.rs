@@ -27,7 +27,7 @@ use crate::net::{HostNetwork, NetworkOptions};
 use crate::supervise;
 use crate::{Capabilities, ExitStatus, MachineSpec, Running, Runtime, RuntimeError, Stats};
 use aloft_types::MachineId;
-use aloft_types::api::{ExecResponse, LogLine, ProcessInfo};
+use aloft_types::api::{ExecResponse, LogLine, ProcessStat};
 use aloft_types::init::{ControlOp, ControlRequest, ControlResult, ExitReport, GuestMessage};
 use aloft_types::signal::Signal;
 use async_trait::async_trait;
@@ -543,7 +543,7 @@ impl Runtime for MicrovmRuntime {
         })
     }
 
-    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessInfo>, RuntimeError> {
+    async fn ps(&self, id: &MachineId) -> Result<Vec<ProcessStat>, RuntimeError> {
         match self
             .request(id, ControlOp::Ps, Duration::from_secs(10))
             .await?

@@ -72,11 +72,12 @@ impl Default for Guest {
 }
 
 impl Guest {
-    /// CPU counts allowed for a CPU kind.
+    /// CPU counts allowed for a CPU kind: those of the reference's size presets (fly-go's
+    /// `MachinePresets`: shared-cpu-1x to 8x, performance-1x to 16x).
     pub fn allowed_cpus(kind: CpuKind) -> &'static [u32] {
         match kind {
             CpuKind::Shared => &[1, 2, 4, 6, 8],
-            CpuKind::Performance => &[1, 2, 4, 8, 16],
+            CpuKind::Performance => &[1, 2, 4, 6, 8, 10, 12, 14, 16],
         }
     }
 
@@ -96,9 +97,13 @@ impl Guest {
             .unwrap_or_else(|| self.memory_mb.saturating_mul(8).clamp(2048, 20480))
     }
 
-    /// The reference's size name for this guest, e.g. `shared-cpu-1x`.
+    /// The reference's size name for this guest, e.g. `shared-cpu-1x` or `performance-2x`
+    /// (fly-go's `ToSize`).
     pub fn size_name(&self) -> String {
-        format!("{}-cpu-{}x", self.cpu_kind.as_str(), self.cpus)
+        match self.cpu_kind {
+            CpuKind::Shared => format!("shared-cpu-{}x", self.cpus),
+            CpuKind::Performance => format!("performance-{}x", self.cpus),
+        }
     }
 
     /// 422 for a GPU (`gpus` above 0, or a `gpu_kind`): aloft's hosts offer none. Kept unknown

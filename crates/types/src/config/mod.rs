@@ -151,6 +151,21 @@ mod tests {
             parse(r#"{"image":"a","guest":{"cpu_kind":"performance","cpus":1,"memory_mb":1024}}"#)
                 .unwrap_err();
         assert!(e.to_string().contains("2048"), "{e}");
+        // Every preset of the reference (fly-go's MachinePresets), performance-6x to 14x too.
+        for cpus in [1, 2, 4, 6, 8, 10, 12, 14, 16] {
+            let text = format!(
+                r#"{{"image":"a","guest":{{"cpu_kind":"performance","cpus":{cpus},"memory_mb":{}}}}}"#,
+                cpus * 2048
+            );
+            assert!(parse(&text).is_ok(), "performance-{cpus}x");
+        }
+        let guest = |cpu_kind, cpus| Guest {
+            cpu_kind,
+            cpus,
+            ..Guest::default()
+        };
+        assert_eq!(guest(CpuKind::Performance, 6).size_name(), "performance-6x");
+        assert_eq!(guest(CpuKind::Shared, 2).size_name(), "shared-cpu-2x");
         let e = parse(r#"{"image":"a","guest":{"cpu_kind":"turbo"}}"#).unwrap_err();
         assert_eq!(e.status(), 422);
         assert_eq!(e.body().allowed, vec!["shared", "performance"]);
