@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	fly "github.com/superfly/fly-go"
@@ -48,9 +50,31 @@ func (r *runner) getPlacements() {
 }
 
 // ips covers `fly ips list` through flaps.
+// ips is `fly ips list` and `fly ips allocate-v6`: aloft gives apps no
+// addresses of their own, so the list is empty and an allocation is a 422
+// that says why (flaps returns it as an error carrying that text).
 func (r *runner) ips(app string) {
 	ctx, cancel := r.stepCtx(30 * time.Second)
 	defer cancel()
-	_, err := r.client.GetIPAssignments(ctx, app)
-	r.report("ips: GetIPAssignments", err)
+	res, err := r.client.GetIPAssignments(ctx, app)
+	if r.report("ips: GetIPAssignments", err) {
+		var c checks
+		if res == nil || len(res.IPs) != 0 {
+			c.add("want an empty {\"ips\": []}, got %+v", res)
+		}
+		r.verify("ips: GetIPAssignments is empty", c)
+	}
+	_, err = r.client.AssignIP(ctx, app, flaps.AssignIPRequest{Type: "v6", Region: r.volumeRegion()})
+	var ferr *flaps.FlapsError
+	switch {
+	case err == nil:
+		err = fmt.Errorf("AssignIP succeeded; aloft has no per-app addresses to give")
+	case !errors.As(err, &ferr) || ferr.ResponseStatusCode != 422:
+		err = fmt.Errorf("want a 422 naming the reason, got %w", err)
+	case !strings.Contains(err.Error(), "no IP addresses of their own"):
+		err = fmt.Errorf("the 422 does not say why: %w", err)
+	default:
+		err = nil
+	}
+	r.report("ips: AssignIP is refused saying why", err)
 }

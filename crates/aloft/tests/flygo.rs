@@ -1,21 +1,18 @@
 //! Fly's own Go client against `aloft dev up`: `compat/flygo` drives the Machines API through
 //! fly-go's `flaps` package exactly as flyctl does (apps and the app-name check; a machine's
 //! launch, waits, lease, stop and its exit event, update, start, exec, metadata, cordon,
-//! restart, ps, kill and destroy, a size preset; volumes; regions; secrets) and fails on any
-//! error flaps returns or any field it decodes wrongly.
+//! restart, ps, kill and destroy, a size preset; volumes; regions and placements; secrets;
+//! certificates; IP assignments) and fails on any error flaps returns or any field it decodes
+//! wrongly. No group is skipped.
 //!
 //! Needs Go (the module's dependencies come from the Go module proxy; `scripts/setup.sh`
-//! downloads them); without it this prints SKIPPED and returns. The groups aloft does not serve
-//! yet are skipped by name (`FLY_COMPAT_SKIP`), so their absence is visible here.
+//! downloads them); without it this prints SKIPPED and returns.
 
 mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// What flaps calls that aloft does not serve yet (issue 16): the IP-assignment shapes.
-const NOT_YET: &str = "ips";
 
 /// Builds `compat/flygo` into the test's temp dir; `None` (SKIPPED) without Go.
 fn build_flygo() -> Option<PathBuf> {
@@ -57,7 +54,6 @@ fn fly_gos_flaps_client_drives_aloft_as_flyctl_does() {
         .env("FLY_FLAPS_BASE_URL", &dev.api_url)
         .env("FLY_API_TOKEN", token.trim())
         .env("FLY_COMPAT_OTHER_TOKEN", other.ok().trim())
-        .env("FLY_COMPAT_SKIP", NOT_YET)
         .output()
         .expect("running compat/flygo");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -89,6 +85,10 @@ fn fly_gos_flaps_client_drives_aloft_as_flyctl_does() {
         "ok   secrets: UpdateAppSecrets set",
         "ok   secrets: SetAppSecret",
         "ok   secrets: DeleteAppSecret",
+        "ok   certs: CreateCustomCertificate (POST /certificates/custom)",
+        "ok   certs: CheckCertificate (POST /certificates/{host}/check)",
+        "ok   ips: GetIPAssignments is empty",
+        "ok   ips: AssignIP is refused saying why",
     ] {
         assert!(stdout.contains(step), "`{step}` did not run:\n{stdout}");
     }

@@ -265,6 +265,28 @@ pub struct App {
     pub created_at: String,
 }
 
+/// `GET /v1/apps/{app}/ip_assignments`: the app's own IP addresses (aloft gives none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct IpAssignments {
+    pub ips: Vec<serde_json::Value>,
+}
+
+/// `POST /v1/apps/{app}/ip_assignments` (fly-go's `AssignIPRequest`); refused with a 422.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AssignIpRequest {
+    /// `v6`, `shared_v4`, `private_v6`, ...
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub org_slug: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub service_name: Option<String>,
+}
+
 /// `GET /v1/orgs`: the orgs the token may act in (its own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrgList {
@@ -624,7 +646,7 @@ pub struct RegionList {
 pub struct PlacementRequest {
     /// The machines' size (`cpus`, `memory_mb`; the rest is ignored) [default: 1 shared CPU,
     /// 256 MB].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_or_null")]
     pub compute: Option<PlacementCompute>,
     /// Regions to prefer, comma-separated [default: any].
     #[serde(default)]
@@ -647,6 +669,31 @@ pub struct PlacementCompute {
     #[serde(default)]
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 4294967295_u64)]
     pub memory_mb: Option<u32>,
+}
+
+/// A struct given as a JSON object (or `null`): never as an array, serde's positional form,
+/// which the schema does not allow.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        other => Err(D::Error::custom(format!(
+            "invalid type: {}, expected an object",
+            match other {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                _ => "a string",
+            }
+        ))),
+    }
 }
 
 /// `POST /v1/platform/placements` reply: regions with how many of the machines go there.
@@ -853,4 +900,25 @@ pub mod internal {
     /// start, restart, update). The agent keeps it in memory for that request only and never
     /// stores it.
     pub const REGISTRY_TOKEN_HEADER: &str = "x-aloft-registry-token";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ApiError;
+
+    /// A placement's `compute` is an object or `null`, never serde's positional array form.
+    #[test]
+    fn nested_structs_are_objects() {
+        let ok: PlacementRequest =
+            ApiError::parse_json(br#"{"compute": {"cpus": 2, "memory_mb": 512}}"#).unwrap();
+        assert_eq!(ok.compute.unwrap().memory_mb, Some(512));
+        let none: PlacementRequest = ApiError::parse_json(br#"{"compute": null}"#).unwrap();
+        assert!(none.compute.is_none());
+        let e = ApiError::parse_json::<PlacementRequest>(br#"{"compute": [2, 512]}"#).unwrap_err();
+        assert_eq!(
+            (e.status(), e.body().field.as_deref()),
+            (422, Some("compute"))
+        );
+    }
 }

@@ -14,6 +14,11 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAcmeCertificateRequest {
+    /// A DNS name of two labels or more (not under `.localhost`, which is served already).
+    #[schema(
+        pattern = "^\\s*([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?\\s*$",
+        max_length = 253
+    )]
     pub hostname: String,
 }
 
@@ -22,6 +27,11 @@ pub struct CreateAcmeCertificateRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportCertificateRequest {
+    /// A DNS name of two labels or more (not under `.localhost`, which is served already).
+    #[schema(
+        pattern = "^\\s*([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?\\s*$",
+        max_length = 253
+    )]
     pub hostname: String,
     /// The certificate chain, PEM, leaf first.
     pub fullchain: String,
@@ -33,11 +43,14 @@ pub struct ImportCertificateRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListCertificatesQuery {
-    /// At most this many (default 100, at most 1000).
+    /// At most this many (default 100, at most 1000; 0 is the default).
+    #[param(minimum = 0, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the page before.
+    #[param(max_length = 253)]
     pub cursor: Option<String>,
     /// Only hostnames containing this text.
+    #[param(max_length = 253)]
     pub filter: Option<String>,
 }
 

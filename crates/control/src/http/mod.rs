@@ -14,6 +14,7 @@ mod apps;
 mod certificates;
 mod extract;
 mod internal;
+mod ip_assignments;
 mod machines;
 pub(crate) mod openapi;
 mod orgs;
@@ -133,6 +134,14 @@ pub(crate) fn router(cp: ControlPlane) -> Router {
             any(machine_sub_path),
         )
         .route("/v1/orgs", get(orgs::list_orgs))
+        .route(
+            "/v1/apps/{app}/ip_assignments",
+            get(ip_assignments::list_ip_assignments).post(ip_assignments::assign_ip),
+        )
+        .route(
+            "/v1/apps/{app}/ip_assignments/{ip}",
+            axum::routing::delete(ip_assignments::delete_ip_assignment),
+        )
         .route("/v1/apps/{app}/config", get(deployed_config))
         .route("/v1/platform/regions", get(list_regions))
         .route("/v1/platform/placements", post(placements))

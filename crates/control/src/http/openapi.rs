@@ -5,8 +5,8 @@
 //! drifts from the code.
 
 use super::{
-    apps, certificates, machines, orgs, platform, registry_logins, releases, secrets, tokens,
-    volumes,
+    apps, certificates, ip_assignments, machines, orgs, platform, registry_logins, releases,
+    secrets, tokens, volumes,
 };
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -62,6 +62,9 @@ use utoipa::{Modify, OpenApi};
         registry_logins::list_registry_logins,
         registry_logins::remove_registry_login,
         orgs::list_orgs,
+        ip_assignments::list_ip_assignments,
+        ip_assignments::assign_ip,
+        ip_assignments::delete_ip_assignment,
         openapi_json,
     ),
     modifiers(&BearerAuth),

@@ -5,6 +5,7 @@
 mod apps;
 mod auth;
 mod certificates;
+mod ip_assignments;
 mod machines;
 mod placement;
 mod releases;

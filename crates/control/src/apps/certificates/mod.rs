@@ -231,7 +231,10 @@ impl ControlPlane {
             }
         };
         for (field, value) in [("cursor", &q.cursor), ("filter", &q.filter)] {
-            if value.as_ref().is_some_and(|v| v.len() > MAX_HOSTNAME) {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_HOSTNAME)
+            {
                 return Err(ApiError::invalid(
                     field,
                     format!("`{field}` is longer than a hostname ({MAX_HOSTNAME} characters)"),
