@@ -514,23 +514,68 @@ pub struct MetadataValue {
     pub value: String,
 }
 
-/// `POST .../exec` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+/// `POST .../exec` body: `command`, or the reference's older `cmd` (see its schema below).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ExecRequest {
     /// The program and its arguments.
     #[serde(default)]
-    #[schema(min_items = 1, required = true)]
     pub command: Vec<String>,
     /// The reference's older form: one string, split on whitespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<String>,
     /// Seconds (default 30, at most 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1, maximum = 300)]
     pub timeout: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
 }
+
+/// An exec body names its program: a non-empty `command`, or a `cmd` with something in it.
+impl utoipa::PartialSchema for ExecRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type,
+        };
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let command = || ArrayBuilder::new().items(string()).min_items(Some(1));
+        let cmd = string().pattern(Some("\\S"));
+        let body = ObjectBuilder::new()
+            .property(
+                "command",
+                command().description(Some("The program and its arguments.")),
+            )
+            .property(
+                "cmd",
+                string()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(
+                        "The reference's older form: one string, split on whitespace.",
+                    )),
+            )
+            .property(
+                "timeout",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                    .minimum(Some(1))
+                    .maximum(Some(300))
+                    .description(Some("Seconds (default 30, at most 300).")),
+            )
+            .property(
+                "stdin",
+                ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])),
+            );
+        let names = AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .property("command", command())
+                    .required("command"),
+            )
+            .item(ObjectBuilder::new().property("cmd", cmd).required("cmd"));
+        AllOfBuilder::new().item(body).item(names).into()
+    }
+}
+
+impl ToSchema for ExecRequest {}
 
 impl ExecRequest {
     /// The argv to run.

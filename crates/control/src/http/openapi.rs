@@ -106,9 +106,10 @@ pub fn openapi_document() -> OpenApiDoc {
     doc
 }
 
-/// Every operation that reads a body or a query string can refuse it, whatever its own
-/// description lists: 400 when it does not parse (not JSON, a query value of the wrong type),
-/// 422 when a body parses but is not what the operation takes (a missing or mistyped field).
+/// Every operation that reads a body, a query string or a path parameter can refuse it, whatever
+/// its own description lists: 400 when it does not parse (not JSON, a query value of the wrong
+/// type, a path segment that is not UTF-8 or holds `\\`, `.` or `..`), 422 when a body parses but
+/// is not what the operation takes (a missing or mistyped field).
 fn document_refusals(doc: &mut OpenApiDoc) {
     use utoipa::openapi::path::ParameterIn;
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -132,16 +133,18 @@ fn document_refusals(doc: &mut OpenApiDoc) {
             &mut item.patch,
         ];
         for op in operations.into_iter().flatten() {
-            let has_query = op
-                .parameters
-                .iter()
-                .flatten()
-                .any(|p| p.parameter_in == ParameterIn::Query);
+            let reads = |place: ParameterIn| {
+                op.parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == place)
+            };
+            let (has_query, has_path) = (reads(ParameterIn::Query), reads(ParameterIn::Path));
             let has_body = op.request_body.is_some();
             let responses = &mut op.responses.responses;
-            if has_query || has_body {
+            if has_query || has_body || has_path {
                 responses.entry("400".into()).or_insert_with(|| {
-                    refusal("The body or a query parameter does not parse").into()
+                    refusal("The body, a query parameter or a path segment does not parse").into()
                 });
             }
             if has_body {
