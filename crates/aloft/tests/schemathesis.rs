@@ -42,14 +42,17 @@ fn schemathesis_finds_nothing_in_the_machines_api() {
     let Some(st) = st() else {
         return;
     };
-    let (_tmp, data) = temp_data_dir();
+    let (tmp, data) = temp_data_dir();
     let dev = DevUp::start_no_pull(&data, "schemathesis");
     let token = std::fs::read_to_string(data.join("token")).unwrap();
     dev.aloft(&["apps", "create", "st-app"]).ok();
     let machine = run_machine(&dev, &["hello:v1", "-a", "st-app"]);
     let config =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../compat/schemathesis/schemathesis.toml");
+    // schemathesis keeps a cache (`.schemathesis/`) in its working directory: the test's own, so
+    // nothing is written into the repository and every run starts from the config alone.
     let run = Command::new(&st)
+        .current_dir(tmp.path())
         .arg("--config-file")
         .arg(&config)
         .args(["run", "--no-color"])
